@@ -1,0 +1,356 @@
+//! The preference losses: one enum lists them, one config pairs a loss with β.
+
+use burn::tensor::{backend::Backend, Tensor};
+
+use crate::{
+    stable::{sigmoid, softplus},
+    CoreError, PairLogps,
+};
+
+/// A preference loss and its own hyper-parameters (β, shared by all, is in [`LossConfig`]).
+///
+/// `h` is the DPO margin `(log πθ(y_w) − log π_ref(y_w)) − (log πθ(y_l) − log π_ref(y_l))` on
+/// summed log-probs, except where a variant says otherwise; `z = β·h`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Loss {
+    /// DPO (Rafailov et al., 2023): `ℓ = −log σ(z)`.
+    Sigmoid,
+    /// ROPO (Liang et al., arXiv 2404.04102, ICML 2025):
+    /// `ℓ = 4α/(1+α)²·(−log σ(z)) + 4α²/(1+α)²·σ(−z)`. The σ(−z) term is symmetric, which makes
+    /// the expected gradient under symmetric label noise keep its direction; α > 0 weighs it.
+    Ropo {
+        /// Weight of the noise-aware term relative to DPO's (paper default 14).
+        alpha: f64,
+    },
+    /// ROPO's noise-aware term alone: `ℓ = σ(−z)`. Its noisy risk is `(1−2η)·R + η`.
+    NoiseAware,
+    /// Conservative DPO (Mitchell, 2023), label smoothing ε ∈ [0, ½]:
+    /// `ℓ = −(1−ε)·log σ(z) − ε·log σ(−z)`.
+    Cdpo {
+        /// Assumed probability that a label is flipped.
+        epsilon: f64,
+    },
+    /// Unbiased robust DPO (Chowdhury et al., 2024), ε ∈ [0, ½):
+    /// `ℓ = [−(1−ε)·log σ(z) + ε·log σ(−z)] / (1−2ε)`. It can be negative.
+    Rdpo {
+        /// Assumed probability that a label is flipped.
+        epsilon: f64,
+    },
+    /// IPO (Azar et al., 2023): `ℓ = (h − 1/(2β))²`, on the margin chosen by `margin`.
+    Ipo {
+        /// Whether `h` uses per-token averaged or summed log-ratios.
+        margin: IpoMargin,
+    },
+    /// Hinge loss of SLiC (Zhao et al., 2023): `ℓ = max(0, 1 − z)`.
+    Hinge,
+    /// SimPO (Meng et al., 2024), reference-free: `ℓ = −log σ(β·h − γ)` where `h` is the
+    /// difference of the per-token *averaged* policy log-probs of chosen and rejected.
+    Simpo {
+        /// Target reward margin γ.
+        gamma: f64,
+    },
+}
+
+/// How IPO forms its margin from the log-ratios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpoMargin {
+    /// Per-token averaged log-ratios (TRL's choice, confirmed by IPO's authors); the default.
+    Averaged,
+    /// Summed log-ratios, like every other loss's margin.
+    Summed,
+}
+
+impl std::str::FromStr for IpoMargin {
+    type Err = CoreError;
+
+    fn from_str(name: &str) -> Result<Self, CoreError> {
+        match name {
+            "averaged" => Ok(Self::Averaged),
+            "summed" => Ok(Self::Summed),
+            other => Err(CoreError::UnknownIpoMargin(other.to_string())),
+        }
+    }
+}
+
+/// The loss-specific hyper-parameters a caller may set by name, with the published defaults;
+/// [`Loss::from_name`] takes from it the ones its loss uses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossParams {
+    /// ROPO's α (default 14).
+    pub alpha: f64,
+    /// cDPO's and rDPO's flip rate ε (default 0.1).
+    pub epsilon: f64,
+    /// SimPO's target margin γ (default 0.5, TRL's).
+    pub gamma: f64,
+    /// IPO's margin mode (default averaged).
+    pub ipo_margin: IpoMargin,
+}
+
+impl Default for LossParams {
+    fn default() -> Self {
+        Self {
+            alpha: 14.0,
+            epsilon: 0.1,
+            gamma: 0.5,
+            ipo_margin: IpoMargin::Averaged,
+        }
+    }
+}
+
+impl Loss {
+    /// Every loss name [`Loss::from_name`] accepts (`dpo` is also accepted for `sigmoid`).
+    pub const NAMES: [&'static str; 8] = [
+        "sigmoid", "ropo", "na", "cdpo", "rdpo", "ipo", "hinge", "simpo",
+    ];
+
+    /// The loss called `name`, with its hyper-parameters taken from `params`.
+    pub fn from_name(name: &str, params: &LossParams) -> Result<Self, CoreError> {
+        Ok(match name {
+            "sigmoid" | "dpo" => Self::Sigmoid,
+            "ropo" => Self::Ropo {
+                alpha: params.alpha,
+            },
+            "na" => Self::NoiseAware,
+            "cdpo" => Self::Cdpo {
+                epsilon: params.epsilon,
+            },
+            "rdpo" => Self::Rdpo {
+                epsilon: params.epsilon,
+            },
+            "ipo" => Self::Ipo {
+                margin: params.ipo_margin,
+            },
+            "hinge" => Self::Hinge,
+            "simpo" => Self::Simpo {
+                gamma: params.gamma,
+            },
+            other => return Err(CoreError::UnknownLoss(other.to_string())),
+        })
+    }
+
+    /// The name this loss is known by in configs, metrics and the CLI.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Sigmoid => "sigmoid",
+            Self::Ropo { .. } => "ropo",
+            Self::NoiseAware => "na",
+            Self::Cdpo { .. } => "cdpo",
+            Self::Rdpo { .. } => "rdpo",
+            Self::Ipo { .. } => "ipo",
+            Self::Hinge => "hinge",
+            Self::Simpo { .. } => "simpo",
+        }
+    }
+
+    fn validate(&self) -> Result<(), CoreError> {
+        match *self {
+            Self::Ropo { alpha } => require(
+                "alpha",
+                alpha,
+                alpha.is_finite() && alpha > 0.0,
+                "must be finite and > 0",
+            ),
+            Self::Cdpo { epsilon } => require(
+                "epsilon",
+                epsilon,
+                (0.0..=0.5).contains(&epsilon),
+                "cDPO needs 0 <= epsilon <= 0.5",
+            ),
+            Self::Rdpo { epsilon } => require(
+                "epsilon",
+                epsilon,
+                (0.0..0.5).contains(&epsilon),
+                "rDPO needs 0 <= epsilon < 0.5",
+            ),
+            Self::Simpo { gamma } => require("gamma", gamma, gamma.is_finite(), "must be finite"),
+            Self::Sigmoid | Self::NoiseAware | Self::Ipo { .. } | Self::Hinge => Ok(()),
+        }
+    }
+}
+
+/// A validated loss: which [`Loss`], its inverse temperature β, and the weight of an optional
+/// NLL term on the chosen response (`rpo_alpha` in TRL; 0 turns it off).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossConfig {
+    loss: Loss,
+    beta: f64,
+    nll_weight: f64,
+}
+
+/// What a loss gives back for a batch, every field `[batch]` and unreduced.
+#[derive(Debug, Clone)]
+pub struct LossOutput<B: Backend> {
+    /// Per-pair loss, including the NLL term when its weight is non-zero.
+    pub losses: Tensor<B, 1>,
+    /// The margin `h` the loss is a function of (see [`Loss`]).
+    pub margins: Tensor<B, 1>,
+    /// Implicit reward of the chosen responses, `β·(log πθ − log π_ref)` (SimPO: `β·`mean
+    /// policy log-prob); detached from the graph, for logging.
+    pub chosen_rewards: Tensor<B, 1>,
+    /// Implicit reward of the rejected responses, as for `chosen_rewards`.
+    pub rejected_rewards: Tensor<B, 1>,
+}
+
+impl LossConfig {
+    /// A loss with inverse temperature `beta` and no NLL term; errors where a hyper-parameter is
+    /// outside its range (β ≤ 0, α ≤ 0, ε out of range, non-finite values).
+    pub fn new(loss: Loss, beta: f64) -> Result<Self, CoreError> {
+        require(
+            "beta",
+            beta,
+            beta.is_finite() && beta > 0.0,
+            "must be finite and > 0",
+        )?;
+        loss.validate()?;
+        Ok(Self {
+            loss,
+            beta,
+            nll_weight: 0.0,
+        })
+    }
+
+    /// Adds `weight · (−mean log πθ(y_w))` per pair, the NLL of the chosen response per token.
+    pub fn with_nll_weight(self, weight: f64) -> Result<Self, CoreError> {
+        require(
+            "nll_weight",
+            weight,
+            weight.is_finite() && weight >= 0.0,
+            "must be finite and >= 0",
+        )?;
+        Ok(Self {
+            nll_weight: weight,
+            ..self
+        })
+    }
+
+    /// The loss.
+    pub fn loss(&self) -> Loss {
+        self.loss
+    }
+
+    /// The inverse temperature β.
+    pub fn beta(&self) -> f64 {
+        self.beta
+    }
+
+    /// The weight of the NLL term on the chosen response.
+    pub fn nll_weight(&self) -> f64 {
+        self.nll_weight
+    }
+
+    /// Per-pair losses, margins and rewards of a batch; all outputs `[batch]`.
+    pub fn forward<B: Backend>(&self, logps: &PairLogps<B>) -> LossOutput<B> {
+        let margins = self.margin(logps);
+        let mut losses = self.loss_of_margin(margins.clone());
+        if self.nll_weight > 0.0 {
+            let nll = PairLogps::per_token(logps.policy_chosen.clone(), &logps.chosen_tokens).neg();
+            losses = losses + nll.mul_scalar(self.nll_weight);
+        }
+        let (chosen, rejected) = match self.loss {
+            Loss::Simpo { .. } => (
+                PairLogps::per_token(logps.policy_chosen.clone(), &logps.chosen_tokens),
+                PairLogps::per_token(logps.policy_rejected.clone(), &logps.rejected_tokens),
+            ),
+            _ => (logps.chosen_log_ratio(), logps.rejected_log_ratio()),
+        };
+        LossOutput {
+            losses,
+            margins,
+            chosen_rewards: chosen.detach().mul_scalar(self.beta),
+            rejected_rewards: rejected.detach().mul_scalar(self.beta),
+        }
+    }
+
+    /// The margin `h` this loss is a function of, `[batch]`.
+    pub fn margin<B: Backend>(&self, logps: &PairLogps<B>) -> Tensor<B, 1> {
+        match self.loss {
+            Loss::Ipo {
+                margin: IpoMargin::Averaged,
+            } => {
+                PairLogps::per_token(logps.chosen_log_ratio(), &logps.chosen_tokens)
+                    - PairLogps::per_token(logps.rejected_log_ratio(), &logps.rejected_tokens)
+            }
+            Loss::Simpo { .. } => {
+                PairLogps::per_token(logps.policy_chosen.clone(), &logps.chosen_tokens)
+                    - PairLogps::per_token(logps.policy_rejected.clone(), &logps.rejected_tokens)
+            }
+            _ => logps.chosen_log_ratio() - logps.rejected_log_ratio(),
+        }
+    }
+
+    /// The preference loss `ℓ(h)` of each margin, `[n] -> [n]` (no NLL term).
+    pub fn loss_of_margin<B: Backend>(&self, margins: Tensor<B, 1>) -> Tensor<B, 1> {
+        let beta = self.beta;
+        let z = margins.clone().mul_scalar(beta);
+        match self.loss {
+            Loss::Sigmoid => softplus(z.neg()),
+            Loss::Ropo { alpha } => {
+                let (dpo_weight, na_weight) = ropo_weights(alpha);
+                softplus(z.clone().neg()).mul_scalar(dpo_weight)
+                    + sigmoid(z.neg()).mul_scalar(na_weight)
+            }
+            Loss::NoiseAware => sigmoid(z.neg()),
+            Loss::Cdpo { epsilon } => {
+                softplus(z.clone().neg()).mul_scalar(1.0 - epsilon)
+                    + softplus(z).mul_scalar(epsilon)
+            }
+            Loss::Rdpo { epsilon } => (softplus(z.clone().neg()).mul_scalar(1.0 - epsilon)
+                - softplus(z).mul_scalar(epsilon))
+            .div_scalar(1.0 - 2.0 * epsilon),
+            Loss::Ipo { .. } => margins.sub_scalar(0.5 / beta).powf_scalar(2.0),
+            Loss::Hinge => z.neg().add_scalar(1.0).clamp_min(0.0),
+            Loss::Simpo { gamma } => softplus(z.sub_scalar(gamma).neg()),
+        }
+    }
+
+    /// The analytic derivative `∂ℓ/∂h` of each margin, `[n] -> [n]`: how hard the loss pushes
+    /// on a pair (its gradient weight is `−∂ℓ/∂h`).
+    pub fn dloss_dmargin<B: Backend>(&self, margins: Tensor<B, 1>) -> Tensor<B, 1> {
+        let beta = self.beta;
+        let z = margins.clone().mul_scalar(beta);
+        let weight = match self.loss {
+            Loss::Sigmoid => sigmoid(z.neg()),
+            Loss::Ropo { alpha } => {
+                let (dpo_weight, _) = ropo_weights(alpha);
+                sigmoid(z.clone().neg()) * sigmoid(z).mul_scalar(alpha).add_scalar(1.0) * dpo_weight
+            }
+            Loss::NoiseAware => sigmoid(z.clone()) * sigmoid(z.neg()),
+            Loss::Cdpo { epsilon } => {
+                sigmoid(z.clone().neg()).mul_scalar(1.0 - epsilon) - sigmoid(z).mul_scalar(epsilon)
+            }
+            Loss::Rdpo { epsilon } => (sigmoid(z.clone().neg()).mul_scalar(1.0 - epsilon)
+                + sigmoid(z).mul_scalar(epsilon))
+            .div_scalar(1.0 - 2.0 * epsilon),
+            Loss::Ipo { .. } => return margins.sub_scalar(0.5 / beta).mul_scalar(2.0),
+            Loss::Hinge => z.lower_elem(1.0).float(),
+            Loss::Simpo { gamma } => sigmoid(z.sub_scalar(gamma).neg()),
+        };
+        weight.mul_scalar(-beta)
+    }
+}
+
+/// ROPO's two coefficients `(4α/(1+α)², 4α²/(1+α)²)`: of the DPO term and the noise-aware term.
+fn ropo_weights(alpha: f64) -> (f64, f64) {
+    let scale = 4.0 * alpha / ((1.0 + alpha) * (1.0 + alpha));
+    (scale, scale * alpha)
+}
+
+#[cfg(test)]
+mod tests;
+
+fn require(
+    name: &'static str,
+    value: f64,
+    holds: bool,
+    requirement: &'static str,
+) -> Result<(), CoreError> {
+    if holds {
+        Ok(())
+    } else {
+        Err(CoreError::InvalidParameter {
+            name,
+            value,
+            requirement,
+        })
+    }
+}

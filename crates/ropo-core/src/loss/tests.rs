@@ -1,0 +1,406 @@
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::{backend::Backend, Tensor, TensorData};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+use std::f64::consts::LN_2;
+
+use super::*;
+use crate::PreferenceMetrics;
+
+type Cpu = Flex;
+type Grad = Autodiff<Flex>;
+
+fn tensor<B: Backend>(values: &[f64]) -> Tensor<B, 1> {
+    Tensor::from_data(TensorData::from(values), &Default::default())
+}
+
+fn values<B: Backend>(t: Tensor<B, 1>) -> Vec<f64> {
+    t.into_data().iter::<f64>().collect()
+}
+
+fn assert_close(actual: &[f64], expected: &[f64], tolerance: f64) {
+    assert_eq!(actual.len(), expected.len());
+    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        let scale = e.abs().max(1.0);
+        assert!(
+            (a - e).abs() <= tolerance * scale,
+            "element {i}: got {a}, expected {e} (tolerance {tolerance})"
+        );
+    }
+}
+
+fn config(loss: Loss, beta: f64) -> LossConfig {
+    LossConfig::new(loss, beta).unwrap()
+}
+
+/// torchtune's DPO test inputs; with β = 0.1 the margins are h = [0, 10, 20].
+fn torchtune_fixture() -> PairLogps<Cpu> {
+    PairLogps {
+        policy_chosen: tensor(&[-0.5, -10.0, -1.0]),
+        policy_rejected: tensor(&[-0.1, -30.0, -21.0]),
+        reference_chosen: tensor(&[-0.5, -10.1, -0.1]),
+        reference_rejected: tensor(&[-0.1, -20.1, -0.1]),
+        chosen_tokens: tensor(&[1.0, 1.0, 1.0]),
+        rejected_tokens: tensor(&[1.0, 1.0, 1.0]),
+    }
+}
+
+fn fixture_losses(loss: Loss) -> Vec<f64> {
+    values(config(loss, 0.1).forward(&torchtune_fixture()).losses)
+}
+
+#[test]
+fn fixture_margins_are_0_10_20() {
+    let margins = config(Loss::Sigmoid, 0.1).margin(&torchtune_fixture());
+    assert_close(&values(margins), &[0.0, 10.0, 20.0], 1e-5);
+}
+
+#[test]
+fn sigmoid_matches_torchtune_fixture() {
+    assert_close(
+        &fixture_losses(Loss::Sigmoid),
+        &[LN_2, 0.313262, 0.126928],
+        1e-5,
+    );
+}
+
+#[test]
+fn cdpo_matches_torchtune_fixture() {
+    assert_close(
+        &fixture_losses(Loss::Cdpo { epsilon: 0.1 }),
+        &[LN_2, 0.413262, 0.326928],
+        1e-5,
+    );
+}
+
+#[test]
+fn rdpo_matches_torchtune_fixture_and_goes_negative() {
+    assert_close(
+        &fixture_losses(Loss::Rdpo { epsilon: 0.1 }),
+        &[LN_2, 0.188262, -0.123072],
+        1e-5,
+    );
+}
+
+#[test]
+fn hinge_matches_torchtune_fixture() {
+    assert_close(&fixture_losses(Loss::Hinge), &[1.0, 0.0, 0.0], 1e-5);
+}
+
+#[test]
+fn ipo_on_summed_ratios_matches_torchtune_fixture() {
+    let ipo = Loss::Ipo {
+        margin: IpoMargin::Summed,
+    };
+    assert_close(&fixture_losses(ipo), &[25.0, 25.0, 225.0], 1e-5);
+}
+
+#[test]
+fn ropo_at_zero_margin_matches_closed_form() {
+    // ℓ(0) = 4α/(1+α)²·ln 2 + 4α²/(1+α)²·½.
+    let ropo_at_zero = |alpha: f64| {
+        values(config(Loss::Ropo { alpha }, 0.1).loss_of_margin(tensor::<Cpu>(&[0.0])))[0]
+    };
+    assert_close(&[ropo_at_zero(14.0)], &[1.914739], 1e-5);
+    assert_close(&[ropo_at_zero(2.0)], &[8.0 / 9.0 * LN_2 + 8.0 / 9.0], 1e-5);
+    assert_close(&[ropo_at_zero(6.0)], &[1.808888], 1e-5);
+    assert_close(&[ropo_at_zero(30.0)], &[1.959602], 1e-5);
+    assert_close(
+        &fixture_losses(Loss::Ropo { alpha: 14.0 })[..1],
+        &[1.914739],
+        1e-5,
+    );
+}
+
+#[test]
+fn ropo_matches_hand_derived_values_away_from_zero() {
+    // 56/225·softplus(−βh) + 784/225·σ(−βh), evaluated by hand at βh = 1, −1, 2, −3, 0.37.
+    let losses = config(Loss::Ropo { alpha: 14.0 }, 0.1)
+        .loss_of_margin(tensor::<Cpu>(&[10.0, -10.0, 20.0, -30.0, 3.7]));
+    assert_close(
+        &values(losses),
+        &[1.015079, 2.874189, 0.446947, 4.077951, 1.554246],
+        1e-5,
+    );
+}
+
+#[test]
+fn noise_aware_loss_is_sigmoid_of_negative_margin() {
+    let losses =
+        config(Loss::NoiseAware, 0.1).loss_of_margin(tensor::<Cpu>(&[0.0, 10.0, 20.0, -30.0]));
+    assert_close(&values(losses), &[0.5, 0.268941, 0.119203, 0.952574], 1e-5);
+}
+
+#[test]
+fn ipo_averages_log_ratios_per_token_by_default() {
+    // Chosen log-ratio 3 over 3 tokens, rejected −2 over 4 tokens: h̄ = 1 + 0.5 = 1.5.
+    let logps = PairLogps::<Cpu> {
+        policy_chosen: tensor(&[-7.0]),
+        policy_rejected: tensor(&[-10.0]),
+        reference_chosen: tensor(&[-10.0]),
+        reference_rejected: tensor(&[-8.0]),
+        chosen_tokens: tensor(&[3.0]),
+        rejected_tokens: tensor(&[4.0]),
+    };
+    let ipo = Loss::from_name("ipo", &LossParams::default()).unwrap();
+    let output = config(ipo, 0.1).forward(&logps);
+    assert_close(&values(output.margins), &[1.5], 1e-6);
+    assert_close(&values(output.losses), &[(1.5f64 - 5.0).powi(2)], 1e-6);
+}
+
+#[test]
+fn simpo_uses_length_averaged_policy_logps_and_gamma() {
+    // Averages −6/5 and −8/4: h = 0.8; ℓ = softplus(−(2·0.8 − 0.5)) = softplus(−1.1).
+    let logps = PairLogps::<Cpu> {
+        policy_chosen: tensor(&[-6.0]),
+        policy_rejected: tensor(&[-8.0]),
+        reference_chosen: tensor(&[0.0]),
+        reference_rejected: tensor(&[0.0]),
+        chosen_tokens: tensor(&[5.0]),
+        rejected_tokens: tensor(&[4.0]),
+    };
+    let output = config(Loss::Simpo { gamma: 0.5 }, 2.0).forward(&logps);
+    assert_close(&values(output.losses), &[0.287335], 1e-5);
+    assert_close(&values(output.chosen_rewards), &[-2.4], 1e-6);
+    assert_close(&values(output.rejected_rewards), &[-4.0], 1e-6);
+}
+
+#[test]
+fn nll_term_adds_weighted_per_token_chosen_nll() {
+    let logps = torchtune_fixture();
+    let plain = values(config(Loss::Sigmoid, 0.1).forward(&logps).losses);
+    let with_nll = config(Loss::Sigmoid, 0.1).with_nll_weight(2.0).unwrap();
+    let expected: Vec<f64> = plain
+        .iter()
+        .zip([0.5, 10.0, 1.0])
+        .map(|(l, nll)| l + 2.0 * nll)
+        .collect();
+    assert_close(&values(with_nll.forward(&logps).losses), &expected, 1e-5);
+}
+
+#[test]
+fn empty_completions_do_not_divide_by_zero() {
+    let logps = PairLogps::<Cpu> {
+        policy_chosen: tensor(&[0.0]),
+        policy_rejected: tensor(&[-3.0]),
+        reference_chosen: tensor(&[0.0]),
+        reference_rejected: tensor(&[-1.0]),
+        chosen_tokens: tensor(&[0.0]),
+        rejected_tokens: tensor(&[0.0]),
+    };
+    for loss in every_loss() {
+        let output = config(loss, 0.1)
+            .with_nll_weight(1.0)
+            .unwrap()
+            .forward(&logps);
+        assert!(
+            values(output.losses).iter().all(|v| v.is_finite()),
+            "{loss:?}"
+        );
+    }
+}
+
+fn every_loss() -> Vec<Loss> {
+    let params = LossParams::default();
+    let mut losses: Vec<Loss> = Loss::NAMES
+        .iter()
+        .map(|name| Loss::from_name(name, &params).unwrap())
+        .collect();
+    losses.push(Loss::Ipo {
+        margin: IpoMargin::Summed,
+    });
+    losses
+}
+
+#[test]
+fn autodiff_gradient_equals_analytic_weight_for_every_loss() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let margins: Vec<f64> = (0..1000).map(|_| rng.random_range(-60.0..60.0)).collect();
+    for loss in every_loss() {
+        let config = config(loss, 0.1);
+        let h = tensor::<Grad>(&margins).require_grad();
+        let grads = config.loss_of_margin(h.clone()).sum().backward();
+        let autodiff = values(h.grad(&grads).unwrap());
+        let analytic = values(config.dloss_dmargin(tensor::<Cpu>(&margins)));
+        assert_close(&autodiff, &analytic, 1e-5);
+    }
+}
+
+#[test]
+fn every_loss_and_gradient_stay_finite_at_extreme_margins() {
+    let margins = [1e5, -1e5, 1e4, -1e4];
+    for loss in every_loss() {
+        let config = config(loss, 0.1);
+        let h = tensor::<Grad>(&margins).require_grad();
+        let losses = config.loss_of_margin(h.clone());
+        let grads = losses.clone().sum().backward();
+        let all = [values(losses), values(h.grad(&grads).unwrap())].concat();
+        assert!(all.iter().all(|v| v.is_finite()), "{loss:?}: {all:?}");
+    }
+}
+
+#[test]
+fn sigmoid_of_x_and_of_minus_x_sum_to_one() {
+    let xs: Vec<f64> = (-200..=200).map(|i| i as f64 * 0.37).collect();
+    let x = tensor::<Cpu>(&xs);
+    let sum = values(crate::sigmoid(x.clone()) + crate::sigmoid(x.neg()));
+    assert_close(&sum, &vec![1.0; xs.len()], 1e-6);
+}
+
+fn noisy_risk(config: &LossConfig, margins: &[f64], eta: f64) -> f64 {
+    let clean = values(config.loss_of_margin(tensor::<Cpu>(margins)));
+    let negated: Vec<f64> = margins.iter().map(|h| -h).collect();
+    let flipped = values(config.loss_of_margin(tensor::<Cpu>(&negated)));
+    let total: f64 = clean
+        .iter()
+        .zip(&flipped)
+        .map(|(c, f)| (1.0 - eta) * c + eta * f)
+        .sum();
+    total / margins.len() as f64
+}
+
+#[test]
+fn noise_aware_noisy_risk_is_affine_in_clean_risk() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let margins: Vec<f64> = (0..500).map(|_| rng.random_range(-40.0..40.0)).collect();
+    let na = config(Loss::NoiseAware, 0.1);
+    let clean = noisy_risk(&na, &margins, 0.0);
+    for eta in [0.1, 0.2, 0.3, 0.4] {
+        let noisy = noisy_risk(&na, &margins, eta);
+        assert_close(&[noisy], &[(1.0 - 2.0 * eta) * clean + eta], 1e-6);
+    }
+}
+
+#[test]
+fn dpo_noisy_risk_is_not_affine_in_clean_risk() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let margins: Vec<f64> = (0..500).map(|_| rng.random_range(-40.0..40.0)).collect();
+    let dpo = config(Loss::Sigmoid, 0.1);
+    let clean = noisy_risk(&dpo, &margins, 0.0);
+    let noisy = noisy_risk(&dpo, &margins, 0.2);
+    let affine = 0.6 * clean + 0.2;
+    assert!((noisy - affine).abs() > 1e-2, "{noisy} vs {affine}");
+}
+
+#[test]
+fn noise_aware_noisy_gradient_is_clean_gradient_scaled() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let margins: Vec<f64> = (0..200).map(|_| rng.random_range(-40.0..40.0)).collect();
+    let na = config(Loss::NoiseAware, 0.1);
+    let eta = 0.3;
+    let h = tensor::<Grad>(&margins).require_grad();
+    let noisy = na.loss_of_margin(h.clone()).mul_scalar(1.0 - eta)
+        + na.loss_of_margin(h.clone().neg()).mul_scalar(eta);
+    let noisy_grad = values(h.grad(&noisy.sum().backward()).unwrap());
+    let clean_grad: Vec<f64> = values(na.dloss_dmargin(tensor::<Cpu>(&margins)))
+        .iter()
+        .map(|g| (1.0 - 2.0 * eta) * g)
+        .collect();
+    assert_close(&noisy_grad, &clean_grad, 1e-6);
+}
+
+fn weight_at(config: &LossConfig, margins: &[f64]) -> Vec<f64> {
+    values(config.dloss_dmargin(tensor::<Cpu>(margins)).neg())
+}
+
+#[test]
+fn ropo_weight_peaks_at_beta_at_the_derived_margin() {
+    let beta = 0.1;
+    for alpha in [2.0, 6.0, 14.0, 30.0] {
+        let ropo = config(Loss::Ropo { alpha }, beta);
+        let peak = ((alpha - 1.0) / (alpha + 1.0)).ln() / beta;
+        let around = weight_at(&ropo, &[peak, peak - 0.5, peak + 0.5]);
+        assert_close(&around[..1], &[beta], 1e-6);
+        assert!(around[1] < around[0] && around[2] < around[0], "{around:?}");
+    }
+}
+
+#[test]
+fn ropo_weight_vanishes_for_large_negative_margin_to_its_floor() {
+    let beta = 0.1;
+    let alpha = 14.0;
+    let floor = beta * 4.0 * alpha / ((1.0 + alpha) * (1.0 + alpha));
+    let ropo = config(Loss::Ropo { alpha }, beta);
+    let far = weight_at(&ropo, &[-1000.0, -5000.0]);
+    assert_close(&far, &[floor, floor], 1e-6);
+    let dpo_far = weight_at(&config(Loss::Sigmoid, beta), &[-1000.0]);
+    assert_close(&dpo_far, &[beta], 1e-6);
+}
+
+#[test]
+fn ropo_loss_strictly_decreases_in_margin() {
+    let margins: Vec<f64> = (-100..100).map(|i| i as f64 * 0.5).collect();
+    let losses =
+        values(config(Loss::Ropo { alpha: 14.0 }, 0.1).loss_of_margin(tensor::<Cpu>(&margins)));
+    assert!(losses.windows(2).all(|w| w[1] < w[0]));
+}
+
+#[test]
+fn invalid_hyper_parameters_are_errors() {
+    let bad = [
+        LossConfig::new(Loss::Sigmoid, 0.0),
+        LossConfig::new(Loss::Sigmoid, -0.1),
+        LossConfig::new(Loss::Sigmoid, f64::NAN),
+        LossConfig::new(Loss::Ropo { alpha: 0.0 }, 0.1),
+        LossConfig::new(Loss::Cdpo { epsilon: 0.6 }, 0.1),
+        LossConfig::new(Loss::Rdpo { epsilon: 0.5 }, 0.1),
+        LossConfig::new(Loss::Rdpo { epsilon: -0.1 }, 0.1),
+        LossConfig::new(
+            Loss::Simpo {
+                gamma: f64::INFINITY,
+            },
+            2.0,
+        ),
+        LossConfig::new(Loss::Sigmoid, 0.1).and_then(|c| c.with_nll_weight(-1.0)),
+    ];
+    for result in bad {
+        assert!(
+            matches!(result, Err(CoreError::InvalidParameter { .. })),
+            "{result:?}"
+        );
+    }
+    assert_eq!(
+        Loss::from_name("kto", &LossParams::default()),
+        Err(CoreError::UnknownLoss("kto".into()))
+    );
+    assert_eq!(
+        Loss::from_name("dpo", &LossParams::default()),
+        Ok(Loss::Sigmoid)
+    );
+}
+
+#[test]
+fn metrics_use_trl_names_and_strict_accuracy() {
+    let logps = torchtune_fixture();
+    let output = config(Loss::Sigmoid, 0.1).forward(&logps);
+    let metrics = PreferenceMetrics::of_batch(&output, &logps);
+    // Chosen rewards 0.1·[0, 0.1, −0.9]; rejected 0.1·[0, −9.9, −20.9]: the first pair ties.
+    assert_close(
+        &[metrics.rewards_chosen],
+        &[0.1 * (0.0 + 0.1 - 0.9) / 3.0],
+        1e-6,
+    );
+    assert_close(
+        &[metrics.rewards_rejected],
+        &[0.1 * (0.0 - 9.9 - 20.9) / 3.0],
+        1e-6,
+    );
+    assert_close(&[metrics.rewards_accuracies], &[2.0 / 3.0], 1e-6);
+    assert_close(&[metrics.rewards_margins], &[1.0], 1e-5);
+    assert_close(&[metrics.logps_chosen], &[-11.5 / 3.0], 1e-6);
+    assert_close(&[metrics.logps_rejected], &[-51.1 / 3.0], 1e-6);
+    assert_close(&[metrics.loss], &[(LN_2 + 0.313262 + 0.126928) / 3.0], 1e-5);
+    let names: Vec<&str> = metrics.named().iter().map(|(name, _)| *name).collect();
+    assert_eq!(
+        names,
+        [
+            "loss",
+            "rewards/chosen",
+            "rewards/rejected",
+            "rewards/accuracies",
+            "rewards/margins",
+            "logps/chosen",
+            "logps/rejected"
+        ]
+    );
+}

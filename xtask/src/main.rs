@@ -1,0 +1,53 @@
+//! `cargo xtask NAME`: ropo's entry points (see `cargo xtask --help`).
+//!
+//! Each subcommand lives in its own module; errors reach `main` as one line, printed to
+//! stderr with a non-zero exit code.
+
+mod loss_cmd;
+mod plot_losses;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// ropo's entry points.
+#[derive(Parser)]
+#[command(name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a preference loss and its derivative ∂ℓ/∂h as JSON.
+    Loss(Box<loss_cmd::LossArgs>),
+    /// Draw the gradient weight −∂ℓ/∂h of DPO, cDPO, rDPO and ROPO (docs/losses-weight.svg).
+    PlotLosses(plot_losses::PlotArgs),
+    /// The main job: SFT, then every loss under label noise (not built yet).
+    Train,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Loss(args) => loss_cmd::run(&args),
+        Command::PlotLosses(args) => plot_losses::run(&args),
+        Command::Train => Err(
+            "`cargo xtask train` is not built yet: the trainer (SFT, preference \
+             training, the noise experiment) has not landed; `cargo xtask loss` and \
+             `cargo xtask plot-losses` work today"
+                .into(),
+        ),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What every subcommand returns: its error becomes the one line `main` prints.
+type CmdResult = Result<(), Box<dyn std::error::Error>>;
