@@ -1,5 +1,18 @@
-//! Preference data (scaffolding for now).
+//! Preference data and tokenizers.
 //!
-//! This crate will hold the readers of the common preference-dataset formats, tokenizers,
-//! prompt/response masks, seeded label-noise injection and the built-in gold-reward task. It
-//! knows nothing of models.
+//! This crate turns text into the token ids that models see, and will hold the readers of the
+//! common preference-dataset formats, prompt/response masks, seeded label-noise injection and
+//! the built-in gold-reward task. It knows nothing of models: [`Tokenizer`] is the whole
+//! contract between text and a model, and [`load_tokenizer`] opens any tokenizer it reads
+//! (Hugging Face `tokenizer.json`, GPT-2's `encoder.json` + `vocab.bpe`, llama2.c `.bin`).
+//! Every fallible function returns [`DataError`], whose message names the file and the place
+//! in it.
+
+mod error;
+pub mod tokenizer;
+
+#[cfg(test)]
+mod test_support;
+
+pub use error::DataError;
+pub use tokenizer::{load_tokenizer, HfTokenizer, Llama2cTokenizer, Tokenizer};

@@ -1,5 +1,25 @@
-//! Transformer language models for preference training (scaffolding for now).
+//! Transformer language models for preference training, on burn.
 //!
-//! This crate will hold the GPT-2, GPT-NeoX/Pythia and Llama-family model definitions on burn,
-//! loading of Hugging Face and llama2.c checkpoints, per-sequence response log-probs and
-//! KV-cached generation. It sees token ids only, never text.
+//! One file per family — [`gpt2`], [`gpt_neox`] (Pythia) and [`llama`] (Llama-2/3, Mistral,
+//! Qwen2) — each with its Hugging Face config, modules and parameter names. What every family
+//! shares lives once: the attention core and masks ([`attention`]), rotary embeddings
+//! ([`rotary`]), the KV cache ([`cache`]), response log-probs and sampling. Checkpoints load from Hugging Face folders (`config.json` +
+//! `*.safetensors`, sharded or not, f32/f16/bf16) and llama2.c `.bin` files ([`checkpoint`]).
+//! The crate sees token ids only: text and tokenizers belong to `ropo-data`.
+
+pub mod activation;
+pub mod attention;
+pub mod cache;
+pub mod checkpoint;
+pub mod config;
+mod error;
+pub mod llama;
+mod llama2c;
+mod logprobs;
+mod model;
+pub mod norm;
+pub mod rotary;
+
+pub use error::ModelError;
+pub use logprobs::{score, token_logps, ResponseLogps, ScoreRow};
+pub use model::CausalLm;

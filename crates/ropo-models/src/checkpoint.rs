@@ -1,0 +1,230 @@
+//! Loading and saving Hugging Face checkpoints: `config.json` plus `model.safetensors` or
+//! shards listed in `model.safetensors.index.json`, f32/f16/bf16 on disk, through burn-store.
+//!
+//! PyTorch's `nn.Linear` stores `[out, in]`; burn's `Linear` holds `[in, out]`, so
+//! `PyTorchToBurnAdapter` transposes exactly the tensors that belong to a burn `Linear`.
+//! GPT-2's `Conv1D` weights are already `[in, out]` and live in a module of their own, so the
+//! adapter leaves them alone. Half-precision tensors are upcast to f32 as they load.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    rc::Rc,
+};
+
+use burn::tensor::{backend::Backend, DType};
+use burn_store::{
+    ApplyResult, BurnToPyTorchAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter,
+    SafetensorsStore, TensorSnapshot,
+};
+use serde::Deserialize;
+
+use crate::{config::ModelConfig, llama2c, CausalLm, ModelError};
+
+/// Opens a model from a checkpoint folder (`config.json` + safetensors), a `.safetensors` file
+/// whose folder holds `config.json`, or a llama2.c `.bin` file.
+pub fn load<B: Backend>(path: &Path, device: &B::Device) -> Result<CausalLm<B>, ModelError> {
+    if path.extension().is_some_and(|ext| ext == "bin") {
+        return llama2c::load(path, device);
+    }
+    let folder = if path.is_dir() {
+        path
+    } else {
+        path.parent().unwrap_or(Path::new("."))
+    };
+    let config = ModelConfig::from_file(&folder.join("config.json"))?;
+    let files = if path.is_dir() {
+        weight_files(folder)?
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut model = config.init(device);
+    apply_weights(&mut model, &files, path)?;
+    Ok(model)
+}
+
+/// Writes `config.json` and `model.safetensors` (f32) into `folder`, in the layout Hugging Face
+/// transformers loads. Each file is written under a temporary name and then renamed, so a
+/// failed save never leaves a half-written checkpoint.
+pub fn save<B: Backend>(model: &CausalLm<B>, folder: &Path) -> Result<(), ModelError> {
+    std::fs::create_dir_all(folder).map_err(ModelError::io(folder))?;
+    let weights = folder.join("model.safetensors");
+    let weights_tmp = folder.join("model.safetensors.tmp");
+    let mut store = SafetensorsStore::from_file(&weights_tmp)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .skip_enum_variants(true)
+        .overwrite(true)
+        .metadata("format", "pt");
+    model
+        .save_into(&mut store)
+        .map_err(|e| ModelError::Corrupt {
+            path: weights_tmp.clone(),
+            message: format!("cannot write safetensors: {e}"),
+        })?;
+    let config = folder.join("config.json");
+    let config_tmp = folder.join("config.json.tmp");
+    let text = serde_json::to_string_pretty(&model.config().to_json()).unwrap_or_default();
+    std::fs::write(&config_tmp, text).map_err(ModelError::io(&config_tmp))?;
+    std::fs::rename(&weights_tmp, &weights).map_err(ModelError::io(&weights))?;
+    std::fs::rename(&config_tmp, &config).map_err(ModelError::io(&config))
+}
+
+#[derive(Deserialize)]
+struct ShardIndex {
+    weight_map: std::collections::BTreeMap<String, String>,
+}
+
+/// The safetensors files of a checkpoint folder: the shards its index lists, or the one file.
+fn weight_files(folder: &Path) -> Result<Vec<PathBuf>, ModelError> {
+    let index = folder.join("model.safetensors.index.json");
+    if index.exists() {
+        let text = std::fs::read_to_string(&index).map_err(ModelError::io(&index))?;
+        let parsed: ShardIndex = serde_json::from_str(&text).map_err(|e| ModelError::Config {
+            path: index.clone(),
+            message: e.to_string(),
+        })?;
+        let shards: BTreeSet<&String> = parsed.weight_map.values().collect();
+        return Ok(shards.into_iter().map(|name| folder.join(name)).collect());
+    }
+    let single = folder.join("model.safetensors");
+    if single.exists() {
+        return Ok(vec![single]);
+    }
+    Err(ModelError::Io {
+        path: folder.to_path_buf(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no model.safetensors or model.safetensors.index.json in this folder",
+        ),
+    })
+}
+
+/// Loads every file into `model` and fails, naming the tensors, unless each parameter was
+/// found with the right shape and nothing unexpected was left over.
+fn apply_weights<B: Backend>(
+    model: &mut CausalLm<B>,
+    files: &[PathBuf],
+    checkpoint: &Path,
+) -> Result<(), ModelError> {
+    let mut report = WeightReport::new(model);
+    for file in files {
+        if !file.exists() {
+            return Err(ModelError::io(file)(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "weights file not found",
+            )));
+        }
+        let mut store = SafetensorsStore::from_file(file)
+            .with_from_adapter(PyTorchToBurnAdapter.chain(UpcastToF32))
+            .skip_enum_variants(true)
+            .allow_partial(true)
+            .validate(false);
+        let result = model
+            .load_from(&mut store)
+            .map_err(|e| ModelError::Corrupt {
+                path: file.clone(),
+                message: format!("not a readable safetensors file: {e}"),
+            })?;
+        report.add(result);
+    }
+    report.finish(checkpoint)
+}
+
+/// What loading one or more weight sources into a model found, gathered so one error can list
+/// every missing, unexpected and wrongly shaped tensor.
+pub(crate) struct WeightReport {
+    ignorable: Vec<&'static str>,
+    applied: BTreeSet<String>,
+    missing: Option<BTreeSet<String>>,
+    unexpected: Vec<String>,
+    mismatched: Vec<String>,
+}
+
+impl WeightReport {
+    /// An empty report for `model` (whose family says which stored buffers to ignore).
+    pub(crate) fn new<B: Backend>(model: &CausalLm<B>) -> Self {
+        Self {
+            ignorable: model.config().ignorable_tensors(),
+            applied: BTreeSet::new(),
+            missing: None,
+            unexpected: Vec::new(),
+            mismatched: Vec::new(),
+        }
+    }
+
+    /// Adds the outcome of applying one source (a shard, a file).
+    pub(crate) fn add(&mut self, result: ApplyResult) {
+        self.applied.extend(result.applied);
+        let not_here: BTreeSet<String> = result.missing.into_iter().map(|(path, _)| path).collect();
+        self.missing = Some(match self.missing.take() {
+            Some(before) => before.intersection(&not_here).cloned().collect(),
+            None => not_here,
+        });
+        let ignorable = &self.ignorable;
+        self.unexpected.extend(
+            result
+                .unused
+                .into_iter()
+                .filter(|name| !ignorable.iter().any(|suffix| name.ends_with(suffix))),
+        );
+        self.mismatched
+            .extend(result.errors.into_iter().map(|e| format!("{e:?}")));
+    }
+
+    /// `Ok` when every parameter was loaded and nothing was left over; else one error naming
+    /// the tensors.
+    pub(crate) fn finish(self, checkpoint: &Path) -> Result<(), ModelError> {
+        let missing: Vec<String> = self
+            .missing
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|name| !self.applied.contains(name))
+            .collect();
+        let mut details = Vec::new();
+        if !missing.is_empty() {
+            details.push(format!("missing tensors: {}", missing.join(", ")));
+        }
+        if !self.unexpected.is_empty() {
+            details.push(format!(
+                "unexpected tensors: {}",
+                self.unexpected.join(", ")
+            ));
+        }
+        if !self.mismatched.is_empty() {
+            details.push(format!("wrong tensors: {}", self.mismatched.join("; ")));
+        }
+        if details.is_empty() {
+            Ok(())
+        } else {
+            Err(ModelError::Weights {
+                path: checkpoint.to_path_buf(),
+                details: details.join("; "),
+            })
+        }
+    }
+}
+
+/// Casts f16/bf16 (or f64) tensors to f32 as they are read, so every model computes in f32.
+#[derive(Debug, Clone, Copy)]
+struct UpcastToF32;
+
+impl ModuleAdapter for UpcastToF32 {
+    fn adapt(&self, snapshot: &TensorSnapshot) -> TensorSnapshot {
+        if snapshot.dtype == DType::F32 {
+            return snapshot.clone();
+        }
+        let read = snapshot.clone_data_fn();
+        TensorSnapshot::from_closure(
+            Rc::new(move || read().map(|data| data.convert::<f32>())),
+            DType::F32,
+            snapshot.shape.clone(),
+            snapshot.path_stack.clone().unwrap_or_default(),
+            snapshot.container_stack.clone().unwrap_or_default(),
+            snapshot.tensor_id.unwrap_or_default(),
+        )
+    }
+
+    fn clone_box(&self) -> Box<dyn ModuleAdapter> {
+        Box::new(*self)
+    }
+}

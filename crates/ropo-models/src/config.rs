@@ -1,0 +1,98 @@
+//! `config.json`: which family a checkpoint is, and that family's configuration.
+
+use std::path::Path;
+
+use burn::tensor::backend::Backend;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::{llama::LlamaConfig, CausalLm, ModelError};
+
+/// A model configuration of any supported family, chosen by `config.json`'s `model_type`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelConfig {
+    /// `model_type` `llama`, `mistral` or `qwen2`.
+    Llama(LlamaConfig),
+}
+
+/// The `model_type` values ropo loads.
+pub const MODEL_TYPES: &str = "llama, mistral, qwen2";
+
+#[derive(Deserialize)]
+struct ModelType {
+    model_type: String,
+}
+
+impl ModelConfig {
+    /// Reads and validates `config.json`.
+    pub fn from_file(path: &Path) -> Result<Self, ModelError> {
+        let text = std::fs::read_to_string(path).map_err(ModelError::io(path))?;
+        Self::from_json(&text, path)
+    }
+
+    /// Parses `config.json`'s text; `path` is only used to name the file in errors.
+    pub fn from_json(text: &str, path: &Path) -> Result<Self, ModelError> {
+        let error = |message: String| ModelError::Config {
+            path: path.to_path_buf(),
+            message,
+        };
+        let value: Value = serde_json::from_str(text).map_err(|e| error(e.to_string()))?;
+        let ModelType { model_type } =
+            serde_json::from_value(value.clone()).map_err(|e| error(e.to_string()))?;
+        let family = |e: serde_json::Error| error(format!("{model_type} config: {e}"));
+        let config = match model_type.as_str() {
+            "llama" | "mistral" | "qwen2" => {
+                Self::Llama(serde_json::from_value(value.clone()).map_err(family)?)
+            }
+            other => {
+                return Err(error(format!(
+                    "unknown model_type '{other}': expected one of {MODEL_TYPES}"
+                )))
+            }
+        };
+        config.validate().map_err(error)?;
+        Ok(config)
+    }
+
+    /// Checks the configuration can be built; the message names the field at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Self::Llama(config) => config.validate(),
+        }
+    }
+
+    /// Suffixes of tensors that checkpoints may hold but the model recomputes (buffers), and
+    /// which loading therefore skips.
+    pub fn ignorable_tensors(&self) -> Vec<&'static str> {
+        match self {
+            Self::Llama(_) => vec!["rotary_emb.inv_freq"],
+        }
+    }
+
+    /// A model with freshly initialised weights.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> CausalLm<B> {
+        match self {
+            Self::Llama(config) => CausalLm::Llama(config.init(device)),
+        }
+    }
+
+    /// The `config.json` Hugging Face transformers loads this model from.
+    pub fn to_json(&self) -> Value {
+        let (value, architecture) = match self {
+            Self::Llama(config) => (
+                serde_json::to_value(config),
+                match config.model_type.as_str() {
+                    "mistral" => "MistralForCausalLM",
+                    "qwen2" => "Qwen2ForCausalLM",
+                    _ => "LlamaForCausalLM",
+                },
+            ),
+        };
+        let mut value = value.unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut value {
+            map.insert("architectures".into(), vec![architecture].into());
+            map.insert("torch_dtype".into(), "float32".into());
+        }
+        value
+    }
+}

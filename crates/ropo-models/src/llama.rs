@@ -1,0 +1,294 @@
+//! The Llama family: Llama-2/3, Mistral and Qwen2 — RMSNorm, SwiGLU MLP, grouped-query
+//! attention, RoPE with `rope_theta` and optional Llama-3 scaling, optional q/k/v bias, tied or
+//! untied head. Parameter names follow Hugging Face's `LlamaForCausalLM`
+//! (`model.layers.0.self_attn.q_proj.weight`, ...), so checkpoints load without renaming.
+
+use burn::{
+    module::Module,
+    nn::{Embedding, EmbeddingConfig, Linear, LinearConfig},
+    tensor::{backend::Backend, module::linear, Int, Tensor},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    activation::Activation,
+    attention::{attend, split_heads, AttentionMask},
+    cache::{with_cache, KvCache},
+    norm::RmsNorm,
+    rotary::{Llama3Scaling, RopeParameters, Rotary, RotaryAngles},
+};
+
+/// A Llama-family `config.json`, with Hugging Face's field names and defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlamaConfig {
+    /// `llama`, `mistral` or `qwen2`: kept so a saved checkpoint names its own architecture.
+    #[serde(default = "default_model_type")]
+    pub model_type: String,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Model width `d_model`.
+    pub hidden_size: usize,
+    /// Width of the SwiGLU MLP.
+    pub intermediate_size: usize,
+    /// Number of decoder layers.
+    pub num_hidden_layers: usize,
+    /// Query heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads (grouped-query attention); defaults to `num_attention_heads`.
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    /// Per-head width; defaults to `hidden_size / num_attention_heads`.
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    /// RMSNorm epsilon (default 1e-6).
+    #[serde(default = "default_rms_norm_eps")]
+    pub rms_norm_eps: f64,
+    /// RoPE base, transformers 4.x style (default 10000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_theta: Option<f64>,
+    /// RoPE scaling, transformers 4.x style.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_scaling: Option<RopeParameters>,
+    /// RoPE base and scaling, transformers 5 style.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_parameters: Option<RopeParameters>,
+    /// Context length (default 2048).
+    #[serde(default = "default_max_positions")]
+    pub max_position_embeddings: usize,
+    /// Whether the output head shares the token embedding (default false).
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    /// Whether the attention projections have biases (default false). Qwen2 configs do not
+    /// say; Qwen2 has q/k/v biases and no output bias.
+    #[serde(default)]
+    pub attention_bias: bool,
+    /// Whether the MLP projections have biases (default false).
+    #[serde(default)]
+    pub mlp_bias: bool,
+    /// MLP activation (default `silu`).
+    #[serde(default = "default_activation")]
+    pub hidden_act: Activation,
+}
+
+fn default_model_type() -> String {
+    "llama".into()
+}
+fn default_rms_norm_eps() -> f64 {
+    1e-6
+}
+fn default_max_positions() -> usize {
+    2048
+}
+fn default_activation() -> Activation {
+    Activation::Silu
+}
+
+impl LlamaConfig {
+    /// Key/value heads.
+    pub fn kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    /// Per-head width.
+    pub fn head_width(&self) -> usize {
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads)
+    }
+
+    /// Checks what the config promises is buildable; returns a message naming the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.num_attention_heads == 0 || self.kv_heads() == 0 {
+            return Err("num_attention_heads and num_key_value_heads must be > 0".into());
+        }
+        if !self.num_attention_heads.is_multiple_of(self.kv_heads()) {
+            return Err(format!(
+                "num_attention_heads ({}) must be a multiple of num_key_value_heads ({})",
+                self.num_attention_heads,
+                self.kv_heads()
+            ));
+        }
+        if !self.head_width().is_multiple_of(2) {
+            return Err(format!(
+                "head_dim ({}) must be even for RoPE",
+                self.head_width()
+            ));
+        }
+        self.rope().map(|_| ())
+    }
+
+    /// RoPE base and Llama-3 scaling, from whichever form the file used.
+    fn rope(&self) -> Result<(f64, Option<Llama3Scaling>), String> {
+        let params = self
+            .rope_parameters
+            .or(self.rope_scaling)
+            .unwrap_or_default();
+        let theta = params.rope_theta.or(self.rope_theta).unwrap_or(10_000.0);
+        Ok((theta, params.llama3_scaling()?))
+    }
+
+    /// Whether q/k/v, and separately the output projection, carry biases.
+    fn attention_biases(&self) -> (bool, bool) {
+        if self.model_type == "qwen2" {
+            (true, false)
+        } else {
+            (self.attention_bias, self.attention_bias)
+        }
+    }
+
+    /// A model with freshly initialised weights (call [`LlamaConfig::validate`] first).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Llama<B> {
+        let d = self.hidden_size;
+        let heads = self.num_attention_heads;
+        let kv = self.kv_heads();
+        let hd = self.head_width();
+        let proj = |input, output, bias| {
+            LinearConfig::new(input, output)
+                .with_bias(bias)
+                .init(device)
+        };
+        let (qkv_bias, o_bias) = self.attention_biases();
+        let layers = (0..self.num_hidden_layers)
+            .map(|_| LlamaLayer {
+                self_attn: LlamaAttention {
+                    q_proj: proj(d, heads * hd, qkv_bias),
+                    k_proj: proj(d, kv * hd, qkv_bias),
+                    v_proj: proj(d, kv * hd, qkv_bias),
+                    o_proj: proj(heads * hd, d, o_bias),
+                    heads,
+                    kv_heads: kv,
+                },
+                mlp: LlamaMlp {
+                    gate_proj: proj(d, self.intermediate_size, self.mlp_bias),
+                    up_proj: proj(d, self.intermediate_size, self.mlp_bias),
+                    down_proj: proj(self.intermediate_size, d, self.mlp_bias),
+                    act: self.hidden_act,
+                },
+                input_layernorm: RmsNorm::new(d, self.rms_norm_eps, device),
+                post_attention_layernorm: RmsNorm::new(d, self.rms_norm_eps, device),
+            })
+            .collect();
+        let (theta, scaling) = self.rope().unwrap_or((10_000.0, None));
+        Llama {
+            model: LlamaBody {
+                embed_tokens: EmbeddingConfig::new(self.vocab_size, d).init(device),
+                layers,
+                norm: RmsNorm::new(d, self.rms_norm_eps, device),
+            },
+            lm_head: (!self.tie_word_embeddings).then(|| proj(d, self.vocab_size, false)),
+            rotary: Rotary::new(hd, theta, scaling),
+            config: self.clone(),
+        }
+    }
+}
+
+/// A Llama-family causal language model.
+#[derive(Module, Debug)]
+pub struct Llama<B: Backend> {
+    /// The decoder (HF prefix `model.`).
+    pub model: LlamaBody<B>,
+    /// The output head, absent when tied to the token embedding.
+    pub lm_head: Option<Linear<B>>,
+    rotary: Rotary,
+    config: LlamaConfig,
+}
+
+/// Embedding, decoder layers and final norm.
+#[derive(Module, Debug)]
+pub struct LlamaBody<B: Backend> {
+    /// Token embedding, `[vocab, d_model]`.
+    pub embed_tokens: Embedding<B>,
+    /// Decoder layers.
+    pub layers: Vec<LlamaLayer<B>>,
+    /// Final RMSNorm.
+    pub norm: RmsNorm<B>,
+}
+
+/// One pre-norm decoder layer: attention then SwiGLU MLP, each with a residual.
+#[derive(Module, Debug)]
+pub struct LlamaLayer<B: Backend> {
+    self_attn: LlamaAttention<B>,
+    mlp: LlamaMlp<B>,
+    input_layernorm: RmsNorm<B>,
+    post_attention_layernorm: RmsNorm<B>,
+}
+
+/// Grouped-query self-attention with rotary positions.
+#[derive(Module, Debug)]
+pub struct LlamaAttention<B: Backend> {
+    q_proj: Linear<B>,
+    k_proj: Linear<B>,
+    v_proj: Linear<B>,
+    o_proj: Linear<B>,
+    heads: usize,
+    kv_heads: usize,
+}
+
+/// SwiGLU MLP: `down(act(gate(x)) · up(x))`.
+#[derive(Module, Debug)]
+pub struct LlamaMlp<B: Backend> {
+    gate_proj: Linear<B>,
+    up_proj: Linear<B>,
+    down_proj: Linear<B>,
+    act: Activation,
+}
+
+impl<B: Backend> Llama<B> {
+    /// Next-token logits. `tokens`: `[batch, seq]`; returns `[batch, seq, vocab]`. With a cache,
+    /// `tokens` are the ones after those already cached, and the cache is extended.
+    pub fn forward(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        mask: &AttentionMask<B>,
+        mut cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 3> {
+        let angles = self
+            .rotary
+            .angles(mask.positions(), mask.batch(), &tokens.device());
+        let mut x = self.model.embed_tokens.forward(tokens);
+        for (index, layer) in self.model.layers.iter().enumerate() {
+            let attn = layer.self_attn.forward(
+                layer.input_layernorm.forward(x.clone()),
+                mask,
+                &angles,
+                cache.as_deref_mut(),
+                index,
+            );
+            x = x + attn;
+            x = x.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(x));
+        }
+        let x = self.model.norm.forward(x);
+        match &self.lm_head {
+            Some(head) => head.forward(x),
+            None => linear(x, self.model.embed_tokens.weight.val().transpose(), None),
+        }
+    }
+
+    /// The configuration the model was built from.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+}
+
+impl<B: Backend> LlamaAttention<B> {
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        mask: &AttentionMask<B>,
+        angles: &RotaryAngles<B>,
+        cache: Option<&mut KvCache<B>>,
+        layer: usize,
+    ) -> Tensor<B, 3> {
+        let q = angles.apply(split_heads(self.q_proj.forward(x.clone()), self.heads));
+        let k = angles.apply(split_heads(self.k_proj.forward(x.clone()), self.kv_heads));
+        let v = split_heads(self.v_proj.forward(x), self.kv_heads);
+        let (k, v) = with_cache(cache, layer, k, v);
+        self.o_proj.forward(attend(q, k, v, mask))
+    }
+}
+
+impl<B: Backend> LlamaMlp<B> {
+    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let gate = self.act.forward(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}

@@ -1,0 +1,64 @@
+//! [`CausalLm`]: one type for a model of any family, so scoring, generation and training are
+//! written once.
+
+use burn::{
+    module::Module,
+    tensor::{backend::Backend, Int, Tensor},
+};
+
+use crate::{attention::AttentionMask, cache::KvCache, config::ModelConfig, llama::Llama};
+
+/// A causal language model of any supported family.
+#[derive(Module, Debug)]
+pub enum CausalLm<B: Backend> {
+    /// Llama-2/3, Mistral, Qwen2.
+    Llama(Llama<B>),
+}
+
+impl<B: Backend> CausalLm<B> {
+    /// Next-token logits. `tokens`: `[batch, seq]` (the tokens after those already in `cache`,
+    /// if any); returns `[batch, seq, vocab]`.
+    pub fn forward(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        mask: &AttentionMask<B>,
+        cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 3> {
+        match self {
+            Self::Llama(model) => model.forward(tokens, mask, cache),
+        }
+    }
+
+    /// The configuration the model was built from.
+    pub fn config(&self) -> ModelConfig {
+        match self {
+            Self::Llama(model) => ModelConfig::Llama(model.config().clone()),
+        }
+    }
+
+    /// Vocabulary size.
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Self::Llama(model) => model.config().vocab_size,
+        }
+    }
+
+    /// The longest sequence (prompt plus response) the model takes.
+    pub fn context_length(&self) -> usize {
+        match self {
+            Self::Llama(model) => model.config().max_position_embeddings,
+        }
+    }
+
+    /// Number of decoder layers (the size of a [`KvCache`]).
+    pub fn num_layers(&self) -> usize {
+        match self {
+            Self::Llama(model) => model.config().num_hidden_layers,
+        }
+    }
+
+    /// An empty KV cache sized for this model.
+    pub fn new_cache(&self) -> KvCache<B> {
+        KvCache::new(self.num_layers())
+    }
+}
