@@ -12,6 +12,7 @@ pub mod attention;
 pub mod cache;
 pub mod checkpoint;
 pub mod config;
+mod generate;
 mod error;
 pub mod llama;
 mod llama2c;
@@ -21,5 +22,6 @@ pub mod norm;
 pub mod rotary;
 
 pub use error::ModelError;
+pub use generate::{generate, SamplingConfig};
 pub use logprobs::{score, token_logps, ResponseLogps, ScoreRow};
 pub use model::CausalLm;
