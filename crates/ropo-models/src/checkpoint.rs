@@ -14,8 +14,8 @@ use std::{
 
 use burn::tensor::{backend::Backend, DType};
 use burn_store::{
-    ApplyResult, BurnToPyTorchAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter,
-    SafetensorsStore, TensorSnapshot,
+    ApplyResult, BurnToPyTorchAdapter, KeyRemapper, ModuleAdapter, ModuleSnapshot,
+    PyTorchToBurnAdapter, SafetensorsStore, TensorSnapshot,
 };
 use serde::Deserialize;
 
@@ -99,7 +99,8 @@ fn weight_files(folder: &Path) -> Result<Vec<PathBuf>, ModelError> {
     })
 }
 
-/// Loads every file into `model` and fails, naming the tensors, unless each parameter was
+/// Loads every file into `model`, renamed by its family's
+/// [`ModelConfig::key_remapping`], and fails, naming the tensors, unless each parameter was
 /// found with the right shape and nothing unexpected was left over.
 fn apply_weights<B: Backend>(
     model: &mut CausalLm<B>,
@@ -107,6 +108,9 @@ fn apply_weights<B: Backend>(
     checkpoint: &Path,
 ) -> Result<(), ModelError> {
     let mut report = WeightReport::new(model);
+    // The patterns are constants of this crate, so a failure here is a bug, not bad input.
+    let remapper = KeyRemapper::from_patterns(model.config().key_remapping())
+        .expect("key_remapping patterns are valid regexes");
     for file in files {
         if !file.exists() {
             return Err(ModelError::io(file)(std::io::Error::new(
@@ -116,6 +120,7 @@ fn apply_weights<B: Backend>(
         }
         let mut store = SafetensorsStore::from_file(file)
             .with_from_adapter(PyTorchToBurnAdapter.chain(UpcastToF32))
+            .remap(remapper.clone())
             .skip_enum_variants(true)
             .allow_partial(true)
             .validate(false);

@@ -49,9 +49,7 @@ pub fn generate<B: Backend>(
     validate(model, prompts, sampling)?;
     let batch = prompts.len();
     let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    let budget = sampling
-        .max_new_tokens
-        .min(model.context_length() - width);
+    let budget = sampling.max_new_tokens.min(model.context_length() - width);
     let mut key_valid: Vec<Vec<bool>> = prompts
         .iter()
         .map(|p| (0..width).map(|i| i >= width - p.len()).collect())

@@ -3,8 +3,9 @@
 //! One file per family — [`gpt2`], [`gpt_neox`] (Pythia) and [`llama`] (Llama-2/3, Mistral,
 //! Qwen2) — each with its Hugging Face config, modules and parameter names. What every family
 //! shares lives once: the attention core and masks ([`attention`]), rotary embeddings
-//! ([`rotary`]), the KV cache ([`cache`]), response log-probs and sampling. Checkpoints load from Hugging Face folders (`config.json` +
-//! `*.safetensors`, sharded or not, f32/f16/bf16) and llama2.c `.bin` files ([`checkpoint`]).
+//! ([`rotary`]), the KV cache ([`cache`]), response log-probs and sampling. Checkpoints load
+//! from Hugging Face folders (`config.json` + `*.safetensors`, sharded or not, f32/f16/bf16,
+//! including the original un-prefixed `gpt2`) and llama2.c `.bin` files ([`checkpoint`]).
 //! The crate sees token ids only: text and tokenizers belong to `ropo-data`.
 
 pub mod activation;
@@ -12,8 +13,10 @@ pub mod attention;
 pub mod cache;
 pub mod checkpoint;
 pub mod config;
-mod generate;
 mod error;
+mod generate;
+pub mod gpt2;
+pub mod gpt_neox;
 pub mod llama;
 mod llama2c;
 mod logprobs;

@@ -6,11 +6,18 @@ use burn::{
     tensor::{backend::Backend, Int, Tensor},
 };
 
-use crate::{attention::AttentionMask, cache::KvCache, config::ModelConfig, llama::Llama};
+use crate::{
+    attention::AttentionMask, cache::KvCache, config::ModelConfig, gpt2::Gpt2, gpt_neox::GptNeox,
+    llama::Llama,
+};
 
 /// A causal language model of any supported family.
 #[derive(Module, Debug)]
 pub enum CausalLm<B: Backend> {
+    /// GPT-2.
+    Gpt2(Gpt2<B>),
+    /// GPT-NeoX (Pythia).
+    GptNeox(GptNeox<B>),
     /// Llama-2/3, Mistral, Qwen2.
     Llama(Llama<B>),
 }
@@ -25,6 +32,8 @@ impl<B: Backend> CausalLm<B> {
         cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
         match self {
+            Self::Gpt2(model) => model.forward(tokens, mask, cache),
+            Self::GptNeox(model) => model.forward(tokens, mask, cache),
             Self::Llama(model) => model.forward(tokens, mask, cache),
         }
     }
@@ -32,6 +41,8 @@ impl<B: Backend> CausalLm<B> {
     /// The configuration the model was built from.
     pub fn config(&self) -> ModelConfig {
         match self {
+            Self::Gpt2(model) => ModelConfig::Gpt2(model.config().clone()),
+            Self::GptNeox(model) => ModelConfig::GptNeox(model.config().clone()),
             Self::Llama(model) => ModelConfig::Llama(model.config().clone()),
         }
     }
@@ -39,6 +50,8 @@ impl<B: Backend> CausalLm<B> {
     /// Vocabulary size.
     pub fn vocab_size(&self) -> usize {
         match self {
+            Self::Gpt2(model) => model.config().vocab_size,
+            Self::GptNeox(model) => model.config().vocab_size,
             Self::Llama(model) => model.config().vocab_size,
         }
     }
@@ -46,6 +59,8 @@ impl<B: Backend> CausalLm<B> {
     /// The longest sequence (prompt plus response) the model takes.
     pub fn context_length(&self) -> usize {
         match self {
+            Self::Gpt2(model) => model.config().n_positions,
+            Self::GptNeox(model) => model.config().max_position_embeddings,
             Self::Llama(model) => model.config().max_position_embeddings,
         }
     }
@@ -53,6 +68,8 @@ impl<B: Backend> CausalLm<B> {
     /// Number of decoder layers (the size of a [`KvCache`]).
     pub fn num_layers(&self) -> usize {
         match self {
+            Self::Gpt2(model) => model.config().n_layer,
+            Self::GptNeox(model) => model.config().num_hidden_layers,
             Self::Llama(model) => model.config().num_hidden_layers,
         }
     }

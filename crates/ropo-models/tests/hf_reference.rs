@@ -73,6 +73,21 @@ fn f16_checkpoint_loads_and_matches_transformers() {
 }
 
 #[test]
+fn gpt2_matches_transformers() {
+    assert_matches_reference("gpt2");
+}
+
+#[test]
+fn gpt_neox_parallel_residual_matches_transformers() {
+    assert_matches_reference("gpt_neox");
+}
+
+#[test]
+fn gpt_neox_sequential_matches_transformers() {
+    assert_matches_reference("gpt_neox_sequential");
+}
+
+#[test]
 fn greedy_generation_matches_transformers() {
     let model = load("llama_gqa_bias");
     let reference = reference("llama_gqa_bias");
@@ -145,9 +160,14 @@ fn a_sequence_scores_the_same_alone_and_in_a_padded_batch() {
     let alone_sum: Vec<f64> = alone.sum.into_data().iter::<f64>().collect();
     let batch_sum: Vec<f64> = batch.sum.into_data().iter::<f64>().collect();
     let batch_count: Vec<f64> = batch.count.into_data().iter::<f64>().collect();
-    assert!((alone_sum[0] - batch_sum[1]).abs() < 1e-5, "{alone_sum:?} {batch_sum:?}");
+    assert!(
+        (alone_sum[0] - batch_sum[1]).abs() < 1e-5,
+        "{alone_sum:?} {batch_sum:?}"
+    );
     assert_eq!(batch_count, [7.0, 5.0, 7.0]);
     // The summed response log-prob equals the sum of the per-token reference log-probs.
-    let expected: f64 = token_logps(&model, &ids[0], &device).unwrap()[1..].iter().sum();
+    let expected: f64 = token_logps(&model, &ids[0], &device).unwrap()[1..]
+        .iter()
+        .sum();
     assert!((alone_sum[0] - expected).abs() < 1e-5);
 }

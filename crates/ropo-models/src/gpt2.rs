@@ -1,0 +1,311 @@
+//! The GPT-2 family: learned position embeddings, pre-norm LayerNorm, fused q/k/v projection,
+//! `gelu_new` MLP and a head tied to the token embedding. Parameter names follow Hugging Face's
+//! `GPT2LMHeadModel` (`transformer.h.0.attn.c_attn.weight`, ...). The original `gpt2`
+//! checkpoints on the hub name their tensors without the `transformer.` prefix and carry
+//! `attn.bias` / `attn.masked_bias` mask buffers; [`crate::config::ModelConfig::key_remapping`]
+//! and [`crate::config::ModelConfig::ignorable_tensors`] let those load too.
+
+use burn::{
+    module::{Initializer, Module, Param},
+    nn::{Embedding, EmbeddingConfig, Linear, LinearConfig},
+    tensor::{backend::Backend, module::linear, Int, Tensor},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    activation::Activation,
+    attention::{attend, split_heads, AttentionMask},
+    cache::{with_cache, KvCache},
+    norm::LayerNorm,
+};
+
+/// A GPT-2 `config.json`, with Hugging Face's field names and defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gpt2Config {
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Context length: rows of the learned position embedding.
+    pub n_positions: usize,
+    /// Model width `d_model`.
+    pub n_embd: usize,
+    /// Number of decoder blocks.
+    pub n_layer: usize,
+    /// Attention heads.
+    pub n_head: usize,
+    /// Width of the MLP; defaults to `4 * n_embd`.
+    #[serde(default)]
+    pub n_inner: Option<usize>,
+    /// LayerNorm epsilon (default 1e-5).
+    #[serde(default = "default_layer_norm_epsilon")]
+    pub layer_norm_epsilon: f64,
+    /// MLP activation (default `gelu_new`, the tanh approximation).
+    #[serde(default = "default_activation")]
+    pub activation_function: Activation,
+    /// Whether the output head shares the token embedding (default true).
+    #[serde(default = "default_tie_word_embeddings")]
+    pub tie_word_embeddings: bool,
+}
+
+fn default_layer_norm_epsilon() -> f64 {
+    1e-5
+}
+fn default_activation() -> Activation {
+    Activation::GeluTanh
+}
+fn default_tie_word_embeddings() -> bool {
+    true
+}
+
+impl Gpt2Config {
+    /// Width of the MLP.
+    pub fn inner_width(&self) -> usize {
+        self.n_inner.unwrap_or(4 * self.n_embd)
+    }
+
+    /// Checks what the config promises is buildable; returns a message naming the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) {
+            return Err(format!(
+                "n_embd ({}) must be a positive multiple of n_head ({})",
+                self.n_embd, self.n_head
+            ));
+        }
+        Ok(())
+    }
+
+    /// A model with freshly initialised weights (call [`Gpt2Config::validate`] first).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Gpt2<B> {
+        let d = self.n_embd;
+        let eps = self.layer_norm_epsilon;
+        let h = (0..self.n_layer)
+            .map(|_| Gpt2Block {
+                ln_1: LayerNorm::new(d, eps, device),
+                attn: Gpt2Attention {
+                    c_attn: Conv1D::new(d, 3 * d, device),
+                    c_proj: Conv1D::new(d, d, device),
+                    heads: self.n_head,
+                },
+                ln_2: LayerNorm::new(d, eps, device),
+                mlp: Gpt2Mlp {
+                    c_fc: Conv1D::new(d, self.inner_width(), device),
+                    c_proj: Conv1D::new(self.inner_width(), d, device),
+                    act: self.activation_function,
+                },
+            })
+            .collect();
+        Gpt2 {
+            transformer: Gpt2Body {
+                wte: EmbeddingConfig::new(self.vocab_size, d).init(device),
+                wpe: EmbeddingConfig::new(self.n_positions, d).init(device),
+                h,
+                ln_f: LayerNorm::new(d, eps, device),
+            },
+            lm_head: (!self.tie_word_embeddings).then(|| {
+                LinearConfig::new(d, self.vocab_size)
+                    .with_bias(false)
+                    .init(device)
+            }),
+            config: self.clone(),
+        }
+    }
+}
+
+/// A GPT-2 causal language model.
+#[derive(Module, Debug)]
+pub struct Gpt2<B: Backend> {
+    /// The decoder (HF prefix `transformer.`).
+    pub transformer: Gpt2Body<B>,
+    /// The output head, absent when tied to the token embedding (GPT-2's default).
+    pub lm_head: Option<Linear<B>>,
+    config: Gpt2Config,
+}
+
+/// Token and position embeddings, decoder blocks and final norm.
+#[derive(Module, Debug)]
+pub struct Gpt2Body<B: Backend> {
+    /// Token embedding, `[vocab, d_model]`.
+    pub wte: Embedding<B>,
+    /// Learned position embedding, `[n_positions, d_model]`.
+    pub wpe: Embedding<B>,
+    /// Decoder blocks.
+    pub h: Vec<Gpt2Block<B>>,
+    /// Final LayerNorm.
+    pub ln_f: LayerNorm<B>,
+}
+
+/// One pre-norm decoder block: attention then MLP, each with a residual.
+#[derive(Module, Debug)]
+pub struct Gpt2Block<B: Backend> {
+    ln_1: LayerNorm<B>,
+    attn: Gpt2Attention<B>,
+    ln_2: LayerNorm<B>,
+    mlp: Gpt2Mlp<B>,
+}
+
+/// Multi-head self-attention with one fused q/k/v projection.
+#[derive(Module, Debug)]
+pub struct Gpt2Attention<B: Backend> {
+    c_attn: Conv1D<B>,
+    c_proj: Conv1D<B>,
+    heads: usize,
+}
+
+/// MLP: `c_proj(act(c_fc(x)))`.
+#[derive(Module, Debug)]
+pub struct Gpt2Mlp<B: Backend> {
+    c_fc: Conv1D<B>,
+    c_proj: Conv1D<B>,
+    act: Activation,
+}
+
+/// GPT-2's `Conv1D`: an affine map `x · weight + bias` whose weight is stored `[in, out]`,
+/// the transpose of PyTorch's `nn.Linear`.
+///
+/// It is its own module rather than burn's `Linear` because the checkpoint adapter
+/// (`PyTorchToBurnAdapter`) transposes the weight of every burn `Linear`, assuming PyTorch's
+/// `[out, in]`; these weights are already `[in, out]` and must load as they are.
+#[derive(Module, Debug)]
+pub struct Conv1D<B: Backend> {
+    /// `[in, out]`.
+    pub weight: Param<Tensor<B, 2>>,
+    /// `[out]`.
+    pub bias: Param<Tensor<B, 1>>,
+}
+
+impl<B: Backend> Gpt2<B> {
+    /// Next-token logits. `tokens`: `[batch, seq]`; returns `[batch, seq, vocab]`. With a cache,
+    /// `tokens` are the ones after those already cached, and the cache is extended.
+    pub fn forward(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        mask: &AttentionMask<B>,
+        mut cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 3> {
+        let positions = mask.position_ids(&tokens.device());
+        let body = &self.transformer;
+        let mut x = body.wte.forward(tokens) + body.wpe.forward(positions);
+        for (index, block) in body.h.iter().enumerate() {
+            let attn = block.attn.forward(
+                block.ln_1.forward(x.clone()),
+                mask,
+                cache.as_deref_mut(),
+                index,
+            );
+            x = x + attn;
+            x = x.clone() + block.mlp.forward(block.ln_2.forward(x));
+        }
+        let x = body.ln_f.forward(x);
+        match &self.lm_head {
+            Some(head) => head.forward(x),
+            None => linear(x, body.wte.weight.val().transpose(), None),
+        }
+    }
+
+    /// The configuration the model was built from.
+    pub fn config(&self) -> &Gpt2Config {
+        &self.config
+    }
+}
+
+impl<B: Backend> Gpt2Attention<B> {
+    /// `x`: `[batch, seq, d_model]` -> same shape.
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        mask: &AttentionMask<B>,
+        cache: Option<&mut KvCache<B>>,
+        layer: usize,
+    ) -> Tensor<B, 3> {
+        // c_attn's output is `[q | k | v]`, each `d_model` wide.
+        let qkv = self.c_attn.forward(x);
+        let d = qkv.dims()[2] / 3;
+        let part = |i: usize| split_heads(qkv.clone().narrow(2, i * d, d), self.heads);
+        let (k, v) = with_cache(cache, layer, part(1), part(2));
+        self.c_proj.forward(attend(part(0), k, v, mask))
+    }
+}
+
+impl<B: Backend> Gpt2Mlp<B> {
+    /// `x`: `[batch, seq, d_model]` -> same shape.
+    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.c_proj.forward(self.act.forward(self.c_fc.forward(x)))
+    }
+}
+
+impl<B: Backend> Conv1D<B> {
+    /// A `[input, output]` map initialised as GPT-2 does: weight `N(0, 0.02²)`, bias zero.
+    pub fn new(input: usize, output: usize, device: &B::Device) -> Self {
+        Self {
+            weight: Initializer::Normal {
+                mean: 0.0,
+                std: 0.02,
+            }
+            .init([input, output], device),
+            bias: Initializer::Zeros.init([output], device),
+        }
+    }
+
+    /// `x`: `[batch, seq, in]` -> `[batch, seq, out]`.
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        linear(x, self.weight.val(), Some(self.bias.val()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use burn::backend::Flex;
+    use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+
+    use crate::{checkpoint, token_logps};
+
+    fn fixture() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2")
+    }
+
+    /// Writes the gpt2 fixture as the hub's original `gpt2` stores it: no `transformer.`
+    /// prefix, plus the causal-mask buffers `attn.bias` and `attn.masked_bias`.
+    fn write_legacy_checkpoint(folder: &Path) {
+        let bytes = std::fs::read(fixture().join("model.safetensors")).unwrap();
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        let mask: Vec<u8> = (0..64 * 64)
+            .flat_map(|i| f32::from(u8::from(i % 64 <= i / 64)).to_le_bytes())
+            .collect();
+        let masked_bias = (-1e4f32).to_le_bytes();
+        let mut tensors: Vec<(String, TensorView)> = file
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| (name.replace("transformer.", ""), view))
+            .collect();
+        for layer in 0..2 {
+            tensors.push((
+                format!("h.{layer}.attn.bias"),
+                TensorView::new(Dtype::F32, vec![1, 1, 64, 64], &mask).unwrap(),
+            ));
+            tensors.push((
+                format!("h.{layer}.attn.masked_bias"),
+                TensorView::new(Dtype::F32, vec![], &masked_bias).unwrap(),
+            ));
+        }
+        std::fs::create_dir_all(folder).unwrap();
+        safetensors::serialize_to_file(tensors, None, &folder.join("model.safetensors")).unwrap();
+        std::fs::copy(fixture().join("config.json"), folder.join("config.json")).unwrap();
+    }
+
+    #[test]
+    fn checkpoint_without_transformer_prefix_and_with_mask_buffers_loads() {
+        let folder = std::env::temp_dir().join(format!("ropo-gpt2-legacy-{}", std::process::id()));
+        write_legacy_checkpoint(&folder);
+        let device = Default::default();
+        let legacy = checkpoint::load::<Flex>(&folder, &device);
+        std::fs::remove_dir_all(&folder).unwrap();
+        let legacy = legacy.unwrap();
+        let original = checkpoint::load::<Flex>(&fixture(), &device).unwrap();
+        let tokens = [77, 9, 29, 30, 78, 3, 76];
+        assert_eq!(
+            token_logps(&legacy, &tokens, &device).unwrap(),
+            token_logps(&original, &tokens, &device).unwrap()
+        );
+    }
+}
