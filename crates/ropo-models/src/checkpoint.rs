@@ -24,6 +24,12 @@ use crate::{config::ModelConfig, llama2c, CausalLm, ModelError};
 /// Opens a model from a checkpoint folder (`config.json` + safetensors), a `.safetensors` file
 /// whose folder holds `config.json`, or a llama2.c `.bin` file.
 pub fn load<B: Backend>(path: &Path, device: &B::Device) -> Result<CausalLm<B>, ModelError> {
+    if !path.exists() {
+        return Err(ModelError::io(path)(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no such checkpoint file or folder",
+        )));
+    }
     if path.extension().is_some_and(|ext| ext == "bin") {
         return llama2c::load(path, device);
     }
