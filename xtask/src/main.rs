@@ -3,7 +3,9 @@
 //! Each subcommand lives in its own module; errors reach `main` as one line, printed to
 //! stderr with a non-zero exit code.
 
+mod bench;
 mod loss_cmd;
+mod model_cmds;
 mod plot_losses;
 
 use std::process::ExitCode;
@@ -24,6 +26,12 @@ enum Command {
     Loss(Box<loss_cmd::LossArgs>),
     /// Draw the gradient weight −∂ℓ/∂h of DPO, cDPO, rDPO and ROPO (docs/losses-weight.svg).
     PlotLosses(plot_losses::PlotArgs),
+    /// Score a response under a model: `{"logp_sum", "logp_mean", "n_tokens"}` as JSON.
+    Score(Box<model_cmds::ScoreArgs>),
+    /// Continue a prompt with a model and print the text.
+    Generate(Box<model_cmds::GenerateArgs>),
+    /// Throughput benchmarks.
+    Bench(bench::BenchArgs),
     /// The main job: SFT, then every loss under label noise (not built yet).
     Train,
 }
@@ -33,6 +41,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Loss(args) => loss_cmd::run(&args),
         Command::PlotLosses(args) => plot_losses::run(&args),
+        Command::Score(args) => model_cmds::run_score(&args),
+        Command::Generate(args) => model_cmds::run_generate(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::Train => Err(
             "`cargo xtask train` is not built yet: the trainer (SFT, preference \
              training, the noise experiment) has not landed; `cargo xtask loss` and \
