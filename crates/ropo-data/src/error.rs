@@ -113,6 +113,16 @@ pub enum DataError {
         /// The vocabulary size.
         vocab_size: usize,
     },
+    /// A parameter outside the range where it means something (a noise rate of 0.5, ...).
+    #[error("invalid {name} = {value}: {requirement}")]
+    InvalidParameter {
+        /// The parameter's name as users write it.
+        name: &'static str,
+        /// The value given.
+        value: f64,
+        /// What the value must satisfy.
+        requirement: &'static str,
+    },
 }
 
 impl DataError {

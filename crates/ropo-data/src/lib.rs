@@ -8,11 +8,15 @@
 //! Every fallible function returns [`DataError`], whose message names the file and the place
 //! in it.
 
+pub mod batches;
 mod error;
+pub mod noise;
+mod pair;
 pub mod tokenizer;
 
 #[cfg(test)]
 mod test_support;
 
 pub use error::DataError;
+pub use pair::{Preference, TextPair, TokenizedPair};
 pub use tokenizer::{load_tokenizer, HfTokenizer, Llama2cTokenizer, Tokenizer};
