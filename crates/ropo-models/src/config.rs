@@ -73,10 +73,10 @@ impl ModelConfig {
     /// which loading therefore skips.
     pub fn ignorable_tensors(&self) -> Vec<&'static str> {
         match self {
-            Self::Gpt2(_) => vec!["attn.bias", "attn.masked_bias"],
+            Self::Gpt2(_) => vec![".attn.bias", ".attn.masked_bias"],
             Self::GptNeox(_) => vec![
-                "attention.bias",
-                "attention.masked_bias",
+                ".attention.bias",
+                ".attention.masked_bias",
                 "rotary_emb.inv_freq",
             ],
             Self::Llama(_) => vec!["rotary_emb.inv_freq"],

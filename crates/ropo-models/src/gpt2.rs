@@ -42,7 +42,15 @@ pub struct Gpt2Config {
     #[serde(default = "default_activation")]
     pub activation_function: Activation,
     /// Whether the output head shares the token embedding (default true).
-    #[serde(default = "default_tie_word_embeddings")]
+    /// Whether attention scores are divided by √head_dim (default true; ropo supports only
+    /// true).
+    #[serde(default = "default_true")]
+    pub scale_attn_weights: bool,
+    /// Whether scores are further divided by the layer index (default false; ropo supports
+    /// only false).
+    #[serde(default)]
+    pub scale_attn_by_inverse_layer_idx: bool,
+    #[serde(default = "default_true")]
     pub tie_word_embeddings: bool,
 }
 
@@ -52,10 +60,6 @@ fn default_layer_norm_epsilon() -> f64 {
 fn default_activation() -> Activation {
     Activation::GeluTanh
 }
-fn default_tie_word_embeddings() -> bool {
-    true
-}
-
 impl Gpt2Config {
     /// Width of the MLP.
     pub fn inner_width(&self) -> usize {
@@ -69,6 +73,13 @@ impl Gpt2Config {
                 "n_embd ({}) must be a positive multiple of n_head ({})",
                 self.n_embd, self.n_head
             ));
+        }
+        if !self.scale_attn_weights || self.scale_attn_by_inverse_layer_idx {
+            return Err(
+                "scale_attn_weights = false and scale_attn_by_inverse_layer_idx = true \
+                        are not supported"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -308,4 +319,8 @@ mod tests {
             token_logps(&original, &tokens, &device).unwrap()
         );
     }
+}
+
+fn default_true() -> bool {
+    true
 }

@@ -170,13 +170,14 @@ fn sequence_longer_than_the_context_is_refused() {
 
 #[test]
 fn saved_checkpoint_loads_back_with_identical_log_probs() {
-    for name in ["llama_gqa_bias", "llama"] {
+    for name in ["llama_gqa_bias", "llama", "gpt2", "gpt_neox"] {
         let model = load(&fixture(name)).unwrap();
         let out = scratch_copy(name).join("saved");
         checkpoint::save(&model, &out).unwrap();
         let reloaded = load(&out).unwrap();
         assert_eq!(reloaded.config(), model.config());
         let ids = [1, 5, 9, 33, 2, 70, 11];
+        assert!(out.join("config.json").exists());
         let device = Default::default();
         assert_eq!(
             token_logps(&model, &ids, &device).unwrap(),

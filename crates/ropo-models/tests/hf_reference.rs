@@ -88,17 +88,19 @@ fn gpt_neox_sequential_matches_transformers() {
 }
 
 #[test]
-fn greedy_generation_matches_transformers() {
-    let model = load("llama_gqa_bias");
-    let reference = reference("llama_gqa_bias");
-    let greedy = SamplingConfig {
-        max_new_tokens: reference.greedy.len(),
-        temperature: 0.0,
-        ..SamplingConfig::default()
-    };
-    let prompt = reference.input_ids[0][..3].to_vec();
-    let out = generate(&model, &[prompt], &greedy, &Default::default()).unwrap();
-    assert_eq!(out[0], reference.greedy);
+fn greedy_generation_matches_transformers_for_every_family() {
+    for name in ["llama_gqa_bias", "gpt2", "gpt_neox"] {
+        let model = load(name);
+        let reference = reference(name);
+        let greedy = SamplingConfig {
+            max_new_tokens: reference.greedy.len(),
+            temperature: 0.0,
+            ..SamplingConfig::default()
+        };
+        let prompt = reference.input_ids[0][..3].to_vec();
+        let out = generate(&model, &[prompt], &greedy, &Default::default()).unwrap();
+        assert_eq!(out[0], reference.greedy, "{name}");
+    }
 }
 
 #[test]
