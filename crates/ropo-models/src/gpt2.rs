@@ -262,6 +262,10 @@ impl<B: Backend> Conv1D<B> {
     }
 }
 
+fn default_true() -> bool {
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
@@ -319,8 +323,4 @@ mod tests {
             token_logps(&original, &tokens, &device).unwrap()
         );
     }
-}
-
-fn default_true() -> bool {
-    true
 }
