@@ -7,6 +7,7 @@ mod bench;
 mod loss_cmd;
 mod model_cmds;
 mod plot_losses;
+mod train_cmd;
 
 use std::process::ExitCode;
 
@@ -32,8 +33,8 @@ enum Command {
     Generate(Box<model_cmds::GenerateArgs>),
     /// Throughput benchmarks.
     Bench(bench::BenchArgs),
-    /// The main job: SFT, then every loss under label noise (not built yet).
-    Train,
+    /// The main job: SFT, then every loss under label noise, side by side.
+    Train(Box<train_cmd::TrainArgs>),
 }
 
 fn main() -> ExitCode {
@@ -44,12 +45,7 @@ fn main() -> ExitCode {
         Command::Score(args) => model_cmds::run_score(&args),
         Command::Generate(args) => model_cmds::run_generate(&args),
         Command::Bench(args) => bench::run(&args),
-        Command::Train => Err(
-            "`cargo xtask train` is not built yet: the trainer (SFT, preference \
-             training, the noise experiment) has not landed; `cargo xtask loss` and \
-             `cargo xtask plot-losses` work today"
-                .into(),
-        ),
+        Command::Train(args) => train_cmd::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

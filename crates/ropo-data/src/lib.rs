@@ -10,6 +10,7 @@
 
 pub mod batches;
 mod error;
+pub mod gold;
 pub mod noise;
 mod pair;
 pub mod tokenizer;

@@ -1,5 +1,13 @@
-//! Training orchestration (scaffolding for now).
-//!
-//! This crate will hold SFT, preference training with any `ropo-core` loss, evaluation and
-//! resumable checkpoints, and the iterative ROPO framework (noise filtering and rejection
-//! sampling), tying `ropo-models` and `ropo-data` together.
+//! Training orchestration: SFT, preference training with any `ropo-core` loss, evaluation and
+//! the built-in noisy-preference experiment, tying `ropo-models` and `ropo-data` together.
+//! Generic over burn's autodiff backends; the caller picks the backend.
+
+mod error;
+pub mod eval;
+pub mod experiment;
+pub mod optim;
+pub mod reference;
+pub mod schedule;
+pub mod step;
+
+pub use error::TrainError;

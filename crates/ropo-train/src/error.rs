@@ -1,0 +1,49 @@
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// Errors of `ropo-train`: bad configuration, a failing model or data step, a diverged step,
+/// or a run folder that cannot be written.
+#[derive(Debug, Error)]
+pub enum TrainError {
+    /// A configuration value is missing, unknown or impossible.
+    #[error("{0}")]
+    Config(String),
+    /// A loss hyper-parameter is invalid.
+    #[error(transparent)]
+    Loss(#[from] ropo_core::CoreError),
+    /// The model refused a batch or a checkpoint.
+    #[error(transparent)]
+    Model(#[from] ropo_models::ModelError),
+    /// The data could not be read or prepared.
+    #[error(transparent)]
+    Data(#[from] ropo_data::DataError),
+    /// A step produced NaN or infinity.
+    #[error("step {step}: {what} is {value} (not finite); stopping. {last_good}")]
+    NonFinite {
+        /// The optimiser step at which it appeared.
+        step: usize,
+        /// Which quantity (`loss`, `grad_norm`).
+        what: &'static str,
+        /// The value.
+        value: f64,
+        /// Where the last good state is.
+        last_good: String,
+    },
+    /// A file of the run could not be written or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+}
+
+impl TrainError {
+    /// Wraps an I/O error with its path, for `map_err`.
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { path, source }
+    }
+}

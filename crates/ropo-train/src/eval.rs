@@ -1,0 +1,125 @@
+//! Evaluation on clean held-out data: implicit-reward accuracy and margin for any pairs, and for
+//! the gold-reward task the gold reward of sampled generations and their win rate against the
+//! SFT reference.
+
+use burn::tensor::backend::Backend;
+use ropo_data::{gold::GoldTask, TokenizedPair};
+use ropo_models::{generate, score, CausalLm, SamplingConfig};
+
+use crate::{
+    reference::{pair_rows, ReferenceLogps},
+    TrainError,
+};
+
+/// How well a policy's implicit reward `β·(log π − log π_ref)` orders held-out pairs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PairEval {
+    /// Fraction of pairs whose chosen response gets the strictly higher implicit reward.
+    pub accuracy: f64,
+    /// Mean implicit-reward margin, chosen minus rejected.
+    pub margin: f64,
+}
+
+/// Implicit-reward accuracy and mean margin of `model` on `pairs` (whose labels are clean).
+pub fn implicit_reward_eval<B: Backend>(
+    model: &CausalLm<B>,
+    pairs: &[TokenizedPair],
+    reference: &[ReferenceLogps],
+    beta: f64,
+    batch_size: usize,
+    device: &B::Device,
+) -> Result<PairEval, TrainError> {
+    let margins = implicit_margins(model, pairs, reference, beta, batch_size, device)?;
+    let n = margins.len().max(1) as f64;
+    Ok(PairEval {
+        accuracy: margins.iter().filter(|m| **m > 0.0).count() as f64 / n,
+        margin: margins.iter().sum::<f64>() / n,
+    })
+}
+
+/// `β·[(log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l))]` of every pair.
+pub fn implicit_margins<B: Backend>(
+    model: &CausalLm<B>,
+    pairs: &[TokenizedPair],
+    reference: &[ReferenceLogps],
+    beta: f64,
+    batch_size: usize,
+    device: &B::Device,
+) -> Result<Vec<f64>, TrainError> {
+    let mut margins = Vec::with_capacity(pairs.len());
+    let size = batch_size.max(1);
+    for (chunk, refs) in pairs.chunks(size).zip(reference.chunks(size)) {
+        let sums: Vec<f64> = score(model, &pair_rows(chunk.iter()), device)?
+            .sum
+            .into_data()
+            .iter::<f64>()
+            .collect();
+        let (chosen, rejected) = sums.split_at(chunk.len());
+        margins.extend(
+            chosen
+                .iter()
+                .zip(rejected)
+                .zip(refs)
+                .map(|((c, r), re)| beta * ((c - re.chosen) - (r - re.rejected))),
+        );
+    }
+    Ok(margins)
+}
+
+/// Gold-task quality of a policy's samples.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GoldEval {
+    /// Mean gold reward `r*` of one sampled response per prompt.
+    pub mean_reward: f64,
+    /// Fraction of prompts where the policy's sample beats the baseline's (ties count ½).
+    pub win_rate: f64,
+}
+
+/// Samples one response per prompt (temperature 1, seeded) from a model.
+pub fn sample_responses<B: Backend>(
+    model: &CausalLm<B>,
+    task: &GoldTask,
+    prompts: &[Vec<u32>],
+    seed: u64,
+    device: &B::Device,
+) -> Result<Vec<Vec<u32>>, TrainError> {
+    let sampling = SamplingConfig {
+        max_new_tokens: task.length + 1,
+        temperature: 1.0,
+        seed,
+        stop_tokens: vec![ropo_data::gold::EOS],
+        ..SamplingConfig::default()
+    };
+    Ok(generate(model, prompts, &sampling, device)?)
+}
+
+/// Gold reward of `model`'s samples and their win rate against `baseline` samples of the same
+/// prompts (e.g. the SFT model's).
+pub fn gold_eval<B: Backend>(
+    model: &CausalLm<B>,
+    task: &GoldTask,
+    prompts: &[Vec<u32>],
+    baseline: &[Vec<u32>],
+    seed: u64,
+    device: &B::Device,
+) -> Result<GoldEval, TrainError> {
+    let samples = sample_responses(model, task, prompts, seed, device)?;
+    let mut reward = 0.0;
+    let mut wins = 0.0;
+    for ((prompt, sample), base) in prompts.iter().zip(&samples).zip(baseline) {
+        let (mine, theirs) = (task.reward(prompt, sample), task.reward(prompt, base));
+        reward += mine;
+        wins += if mine > theirs {
+            1.0
+        } else if mine == theirs {
+            0.5
+        } else {
+            0.0
+        };
+    }
+    let n = prompts.len().max(1) as f64;
+    Ok(GoldEval {
+        mean_reward: reward / n,
+        win_rate: wins / n,
+    })
+}

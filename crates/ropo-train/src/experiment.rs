@@ -1,0 +1,444 @@
+//! The built-in experiment: one SFT on the gold-reward task, then every chosen loss trained
+//! from the SFT model on the same pairs under each label-noise rate, for several seeds, each
+//! judged on clean held-out pairs and by the gold reward of its samples.
+
+use burn::{
+    module::AutodiffModule,
+    tensor::backend::AutodiffBackend,
+};
+use ropo_core::{Loss, LossConfig, LossParams};
+use ropo_data::{batches::BatchSampler, gold::GoldTask, noise, TokenizedPair};
+use ropo_models::{activation::Activation, config::ModelConfig, llama::LlamaConfig, CausalLm};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    eval::{gold_eval, implicit_reward_eval, sample_responses, GoldEval},
+    optim::Trainer,
+    reference::{reference_logps, ReferenceLogps},
+    schedule::{Decay, LrSchedule},
+    step::{preference_step, sft_step},
+    TrainError,
+};
+
+/// Everything the built-in experiment needs; every field has a default (the embedded run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GoldExperiment {
+    /// The task.
+    pub task: GoldTask,
+    /// The policy: a small Llama-style transformer.
+    pub model: TinyModel,
+    /// Supervised fine-tuning on the task's mixed-quality responses.
+    pub sft: SftStage,
+    /// Preference training, shared by every loss.
+    pub preference: PreferenceStage,
+    /// Loss names (`ropo-core`'s), each trained at every noise rate and seed.
+    pub losses: Vec<String>,
+    /// Symmetric label-noise rates η.
+    pub noise: Vec<f64>,
+    /// Seeds per (loss, η): each redraws the noise, the batch order and the evaluation samples.
+    pub seeds: u64,
+    /// Base seed of the whole experiment (model init, data).
+    pub seed: u64,
+    /// Clean held-out pairs for implicit-reward accuracy.
+    pub eval_pairs: usize,
+    /// Held-out prompts for the gold reward and win rate.
+    pub eval_prompts: usize,
+}
+
+/// Shape of the experiment's transformer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TinyModel {
+    /// `d_model`.
+    pub hidden: usize,
+    /// Decoder layers.
+    pub layers: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// SwiGLU width.
+    pub intermediate: usize,
+}
+
+/// The SFT stage.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SftStage {
+    /// Training examples.
+    pub examples: usize,
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Examples per step.
+    pub batch: usize,
+    /// Peak learning rate (cosine decay after 5% warmup).
+    pub lr: f64,
+}
+
+/// The preference stage and the loss hyper-parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreferenceStage {
+    /// Training pairs (before noise).
+    pub pairs: usize,
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Pairs per step.
+    pub batch: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Warmup steps.
+    pub warmup: usize,
+    /// β of every loss.
+    pub beta: f64,
+    /// ROPO's α.
+    pub alpha: f64,
+    /// cDPO's and rDPO's ε.
+    pub epsilon: f64,
+}
+
+impl Default for GoldExperiment {
+    fn default() -> Self {
+        Self {
+            task: GoldTask::default(),
+            model: TinyModel {
+                hidden: 32,
+                layers: 2,
+                heads: 4,
+                intermediate: 64,
+            },
+            sft: SftStage {
+                examples: 4000,
+                steps: 300,
+                batch: 64,
+                lr: 3e-3,
+            },
+            preference: PreferenceStage {
+                pairs: 1500,
+                steps: 150,
+                batch: 32,
+                lr: 1e-3,
+                warmup: 10,
+                beta: 0.1,
+                alpha: 14.0,
+                epsilon: 0.2,
+            },
+            losses: ["sigmoid", "cdpo", "rdpo", "ipo", "ropo"].map(String::from).to_vec(),
+            noise: vec![0.0, 0.2, 0.4],
+            seeds: 3,
+            seed: 0,
+            eval_pairs: 500,
+            eval_prompts: 500,
+        }
+    }
+}
+
+/// The outcome of one (loss, η, seed) run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// Loss name.
+    pub loss: String,
+    /// Noise rate η.
+    pub noise: f64,
+    /// Seed index.
+    pub seed: u64,
+    /// Implicit-reward accuracy on clean held-out pairs.
+    pub clean_accuracy: f64,
+    /// Mean implicit-reward margin on clean held-out pairs.
+    pub clean_margin: f64,
+    /// Mean gold reward of samples.
+    pub gold_reward: f64,
+    /// Win rate of samples against the SFT model's.
+    pub gold_win_rate: f64,
+    /// Per-step training metrics.
+    pub history: Vec<StepRecord>,
+}
+
+/// One logged training step (TRL's names in `metrics.jsonl`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Optimiser step (1-based).
+    pub step: usize,
+    /// Mean loss.
+    pub loss: f64,
+    /// `rewards/accuracies` on the (noisy) training batch.
+    pub accuracy: f64,
+    /// `rewards/margins`.
+    pub margin: f64,
+    /// `rewards/chosen`.
+    pub rewards_chosen: f64,
+    /// `rewards/rejected`.
+    pub rewards_rejected: f64,
+    /// Learning rate.
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+}
+
+/// What the experiment reports as it goes, for progress bars and logs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    /// An SFT step finished: `(step, total, loss)`.
+    Sft(usize, usize, f64),
+    /// A preference run started: `(index, total runs, loss, η, seed)`.
+    RunStarted(usize, usize, String, f64, u64),
+    /// A preference step finished.
+    Step(StepRecord),
+    /// A preference run finished.
+    RunFinished(RunResult),
+}
+
+/// Everything the experiment measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentOutcome {
+    /// SFT model quality per seed (its samples against another draw of its own).
+    pub sft: Vec<SftResult>,
+    /// One entry per (loss, η, seed).
+    pub runs: Vec<RunResult>,
+}
+
+/// The SFT model's own numbers, the baseline every run starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SftResult {
+    /// Seed index.
+    pub seed: u64,
+    /// Mean gold reward of the SFT model's samples.
+    pub gold_reward: f64,
+    /// Implicit-reward accuracy of the SFT model itself (0: every margin is 0).
+    pub clean_accuracy: f64,
+}
+
+impl GoldExperiment {
+    /// Checks every value before anything runs; the message names the field.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let fail = |message: String| Err(TrainError::Config(message));
+        if let Some(eta) = self.noise.iter().find(|eta| !(0.0..0.5).contains(*eta)) {
+            return fail(format!("noise: rate {eta} must be in [0, 0.5)"));
+        }
+        for name in &self.losses {
+            self.loss(name)?;
+        }
+        for (field, value) in [
+            ("sft.lr", self.sft.lr),
+            ("preference.lr", self.preference.lr),
+        ] {
+            if !(value > 0.0 && value.is_finite()) {
+                return fail(format!("{field}: learning rate {value} must be > 0"));
+            }
+        }
+        for (field, value) in [
+            ("sft.batch", self.sft.batch),
+            ("preference.batch", self.preference.batch),
+            ("preference.pairs", self.preference.pairs),
+            ("sft.examples", self.sft.examples),
+            ("seeds", self.seeds as usize),
+            ("eval_pairs", self.eval_pairs),
+            ("eval_prompts", self.eval_prompts),
+        ] {
+            if value == 0 {
+                return fail(format!("{field} must be at least 1"));
+            }
+        }
+        if self.losses.is_empty() || self.noise.is_empty() {
+            return fail("losses and noise must each name at least one value".into());
+        }
+        self.model_config()
+            .validate()
+            .map_err(|e| TrainError::Config(format!("model: {e}")))
+    }
+
+    fn loss(&self, name: &str) -> Result<LossConfig, TrainError> {
+        let params = LossParams {
+            alpha: self.preference.alpha,
+            epsilon: self.preference.epsilon,
+            ..LossParams::default()
+        };
+        Ok(LossConfig::new(Loss::from_name(name, &params)?, self.preference.beta)?)
+    }
+
+    fn model_config(&self) -> ModelConfig {
+        ModelConfig::Llama(LlamaConfig {
+            model_type: "llama".into(),
+            vocab_size: self.task.vocab_size(),
+            hidden_size: self.model.hidden,
+            intermediate_size: self.model.intermediate,
+            num_hidden_layers: self.model.layers,
+            num_attention_heads: self.model.heads,
+            num_key_value_heads: None,
+            head_dim: None,
+            rms_norm_eps: 1e-5,
+            rope_theta: None,
+            rope_scaling: None,
+            rope_parameters: None,
+            max_position_embeddings: self.task.sequence_length(),
+            tie_word_embeddings: false,
+            attention_bias: false,
+            mlp_bias: false,
+            hidden_act: Activation::Silu,
+        })
+    }
+
+    /// Runs the whole experiment, reporting progress to `on_progress`.
+    pub fn run<B: AutodiffBackend>(
+        &self,
+        device: &B::Device,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<ExperimentOutcome, TrainError> {
+        self.validate()?;
+        B::seed(device, self.seed);
+        let sft = self.train_sft::<B>(device, on_progress)?;
+        let reference = sft.valid();
+        let task = &self.task;
+        let train_pairs = task.pairs(self.preference.pairs, self.seed + 2);
+        let eval_pairs = task.pairs(self.eval_pairs, self.seed + 3);
+        let prompts = task.prompts(self.eval_prompts, self.seed + 4);
+        let batch = self.preference.batch.max(64);
+        let train_refs = reference_logps(&reference, &train_pairs, batch, device)?;
+        let eval_refs = reference_logps(&reference, &eval_pairs, batch, device)?;
+        let beta = self.preference.beta;
+        let mut outcome = ExperimentOutcome {
+            sft: Vec::new(),
+            runs: Vec::new(),
+        };
+        let total = self.losses.len() * self.noise.len() * self.seeds as usize;
+        for seed in 0..self.seeds {
+            let eval_seed = 1000 + seed;
+            let baseline = sample_responses(&reference, task, &prompts, eval_seed + 500, device)?;
+            let own = gold_eval(&reference, task, &prompts, &baseline, eval_seed, device)?;
+            let accuracy =
+                implicit_reward_eval(&reference, &eval_pairs, &eval_refs, beta, batch, device)?;
+            outcome.sft.push(SftResult {
+                seed,
+                gold_reward: own.mean_reward,
+                clean_accuracy: accuracy.accuracy,
+            });
+            for &eta in &self.noise {
+                let noisy = noise::symmetric(train_pairs.clone(), eta, 7919 * seed + 17)?;
+                let refs: Vec<ReferenceLogps> = train_refs
+                    .iter()
+                    .zip(&noisy.flipped)
+                    .map(|(r, flip)| if *flip { r.swapped() } else { *r })
+                    .collect();
+                for name in &self.losses {
+                    on_progress(Progress::RunStarted(
+                        outcome.runs.len(),
+                        total,
+                        name.clone(),
+                        eta,
+                        seed,
+                    ));
+                    let loss = self.loss(name)?;
+                    let (policy, history) = self.train_preference::<B>(
+                        sft.clone(),
+                        &loss,
+                        &noisy.pairs,
+                        &refs,
+                        seed,
+                        device,
+                        on_progress,
+                    )?;
+                    let policy = policy.valid();
+                    let pair_eval =
+                        implicit_reward_eval(&policy, &eval_pairs, &eval_refs, beta, batch, device)?;
+                    let GoldEval {
+                        mean_reward,
+                        win_rate,
+                    } = gold_eval(&policy, task, &prompts, &baseline, eval_seed, device)?;
+                    let result = RunResult {
+                        loss: name.clone(),
+                        noise: eta,
+                        seed,
+                        clean_accuracy: pair_eval.accuracy,
+                        clean_margin: pair_eval.margin,
+                        gold_reward: mean_reward,
+                        gold_win_rate: win_rate,
+                        history,
+                    };
+                    on_progress(Progress::RunFinished(result.clone()));
+                    outcome.runs.push(result);
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn train_sft<B: AutodiffBackend>(
+        &self,
+        device: &B::Device,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<CausalLm<B>, TrainError> {
+        let mut model = self.model_config().init::<B>(device);
+        let examples = self.task.sft_examples(self.sft.examples, self.seed + 1);
+        let lengths = examples.iter().map(|(p, r)| p.len() + r.len()).collect();
+        let mut sampler = BatchSampler::new(lengths, self.sft.batch, 1, self.seed);
+        let mut trainer = Trainer::new(
+            LrSchedule {
+                peak: self.sft.lr,
+                warmup: self.sft.steps / 20,
+                total: self.sft.steps,
+                decay: Decay::Cosine,
+            },
+            0.0,
+            Some(1.0),
+        );
+        for step in 0..self.sft.steps {
+            let batch: Vec<(&[u32], &[u32])> = sampler
+                .next_batch()
+                .into_iter()
+                .map(|i| (examples[i].0.as_slice(), examples[i].1.as_slice()))
+                .collect();
+            let (next, loss, _) = sft_step(model, &mut trainer, &batch, device)?;
+            model = next;
+            on_progress(Progress::Sft(step + 1, self.sft.steps, loss));
+        }
+        Ok(model)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn train_preference<B: AutodiffBackend>(
+        &self,
+        mut model: CausalLm<B>,
+        loss: &LossConfig,
+        pairs: &[TokenizedPair],
+        refs: &[ReferenceLogps],
+        seed: u64,
+        device: &B::Device,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<(CausalLm<B>, Vec<StepRecord>), TrainError> {
+        let stage = &self.preference;
+        let lengths = pairs.iter().map(TokenizedPair::max_len).collect();
+        let mut sampler = BatchSampler::new(lengths, stage.batch, 1, 31 * seed + 5);
+        let mut trainer = Trainer::new(
+            LrSchedule {
+                peak: stage.lr,
+                warmup: stage.warmup,
+                total: stage.steps,
+                decay: Decay::Cosine,
+            },
+            0.0,
+            Some(1.0),
+        );
+        let mut history = Vec::with_capacity(stage.steps);
+        for step in 0..stage.steps {
+            let indices = sampler.next_batch();
+            let batch: Vec<&TokenizedPair> = indices.iter().map(|i| &pairs[*i]).collect();
+            let batch_refs: Vec<ReferenceLogps> = indices.iter().map(|i| refs[*i]).collect();
+            let (next, report) =
+                preference_step(model, &mut trainer, loss, &batch, &batch_refs, 1, device)?;
+            model = next;
+            let record = StepRecord {
+                step: step + 1,
+                loss: report.metrics.loss,
+                accuracy: report.metrics.rewards_accuracies,
+                margin: report.metrics.rewards_margins,
+                rewards_chosen: report.metrics.rewards_chosen,
+                rewards_rejected: report.metrics.rewards_rejected,
+                lr: report.optim.lr,
+                grad_norm: report.optim.grad_norm,
+            };
+            on_progress(Progress::Step(record));
+            history.push(record);
+        }
+        Ok((model, history))
+    }
+}
+

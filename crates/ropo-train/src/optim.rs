@@ -1,0 +1,105 @@
+//! The optimiser: burn's AdamW, with global-norm gradient clipping and the learning-rate
+//! schedule, one place for every training stage.
+
+use burn::{
+    module::{AutodiffModule, ModuleVisitor, Param},
+    optim::{adaptor::OptimizerAdaptor, AdamW, AdamWConfig, GradientsParams, Optimizer},
+    tensor::{backend::AutodiffBackend, ElementConversion, Tensor},
+};
+
+use crate::schedule::LrSchedule;
+
+/// AdamW plus the schedule and clipping of one training stage.
+pub struct Trainer<M: AutodiffModule<B>, B: AutodiffBackend> {
+    optimizer: OptimizerAdaptor<AdamW, M, B>,
+    schedule: LrSchedule,
+    max_grad_norm: Option<f64>,
+    step: usize,
+}
+
+/// What one optimiser step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepReport {
+    /// The learning rate used.
+    pub lr: f64,
+    /// Global L2 norm of the gradients before clipping.
+    pub grad_norm: f64,
+}
+
+impl<M: AutodiffModule<B>, B: AutodiffBackend> Trainer<M, B> {
+    /// AdamW (β₁ 0.9, β₂ 0.999, ε 1e-8) with decoupled `weight_decay`, the `schedule`, and
+    /// clipping of the global gradient norm to `max_grad_norm` when given.
+    pub fn new(schedule: LrSchedule, weight_decay: f64, max_grad_norm: Option<f64>) -> Self {
+        Self {
+            optimizer: AdamWConfig::new()
+                .with_epsilon(1e-8)
+                .with_weight_decay(weight_decay as f32)
+                .init(),
+            schedule,
+            max_grad_norm,
+            step: 0,
+        }
+    }
+
+    /// Optimiser steps taken so far.
+    pub fn steps_done(&self) -> usize {
+        self.step
+    }
+
+    /// Applies `grads` (of `model`'s parameters) and advances the schedule.
+    pub fn step(&mut self, model: M, mut grads: GradientsParams) -> (M, StepReport) {
+        let grad_norm = global_norm::<M, B>(&model, &grads);
+        if let Some(max) = self.max_grad_norm {
+            if grad_norm > max {
+                scale_grads::<M, B>(&model, &mut grads, max / grad_norm);
+            }
+        }
+        let lr = self.schedule.at(self.step);
+        let model = self.optimizer.step(lr, model, grads);
+        self.step += 1;
+        (model, StepReport { lr, grad_norm })
+    }
+}
+
+/// `sqrt(Σ‖g‖²)` over every parameter's gradient.
+fn global_norm<M: AutodiffModule<B>, B: AutodiffBackend>(model: &M, grads: &GradientsParams) -> f64 {
+    struct SumSquares<'a, B: AutodiffBackend> {
+        grads: &'a GradientsParams,
+        total: Option<Tensor<B::InnerBackend, 1>>,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for SumSquares<'_, B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if let Some(grad) = self.grads.get::<B::InnerBackend, D>(param.id) {
+                let squares = grad.powf_scalar(2.0).sum();
+                self.total = Some(match self.total.take() {
+                    Some(total) => total + squares,
+                    None => squares,
+                });
+            }
+        }
+    }
+    let mut visitor = SumSquares::<B> { grads, total: None };
+    model.visit(&mut visitor);
+    visitor
+        .total
+        .map_or(0.0, |total| total.into_scalar().elem::<f64>().sqrt())
+}
+
+fn scale_grads<M: AutodiffModule<B>, B: AutodiffBackend>(
+    model: &M,
+    grads: &mut GradientsParams,
+    factor: f64,
+) {
+    struct Scale<'a> {
+        grads: &'a mut GradientsParams,
+        factor: f64,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if let Some(grad) = self.grads.remove::<B::InnerBackend, D>(param.id) {
+                self.grads.register(param.id, grad.mul_scalar(self.factor));
+            }
+        }
+    }
+    model.visit(&mut Scale { grads, factor });
+}

@@ -1,0 +1,66 @@
+//! Reference log-probs, computed once per dataset with the frozen starting model, so that
+//! preference training holds one model in memory and runs one forward per step.
+
+use burn::tensor::backend::Backend;
+use ropo_data::TokenizedPair;
+use ropo_models::{score, CausalLm, ScoreRow};
+
+use crate::TrainError;
+
+/// `log π_ref` of one pair's chosen and rejected responses (summed over response tokens).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReferenceLogps {
+    /// `log π_ref(y_w | x)`.
+    pub chosen: f64,
+    /// `log π_ref(y_l | x)`.
+    pub rejected: f64,
+}
+
+impl ReferenceLogps {
+    /// The same pair with chosen and rejected exchanged (a flipped label).
+    pub fn swapped(self) -> Self {
+        Self {
+            chosen: self.rejected,
+            rejected: self.chosen,
+        }
+    }
+}
+
+/// Scores every pair with `model`, `batch_size` pairs per forward (chosen and rejected of a
+/// batch in the same forward).
+pub fn reference_logps<B: Backend>(
+    model: &CausalLm<B>,
+    pairs: &[TokenizedPair],
+    batch_size: usize,
+    device: &B::Device,
+) -> Result<Vec<ReferenceLogps>, TrainError> {
+    let mut out = Vec::with_capacity(pairs.len());
+    for chunk in pairs.chunks(batch_size.max(1)) {
+        let rows = pair_rows(chunk.iter());
+        let sums: Vec<f64> = score(model, &rows, device)?.sum.into_data().iter::<f64>().collect();
+        let (chosen, rejected) = sums.split_at(chunk.len());
+        out.extend(
+            chosen
+                .iter()
+                .zip(rejected)
+                .map(|(c, r)| ReferenceLogps {
+                    chosen: *c,
+                    rejected: *r,
+                }),
+        );
+    }
+    Ok(out)
+}
+
+/// The score rows of a batch of pairs: every chosen response, then every rejected one.
+pub fn pair_rows<'a>(pairs: impl Iterator<Item = &'a TokenizedPair> + Clone) -> Vec<ScoreRow<'a>> {
+    let chosen = pairs.clone().map(|p| ScoreRow {
+        prompt: &p.prompt,
+        response: &p.chosen,
+    });
+    let rejected = pairs.map(|p| ScoreRow {
+        prompt: &p.prompt,
+        response: &p.rejected,
+    });
+    chosen.chain(rejected).collect()
+}
