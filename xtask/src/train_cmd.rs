@@ -1,42 +1,115 @@
-//! `cargo xtask train`: the main job.
+//! `cargo xtask train`: the main job — the built-in noisy-preference experiment, or one given
+//! by a TOML config.
 
-use std::time::Instant;
+use std::{path::PathBuf, time::Instant};
 
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 use ropo::backend::Training;
-use ropo::train::experiment::{GoldExperiment, Progress};
+use ropo::train::{
+    experiment::{GoldExperiment, Progress},
+    report::write_run_folder,
+};
 
 use crate::CmdResult;
 
-/// Run the built-in noisy-preference experiment (defaults: the embedded run).
+/// Run the noisy-preference experiment (with no arguments: the embedded default).
 #[derive(Args)]
 pub struct TrainArgs {
-    /// A TOML experiment config (every field optional; defaults are the embedded run).
+    /// A TOML experiment config; fields left out keep their defaults (see docs/training.md).
     #[arg(long)]
-    config: Option<std::path::PathBuf>,
-    /// Losses to compare, comma-separated.
+    config: Option<PathBuf>,
+    /// Losses to compare, comma-separated (overrides the config).
     #[arg(long, value_delimiter = ',')]
     losses: Option<Vec<String>>,
-    /// Label-noise rates, comma-separated.
+    /// Label-noise rates, comma-separated (overrides the config).
     #[arg(long, value_delimiter = ',')]
     noise: Option<Vec<f64>>,
-    /// Seeds per (loss, noise).
+    /// Seeds per (loss, noise) (overrides the config).
     #[arg(long)]
     seeds: Option<u64>,
-    /// Preference steps per run.
+    /// Preference steps per run (overrides the config).
     #[arg(long)]
     steps: Option<usize>,
-    /// Print one line per run instead of progress.
+    /// The run folder.
+    #[arg(long, default_value = "runs/gold")]
+    out: PathBuf,
+    /// Log one line per finished run instead of a progress bar.
     #[arg(long)]
     quiet: bool,
 }
 
-/// Runs the experiment and prints its table.
+/// Runs the experiment, writes the run folder and prints the result tables.
 pub fn run(args: &TrainArgs) -> CmdResult {
+    let experiment = resolve(args)?;
+    experiment.validate()?;
+    check_writable(&args.out)?;
+    let runs = experiment.losses.len() * experiment.noise.len() * experiment.seeds as usize;
+    let total = (experiment.sft.steps + runs * experiment.preference.steps) as u64;
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let start = Instant::now();
+    let mut current = String::new();
+    let outcome = experiment.run::<Training>(&Default::default(), &mut |progress| match progress {
+        Progress::Sft(step, steps, loss) => {
+            bar.inc(1);
+            bar.set_message(format!("sft {step}/{steps} loss {loss:.3}"));
+        }
+        Progress::RunStarted(index, total, loss, noise, seed) => {
+            current = format!("run {}/{total} {loss} η={noise} seed={seed}", index + 1);
+        }
+        Progress::Step(s) => {
+            bar.inc(1);
+            bar.set_message(format!(
+                "{current} | loss {:.3} acc {:.2} lr {:.1e} {:.0} tok/s",
+                s.loss, s.accuracy, s.lr, s.tokens_per_s
+            ));
+        }
+        Progress::RunFinished(r) => {
+            if args.quiet {
+                eprintln!(
+                    "{:.0}s {} η={} seed={}: clean accuracy {:.3}, gold reward {:.3}, win rate {:.3}",
+                    start.elapsed().as_secs_f64(),
+                    r.loss,
+                    r.noise,
+                    r.seed,
+                    r.clean_accuracy,
+                    r.gold_reward,
+                    r.gold_win_rate
+                );
+            }
+        }
+    })?;
+    bar.finish_and_clear();
+    let wall = start.elapsed().as_secs_f64();
+    let summary = write_run_folder(&args.out, &experiment, &outcome, wall)?;
+    for metric in ["gold_win_rate", "clean_accuracy"] {
+        println!("{}", summary.table(&experiment, metric));
+    }
+    println!(
+        "{} runs in {wall:.0} s; report, plots, metrics.jsonl and summary.json in {}",
+        outcome.runs.len(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// The experiment: the config file (or the default) with the command-line overrides applied.
+fn resolve(args: &TrainArgs) -> Result<GoldExperiment, Box<dyn std::error::Error>> {
     let mut experiment = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            toml::from_str::<GoldExperiment>(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+            toml::from_str::<GoldExperiment>(&text)
+                .map_err(|e| format!("{}: {}", path.display(), one_line(&e.to_string())))?
         }
         None => GoldExperiment::default(),
     };
@@ -52,28 +125,28 @@ pub fn run(args: &TrainArgs) -> CmdResult {
     if let Some(steps) = args.steps {
         experiment.preference.steps = steps;
     }
-    let start = Instant::now();
-    let outcome = experiment.run::<Training>(&Default::default(), &mut |progress| {
-        if let Progress::Sft(step, total, loss) = progress {
-            if step % 50 == 0 || step == total {
-                eprintln!("sft {step}/{total} loss {loss:.4}");
-            }
-        }
-        if let Progress::RunFinished(r) = progress {
-            eprintln!(
-                "{:>8} η={:.1} seed={} acc={:.3} gold={:.3} win={:.3} ({:.0}s)",
-                r.loss,
-                r.noise,
-                r.seed,
-                r.clean_accuracy,
-                r.gold_reward,
-                r.gold_win_rate,
-                start.elapsed().as_secs_f64()
-            );
-        }
-    })?;
-    for sft in &outcome.sft {
-        eprintln!("sft seed {}: gold {:.3}", sft.seed, sft.gold_reward);
-    }
+    Ok(experiment)
+}
+
+/// Fails before any training if the run folder cannot be written.
+fn check_writable(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("{}: cannot create the run folder: {e}", dir.display()))?;
+    let probe = dir.join(".write-test");
+    std::fs::write(&probe, b"ok")
+        .map_err(|e| format!("{}: the run folder is not writable: {e}", dir.display()))?;
+    std::fs::remove_file(&probe).map_err(|e| format!("{}: {e}", probe.display()))?;
     Ok(())
+}
+
+/// toml's errors span several lines (a snippet of the file); keep them to one.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with('|') && !l.chars().all(|c| c == '^' || c == ' ')
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

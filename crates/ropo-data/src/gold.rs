@@ -2,10 +2,10 @@
 //! is known exactly, so alignment quality can be measured without a judge model.
 //!
 //! A prompt is `BOS x₁ … xₙ SEP` with symbols drawn uniformly from `symbols` values. A
-//! response is `y₁ … yₙ EOS`. The ideal response has `yᵢ = (xᵢ + x₍ᵢ₊₁ mod n₎) mod symbols`:
-//! every position depends on two prompt symbols, so the model has to attend, and learning it
-//! from pairs takes many examples. The gold reward `r*(x, y)` is the fraction of positions
-//! where the response is right (a missing or extra token counts as wrong).
+//! response is `y₁ … yₙ EOS`. The ideal response has `yᵢ = (xᵢ + 1) mod symbols`: each
+//! position must look back a fixed distance into the prompt, which a small transformer learns
+//! from a few thousand examples. The gold reward `r*(x, y)` is the fraction of positions where
+//! the response is right (a missing or extra token counts as wrong).
 //!
 //! The SFT data mixes good and bad responses: each position is right with probability
 //! `sft_quality` and otherwise a uniform random symbol, so an SFT model is far from optimal
@@ -157,12 +157,12 @@ mod tests {
     fn ideal_response_gets_full_reward_and_sft_responses_less() {
         let task = GoldTask::default();
         let prompt = vec![BOS, 3, 4, 10, 5, SEP];
-        // x = [0, 1, 7, 2]: (0+1, 1+7, 7+2, 2+0) mod 8 = [1, 0, 1, 2].
-        assert_eq!(task.ideal(&prompt), [4, 3, 4, 5]);
-        assert_eq!(task.reward(&prompt, &[4, 3, 4, 5, EOS]), 1.0);
-        assert_eq!(task.reward(&prompt, &[4, 3, 9, 5, EOS]), 0.75);
-        assert_eq!(task.reward(&prompt, &[4, 3, EOS]), 0.5);
-        assert_eq!(task.reward(&prompt, &[4, 3, 4, 5, 6, EOS]), 0.75);
+        // x = [0, 1, 7, 2]: (x + 1) mod 8 = [1, 2, 0, 3], tokens 3 higher.
+        assert_eq!(task.ideal(&prompt), [4, 5, 3, 6]);
+        assert_eq!(task.reward(&prompt, &[4, 5, 3, 6, EOS]), 1.0);
+        assert_eq!(task.reward(&prompt, &[4, 5, 9, 6, EOS]), 0.75);
+        assert_eq!(task.reward(&prompt, &[4, 5, EOS]), 0.5);
+        assert_eq!(task.reward(&prompt, &[4, 5, 3, 6, 7, EOS]), 0.75);
         let examples = task.sft_examples(4000, 1);
         let mean: f64 = examples.iter().map(|(p, r)| task.reward(p, r)).sum::<f64>() / 4000.0;
         // Right on purpose half the time, by chance 1/8 of the rest: 0.5 + 0.5/8.
@@ -175,8 +175,13 @@ mod tests {
         let pairs = task.pairs(500, 3);
         assert_eq!(pairs.len(), 500);
         for pair in &pairs {
-            assert!(task.reward(&pair.prompt, &pair.chosen) > task.reward(&pair.prompt, &pair.rejected));
-            assert_eq!(pair.prompt.len() + pair.chosen.len(), task.sequence_length());
+            assert!(
+                task.reward(&pair.prompt, &pair.chosen) > task.reward(&pair.prompt, &pair.rejected)
+            );
+            assert_eq!(
+                pair.prompt.len() + pair.chosen.len(),
+                task.sequence_length()
+            );
         }
         assert_eq!(pairs, task.pairs(500, 3));
         assert_ne!(pairs, task.pairs(500, 4));

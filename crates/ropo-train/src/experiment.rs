@@ -2,10 +2,7 @@
 //! from the SFT model on the same pairs under each label-noise rate, for several seeds, each
 //! judged on clean held-out pairs and by the gold reward of its samples.
 
-use burn::{
-    module::AutodiffModule,
-    tensor::backend::AutodiffBackend,
-};
+use burn::{module::AutodiffModule, tensor::backend::AutodiffBackend};
 use ropo_core::{Loss, LossConfig, LossParams};
 use ropo_data::{batches::BatchSampler, gold::GoldTask, noise, TokenizedPair};
 use ropo_models::{activation::Activation, config::ModelConfig, llama::LlamaConfig, CausalLm};
@@ -44,6 +41,12 @@ pub struct GoldExperiment {
     pub eval_pairs: usize,
     /// Held-out prompts for the gold reward and win rate.
     pub eval_prompts: usize,
+    /// Validation pairs and prompts (drawn apart from training and held-out data): the
+    /// training-length curves are measured on them, so choices made from the curves never
+    /// look at the held-out numbers.
+    pub validation: usize,
+    /// Evaluate on the validation split every this many preference steps (0: only at the end).
+    pub eval_every: usize,
 }
 
 /// Shape of the experiment's transformer.
@@ -108,13 +111,13 @@ impl Default for GoldExperiment {
             },
             sft: SftStage {
                 examples: 4000,
-                steps: 300,
+                steps: 150,
                 batch: 64,
-                lr: 3e-3,
+                lr: 1e-2,
             },
             preference: PreferenceStage {
                 pairs: 1500,
-                steps: 150,
+                steps: 400,
                 batch: 32,
                 lr: 1e-3,
                 warmup: 10,
@@ -122,12 +125,16 @@ impl Default for GoldExperiment {
                 alpha: 14.0,
                 epsilon: 0.2,
             },
-            losses: ["sigmoid", "cdpo", "rdpo", "ipo", "ropo"].map(String::from).to_vec(),
+            losses: ["sigmoid", "cdpo", "rdpo", "ipo", "ropo"]
+                .map(String::from)
+                .to_vec(),
             noise: vec![0.0, 0.2, 0.4],
             seeds: 3,
             seed: 0,
             eval_pairs: 500,
             eval_prompts: 500,
+            validation: 300,
+            eval_every: 100,
         }
     }
 }
@@ -149,8 +156,23 @@ pub struct RunResult {
     pub gold_reward: f64,
     /// Win rate of samples against the SFT model's.
     pub gold_win_rate: f64,
+    /// Validation metrics against training length.
+    pub curve: Vec<CurvePoint>,
     /// Per-step training metrics.
     pub history: Vec<StepRecord>,
+}
+
+/// Validation metrics after some number of preference steps.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    /// Preference steps taken.
+    pub step: usize,
+    /// Implicit-reward accuracy on the clean validation pairs.
+    pub clean_accuracy: f64,
+    /// Mean gold reward of samples on the validation prompts.
+    pub gold_reward: f64,
+    /// Win rate against the SFT model's samples on the validation prompts.
+    pub gold_win_rate: f64,
 }
 
 /// One logged training step (TRL's names in `metrics.jsonl`).
@@ -172,6 +194,8 @@ pub struct StepRecord {
     pub lr: f64,
     /// Global gradient norm before clipping.
     pub grad_norm: f64,
+    /// Training tokens processed per second in this step.
+    pub tokens_per_s: f64,
 }
 
 /// What the experiment reports as it goes, for progress bars and logs.
@@ -205,6 +229,59 @@ pub struct SftResult {
     pub gold_reward: f64,
     /// Implicit-reward accuracy of the SFT model itself (0: every margin is 0).
     pub clean_accuracy: f64,
+}
+
+/// Clean pairs and prompts to judge a policy on, with what the SFT reference gives them.
+struct EvalSet {
+    pairs: Vec<TokenizedPair>,
+    refs: Vec<ReferenceLogps>,
+    prompts: Vec<Vec<u32>>,
+    baseline: Vec<Vec<u32>>,
+    seed: u64,
+}
+
+impl EvalSet {
+    /// Draws `size` pairs and prompts from `data_seed`, scores the pairs under the reference
+    /// and samples the reference's baseline responses with `seed`.
+    fn new<B: burn::tensor::backend::Backend>(
+        task: &GoldTask,
+        reference: &CausalLm<B>,
+        size: (usize, usize),
+        data_seed: u64,
+        seed: u64,
+        device: &B::Device,
+    ) -> Result<Self, TrainError> {
+        let pairs = task.pairs(size.0, data_seed);
+        let refs = reference_logps(reference, &pairs, 256, device)?;
+        let prompts = task.prompts(size.1, data_seed + 1);
+        let baseline = sample_responses(reference, task, &prompts, seed + 500, device)?;
+        Ok(Self {
+            pairs,
+            refs,
+            prompts,
+            baseline,
+            seed,
+        })
+    }
+
+    fn judge<B: burn::tensor::backend::Backend>(
+        &self,
+        model: &CausalLm<B>,
+        task: &GoldTask,
+        beta: f64,
+        device: &B::Device,
+    ) -> Result<(f64, f64, GoldEval), TrainError> {
+        let pairs = implicit_reward_eval(model, &self.pairs, &self.refs, beta, 256, device)?;
+        let gold = gold_eval(
+            model,
+            task,
+            &self.prompts,
+            &self.baseline,
+            self.seed,
+            device,
+        )?;
+        Ok((pairs.accuracy, pairs.margin, gold))
+    }
 }
 
 impl GoldExperiment {
@@ -252,7 +329,10 @@ impl GoldExperiment {
             epsilon: self.preference.epsilon,
             ..LossParams::default()
         };
-        Ok(LossConfig::new(Loss::from_name(name, &params)?, self.preference.beta)?)
+        Ok(LossConfig::new(
+            Loss::from_name(name, &params)?,
+            self.preference.beta,
+        )?)
     }
 
     fn model_config(&self) -> ModelConfig {
@@ -289,11 +369,7 @@ impl GoldExperiment {
         let reference = sft.valid();
         let task = &self.task;
         let train_pairs = task.pairs(self.preference.pairs, self.seed + 2);
-        let eval_pairs = task.pairs(self.eval_pairs, self.seed + 3);
-        let prompts = task.prompts(self.eval_prompts, self.seed + 4);
-        let batch = self.preference.batch.max(64);
-        let train_refs = reference_logps(&reference, &train_pairs, batch, device)?;
-        let eval_refs = reference_logps(&reference, &eval_pairs, batch, device)?;
+        let train_refs = reference_logps(&reference, &train_pairs, 256, device)?;
         let beta = self.preference.beta;
         let mut outcome = ExperimentOutcome {
             sft: Vec::new(),
@@ -301,15 +377,27 @@ impl GoldExperiment {
         };
         let total = self.losses.len() * self.noise.len() * self.seeds as usize;
         for seed in 0..self.seeds {
-            let eval_seed = 1000 + seed;
-            let baseline = sample_responses(&reference, task, &prompts, eval_seed + 500, device)?;
-            let own = gold_eval(&reference, task, &prompts, &baseline, eval_seed, device)?;
-            let accuracy =
-                implicit_reward_eval(&reference, &eval_pairs, &eval_refs, beta, batch, device)?;
+            let test = EvalSet::new(
+                task,
+                &reference,
+                (self.eval_pairs, self.eval_prompts),
+                self.seed + 3,
+                1000 + seed,
+                device,
+            )?;
+            let validation = EvalSet::new(
+                task,
+                &reference,
+                (self.validation, self.validation),
+                self.seed + 5,
+                2000 + seed,
+                device,
+            )?;
+            let (accuracy, _, own) = test.judge(&reference, task, beta, device)?;
             outcome.sft.push(SftResult {
                 seed,
                 gold_reward: own.mean_reward,
-                clean_accuracy: accuracy.accuracy,
+                clean_accuracy: accuracy,
             });
             for &eta in &self.noise {
                 let noisy = noise::symmetric(train_pairs.clone(), eta, 7919 * seed + 17)?;
@@ -327,30 +415,26 @@ impl GoldExperiment {
                         seed,
                     ));
                     let loss = self.loss(name)?;
-                    let (policy, history) = self.train_preference::<B>(
+                    let (policy, history, curve) = self.train_preference::<B>(
                         sft.clone(),
                         &loss,
-                        &noisy.pairs,
-                        &refs,
+                        (&noisy.pairs, &refs),
+                        &validation,
                         seed,
                         device,
                         on_progress,
                     )?;
-                    let policy = policy.valid();
-                    let pair_eval =
-                        implicit_reward_eval(&policy, &eval_pairs, &eval_refs, beta, batch, device)?;
-                    let GoldEval {
-                        mean_reward,
-                        win_rate,
-                    } = gold_eval(&policy, task, &prompts, &baseline, eval_seed, device)?;
+                    let (clean_accuracy, clean_margin, gold) =
+                        test.judge(&policy.valid(), task, beta, device)?;
                     let result = RunResult {
                         loss: name.clone(),
                         noise: eta,
                         seed,
-                        clean_accuracy: pair_eval.accuracy,
-                        clean_margin: pair_eval.margin,
-                        gold_reward: mean_reward,
-                        gold_win_rate: win_rate,
+                        clean_accuracy,
+                        clean_margin,
+                        gold_reward: gold.mean_reward,
+                        gold_win_rate: gold.win_rate,
+                        curve,
                         history,
                     };
                     on_progress(Progress::RunFinished(result.clone()));
@@ -398,13 +482,14 @@ impl GoldExperiment {
         &self,
         mut model: CausalLm<B>,
         loss: &LossConfig,
-        pairs: &[TokenizedPair],
-        refs: &[ReferenceLogps],
+        (pairs, refs): (&[TokenizedPair], &[ReferenceLogps]),
+        validation: &EvalSet,
         seed: u64,
         device: &B::Device,
         on_progress: &mut dyn FnMut(Progress),
-    ) -> Result<(CausalLm<B>, Vec<StepRecord>), TrainError> {
+    ) -> Result<(CausalLm<B>, Vec<StepRecord>, Vec<CurvePoint>), TrainError> {
         let stage = &self.preference;
+        let mut curve = Vec::new();
         let lengths = pairs.iter().map(TokenizedPair::max_len).collect();
         let mut sampler = BatchSampler::new(lengths, stage.batch, 1, 31 * seed + 5);
         let mut trainer = Trainer::new(
@@ -422,9 +507,11 @@ impl GoldExperiment {
             let indices = sampler.next_batch();
             let batch: Vec<&TokenizedPair> = indices.iter().map(|i| &pairs[*i]).collect();
             let batch_refs: Vec<ReferenceLogps> = indices.iter().map(|i| refs[*i]).collect();
+            let started = std::time::Instant::now();
             let (next, report) =
                 preference_step(model, &mut trainer, loss, &batch, &batch_refs, 1, device)?;
             model = next;
+            let elapsed = started.elapsed().as_secs_f64();
             let record = StepRecord {
                 step: step + 1,
                 loss: report.metrics.loss,
@@ -434,11 +521,22 @@ impl GoldExperiment {
                 rewards_rejected: report.metrics.rewards_rejected,
                 lr: report.optim.lr,
                 grad_norm: report.optim.grad_norm,
+                tokens_per_s: report.tokens as f64 / elapsed.max(1e-9),
             };
             on_progress(Progress::Step(record));
             history.push(record);
+            let done = step + 1;
+            if done == stage.steps || (self.eval_every > 0 && done % self.eval_every == 0) {
+                let (clean_accuracy, _, gold) =
+                    validation.judge(&model.valid(), &self.task, loss.beta(), device)?;
+                curve.push(CurvePoint {
+                    step: done,
+                    clean_accuracy,
+                    gold_reward: gold.mean_reward,
+                    gold_win_rate: gold.win_rate,
+                });
+            }
         }
-        Ok((model, history))
+        Ok((model, history, curve))
     }
 }
-

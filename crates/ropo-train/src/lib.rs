@@ -6,7 +6,9 @@ mod error;
 pub mod eval;
 pub mod experiment;
 pub mod optim;
+pub mod plots;
 pub mod reference;
+pub mod report;
 pub mod schedule;
 pub mod step;
 

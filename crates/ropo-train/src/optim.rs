@@ -62,7 +62,10 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> Trainer<M, B> {
 }
 
 /// `sqrt(Σ‖g‖²)` over every parameter's gradient.
-fn global_norm<M: AutodiffModule<B>, B: AutodiffBackend>(model: &M, grads: &GradientsParams) -> f64 {
+fn global_norm<M: AutodiffModule<B>, B: AutodiffBackend>(
+    model: &M,
+    grads: &GradientsParams,
+) -> f64 {
     struct SumSquares<'a, B: AutodiffBackend> {
         grads: &'a GradientsParams,
         total: Option<Tensor<B::InnerBackend, 1>>,

@@ -37,17 +37,16 @@ pub fn reference_logps<B: Backend>(
     let mut out = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(batch_size.max(1)) {
         let rows = pair_rows(chunk.iter());
-        let sums: Vec<f64> = score(model, &rows, device)?.sum.into_data().iter::<f64>().collect();
+        let sums: Vec<f64> = score(model, &rows, device)?
+            .sum
+            .into_data()
+            .iter::<f64>()
+            .collect();
         let (chosen, rejected) = sums.split_at(chunk.len());
-        out.extend(
-            chosen
-                .iter()
-                .zip(rejected)
-                .map(|(c, r)| ReferenceLogps {
-                    chosen: *c,
-                    rejected: *r,
-                }),
-        );
+        out.extend(chosen.iter().zip(rejected).map(|(c, r)| ReferenceLogps {
+            chosen: *c,
+            rejected: *r,
+        }));
     }
     Ok(out)
 }

@@ -65,8 +65,18 @@ pub fn preference_step<B: AutodiffBackend>(
     check_finite(trainer.steps_done(), "loss", metrics.loss)?;
     let (model, optim) = trainer.step(model, accumulator.grads());
     check_finite(trainer.steps_done() - 1, "grad_norm", optim.grad_norm)?;
-    let tokens = pairs.iter().map(|p| 2 * p.prompt.len() + p.chosen.len() + p.rejected.len()).sum();
-    Ok((model, PreferenceStep { metrics, optim, tokens }))
+    let tokens = pairs
+        .iter()
+        .map(|p| 2 * p.prompt.len() + p.chosen.len() + p.rejected.len())
+        .sum();
+    Ok((
+        model,
+        PreferenceStep {
+            metrics,
+            optim,
+            tokens,
+        },
+    ))
 }
 
 /// Policy log-probs of a batch (chosen and rejected in one forward) beside the cached

@@ -1,0 +1,144 @@
+//! SVG plots of an experiment (plotters' SVG backend: no fonts or native libraries needed).
+
+use plotters::prelude::*;
+
+use crate::{
+    experiment::{ExperimentOutcome, GoldExperiment},
+    report::Summary,
+    TrainError,
+};
+
+fn plot_error(e: impl std::fmt::Display) -> TrainError {
+    TrainError::Config(format!("cannot draw a plot: {e}"))
+}
+
+/// `metric` (mean over seeds, with ±std bars) against the noise rate, one line per loss.
+pub fn metric_against_noise(
+    experiment: &GoldExperiment,
+    summary: &Summary,
+    metric: &str,
+) -> Result<String, TrainError> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 440)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let max_noise = experiment
+            .noise
+            .iter()
+            .copied()
+            .fold(0.0, f64::max)
+            .max(0.05);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(format!("{metric} against label noise"), ("sans-serif", 20))
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(-0.02..max_noise + 0.02, 0.0..1.0)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("noise rate η")
+            .y_desc(metric)
+            .draw()
+            .map_err(plot_error)?;
+        for (index, loss) in experiment.losses.iter().enumerate() {
+            let color = Palette99::pick(index).to_rgba();
+            let points: Vec<(f64, f64, f64)> = experiment
+                .noise
+                .iter()
+                .filter_map(|&n| summary.get(loss, n, metric).map(|e| (n, e.mean, e.std)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().map(|(x, y, _)| (*x, *y)),
+                    color.stroke_width(2),
+                ))
+                .map_err(plot_error)?
+                .label(loss.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+            chart
+                .draw_series(points.iter().map(|(x, y, s)| {
+                    ErrorBar::new_vertical(*x, y - s, *y, y + s, color.filled(), 6)
+                }))
+                .map_err(plot_error)?;
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.9))
+            .position(SeriesLabelPosition::LowerLeft)
+            .draw()
+            .map_err(plot_error)?;
+        root.present().map_err(plot_error)?;
+    }
+    Ok(svg)
+}
+
+/// Validation gold reward against preference steps, one line per (loss, η), mean over seeds.
+pub fn validation_curves(
+    experiment: &GoldExperiment,
+    outcome: &ExperimentOutcome,
+) -> Result<String, TrainError> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 440)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let steps = experiment.preference.steps.max(1) as f64;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "validation gold reward against training length",
+                ("sans-serif", 20),
+            )
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0..steps, 0.0..1.0)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("preference steps")
+            .y_desc("gold reward")
+            .draw()
+            .map_err(plot_error)?;
+        let mut index = 0;
+        for loss in &experiment.losses {
+            for &noise in &experiment.noise {
+                let runs: Vec<_> = outcome
+                    .runs
+                    .iter()
+                    .filter(|r| &r.loss == loss && r.noise == noise)
+                    .collect();
+                let Some(first) = runs.first() else { continue };
+                let points: Vec<(f64, f64)> = (0..first.curve.len())
+                    .map(|i| {
+                        let values: Vec<f64> = runs
+                            .iter()
+                            .filter_map(|r| r.curve.get(i))
+                            .map(|p| p.gold_reward)
+                            .collect();
+                        (
+                            first.curve[i].step as f64,
+                            values.iter().sum::<f64>() / values.len() as f64,
+                        )
+                    })
+                    .collect();
+                let color = Palette99::pick(index).to_rgba();
+                index += 1;
+                chart
+                    .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                    .map_err(plot_error)?
+                    .label(format!("{loss} η={noise}"))
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+            }
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.9))
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(plot_error)?;
+        root.present().map_err(plot_error)?;
+    }
+    Ok(svg)
+}

@@ -1,0 +1,239 @@
+//! The run folder of an experiment: the resolved config, `metrics.jsonl`, `summary.json`,
+//! `report.md` and SVG plots. Every file is written under a temporary name and renamed, so an
+//! interrupted run never leaves a half-written file.
+
+use std::{collections::BTreeMap, path::Path};
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::{
+    experiment::{ExperimentOutcome, GoldExperiment, RunResult},
+    plots, TrainError,
+};
+
+/// `summary.json`: one entry per loss, noise rate and metric, averaged over seeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The entries, in loss order then noise order.
+    pub results: Vec<SummaryEntry>,
+}
+
+/// Mean and standard deviation of one metric over the seeds of one (loss, η).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SummaryEntry {
+    /// Loss name.
+    pub loss: String,
+    /// Noise rate η.
+    pub noise: f64,
+    /// `gold_win_rate`, `clean_accuracy` or `gold_reward`.
+    pub metric: String,
+    /// Mean over seeds.
+    pub mean: f64,
+    /// Sample standard deviation over seeds (0 for one seed).
+    pub std: f64,
+    /// Number of seeds.
+    pub seeds: usize,
+}
+
+/// The metrics every summary reports, with how to read them from a run.
+pub const METRICS: [(&str, fn(&RunResult) -> f64); 3] = [
+    ("gold_win_rate", |r| r.gold_win_rate),
+    ("clean_accuracy", |r| r.clean_accuracy),
+    ("gold_reward", |r| r.gold_reward),
+];
+
+impl Summary {
+    /// Averages the runs of `outcome` over seeds, keeping the experiment's loss and noise order.
+    pub fn of(experiment: &GoldExperiment, outcome: &ExperimentOutcome) -> Self {
+        let mut results = Vec::new();
+        for loss in &experiment.losses {
+            for &noise in &experiment.noise {
+                let runs: Vec<&RunResult> = outcome
+                    .runs
+                    .iter()
+                    .filter(|r| &r.loss == loss && r.noise == noise)
+                    .collect();
+                for (metric, read) in METRICS {
+                    let values: Vec<f64> = runs.iter().map(|r| read(r)).collect();
+                    let (mean, std) = mean_std(&values);
+                    results.push(SummaryEntry {
+                        loss: loss.clone(),
+                        noise,
+                        metric: metric.into(),
+                        mean,
+                        std,
+                        seeds: values.len(),
+                    });
+                }
+            }
+        }
+        Self { results }
+    }
+
+    /// The entry for a loss, η and metric.
+    pub fn get(&self, loss: &str, noise: f64, metric: &str) -> Option<&SummaryEntry> {
+        self.results
+            .iter()
+            .find(|e| e.loss == loss && e.noise == noise && e.metric == metric)
+    }
+
+    /// A markdown table of `metric`: one row per loss, one column per η, `mean ± std`.
+    pub fn table(&self, experiment: &GoldExperiment, metric: &str) -> String {
+        let mut out = format!("| {metric} |");
+        for noise in &experiment.noise {
+            out += &format!(" η = {noise} |");
+        }
+        out += "\n|---|";
+        out += &"---|".repeat(experiment.noise.len());
+        for loss in &experiment.losses {
+            out += &format!("\n| {loss} |");
+            for &noise in &experiment.noise {
+                match self.get(loss, noise, metric) {
+                    Some(e) => out += &format!(" {:.3} ± {:.3} |", e.mean, e.std),
+                    None => out += " – |",
+                }
+            }
+        }
+        out + "\n"
+    }
+}
+
+fn mean_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    if values.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mean = values.iter().sum::<f64>() / n;
+    let var = if values.len() > 1 {
+        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
+/// Writes the whole run folder.
+pub fn write_run_folder(
+    dir: &Path,
+    experiment: &GoldExperiment,
+    outcome: &ExperimentOutcome,
+    wall_seconds: f64,
+) -> Result<Summary, TrainError> {
+    std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
+    let config = toml::to_string_pretty(experiment)
+        .map_err(|e| TrainError::Config(format!("cannot write the config: {e}")))?;
+    write_atomic(&dir.join("config.toml"), &config)?;
+    write_atomic(&dir.join("metrics.jsonl"), &metrics_jsonl(outcome))?;
+    let summary = Summary::of(experiment, outcome);
+    let text = serde_json::to_string_pretty(&summary).unwrap_or_default();
+    write_atomic(&dir.join("summary.json"), &text)?;
+    for (metric, _) in METRICS {
+        let svg = plots::metric_against_noise(experiment, &summary, metric);
+        write_atomic(&dir.join(format!("{metric}_vs_noise.svg")), &svg?)?;
+    }
+    write_atomic(
+        &dir.join("curves.svg"),
+        &plots::validation_curves(experiment, outcome)?,
+    )?;
+    write_atomic(
+        &dir.join("report.md"),
+        &report_md(experiment, outcome, &summary, wall_seconds),
+    )?;
+    Ok(summary)
+}
+
+/// Writes `text` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, text: &str) -> Result<(), TrainError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(TrainError::io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(TrainError::io(path))
+}
+
+/// One JSON line per preference step of every run, with TRL's metric names.
+fn metrics_jsonl(outcome: &ExperimentOutcome) -> String {
+    let mut out = String::new();
+    for run in &outcome.runs {
+        for s in &run.history {
+            let line = json!({
+                "method": run.loss, "noise": run.noise, "seed": run.seed, "step": s.step,
+                "loss": s.loss, "rewards/chosen": s.rewards_chosen,
+                "rewards/rejected": s.rewards_rejected, "rewards/accuracies": s.accuracy,
+                "rewards/margins": s.margin, "lr": s.lr, "grad_norm": s.grad_norm,
+                "tokens_per_s": s.tokens_per_s,
+            });
+            out += &line.to_string();
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn report_md(
+    experiment: &GoldExperiment,
+    outcome: &ExperimentOutcome,
+    summary: &Summary,
+    wall_seconds: f64,
+) -> String {
+    let sft_gold: Vec<f64> = outcome.sft.iter().map(|s| s.gold_reward).collect();
+    let (sft_mean, _) = mean_std(&sft_gold);
+    let mut out = format!(
+        "# ropo: losses under label noise (built-in gold-reward task)\n\n\
+         {} losses × {} noise rates × {} seeds, {} preference steps each; wall time {:.0} s.\n\
+         SFT reference: mean gold reward {:.3}. Win rates are against the SFT model's samples \
+         (0.5 = no better); accuracy is the implicit reward's on clean held-out pairs.\n",
+        experiment.losses.len(),
+        experiment.noise.len(),
+        experiment.seeds,
+        experiment.preference.steps,
+        wall_seconds,
+        sft_mean,
+    );
+    for (metric, _) in METRICS {
+        out += &format!(
+            "\n## {metric} (mean ± std over seeds)\n\n{}",
+            summary.table(experiment, metric)
+        );
+        out += &format!("\n![{metric} against noise]({metric}_vs_noise.svg)\n");
+    }
+    out += "\n## Validation gold reward against training length (mean over seeds)\n\n| loss | η |";
+    let steps: Vec<usize> = outcome
+        .runs
+        .first()
+        .map(|r| r.curve.iter().map(|p| p.step).collect())
+        .unwrap_or_default();
+    for step in &steps {
+        out += &format!(" {step} |");
+    }
+    out += "\n|---|---|";
+    out += &"---|".repeat(steps.len());
+    let mut curves: BTreeMap<(usize, usize), Vec<&RunResult>> = BTreeMap::new();
+    for run in &outcome.runs {
+        let loss = experiment
+            .losses
+            .iter()
+            .position(|l| *l == run.loss)
+            .unwrap_or(0);
+        let noise = experiment
+            .noise
+            .iter()
+            .position(|n| *n == run.noise)
+            .unwrap_or(0);
+        curves.entry((loss, noise)).or_default().push(run);
+    }
+    for ((loss, noise), runs) in &curves {
+        out += &format!(
+            "\n| {} | {} |",
+            experiment.losses[*loss], experiment.noise[*noise]
+        );
+        for index in 0..steps.len() {
+            let values: Vec<f64> = runs
+                .iter()
+                .filter_map(|r| r.curve.get(index).map(|p| p.gold_reward))
+                .collect();
+            out += &format!(" {:.3} |", mean_std(&values).0);
+        }
+    }
+    out += "\n\n![validation curves](curves.svg)\n";
+    out
+}
