@@ -21,7 +21,7 @@ pub enum TrainError {
     /// A step produced NaN or infinity.
     #[error("step {step}: {what} is {value} (not finite); stopping. {last_good}")]
     NonFinite {
-        /// The optimiser step at which it appeared.
+        /// The optimiser step (1-based) at which it appeared.
         step: usize,
         /// Which quantity (`loss`, `grad_norm`).
         what: &'static str,

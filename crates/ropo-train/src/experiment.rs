@@ -117,7 +117,7 @@ impl Default for GoldExperiment {
             },
             preference: PreferenceStage {
                 pairs: 1500,
-                steps: 400,
+                steps: 200,
                 batch: 32,
                 lr: 1e-3,
                 warmup: 10,
@@ -134,7 +134,7 @@ impl Default for GoldExperiment {
             eval_pairs: 500,
             eval_prompts: 500,
             validation: 300,
-            eval_every: 100,
+            eval_every: 50,
         }
     }
 }
@@ -335,7 +335,7 @@ impl GoldExperiment {
         )?)
     }
 
-    fn model_config(&self) -> ModelConfig {
+    pub(crate) fn model_config(&self) -> ModelConfig {
         ModelConfig::Llama(LlamaConfig {
             model_type: "llama".into(),
             vocab_size: self.task.vocab_size(),

@@ -62,9 +62,9 @@ pub fn preference_step<B: AutodiffBackend>(
         logps_chosen: sums[5],
         logps_rejected: sums[6],
     };
-    check_finite(trainer.steps_done(), "loss", metrics.loss)?;
+    check_finite(trainer.steps_done() + 1, "loss", metrics.loss)?;
     let (model, optim) = trainer.step(model, accumulator.grads());
-    check_finite(trainer.steps_done() - 1, "grad_norm", optim.grad_norm)?;
+    check_finite(trainer.steps_done(), "grad_norm", optim.grad_norm)?;
     let tokens = pairs
         .iter()
         .map(|p| 2 * p.prompt.len() + p.chosen.len() + p.rejected.len())
@@ -114,10 +114,10 @@ pub fn sft_step<B: AutodiffBackend>(
     let scores = score(&model, &rows, device)?;
     let loss = scores.sum.sum().neg() / scores.count.sum().clamp_min(1.0);
     let value = loss.clone().into_scalar().elem::<f64>();
-    check_finite(trainer.steps_done(), "loss", value)?;
+    check_finite(trainer.steps_done() + 1, "loss", value)?;
     let grads = GradientsParams::from_grads(loss.backward(), &model);
     let (model, report) = trainer.step(model, grads);
-    check_finite(trainer.steps_done() - 1, "grad_norm", report.grad_norm)?;
+    check_finite(trainer.steps_done(), "grad_norm", report.grad_norm)?;
     Ok((model, value, report))
 }
 
@@ -131,5 +131,105 @@ fn check_finite(step: usize, what: &'static str, value: f64) -> Result<(), Train
             value,
             last_good: "the model before this step is unchanged".into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::backend::Backend;
+    use ropo_core::Loss;
+    use ropo_data::gold::GoldTask;
+    use ropo_models::token_logps;
+
+    use super::*;
+    use crate::{
+        experiment::GoldExperiment,
+        reference::reference_logps,
+        schedule::{Decay, LrSchedule},
+    };
+
+    type B = Autodiff<Flex>;
+
+    fn setup() -> (CausalLm<B>, Vec<TokenizedPair>, Vec<ReferenceLogps>) {
+        let experiment = GoldExperiment::default();
+        let device = Default::default();
+        B::seed(&device, 3);
+        let model = experiment.model_config().init::<B>(&device);
+        let pairs = GoldTask::default().pairs(16, 1);
+        let refs = reference_logps(&model, &pairs, 16, &device).unwrap();
+        (model, pairs, refs)
+    }
+
+    fn trainer() -> Trainer<CausalLm<B>, B> {
+        let schedule = LrSchedule {
+            peak: 1e-2,
+            warmup: 0,
+            total: 10,
+            decay: Decay::Constant,
+        };
+        Trainer::new(schedule, 0.0, Some(1.0))
+    }
+
+    #[test]
+    fn accumulating_micro_batches_gives_the_same_update_as_one_batch() {
+        let (model, pairs, refs) = setup();
+        let device = Default::default();
+        let batch: Vec<&TokenizedPair> = pairs.iter().collect();
+        let loss = LossConfig::new(Loss::Ropo { alpha: 14.0 }, 0.1).unwrap();
+        let probe = [0, 3, 4, 5, 6, 2, 4, 5];
+        let mut logps = Vec::new();
+        let mut norms = Vec::new();
+        for micro in [1, 4] {
+            let (updated, step) = preference_step(
+                model.clone(),
+                &mut trainer(),
+                &loss,
+                &batch,
+                &refs,
+                micro,
+                &device,
+            )
+            .unwrap();
+            logps.push(token_logps(&updated, &probe, &device).unwrap());
+            norms.push(step.optim.grad_norm);
+        }
+        assert!((norms[0] - norms[1]).abs() < 1e-5 * norms[0], "{norms:?}");
+        for (a, b) in logps[0].iter().zip(&logps[1]) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        assert_ne!(logps[0], token_logps(&model, &probe, &device).unwrap());
+    }
+
+    #[test]
+    fn a_non_finite_loss_stops_the_step_and_names_it() {
+        let (model, pairs, mut refs) = setup();
+        refs[2].chosen = f64::NAN;
+        let batch: Vec<&TokenizedPair> = pairs.iter().collect();
+        let loss = LossConfig::new(Loss::Sigmoid, 0.1).unwrap();
+        let mut trainer = trainer();
+        let error = preference_step(
+            model,
+            &mut trainer,
+            &loss,
+            &batch,
+            &refs,
+            1,
+            &Default::default(),
+        )
+        .err()
+        .expect("a NaN reference must stop the step");
+        assert!(
+            matches!(
+                error,
+                TrainError::NonFinite {
+                    step: 1,
+                    what: "loss",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert_eq!(trainer.steps_done(), 0);
     }
 }
