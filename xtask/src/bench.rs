@@ -4,7 +4,15 @@ use std::time::Instant;
 
 use burn::tensor::{Int, Tensor, TensorData};
 use clap::{Args, Subcommand};
-use ropo::backend::{Selected, NAME};
+use ropo::backend::{Selected, Training, NAME};
+use ropo::core::{Loss, LossConfig};
+use ropo::data::TokenizedPair;
+use ropo::train::{
+    optim::Trainer,
+    reference::ReferenceLogps,
+    schedule::{Decay, LrSchedule},
+    step::preference_step,
+};
 use ropo::models::{
     attention::AttentionMask, checkpoint, config::ModelConfig, llama::LlamaConfig, CausalLm,
 };
@@ -23,6 +31,9 @@ pub struct BenchArgs {
 enum BenchKind {
     /// Forward (scoring) throughput of stories260K and a 4-layer d=256 Llama.
     Score(ScoreBench),
+    /// Preference training steps (DPO: forward + backward on chosen and rejected, cached
+    /// reference, AdamW update) on the same two models.
+    Step(ScoreBench),
 }
 
 #[derive(Args)]
@@ -56,7 +67,51 @@ struct ScoreResult {
 pub fn run(args: &BenchArgs) -> CmdResult {
     match &args.what {
         BenchKind::Score(bench) => score(bench),
+        BenchKind::Step(bench) => step(bench),
     }
+}
+
+fn step(bench: &ScoreBench) -> CmdResult {
+    let device = Default::default();
+    let stories = checkpoint::load::<Training>(&bench.stories, &device)?;
+    let llama = ModelConfig::Llama(llama_4x256()).init::<Training>(&device);
+    let mut results = Vec::new();
+    for (name, model) in [("stories260K", stories), ("llama-4x256", llama)] {
+        results.push(time_steps(name, model, bench)?);
+    }
+    print_results("DPO step", &results)
+}
+
+/// Times `bench.iters` DPO steps on pairs with a 32-token prompt and responses filling `seq`.
+fn time_steps(name: &str, mut model: CausalLm<Training>, bench: &ScoreBench) -> Result<ScoreResult, Box<dyn std::error::Error>> {
+    let device = Default::default();
+    let prompt_len = 32.min(bench.seq / 2);
+    let pairs: Vec<TokenizedPair> = (0..bench.batch)
+        .map(|row| {
+            let token = |i: usize| ((i * 7 + row * 13) % 500) as u32 + 3;
+            TokenizedPair {
+                prompt: (0..prompt_len).map(token).collect(),
+                chosen: (prompt_len..bench.seq).map(token).collect(),
+                rejected: (prompt_len..bench.seq).map(|i| token(i + 1)).collect(),
+            }
+        })
+        .collect();
+    let refs = vec![ReferenceLogps { chosen: -500.0, rejected: -500.0 }; bench.batch];
+    let batch: Vec<&TokenizedPair> = pairs.iter().collect();
+    let loss = LossConfig::new(Loss::Sigmoid, 0.1)?;
+    let schedule = LrSchedule { peak: 1e-4, warmup: 0, total: bench.iters + 2, decay: Decay::Constant };
+    let mut trainer = Trainer::new(schedule, 0.0, Some(1.0));
+    let mut times = Vec::with_capacity(bench.iters);
+    for iter in 0..bench.iters + 2 {
+        let start = Instant::now();
+        let (next, _) = preference_step(model, &mut trainer, &loss, &batch, &refs, 1, &device)?;
+        model = next;
+        if iter >= 2 {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    // Each pair is two sequences of `seq` tokens.
+    Ok(summarise(name, bench, 2 * bench.batch * bench.seq, times))
 }
 
 fn score(bench: &ScoreBench) -> CmdResult {
@@ -67,13 +122,16 @@ fn score(bench: &ScoreBench) -> CmdResult {
     for (name, model) in [("stories260K", &stories), ("llama-4x256", &llama)] {
         results.push(time_forward(name, model, bench));
     }
-    for result in &results {
+    print_results("forward", &results)
+}
+
+fn print_results(what: &str, results: &[ScoreResult]) -> CmdResult {
+    for result in results {
         println!("{}", serde_json::to_string(result)?);
     }
-    println!(
-        "\n| model | backend | batch×seq | tokens/s | p50 ms | p90 ms |\n|---|---|---|---|---|---|"
-    );
-    for r in &results {
+    println!("\n| {what} | backend | batch×seq | tokens/s | p50 ms | p90 ms |");
+    println!("|---|---|---|---|---|---|");
+    for r in results {
         println!(
             "| {} | {} | {}×{} | {:.0} | {:.1} | {:.1} |",
             r.model, r.backend, r.batch, r.seq, r.tokens_per_s, r.step_ms_p50, r.step_ms_p90
@@ -122,13 +180,17 @@ fn time_forward(name: &str, model: &CausalLm<Selected>, bench: &ScoreBench) -> S
     };
     forward();
     forward();
-    let mut times: Vec<f64> = (0..bench.iters)
+    let times: Vec<f64> = (0..bench.iters)
         .map(|_| {
             let start = Instant::now();
             forward();
             start.elapsed().as_secs_f64()
         })
         .collect();
+    summarise(name, bench, bench.batch * bench.seq, times)
+}
+
+fn summarise(name: &str, bench: &ScoreBench, tokens: usize, mut times: Vec<f64>) -> ScoreResult {
     times.sort_by(f64::total_cmp);
     let percentile = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize] * 1e3;
     let mean = times.iter().sum::<f64>() / times.len() as f64;
@@ -137,7 +199,7 @@ fn time_forward(name: &str, model: &CausalLm<Selected>, bench: &ScoreBench) -> S
         backend: NAME,
         batch: bench.batch,
         seq: bench.seq,
-        tokens_per_s: (bench.batch * bench.seq) as f64 / mean,
+        tokens_per_s: tokens as f64 / mean,
         step_ms_p50: percentile(0.5),
         step_ms_p90: percentile(0.9),
     }
