@@ -3,7 +3,12 @@
 //! When several backend features are on (a `--features cuda` build keeps the default `cpu`),
 //! the most specific wins: `cuda`, then `wgpu`, then `ndarray`, then `cpu` (flex).
 
-#[cfg(not(any(feature = "cpu", feature = "cuda", feature = "wgpu", feature = "ndarray")))]
+#[cfg(not(any(
+    feature = "cpu",
+    feature = "cuda",
+    feature = "wgpu",
+    feature = "ndarray"
+)))]
 compile_error!("enable one backend feature: cpu, cuda, wgpu or ndarray");
 
 /// The inference backend of this build.

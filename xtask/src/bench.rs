@@ -7,14 +7,14 @@ use clap::{Args, Subcommand};
 use ropo::backend::{Selected, Training, NAME};
 use ropo::core::{Loss, LossConfig};
 use ropo::data::TokenizedPair;
+use ropo::models::{
+    attention::AttentionMask, checkpoint, config::ModelConfig, llama::LlamaConfig, CausalLm,
+};
 use ropo::train::{
     optim::Trainer,
     reference::ReferenceLogps,
     schedule::{Decay, LrSchedule},
     step::preference_step,
-};
-use ropo::models::{
-    attention::AttentionMask, checkpoint, config::ModelConfig, llama::LlamaConfig, CausalLm,
 };
 use serde::Serialize;
 
@@ -34,6 +34,8 @@ enum BenchKind {
     /// Preference training steps (DPO: forward + backward on chosen and rejected, cached
     /// reference, AdamW update) on the same two models.
     Step(ScoreBench),
+    /// Tokenized pairs/s on HH helpful-base, beside Python `tokenizers` on the same texts.
+    Tokenize(crate::data_cmd::TokenizeBench),
 }
 
 #[derive(Args)]
@@ -68,6 +70,7 @@ pub fn run(args: &BenchArgs) -> CmdResult {
     match &args.what {
         BenchKind::Score(bench) => score(bench),
         BenchKind::Step(bench) => step(bench),
+        BenchKind::Tokenize(bench) => crate::data_cmd::bench_tokenize(bench),
     }
 }
 
@@ -83,7 +86,11 @@ fn step(bench: &ScoreBench) -> CmdResult {
 }
 
 /// Times `bench.iters` DPO steps on pairs with a 32-token prompt and responses filling `seq`.
-fn time_steps(name: &str, mut model: CausalLm<Training>, bench: &ScoreBench) -> Result<ScoreResult, Box<dyn std::error::Error>> {
+fn time_steps(
+    name: &str,
+    mut model: CausalLm<Training>,
+    bench: &ScoreBench,
+) -> Result<ScoreResult, Box<dyn std::error::Error>> {
     let device = Default::default();
     let prompt_len = 32.min(bench.seq / 2);
     let pairs: Vec<TokenizedPair> = (0..bench.batch)
@@ -96,10 +103,21 @@ fn time_steps(name: &str, mut model: CausalLm<Training>, bench: &ScoreBench) -> 
             }
         })
         .collect();
-    let refs = vec![ReferenceLogps { chosen: -500.0, rejected: -500.0 }; bench.batch];
+    let refs = vec![
+        ReferenceLogps {
+            chosen: -500.0,
+            rejected: -500.0
+        };
+        bench.batch
+    ];
     let batch: Vec<&TokenizedPair> = pairs.iter().collect();
     let loss = LossConfig::new(Loss::Sigmoid, 0.1)?;
-    let schedule = LrSchedule { peak: 1e-4, warmup: 0, total: bench.iters + 2, decay: Decay::Constant };
+    let schedule = LrSchedule {
+        peak: 1e-4,
+        warmup: 0,
+        total: bench.iters + 2,
+        decay: Decay::Constant,
+    };
     let mut trainer = Trainer::new(schedule, 0.0, Some(1.0));
     let mut times = Vec::with_capacity(bench.iters);
     for iter in 0..bench.iters + 2 {

@@ -4,6 +4,7 @@
 //! stderr with a non-zero exit code.
 
 mod bench;
+mod data_cmd;
 mod loss_cmd;
 mod model_cmds;
 mod plot_losses;
@@ -31,6 +32,8 @@ enum Command {
     Score(Box<model_cmds::ScoreArgs>),
     /// Continue a prompt with a model and print the text.
     Generate(Box<model_cmds::GenerateArgs>),
+    /// Inspect a preference dataset, or write a copy with label noise.
+    Data(data_cmd::DataArgs),
     /// Throughput benchmarks.
     Bench(bench::BenchArgs),
     /// The main job: SFT, then every loss under label noise, side by side.
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Command::Score(args) => model_cmds::run_score(&args),
         Command::Generate(args) => model_cmds::run_generate(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Data(args) => data_cmd::run(&args),
         Command::Train(args) => train_cmd::run(&args),
     };
     match result {

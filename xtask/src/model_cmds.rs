@@ -113,9 +113,10 @@ pub fn run_generate(args: &GenerateArgs) -> CmdResult {
     Ok(())
 }
 
-fn open(
-    args: &ModelArgs,
-) -> Result<(CausalLm<Selected>, Box<dyn Tokenizer>), Box<dyn std::error::Error>> {
+/// A model with the tokenizer that belongs to it.
+type Opened = (CausalLm<Selected>, Box<dyn Tokenizer>);
+
+fn open(args: &ModelArgs) -> Result<Opened, Box<dyn std::error::Error>> {
     let model = checkpoint::load(&args.model, &Default::default())?;
     let beside = if args.model.is_dir() {
         args.model.as_path()

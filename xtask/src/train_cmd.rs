@@ -8,7 +8,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ropo::backend::Training;
 use ropo::train::{
     experiment::{GoldExperiment, Progress},
-    report::write_run_folder,
+    report::{write_atomic, write_run_folder},
+    TrainError,
 };
 
 use crate::CmdResult;
@@ -34,6 +35,13 @@ pub struct TrainArgs {
     /// The run folder.
     #[arg(long, default_value = "runs/gold")]
     out: PathBuf,
+    /// Continue the run in this folder where it stopped (its config.toml is used as is).
+    #[arg(long, conflicts_with_all = ["config", "losses", "noise", "seeds", "steps", "out"])]
+    resume: Option<PathBuf>,
+    /// End this session after this many preference steps (a checkpoint is written; continue
+    /// with --resume).
+    #[arg(long)]
+    stop_after_steps: Option<usize>,
     /// Log one line per finished run instead of a progress bar.
     #[arg(long)]
     quiet: bool,
@@ -41,9 +49,16 @@ pub struct TrainArgs {
 
 /// Runs the experiment, writes the run folder and prints the result tables.
 pub fn run(args: &TrainArgs) -> CmdResult {
-    let experiment = resolve(args)?;
+    let (experiment, out) = match &args.resume {
+        Some(folder) => (read_config(&folder.join("config.toml"))?, folder.clone()),
+        None => (resolve(args)?, args.out.clone()),
+    };
     experiment.validate()?;
-    check_writable(&args.out)?;
+    check_writable(&out)?;
+    write_atomic(
+        &out.join("config.toml"),
+        &toml::to_string_pretty(&experiment)?,
+    )?;
     let runs = experiment.losses.len() * experiment.noise.len() * experiment.seeds as usize;
     let total = (experiment.sft.steps + runs * experiment.preference.steps) as u64;
     let bar = if args.quiet {
@@ -58,7 +73,7 @@ pub fn run(args: &TrainArgs) -> CmdResult {
     );
     let start = Instant::now();
     let mut current = String::new();
-    let outcome = experiment.run::<Training>(&Default::default(), &mut |progress| match progress {
+    let outcome = experiment.run::<Training>(&Default::default(), Some(&out), args.stop_after_steps, &mut |progress| match progress {
         Progress::Sft(step, steps, loss) => {
             bar.inc(1);
             bar.set_message(format!("sft {step}/{steps} loss {loss:.3}"));
@@ -87,17 +102,27 @@ pub fn run(args: &TrainArgs) -> CmdResult {
                 );
             }
         }
-    })?;
+    });
     bar.finish_and_clear();
+    let outcome = match outcome {
+        Err(TrainError::Stopped(steps)) => {
+            println!(
+                "stopped after {steps} preference steps; continue with: cargo xtask train --resume {}",
+                out.display()
+            );
+            return Ok(());
+        }
+        other => other?,
+    };
     let wall = start.elapsed().as_secs_f64();
-    let summary = write_run_folder(&args.out, &experiment, &outcome, wall)?;
+    let summary = write_run_folder(&out, &experiment, &outcome, wall)?;
     for metric in ["gold_win_rate", "clean_accuracy"] {
         println!("{}", summary.table(&experiment, metric));
     }
     println!(
         "{} runs in {wall:.0} s; report, plots, metrics.jsonl and summary.json in {}",
         outcome.runs.len(),
-        args.out.display()
+        out.display()
     );
     Ok(())
 }
@@ -105,12 +130,7 @@ pub fn run(args: &TrainArgs) -> CmdResult {
 /// The experiment: the config file (or the default) with the command-line overrides applied.
 fn resolve(args: &TrainArgs) -> Result<GoldExperiment, Box<dyn std::error::Error>> {
     let mut experiment = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-            toml::from_str::<GoldExperiment>(&text)
-                .map_err(|e| format!("{}: {}", path.display(), one_line(&e.to_string())))?
-        }
+        Some(path) => read_config(path)?,
         None => GoldExperiment::default(),
     };
     if let Some(losses) = &args.losses {
@@ -126,6 +146,13 @@ fn resolve(args: &TrainArgs) -> Result<GoldExperiment, Box<dyn std::error::Error
         experiment.preference.steps = steps;
     }
     Ok(experiment)
+}
+
+fn read_config(path: &std::path::Path) -> Result<GoldExperiment, Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    Ok(toml::from_str::<GoldExperiment>(&text)
+        .map_err(|e| format!("{}: {}", path.display(), one_line(&e.to_string())))?)
 }
 
 /// Fails before any training if the run folder cannot be written.

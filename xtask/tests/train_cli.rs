@@ -140,3 +140,83 @@ fn bad_configs_are_one_line_errors_naming_the_problem() {
     let missing = train(&dir.join("absent.toml"), &dir.join("out"));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("absent.toml"));
 }
+
+fn manifest_step(checkpoint: &Path) -> u64 {
+    let text = std::fs::read_to_string(checkpoint.join("manifest.json")).unwrap();
+    serde_json::from_str::<serde_json::Value>(&text).unwrap()["step"]
+        .as_u64()
+        .unwrap()
+}
+
+/// `metrics.jsonl` without the timing field, which differs from run to run.
+fn metrics_without_timing(folder: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(folder.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let mut value: serde_json::Value = serde_json::from_str(line).unwrap();
+            value.as_object_mut().unwrap().remove("tokens_per_s");
+            value
+        })
+        .collect()
+}
+
+#[test]
+fn stopping_and_resuming_gives_bit_identical_results() {
+    let dir = scratch("resume");
+    let config = dir.join("tiny.toml");
+    std::fs::write(
+        &config,
+        format!("checkpoint_every = 3\nkeep_checkpoints = 1\n{TINY}"),
+    )
+    .unwrap();
+    let straight = dir.join("straight");
+    assert!(train(&config, &straight).status.success());
+
+    let pieces = dir.join("pieces");
+    let first = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "--quiet", "--stop-after-steps", "5", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&pieces)
+        .output()
+        .unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("--resume"));
+    assert!(!pieces.join("summary.json").exists());
+    let run = pieces.join("checkpoints/sigmoid-eta0-seed0");
+    let kept: Vec<_> = std::fs::read_dir(&run).unwrap().collect();
+    assert_eq!(kept.len(), 1, "keep_checkpoints = 1 keeps one checkpoint");
+    assert_eq!(manifest_step(&run.join("step-000005")), 5);
+    for stop in [Some("12"), None] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        command.args(["train", "--quiet", "--resume"]).arg(&pieces);
+        if let Some(stop) = stop {
+            command.args(["--stop-after-steps", stop]);
+        }
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if stop.is_some() {
+            // 12 steps: the last 5 of the first run (resumed at step 5), 7 of the second.
+            assert!(!run.exists(), "a finished run's checkpoints are removed");
+            let second = pieces.join("checkpoints/ropo-eta0-seed0/step-000007");
+            assert_eq!(manifest_step(&second), 7);
+        }
+    }
+    assert_eq!(
+        std::fs::read_to_string(straight.join("summary.json")).unwrap(),
+        std::fs::read_to_string(pieces.join("summary.json")).unwrap()
+    );
+    assert_eq!(
+        metrics_without_timing(&straight),
+        metrics_without_timing(&pieces)
+    );
+}

@@ -113,6 +113,20 @@ pub enum DataError {
         /// The vocabulary size.
         vocab_size: usize,
     },
+    /// A record (one line) of a preference dataset that cannot be read as a pair.
+    #[error("{}: line {line}: {}", path.display(), field_problem(field.as_deref(), problem))]
+    InvalidRecord {
+        /// The dataset file.
+        path: PathBuf,
+        /// The record's line, from 1.
+        line: u64,
+        /// The field at fault, as a path into the record (`chosen`, `input.messages[2].role`);
+        /// `None` where the line as a whole is at fault (not UTF-8, not JSON, unknown shape).
+        field: Option<String>,
+        /// What is wrong there.
+        problem: String,
+    },
+
     /// A parameter outside the range where it means something (a noise rate of 0.5, ...).
     #[error("invalid {name} = {value}: {requirement}")]
     InvalidParameter {
@@ -123,6 +137,14 @@ pub enum DataError {
         /// What the value must satisfy.
         requirement: &'static str,
     },
+}
+
+/// `field "chosen": problem`, or the problem alone when no field is at fault.
+fn field_problem(field: Option<&str>, problem: &str) -> String {
+    match field {
+        Some(field) => format!("field {field:?}: {problem}"),
+        None => problem.to_owned(),
+    }
 }
 
 impl DataError {

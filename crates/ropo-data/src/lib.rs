@@ -1,8 +1,10 @@
 //! Preference data and tokenizers.
 //!
-//! This crate turns text into the token ids that models see, and will hold the readers of the
-//! common preference-dataset formats, prompt/response masks, seeded label-noise injection and
-//! the built-in gold-reward task. It knows nothing of models: [`Tokenizer`] is the whole
+//! This crate turns text into the token ids that models see: readers of the common
+//! preference-dataset formats ([`formats`]), chat templates ([`template`]), tokenization with
+//! prompt/response masks and truncation ([`tokenize`]), seeded label noise with flip masks
+//! ([`noise`]), resumable length-bucketed batching ([`batches`]) and the built-in gold-reward
+//! task ([`gold`]). It knows nothing of models: [`Tokenizer`] is the whole
 //! contract between text and a model, and [`load_tokenizer`] opens any tokenizer it reads
 //! (Hugging Face `tokenizer.json`, GPT-2's `encoder.json` + `vocab.bpe`, llama2.c `.bin`).
 //! Every fallible function returns [`DataError`], whose message names the file and the place
@@ -10,14 +12,17 @@
 
 pub mod batches;
 mod error;
+pub mod formats;
 pub mod gold;
 pub mod noise;
 mod pair;
+pub mod template;
+pub mod tokenize;
 pub mod tokenizer;
 
 #[cfg(test)]
 mod test_support;
 
 pub use error::DataError;
-pub use pair::{Preference, TextPair, TokenizedPair};
+pub use pair::{ChatPair, Message, Preference, Prompt, TextPair, TokenizedPair};
 pub use tokenizer::{load_tokenizer, HfTokenizer, Llama2cTokenizer, Tokenizer};

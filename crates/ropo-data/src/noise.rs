@@ -27,8 +27,94 @@ pub fn symmetric<P: Preference>(
             requirement: "symmetric noise needs 0 <= rate < 0.5",
         });
     }
+    let flipped = symmetric_flips(pairs.len(), rate, seed)?;
+    Ok(apply(pairs, flipped))
+}
+
+/// The flip mask [`symmetric`] draws for `n` pairs, without the pairs (to noise a file as it
+/// streams past). The mask of the first `k` pairs does not depend on `n`.
+pub fn symmetric_flips(n: usize, rate: f64, seed: u64) -> Result<Vec<bool>, DataError> {
+    if !(0.0..0.5).contains(&rate) {
+        return Err(DataError::InvalidParameter {
+            name: "noise rate",
+            value: rate,
+            requirement: "symmetric noise needs 0 <= rate < 0.5",
+        });
+    }
     let mut rng = StdRng::seed_from_u64(seed);
-    let flipped: Vec<bool> = pairs.iter().map(|_| rng.random_bool(rate)).collect();
+    Ok((0..n).map(|_| rng.random_bool(rate)).collect())
+}
+
+/// Length-biased labels, the bias of annotators (and reward models) who prefer longer answers:
+/// each pair's longer response is labelled chosen with probability `p` (0 ≤ p ≤ 1), the
+/// shorter one otherwise; pairs with responses of equal length keep their label. `flipped`
+/// marks the pairs whose label now differs from the original one. Lengths are
+/// [`Preference::response_lengths`] (bytes for text, tokens for token ids).
+pub fn length_biased<P: Preference>(
+    pairs: Vec<P>,
+    p: f64,
+    seed: u64,
+) -> Result<Noisy<P>, DataError> {
+    if !(0.0..=1.0).contains(&p) {
+        return Err(DataError::InvalidParameter {
+            name: "length bias p",
+            value: p,
+            requirement: "a probability: 0 <= p <= 1",
+        });
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let flipped = pairs
+        .iter()
+        .map(|pair| {
+            let longer_chosen = rng.random_bool(p);
+            let (chosen, rejected) = pair.response_lengths();
+            chosen != rejected && (chosen > rejected) != longer_chosen
+        })
+        .collect();
+    Ok(apply(pairs, flipped))
+}
+
+/// Bradley–Terry relabelling: pair `i` keeps its label with probability
+/// σ(`margins[i]` / `temperature`) and is flipped otherwise, where `margins[i]` is a score of
+/// how much better the chosen response is (e.g. r(x, chosen) − r(x, rejected) under a reward
+/// model). A small temperature follows the scores' sign; a large one flips half of the pairs.
+/// Errors: a temperature that is not positive and finite, a margin that is not finite, or
+/// not one margin per pair.
+pub fn bradley_terry<P: Preference>(
+    pairs: Vec<P>,
+    margins: &[f64],
+    temperature: f64,
+    seed: u64,
+) -> Result<Noisy<P>, DataError> {
+    if !(temperature > 0.0 && temperature.is_finite()) {
+        return Err(DataError::InvalidParameter {
+            name: "Bradley-Terry temperature",
+            value: temperature,
+            requirement: "positive and finite",
+        });
+    }
+    if margins.len() != pairs.len() {
+        return Err(DataError::InvalidParameter {
+            name: "number of Bradley-Terry margins",
+            value: margins.len() as f64,
+            requirement: "one margin per pair",
+        });
+    }
+    if let Some(&bad) = margins.iter().find(|m| !m.is_finite()) {
+        return Err(DataError::InvalidParameter {
+            name: "Bradley-Terry margin",
+            value: bad,
+            requirement: "finite",
+        });
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let flipped = margins
+        .iter()
+        .map(|margin| {
+            let keep = 1.0 / (1.0 + (-margin / temperature).exp());
+            !rng.random_bool(keep)
+        })
+        .collect();
     Ok(apply(pairs, flipped))
 }
 
@@ -72,6 +158,103 @@ mod tests {
         let a = symmetric(pairs(1000), 0.3, 7).unwrap().flipped;
         assert_eq!(a, symmetric(pairs(1000), 0.3, 7).unwrap().flipped);
         assert_ne!(a, symmetric(pairs(1000), 0.3, 8).unwrap().flipped);
+    }
+
+    /// Pairs whose chosen response has `chosen_len[i]` bytes and rejected one byte.
+    fn lengths(chosen_len: &[usize]) -> Vec<TextPair> {
+        chosen_len
+            .iter()
+            .map(|&n| TextPair {
+                prompt: String::new(),
+                chosen: "x".repeat(n),
+                rejected: "y".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn symmetric_flips_match_symmetric_and_do_not_depend_on_the_count() {
+        let flips = symmetric_flips(1000, 0.2, 3).unwrap();
+        assert_eq!(flips, symmetric(pairs(1000), 0.2, 3).unwrap().flipped);
+        assert_eq!(symmetric_flips(10, 0.2, 3).unwrap(), flips[..10]);
+        assert!(symmetric_flips(3, 0.5, 3).is_err());
+    }
+
+    #[test]
+    fn length_bias_labels_the_longer_response_chosen_with_probability_p() {
+        // Half the pairs have the longer response chosen, half the shorter one.
+        let sizes: Vec<usize> = (0..10_000)
+            .map(|i| if i % 2 == 0 { 5 } else { 0 })
+            .collect();
+        let noisy = length_biased(lengths(&sizes), 0.8, 4).unwrap();
+        let longer_chosen = noisy
+            .pairs
+            .iter()
+            .filter(|pair| pair.chosen.len() > pair.rejected.len())
+            .count() as f64
+            / 10_000.0;
+        assert!((longer_chosen - 0.8).abs() <= 0.015, "{longer_chosen}");
+        for ((before, after), flip) in lengths(&sizes).iter().zip(&noisy.pairs).zip(&noisy.flipped)
+        {
+            assert_eq!(before.chosen != after.chosen, *flip);
+        }
+        assert_eq!(
+            noisy.flipped,
+            length_biased(lengths(&sizes), 0.8, 4).unwrap().flipped
+        );
+    }
+
+    #[test]
+    fn length_bias_extremes_are_deterministic_and_equal_lengths_keep_their_label() {
+        let all_longer = length_biased(lengths(&[0, 3, 1]), 1.0, 0).unwrap();
+        assert_eq!(all_longer.flipped, [true, false, false]);
+        let all_shorter = length_biased(lengths(&[0, 3, 1]), 0.0, 0).unwrap();
+        assert_eq!(all_shorter.flipped, [false, true, false]);
+        for p in [-0.1, 1.1, f64::NAN] {
+            assert!(matches!(
+                length_biased(lengths(&[1]), p, 0),
+                Err(DataError::InvalidParameter { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn bradley_terry_flips_with_the_logistic_of_the_scaled_margin() {
+        let n = 10_000;
+        // σ(-ln 4) = 0.2: a fifth of the pairs should flip.
+        let margins = vec![4f64.ln(); n];
+        let noisy = bradley_terry(pairs(n), &margins, 1.0, 9).unwrap();
+        let rate = noisy.flipped.iter().filter(|f| **f).count() as f64 / n as f64;
+        assert!((rate - 0.2).abs() <= 0.015, "{rate}");
+        assert_eq!(
+            noisy.flipped,
+            bradley_terry(pairs(n), &margins, 1.0, 9).unwrap().flipped
+        );
+        // Temperature scales the margin: a cold one follows the sign.
+        let signs = [5.0, -5.0, 5.0];
+        assert_eq!(
+            bradley_terry(pairs(3), &signs, 1e-3, 0).unwrap().flipped,
+            [false, true, false]
+        );
+        let hot = bradley_terry(pairs(n), &vec![1.0; n], 1e6, 1).unwrap();
+        let rate = hot.flipped.iter().filter(|f| **f).count() as f64 / n as f64;
+        assert!((rate - 0.5).abs() <= 0.02, "{rate}");
+    }
+
+    #[test]
+    fn bradley_terry_refuses_bad_temperatures_margins_and_counts() {
+        for (margins, temperature) in [
+            (vec![0.0; 3], 0.0),
+            (vec![0.0; 3], -1.0),
+            (vec![0.0; 3], f64::INFINITY),
+            (vec![0.0, f64::NAN, 0.0], 1.0),
+            (vec![0.0; 2], 1.0),
+        ] {
+            assert!(matches!(
+                bradley_terry(pairs(3), &margins, temperature, 0),
+                Err(DataError::InvalidParameter { .. })
+            ));
+        }
     }
 
     #[test]

@@ -68,3 +68,59 @@ impl TokenizedPair {
         self.prompt.len() + self.chosen.len().max(self.rejected.len())
     }
 }
+
+/// One turn of a conversation: who speaks (`system`, `user`, `assistant`, ...) and what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// The speaker, as the dataset names it.
+    pub role: String,
+    /// What was said.
+    pub content: String,
+}
+
+/// A prompt as a dataset gives it: final text, or a conversation for a chat template to render.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Prompt {
+    /// Text already in the form the model sees (an HH transcript through `\n\nAssistant:`, a
+    /// TL;DR prompt, a plain string); templates leave it and its responses as they are.
+    Text(String),
+    /// The conversation before the assistant's answer; a chat template renders it and adds the
+    /// assistant's turn markers around the responses.
+    Messages(Vec<Message>),
+}
+
+/// A preference pair as read from a dataset, before any chat template: the [`TextPair`] of
+/// a dataset whose prompt may be a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatPair {
+    /// The shared context.
+    pub prompt: Prompt,
+    /// The preferred response's text (the assistant's content only).
+    pub chosen: String,
+    /// The dispreferred response's text.
+    pub rejected: String,
+}
+
+impl Preference for ChatPair {
+    fn swapped(self) -> Self {
+        Self {
+            chosen: self.rejected,
+            rejected: self.chosen,
+            ..self
+        }
+    }
+
+    fn response_lengths(&self) -> (usize, usize) {
+        (self.chosen.len(), self.rejected.len())
+    }
+}
+
+impl From<TextPair> for ChatPair {
+    fn from(pair: TextPair) -> Self {
+        Self {
+            prompt: Prompt::Text(pair.prompt),
+            chosen: pair.chosen,
+            rejected: pair.rejected,
+        }
+    }
+}

@@ -30,6 +30,12 @@ pub enum TrainError {
         /// Where the last good state is.
         last_good: String,
     },
+    /// A checkpoint could not be written, or is missing, truncated or corrupt.
+    #[error("checkpoint {0}")]
+    Checkpoint(String),
+    /// The run stopped on request (a time box); its last checkpoint resumes it.
+    #[error("stopped after {0} preference steps as asked; resume from the run folder")]
+    Stopped(usize),
     /// A file of the run could not be written or read.
     #[error("{path}: {source}")]
     Io {

@@ -2,13 +2,20 @@
 //! from the SFT model on the same pairs under each label-noise rate, for several seeds, each
 //! judged on clean held-out pairs and by the gold reward of its samples.
 
+use std::path::Path;
+
 use burn::{module::AutodiffModule, tensor::backend::AutodiffBackend};
 use ropo_core::{Loss, LossConfig, LossParams};
-use ropo_data::{batches::BatchSampler, gold::GoldTask, noise, TokenizedPair};
+use ropo_data::{
+    batches::{BatchCursor, BatchSampler},
+    gold::GoldTask,
+    noise, TokenizedPair,
+};
 use ropo_models::{activation::Activation, config::ModelConfig, llama::LlamaConfig, CausalLm};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    checkpoint::{self, Manifest, Restored},
     eval::{gold_eval, implicit_reward_eval, sample_responses, GoldEval},
     optim::Trainer,
     reference::{reference_logps, ReferenceLogps},
@@ -47,6 +54,10 @@ pub struct GoldExperiment {
     pub validation: usize,
     /// Evaluate on the validation split every this many preference steps (0: only at the end).
     pub eval_every: usize,
+    /// Checkpoint a run every this many preference steps (0: never); needs a run folder.
+    pub checkpoint_every: usize,
+    /// How many of a run's newest checkpoints to keep.
+    pub keep_checkpoints: usize,
 }
 
 /// Shape of the experiment's transformer.
@@ -135,6 +146,8 @@ impl Default for GoldExperiment {
             eval_prompts: 500,
             validation: 300,
             eval_every: 50,
+            checkpoint_every: 100,
+            keep_checkpoints: 2,
         }
     }
 }
@@ -209,6 +222,53 @@ pub enum Progress {
     Step(StepRecord),
     /// A preference run finished.
     RunFinished(RunResult),
+}
+
+/// A finished preference run: the policy and what was measured along the way.
+struct TrainedRun<B: AutodiffBackend> {
+    model: CausalLm<B>,
+    history: Vec<StepRecord>,
+    curve: Vec<CurvePoint>,
+}
+
+/// Preference steps taken in this session, and when to stop it.
+struct Session {
+    steps: usize,
+    stop_after: Option<usize>,
+}
+
+/// Runs finished by earlier sessions of the same run folder.
+fn load_finished(path: &Path) -> Result<Vec<RunResult>, TrainError> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(path).map_err(TrainError::io(path))?;
+    text.lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))
+        })
+        .collect()
+}
+
+fn save_finished(path: &Path, runs: &[RunResult]) -> Result<(), TrainError> {
+    let text: String = runs
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap_or_default() + "\n")
+        .collect();
+    crate::report::write_atomic(path, &text)
+}
+
+fn take_finished(
+    finished: &mut Vec<RunResult>,
+    loss: &str,
+    noise: f64,
+    seed: u64,
+) -> Option<RunResult> {
+    let index = finished
+        .iter()
+        .position(|r| r.loss == loss && r.noise == noise && r.seed == seed)?;
+    Some(finished.remove(index))
 }
 
 /// Everything the experiment measured.
@@ -358,14 +418,33 @@ impl GoldExperiment {
     }
 
     /// Runs the whole experiment, reporting progress to `on_progress`.
+    ///
+    /// With a `folder`, the SFT model, every finished run and a checkpoint of the run in progress
+    /// are kept under `folder/checkpoints`, and running again with the same folder continues
+    /// where the last session stopped, with bit-identical results on CPU. `stop_after` ends the
+    /// session (with [`TrainError::Stopped`]) after that many preference steps.
     pub fn run<B: AutodiffBackend>(
         &self,
         device: &B::Device,
+        folder: Option<&Path>,
+        stop_after: Option<usize>,
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<ExperimentOutcome, TrainError> {
         self.validate()?;
         B::seed(device, self.seed);
-        let sft = self.train_sft::<B>(device, on_progress)?;
+        let store = folder.map(|f| f.join("checkpoints"));
+        if let Some(store) = &store {
+            std::fs::create_dir_all(store).map_err(TrainError::io(store))?;
+        }
+        let sft = self.sft_model::<B>(device, store.as_deref(), on_progress)?;
+        let mut finished = match &store {
+            Some(store) => load_finished(&store.join("finished.jsonl"))?,
+            None => Vec::new(),
+        };
+        let mut session = Session {
+            steps: 0,
+            stop_after,
+        };
         let reference = sft.valid();
         let task = &self.task;
         let train_pairs = task.pairs(self.preference.pairs, self.seed + 2);
@@ -407,6 +486,11 @@ impl GoldExperiment {
                     .map(|(r, flip)| if *flip { r.swapped() } else { *r })
                     .collect();
                 for name in &self.losses {
+                    if let Some(done) = take_finished(&mut finished, name, eta, seed) {
+                        on_progress(Progress::RunFinished(done.clone()));
+                        outcome.runs.push(done);
+                        continue;
+                    }
                     on_progress(Progress::RunStarted(
                         outcome.runs.len(),
                         total,
@@ -415,12 +499,20 @@ impl GoldExperiment {
                         seed,
                     ));
                     let loss = self.loss(name)?;
-                    let (policy, history, curve) = self.train_preference::<B>(
+                    let run_store = store
+                        .as_ref()
+                        .map(|s| s.join(format!("{name}-eta{eta}-seed{seed}")));
+                    let TrainedRun {
+                        model: policy,
+                        history,
+                        curve,
+                    } = self.train_preference::<B>(
                         sft.clone(),
                         &loss,
                         (&noisy.pairs, &refs),
                         &validation,
                         seed,
+                        (run_store.as_deref(), &mut session),
                         device,
                         on_progress,
                     )?;
@@ -439,18 +531,45 @@ impl GoldExperiment {
                     };
                     on_progress(Progress::RunFinished(result.clone()));
                     outcome.runs.push(result);
+                    if let (Some(store), Some(run_store)) = (&store, &run_store) {
+                        save_finished(&store.join("finished.jsonl"), &outcome.runs)?;
+                        if run_store.exists() {
+                            std::fs::remove_dir_all(run_store)
+                                .map_err(TrainError::io(run_store))?;
+                        }
+                    }
                 }
             }
         }
         Ok(outcome)
     }
 
+    /// The SFT model: loaded from the run folder when an earlier session trained it.
+    fn sft_model<B: AutodiffBackend>(
+        &self,
+        device: &B::Device,
+        store: Option<&Path>,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<CausalLm<B>, TrainError> {
+        let fresh = self.model_config().init::<B>(device);
+        let Some(store) = store else {
+            return self.train_sft(fresh, device, on_progress);
+        };
+        let path = store.join("sft");
+        if let Some(model) = checkpoint::load_model(&path, fresh.clone(), device)? {
+            return Ok(model);
+        }
+        let model = self.train_sft(fresh, device, on_progress)?;
+        checkpoint::save_model(&model, &path)?;
+        Ok(model)
+    }
+
     fn train_sft<B: AutodiffBackend>(
         &self,
+        mut model: CausalLm<B>,
         device: &B::Device,
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<CausalLm<B>, TrainError> {
-        let mut model = self.model_config().init::<B>(device);
         let examples = self.task.sft_examples(self.sft.examples, self.seed + 1);
         let lengths = examples.iter().map(|(p, r)| p.len() + r.len()).collect();
         let mut sampler = BatchSampler::new(lengths, self.sft.batch, 1, self.seed);
@@ -480,19 +599,18 @@ impl GoldExperiment {
     #[allow(clippy::too_many_arguments)]
     fn train_preference<B: AutodiffBackend>(
         &self,
-        mut model: CausalLm<B>,
+        model: CausalLm<B>,
         loss: &LossConfig,
         (pairs, refs): (&[TokenizedPair], &[ReferenceLogps]),
         validation: &EvalSet,
         seed: u64,
+        (store, session): (Option<&Path>, &mut Session),
         device: &B::Device,
         on_progress: &mut dyn FnMut(Progress),
-    ) -> Result<(CausalLm<B>, Vec<StepRecord>, Vec<CurvePoint>), TrainError> {
+    ) -> Result<TrainedRun<B>, TrainError> {
         let stage = &self.preference;
-        let mut curve = Vec::new();
-        let lengths = pairs.iter().map(TokenizedPair::max_len).collect();
-        let mut sampler = BatchSampler::new(lengths, stage.batch, 1, 31 * seed + 5);
-        let mut trainer = Trainer::new(
+        let lengths: Vec<usize> = pairs.iter().map(TokenizedPair::max_len).collect();
+        let trainer = Trainer::new(
             LrSchedule {
                 peak: stage.lr,
                 warmup: stage.warmup,
@@ -502,8 +620,28 @@ impl GoldExperiment {
             0.0,
             Some(1.0),
         );
-        let mut history = Vec::with_capacity(stage.steps);
-        for step in 0..stage.steps {
+        let resume = store.and_then(checkpoint::latest);
+        let Restored {
+            mut model,
+            mut trainer,
+            manifest,
+        } = match resume {
+            Some(path) => checkpoint::load(&path, model, trainer, device)?,
+            None => Restored {
+                model,
+                trainer,
+                manifest: Manifest {
+                    step: 0,
+                    cursor: BatchCursor::default(),
+                    history: Vec::with_capacity(stage.steps),
+                    curve: Vec::new(),
+                },
+            },
+        };
+        let mut sampler =
+            BatchSampler::resume(lengths, stage.batch, 1, 31 * seed + 5, manifest.cursor);
+        let (mut history, mut curve) = (manifest.history, manifest.curve);
+        for step in manifest.step..stage.steps {
             let indices = sampler.next_batch();
             let batch: Vec<&TokenizedPair> = indices.iter().map(|i| &pairs[*i]).collect();
             let batch_refs: Vec<ReferenceLogps> = indices.iter().map(|i| refs[*i]).collect();
@@ -536,7 +674,30 @@ impl GoldExperiment {
                     gold_win_rate: gold.win_rate,
                 });
             }
+            session.steps += 1;
+            let stopping = session
+                .stop_after
+                .is_some_and(|limit| session.steps >= limit);
+            let due = self.checkpoint_every > 0 && done % self.checkpoint_every == 0;
+            if let Some(store) = store {
+                if done < stage.steps && (due || stopping) {
+                    let manifest = Manifest {
+                        step: done,
+                        cursor: sampler.cursor(),
+                        history: history.clone(),
+                        curve: curve.clone(),
+                    };
+                    checkpoint::save(store, &model, &trainer, &manifest, self.keep_checkpoints)?;
+                }
+            }
+            if stopping && done < stage.steps {
+                return Err(TrainError::Stopped(session.steps));
+            }
         }
-        Ok((model, history, curve))
+        Ok(TrainedRun {
+            model,
+            history,
+            curve,
+        })
     }
 }

@@ -2,6 +2,7 @@
 //! the built-in noisy-preference experiment, tying `ropo-models` and `ropo-data` together.
 //! Generic over burn's autodiff backends; the caller picks the backend.
 
+pub mod checkpoint;
 mod error;
 pub mod eval;
 pub mod experiment;

@@ -1,13 +1,16 @@
 //! The optimiser: burn's AdamW, with global-norm gradient clipping and the learning-rate
 //! schedule, one place for every training stage.
 
+use std::path::Path;
+
 use burn::{
     module::{AutodiffModule, ModuleVisitor, Param},
     optim::{adaptor::OptimizerAdaptor, AdamW, AdamWConfig, GradientsParams, Optimizer},
+    record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder},
     tensor::{backend::AutodiffBackend, ElementConversion, Tensor},
 };
 
-use crate::schedule::LrSchedule;
+use crate::{schedule::LrSchedule, TrainError};
 
 /// AdamW plus the schedule and clipping of one training stage.
 pub struct Trainer<M: AutodiffModule<B>, B: AutodiffBackend> {
@@ -44,6 +47,28 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> Trainer<M, B> {
     /// Optimiser steps taken so far.
     pub fn steps_done(&self) -> usize {
         self.step
+    }
+
+    /// Writes the optimiser's moments (full precision) to `path` (`.mpk` is appended).
+    pub fn save_state(&self, path: &Path) -> Result<(), TrainError> {
+        NamedMpkFileRecorder::<FullPrecisionSettings>::new()
+            .record(self.optimizer.to_record(), path.to_path_buf())
+            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))
+    }
+
+    /// Restores moments written by [`Trainer::save_state`] and the schedule position `step`.
+    pub fn load_state(
+        mut self,
+        path: &Path,
+        step: usize,
+        device: &B::Device,
+    ) -> Result<Self, TrainError> {
+        let record = NamedMpkFileRecorder::<FullPrecisionSettings>::new()
+            .load(path.to_path_buf(), device)
+            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
+        self.optimizer = self.optimizer.load_record(record);
+        self.step = step;
+        Ok(self)
     }
 
     /// Applies `grads` (of `model`'s parameters) and advances the schedule.

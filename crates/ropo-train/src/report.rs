@@ -36,8 +36,11 @@ pub struct SummaryEntry {
     pub seeds: usize,
 }
 
+/// Reads one metric from a run.
+pub type MetricReader = fn(&RunResult) -> f64;
+
 /// The metrics every summary reports, with how to read them from a run.
-pub const METRICS: [(&str, fn(&RunResult) -> f64); 3] = [
+pub const METRICS: [(&str, MetricReader); 3] = [
     ("gold_win_rate", |r| r.gold_win_rate),
     ("clean_accuracy", |r| r.clean_accuracy),
     ("gold_reward", |r| r.gold_reward),

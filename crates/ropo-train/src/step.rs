@@ -217,8 +217,7 @@ mod tests {
             1,
             &Default::default(),
         )
-        .err()
-        .expect("a NaN reference must stop the step");
+        .expect_err("a NaN reference must stop the step");
         assert!(
             matches!(
                 error,

@@ -1,0 +1,565 @@
+//! `cargo xtask data`: look inside a preference dataset (`inspect`), or write a copy of it
+//! with seeded label noise and its flip mask (`noise`). Also the tokenization benchmark,
+//! [`bench_tokenize`], against Python `tokenizers` on the same texts.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use clap::{Args, Subcommand};
+use ropo::data::formats::{self, Degenerate, Format, OnInvalid, ReadOptions, ReadReport};
+use ropo::data::template::{Piece, Template};
+use ropo::data::tokenize::{tokenize, DropReason, TokenizeOptions};
+use ropo::data::{load_tokenizer, noise, ChatPair, Prompt};
+use serde::Serialize;
+
+use crate::CmdResult;
+
+/// Inspect a preference dataset, or write a noisy copy of it.
+#[derive(Args)]
+pub struct DataArgs {
+    #[command(subcommand)]
+    command: DataCommand,
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Read a dataset and print its format, pair count, length percentiles (characters, and
+    /// tokens with --tokenizer), dropped and truncated pairs with reasons, skipped records,
+    /// and doubtful rows (identical responses, HH rows without a shared prompt) by line.
+    Inspect(InspectArgs),
+    /// Write a copy of a dataset, in its own format, with each label flipped with probability
+    /// --rate, and the flip mask beside it (OUT.flips.json).
+    Noise(NoiseArgs),
+}
+
+/// Which file, and how to read it.
+#[derive(Args)]
+struct ReadArgs {
+    /// The dataset: JSONL, gzipped or not.
+    file: PathBuf,
+    /// Its format (generic, trl, hh, summarize, ultrafeedback, orca); detected from the first
+    /// record if not given.
+    #[arg(long)]
+    format: Option<Format>,
+    /// Skip invalid records (counting them, with reasons) instead of stopping at the first.
+    #[arg(long)]
+    skip_invalid: bool,
+    /// Treat doubtful pairs (identical responses, HH rows without a shared prompt) as invalid.
+    #[arg(long)]
+    reject_degenerate: bool,
+}
+
+impl ReadArgs {
+    fn options(&self) -> ReadOptions {
+        ReadOptions {
+            format: self.format,
+            on_invalid: if self.skip_invalid {
+                OnInvalid::Skip
+            } else {
+                OnInvalid::Error
+            },
+            degenerate: if self.reject_degenerate {
+                Degenerate::Reject
+            } else {
+                Degenerate::Keep
+            },
+        }
+    }
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    #[command(flatten)]
+    read: ReadArgs,
+    /// A tokenizer (tokenizer.json, encoder.json, tok*.bin or a folder) for token lengths,
+    /// truncation and dropped counts.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Chat template for conversation prompts: plain, hh, chatml, llama2.
+    #[arg(long, default_value = "chatml")]
+    template: Template,
+    /// Most tokens in prompt plus response.
+    #[arg(long, default_value_t = 1024)]
+    max_length: usize,
+    /// Most tokens in a prompt (keeps the end); no limit but --max-length if not given.
+    #[arg(long)]
+    max_prompt_length: Option<usize>,
+}
+
+#[derive(Args)]
+struct NoiseArgs {
+    #[command(flatten)]
+    read: ReadArgs,
+    /// Probability of flipping each label (0 <= rate < 0.5).
+    #[arg(long)]
+    rate: f64,
+    /// Random seed: the same seed gives the same flips.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The noisy copy (plain JSONL); its flip mask goes to OUT.flips.json.
+    #[arg(short, long)]
+    output: PathBuf,
+}
+
+/// Runs `cargo xtask data …`.
+pub fn run(args: &DataArgs) -> CmdResult {
+    match &args.command {
+        DataCommand::Inspect(inspect_args) => inspect(inspect_args),
+        DataCommand::Noise(noise_args) => write_noisy(noise_args),
+    }
+}
+
+/// How many doubtful lines or skipped reasons to list before "… and N more".
+const LISTED: usize = 20;
+
+fn inspect(args: &InspectArgs) -> CmdResult {
+    let mut reader = formats::open(&args.read.file, &args.read.options())?;
+    let mut pairs = Vec::new();
+    let mut lines = Vec::new();
+    for record in reader.by_ref() {
+        let record = record?;
+        lines.push(record.line);
+        pairs.push(record.pair);
+    }
+    let report = reader.into_report();
+    print_read_report(&report);
+
+    println!("\nlength in characters (prompt: its text, or its messages' contents)");
+    print_header();
+    let prompt_chars = pairs
+        .iter()
+        .map(|pair| prompt_chars(&pair.prompt))
+        .collect();
+    print_row("prompt", prompt_chars);
+    print_row(
+        "chosen",
+        pairs.iter().map(|p| p.chosen.chars().count()).collect(),
+    );
+    print_row(
+        "rejected",
+        pairs.iter().map(|p| p.rejected.chars().count()).collect(),
+    );
+
+    let Some(path) = &args.tokenizer else {
+        return Ok(());
+    };
+    let tokenizer = load_tokenizer(path)?;
+    let options = TokenizeOptions {
+        max_prompt_length: args.max_prompt_length,
+        ..TokenizeOptions::new(args.template, args.max_length)
+    };
+    let tokenized = tokenize(&pairs, tokenizer.as_ref(), &options)?;
+    let out = &tokenized.report;
+    println!(
+        "\nlength in tokens ({}, template {}, max_length {}, max_prompt_length {}; BOS and EOS included, after truncation)",
+        path.display(),
+        args.template,
+        args.max_length,
+        args.max_prompt_length
+            .map_or("none".into(), |n| n.to_string())
+    );
+    print_header();
+    let kept = &tokenized.pairs;
+    print_row("prompt", kept.iter().map(|p| p.prompt.len()).collect());
+    print_row("chosen", kept.iter().map(|p| p.chosen.len()).collect());
+    print_row("rejected", kept.iter().map(|p| p.rejected.len()).collect());
+    print_row("longest", kept.iter().map(|p| p.max_len()).collect());
+
+    let line_of = |index: usize| lines.get(index).copied().unwrap_or_default();
+    println!("\nkept {} of {} pairs", kept.len(), out.pairs);
+    let mut reasons: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for dropped in &out.dropped {
+        let reason = match &dropped.reason {
+            DropReason::PromptTooLong { max_length, .. } => {
+                format!("prompt leaves no room for a response within max_length {max_length}")
+            }
+            DropReason::Template(problem) => problem.clone(),
+        };
+        reasons
+            .entry(reason)
+            .or_default()
+            .push(line_of(dropped.index));
+    }
+    for (reason, dropped_lines) in &reasons {
+        println!(
+            "dropped {}: {reason} ({})",
+            dropped_lines.len(),
+            listed(dropped_lines)
+        );
+    }
+    println!(
+        "truncated: {} prompts (kept their end), {} chosen and {} rejected responses (kept their start, lost EOS)",
+        out.prompts_truncated, out.chosen_truncated, out.rejected_truncated
+    );
+    println!(
+        "responses whose text already ended with EOS (not appended again): {}",
+        out.eos_in_text
+    );
+    let merged: Vec<u64> = out
+        .boundary_mismatches
+        .iter()
+        .map(|&i| line_of(i))
+        .collect();
+    println!(
+        "pairs whose prompt end and response tokenize differently together than apart: {}{}",
+        merged.len(),
+        if merged.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", listed(&merged))
+        }
+    );
+    Ok(())
+}
+
+fn print_read_report(report: &ReadReport) {
+    println!("file: {}", report.path.display());
+    let format = report.format.map_or("unknown", Format::name);
+    println!("format: {format}");
+    println!(
+        "records: {} pairs in {} lines, {} skipped",
+        report.pairs,
+        report.lines,
+        report.skipped.len()
+    );
+    let mut reasons: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for invalid in &report.skipped {
+        let reason = match &invalid.field {
+            Some(field) => format!("field {field:?}: {}", invalid.problem),
+            None => invalid.problem.clone(),
+        };
+        reasons.entry(reason).or_default().push(invalid.line);
+    }
+    for (reason, lines) in &reasons {
+        println!("  skipped {}: {reason} ({})", lines.len(), listed(lines));
+    }
+    if !report.identical.is_empty() {
+        println!(
+            "identical chosen and rejected (kept): {} ({})",
+            report.identical.len(),
+            listed(&report.identical)
+        );
+    }
+    if !report.no_shared_prompt.is_empty() {
+        println!(
+            "HH rows whose rejected does not start with chosen's prompt (kept, split where both agree): {} ({})",
+            report.no_shared_prompt.len(),
+            listed(&report.no_shared_prompt)
+        );
+    }
+}
+
+/// `lines 3, 17, 42` (the first [`LISTED`], then how many more).
+fn listed(lines: &[u64]) -> String {
+    let shown: Vec<String> = lines.iter().take(LISTED).map(u64::to_string).collect();
+    let more = lines.len().saturating_sub(LISTED);
+    let word = if lines.len() == 1 { "line" } else { "lines" };
+    if more == 0 {
+        format!("{word} {}", shown.join(", "))
+    } else {
+        format!("{word} {}, and {more} more", shown.join(", "))
+    }
+}
+
+fn prompt_chars(prompt: &Prompt) -> usize {
+    match prompt {
+        Prompt::Text(text) => text.chars().count(),
+        Prompt::Messages(messages) => messages.iter().map(|m| m.content.chars().count()).sum(),
+    }
+}
+
+fn print_header() {
+    println!(
+        "  {:<10} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "", "p50", "p90", "p99", "max", "mean"
+    );
+}
+
+fn print_row(name: &str, mut values: Vec<usize>) {
+    values.sort_unstable();
+    let at = |q: f64| {
+        let rank = ((values.len() as f64 * q).ceil() as usize).max(1);
+        values.get(rank - 1).copied().unwrap_or_default()
+    };
+    let mean = values.iter().sum::<usize>() as f64 / values.len().max(1) as f64;
+    println!(
+        "  {name:<10} {:>8} {:>8} {:>8} {:>8} {mean:>8.1}",
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        values.last().copied().unwrap_or_default()
+    );
+}
+
+/// The flip mask file written beside a noisy copy.
+#[derive(Serialize)]
+struct FlipFile<'a> {
+    source: &'a Path,
+    format: &'static str,
+    noise: &'static str,
+    rate: f64,
+    seed: u64,
+    pairs: usize,
+    flipped_count: usize,
+    /// `source_lines[i]`: the line of the source file that line `i + 1` of the copy comes from.
+    source_lines: Vec<u64>,
+    /// `flipped[i]`: line `i + 1` of the copy has its label flipped.
+    flipped: Vec<bool>,
+}
+
+fn write_noisy(args: &NoiseArgs) -> CmdResult {
+    if args.output.extension().is_some_and(|ext| ext == "gz") {
+        return Err(format!(
+            "{}: the noisy copy is written as plain JSONL; name it without .gz",
+            args.output.display()
+        )
+        .into());
+    }
+    let options = args.read.options();
+    // Two passes keep memory constant: count, draw the mask, then copy.
+    let mut counted = formats::open(&args.read.file, &options)?;
+    let mut n = 0;
+    for record in counted.by_ref() {
+        record?;
+        n += 1;
+    }
+    let format = counted
+        .report()
+        .format
+        .ok_or_else(|| format!("{}: no records", args.read.file.display()))?;
+    let flipped = noise::symmetric_flips(n, args.rate, args.seed)?;
+
+    let flips_path = with_suffix(&args.output, ".flips.json");
+    let copy_tmp = with_suffix(&args.output, ".tmp");
+    let flips_tmp = with_suffix(&flips_path, ".tmp");
+    let written = (|| -> CmdResult {
+        let mut out = BufWriter::new(File::create(&copy_tmp).map_err(io_error(&copy_tmp))?);
+        let mut source_lines = Vec::with_capacity(n);
+        let mut flips = flipped.iter();
+        for record in formats::open(&args.read.file, &options)? {
+            let mut record = record?;
+            let Some(&flip) = flips.next() else {
+                return Err(
+                    format!("{}: changed while being read", args.read.file.display()).into(),
+                );
+            };
+            if flip {
+                format.swap_labels(&mut record.raw);
+            }
+            serde_json::to_writer(&mut out, &record.raw)?;
+            out.write_all(b"\n").map_err(io_error(&copy_tmp))?;
+            source_lines.push(record.line);
+        }
+        out.flush().map_err(io_error(&copy_tmp))?;
+        if source_lines.len() != n {
+            return Err(format!("{}: changed while being read", args.read.file.display()).into());
+        }
+        let mask = FlipFile {
+            source: &args.read.file,
+            format: format.name(),
+            noise: "symmetric",
+            rate: args.rate,
+            seed: args.seed,
+            pairs: n,
+            flipped_count: flipped.iter().filter(|f| **f).count(),
+            source_lines,
+            flipped: flipped.clone(),
+        };
+        let file = File::create(&flips_tmp).map_err(io_error(&flips_tmp))?;
+        serde_json::to_writer(BufWriter::new(file), &mask)?;
+        std::fs::rename(&copy_tmp, &args.output).map_err(io_error(&args.output))?;
+        std::fs::rename(&flips_tmp, &flips_path).map_err(io_error(&flips_path))?;
+        println!(
+            "{}: {n} pairs ({format}), {} flipped (rate {}, seed {}); mask in {}",
+            args.output.display(),
+            mask.flipped_count,
+            args.rate,
+            args.seed,
+            flips_path.display()
+        );
+        Ok(())
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&copy_tmp);
+        let _ = std::fs::remove_file(&flips_tmp);
+    }
+    written
+}
+
+/// `path` with `suffix` added to its file name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Box<dyn std::error::Error> {
+    let path = path.to_owned();
+    move |e| format!("{}: cannot write: {e}", path.display()).into()
+}
+
+/// Tokenization throughput: ropo's rayon-parallel `tokenize` beside Python `tokenizers`'
+/// `encode_batch` on the same texts.
+#[derive(Args)]
+pub struct TokenizeBench {
+    /// The dataset.
+    #[arg(
+        long,
+        default_value = "../shared/assets/preferences/helpful-base-test.jsonl.gz"
+    )]
+    file: PathBuf,
+    /// The tokenizer.json, for both sides.
+    #[arg(long, default_value = "../shared/assets/tokenizers/20B_tokenizer.json")]
+    tokenizer: PathBuf,
+    /// Chat template (only conversation prompts use it).
+    #[arg(long, default_value = "chatml")]
+    template: Template,
+    /// A Python with the `tokenizers` package.
+    #[arg(long, default_value = "python3")]
+    python: PathBuf,
+    /// The Python side of the benchmark.
+    #[arg(long, default_value = "bench/tokenize_hf.py")]
+    script: PathBuf,
+    /// Timed passes over the data, each side (after one warm-up pass).
+    #[arg(long, default_value_t = 5)]
+    iters: usize,
+}
+
+#[derive(Serialize)]
+struct TokenizeResult {
+    side: &'static str,
+    pairs: usize,
+    pairs_per_s: f64,
+    pass_ms_best: f64,
+    pass_ms_mean: f64,
+}
+
+/// Runs the tokenization benchmark and prints JSON lines, then a table with the ratio.
+pub fn bench_tokenize(bench: &TokenizeBench) -> CmdResult {
+    let (pairs, _) = formats::read_pairs(&bench.file, &ReadOptions::default())?;
+    let tokenizer = load_tokenizer(&bench.tokenizer)?;
+    let mut results = Vec::new();
+    for (side, check_boundaries) in [("ropo", false), ("ropo+boundary-check", true)] {
+        let options = TokenizeOptions {
+            check_boundaries,
+            ..TokenizeOptions::new(bench.template, usize::MAX)
+        };
+        let times = time_passes(bench.iters, || {
+            tokenize(&pairs, tokenizer.as_ref(), &options).map(|_| ())
+        })?;
+        results.push(result(side, pairs.len(), &times));
+    }
+
+    // The texts the first side encodes, three a pair, for the Python side.
+    let mut texts = Vec::with_capacity(3 * pairs.len());
+    for pair in &pairs {
+        texts.extend(pair_texts(pair, bench.template)?);
+    }
+    let texts_path =
+        std::env::temp_dir().join(format!("ropo-bench-tokenize-{}.json", std::process::id()));
+    std::fs::write(&texts_path, serde_json::to_vec(&texts)?).map_err(io_error(&texts_path))?;
+    let output = Command::new(&bench.python)
+        .arg(&bench.script)
+        .arg(&bench.tokenizer)
+        .arg(&texts_path)
+        .arg(bench.iters.to_string())
+        .output();
+    let _ = std::fs::remove_file(&texts_path);
+    let output = output.map_err(|e| format!("cannot run {}: {e}", bench.python.display()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{} {} failed: {}",
+            bench.python.display(),
+            bench.script.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )
+        .into());
+    }
+    let python: PythonTimes = serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("{}: unexpected output: {e}", bench.script.display()))?;
+    results.push(result(
+        "python tokenizers encode_batch",
+        pairs.len(),
+        &python.pass_seconds,
+    ));
+
+    for result in &results {
+        println!("{}", serde_json::to_string(result)?);
+    }
+    println!(
+        "\n{} pairs from {}, tokenizer {}, {} threads (rayon); python tokenizers {}\n",
+        pairs.len(),
+        bench.file.display(),
+        bench.tokenizer.display(),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        python.version
+    );
+    println!("| side | pairs/s | best pass ms | mean pass ms |\n|---|---|---|---|");
+    for r in &results {
+        println!(
+            "| {} | {:.0} | {:.1} | {:.1} |",
+            r.side, r.pairs_per_s, r.pass_ms_best, r.pass_ms_mean
+        );
+    }
+    if let (Some(ropo), Some(py)) = (results.first(), results.last()) {
+        println!(
+            "\nropo / python tokenizers = {:.2} (same texts, no boundary check)",
+            ropo.pairs_per_s / py.pairs_per_s
+        );
+    }
+    Ok(())
+}
+
+/// What `bench/tokenize_hf.py` prints.
+#[derive(serde::Deserialize)]
+struct PythonTimes {
+    version: String,
+    pass_seconds: Vec<f64>,
+}
+
+/// The prompt text and the two response texts that `tokenize` encodes for `pair`.
+fn pair_texts(pair: &ChatPair, template: Template) -> Result<[String; 3], String> {
+    let pieces = template.prompt(&pair.prompt)?;
+    let prompt: String = pieces
+        .into_iter()
+        .filter_map(|piece| match piece {
+            Piece::Text(text) => Some(text),
+            Piece::Bos | Piece::Eos => None,
+        })
+        .collect();
+    Ok([
+        prompt,
+        template.response(&pair.prompt, &pair.chosen),
+        template.response(&pair.prompt, &pair.rejected),
+    ])
+}
+
+fn time_passes(
+    iters: usize,
+    mut pass: impl FnMut() -> Result<(), ropo::data::DataError>,
+) -> Result<Vec<f64>, ropo::data::DataError> {
+    pass()?;
+    (0..iters.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            pass()?;
+            Ok(start.elapsed().as_secs_f64())
+        })
+        .collect()
+}
+
+fn result(side: &'static str, pairs: usize, seconds: &[f64]) -> TokenizeResult {
+    let best = seconds.iter().copied().fold(f64::INFINITY, f64::min);
+    let mean = seconds.iter().sum::<f64>() / seconds.len().max(1) as f64;
+    TokenizeResult {
+        side,
+        pairs,
+        pairs_per_s: pairs as f64 / mean,
+        pass_ms_best: best * 1e3,
+        pass_ms_mean: mean * 1e3,
+    }
+}
