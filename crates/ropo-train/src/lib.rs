@@ -3,6 +3,7 @@
 //! Generic over burn's autodiff backends; the caller picks the backend.
 
 pub mod checkpoint;
+pub mod dataset_experiment;
 mod error;
 pub mod eval;
 pub mod experiment;

@@ -1,0 +1,368 @@
+//! The real-data experiment: a checkpoint and a preference file from disk (e.g. stories260K and
+//! HH-RLHF helpful-base), a seeded train/held-out split, SFT on the chosen responses, then each
+//! loss at each label-noise rate, judged by implicit-reward accuracy on the clean held-out pairs.
+
+use std::path::PathBuf;
+
+use burn::{module::AutodiffModule, tensor::backend::AutodiffBackend};
+use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
+use ropo_core::{Loss, LossConfig, LossParams};
+use ropo_data::{
+    batches::BatchSampler,
+    formats::{read_pairs, ReadOptions},
+    load_tokenizer, noise,
+    template::Template,
+    tokenize::{tokenize, TokenizeOptions},
+    TokenizedPair,
+};
+use ropo_models::{checkpoint, CausalLm};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    eval::implicit_reward_eval,
+    experiment::{PreferenceStage, Progress, StepRecord},
+    optim::Trainer,
+    reference::{reference_logps, ReferenceLogps},
+    report::SummaryEntry,
+    schedule::{Decay, LrSchedule},
+    step::{preference_step, sft_step},
+    TrainError,
+};
+
+/// A real-data experiment (`[dataset]` in a config file marks one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetExperiment {
+    /// Where the model and data come from.
+    pub dataset: DatasetSource,
+    /// SFT on the chosen responses of the training split.
+    pub sft: SftOnChosen,
+    /// Preference training, shared by every loss.
+    pub preference: PreferenceStage,
+    /// Loss names.
+    pub losses: Vec<String>,
+    /// Symmetric label-noise rates η applied to the training split.
+    pub noise: Vec<f64>,
+    /// Seeds per (loss, η).
+    pub seeds: u64,
+}
+
+/// The files and how to turn them into token ids.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSource {
+    /// Model checkpoint (folder, `.safetensors` or llama2.c `.bin`).
+    pub model: PathBuf,
+    /// Tokenizer file or folder.
+    pub tokenizer: PathBuf,
+    /// Preference file (any format `ropo-data` reads; `.gz` allowed).
+    pub pairs: PathBuf,
+    /// Chat template name (`plain`, `hh`, `chatml`, `llama2`).
+    pub template: String,
+    /// Most tokens in prompt plus response.
+    pub max_length: usize,
+    /// Most prompt tokens (longer prompts keep their end).
+    pub max_prompt_length: usize,
+    /// Fraction of pairs held out (never noised) for evaluation.
+    pub heldout: f64,
+    /// Seed of the train/held-out split.
+    pub split_seed: u64,
+}
+
+/// SFT on the chosen responses.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SftOnChosen {
+    /// Optimiser steps (0 skips SFT and uses the checkpoint as the reference).
+    pub steps: usize,
+    /// Examples per step.
+    pub batch: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+}
+
+/// One (loss, η, seed) run of a dataset experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetRun {
+    /// Loss name.
+    pub loss: String,
+    /// Noise rate η.
+    pub noise: f64,
+    /// Seed index.
+    pub seed: u64,
+    /// Implicit-reward accuracy on the clean held-out pairs.
+    pub clean_accuracy: f64,
+    /// Mean implicit-reward margin on them.
+    pub clean_margin: f64,
+    /// Per-step training metrics.
+    pub history: Vec<StepRecord>,
+}
+
+/// What the data preparation kept and dropped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataCounts {
+    /// Pairs read from the file.
+    pub read: usize,
+    /// Pairs dropped because the prompt alone exceeds the budget.
+    pub dropped: usize,
+    /// Training pairs.
+    pub train: usize,
+    /// Held-out pairs.
+    pub heldout: usize,
+}
+
+impl DatasetExperiment {
+    fn loss(&self, name: &str) -> Result<LossConfig, TrainError> {
+        let params = LossParams {
+            alpha: self.preference.alpha,
+            epsilon: self.preference.epsilon,
+            ..LossParams::default()
+        };
+        Ok(LossConfig::new(
+            Loss::from_name(name, &params)?,
+            self.preference.beta,
+        )?)
+    }
+
+    /// Checks every value before anything runs; the message names the field.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let fail = |message: String| Err(TrainError::Config(message));
+        if let Some(eta) = self.noise.iter().find(|eta| !(0.0..0.5).contains(*eta)) {
+            return fail(format!("noise: rate {eta} must be in [0, 0.5)"));
+        }
+        for name in &self.losses {
+            self.loss(name)?;
+        }
+        if !(self.dataset.heldout > 0.0 && self.dataset.heldout < 1.0) {
+            return fail(format!(
+                "dataset.heldout {} must be in (0, 1)",
+                self.dataset.heldout
+            ));
+        }
+        for (field, value) in [
+            ("sft.lr", self.sft.lr),
+            ("preference.lr", self.preference.lr),
+        ] {
+            if !(value > 0.0 && value.is_finite()) {
+                return fail(format!("{field}: learning rate {value} must be > 0"));
+            }
+        }
+        if self.preference.batch == 0 || self.sft.batch == 0 || self.seeds == 0 {
+            return fail("preference.batch, sft.batch and seeds must be at least 1".into());
+        }
+        self.dataset
+            .template
+            .parse::<Template>()
+            .map_err(|e| TrainError::Config(format!("dataset.template: {e}")))?;
+        for (field, path) in [
+            ("dataset.model", &self.dataset.model),
+            ("dataset.tokenizer", &self.dataset.tokenizer),
+            ("dataset.pairs", &self.dataset.pairs),
+        ] {
+            if !path.exists() {
+                return fail(format!("{field}: {} does not exist", path.display()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the experiment, reporting progress to `on_progress`.
+    pub fn run<B: AutodiffBackend>(
+        &self,
+        device: &B::Device,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<(DataCounts, Vec<DatasetRun>), TrainError> {
+        self.validate()?;
+        let (train, heldout, counts) = self.prepare()?;
+        let base = checkpoint::load::<B>(&self.dataset.model, device)?;
+        let sft = self.train_sft(base, &train, device, on_progress)?;
+        let reference = sft.valid();
+        let train_refs = reference_logps(&reference, &train, 16, device)?;
+        let heldout_refs = reference_logps(&reference, &heldout, 16, device)?;
+        let mut runs = Vec::new();
+        let total = self.losses.len() * self.noise.len() * self.seeds as usize;
+        for seed in 0..self.seeds {
+            for &eta in &self.noise {
+                let noisy = noise::symmetric(train.clone(), eta, 7919 * seed + 17)?;
+                let refs: Vec<ReferenceLogps> = train_refs
+                    .iter()
+                    .zip(&noisy.flipped)
+                    .map(|(r, flip)| if *flip { r.swapped() } else { *r })
+                    .collect();
+                for name in &self.losses {
+                    on_progress(Progress::RunStarted(
+                        runs.len(),
+                        total,
+                        name.clone(),
+                        eta,
+                        seed,
+                    ));
+                    let loss = self.loss(name)?;
+                    let (policy, history) = self.train_preference(
+                        sft.clone(),
+                        &loss,
+                        &noisy.pairs,
+                        &refs,
+                        seed,
+                        device,
+                        on_progress,
+                    )?;
+                    let eval = implicit_reward_eval(
+                        &policy.valid(),
+                        &heldout,
+                        &heldout_refs,
+                        loss.beta(),
+                        16,
+                        device,
+                    )?;
+                    runs.push(DatasetRun {
+                        loss: name.clone(),
+                        noise: eta,
+                        seed,
+                        clean_accuracy: eval.accuracy,
+                        clean_margin: eval.margin,
+                        history,
+                    });
+                }
+            }
+        }
+        Ok((counts, runs))
+    }
+
+    /// Mean ± std over seeds of the held-out accuracy, one entry per (loss, η).
+    pub fn summarise(&self, runs: &[DatasetRun]) -> Vec<SummaryEntry> {
+        let mut out = Vec::new();
+        for loss in &self.losses {
+            for &noise in &self.noise {
+                let values: Vec<f64> = runs
+                    .iter()
+                    .filter(|r| &r.loss == loss && r.noise == noise)
+                    .map(|r| r.clean_accuracy)
+                    .collect();
+                let n = values.len().max(1) as f64;
+                let mean = values.iter().sum::<f64>() / n;
+                let var = if values.len() > 1 {
+                    values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
+                } else {
+                    0.0
+                };
+                out.push(SummaryEntry {
+                    loss: loss.clone(),
+                    noise,
+                    metric: "clean_accuracy".into(),
+                    mean,
+                    std: var.sqrt(),
+                    seeds: values.len(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Reads, tokenizes and splits the pairs.
+    fn prepare(&self) -> Result<(Vec<TokenizedPair>, Vec<TokenizedPair>, DataCounts), TrainError> {
+        let source = &self.dataset;
+        let (pairs, _) = read_pairs(&source.pairs, &ReadOptions::default())?;
+        let tokenizer = load_tokenizer(&source.tokenizer)?;
+        let template = source
+            .template
+            .parse::<Template>()
+            .map_err(|e| TrainError::Config(format!("dataset.template: {e}")))?;
+        let options = TokenizeOptions {
+            max_prompt_length: Some(source.max_prompt_length),
+            check_boundaries: false,
+            ..TokenizeOptions::new(template, source.max_length)
+        };
+        let tokenized = tokenize(&pairs, tokenizer.as_ref(), &options)?;
+        let mut kept = tokenized.pairs;
+        kept.shuffle(&mut StdRng::seed_from_u64(source.split_seed));
+        let held = ((kept.len() as f64) * source.heldout).round() as usize;
+        let train = kept.split_off(held);
+        let counts = DataCounts {
+            read: pairs.len(),
+            dropped: tokenized.report.dropped.len(),
+            train: train.len(),
+            heldout: kept.len(),
+        };
+        Ok((train, kept, counts))
+    }
+
+    fn train_sft<B: AutodiffBackend>(
+        &self,
+        mut model: CausalLm<B>,
+        train: &[TokenizedPair],
+        device: &B::Device,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<CausalLm<B>, TrainError> {
+        let lengths = train
+            .iter()
+            .map(|p| p.prompt.len() + p.chosen.len())
+            .collect();
+        let mut sampler = BatchSampler::new(lengths, self.sft.batch, 4, self.dataset.split_seed);
+        let schedule = LrSchedule {
+            peak: self.sft.lr,
+            warmup: self.sft.steps / 20,
+            total: self.sft.steps,
+            decay: Decay::Cosine,
+        };
+        let mut trainer = Trainer::new(schedule, 0.0, Some(1.0));
+        for step in 0..self.sft.steps {
+            let batch: Vec<(&[u32], &[u32])> = sampler
+                .next_batch()
+                .into_iter()
+                .map(|i| (train[i].prompt.as_slice(), train[i].chosen.as_slice()))
+                .collect();
+            let (next, loss, _) = sft_step(model, &mut trainer, &batch, device)?;
+            model = next;
+            on_progress(Progress::Sft(step + 1, self.sft.steps, loss));
+        }
+        Ok(model)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn train_preference<B: AutodiffBackend>(
+        &self,
+        mut model: CausalLm<B>,
+        loss: &LossConfig,
+        pairs: &[TokenizedPair],
+        refs: &[ReferenceLogps],
+        seed: u64,
+        device: &B::Device,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<(CausalLm<B>, Vec<StepRecord>), TrainError> {
+        let stage = &self.preference;
+        let lengths = pairs.iter().map(TokenizedPair::max_len).collect();
+        let mut sampler = BatchSampler::new(lengths, stage.batch, 4, 31 * seed + 5);
+        let schedule = LrSchedule {
+            peak: stage.lr,
+            warmup: stage.warmup,
+            total: stage.steps,
+            decay: Decay::Cosine,
+        };
+        let mut trainer = Trainer::new(schedule, 0.0, Some(1.0));
+        let mut history = Vec::with_capacity(stage.steps);
+        for step in 0..stage.steps {
+            let indices = sampler.next_batch();
+            let batch: Vec<&TokenizedPair> = indices.iter().map(|i| &pairs[*i]).collect();
+            let batch_refs: Vec<ReferenceLogps> = indices.iter().map(|i| refs[*i]).collect();
+            let started = std::time::Instant::now();
+            let (next, report) =
+                preference_step(model, &mut trainer, loss, &batch, &batch_refs, 1, device)?;
+            model = next;
+            let record = StepRecord {
+                step: step + 1,
+                loss: report.metrics.loss,
+                accuracy: report.metrics.rewards_accuracies,
+                margin: report.metrics.rewards_margins,
+                rewards_chosen: report.metrics.rewards_chosen,
+                rewards_rejected: report.metrics.rewards_rejected,
+                lr: report.optim.lr,
+                grad_norm: report.optim.grad_norm,
+                tokens_per_s: report.tokens as f64 / started.elapsed().as_secs_f64().max(1e-9),
+            };
+            on_progress(Progress::Step(record));
+            history.push(record);
+        }
+        Ok((model, history))
+    }
+}
