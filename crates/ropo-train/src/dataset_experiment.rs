@@ -8,24 +8,21 @@ use burn::{module::AutodiffModule, tensor::backend::AutodiffBackend};
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 use ropo_core::{Loss, LossConfig, LossParams};
 use ropo_data::{
-    batches::BatchSampler,
     formats::{read_pairs, ReadOptions},
     load_tokenizer, noise,
     template::Template,
     tokenize::{tokenize, TokenizeOptions},
     TokenizedPair,
 };
-use ropo_models::{checkpoint, CausalLm};
+use ropo_models::checkpoint;
 use serde::{Deserialize, Serialize};
 
 use crate::{
     eval::implicit_reward_eval,
     experiment::{PreferenceStage, Progress, StepRecord},
-    optim::Trainer,
     reference::{reference_logps, ReferenceLogps},
     report::SummaryEntry,
-    schedule::{Decay, LrSchedule},
-    step::{preference_step, sft_step},
+    stages::{run_sft, PreferenceRun, Session},
     TrainError,
 };
 
@@ -175,7 +172,20 @@ impl DatasetExperiment {
         self.validate()?;
         let (train, heldout, counts) = self.prepare()?;
         let base = checkpoint::load::<B>(&self.dataset.model, device)?;
-        let sft = self.train_sft(base, &train, device, on_progress)?;
+        let chosen: Vec<(&[u32], &[u32])> = train
+            .iter()
+            .map(|p| (p.prompt.as_slice(), p.chosen.as_slice()))
+            .collect();
+        let stage = (self.sft.steps, self.sft.batch, self.sft.lr);
+        let sft = run_sft(
+            base,
+            &chosen,
+            stage,
+            4,
+            self.dataset.split_seed,
+            device,
+            on_progress,
+        )?;
         let reference = sft.valid();
         let train_refs = reference_logps(&reference, &train, 16, device)?;
         let heldout_refs = reference_logps(&reference, &heldout, 16, device)?;
@@ -198,15 +208,27 @@ impl DatasetExperiment {
                         seed,
                     ));
                     let loss = self.loss(name)?;
-                    let (policy, history) = self.train_preference(
+                    let run = PreferenceRun {
+                        stage: &self.preference,
+                        loss: &loss,
+                        pairs: &noisy.pairs,
+                        refs: &refs,
+                        seed: 31 * seed + 5,
+                        bucket: 4,
+                        eval_every: 0,
+                        checkpoint_every: 0,
+                        keep: 1,
+                        store: None,
+                    };
+                    let trained = run.train(
                         sft.clone(),
-                        &loss,
-                        &noisy.pairs,
-                        &refs,
-                        seed,
+                        &mut |_, _| Ok(None),
+                        &mut Session::default(),
                         device,
                         on_progress,
                     )?;
+                    let policy = trained.model;
+                    let history = trained.history;
                     let eval = implicit_reward_eval(
                         &policy.valid(),
                         &heldout,
@@ -285,84 +307,5 @@ impl DatasetExperiment {
             heldout: kept.len(),
         };
         Ok((train, kept, counts))
-    }
-
-    fn train_sft<B: AutodiffBackend>(
-        &self,
-        mut model: CausalLm<B>,
-        train: &[TokenizedPair],
-        device: &B::Device,
-        on_progress: &mut dyn FnMut(Progress),
-    ) -> Result<CausalLm<B>, TrainError> {
-        let lengths = train
-            .iter()
-            .map(|p| p.prompt.len() + p.chosen.len())
-            .collect();
-        let mut sampler = BatchSampler::new(lengths, self.sft.batch, 4, self.dataset.split_seed);
-        let schedule = LrSchedule {
-            peak: self.sft.lr,
-            warmup: self.sft.steps / 20,
-            total: self.sft.steps,
-            decay: Decay::Cosine,
-        };
-        let mut trainer = Trainer::new(schedule, 0.0, Some(1.0));
-        for step in 0..self.sft.steps {
-            let batch: Vec<(&[u32], &[u32])> = sampler
-                .next_batch()
-                .into_iter()
-                .map(|i| (train[i].prompt.as_slice(), train[i].chosen.as_slice()))
-                .collect();
-            let (next, loss, _) = sft_step(model, &mut trainer, &batch, device)?;
-            model = next;
-            on_progress(Progress::Sft(step + 1, self.sft.steps, loss));
-        }
-        Ok(model)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn train_preference<B: AutodiffBackend>(
-        &self,
-        mut model: CausalLm<B>,
-        loss: &LossConfig,
-        pairs: &[TokenizedPair],
-        refs: &[ReferenceLogps],
-        seed: u64,
-        device: &B::Device,
-        on_progress: &mut dyn FnMut(Progress),
-    ) -> Result<(CausalLm<B>, Vec<StepRecord>), TrainError> {
-        let stage = &self.preference;
-        let lengths = pairs.iter().map(TokenizedPair::max_len).collect();
-        let mut sampler = BatchSampler::new(lengths, stage.batch, 4, 31 * seed + 5);
-        let schedule = LrSchedule {
-            peak: stage.lr,
-            warmup: stage.warmup,
-            total: stage.steps,
-            decay: Decay::Cosine,
-        };
-        let mut trainer = Trainer::new(schedule, 0.0, Some(1.0));
-        let mut history = Vec::with_capacity(stage.steps);
-        for step in 0..stage.steps {
-            let indices = sampler.next_batch();
-            let batch: Vec<&TokenizedPair> = indices.iter().map(|i| &pairs[*i]).collect();
-            let batch_refs: Vec<ReferenceLogps> = indices.iter().map(|i| refs[*i]).collect();
-            let started = std::time::Instant::now();
-            let (next, report) =
-                preference_step(model, &mut trainer, loss, &batch, &batch_refs, 1, device)?;
-            model = next;
-            let record = StepRecord {
-                step: step + 1,
-                loss: report.metrics.loss,
-                accuracy: report.metrics.rewards_accuracies,
-                margin: report.metrics.rewards_margins,
-                rewards_chosen: report.metrics.rewards_chosen,
-                rewards_rejected: report.metrics.rewards_rejected,
-                lr: report.optim.lr,
-                grad_norm: report.optim.grad_norm,
-                tokens_per_s: report.tokens as f64 / started.elapsed().as_secs_f64().max(1e-9),
-            };
-            on_progress(Progress::Step(record));
-            history.push(record);
-        }
-        Ok((model, history))
     }
 }

@@ -6,21 +6,16 @@ use std::path::Path;
 
 use burn::{module::AutodiffModule, tensor::backend::AutodiffBackend};
 use ropo_core::{Loss, LossConfig, LossParams};
-use ropo_data::{
-    batches::{BatchCursor, BatchSampler},
-    gold::GoldTask,
-    noise, TokenizedPair,
-};
+use ropo_data::{gold::GoldTask, noise, TokenizedPair};
 use ropo_models::{activation::Activation, config::ModelConfig, llama::LlamaConfig, CausalLm};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    checkpoint::{self, Manifest, Restored},
+    checkpoint,
     eval::{gold_eval, implicit_reward_eval, sample_responses, GoldEval},
-    optim::Trainer,
     reference::{reference_logps, ReferenceLogps},
-    schedule::{Decay, LrSchedule},
-    step::{preference_step, sft_step},
+    stages::{run_sft, PreferenceRun, Session, TrainedRun},
+    step::PreferenceStep,
     TrainError,
 };
 
@@ -211,6 +206,23 @@ pub struct StepRecord {
     pub tokens_per_s: f64,
 }
 
+impl StepRecord {
+    /// The record of optimiser step `step` (1-based) that took `seconds`.
+    pub fn of(step: usize, report: &PreferenceStep, seconds: f64) -> Self {
+        Self {
+            step,
+            loss: report.metrics.loss,
+            accuracy: report.metrics.rewards_accuracies,
+            margin: report.metrics.rewards_margins,
+            rewards_chosen: report.metrics.rewards_chosen,
+            rewards_rejected: report.metrics.rewards_rejected,
+            lr: report.optim.lr,
+            grad_norm: report.optim.grad_norm,
+            tokens_per_s: report.tokens as f64 / seconds.max(1e-9),
+        }
+    }
+}
+
 /// What the experiment reports as it goes, for progress bars and logs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Progress {
@@ -222,19 +234,6 @@ pub enum Progress {
     Step(StepRecord),
     /// A preference run finished.
     RunFinished(RunResult),
-}
-
-/// A finished preference run: the policy and what was measured along the way.
-struct TrainedRun<B: AutodiffBackend> {
-    model: CausalLm<B>,
-    history: Vec<StepRecord>,
-    curve: Vec<CurvePoint>,
-}
-
-/// Preference steps taken in this session, and when to stop it.
-struct Session {
-    steps: usize,
-    stop_after: Option<usize>,
 }
 
 /// Runs finished by earlier sessions of the same run folder.
@@ -502,17 +501,36 @@ impl GoldExperiment {
                     let run_store = store
                         .as_ref()
                         .map(|s| s.join(format!("{name}-eta{eta}-seed{seed}")));
+                    let run = PreferenceRun {
+                        stage: &self.preference,
+                        loss: &loss,
+                        pairs: &noisy.pairs,
+                        refs: &refs,
+                        seed: 31 * seed + 5,
+                        bucket: 1,
+                        eval_every: self.eval_every,
+                        checkpoint_every: self.checkpoint_every,
+                        keep: self.keep_checkpoints,
+                        store: run_store.as_deref(),
+                    };
+                    let mut validate = |model: &CausalLm<B>, step: usize| {
+                        let (clean_accuracy, _, gold) =
+                            validation.judge(&model.valid(), task, beta, device)?;
+                        Ok(Some(CurvePoint {
+                            step,
+                            clean_accuracy,
+                            gold_reward: gold.mean_reward,
+                            gold_win_rate: gold.win_rate,
+                        }))
+                    };
                     let TrainedRun {
                         model: policy,
                         history,
                         curve,
-                    } = self.train_preference::<B>(
+                    } = run.train(
                         sft.clone(),
-                        &loss,
-                        (&noisy.pairs, &refs),
-                        &validation,
-                        seed,
-                        (run_store.as_deref(), &mut session),
+                        &mut validate,
+                        &mut session,
                         device,
                         on_progress,
                     )?;
@@ -566,138 +584,16 @@ impl GoldExperiment {
 
     fn train_sft<B: AutodiffBackend>(
         &self,
-        mut model: CausalLm<B>,
+        model: CausalLm<B>,
         device: &B::Device,
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<CausalLm<B>, TrainError> {
         let examples = self.task.sft_examples(self.sft.examples, self.seed + 1);
-        let lengths = examples.iter().map(|(p, r)| p.len() + r.len()).collect();
-        let mut sampler = BatchSampler::new(lengths, self.sft.batch, 1, self.seed);
-        let mut trainer = Trainer::new(
-            LrSchedule {
-                peak: self.sft.lr,
-                warmup: self.sft.steps / 20,
-                total: self.sft.steps,
-                decay: Decay::Cosine,
-            },
-            0.0,
-            Some(1.0),
-        );
-        for step in 0..self.sft.steps {
-            let batch: Vec<(&[u32], &[u32])> = sampler
-                .next_batch()
-                .into_iter()
-                .map(|i| (examples[i].0.as_slice(), examples[i].1.as_slice()))
-                .collect();
-            let (next, loss, _) = sft_step(model, &mut trainer, &batch, device)?;
-            model = next;
-            on_progress(Progress::Sft(step + 1, self.sft.steps, loss));
-        }
-        Ok(model)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn train_preference<B: AutodiffBackend>(
-        &self,
-        model: CausalLm<B>,
-        loss: &LossConfig,
-        (pairs, refs): (&[TokenizedPair], &[ReferenceLogps]),
-        validation: &EvalSet,
-        seed: u64,
-        (store, session): (Option<&Path>, &mut Session),
-        device: &B::Device,
-        on_progress: &mut dyn FnMut(Progress),
-    ) -> Result<TrainedRun<B>, TrainError> {
-        let stage = &self.preference;
-        let lengths: Vec<usize> = pairs.iter().map(TokenizedPair::max_len).collect();
-        let trainer = Trainer::new(
-            LrSchedule {
-                peak: stage.lr,
-                warmup: stage.warmup,
-                total: stage.steps,
-                decay: Decay::Cosine,
-            },
-            0.0,
-            Some(1.0),
-        );
-        let resume = store.and_then(checkpoint::latest);
-        let Restored {
-            mut model,
-            mut trainer,
-            manifest,
-        } = match resume {
-            Some(path) => checkpoint::load(&path, model, trainer, device)?,
-            None => Restored {
-                model,
-                trainer,
-                manifest: Manifest {
-                    step: 0,
-                    cursor: BatchCursor::default(),
-                    history: Vec::with_capacity(stage.steps),
-                    curve: Vec::new(),
-                },
-            },
-        };
-        let mut sampler =
-            BatchSampler::resume(lengths, stage.batch, 1, 31 * seed + 5, manifest.cursor);
-        let (mut history, mut curve) = (manifest.history, manifest.curve);
-        for step in manifest.step..stage.steps {
-            let indices = sampler.next_batch();
-            let batch: Vec<&TokenizedPair> = indices.iter().map(|i| &pairs[*i]).collect();
-            let batch_refs: Vec<ReferenceLogps> = indices.iter().map(|i| refs[*i]).collect();
-            let started = std::time::Instant::now();
-            let (next, report) =
-                preference_step(model, &mut trainer, loss, &batch, &batch_refs, 1, device)?;
-            model = next;
-            let elapsed = started.elapsed().as_secs_f64();
-            let record = StepRecord {
-                step: step + 1,
-                loss: report.metrics.loss,
-                accuracy: report.metrics.rewards_accuracies,
-                margin: report.metrics.rewards_margins,
-                rewards_chosen: report.metrics.rewards_chosen,
-                rewards_rejected: report.metrics.rewards_rejected,
-                lr: report.optim.lr,
-                grad_norm: report.optim.grad_norm,
-                tokens_per_s: report.tokens as f64 / elapsed.max(1e-9),
-            };
-            on_progress(Progress::Step(record));
-            history.push(record);
-            let done = step + 1;
-            if done == stage.steps || (self.eval_every > 0 && done % self.eval_every == 0) {
-                let (clean_accuracy, _, gold) =
-                    validation.judge(&model.valid(), &self.task, loss.beta(), device)?;
-                curve.push(CurvePoint {
-                    step: done,
-                    clean_accuracy,
-                    gold_reward: gold.mean_reward,
-                    gold_win_rate: gold.win_rate,
-                });
-            }
-            session.steps += 1;
-            let stopping = session
-                .stop_after
-                .is_some_and(|limit| session.steps >= limit);
-            let due = self.checkpoint_every > 0 && done % self.checkpoint_every == 0;
-            if let Some(store) = store {
-                if done < stage.steps && (due || stopping) {
-                    let manifest = Manifest {
-                        step: done,
-                        cursor: sampler.cursor(),
-                        history: history.clone(),
-                        curve: curve.clone(),
-                    };
-                    checkpoint::save(store, &model, &trainer, &manifest, self.keep_checkpoints)?;
-                }
-            }
-            if stopping && done < stage.steps {
-                return Err(TrainError::Stopped(session.steps));
-            }
-        }
-        Ok(TrainedRun {
-            model,
-            history,
-            curve,
-        })
+        let rows: Vec<(&[u32], &[u32])> = examples
+            .iter()
+            .map(|(p, r)| (p.as_slice(), r.as_slice()))
+            .collect();
+        let stage = (self.sft.steps, self.sft.batch, self.sft.lr);
+        run_sft(model, &rows, stage, 1, self.seed, device, on_progress)
     }
 }

@@ -12,6 +12,7 @@ pub mod plots;
 pub mod reference;
 pub mod report;
 pub mod schedule;
+pub mod stages;
 pub mod step;
 
 pub use error::TrainError;

@@ -1,0 +1,200 @@
+//! The training loops of the two stages, shared by every experiment: SFT over examples, and
+//! preference training with validation points, checkpoints and resumption.
+
+use std::path::Path;
+
+use burn::tensor::backend::AutodiffBackend;
+use ropo_core::LossConfig;
+use ropo_data::{
+    batches::{BatchCursor, BatchSampler},
+    TokenizedPair,
+};
+use ropo_models::CausalLm;
+
+use crate::{
+    checkpoint::{self, Manifest, Restored},
+    experiment::{CurvePoint, PreferenceStage, Progress, StepRecord},
+    optim::Trainer,
+    reference::ReferenceLogps,
+    schedule::{Decay, LrSchedule},
+    step::{preference_step, sft_step},
+    TrainError,
+};
+
+/// Runs `steps` SFT steps of `batch` examples (peak `lr`, cosine after 5% warmup, clipping at
+/// 1), visiting `examples` in the order of a sampler seeded with `seed`.
+#[allow(clippy::too_many_arguments)]
+pub fn run_sft<B: AutodiffBackend>(
+    mut model: CausalLm<B>,
+    examples: &[(&[u32], &[u32])],
+    (steps, batch, lr): (usize, usize, f64),
+    bucket: usize,
+    seed: u64,
+    device: &B::Device,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<CausalLm<B>, TrainError> {
+    let lengths = examples.iter().map(|(p, r)| p.len() + r.len()).collect();
+    let mut sampler = BatchSampler::new(lengths, batch, bucket, seed);
+    let schedule = LrSchedule {
+        peak: lr,
+        warmup: steps / 20,
+        total: steps,
+        decay: Decay::Cosine,
+    };
+    let mut trainer = Trainer::new(schedule, 0.0, Some(1.0));
+    for step in 0..steps {
+        let batch: Vec<(&[u32], &[u32])> = sampler
+            .next_batch()
+            .into_iter()
+            .map(|i| examples[i])
+            .collect();
+        let (next, loss, _) = sft_step(model, &mut trainer, &batch, device)?;
+        model = next;
+        on_progress(Progress::Sft(step + 1, steps, loss));
+    }
+    Ok(model)
+}
+
+/// Preference steps taken in this session, and when to stop it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Session {
+    /// Preference steps taken so far in this session.
+    pub steps: usize,
+    /// End the session (with [`TrainError::Stopped`]) after this many.
+    pub stop_after: Option<usize>,
+}
+
+/// Called at each validation point with the policy and the steps done; may return a point of
+/// the validation curve.
+pub type Validator<'a, B> =
+    dyn FnMut(&CausalLm<B>, usize) -> Result<Option<CurvePoint>, TrainError> + 'a;
+
+/// A finished preference run: the policy and what was measured along the way.
+pub struct TrainedRun<B: AutodiffBackend> {
+    /// The trained policy.
+    pub model: CausalLm<B>,
+    /// Per-step training metrics.
+    pub history: Vec<StepRecord>,
+    /// Validation points.
+    pub curve: Vec<CurvePoint>,
+}
+
+/// One preference run: the stage settings, the loss, the (possibly noisy) pairs with their
+/// cached reference log-probs, and where checkpoints go.
+pub struct PreferenceRun<'a> {
+    /// Steps, batch size, learning rate, warmup.
+    pub stage: &'a PreferenceStage,
+    /// The loss.
+    pub loss: &'a LossConfig,
+    /// Training pairs as the run sees them.
+    pub pairs: &'a [TokenizedPair],
+    /// Reference log-probs of `pairs`, in the same order and orientation.
+    pub refs: &'a [ReferenceLogps],
+    /// Seed of the batch order.
+    pub seed: u64,
+    /// Batches' worth of examples sorted by length together (1: no bucketing).
+    pub bucket: usize,
+    /// Validate every this many steps (and at the end); 0: only at the end.
+    pub eval_every: usize,
+    /// Checkpoint every this many steps (0: never), keeping the newest `keep`.
+    pub checkpoint_every: usize,
+    /// Checkpoints to keep.
+    pub keep: usize,
+    /// The run's checkpoint folder; an existing checkpoint there is resumed.
+    pub store: Option<&'a Path>,
+}
+
+impl PreferenceRun<'_> {
+    /// Trains from `model` (or from the newest checkpoint in `store`) to `stage.steps`.
+    /// `validate` is called at each validation point and may add a point to the curve.
+    pub fn train<B: AutodiffBackend>(
+        &self,
+        model: CausalLm<B>,
+        validate: &mut Validator<'_, B>,
+        session: &mut Session,
+        device: &B::Device,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<TrainedRun<B>, TrainError> {
+        let stage = self.stage;
+        let schedule = LrSchedule {
+            peak: stage.lr,
+            warmup: stage.warmup,
+            total: stage.steps,
+            decay: Decay::Cosine,
+        };
+        let trainer = Trainer::new(schedule, 0.0, Some(1.0));
+        let Restored {
+            mut model,
+            mut trainer,
+            manifest,
+        } = match self.store.and_then(checkpoint::latest) {
+            Some(path) => checkpoint::load(&path, model, trainer, device)?,
+            None => Restored {
+                model,
+                trainer,
+                manifest: Manifest {
+                    step: 0,
+                    cursor: BatchCursor::default(),
+                    history: Vec::with_capacity(stage.steps),
+                    curve: Vec::new(),
+                },
+            },
+        };
+        let lengths = self.pairs.iter().map(TokenizedPair::max_len).collect();
+        let mut sampler = BatchSampler::resume(
+            lengths,
+            stage.batch,
+            self.bucket,
+            self.seed,
+            manifest.cursor,
+        );
+        let (mut history, mut curve) = (manifest.history, manifest.curve);
+        for step in manifest.step..stage.steps {
+            let indices = sampler.next_batch();
+            let batch: Vec<&TokenizedPair> = indices.iter().map(|i| &self.pairs[*i]).collect();
+            let batch_refs: Vec<ReferenceLogps> = indices.iter().map(|i| self.refs[*i]).collect();
+            let started = std::time::Instant::now();
+            let (next, report) = preference_step(
+                model,
+                &mut trainer,
+                self.loss,
+                &batch,
+                &batch_refs,
+                1,
+                device,
+            )?;
+            model = next;
+            let record = StepRecord::of(step + 1, &report, started.elapsed().as_secs_f64());
+            on_progress(Progress::Step(record));
+            history.push(record);
+            let done = step + 1;
+            if done == stage.steps || (self.eval_every > 0 && done % self.eval_every == 0) {
+                curve.extend(validate(&model, done)?);
+            }
+            session.steps += 1;
+            let stopping = session
+                .stop_after
+                .is_some_and(|limit| session.steps >= limit);
+            let due = self.checkpoint_every > 0 && done % self.checkpoint_every == 0;
+            if let Some(store) = self.store {
+                if done < stage.steps && (due || stopping) {
+                    let manifest = Manifest {
+                        step: done,
+                        cursor: sampler.cursor(),
+                        history: history.clone(),
+                        curve: curve.clone(),
+                    };
+                    checkpoint::save(store, &model, &trainer, &manifest, self.keep)?;
+                }
+            }
+            if stopping && done < stage.steps {
+                return Err(TrainError::Stopped(session.steps));
+            }
+        }
+        Ok(TrainedRun {
+            model,
+            history,
+            curve,
+        })
+    }
+}
