@@ -291,7 +291,7 @@ pub struct SftResult {
 }
 
 /// Clean pairs and prompts to judge a policy on, with what the SFT reference gives them.
-struct EvalSet {
+pub(crate) struct EvalSet {
     pairs: Vec<TokenizedPair>,
     refs: Vec<ReferenceLogps>,
     prompts: Vec<Vec<u32>>,
@@ -302,7 +302,7 @@ struct EvalSet {
 impl EvalSet {
     /// Draws `size` pairs and prompts from `data_seed`, scores the pairs under the reference
     /// and samples the reference's baseline responses with `seed`.
-    fn new<B: burn::tensor::backend::Backend>(
+    pub(crate) fn new<B: burn::tensor::backend::Backend>(
         task: &GoldTask,
         reference: &CausalLm<B>,
         size: (usize, usize),
@@ -323,7 +323,7 @@ impl EvalSet {
         })
     }
 
-    fn judge<B: burn::tensor::backend::Backend>(
+    pub(crate) fn judge<B: burn::tensor::backend::Backend>(
         &self,
         model: &CausalLm<B>,
         task: &GoldTask,
@@ -382,7 +382,7 @@ impl GoldExperiment {
             .map_err(|e| TrainError::Config(format!("model: {e}")))
     }
 
-    fn loss(&self, name: &str) -> Result<LossConfig, TrainError> {
+    pub(crate) fn loss(&self, name: &str) -> Result<LossConfig, TrainError> {
         let params = LossParams {
             alpha: self.preference.alpha,
             epsilon: self.preference.epsilon,
@@ -563,7 +563,7 @@ impl GoldExperiment {
     }
 
     /// The SFT model: loaded from the run folder when an earlier session trained it.
-    fn sft_model<B: AutodiffBackend>(
+    pub(crate) fn sft_model<B: AutodiffBackend>(
         &self,
         device: &B::Device,
         store: Option<&Path>,

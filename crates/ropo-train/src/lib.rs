@@ -2,11 +2,13 @@
 //! the built-in noisy-preference experiment, tying `ropo-models` and `ropo-data` together.
 //! Generic over burn's autodiff backends; the caller picks the backend.
 
+pub mod ablation;
 pub mod checkpoint;
 pub mod dataset_experiment;
 mod error;
 pub mod eval;
 pub mod experiment;
+pub mod framework;
 pub mod optim;
 pub mod plots;
 pub mod reference;

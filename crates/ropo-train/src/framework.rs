@@ -1,0 +1,231 @@
+//! The ROPO framework's two data steps, between rounds of training: drop the pairs the current
+//! policy finds least plausible (highest loss), and compensate the dropped prompts with new
+//! pairs drawn from the policy itself (robustness-guided rejection sampling).
+//!
+//! Because ROPO's loss strictly decreases in the margin and is conservative on very negative
+//! margins, after some training the highest-loss pairs are mostly the mislabelled ones. The
+//! rules here are the reconstruction documented in `docs/ropo.md`.
+
+use burn::tensor::backend::Backend;
+use ropo_core::LossConfig;
+use ropo_data::TokenizedPair;
+use ropo_models::{generate, score, CausalLm, SamplingConfig, ScoreRow};
+use serde::{Deserialize, Serialize};
+
+use crate::{reference::ReferenceLogps, TrainError};
+
+/// Which pairs to keep: drops exactly `⌊ρN⌋` pairs, those with the highest `losses`; ties go
+/// to the later index, so the result depends only on the losses. Returns a keep mask.
+pub fn keep_lowest_loss(losses: &[f64], rho: f64) -> Vec<bool> {
+    let drop = (rho.clamp(0.0, 1.0) * losses.len() as f64).floor() as usize;
+    let mut order: Vec<usize> = (0..losses.len()).collect();
+    // Highest loss first; NaN counts as highest; equal losses: later index first.
+    order.sort_by(|&a, &b| {
+        losses[b]
+            .partial_cmp(&losses[a])
+            .unwrap_or_else(|| losses[a].is_nan().cmp(&losses[b].is_nan()))
+            .then(b.cmp(&a))
+    });
+    let mut keep = vec![true; losses.len()];
+    for &index in &order[..drop] {
+        keep[index] = false;
+    }
+    keep
+}
+
+/// How well a drop decision found the flipped pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FilterQuality {
+    /// Pairs dropped.
+    pub dropped: usize,
+    /// Fraction of dropped pairs that were truly flipped (NaN when nothing was dropped).
+    pub precision: f64,
+    /// Fraction of flipped pairs that were dropped (NaN when nothing was flipped).
+    pub recall: f64,
+}
+
+impl FilterQuality {
+    /// Compares a keep mask with the true flip mask.
+    pub fn of(keep: &[bool], flipped: &[bool]) -> Self {
+        let dropped = keep.iter().filter(|k| !**k).count();
+        let caught = keep
+            .iter()
+            .zip(flipped)
+            .filter(|(k, f)| !**k && **f)
+            .count();
+        let flips = flipped.iter().filter(|f| **f).count();
+        let ratio = |a: usize, b: usize| {
+            if b == 0 {
+                f64::NAN
+            } else {
+                a as f64 / b as f64
+            }
+        };
+        Self {
+            dropped,
+            precision: ratio(caught, dropped),
+            recall: ratio(caught, flips),
+        }
+    }
+}
+
+/// Settings of robustness-guided rejection sampling.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resampling {
+    /// Responses sampled per dropped prompt.
+    pub samples: usize,
+    /// Sampling temperature.
+    pub temperature: f64,
+    /// Most new tokens per response.
+    pub max_new_tokens: usize,
+    /// Token that ends a response.
+    pub eos: u32,
+}
+
+/// New pairs for `prompts`: `samples` responses each from `policy`, scored by the implicit
+/// reward `β·(log π − log π_ref)`; the best and the worst distinct responses form a pair, kept
+/// only when its loss under `loss` is below `max_loss` (the kept pairs' median: a new pair must
+/// be at least as confident as a typical retained one). Returns the pairs with their reference
+/// log-probs.
+#[allow(clippy::too_many_arguments)]
+pub fn resample_pairs<B: Backend>(
+    policy: &CausalLm<B>,
+    reference: &CausalLm<B>,
+    prompts: &[&[u32]],
+    loss: &LossConfig,
+    max_loss: f64,
+    settings: &Resampling,
+    seed: u64,
+    device: &B::Device,
+) -> Result<Vec<(TokenizedPair, ReferenceLogps)>, TrainError> {
+    let expanded: Vec<Vec<u32>> = prompts
+        .iter()
+        .flat_map(|p| std::iter::repeat_n(p.to_vec(), settings.samples))
+        .collect();
+    if expanded.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sampling = SamplingConfig {
+        max_new_tokens: settings.max_new_tokens,
+        temperature: settings.temperature,
+        seed,
+        stop_tokens: vec![settings.eos],
+        ..SamplingConfig::default()
+    };
+    let responses = generate(policy, &expanded, &sampling, device)?;
+    let rows: Vec<ScoreRow<'_>> = expanded
+        .iter()
+        .zip(&responses)
+        .map(|(prompt, response)| ScoreRow { prompt, response })
+        .collect();
+    let policy_logps = sums(score(policy, &rows, device)?.sum);
+    let reference_logps = sums(score(reference, &rows, device)?.sum);
+    let mut pairs = Vec::new();
+    for (index, prompt) in prompts.iter().enumerate() {
+        let range = index * settings.samples..(index + 1) * settings.samples;
+        let reward = |i: usize| loss.beta() * (policy_logps[i] - reference_logps[i]);
+        let best = range
+            .clone()
+            .max_by(|&a, &b| reward(a).total_cmp(&reward(b)));
+        let worst = range
+            .clone()
+            .min_by(|&a, &b| reward(a).total_cmp(&reward(b)));
+        let (Some(best), Some(worst)) = (best, worst) else {
+            continue;
+        };
+        if responses[best] == responses[worst] {
+            continue;
+        }
+        let margin = (reward(best) - reward(worst)) / loss.beta();
+        let pair_loss: f64 = loss
+            .loss_of_margin(burn::tensor::Tensor::<B, 1>::from_data(
+                burn::tensor::TensorData::from([margin]),
+                device,
+            ))
+            .into_data()
+            .iter::<f64>()
+            .next()
+            .unwrap_or(f64::INFINITY);
+        if pair_loss < max_loss {
+            pairs.push((
+                TokenizedPair {
+                    prompt: prompt.to_vec(),
+                    chosen: responses[best].clone(),
+                    rejected: responses[worst].clone(),
+                },
+                ReferenceLogps {
+                    chosen: reference_logps[best],
+                    rejected: reference_logps[worst],
+                },
+            ));
+        }
+    }
+    Ok(pairs)
+}
+
+fn sums<B: Backend>(tensor: burn::tensor::Tensor<B, 1>) -> Vec<f64> {
+    tensor.into_data().iter::<f64>().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_exactly_floor_rho_n_highest_loss_pairs_deterministically() {
+        let losses: Vec<f64> = (0..103).map(|i| ((i * 37) % 11) as f64).collect();
+        let keep = keep_lowest_loss(&losses, 0.2);
+        assert_eq!(keep.iter().filter(|k| !**k).count(), 20);
+        assert_eq!(keep, keep_lowest_loss(&losses, 0.2));
+        let worst_kept = (0..103)
+            .filter(|i| keep[*i])
+            .map(|i| losses[i])
+            .fold(f64::MIN, f64::max);
+        let best_dropped = (0..103)
+            .filter(|i| !keep[*i])
+            .map(|i| losses[i])
+            .fold(f64::MAX, f64::min);
+        assert!(worst_kept <= best_dropped);
+        assert_eq!(keep_lowest_loss(&losses, 0.0), vec![true; 103]);
+        assert_eq!(
+            keep_lowest_loss(&[1.0, 2.0, 3.0], 0.5)
+                .iter()
+                .filter(|k| !**k)
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn planted_flips_with_large_negative_margins_are_found_with_precision_one() {
+        let config = LossConfig::new(ropo_core::Loss::Ropo { alpha: 14.0 }, 0.1).unwrap();
+        let flipped: Vec<bool> = (0..200).map(|i| i % 10 == 3).collect();
+        let margins: Vec<f64> = flipped
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                if *f {
+                    -40.0 - i as f64
+                } else {
+                    5.0 + (i % 7) as f64
+                }
+            })
+            .collect();
+        let losses: Vec<f64> = config
+            .loss_of_margin(burn::tensor::Tensor::<burn::backend::Flex, 1>::from_data(
+                burn::tensor::TensorData::from(margins.as_slice()),
+                &Default::default(),
+            ))
+            .into_data()
+            .iter::<f64>()
+            .collect();
+        let keep = keep_lowest_loss(&losses, 0.1);
+        let quality = FilterQuality::of(&keep, &flipped);
+        assert_eq!(quality.dropped, 20);
+        assert_eq!(quality.precision, 1.0);
+        assert_eq!(quality.recall, 1.0);
+        let half = FilterQuality::of(&keep_lowest_loss(&losses, 0.05), &flipped);
+        assert_eq!((half.precision, half.recall), (1.0, 0.5));
+    }
+}
