@@ -10,6 +10,7 @@ use ropo::train::{
     ablation::{ablation_report, Framework},
     dataset_experiment::DatasetExperiment,
     experiment::{GoldExperiment, Progress},
+    framework::Scorer,
     report::{write_atomic, write_run_folder},
     TrainError,
 };
@@ -51,6 +52,10 @@ pub struct TrainArgs {
     /// sampling, DPO + filtering) at the config's noise rates (default 0.2 and 0.4).
     #[arg(long, value_parser = ["ablation"])]
     experiment: Option<String>,
+    /// With `--experiment ablation`: rank rejection-sampling candidates by `implicit_reward`
+    /// (default) or `policy_log_prob`.
+    #[arg(long, default_value = "implicit_reward", value_parser = ["implicit_reward", "policy_log_prob"])]
+    scorer: String,
 }
 
 /// Runs the experiment, writes the run folder and prints the result tables.
@@ -157,7 +162,14 @@ fn run_ablation(args: &TrainArgs) -> CmdResult {
         args.out.clone()
     };
     check_writable(&out)?;
-    let framework = Framework::default();
+    let framework = Framework {
+        scorer: if args.scorer == "policy_log_prob" {
+            Scorer::PolicyLogProb
+        } else {
+            Scorer::ImplicitReward
+        },
+        ..Framework::default()
+    };
     let start = Instant::now();
     let runs =
         experiment.run_ablation::<Training>(&framework, &Default::default(), &mut |progress| {
@@ -173,8 +185,8 @@ fn run_ablation(args: &TrainArgs) -> CmdResult {
     let tables = ablation_report(&experiment.noise, &runs);
     let report = format!(
         "# ROPO framework ablation (gold-reward task)\n\n{} rounds, ρ = {}, {} samples per dropped \
-         prompt; {} preference steps in all per run; {} seeds; wall time {wall:.0} s.\n\n{tables}",
-        framework.rounds, framework.rho, framework.samples, experiment.preference.steps, experiment.seeds
+         prompt ranked by {:?}; {} preference steps in all per run; {} seeds; wall time {wall:.0} s.\n\n{tables}",
+        framework.rounds, framework.rho, framework.samples, framework.scorer, experiment.preference.steps, experiment.seeds
     );
     write_atomic(&out.join("report.md"), &report)?;
     write_atomic(

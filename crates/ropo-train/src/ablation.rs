@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     eval::implicit_margins,
     experiment::{EvalSet, GoldExperiment, PreferenceStage, Progress},
-    framework::{keep_lowest_loss, resample_pairs, FilterQuality, Resampling},
+    framework::{keep_lowest_loss, resample_pairs, FilterQuality, Resampling, Scorer},
     reference::{reference_logps, ReferenceLogps},
     stages::{PreferenceRun, Session},
     TrainError,
@@ -29,6 +29,8 @@ pub struct Framework {
     pub samples: usize,
     /// Temperature of those samples.
     pub temperature: f64,
+    /// How rejection sampling ranks candidates.
+    pub scorer: Scorer,
 }
 
 impl Default for Framework {
@@ -38,6 +40,7 @@ impl Default for Framework {
             rho: 0.2,
             samples: 4,
             temperature: 1.0,
+            scorer: Scorer::ImplicitReward,
         }
     }
 }
@@ -100,6 +103,8 @@ pub struct RoundReport {
     pub resampled: usize,
     /// Of those, how many the gold reward orders the same way (chosen strictly better).
     pub resampled_correct: usize,
+    /// Of those, how many the gold reward orders the other way (chosen strictly worse).
+    pub resampled_reversed: usize,
 }
 
 /// One (variant, η, seed) run of the ablation.
@@ -147,6 +152,7 @@ impl GoldExperiment {
             temperature: framework.temperature,
             max_new_tokens: task.length + 1,
             eos: ropo_data::gold::EOS,
+            scorer: framework.scorer,
         };
         let round_stage = PreferenceStage {
             steps: self.preference.steps / framework.rounds,
@@ -235,6 +241,7 @@ impl GoldExperiment {
                             filter: FilterQuality::of(&keep, &noisy.flipped),
                             resampled: 0,
                             resampled_correct: 0,
+                            resampled_reversed: 0,
                         };
                         if variant.resample {
                             let dropped: Vec<&[u32]> = noisy
@@ -260,6 +267,13 @@ impl GoldExperiment {
                                 .filter(|(p, _)| {
                                     task.reward(&p.prompt, &p.chosen)
                                         > task.reward(&p.prompt, &p.rejected)
+                                })
+                                .count();
+                            report.resampled_reversed = new
+                                .iter()
+                                .filter(|(p, _)| {
+                                    task.reward(&p.prompt, &p.chosen)
+                                        < task.reward(&p.prompt, &p.rejected)
                                 })
                                 .count();
                             for (pair, reference) in new {
@@ -333,7 +347,7 @@ pub fn ablation_report(noise: &[f64], runs: &[AblationRun]) -> String {
             );
         }
     }
-    out += "\n\n| variant | η | round | dropped | precision | recall | resampled | gold-correct |\n|---|---|---|---|---|---|---|---|";
+    out += "\n\n| variant | η | round | dropped | precision | recall | resampled | gold-correct | gold-reversed |\n|---|---|---|---|---|---|---|---|---|";
     for variant in VARIANTS.iter().filter(|v| v.filter) {
         for &eta in noise {
             let cell: Vec<&AblationRun> = runs
@@ -346,28 +360,25 @@ pub fn ablation_report(noise: &[f64], runs: &[AblationRun]) -> String {
                     mean(cell.iter().map(|r| f(&r.rounds[index])).collect())
                 };
                 let resampled = at(&|r| r.resampled as f64);
-                let correct: f64 = cell
-                    .iter()
-                    .map(|r| r.rounds[index].resampled_correct as f64)
-                    .sum::<f64>()
-                    / cell
-                        .iter()
-                        .map(|r| r.rounds[index].resampled as f64)
-                        .sum::<f64>()
-                        .max(1.0);
+                let total: f64 = cell.iter().map(|r| r.rounds[index].resampled as f64).sum();
+                let share = |f: &dyn Fn(&RoundReport) -> usize| {
+                    let count: f64 = cell.iter().map(|r| f(&r.rounds[index]) as f64).sum();
+                    if variant.resample {
+                        format!("{:.3}", count / total.max(1.0))
+                    } else {
+                        "–".into()
+                    }
+                };
                 out += &format!(
-                    "\n| {} | {eta} | {} | {:.0} | {:.3} | {:.3} | {:.1} | {} |",
+                    "\n| {} | {eta} | {} | {:.0} | {:.3} | {:.3} | {:.1} | {} | {} |",
                     variant.name,
                     index + 1,
                     at(&|r| r.filter.dropped as f64),
                     at(&|r| r.filter.precision),
                     at(&|r| r.filter.recall),
                     resampled,
-                    if variant.resample {
-                        format!("{correct:.3}")
-                    } else {
-                        "–".into()
-                    }
+                    share(&|r| r.resampled_correct),
+                    share(&|r| r.resampled_reversed),
                 );
             }
         }

@@ -81,12 +81,25 @@ pub struct Resampling {
     pub max_new_tokens: usize,
     /// Token that ends a response.
     pub eos: u32,
+    /// How candidates are ranked.
+    pub scorer: Scorer,
 }
 
-/// New pairs for `prompts`: `samples` responses each from `policy`, scored by the implicit
-/// reward `β·(log π − log π_ref)`; the best and the worst distinct responses form a pair, kept
-/// only when its loss under `loss` is below `max_loss` (the kept pairs' median: a new pair must
-/// be at least as confident as a typical retained one). Returns the pairs with their reference
+/// How rejection sampling ranks a prompt's candidate responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scorer {
+    /// The implicit reward `β·(log π − log π_ref)` (the paper's description; the default).
+    ImplicitReward,
+    /// The policy's own log-probability `log π` (ignores the reference).
+    PolicyLogProb,
+}
+
+/// New pairs for `prompts`: `samples` responses each from `policy`, ranked by the `scorer`
+/// (by default the implicit reward `β·(log π − log π_ref)`); the best and the worst distinct
+/// responses form a pair, kept only when its loss under `loss` — on the implicit-reward margin,
+/// as training sees it — is below `max_loss` (the kept pairs' median: a new pair must be at
+/// least as confident as a typical retained one). Returns the pairs with their reference
 /// log-probs.
 #[allow(clippy::too_many_arguments)]
 pub fn resample_pairs<B: Backend>(
@@ -124,7 +137,10 @@ pub fn resample_pairs<B: Backend>(
     let mut pairs = Vec::new();
     for (index, prompt) in prompts.iter().enumerate() {
         let range = index * settings.samples..(index + 1) * settings.samples;
-        let reward = |i: usize| loss.beta() * (policy_logps[i] - reference_logps[i]);
+        let reward = |i: usize| match settings.scorer {
+            Scorer::ImplicitReward => loss.beta() * (policy_logps[i] - reference_logps[i]),
+            Scorer::PolicyLogProb => loss.beta() * policy_logps[i],
+        };
         let best = range
             .clone()
             .max_by(|&a, &b| reward(a).total_cmp(&reward(b)));
@@ -137,7 +153,8 @@ pub fn resample_pairs<B: Backend>(
         if responses[best] == responses[worst] {
             continue;
         }
-        let margin = (reward(best) - reward(worst)) / loss.beta();
+        let margin = (policy_logps[best] - reference_logps[best])
+            - (policy_logps[worst] - reference_logps[worst]);
         let pair_loss: f64 = loss
             .loss_of_margin(burn::tensor::Tensor::<B, 1>::from_data(
                 burn::tensor::TensorData::from([margin]),
