@@ -137,6 +137,23 @@ fn bad_configs_are_one_line_errors_naming_the_problem() {
         assert!(stderr.contains(needle), "{name}: {stderr}");
         assert!(!stderr.contains("panicked"), "{name}: {stderr}");
     }
+    let dataset = format!(
+        "losses = [\"sigmoid\"]\nnoise = [0.0]\nseeds = 1\n\
+         [dataset]\nmodel = \"{}\"\ntokenizer = \"x\"\npairs = \"y\"\ntemplate = \"hh\"\n\
+         max_length = 64\nmax_prompt_length = 32\nheldout = 0.2\nsplit_seed = 0\n\
+         [sft]\nsteps = 1\nbatch = 1\nlr = 1e-3\n\
+         [preference]\npairs = 0\nsteps = 1\nbatch = 1\nlr = 1e-3\nwarmup = 0\nbeta = 0.1\nalpha = 14.0\nepsilon = 0.2\n",
+        dir.join("no-such-model.bin").display()
+    );
+    let config = dir.join("dataset.toml");
+    std::fs::write(&config, dataset).unwrap();
+    let output = train(&config, &dir.join("out"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("dataset.model") && stderr.contains("no-such-model.bin"),
+        "{stderr}"
+    );
     let missing = train(&dir.join("absent.toml"), &dir.join("out"));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("absent.toml"));
 }

@@ -206,10 +206,7 @@ impl<B: Backend> Gpt2<B> {
             x = x.clone() + block.mlp.forward(block.ln_2.forward(x));
         }
         let x = body.ln_f.forward(x);
-        match &self.lm_head {
-            Some(head) => head.forward(x),
-            None => linear(x, body.wte.weight.val().transpose(), None),
-        }
+        crate::head::logits(x, self.lm_head.as_ref(), &body.wte)
     }
 
     /// The configuration the model was built from.

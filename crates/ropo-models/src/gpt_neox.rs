@@ -7,7 +7,7 @@
 use burn::{
     module::Module,
     nn::{Embedding, EmbeddingConfig, Linear, LinearConfig},
-    tensor::{backend::Backend, module::linear, Int, Tensor},
+    tensor::{backend::Backend, Int, Tensor},
 };
 use serde::{Deserialize, Serialize};
 
@@ -250,10 +250,7 @@ impl<B: Backend> GptNeox<B> {
             };
         }
         let x = self.gpt_neox.final_layer_norm.forward(x);
-        match &self.embed_out {
-            Some(head) => head.forward(x),
-            None => linear(x, self.gpt_neox.embed_in.weight.val().transpose(), None),
-        }
+        crate::head::logits(x, self.embed_out.as_ref(), &self.gpt_neox.embed_in)
     }
 
     /// The configuration the model was built from.

@@ -17,6 +17,7 @@ mod error;
 mod generate;
 pub mod gpt2;
 pub mod gpt_neox;
+pub mod head;
 pub mod llama;
 mod llama2c;
 mod logprobs;

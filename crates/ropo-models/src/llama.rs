@@ -6,7 +6,7 @@
 use burn::{
     module::Module,
     nn::{Embedding, EmbeddingConfig, Linear, LinearConfig},
-    tensor::{backend::Backend, module::linear, Int, Tensor},
+    tensor::{backend::Backend, Int, Tensor},
 };
 use serde::{Deserialize, Serialize};
 
@@ -257,10 +257,7 @@ impl<B: Backend> Llama<B> {
             x = x.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(x));
         }
         let x = self.model.norm.forward(x);
-        match &self.lm_head {
-            Some(head) => head.forward(x),
-            None => linear(x, self.model.embed_tokens.weight.val().transpose(), None),
-        }
+        crate::head::logits(x, self.lm_head.as_ref(), &self.model.embed_tokens)
     }
 
     /// The configuration the model was built from.

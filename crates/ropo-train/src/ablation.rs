@@ -5,14 +5,13 @@
 //! are measured against the recorded flips, and resampled pairs against the gold reward.
 
 use burn::{module::AutodiffModule, tensor::backend::AutodiffBackend};
-use ropo_data::noise;
 use serde::{Deserialize, Serialize};
 
 use crate::{
     eval::implicit_margins,
     experiment::{EvalSet, GoldExperiment, PreferenceStage, Progress},
     framework::{keep_lowest_loss, resample_pairs, FilterQuality, Resampling, Scorer},
-    reference::{reference_logps, ReferenceLogps},
+    reference::{reference_logps, with_noise},
     stages::{PreferenceRun, Session},
     TrainError,
 };
@@ -170,12 +169,7 @@ impl GoldExperiment {
                 device,
             )?;
             for &eta in &self.noise {
-                let noisy = noise::symmetric(originals.clone(), eta, 7919 * seed + 17)?;
-                let refs: Vec<ReferenceLogps> = original_refs
-                    .iter()
-                    .zip(&noisy.flipped)
-                    .map(|(r, flip)| if *flip { r.swapped() } else { *r })
-                    .collect();
+                let (noisy, refs) = with_noise(&originals, &original_refs, eta, seed)?;
                 for variant in VARIANTS {
                     on_progress(Progress::RunStarted(
                         runs.len(),

@@ -9,7 +9,7 @@ use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 use ropo_core::{Loss, LossConfig, LossParams};
 use ropo_data::{
     formats::{read_pairs, ReadOptions},
-    load_tokenizer, noise,
+    load_tokenizer,
     template::Template,
     tokenize::{tokenize, TokenizeOptions},
     TokenizedPair,
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     eval::implicit_reward_eval,
     experiment::{PreferenceStage, Progress, StepRecord},
-    reference::{reference_logps, ReferenceLogps},
+    reference::{reference_logps, with_noise},
     report::SummaryEntry,
     stages::{run_sft, PreferenceRun, Session},
     TrainError,
@@ -193,12 +193,7 @@ impl DatasetExperiment {
         let total = self.losses.len() * self.noise.len() * self.seeds as usize;
         for seed in 0..self.seeds {
             for &eta in &self.noise {
-                let noisy = noise::symmetric(train.clone(), eta, 7919 * seed + 17)?;
-                let refs: Vec<ReferenceLogps> = train_refs
-                    .iter()
-                    .zip(&noisy.flipped)
-                    .map(|(r, flip)| if *flip { r.swapped() } else { *r })
-                    .collect();
+                let (noisy, refs) = with_noise(&train, &train_refs, eta, seed)?;
                 for name in &self.losses {
                     on_progress(Progress::RunStarted(
                         runs.len(),

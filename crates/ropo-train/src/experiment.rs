@@ -6,14 +6,14 @@ use std::path::Path;
 
 use burn::{module::AutodiffModule, tensor::backend::AutodiffBackend};
 use ropo_core::{Loss, LossConfig, LossParams};
-use ropo_data::{gold::GoldTask, noise, TokenizedPair};
+use ropo_data::{gold::GoldTask, TokenizedPair};
 use ropo_models::{activation::Activation, config::ModelConfig, llama::LlamaConfig, CausalLm};
 use serde::{Deserialize, Serialize};
 
 use crate::{
     checkpoint,
     eval::{gold_eval, implicit_reward_eval, sample_responses, GoldEval},
-    reference::{reference_logps, ReferenceLogps},
+    reference::{reference_logps, with_noise, ReferenceLogps},
     stages::{run_sft, PreferenceRun, Session, TrainedRun},
     step::PreferenceStep,
     TrainError,
@@ -478,12 +478,7 @@ impl GoldExperiment {
                 clean_accuracy: accuracy,
             });
             for &eta in &self.noise {
-                let noisy = noise::symmetric(train_pairs.clone(), eta, 7919 * seed + 17)?;
-                let refs: Vec<ReferenceLogps> = train_refs
-                    .iter()
-                    .zip(&noisy.flipped)
-                    .map(|(r, flip)| if *flip { r.swapped() } else { *r })
-                    .collect();
+                let (noisy, refs) = with_noise(&train_pairs, &train_refs, eta, seed)?;
                 for name in &self.losses {
                     if let Some(done) = take_finished(&mut finished, name, eta, seed) {
                         on_progress(Progress::RunFinished(done.clone()));

@@ -2,7 +2,10 @@
 //! preference training holds one model in memory and runs one forward per step.
 
 use burn::tensor::backend::Backend;
-use ropo_data::TokenizedPair;
+use ropo_data::{
+    noise::{self, Noisy},
+    TokenizedPair,
+};
 use ropo_models::{score, CausalLm, ScoreRow};
 
 use crate::TrainError;
@@ -24,6 +27,23 @@ impl ReferenceLogps {
             rejected: self.chosen,
         }
     }
+}
+
+/// The training pairs as a run under symmetric noise `eta` sees them (seeded by `seed`),
+/// with their reference log-probs exchanged wherever a label was flipped.
+pub fn with_noise(
+    pairs: &[TokenizedPair],
+    refs: &[ReferenceLogps],
+    eta: f64,
+    seed: u64,
+) -> Result<(Noisy<TokenizedPair>, Vec<ReferenceLogps>), TrainError> {
+    let noisy = noise::symmetric(pairs.to_vec(), eta, 7919 * seed + 17)?;
+    let refs = refs
+        .iter()
+        .zip(&noisy.flipped)
+        .map(|(r, flip)| if *flip { r.swapped() } else { *r })
+        .collect();
+    Ok((noisy, refs))
 }
 
 /// Scores every pair with `model`, `batch_size` pairs per forward (chosen and rejected of a
