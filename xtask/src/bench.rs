@@ -52,6 +52,10 @@ struct ScoreBench {
     /// The stories260K checkpoint.
     #[arg(long, default_value = "../shared/assets/models/stories260K.bin")]
     stories: std::path::PathBuf,
+    /// (`step` only) After each model, run `bench/torch_pref_step.py` with the same shapes
+    /// and print the ratio; the interpreter is `$ROPO_PYTHON`, else `python3`.
+    #[arg(long)]
+    vs_torch: bool,
 }
 
 #[derive(Serialize)]
@@ -81,8 +85,52 @@ fn step(bench: &ScoreBench) -> CmdResult {
     let mut results = Vec::new();
     for (name, model) in [("stories260K", stories), ("llama-4x256", llama)] {
         results.push(time_steps(name, model, bench)?);
+        if bench.vs_torch {
+            let torch = torch_step(name, bench)?;
+            let ours = results[results.len() - 1].tokens_per_s;
+            println!(
+                "{name}: ropo {ours:.0} tokens/s, PyTorch {:.0} tokens/s, ratio {:.2}",
+                torch.tokens_per_s,
+                ours / torch.tokens_per_s
+            );
+            results.push(torch);
+        }
     }
     print_results("DPO step", &results)
+}
+
+/// Runs the PyTorch reference step on the same shapes and reads its JSON line.
+fn torch_step(name: &str, bench: &ScoreBench) -> Result<ScoreResult, Box<dyn std::error::Error>> {
+    let python = std::env::var("ROPO_PYTHON").unwrap_or_else(|_| "python3".into());
+    let output = std::process::Command::new(&python)
+        .args(["bench/torch_pref_step.py", "--model", name])
+        .args([
+            "--batch",
+            &bench.batch.to_string(),
+            "--seq",
+            &bench.seq.to_string(),
+        ])
+        .args(["--iters", &bench.iters.to_string()])
+        .output()
+        .map_err(|e| {
+            format!("cannot run {python}: {e} (set ROPO_PYTHON to a Python with torch)")
+        })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr.lines().last().unwrap_or("no message");
+        return Err(format!("bench/torch_pref_step.py failed: {last}").into());
+    }
+    let line: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let number = |key: &str| line[key].as_f64().unwrap_or(f64::NAN);
+    Ok(ScoreResult {
+        model: format!("{name} (PyTorch)"),
+        backend: "torch cpu",
+        batch: bench.batch,
+        seq: bench.seq,
+        tokens_per_s: number("tokens_per_s"),
+        step_ms_p50: number("step_ms_p50"),
+        step_ms_p90: number("step_ms_p90"),
+    })
 }
 
 /// Times `bench.iters` DPO steps on pairs with a 32-token prompt and responses filling `seq`.

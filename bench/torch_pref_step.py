@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""The PyTorch reference for `cargo xtask bench step --vs-torch`: the same Llama-style model
+config and the same DPO step as ropo's benchmark (policy forward + backward on chosen and
+rejected in one batch, cached reference log-probs, AdamW update), in plain eager PyTorch.
+
+    python3 bench/torch_pref_step.py --model llama-4x256 --batch 8 --seq 256 --iters 10
+
+Prints one JSON line: {"model", "backend": "torch", "tokens_per_s", "step_ms_p50", ...}.
+Only PyTorch (CPU build is enough) is needed.
+"""
+
+import argparse
+import json
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+CONFIGS = {
+    # dim, hidden, layers, heads, kv_heads, vocab
+    "stories260K": (64, 172, 5, 8, 4, 512),
+    "llama-4x256": (256, 1024, 4, 8, 8, 512),
+}
+
+
+class Block(torch.nn.Module):
+    def __init__(self, dim, hidden, heads, kv_heads):
+        super().__init__()
+        self.heads, self.kv_heads, self.hd = heads, kv_heads, dim // heads
+        self.q = torch.nn.Linear(dim, heads * self.hd, bias=False)
+        self.k = torch.nn.Linear(dim, kv_heads * self.hd, bias=False)
+        self.v = torch.nn.Linear(dim, kv_heads * self.hd, bias=False)
+        self.o = torch.nn.Linear(heads * self.hd, dim, bias=False)
+        self.gate = torch.nn.Linear(dim, hidden, bias=False)
+        self.up = torch.nn.Linear(dim, hidden, bias=False)
+        self.down = torch.nn.Linear(hidden, dim, bias=False)
+        self.n1 = torch.nn.RMSNorm(dim, eps=1e-5)
+        self.n2 = torch.nn.RMSNorm(dim, eps=1e-5)
+
+    def forward(self, x, cos, sin):
+        b, s, _ = x.shape
+        h = self.n1(x)
+        q = self.q(h).view(b, s, self.heads, self.hd).transpose(1, 2)
+        k = self.k(h).view(b, s, self.kv_heads, self.hd).transpose(1, 2)
+        v = self.v(h).view(b, s, self.kv_heads, self.hd).transpose(1, 2)
+        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+        rep = self.heads // self.kv_heads
+        k, v = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.o(a.transpose(1, 2).reshape(b, s, -1))
+        h = self.n2(x)
+        return x + self.down(F.silu(self.gate(h)) * self.up(h))
+
+
+def rotate(x, cos, sin):
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return x * cos + torch.cat([-x2, x1], -1) * sin
+
+
+class Model(torch.nn.Module):
+    def __init__(self, dim, hidden, layers, heads, kv_heads, vocab, seq):
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab, dim)
+        self.blocks = torch.nn.ModuleList(Block(dim, hidden, heads, kv_heads) for _ in range(layers))
+        self.norm = torch.nn.RMSNorm(dim, eps=1e-5)
+        self.head = torch.nn.Linear(dim, vocab, bias=False)
+        hd = dim // heads
+        inv = 1.0 / (10000 ** (torch.arange(0, hd, 2).float() / hd))
+        ang = torch.outer(torch.arange(seq).float(), inv)
+        ang = torch.cat([ang, ang], -1)
+        self.register_buffer("cos", ang.cos(), persistent=False)
+        self.register_buffer("sin", ang.sin(), persistent=False)
+
+    def forward(self, ids):
+        x = self.embed(ids)
+        s = ids.shape[1]
+        for block in self.blocks:
+            x = block(x, self.cos[:s], self.sin[:s])
+        return self.head(self.norm(x))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="llama-4x256", choices=CONFIGS)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seq", type=int, default=256)
+    parser.add_argument("--iters", type=int, default=10)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    dim, hidden, layers, heads, kv, vocab = CONFIGS[args.model]
+    model = Model(dim, hidden, layers, heads, kv, vocab, args.seq)
+    optim = torch.optim.AdamW(model.parameters(), lr=1e-4, eps=1e-8, weight_decay=0.0)
+    prompt = min(32, args.seq // 2)
+    rows = torch.arange(args.batch).unsqueeze(1)
+    pos = torch.arange(args.seq).unsqueeze(0)
+    chosen = (pos * 7 + rows * 13) % 500 + 3
+    rejected = torch.where(pos < prompt, chosen, ((pos + 1) * 7 + rows * 13) % 500 + 3)
+    ids = torch.cat([chosen, rejected])  # chosen and rejected in one forward
+    mask = (pos[:, 1:] >= prompt).float().expand(2 * args.batch, -1)
+    ref = torch.full((args.batch,), -500.0)
+
+    def step():
+        logits = model(ids)[:, :-1]
+        logps = torch.log_softmax(logits, -1).gather(2, ids[:, 1:].unsqueeze(2)).squeeze(2)
+        sums = (logps * mask).sum(1)
+        h = (sums[: args.batch] - ref) - (sums[args.batch :] - ref)
+        loss = -F.logsigmoid(0.1 * h).mean()
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optim.step()
+
+    for _ in range(2):
+        step()
+    times = []
+    for _ in range(args.iters):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    pct = lambda q: times[round((len(times) - 1) * q)] * 1e3
+    tokens = 2 * args.batch * args.seq
+    print(json.dumps({
+        "model": args.model, "backend": f"torch {torch.__version__} cpu, {torch.get_num_threads()} threads",
+        "batch": args.batch, "seq": args.seq,
+        "tokens_per_s": tokens / (sum(times) / len(times)),
+        "step_ms_p50": pct(0.5), "step_ms_p90": pct(0.9),
+    }))
+
+
+if __name__ == "__main__":
+    main()
