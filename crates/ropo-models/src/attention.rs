@@ -10,7 +10,8 @@ use burn::tensor::{
 /// padding and about tokens already in the KV cache.
 #[derive(Debug, Clone)]
 pub struct AttentionMask<B: Backend> {
-    blocked: Tensor<B, 4, Bool>,
+    /// `None`: plain causal attention, left to the backend's causal path (no mask tensor).
+    blocked: Option<Tensor<B, 4, Bool>>,
     positions: Vec<i64>,
     batch: usize,
 }
@@ -44,7 +45,10 @@ impl<B: Backend> AttentionMask<B> {
             }
         }
         Self {
-            blocked: Tensor::from_data(TensorData::new(blocked, [batch, 1, queries, keys]), device),
+            blocked: Some(Tensor::from_data(
+                TensorData::new(blocked, [batch, 1, queries, keys]),
+                device,
+            )),
             positions,
             batch,
         }
@@ -52,8 +56,12 @@ impl<B: Backend> AttentionMask<B> {
 
     /// A plain causal mask over `seq` tokens for every row of a right-padded batch: padding sits
     /// after the real tokens, so a causal mask alone keeps it from changing any real position.
-    pub fn right_padded(batch: usize, seq: usize, device: &B::Device) -> Self {
-        Self::causal(&vec![vec![true; seq]; batch], 0, seq, device)
+    pub fn right_padded(batch: usize, seq: usize, _device: &B::Device) -> Self {
+        Self {
+            blocked: None,
+            positions: (0..batch).flat_map(|_| 0..seq as i64).collect(),
+            batch,
+        }
     }
 
     /// Position of every query, `batch × queries` row-major.
@@ -91,13 +99,16 @@ pub fn attend<B: Backend>(
     let keys = key.dims()[2];
     let key = repeat_kv(key, heads);
     let value = repeat_kv(value, heads);
-    let blocked = mask.blocked.clone().expand([batch, heads, queries, keys]);
+    let blocked = mask
+        .blocked
+        .as_ref()
+        .map(|b| b.clone().expand([batch, heads, queries, keys]));
     let options = AttentionModuleOptions {
         scale: None,
         softcap: None,
-        is_causal: false,
+        is_causal: blocked.is_none(),
     };
-    attention(query, key, value, Some(blocked), None, options)
+    attention(query, key, value, blocked, None, options)
         .swap_dims(1, 2)
         .reshape([batch, queries, heads * head_dim])
 }
