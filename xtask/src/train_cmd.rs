@@ -11,6 +11,7 @@ use ropo::train::{
     dataset_experiment::DatasetExperiment,
     experiment::{GoldExperiment, Progress},
     framework::Scorer,
+    plots::loss_histogram,
     report::{write_atomic, write_run_folder},
     TrainError,
 };
@@ -150,7 +151,8 @@ pub fn run(args: &TrainArgs) -> CmdResult {
     Ok(())
 }
 
-/// The framework ablation on the gold task; writes `report.md` and `ablation.json`.
+/// The framework ablation on the gold task; writes `report.md`, `ablation.json` and, for the
+/// first seed, the loss histograms of clean and flipped pairs at each filter step.
 fn run_ablation(args: &TrainArgs) -> CmdResult {
     let mut experiment = resolve(args)?;
     if args.noise.is_none() {
@@ -193,6 +195,19 @@ fn run_ablation(args: &TrainArgs) -> CmdResult {
         &out.join("ablation.json"),
         &serde_json::to_string_pretty(&runs)?,
     )?;
+    for run in runs.iter().filter(|r| r.seed == 0) {
+        for round in &run.rounds {
+            let name = format!(
+                "losses-{}-eta{}-round{}.svg",
+                run.variant, run.noise, round.round
+            );
+            let title = format!(
+                "{} at η = {}, after round {}: precision {:.2}, recall {:.2}",
+                run.variant, run.noise, round.round, round.filter.precision, round.filter.recall
+            );
+            write_atomic(&out.join(name), &loss_histogram(&round.histogram, &title)?)?;
+        }
+    }
     println!(
         "{tables}\n{} runs in {wall:.0} s; {}",
         runs.len(),

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::{
     eval::implicit_margins,
     experiment::{EvalSet, GoldExperiment, PreferenceStage, Progress},
-    framework::{keep_lowest_loss, resample_pairs, FilterQuality, Resampling, Scorer},
+    framework::{
+        keep_lowest_loss, resample_pairs, FilterQuality, LossHistogram, Resampling, Scorer,
+    },
     reference::{reference_logps, with_noise},
     stages::{PreferenceRun, Session},
     TrainError,
@@ -92,7 +94,7 @@ pub const VARIANTS: [Variant; 5] = [
 ];
 
 /// What happened between two rounds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoundReport {
     /// The round after which the filter ran (1-based).
     pub round: usize,
@@ -104,6 +106,8 @@ pub struct RoundReport {
     pub resampled_correct: usize,
     /// Of those, how many the gold reward orders the other way (chosen strictly worse).
     pub resampled_reversed: usize,
+    /// The losses of clean and flipped pairs the filter ranked.
+    pub histogram: LossHistogram,
 }
 
 /// One (variant, η, seed) run of the ablation.
@@ -236,6 +240,7 @@ impl GoldExperiment {
                             resampled: 0,
                             resampled_correct: 0,
                             resampled_reversed: 0,
+                            histogram: LossHistogram::of(&losses, &noisy.flipped, 30),
                         };
                         if variant.resample {
                             let dropped: Vec<&[u32]> = noisy

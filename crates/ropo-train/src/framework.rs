@@ -69,6 +69,50 @@ impl FilterQuality {
     }
 }
 
+/// Counts of clean and of flipped pairs' losses in equal-width bins: the picture of how well a
+/// loss separates the noise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LossHistogram {
+    /// Bin edges, one more than bins.
+    pub edges: Vec<f64>,
+    /// Clean pairs per bin.
+    pub clean: Vec<usize>,
+    /// Flipped pairs per bin.
+    pub flipped: Vec<usize>,
+}
+
+impl LossHistogram {
+    /// `bins` equal bins from the smallest to the largest finite loss.
+    pub fn of(losses: &[f64], flipped: &[bool], bins: usize) -> Self {
+        let finite = losses.iter().copied().filter(|l| l.is_finite());
+        let low = finite.clone().fold(f64::INFINITY, f64::min);
+        let high = finite.fold(f64::NEG_INFINITY, f64::max);
+        let bins = bins.max(1);
+        let width = if high > low {
+            (high - low) / bins as f64
+        } else {
+            1.0
+        };
+        let mut histogram = Self {
+            edges: (0..=bins).map(|i| low + width * i as f64).collect(),
+            clean: vec![0; bins],
+            flipped: vec![0; bins],
+        };
+        for (loss, flip) in losses.iter().zip(flipped) {
+            if !loss.is_finite() {
+                continue;
+            }
+            let bin = (((loss - low) / width) as usize).min(bins - 1);
+            if *flip {
+                histogram.flipped[bin] += 1;
+            } else {
+                histogram.clean[bin] += 1;
+            }
+        }
+        histogram
+    }
+}
+
 /// Settings of robustness-guided rejection sampling.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -212,6 +256,16 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn histogram_counts_every_finite_loss_in_its_group() {
+        let losses = [0.0, 1.0, 2.0, 3.0, f64::NAN];
+        let flipped = [false, false, true, true, true];
+        let histogram = LossHistogram::of(&losses, &flipped, 2);
+        assert_eq!(histogram.edges, [0.0, 1.5, 3.0]);
+        assert_eq!(histogram.clean, [2, 0]);
+        assert_eq!(histogram.flipped, [0, 2]);
     }
 
     #[test]

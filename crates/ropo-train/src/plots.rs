@@ -4,6 +4,7 @@ use plotters::prelude::*;
 
 use crate::{
     experiment::{ExperimentOutcome, GoldExperiment},
+    framework::LossHistogram,
     report::Summary,
     TrainError,
 };
@@ -136,6 +137,68 @@ pub fn validation_curves(
             .border_style(BLACK)
             .background_style(WHITE.mix(0.9))
             .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(plot_error)?;
+        root.present().map_err(plot_error)?;
+    }
+    Ok(svg)
+}
+
+/// Clean against flipped pairs' losses (counts per bin), as the filter saw them.
+pub fn loss_histogram(histogram: &LossHistogram, title: &str) -> Result<String, TrainError> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 400)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let low = histogram.edges.first().copied().unwrap_or(0.0);
+        let high = histogram
+            .edges
+            .last()
+            .copied()
+            .unwrap_or(1.0)
+            .max(low + 1e-9);
+        let top = histogram
+            .clean
+            .iter()
+            .chain(&histogram.flipped)
+            .copied()
+            .max()
+            .unwrap_or(1)
+            .max(1) as f64;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(low..high, 0.0..top * 1.1)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("loss under the current policy (the filter drops the highest)")
+            .y_desc("pairs")
+            .draw()
+            .map_err(plot_error)?;
+        for (label, counts, color) in [
+            ("clean", &histogram.clean, BLUE.mix(0.5)),
+            ("flipped", &histogram.flipped, RED.mix(0.5)),
+        ] {
+            let bars = counts.iter().enumerate().map(|(i, count)| {
+                let (left, right) = (histogram.edges[i], histogram.edges[i + 1]);
+                Rectangle::new([(left, 0.0), (right, *count as f64)], color.filled())
+            });
+            chart
+                .draw_series(bars)
+                .map_err(plot_error)?
+                .label(label)
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled())
+                });
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.9))
+            .position(SeriesLabelPosition::UpperLeft)
             .draw()
             .map_err(plot_error)?;
         root.present().map_err(plot_error)?;
