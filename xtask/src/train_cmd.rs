@@ -7,7 +7,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use ropo::backend::Training;
 use ropo::train::{
-    ablation::{ablation_report, Framework},
+    ablation::ablation_report,
     dataset_experiment::DatasetExperiment,
     experiment::{GoldExperiment, Progress},
     framework::Scorer,
@@ -50,7 +50,7 @@ pub struct TrainArgs {
     #[arg(long)]
     quiet: bool,
     /// `ablation`: the ROPO framework's ablation (loss only, + filtering, + rejection
-    /// sampling, DPO + filtering) at the config's noise rates (default 0.2 and 0.4).
+    /// sampling, DPO + filtering) at the config's noise rates (0.2 and 0.4 without a config).
     #[arg(long, value_parser = ["ablation"])]
     experiment: Option<String>,
     /// With `--experiment ablation`: rank rejection-sampling candidates by `implicit_reward`
@@ -154,27 +154,37 @@ pub fn run(args: &TrainArgs) -> CmdResult {
 /// The framework ablation on the gold task; writes `report.md`, `ablation.json` and, for the
 /// first seed, the loss histograms of clean and flipped pairs at each filter step.
 fn run_ablation(args: &TrainArgs) -> CmdResult {
-    let mut experiment = resolve(args)?;
-    if args.noise.is_none() {
-        experiment.noise = vec![0.2, 0.4];
-    }
-    let out = if args.out == std::path::Path::new("runs/gold") {
-        PathBuf::from("runs/ablation")
-    } else {
-        args.out.clone()
+    let (experiment, out) = match &args.resume {
+        Some(folder) => (read_config(&folder.join("config.toml"))?, folder.clone()),
+        None => {
+            let mut experiment = resolve(args)?;
+            if args.noise.is_none() && args.config.is_none() {
+                experiment.noise = vec![0.2, 0.4];
+            }
+            if args.scorer == "policy_log_prob" {
+                experiment.framework.scorer = Scorer::PolicyLogProb;
+            }
+            let out = if args.out == std::path::Path::new("runs/gold") {
+                PathBuf::from("runs/ablation")
+            } else {
+                args.out.clone()
+            };
+            (experiment, out)
+        }
     };
+    experiment.validate()?;
     check_writable(&out)?;
-    let framework = Framework {
-        scorer: if args.scorer == "policy_log_prob" {
-            Scorer::PolicyLogProb
-        } else {
-            Scorer::ImplicitReward
-        },
-        ..Framework::default()
-    };
+    write_atomic(
+        &out.join("config.toml"),
+        &toml::to_string_pretty(&experiment)?,
+    )?;
+    let framework = experiment.framework;
     let start = Instant::now();
-    let runs =
-        experiment.run_ablation::<Training>(&framework, &Default::default(), &mut |progress| {
+    let runs = experiment.run_ablation::<Training>(
+        &Default::default(),
+        Some(&out),
+        args.stop_after_steps,
+        &mut |progress| {
             if let Progress::RunStarted(index, total, variant, noise, seed) = progress {
                 eprintln!(
                     "{:.0}s run {}/{total}: {variant} η={noise} seed={seed}",
@@ -182,7 +192,19 @@ fn run_ablation(args: &TrainArgs) -> CmdResult {
                     index + 1
                 );
             }
-        })?;
+        },
+    );
+    let runs = match runs {
+        Err(TrainError::Stopped(steps)) => {
+            println!(
+                "stopped after {steps} preference steps; continue with: \
+                 cargo xtask train --experiment ablation --resume {}",
+                out.display()
+            );
+            return Ok(());
+        }
+        other => other?,
+    };
     let wall = start.elapsed().as_secs_f64();
     let tables = ablation_report(&experiment.noise, &runs);
     let report = format!(

@@ -237,3 +237,63 @@ fn stopping_and_resuming_gives_bit_identical_results() {
         metrics_without_timing(&pieces)
     );
 }
+
+#[test]
+fn the_framework_ablation_resumes_between_rounds_with_identical_results() {
+    let dir = scratch("ablation");
+    let config = dir.join("tiny.toml");
+    let tiny = TINY
+        .replace("noise = [0.0, 0.2]", "noise = [0.2]")
+        .replace("seeds = 2", "seeds = 1");
+    std::fs::write(&config, format!("{tiny}\n[framework]\nrounds = 3\nrho = 0.2\nsamples = 3\ntemperature = 1.0\nscorer = \"policy_log_prob\"\n")).unwrap();
+    let ablation = |extra: &[&str], out: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["train", "--quiet", "--experiment", "ablation"])
+            .args(extra)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let config_arg = config.to_str().unwrap();
+    let straight = ablation(&["--config", config_arg], &dir.join("straight"));
+    assert!(
+        straight.status.success(),
+        "{}",
+        String::from_utf8_lossy(&straight.stderr)
+    );
+    let first = ablation(
+        &["--config", config_arg, "--stop-after-steps", "7"],
+        &dir.join("pieces"),
+    );
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let state = dir.join("pieces/checkpoints/dpo-eta0.2-seed0/state.json");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
+    assert_eq!(
+        saved["next_round"], 2,
+        "rounds 1 and 2 (3 steps each) were saved"
+    );
+    let resumed = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "--quiet", "--experiment", "ablation", "--resume"])
+        .arg(dir.join("pieces"))
+        .output()
+        .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let runs =
+        |folder: &str| std::fs::read_to_string(dir.join(folder).join("ablation.json")).unwrap();
+    assert_eq!(runs("straight"), runs("pieces"));
+    let parsed: serde_json::Value = serde_json::from_str(&runs("straight")).unwrap();
+    assert_eq!(parsed.as_array().unwrap().len(), 5);
+    assert!(dir
+        .join("straight/losses-ropo+filter-eta0.2-round1.svg")
+        .is_file());
+}

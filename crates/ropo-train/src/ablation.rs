@@ -4,16 +4,22 @@
 //! steps from the same SFT model on the same noisy pairs; the filter's precision and recall
 //! are measured against the recorded flips, and resampled pairs against the gold reward.
 
+use std::path::Path;
+
 use burn::{module::AutodiffModule, tensor::backend::AutodiffBackend};
+use ropo_core::LossConfig;
+use ropo_data::{gold::GoldTask, TokenizedPair};
+use ropo_models::CausalLm;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    checkpoint,
     eval::implicit_margins,
     experiment::{EvalSet, GoldExperiment, PreferenceStage, Progress},
     framework::{
         keep_lowest_loss, resample_pairs, FilterQuality, LossHistogram, Resampling, Scorer,
     },
-    reference::{reference_logps, with_noise},
+    reference::{reference_logps, with_noise, ReferenceLogps},
     stages::{PreferenceRun, Session},
     TrainError,
 };
@@ -131,20 +137,39 @@ pub struct AblationRun {
 
 impl GoldExperiment {
     /// Runs every variant at every noise rate and seed of this experiment.
+    ///
+    /// With a `folder`, the SFT model, finished runs and the state after each round of the run
+    /// in progress are kept under `folder/checkpoints`; running again with the same folder
+    /// continues from the last finished round, with identical results. `stop_after` ends the
+    /// session after that many preference steps.
     pub fn run_ablation<B: AutodiffBackend>(
         &self,
-        framework: &Framework,
         device: &B::Device,
+        folder: Option<&Path>,
+        stop_after: Option<usize>,
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<AblationRun>, TrainError> {
         self.validate()?;
+        let framework = &self.framework;
         if framework.rounds == 0 || !(0.0..1.0).contains(&framework.rho) || framework.samples < 2 {
             return Err(TrainError::Config(
                 "framework: rounds >= 1, 0 <= rho < 1 and samples >= 2 are needed".into(),
             ));
         }
         B::seed(device, self.seed);
-        let sft = self.sft_model::<B>(device, None, on_progress)?;
+        let store = folder.map(|f| f.join("checkpoints"));
+        if let Some(store) = &store {
+            std::fs::create_dir_all(store).map_err(TrainError::io(store))?;
+        }
+        let sft = self.sft_model::<B>(device, store.as_deref(), on_progress)?;
+        let mut finished: Vec<AblationRun> = match &store {
+            Some(store) => checkpoint::load_finished(&store.join("finished.jsonl"))?,
+            None => Vec::new(),
+        };
+        let mut session = Session {
+            steps: 0,
+            stop_after,
+        };
         let reference = sft.valid();
         let task = &self.task;
         let beta = self.preference.beta;
@@ -175,6 +200,13 @@ impl GoldExperiment {
             for &eta in &self.noise {
                 let (noisy, refs) = with_noise(&originals, &original_refs, eta, seed)?;
                 for variant in VARIANTS {
+                    let done = finished.iter().position(|r| {
+                        r.variant == variant.name && r.noise == eta && r.seed == seed
+                    });
+                    if let Some(index) = done {
+                        runs.push(finished.remove(index));
+                        continue;
+                    }
                     on_progress(Progress::RunStarted(
                         runs.len(),
                         total,
@@ -183,15 +215,28 @@ impl GoldExperiment {
                         seed,
                     ));
                     let loss = self.loss(variant.loss)?;
-                    let mut policy = sft.clone();
-                    let (mut pairs, mut pair_refs) = (noisy.pairs.clone(), refs.clone());
-                    let mut rounds = Vec::new();
-                    for round in 0..framework.rounds {
+                    let run_store = store
+                        .as_ref()
+                        .map(|s| s.join(format!("{}-eta{eta}-seed{seed}", variant.name)));
+                    let saved = match &run_store {
+                        Some(dir) => RoundState::load(dir, sft.clone(), device)?,
+                        None => None,
+                    };
+                    let (mut policy, mut state) = saved.unwrap_or_else(|| {
+                        let state = RoundState {
+                            next_round: 0,
+                            pairs: noisy.pairs.clone(),
+                            refs: refs.clone(),
+                            rounds: Vec::new(),
+                        };
+                        (sft.clone(), state)
+                    });
+                    for round in state.next_round..framework.rounds {
                         let run = PreferenceRun {
                             stage: &round_stage,
                             loss: &loss,
-                            pairs: &pairs,
-                            refs: &pair_refs,
+                            pairs: &state.pairs,
+                            refs: &state.refs,
                             seed: 31 * seed + 5 + round as u64,
                             bucket: 1,
                             eval_every: 0,
@@ -199,88 +244,38 @@ impl GoldExperiment {
                             keep: 1,
                             store: None,
                         };
+                        let no_validation = &mut |_: &CausalLm<B>, _| Ok(None);
                         policy = run
-                            .train(
-                                policy,
-                                &mut |_, _| Ok(None),
-                                &mut Session::default(),
-                                device,
-                                on_progress,
-                            )?
+                            .train(policy, no_validation, &mut session, device, on_progress)?
                             .model;
-                        if !variant.filter || round + 1 == framework.rounds {
-                            continue;
+                        if round + 1 == framework.rounds {
+                            break;
                         }
-                        let current = policy.valid();
-                        let margins =
-                            implicit_margins(&current, &noisy.pairs, &refs, beta, 256, device)?;
-                        let losses = losses_of::<B>(&loss, &margins, device);
-                        let keep = keep_lowest_loss(&losses, framework.rho);
-                        let mut kept_losses: Vec<f64> = losses
-                            .iter()
-                            .zip(&keep)
-                            .filter(|(_, k)| **k)
-                            .map(|(l, _)| *l)
-                            .collect();
-                        kept_losses.sort_by(f64::total_cmp);
-                        let median = kept_losses
-                            .get(kept_losses.len() / 2)
-                            .copied()
-                            .unwrap_or(f64::INFINITY);
-                        let kept = noisy
-                            .pairs
-                            .iter()
-                            .zip(&refs)
-                            .zip(&keep)
-                            .filter(|(_, k)| **k);
-                        (pairs, pair_refs) = kept.map(|((p, r), _)| (p.clone(), *r)).unzip();
-                        let mut report = RoundReport {
-                            round: round + 1,
-                            filter: FilterQuality::of(&keep, &noisy.flipped),
-                            resampled: 0,
-                            resampled_correct: 0,
-                            resampled_reversed: 0,
-                            histogram: LossHistogram::of(&losses, &noisy.flipped, 30),
-                        };
-                        if variant.resample {
-                            let dropped: Vec<&[u32]> = noisy
-                                .pairs
-                                .iter()
-                                .zip(&keep)
-                                .filter(|(_, k)| !**k)
-                                .map(|(p, _)| p.prompt.as_slice())
-                                .collect();
-                            let new = resample_pairs(
-                                &current,
-                                &reference,
-                                &dropped,
-                                &loss,
-                                median,
-                                &resampling,
+                        if variant.filter {
+                            let cleaner = Cleaner {
+                                task,
+                                reference: &reference,
+                                loss: &loss,
+                                framework,
+                                resampling: variant.resample.then_some(&resampling),
+                            };
+                            let (pairs, refs, report) = cleaner.clean(
+                                &policy.valid(),
+                                (&noisy.pairs, &refs, &noisy.flipped),
                                 100 * seed + round as u64,
                                 device,
                             )?;
-                            report.resampled = new.len();
-                            report.resampled_correct = new
-                                .iter()
-                                .filter(|(p, _)| {
-                                    task.reward(&p.prompt, &p.chosen)
-                                        > task.reward(&p.prompt, &p.rejected)
-                                })
-                                .count();
-                            report.resampled_reversed = new
-                                .iter()
-                                .filter(|(p, _)| {
-                                    task.reward(&p.prompt, &p.chosen)
-                                        < task.reward(&p.prompt, &p.rejected)
-                                })
-                                .count();
-                            for (pair, reference) in new {
-                                pairs.push(pair);
-                                pair_refs.push(reference);
-                            }
+                            state.pairs = pairs;
+                            state.refs = refs;
+                            state.rounds.push(RoundReport {
+                                round: round + 1,
+                                ..report
+                            });
                         }
-                        rounds.push(report);
+                        state.next_round = round + 1;
+                        if let Some(dir) = &run_store {
+                            state.save(dir, &policy)?;
+                        }
                     }
                     let (clean_accuracy, _, gold) =
                         test.judge(&policy.valid(), task, beta, device)?;
@@ -291,8 +286,14 @@ impl GoldExperiment {
                         clean_accuracy,
                         gold_win_rate: gold.win_rate,
                         gold_reward: gold.mean_reward,
-                        rounds,
+                        rounds: state.rounds,
                     });
+                    if let (Some(store), Some(dir)) = (&store, &run_store) {
+                        checkpoint::save_finished(&store.join("finished.jsonl"), &runs)?;
+                        if dir.exists() {
+                            std::fs::remove_dir_all(dir).map_err(TrainError::io(dir))?;
+                        }
+                    }
                 }
             }
         }
@@ -300,9 +301,128 @@ impl GoldExperiment {
     }
 }
 
+/// Where a run of the ablation stands between rounds: what the next round trains on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct RoundState {
+    next_round: usize,
+    pairs: Vec<TokenizedPair>,
+    refs: Vec<ReferenceLogps>,
+    rounds: Vec<RoundReport>,
+}
+
+impl RoundState {
+    /// Writes the policy and the state into `dir` (the state file last, so a state on disk
+    /// always has its policy).
+    fn save<B: AutodiffBackend>(&self, dir: &Path, policy: &CausalLm<B>) -> Result<(), TrainError> {
+        std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
+        checkpoint::save_model(policy, &dir.join("policy"))?;
+        let text = serde_json::to_string(self).unwrap_or_default();
+        crate::report::write_atomic(&dir.join("state.json"), &text)
+    }
+
+    /// The policy and state an earlier session saved in `dir`, if any.
+    fn load<B: AutodiffBackend>(
+        dir: &Path,
+        fresh: CausalLm<B>,
+        device: &B::Device,
+    ) -> Result<Option<(CausalLm<B>, Self)>, TrainError> {
+        let path = dir.join("state.json");
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).map_err(TrainError::io(&path))?;
+        let state: Self = serde_json::from_str(&text)
+            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
+        let policy =
+            checkpoint::load_model(&dir.join("policy"), fresh, device)?.ok_or_else(|| {
+                TrainError::Checkpoint(format!("{}: policy.mpk is missing", dir.display()))
+            })?;
+        Ok(Some((policy, state)))
+    }
+}
+
+/// The data step between two rounds: filter the original pairs by the current policy's loss,
+/// and optionally add resampled pairs for the dropped prompts.
+struct Cleaner<'a, B: burn::tensor::backend::Backend> {
+    task: &'a GoldTask,
+    reference: &'a CausalLm<B>,
+    loss: &'a LossConfig,
+    framework: &'a Framework,
+    resampling: Option<&'a Resampling>,
+}
+
+impl<B: burn::tensor::backend::Backend> Cleaner<'_, B> {
+    /// The next round's pairs and reference log-probs, and what the filter did (its `round`
+    /// is left 0 for the caller to set).
+    fn clean(
+        &self,
+        policy: &CausalLm<B>,
+        (pairs, refs, flipped): (&[TokenizedPair], &[ReferenceLogps], &[bool]),
+        seed: u64,
+        device: &B::Device,
+    ) -> Result<(Vec<TokenizedPair>, Vec<ReferenceLogps>, RoundReport), TrainError> {
+        let margins = implicit_margins(policy, pairs, refs, self.loss.beta(), 256, device)?;
+        let losses = losses_of::<B>(self.loss, &margins, device);
+        let keep = keep_lowest_loss(&losses, self.framework.rho);
+        let mut kept_losses: Vec<f64> = losses
+            .iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(l, _)| *l)
+            .collect();
+        kept_losses.sort_by(f64::total_cmp);
+        let median = kept_losses
+            .get(kept_losses.len() / 2)
+            .copied()
+            .unwrap_or(f64::INFINITY);
+        let kept = pairs.iter().zip(refs).zip(&keep).filter(|(_, k)| **k);
+        let (mut next_pairs, mut next_refs): (Vec<_>, Vec<_>) =
+            kept.map(|((p, r), _)| (p.clone(), *r)).unzip();
+        let mut report = RoundReport {
+            round: 0,
+            filter: FilterQuality::of(&keep, flipped),
+            resampled: 0,
+            resampled_correct: 0,
+            resampled_reversed: 0,
+            histogram: LossHistogram::of(&losses, flipped, 30),
+        };
+        if let Some(resampling) = self.resampling {
+            let dropped: Vec<&[u32]> = pairs
+                .iter()
+                .zip(&keep)
+                .filter(|(_, k)| !**k)
+                .map(|(p, _)| p.prompt.as_slice())
+                .collect();
+            let new = resample_pairs(
+                policy,
+                self.reference,
+                &dropped,
+                self.loss,
+                median,
+                resampling,
+                seed,
+                device,
+            )?;
+            let order = |p: &TokenizedPair| {
+                self.task
+                    .reward(&p.prompt, &p.chosen)
+                    .total_cmp(&self.task.reward(&p.prompt, &p.rejected))
+            };
+            report.resampled = new.len();
+            report.resampled_correct = new.iter().filter(|(p, _)| order(p).is_gt()).count();
+            report.resampled_reversed = new.iter().filter(|(p, _)| order(p).is_lt()).count();
+            for (pair, reference) in new {
+                next_pairs.push(pair);
+                next_refs.push(reference);
+            }
+        }
+        Ok((next_pairs, next_refs, report))
+    }
+}
+
 /// Per-pair losses of margins `h` (given as `β·h`, as `implicit_margins` returns them).
 fn losses_of<B: burn::tensor::backend::Backend>(
-    loss: &ropo_core::LossConfig,
+    loss: &LossConfig,
     scaled_margins: &[f64],
     device: &B::Device,
 ) -> Vec<f64> {

@@ -13,7 +13,7 @@ use burn::{
 };
 use ropo_data::batches::BatchCursor;
 use ropo_models::CausalLm;
-use serde::{Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::{
     experiment::{CurvePoint, StepRecord},
@@ -127,6 +127,29 @@ pub fn load_model<B: AutodiffBackend>(
         .load_file(path.to_path_buf(), &recorder(), device)
         .map(Some)
         .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))
+}
+
+/// Results of runs finished by earlier sessions of the same run folder (one JSON per line).
+pub fn load_finished<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, TrainError> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(path).map_err(TrainError::io(path))?;
+    text.lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))
+        })
+        .collect()
+}
+
+/// Rewrites the finished-runs file (through a temporary file and a rename).
+pub fn save_finished<T: Serialize>(path: &Path, runs: &[T]) -> Result<(), TrainError> {
+    let text: String = runs
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap_or_default() + "\n")
+        .collect();
+    crate::report::write_atomic(path, &text)
 }
 
 fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {

@@ -11,6 +11,7 @@ use ropo_models::{activation::Activation, config::ModelConfig, llama::LlamaConfi
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    ablation::Framework,
     checkpoint,
     eval::{gold_eval, implicit_reward_eval, sample_responses, GoldEval},
     reference::{reference_logps, with_noise, ReferenceLogps},
@@ -53,6 +54,8 @@ pub struct GoldExperiment {
     pub checkpoint_every: usize,
     /// How many of a run's newest checkpoints to keep.
     pub keep_checkpoints: usize,
+    /// The ROPO framework's settings (used by the ablation experiment).
+    pub framework: Framework,
 }
 
 /// Shape of the experiment's transformer.
@@ -143,6 +146,7 @@ impl Default for GoldExperiment {
             eval_every: 50,
             checkpoint_every: 100,
             keep_checkpoints: 2,
+            framework: Framework::default(),
         }
     }
 }
@@ -234,28 +238,6 @@ pub enum Progress {
     Step(StepRecord),
     /// A preference run finished.
     RunFinished(RunResult),
-}
-
-/// Runs finished by earlier sessions of the same run folder.
-fn load_finished(path: &Path) -> Result<Vec<RunResult>, TrainError> {
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    let text = std::fs::read_to_string(path).map_err(TrainError::io(path))?;
-    text.lines()
-        .map(|line| {
-            serde_json::from_str(line)
-                .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))
-        })
-        .collect()
-}
-
-fn save_finished(path: &Path, runs: &[RunResult]) -> Result<(), TrainError> {
-    let text: String = runs
-        .iter()
-        .map(|r| serde_json::to_string(r).unwrap_or_default() + "\n")
-        .collect();
-    crate::report::write_atomic(path, &text)
 }
 
 fn take_finished(
@@ -437,7 +419,7 @@ impl GoldExperiment {
         }
         let sft = self.sft_model::<B>(device, store.as_deref(), on_progress)?;
         let mut finished = match &store {
-            Some(store) => load_finished(&store.join("finished.jsonl"))?,
+            Some(store) => checkpoint::load_finished(&store.join("finished.jsonl"))?,
             None => Vec::new(),
         };
         let mut session = Session {
@@ -545,7 +527,7 @@ impl GoldExperiment {
                     on_progress(Progress::RunFinished(result.clone()));
                     outcome.runs.push(result);
                     if let (Some(store), Some(run_store)) = (&store, &run_store) {
-                        save_finished(&store.join("finished.jsonl"), &outcome.runs)?;
+                        checkpoint::save_finished(&store.join("finished.jsonl"), &outcome.runs)?;
                         if run_store.exists() {
                             std::fs::remove_dir_all(run_store)
                                 .map_err(TrainError::io(run_store))?;

@@ -11,7 +11,7 @@ use ropo_models::{score, CausalLm, ScoreRow};
 use crate::TrainError;
 
 /// `log π_ref` of one pair's chosen and rejected responses (summed over response tokens).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReferenceLogps {
     /// `log π_ref(y_w | x)`.
     pub chosen: f64,
