@@ -12,7 +12,7 @@ use ropo::train::{
     experiment::{GoldExperiment, Progress},
     framework::Scorer,
     plots::loss_histogram,
-    report::{write_atomic, write_run_folder},
+    report::{metrics_lines, write_atomic, write_run_folder},
     TrainError,
 };
 
@@ -284,20 +284,10 @@ fn run_dataset(args: &TrainArgs, path: &std::path::Path, text: &str) -> CmdResul
             table += &format!(" {:.3} ± {:.3} |", entry.mean, entry.std);
         }
     }
-    let mut metrics = String::new();
-    for run in &runs {
-        for s in &run.history {
-            metrics += &serde_json::json!({
-                "method": run.loss, "noise": run.noise, "seed": run.seed, "step": s.step,
-                "loss": s.loss, "rewards/chosen": s.rewards_chosen,
-                "rewards/rejected": s.rewards_rejected, "rewards/accuracies": s.accuracy,
-                "rewards/margins": s.margin, "lr": s.lr, "grad_norm": s.grad_norm,
-                "tokens_per_s": s.tokens_per_s,
-            })
-            .to_string();
-            metrics.push('\n');
-        }
-    }
+    let metrics = metrics_lines(
+        runs.iter()
+            .map(|r| (r.loss.as_str(), r.noise, r.seed, r.history.as_slice())),
+    );
     write_atomic(&args.out.join("metrics.jsonl"), &metrics)?;
     let summary = serde_json::json!({ "results": results, "data": counts });
     write_atomic(

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     checkpoint,
     eval::implicit_margins,
-    experiment::{EvalSet, GoldExperiment, PreferenceStage, Progress},
+    experiment::{GoldExperiment, PreferenceStage, Progress},
     framework::{
         keep_lowest_loss, resample_pairs, FilterQuality, LossHistogram, Resampling, Scorer,
     },
@@ -189,14 +189,7 @@ impl GoldExperiment {
         let mut runs = Vec::new();
         let total = VARIANTS.len() * self.noise.len() * self.seeds as usize;
         for seed in 0..self.seeds {
-            let test = EvalSet::new(
-                task,
-                &reference,
-                (self.eval_pairs, self.eval_prompts),
-                self.seed + 3,
-                1000 + seed,
-                device,
-            )?;
+            let test = self.test_set(&reference, seed, device)?;
             for &eta in &self.noise {
                 let (noisy, refs) = with_noise(&originals, &original_refs, eta, seed)?;
                 for variant in VARIANTS {
@@ -214,7 +207,7 @@ impl GoldExperiment {
                         eta,
                         seed,
                     ));
-                    let loss = self.loss(variant.loss)?;
+                    let loss = self.preference.loss(variant.loss)?;
                     let run_store = store
                         .as_ref()
                         .map(|s| s.join(format!("{}-eta{eta}-seed{seed}", variant.name)));

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use burn::{module::AutodiffModule, tensor::backend::AutodiffBackend};
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
-use ropo_core::{Loss, LossConfig, LossParams};
 use ropo_data::{
     formats::{read_pairs, ReadOptions},
     load_tokenizer,
@@ -109,18 +108,6 @@ pub struct DataCounts {
 }
 
 impl DatasetExperiment {
-    fn loss(&self, name: &str) -> Result<LossConfig, TrainError> {
-        let params = LossParams {
-            alpha: self.preference.alpha,
-            epsilon: self.preference.epsilon,
-            ..LossParams::default()
-        };
-        Ok(LossConfig::new(
-            Loss::from_name(name, &params)?,
-            self.preference.beta,
-        )?)
-    }
-
     /// Checks every value before anything runs; the message names the field.
     pub fn validate(&self) -> Result<(), TrainError> {
         let fail = |message: String| Err(TrainError::Config(message));
@@ -128,7 +115,7 @@ impl DatasetExperiment {
             return fail(format!("noise: rate {eta} must be in [0, 0.5)"));
         }
         for name in &self.losses {
-            self.loss(name)?;
+            self.preference.loss(name)?;
         }
         if !(self.dataset.heldout > 0.0 && self.dataset.heldout < 1.0) {
             return fail(format!(
@@ -202,7 +189,7 @@ impl DatasetExperiment {
                         eta,
                         seed,
                     ));
-                    let loss = self.loss(name)?;
+                    let loss = self.preference.loss(name)?;
                     let run = PreferenceRun {
                         stage: &self.preference,
                         loss: &loss,

@@ -108,6 +108,38 @@ pub struct PreferenceStage {
     pub epsilon: f64,
 }
 
+impl GoldExperiment {
+    /// The clean held-out pairs and prompts (the same for every seed), with the reference's
+    /// baseline samples drawn for seed index `seed`.
+    pub(crate) fn test_set<B: burn::tensor::backend::Backend>(
+        &self,
+        reference: &CausalLm<B>,
+        seed: u64,
+        device: &B::Device,
+    ) -> Result<EvalSet, TrainError> {
+        EvalSet::new(
+            &self.task,
+            reference,
+            (self.eval_pairs, self.eval_prompts),
+            self.seed + 3,
+            1000 + seed,
+            device,
+        )
+    }
+}
+
+impl PreferenceStage {
+    /// The loss called `name` with this stage's β, α and ε.
+    pub fn loss(&self, name: &str) -> Result<LossConfig, TrainError> {
+        let params = LossParams {
+            alpha: self.alpha,
+            epsilon: self.epsilon,
+            ..LossParams::default()
+        };
+        Ok(LossConfig::new(Loss::from_name(name, &params)?, self.beta)?)
+    }
+}
+
 impl Default for GoldExperiment {
     fn default() -> Self {
         Self {
@@ -333,7 +365,7 @@ impl GoldExperiment {
             return fail(format!("noise: rate {eta} must be in [0, 0.5)"));
         }
         for name in &self.losses {
-            self.loss(name)?;
+            self.preference.loss(name)?;
         }
         for (field, value) in [
             ("sft.lr", self.sft.lr),
@@ -362,18 +394,6 @@ impl GoldExperiment {
         self.model_config()
             .validate()
             .map_err(|e| TrainError::Config(format!("model: {e}")))
-    }
-
-    pub(crate) fn loss(&self, name: &str) -> Result<LossConfig, TrainError> {
-        let params = LossParams {
-            alpha: self.preference.alpha,
-            epsilon: self.preference.epsilon,
-            ..LossParams::default()
-        };
-        Ok(LossConfig::new(
-            Loss::from_name(name, &params)?,
-            self.preference.beta,
-        )?)
     }
 
     pub(crate) fn model_config(&self) -> ModelConfig {
@@ -437,14 +457,7 @@ impl GoldExperiment {
         };
         let total = self.losses.len() * self.noise.len() * self.seeds as usize;
         for seed in 0..self.seeds {
-            let test = EvalSet::new(
-                task,
-                &reference,
-                (self.eval_pairs, self.eval_prompts),
-                self.seed + 3,
-                1000 + seed,
-                device,
-            )?;
+            let test = self.test_set(&reference, seed, device)?;
             let validation = EvalSet::new(
                 task,
                 &reference,
@@ -474,7 +487,7 @@ impl GoldExperiment {
                         eta,
                         seed,
                     ));
-                    let loss = self.loss(name)?;
+                    let loss = self.preference.loss(name)?;
                     let run_store = store
                         .as_ref()
                         .map(|s| s.join(format!("{name}-eta{eta}-seed{seed}")));

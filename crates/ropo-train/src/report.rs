@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::{
-    experiment::{ExperimentOutcome, GoldExperiment, RunResult},
+    experiment::{ExperimentOutcome, GoldExperiment, RunResult, StepRecord},
     plots, TrainError,
 };
 
@@ -155,11 +155,23 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<(), TrainError> {
 
 /// One JSON line per preference step of every run, with TRL's metric names.
 fn metrics_jsonl(outcome: &ExperimentOutcome) -> String {
+    metrics_lines(
+        outcome
+            .runs
+            .iter()
+            .map(|r| (r.loss.as_str(), r.noise, r.seed, r.history.as_slice())),
+    )
+}
+
+/// `metrics.jsonl` lines of runs given as `(method, noise, seed, steps)`.
+pub fn metrics_lines<'a>(
+    runs: impl Iterator<Item = (&'a str, f64, u64, &'a [StepRecord])>,
+) -> String {
     let mut out = String::new();
-    for run in &outcome.runs {
-        for s in &run.history {
+    for (method, noise, seed, history) in runs {
+        for s in history {
             let line = json!({
-                "method": run.loss, "noise": run.noise, "seed": run.seed, "step": s.step,
+                "method": method, "noise": noise, "seed": seed, "step": s.step,
                 "loss": s.loss, "rewards/chosen": s.rewards_chosen,
                 "rewards/rejected": s.rewards_rejected, "rewards/accuracies": s.accuracy,
                 "rewards/margins": s.margin, "lr": s.lr, "grad_norm": s.grad_norm,
