@@ -43,3 +43,26 @@ pub const NAME: &str = if cfg!(feature = "cuda") {
 } else {
     "cpu (flex)"
 };
+
+/// Checks that the selected backend can run here, before any work: a GPU build on a machine
+/// without the driver (CUDA) or adapter (wgpu) gets one clear error naming the backend
+/// instead of a panic from deep inside it.
+pub fn probe() -> Result<(), String> {
+    use burn::tensor::Tensor;
+    let quiet = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = std::panic::catch_unwind(|| {
+        let device = Default::default();
+        Tensor::<Selected, 1>::from_floats([1.0], &device).into_data();
+    });
+    std::panic::set_hook(quiet);
+    outcome.map_err(|panic| {
+        let reason = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown reason");
+        let first_line = reason.lines().next().unwrap_or(reason);
+        format!("the {NAME} backend cannot start on this machine: {first_line}")
+    })
+}

@@ -42,6 +42,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(error) = ropo::backend::probe() {
+        eprintln!("error: {error}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Loss(args) => loss_cmd::run(&args),
         Command::PlotLosses(args) => plot_losses::run(&args),
