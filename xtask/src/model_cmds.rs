@@ -123,11 +123,14 @@ fn open(args: &ModelArgs) -> Result<Opened, Box<dyn std::error::Error>> {
     } else {
         args.model.parent().unwrap_or(Path::new("."))
     };
-    let tokenizer = load_tokenizer(args.tokenizer.as_deref().unwrap_or(beside))?;
+    let tokenizer_path = args.tokenizer.as_deref().unwrap_or(beside);
+    let tokenizer = load_tokenizer(tokenizer_path)?;
     if tokenizer.vocab_size() > model.vocab_size() {
         return Err(format!(
-            "tokenizer has {} tokens but the model only {}: they do not belong together",
+            "{}: tokenizer has {} tokens but the model {} only {}: they do not belong together",
+            tokenizer_path.display(),
             tokenizer.vocab_size(),
+            args.model.display(),
             model.vocab_size()
         )
         .into());

@@ -77,7 +77,9 @@ pub fn run(args: &TrainArgs) -> CmdResult {
         Some(folder) => (read_config(&folder.join("config.toml"))?, folder.clone()),
         None => (resolve(args)?, args.out.clone()),
     };
-    experiment.validate()?;
+    experiment
+        .validate()
+        .map_err(|e| in_config(config_file(args).as_deref(), e))?;
     check_writable(&out)?;
     write_atomic(
         &out.join("config.toml"),
@@ -172,7 +174,9 @@ fn run_ablation(args: &TrainArgs) -> CmdResult {
             (experiment, out)
         }
     };
-    experiment.validate()?;
+    experiment
+        .validate()
+        .map_err(|e| in_config(config_file(args).as_deref(), e))?;
     check_writable(&out)?;
     write_atomic(
         &out.join("config.toml"),
@@ -255,7 +259,9 @@ fn run_dataset(args: &TrainArgs, path: &std::path::Path, text: &str) -> CmdResul
     if let Some(steps) = args.steps {
         experiment.preference.steps = steps;
     }
-    experiment.validate()?;
+    experiment
+        .validate()
+        .map_err(|e| in_config(Some(path), e))?;
     check_writable(&args.out)?;
     write_atomic(
         &args.out.join("config.toml"),
@@ -338,6 +344,22 @@ fn read_config(path: &std::path::Path) -> Result<GoldExperiment, Box<dyn std::er
         .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     Ok(toml::from_str::<GoldExperiment>(&text)
         .map_err(|e| format!("{}: {}", path.display(), one_line(&e.to_string())))?)
+}
+
+/// The config file the experiment comes from: the run folder's on resume, else `--config`.
+fn config_file(args: &TrainArgs) -> Option<PathBuf> {
+    match &args.resume {
+        Some(folder) => Some(folder.join("config.toml")),
+        None => args.config.clone(),
+    }
+}
+
+/// A validation error, prefixed with the config file it is about (when there is one).
+fn in_config(path: Option<&std::path::Path>, error: TrainError) -> Box<dyn std::error::Error> {
+    match path {
+        Some(path) => format!("{}: {error}", path.display()).into(),
+        None => error.into(),
+    }
 }
 
 /// Fails before any training if the run folder cannot be written.

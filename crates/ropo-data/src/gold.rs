@@ -59,6 +59,26 @@ impl GoldTask {
         2 * self.length + 3
     }
 
+    /// Checks that the task can make preference pairs; the message names the field. With fewer
+    /// than 2 symbols, no positions or an `sft_quality` of 1, every two responses to a prompt
+    /// tie, so [`GoldTask::pairs`] would never finish; an `sft_quality` outside [0, 1] is no
+    /// probability.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.symbols < 2 {
+            return Err(format!("symbols = {} must be at least 2", self.symbols));
+        }
+        if self.length == 0 {
+            return Err("length = 0 must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.sft_quality) {
+            return Err(format!(
+                "sft_quality = {} must be in [0, 1)",
+                self.sft_quality
+            ));
+        }
+        Ok(())
+    }
+
     /// A random prompt `BOS x₁ … xₙ SEP`.
     pub fn prompt(&self, rng: &mut impl Rng) -> Vec<u32> {
         let mut prompt = vec![BOS];
@@ -185,5 +205,33 @@ mod tests {
         }
         assert_eq!(pairs, task.pairs(500, 3));
         assert_ne!(pairs, task.pairs(500, 4));
+    }
+
+    #[test]
+    fn tasks_whose_pairs_always_tie_are_refused_by_field() {
+        let task = GoldTask::default();
+        assert_eq!(task.validate(), Ok(()));
+        let cases = [
+            (GoldTask { symbols: 1, ..task }, "symbols"),
+            (GoldTask { length: 0, ..task }, "length"),
+            (
+                GoldTask {
+                    sft_quality: 1.0,
+                    ..task
+                },
+                "sft_quality",
+            ),
+            (
+                GoldTask {
+                    sft_quality: -0.1,
+                    ..task
+                },
+                "sft_quality",
+            ),
+        ];
+        for (bad, field) in cases {
+            let message = bad.validate().expect_err(field);
+            assert!(message.starts_with(field), "{message}");
+        }
     }
 }

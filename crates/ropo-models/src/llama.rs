@@ -107,6 +107,19 @@ impl LlamaConfig {
                 self.kv_heads()
             ));
         }
+        // A zero size builds, but makes a model that has nothing to compute or whose forward
+        // pass panics on empty tensors.
+        for (field, size) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("head_dim", self.head_width()),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ] {
+            if size == 0 {
+                return Err(format!("{field} must be > 0"));
+            }
+        }
         if !self.head_width().is_multiple_of(2) {
             return Err(format!(
                 "head_dim ({}) must be even for RoPE",

@@ -391,6 +391,9 @@ impl GoldExperiment {
         if self.losses.is_empty() || self.noise.is_empty() {
             return fail("losses and noise must each name at least one value".into());
         }
+        self.task
+            .validate()
+            .map_err(|e| TrainError::Config(format!("task.{e}")))?;
         self.model_config()
             .validate()
             .map_err(|e| TrainError::Config(format!("model: {e}")))
