@@ -297,3 +297,88 @@ fn the_framework_ablation_resumes_between_rounds_with_identical_results() {
         .join("straight/losses-ropo+filter-eta0.2-round1.svg")
         .is_file());
 }
+
+/// Whether any checkpoint folder of a run is on disk under `checkpoints`.
+fn has_step_checkpoint(checkpoints: &Path) -> bool {
+    std::fs::read_dir(checkpoints)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .any(|run| {
+            std::fs::read_dir(run.path())
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .any(|c| c.file_name().to_string_lossy().starts_with("step-"))
+        })
+}
+
+fn finished_runs(checkpoints: &Path) -> usize {
+    std::fs::read_to_string(checkpoints.join("finished.jsonl"))
+        .map(|text| text.lines().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn killing_the_process_at_any_point_and_resuming_gives_identical_results() {
+    let dir = scratch("kill");
+    let config = dir.join("tiny.toml");
+    std::fs::write(
+        &config,
+        format!("checkpoint_every = 2\nkeep_checkpoints = 2\n{TINY}"),
+    )
+    .unwrap();
+    let straight = dir.join("straight");
+    assert!(train(&config, &straight).status.success());
+    let expected = std::fs::read_to_string(straight.join("summary.json")).unwrap();
+    // Kill points in every stage: during SFT, right after it, at a run's first checkpoint,
+    // after the first finished run, and late.
+    let stages: [(&str, &dyn Fn(&Path) -> bool); 5] = [
+        ("during SFT", &|out| out.join("config.toml").exists()),
+        ("after SFT", &|out| out.join("checkpoints/sft.mpk").exists()),
+        ("at a checkpoint", &|out| {
+            has_step_checkpoint(&out.join("checkpoints"))
+        }),
+        ("after a run", &|out| {
+            finished_runs(&out.join("checkpoints")) >= 1
+        }),
+        ("late", &|out| finished_runs(&out.join("checkpoints")) >= 5),
+    ];
+    for (stage, reached) in stages {
+        let out = dir.join(stage.replace(' ', "-"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["train", "--quiet", "--config"])
+            .arg(&config)
+            .arg("--out")
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while !reached(&out)
+            && child.try_wait().unwrap().is_none()
+            && start.elapsed().as_secs() < 60
+        {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        // SIGKILL: no chance to clean up, possibly in the middle of writing a checkpoint.
+        let _ = child.kill();
+        let _ = child.wait();
+        let resumed = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["train", "--quiet", "--resume"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            resumed.status.success(),
+            "{stage}: {}",
+            String::from_utf8_lossy(&resumed.stderr)
+        );
+        assert_eq!(
+            std::fs::read_to_string(out.join("summary.json")).unwrap(),
+            expected,
+            "killed {stage}"
+        );
+    }
+}
