@@ -298,6 +298,9 @@ fn the_framework_ablation_resumes_between_rounds_with_identical_results() {
         .is_file());
 }
 
+/// A condition on a run folder's contents.
+type Reached = dyn Fn(&Path) -> bool;
+
 /// Whether any checkpoint folder of a run is on disk under `checkpoints`.
 fn has_step_checkpoint(checkpoints: &Path) -> bool {
     std::fs::read_dir(checkpoints)
@@ -333,7 +336,7 @@ fn killing_the_process_at_any_point_and_resuming_gives_identical_results() {
     let expected = std::fs::read_to_string(straight.join("summary.json")).unwrap();
     // Kill points in every stage: during SFT, right after it, at a run's first checkpoint,
     // after the first finished run, and late.
-    let stages: [(&str, &dyn Fn(&Path) -> bool); 5] = [
+    let stages: [(&str, &Reached); 5] = [
         ("during SFT", &|out| out.join("config.toml").exists()),
         ("after SFT", &|out| out.join("checkpoints/sft.mpk").exists()),
         ("at a checkpoint", &|out| {
