@@ -44,6 +44,15 @@ pub const NAME: &str = if cfg!(feature = "cuda") {
     "cpu (flex)"
 };
 
+/// What the selected backend needs at run time, for the error when it is missing.
+const NEEDS: &str = if cfg!(feature = "cuda") {
+    "it needs an NVIDIA GPU with its driver: libcuda and libnvrtc, CUDA_PATH or /usr/local/cuda"
+} else if cfg!(feature = "wgpu") {
+    "it needs a GPU adapter: a Vulkan, Metal or DX12 driver (Mesa's lavapipe on a CPU)"
+} else {
+    "a CPU backend needs nothing"
+};
+
 /// Checks that the selected backend can run here, before any work: a GPU build on a machine
 /// without the driver (CUDA) or adapter (wgpu) gets one clear error naming the backend
 /// instead of a panic from deep inside it.
@@ -63,6 +72,6 @@ pub fn probe() -> Result<(), String> {
             .or_else(|| panic.downcast_ref::<&str>().copied())
             .unwrap_or("unknown reason");
         let first_line = reason.lines().next().unwrap_or(reason);
-        format!("the {NAME} backend cannot start on this machine: {first_line}")
+        format!("the {NAME} backend cannot start on this machine ({NEEDS}): {first_line}")
     })
 }
