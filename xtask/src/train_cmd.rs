@@ -59,6 +59,30 @@ pub struct TrainArgs {
     scorer: String,
 }
 
+impl TrainArgs {
+    /// Applies the command-line overrides to the fields every experiment has.
+    fn override_into(
+        &self,
+        losses: &mut Vec<String>,
+        noise: &mut Vec<f64>,
+        seeds: &mut u64,
+        steps: &mut usize,
+    ) {
+        if let Some(value) = &self.losses {
+            losses.clone_from(value);
+        }
+        if let Some(value) = &self.noise {
+            noise.clone_from(value);
+        }
+        if let Some(value) = self.seeds {
+            *seeds = value;
+        }
+        if let Some(value) = self.steps {
+            *steps = value;
+        }
+    }
+}
+
 /// Runs the experiment, writes the run folder and prints the result tables.
 pub fn run(args: &TrainArgs) -> CmdResult {
     if let Some(path) = &args.config {
@@ -143,7 +167,10 @@ pub fn run(args: &TrainArgs) -> CmdResult {
     let wall = start.elapsed().as_secs_f64();
     let summary = write_run_folder(&out, &experiment, &outcome, wall)?;
     for metric in ["gold_win_rate", "clean_accuracy"] {
-        println!("{}", summary.table(&experiment, metric));
+        println!(
+            "{}",
+            summary.table((&experiment.losses, &experiment.noise), metric)
+        );
     }
     println!(
         "{} runs in {wall:.0} s; report, plots, metrics.jsonl and summary.json in {}",
@@ -247,18 +274,12 @@ fn run_ablation(args: &TrainArgs) -> CmdResult {
 fn run_dataset(args: &TrainArgs, path: &std::path::Path, text: &str) -> CmdResult {
     let mut experiment: DatasetExperiment = toml::from_str(text)
         .map_err(|e| format!("{}: {}", path.display(), one_line(&e.to_string())))?;
-    if let Some(losses) = &args.losses {
-        experiment.losses.clone_from(losses);
-    }
-    if let Some(noise) = &args.noise {
-        experiment.noise.clone_from(noise);
-    }
-    if let Some(seeds) = args.seeds {
-        experiment.seeds = seeds;
-    }
-    if let Some(steps) = args.steps {
-        experiment.preference.steps = steps;
-    }
+    args.override_into(
+        &mut experiment.losses,
+        &mut experiment.noise,
+        &mut experiment.seeds,
+        &mut experiment.preference.steps,
+    );
     experiment
         .validate()
         .map_err(|e| in_config(Some(path), e))?;
@@ -278,24 +299,14 @@ fn run_dataset(args: &TrainArgs, path: &std::path::Path, text: &str) -> CmdResul
         }
     })?;
     let wall = start.elapsed().as_secs_f64();
-    let results = experiment.summarise(&runs);
-    let mut table = String::from("| clean_accuracy |");
-    for noise in &experiment.noise {
-        table += &format!(" η = {noise} |");
-    }
-    table += &format!("\n|---|{}", "---|".repeat(experiment.noise.len()));
-    for loss in &experiment.losses {
-        table += &format!("\n| {loss} |");
-        for entry in results.iter().filter(|e| &e.loss == loss) {
-            table += &format!(" {:.3} ± {:.3} |", entry.mean, entry.std);
-        }
-    }
+    let summary = experiment.summarise(&runs);
+    let table = summary.table((&experiment.losses, &experiment.noise), "clean_accuracy");
     let metrics = metrics_lines(
         runs.iter()
             .map(|r| (r.loss.as_str(), r.noise, r.seed, r.history.as_slice())),
     );
     write_atomic(&args.out.join("metrics.jsonl"), &metrics)?;
-    let summary = serde_json::json!({ "results": results, "data": counts });
+    let summary = serde_json::json!({ "results": summary.results, "data": counts });
     write_atomic(
         &args.out.join("summary.json"),
         &serde_json::to_string_pretty(&summary)?,
@@ -324,18 +335,12 @@ fn resolve(args: &TrainArgs) -> Result<GoldExperiment, Box<dyn std::error::Error
         Some(path) => read_config(path)?,
         None => GoldExperiment::default(),
     };
-    if let Some(losses) = &args.losses {
-        experiment.losses.clone_from(losses);
-    }
-    if let Some(noise) = &args.noise {
-        experiment.noise.clone_from(noise);
-    }
-    if let Some(seeds) = args.seeds {
-        experiment.seeds = seeds;
-    }
-    if let Some(steps) = args.steps {
-        experiment.preference.steps = steps;
-    }
+    args.override_into(
+        &mut experiment.losses,
+        &mut experiment.noise,
+        &mut experiment.seeds,
+        &mut experiment.preference.steps,
+    );
     Ok(experiment)
 }
 

@@ -20,7 +20,7 @@ use crate::{
     eval::implicit_reward_eval,
     experiment::{PreferenceStage, Progress, StepRecord},
     reference::{reference_logps, with_noise},
-    report::SummaryEntry,
+    report::Summary,
     stages::{run_sft, PreferenceRun, Session},
     TrainError,
 };
@@ -234,33 +234,13 @@ impl DatasetExperiment {
     }
 
     /// Mean ± std over seeds of the held-out accuracy, one entry per (loss, η).
-    pub fn summarise(&self, runs: &[DatasetRun]) -> Vec<SummaryEntry> {
-        let mut out = Vec::new();
-        for loss in &self.losses {
-            for &noise in &self.noise {
-                let values: Vec<f64> = runs
-                    .iter()
-                    .filter(|r| &r.loss == loss && r.noise == noise)
-                    .map(|r| r.clean_accuracy)
-                    .collect();
-                let n = values.len().max(1) as f64;
-                let mean = values.iter().sum::<f64>() / n;
-                let var = if values.len() > 1 {
-                    values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
-                } else {
-                    0.0
-                };
-                out.push(SummaryEntry {
-                    loss: loss.clone(),
-                    noise,
-                    metric: "clean_accuracy".into(),
-                    mean,
-                    std: var.sqrt(),
-                    seeds: values.len(),
-                });
-            }
-        }
-        out
+    pub fn summarise(&self, runs: &[DatasetRun]) -> Summary {
+        Summary::over_seeds(
+            (&self.losses, &self.noise),
+            runs,
+            |r| (r.loss.as_str(), r.noise),
+            &[("clean_accuracy", |r| r.clean_accuracy)],
+        )
     }
 
     /// Reads, tokenizes and splits the pairs.

@@ -37,7 +37,7 @@ pub struct SummaryEntry {
 }
 
 /// Reads one metric from a run.
-pub type MetricReader = fn(&RunResult) -> f64;
+pub type MetricReader<R = RunResult> = fn(&R) -> f64;
 
 /// The metrics every summary reports, with how to read them from a run.
 pub const METRICS: [(&str, MetricReader); 3] = [
@@ -49,21 +49,36 @@ pub const METRICS: [(&str, MetricReader); 3] = [
 impl Summary {
     /// Averages the runs of `outcome` over seeds, keeping the experiment's loss and noise order.
     pub fn of(experiment: &GoldExperiment, outcome: &ExperimentOutcome) -> Self {
+        Self::over_seeds(
+            (&experiment.losses, &experiment.noise),
+            &outcome.runs,
+            |r| (r.loss.as_str(), r.noise),
+            &METRICS,
+        )
+    }
+
+    /// Mean and std over seeds of each `metrics` reader, for every (loss, η) in the given
+    /// order; `cell` says which (loss, η) a run belongs to.
+    pub fn over_seeds<R>(
+        (losses, noise): (&[String], &[f64]),
+        runs: &[R],
+        cell: impl Fn(&R) -> (&str, f64),
+        metrics: &[(&str, MetricReader<R>)],
+    ) -> Self {
         let mut results = Vec::new();
-        for loss in &experiment.losses {
-            for &noise in &experiment.noise {
-                let runs: Vec<&RunResult> = outcome
-                    .runs
+        for loss in losses {
+            for &eta in noise {
+                let here: Vec<&R> = runs
                     .iter()
-                    .filter(|r| &r.loss == loss && r.noise == noise)
+                    .filter(|r| cell(r) == (loss.as_str(), eta))
                     .collect();
-                for (metric, read) in METRICS {
-                    let values: Vec<f64> = runs.iter().map(|r| read(r)).collect();
+                for (metric, read) in metrics {
+                    let values: Vec<f64> = here.iter().map(|r| read(r)).collect();
                     let (mean, std) = mean_std(&values);
                     results.push(SummaryEntry {
                         loss: loss.clone(),
-                        noise,
-                        metric: metric.into(),
+                        noise: eta,
+                        metric: (*metric).into(),
                         mean,
                         std,
                         seeds: values.len(),
@@ -82,16 +97,16 @@ impl Summary {
     }
 
     /// A markdown table of `metric`: one row per loss, one column per η, `mean ± std`.
-    pub fn table(&self, experiment: &GoldExperiment, metric: &str) -> String {
+    pub fn table(&self, (losses, noise): (&[String], &[f64]), metric: &str) -> String {
         let mut out = format!("| {metric} |");
-        for noise in &experiment.noise {
-            out += &format!(" η = {noise} |");
+        for eta in noise {
+            out += &format!(" η = {eta} |");
         }
         out += "\n|---|";
-        out += &"---|".repeat(experiment.noise.len());
-        for loss in &experiment.losses {
+        out += &"---|".repeat(noise.len());
+        for loss in losses {
             out += &format!("\n| {loss} |");
-            for &noise in &experiment.noise {
+            for &noise in noise {
                 match self.get(loss, noise, metric) {
                     Some(e) => out += &format!(" {:.3} ± {:.3} |", e.mean, e.std),
                     None => out += " – |",
@@ -207,7 +222,7 @@ fn report_md(
     for (metric, _) in METRICS {
         out += &format!(
             "\n## {metric} (mean ± std over seeds)\n\n{}",
-            summary.table(experiment, metric)
+            summary.table((&experiment.losses, &experiment.noise), metric)
         );
         out += &format!("\n![{metric} against noise]({metric}_vs_noise.svg)\n");
     }
