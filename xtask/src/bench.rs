@@ -208,25 +208,7 @@ fn print_results(what: &str, results: &[ScoreResult]) -> CmdResult {
 
 /// The reference shape: 4 layers, d_model 256, 8 heads, SwiGLU 4×, vocab 512.
 pub fn llama_4x256() -> LlamaConfig {
-    LlamaConfig {
-        model_type: "llama".into(),
-        vocab_size: 512,
-        hidden_size: 256,
-        intermediate_size: 1024,
-        num_hidden_layers: 4,
-        num_attention_heads: 8,
-        num_key_value_heads: None,
-        head_dim: None,
-        rms_norm_eps: 1e-5,
-        rope_theta: None,
-        rope_scaling: None,
-        rope_parameters: None,
-        max_position_embeddings: 1024,
-        tie_word_embeddings: false,
-        attention_bias: false,
-        mlp_bias: false,
-        hidden_act: ropo::models::activation::Activation::Silu,
-    }
+    LlamaConfig::new(512, 256, 1024, 4, 8, 1024)
 }
 
 fn time_forward(name: &str, model: &CausalLm<Selected>, bench: &ScoreBench) -> ScoreResult {

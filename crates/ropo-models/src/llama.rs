@@ -84,6 +84,37 @@ fn default_activation() -> Activation {
 }
 
 impl LlamaConfig {
+    /// A plain Llama of the given shape: multi-head attention, untied head, no biases, SiLU,
+    /// RoPE base 10000, RMSNorm ε 1e-5 (llama2.c's); change fields to taste.
+    pub fn new(
+        vocab_size: usize,
+        hidden_size: usize,
+        intermediate_size: usize,
+        num_hidden_layers: usize,
+        num_attention_heads: usize,
+        max_position_embeddings: usize,
+    ) -> Self {
+        Self {
+            model_type: "llama".into(),
+            vocab_size,
+            hidden_size,
+            intermediate_size,
+            num_hidden_layers,
+            num_attention_heads,
+            num_key_value_heads: None,
+            head_dim: None,
+            rms_norm_eps: 1e-5,
+            rope_theta: None,
+            rope_scaling: None,
+            rope_parameters: None,
+            max_position_embeddings,
+            tie_word_embeddings: false,
+            attention_bias: false,
+            mlp_bias: false,
+            hidden_act: Activation::Silu,
+        }
+    }
+
     /// Key/value heads.
     pub fn kv_heads(&self) -> usize {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)

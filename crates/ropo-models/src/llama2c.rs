@@ -67,23 +67,10 @@ pub fn load<B: Backend>(path: &Path, device: &B::Device) -> Result<CausalLm<B>, 
     let head_dim = dim / heads;
     let kv_dim = kv_heads * head_dim;
     let config = LlamaConfig {
-        model_type: "llama".into(),
-        vocab_size: vocab,
-        hidden_size: dim,
-        intermediate_size: hidden,
-        num_hidden_layers: layers,
-        num_attention_heads: heads,
         num_key_value_heads: Some(kv_heads),
-        head_dim: None,
-        rms_norm_eps: 1e-5,
         rope_theta: Some(10_000.0),
-        rope_scaling: None,
-        rope_parameters: None,
-        max_position_embeddings: seq_len,
         tie_word_embeddings: shared,
-        attention_bias: false,
-        mlp_bias: false,
-        hidden_act: crate::activation::Activation::Silu,
+        ..LlamaConfig::new(vocab, dim, hidden, layers, heads, seq_len)
     };
     config.validate().map_err(corrupt)?;
 

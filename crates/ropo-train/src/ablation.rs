@@ -15,12 +15,12 @@ use serde::{Deserialize, Serialize};
 use crate::{
     checkpoint,
     eval::implicit_margins,
-    experiment::{GoldExperiment, PreferenceStage, Progress},
+    experiment::{GoldExperiment, PreferenceStage, Progress, Start},
     framework::{
         keep_lowest_loss, resample_pairs, FilterQuality, LossHistogram, Resampling, Scorer,
     },
-    reference::{reference_logps, with_noise, ReferenceLogps},
-    stages::{PreferenceRun, Session},
+    reference::{with_noise, ReferenceLogps},
+    stages::PreferenceRun,
     TrainError,
 };
 
@@ -149,32 +149,23 @@ impl GoldExperiment {
         stop_after: Option<usize>,
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<AblationRun>, TrainError> {
-        self.validate()?;
         let framework = &self.framework;
         if framework.rounds == 0 || !(0.0..1.0).contains(&framework.rho) || framework.samples < 2 {
             return Err(TrainError::Config(
                 "framework: rounds >= 1, 0 <= rho < 1 and samples >= 2 are needed".into(),
             ));
         }
-        B::seed(device, self.seed);
-        let store = folder.map(|f| f.join("checkpoints"));
-        if let Some(store) = &store {
-            std::fs::create_dir_all(store).map_err(TrainError::io(store))?;
-        }
-        let sft = self.sft_model::<B>(device, store.as_deref(), on_progress)?;
-        let mut finished: Vec<AblationRun> = match &store {
-            Some(store) => checkpoint::load_finished(&store.join("finished.jsonl"))?,
-            None => Vec::new(),
-        };
-        let mut session = Session {
-            steps: 0,
-            stop_after,
-        };
-        let reference = sft.valid();
+        let Start {
+            store,
+            sft,
+            reference,
+            mut finished,
+            mut session,
+            pairs: originals,
+            refs: original_refs,
+        } = self.start::<B, AblationRun>(device, folder, stop_after, on_progress)?;
         let task = &self.task;
         let beta = self.preference.beta;
-        let originals = task.pairs(self.preference.pairs, self.seed + 2);
-        let original_refs = reference_logps(&reference, &originals, 256, device)?;
         let resampling = Resampling {
             samples: framework.samples,
             temperature: framework.temperature,

@@ -7,7 +7,7 @@ use std::path::Path;
 use burn::{module::AutodiffModule, tensor::backend::AutodiffBackend};
 use ropo_core::{Loss, LossConfig, LossParams};
 use ropo_data::{gold::GoldTask, TokenizedPair};
-use ropo_models::{activation::Activation, config::ModelConfig, llama::LlamaConfig, CausalLm};
+use ropo_models::{config::ModelConfig, llama::LlamaConfig, CausalLm};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -284,6 +284,17 @@ fn take_finished(
     Some(finished.remove(index))
 }
 
+/// See [`GoldExperiment::start`].
+pub(crate) struct Start<B: AutodiffBackend, T> {
+    pub(crate) store: Option<std::path::PathBuf>,
+    pub(crate) sft: CausalLm<B>,
+    pub(crate) reference: CausalLm<B::InnerBackend>,
+    pub(crate) finished: Vec<T>,
+    pub(crate) session: Session,
+    pub(crate) pairs: Vec<TokenizedPair>,
+    pub(crate) refs: Vec<ReferenceLogps>,
+}
+
 /// Everything the experiment measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExperimentOutcome {
@@ -400,25 +411,14 @@ impl GoldExperiment {
     }
 
     pub(crate) fn model_config(&self) -> ModelConfig {
-        ModelConfig::Llama(LlamaConfig {
-            model_type: "llama".into(),
-            vocab_size: self.task.vocab_size(),
-            hidden_size: self.model.hidden,
-            intermediate_size: self.model.intermediate,
-            num_hidden_layers: self.model.layers,
-            num_attention_heads: self.model.heads,
-            num_key_value_heads: None,
-            head_dim: None,
-            rms_norm_eps: 1e-5,
-            rope_theta: None,
-            rope_scaling: None,
-            rope_parameters: None,
-            max_position_embeddings: self.task.sequence_length(),
-            tie_word_embeddings: false,
-            attention_bias: false,
-            mlp_bias: false,
-            hidden_act: Activation::Silu,
-        })
+        ModelConfig::Llama(LlamaConfig::new(
+            self.task.vocab_size(),
+            self.model.hidden,
+            self.model.intermediate,
+            self.model.layers,
+            self.model.heads,
+            self.task.sequence_length(),
+        ))
     }
 
     /// Runs the whole experiment, reporting progress to `on_progress`.
@@ -434,25 +434,16 @@ impl GoldExperiment {
         stop_after: Option<usize>,
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<ExperimentOutcome, TrainError> {
-        self.validate()?;
-        B::seed(device, self.seed);
-        let store = folder.map(|f| f.join("checkpoints"));
-        if let Some(store) = &store {
-            std::fs::create_dir_all(store).map_err(TrainError::io(store))?;
-        }
-        let sft = self.sft_model::<B>(device, store.as_deref(), on_progress)?;
-        let mut finished = match &store {
-            Some(store) => checkpoint::load_finished(&store.join("finished.jsonl"))?,
-            None => Vec::new(),
-        };
-        let mut session = Session {
-            steps: 0,
-            stop_after,
-        };
-        let reference = sft.valid();
+        let Start {
+            store,
+            sft,
+            reference,
+            mut finished,
+            mut session,
+            pairs: train_pairs,
+            refs: train_refs,
+        } = self.start::<B, RunResult>(device, folder, stop_after, on_progress)?;
         let task = &self.task;
-        let train_pairs = task.pairs(self.preference.pairs, self.seed + 2);
-        let train_refs = reference_logps(&reference, &train_pairs, 256, device)?;
         let beta = self.preference.beta;
         let mut outcome = ExperimentOutcome {
             sft: Vec::new(),
@@ -553,6 +544,44 @@ impl GoldExperiment {
             }
         }
         Ok(outcome)
+    }
+
+    /// What both gold experiments start from: the config validated, the backend seeded, the
+    /// run folder's checkpoint store opened, the SFT model (trained or reloaded), the runs
+    /// earlier sessions finished, and the training pairs with their reference log-probs.
+    pub(crate) fn start<B: AutodiffBackend, T: serde::de::DeserializeOwned>(
+        &self,
+        device: &B::Device,
+        folder: Option<&Path>,
+        stop_after: Option<usize>,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<Start<B, T>, TrainError> {
+        self.validate()?;
+        B::seed(device, self.seed);
+        let store = folder.map(|f| f.join("checkpoints"));
+        if let Some(store) = &store {
+            std::fs::create_dir_all(store).map_err(TrainError::io(store))?;
+        }
+        let sft = self.sft_model::<B>(device, store.as_deref(), on_progress)?;
+        let finished = match &store {
+            Some(store) => checkpoint::load_finished(&store.join("finished.jsonl"))?,
+            None => Vec::new(),
+        };
+        let reference = sft.valid();
+        let pairs = self.task.pairs(self.preference.pairs, self.seed + 2);
+        let refs = reference_logps(&reference, &pairs, 256, device)?;
+        Ok(Start {
+            store,
+            sft,
+            reference,
+            finished,
+            session: Session {
+                steps: 0,
+                stop_after,
+            },
+            pairs,
+            refs,
+        })
     }
 
     /// The SFT model: loaded from the run folder when an earlier session trained it.
