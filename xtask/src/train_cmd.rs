@@ -138,6 +138,7 @@ pub fn run(args: &TrainArgs) -> CmdResult {
                 s.loss, s.accuracy, s.lr, s.tokens_per_s
             ));
         }
+        Progress::Warning(warning) => bar.suspend(|| eprintln!("warning: {warning}")),
         Progress::RunFinished(r) => {
             if args.quiet {
                 eprintln!(
@@ -215,14 +216,14 @@ fn run_ablation(args: &TrainArgs) -> CmdResult {
         &Default::default(),
         Some(&out),
         args.stop_after_steps,
-        &mut |progress| {
-            if let Progress::RunStarted(index, total, variant, noise, seed) = progress {
-                eprintln!(
-                    "{:.0}s run {}/{total}: {variant} η={noise} seed={seed}",
-                    start.elapsed().as_secs_f64(),
-                    index + 1
-                );
-            }
+        &mut |progress| match progress {
+            Progress::RunStarted(index, total, variant, noise, seed) => eprintln!(
+                "{:.0}s run {}/{total}: {variant} η={noise} seed={seed}",
+                start.elapsed().as_secs_f64(),
+                index + 1
+            ),
+            Progress::Warning(warning) => eprintln!("warning: {warning}"),
+            _ => {}
         },
     );
     let runs = match runs {

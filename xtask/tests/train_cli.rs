@@ -1,51 +1,12 @@
 //! `cargo xtask train` end to end on a tiny config: the run folder it writes, that it is
 //! reproducible, and how it refuses bad configs.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
-const TINY: &str = r#"
-losses = ["sigmoid", "ropo"]
-noise = [0.0, 0.2]
-seeds = 2
-eval_pairs = 32
-eval_prompts = 32
-validation = 16
-eval_every = 5
+mod common;
 
-[sft]
-examples = 256
-steps = 20
-batch = 32
-lr = 1e-2
-
-[preference]
-pairs = 64
-steps = 10
-batch = 16
-lr = 1e-3
-warmup = 2
-beta = 0.1
-alpha = 14.0
-epsilon = 0.2
-"#;
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ropo-train-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn train(config: &Path, out: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["train", "--quiet", "--config"])
-        .arg(config)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .expect("xtask runs")
-}
+use common::{scratch, train, TINY};
 
 #[test]
 fn tiny_config_writes_a_complete_reproducible_run_folder() {
@@ -271,7 +232,7 @@ fn the_framework_ablation_resumes_between_rounds_with_identical_results() {
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
-    let state = dir.join("pieces/checkpoints/dpo-eta0.2-seed0/state.json");
+    let state = dir.join("pieces/checkpoints/dpo-eta0.2-seed0/round-000002/state.json");
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
     assert_eq!(
@@ -296,92 +257,4 @@ fn the_framework_ablation_resumes_between_rounds_with_identical_results() {
     assert!(dir
         .join("straight/losses-ropo+filter-eta0.2-round1.svg")
         .is_file());
-}
-
-/// A condition on a run folder's contents.
-type Reached = dyn Fn(&Path) -> bool;
-
-/// Whether any checkpoint folder of a run is on disk under `checkpoints`.
-fn has_step_checkpoint(checkpoints: &Path) -> bool {
-    std::fs::read_dir(checkpoints)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .any(|run| {
-            std::fs::read_dir(run.path())
-                .into_iter()
-                .flatten()
-                .filter_map(Result::ok)
-                .any(|c| c.file_name().to_string_lossy().starts_with("step-"))
-        })
-}
-
-fn finished_runs(checkpoints: &Path) -> usize {
-    std::fs::read_to_string(checkpoints.join("finished.jsonl"))
-        .map(|text| text.lines().count())
-        .unwrap_or(0)
-}
-
-#[test]
-fn killing_the_process_at_any_point_and_resuming_gives_identical_results() {
-    let dir = scratch("kill");
-    let config = dir.join("tiny.toml");
-    std::fs::write(
-        &config,
-        format!("checkpoint_every = 2\nkeep_checkpoints = 2\n{TINY}"),
-    )
-    .unwrap();
-    let straight = dir.join("straight");
-    assert!(train(&config, &straight).status.success());
-    let expected = std::fs::read_to_string(straight.join("summary.json")).unwrap();
-    // Kill points in every stage: during SFT, right after it, at a run's first checkpoint,
-    // after the first finished run, and late.
-    let stages: [(&str, &Reached); 5] = [
-        ("during SFT", &|out| out.join("config.toml").exists()),
-        ("after SFT", &|out| out.join("checkpoints/sft.mpk").exists()),
-        ("at a checkpoint", &|out| {
-            has_step_checkpoint(&out.join("checkpoints"))
-        }),
-        ("after a run", &|out| {
-            finished_runs(&out.join("checkpoints")) >= 1
-        }),
-        ("late", &|out| finished_runs(&out.join("checkpoints")) >= 5),
-    ];
-    for (stage, reached) in stages {
-        let out = dir.join(stage.replace(' ', "-"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(["train", "--quiet", "--config"])
-            .arg(&config)
-            .arg("--out")
-            .arg(&out)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = std::time::Instant::now();
-        while !reached(&out)
-            && child.try_wait().unwrap().is_none()
-            && start.elapsed().as_secs() < 60
-        {
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
-        // SIGKILL: no chance to clean up, possibly in the middle of writing a checkpoint.
-        let _ = child.kill();
-        let _ = child.wait();
-        let resumed = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(["train", "--quiet", "--resume"])
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(
-            resumed.status.success(),
-            "{stage}: {}",
-            String::from_utf8_lossy(&resumed.stderr)
-        );
-        assert_eq!(
-            std::fs::read_to_string(out.join("summary.json")).unwrap(),
-            expected,
-            "killed {stage}"
-        );
-    }
 }

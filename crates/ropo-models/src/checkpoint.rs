@@ -19,7 +19,7 @@ use burn_store::{
 };
 use serde::Deserialize;
 
-use crate::{config::ModelConfig, llama2c, CausalLm, ModelError};
+use crate::{config::ModelConfig, integrity, llama2c, CausalLm, ModelError};
 
 /// Opens a model from a checkpoint folder (`config.json` + safetensors), a `.safetensors` file
 /// whose folder holds `config.json`, or a llama2.c `.bin` file.
@@ -38,6 +38,9 @@ pub fn load<B: Backend>(path: &Path, device: &B::Device) -> Result<CausalLm<B>, 
     } else {
         path.parent().unwrap_or(Path::new("."))
     };
+    if integrity::is_sealed(folder) {
+        integrity::verify(folder)?;
+    }
     let config = ModelConfig::from_file(&folder.join("config.json"))?;
     let files = if path.is_dir() {
         weight_files(folder)?
@@ -50,10 +53,15 @@ pub fn load<B: Backend>(path: &Path, device: &B::Device) -> Result<CausalLm<B>, 
 }
 
 /// Writes `config.json` and `model.safetensors` (f32) into `folder`, in the layout Hugging Face
-/// transformers loads. Each file is written under a temporary name and then renamed, so a
-/// failed save never leaves a half-written checkpoint.
+/// transformers loads, plus `SHA256SUMS` (see [`integrity`]), which [`load`] checks. Each file
+/// is written under a temporary name, flushed and renamed, and the sums file comes last, so a
+/// failed save never leaves a half-written file and a later corruption is caught at load.
 pub fn save<B: Backend>(model: &CausalLm<B>, folder: &Path) -> Result<(), ModelError> {
     std::fs::create_dir_all(folder).map_err(ModelError::io(folder))?;
+    let sums = folder.join(integrity::SUMS_FILE);
+    if sums.exists() {
+        std::fs::remove_file(&sums).map_err(ModelError::io(&sums))?;
+    }
     let weights = folder.join("model.safetensors");
     let weights_tmp = folder.join("model.safetensors.tmp");
     let mut store = SafetensorsStore::from_file(&weights_tmp)
@@ -67,12 +75,16 @@ pub fn save<B: Backend>(model: &CausalLm<B>, folder: &Path) -> Result<(), ModelE
             path: weights_tmp.clone(),
             message: format!("cannot write safetensors: {e}"),
         })?;
-    let config = folder.join("config.json");
-    let config_tmp = folder.join("config.json.tmp");
-    let text = serde_json::to_string_pretty(&model.config().to_json()).unwrap_or_default();
-    std::fs::write(&config_tmp, text).map_err(ModelError::io(&config_tmp))?;
+    std::fs::File::open(&weights_tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(ModelError::io(&weights_tmp))?;
     std::fs::rename(&weights_tmp, &weights).map_err(ModelError::io(&weights))?;
-    std::fs::rename(&config_tmp, &config).map_err(ModelError::io(&config))
+    let text = serde_json::to_string_pretty(&model.config().to_json()).unwrap_or_default();
+    integrity::write_atomic(&folder.join("config.json"), text.as_bytes())?;
+    integrity::seal(
+        folder,
+        &["config.json".to_string(), "model.safetensors".to_string()],
+    )
 }
 
 #[derive(Deserialize)]

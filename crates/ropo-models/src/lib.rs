@@ -18,6 +18,7 @@ mod generate;
 pub mod gpt2;
 pub mod gpt_neox;
 pub mod head;
+pub mod integrity;
 pub mod llama;
 mod llama2c;
 mod logprobs;

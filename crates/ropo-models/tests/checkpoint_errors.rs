@@ -185,3 +185,24 @@ fn saved_checkpoint_loads_back_with_identical_log_probs() {
         );
     }
 }
+
+#[test]
+fn a_bit_flip_in_saved_weights_is_caught_by_checksum_and_named() {
+    let model = load(&fixture("llama")).unwrap();
+    let out = scratch_copy("llama").join("flipped");
+    checkpoint::save(&model, &out).unwrap();
+    let weights = out.join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    // A bit in the last tensor's data: the file still parses and every shape still fits.
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x01;
+    std::fs::write(&weights, bytes).unwrap();
+    let message = load(&out)
+        .err()
+        .expect("a flipped bit must be refused")
+        .to_string();
+    assert!(
+        message.contains("model.safetensors") && message.contains("checksum mismatch"),
+        "{message}"
+    );
+}

@@ -20,6 +20,7 @@ use crate::{
         keep_lowest_loss, resample_pairs, FilterQuality, LossHistogram, Resampling, Scorer,
     },
     reference::{with_noise, ReferenceLogps},
+    snapshot,
     stages::PreferenceRun,
     TrainError,
 };
@@ -203,7 +204,11 @@ impl GoldExperiment {
                         .as_ref()
                         .map(|s| s.join(format!("{}-eta{eta}-seed{seed}", variant.name)));
                     let saved = match &run_store {
-                        Some(dir) => RoundState::load(dir, sft.clone(), device)?,
+                        Some(dir) => RoundState::load(dir, sft.clone(), device, &mut |w| {
+                            on_progress(Progress::Warning(format!(
+                                "{w}; resuming from the round before it"
+                            )))
+                        })?,
                         None => None,
                     };
                     let (mut policy, mut state) = saved.unwrap_or_else(|| {
@@ -295,32 +300,32 @@ struct RoundState {
 }
 
 impl RoundState {
-    /// Writes the policy and the state into `dir` (the state file last, so a state on disk
-    /// always has its policy).
+    /// Writes the policy and the state as the sealed snapshot `dir/round-N` (N the next
+    /// round), keeping the newest two.
     fn save<B: AutodiffBackend>(&self, dir: &Path, policy: &CausalLm<B>) -> Result<(), TrainError> {
         std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
-        checkpoint::save_model(policy, &dir.join("policy"))?;
         let text = serde_json::to_string(self).unwrap_or_default();
-        crate::report::write_atomic(&dir.join("state.json"), &text)
+        let name = format!("round-{:06}", self.next_round);
+        checkpoint::save_model(policy, dir, &name, &[("state.json", &text)])?;
+        snapshot::prune(dir, "round-", 2)
     }
 
-    /// The policy and state an earlier session saved in `dir`, if any.
+    /// The policy and state of the newest intact round snapshot in `dir`, if any; corrupt
+    /// newer ones are set aside and reported through `warn`.
     fn load<B: AutodiffBackend>(
         dir: &Path,
         fresh: CausalLm<B>,
         device: &B::Device,
+        warn: &mut dyn FnMut(String),
     ) -> Result<Option<(CausalLm<B>, Self)>, TrainError> {
-        let path = dir.join("state.json");
-        if !path.exists() {
+        let Some(saved) = snapshot::newest(dir, "round-", warn)? else {
             return Ok(None);
-        }
+        };
+        let path = saved.join("state.json");
         let text = std::fs::read_to_string(&path).map_err(TrainError::io(&path))?;
         let state: Self = serde_json::from_str(&text)
             .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
-        let policy =
-            checkpoint::load_model(&dir.join("policy"), fresh, device)?.ok_or_else(|| {
-                TrainError::Checkpoint(format!("{}: policy.mpk is missing", dir.display()))
-            })?;
+        let policy = checkpoint::load_model(&saved, fresh, device)?;
         Ok(Some((policy, state)))
     }
 }

@@ -1,8 +1,9 @@
 //! Checkpoints of a preference run: the model and the optimiser's moments in burn's
 //! full-precision record format (which keeps parameter ids, so moments reattach to their
 //! parameters), and a JSON manifest with the schedule position, data cursor and metrics so far.
-//! A checkpoint is written into a temporary folder that is renamed into place, so a crash
-//! never leaves a half-written one; only the newest `keep` are kept.
+//! Each is a sealed [`snapshot`] `step-N`: written to a temporary folder, flushed, check-summed
+//! and renamed into place, so a crash never leaves a half-written one, and a corrupted one is
+//! set aside at resume in favour of the one before; only the newest `keep` are kept.
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +19,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use crate::{
     experiment::{CurvePoint, StepRecord},
     optim::Trainer,
-    TrainError,
+    snapshot, TrainError,
 };
 
 /// Where a run stands, besides its weights and moments.
@@ -42,30 +43,19 @@ pub fn save<B: AutodiffBackend>(
     manifest: &Manifest,
     keep: usize,
 ) -> Result<(), TrainError> {
-    let target = folder.join(format!("step-{:06}", manifest.step));
-    let tmp = folder.join(format!(".tmp-step-{:06}", manifest.step));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(TrainError::io(&tmp))?;
-    model
-        .clone()
-        .save_file(tmp.join("model"), &recorder())
-        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", tmp.display())))?;
-    trainer.save_state(&tmp.join("optimizer"))?;
-    let text = serde_json::to_string(manifest).unwrap_or_default();
-    std::fs::write(tmp.join("manifest.json"), text).map_err(TrainError::io(&tmp))?;
-    let _ = std::fs::remove_dir_all(&target);
-    std::fs::rename(&tmp, &target).map_err(TrainError::io(&target))?;
-    let mut all = checkpoints(folder);
-    while all.len() > keep.max(1) {
-        let oldest = all.remove(0);
-        std::fs::remove_dir_all(&oldest).map_err(TrainError::io(&oldest))?;
-    }
-    Ok(())
+    snapshot::save(folder, &format!("step-{:06}", manifest.step), |dir| {
+        write_model(model, &dir.join("model"))?;
+        trainer.save_state(&dir.join("optimizer"))?;
+        let text = serde_json::to_string(manifest).unwrap_or_default();
+        std::fs::write(dir.join("manifest.json"), text).map_err(TrainError::io(dir))
+    })?;
+    snapshot::prune(folder, "step-", keep)
 }
 
-/// The newest checkpoint under `folder`, if any.
-pub fn latest(folder: &Path) -> Option<PathBuf> {
-    checkpoints(folder).pop()
+/// The newest intact checkpoint under `folder`, if any; corrupt newer ones are set aside and
+/// reported through `warn`.
+pub fn newest(folder: &Path, warn: &mut dyn FnMut(String)) -> Result<Option<PathBuf>, TrainError> {
+    snapshot::newest(folder, "step-", warn)
 }
 
 /// A run restored from a checkpoint.
@@ -89,9 +79,7 @@ pub fn load<B: AutodiffBackend>(
     let text = std::fs::read_to_string(&manifest_path).map_err(TrainError::io(&manifest_path))?;
     let manifest: Manifest = serde_json::from_str(&text)
         .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", manifest_path.display())))?;
-    let model = model
-        .load_file(checkpoint.join("model"), &recorder(), device)
-        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", checkpoint.display())))?;
+    let model = load_model(checkpoint, model, device)?;
     let trainer = trainer.load_state(&checkpoint.join("optimizer"), manifest.step, device)?;
     Ok(Restored {
         model,
@@ -100,33 +88,34 @@ pub fn load<B: AutodiffBackend>(
     })
 }
 
-/// Saves a whole model (e.g. the SFT result) in the same record format.
-pub fn save_model<B: AutodiffBackend>(model: &CausalLm<B>, path: &Path) -> Result<(), TrainError> {
-    // The recorder sets the extension itself, so the temporary name differs in its stem.
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
-    let partial = path.with_file_name(format!("{stem}-partial"));
-    model
-        .clone()
-        .save_file(&partial, &recorder())
-        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", partial.display())))?;
-    let written = partial.with_extension("mpk");
-    let target = path.with_extension("mpk");
-    std::fs::rename(&written, &target).map_err(TrainError::io(&target))
+/// Saves a whole model (e.g. the SFT result) as the sealed snapshot `folder/name`, with
+/// `extra` files (name, content) beside it.
+pub fn save_model<B: AutodiffBackend>(
+    model: &CausalLm<B>,
+    folder: &Path,
+    name: &str,
+    extra: &[(&str, &str)],
+) -> Result<(), TrainError> {
+    snapshot::save(folder, name, |dir| {
+        write_model(model, &dir.join("model"))?;
+        for (file, text) in extra {
+            std::fs::write(dir.join(file), text).map_err(TrainError::io(dir.join(file)))?;
+        }
+        Ok(())
+    })
+    .map(drop)
 }
 
-/// Loads a model saved by [`save_model`] onto a freshly built one, if the file exists.
+/// Loads the model of snapshot `snapshot` (written by [`save_model`] or [`save`]) onto a
+/// freshly built one.
 pub fn load_model<B: AutodiffBackend>(
-    path: &Path,
+    snapshot: &Path,
     model: CausalLm<B>,
     device: &B::Device,
-) -> Result<Option<CausalLm<B>>, TrainError> {
-    if !path.with_extension("mpk").exists() {
-        return Ok(None);
-    }
+) -> Result<CausalLm<B>, TrainError> {
     model
-        .load_file(path.to_path_buf(), &recorder(), device)
-        .map(Some)
-        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))
+        .load_file(snapshot.join("model"), &recorder(), device)
+        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", snapshot.display())))
 }
 
 /// Results of runs finished by earlier sessions of the same run folder (one JSON per line).
@@ -156,19 +145,10 @@ fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
     NamedMpkFileRecorder::new()
 }
 
-/// Checkpoint folders under `folder`, oldest first.
-fn checkpoints(folder: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(folder)
-        .into_iter()
-        .flatten()
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| {
-            path.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("step-"))
-                && path.join("manifest.json").exists()
-        })
-        .collect();
-    found.sort();
-    found
+/// Writes `model` to `path.mpk`.
+fn write_model<B: AutodiffBackend>(model: &CausalLm<B>, path: &Path) -> Result<(), TrainError> {
+    model
+        .clone()
+        .save_file(path, &recorder())
+        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))
 }

@@ -15,6 +15,7 @@ use crate::{
     checkpoint,
     eval::{gold_eval, implicit_reward_eval, sample_responses, GoldEval},
     reference::{reference_logps, with_noise, ReferenceLogps},
+    snapshot,
     stages::{run_sft, PreferenceRun, Session, TrainedRun},
     step::PreferenceStep,
     TrainError,
@@ -270,6 +271,8 @@ pub enum Progress {
     Step(StepRecord),
     /// A preference run finished.
     RunFinished(RunResult),
+    /// Something was recovered from and the run goes on (e.g. a corrupt checkpoint set aside).
+    Warning(String),
 }
 
 fn take_finished(
@@ -595,12 +598,14 @@ impl GoldExperiment {
         let Some(store) = store else {
             return self.train_sft(fresh, device, on_progress);
         };
-        let path = store.join("sft");
-        if let Some(model) = checkpoint::load_model(&path, fresh.clone(), device)? {
-            return Ok(model);
+        let saved = snapshot::open(store, "sft", &mut |warning| {
+            on_progress(Progress::Warning(format!("{warning}; training SFT again")))
+        })?;
+        if let Some(saved) = saved {
+            return checkpoint::load_model(&saved, fresh, device);
         }
         let model = self.train_sft(fresh, device, on_progress)?;
-        checkpoint::save_model(&model, &path)?;
+        checkpoint::save_model(&model, store, "sft", &[])?;
         Ok(model)
     }
 

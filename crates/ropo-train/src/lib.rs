@@ -8,12 +8,14 @@ pub mod dataset_experiment;
 mod error;
 pub mod eval;
 pub mod experiment;
+pub mod fault;
 pub mod framework;
 pub mod optim;
 pub mod plots;
 pub mod reference;
 pub mod report;
 pub mod schedule;
+pub mod snapshot;
 pub mod stages;
 pub mod step;
 

@@ -161,11 +161,9 @@ pub fn write_run_folder(
     Ok(summary)
 }
 
-/// Writes `text` to `path` through a temporary file and a rename.
+/// Writes `text` to `path` through a temporary file that is flushed to disk and renamed.
 pub fn write_atomic(path: &Path, text: &str) -> Result<(), TrainError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).map_err(TrainError::io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(TrainError::io(path))
+    Ok(ropo_models::integrity::write_atomic(path, text.as_bytes())?)
 }
 
 /// One JSON line per preference step of every run, with TRL's metric names.

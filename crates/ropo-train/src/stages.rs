@@ -105,6 +105,21 @@ pub struct PreferenceRun<'a> {
 }
 
 impl PreferenceRun<'_> {
+    /// The newest intact checkpoint in the run's store, reporting any corrupt one set aside.
+    fn resumable(
+        &self,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<Option<std::path::PathBuf>, TrainError> {
+        let Some(store) = self.store else {
+            return Ok(None);
+        };
+        checkpoint::newest(store, &mut |warning| {
+            on_progress(Progress::Warning(format!(
+                "{warning}; resuming from the checkpoint before it"
+            )))
+        })
+    }
+
     /// Trains from `model` (or from the newest checkpoint in `store`) to `stage.steps`.
     /// `validate` is called at each validation point and may add a point to the curve.
     pub fn train<B: AutodiffBackend>(
@@ -127,7 +142,7 @@ impl PreferenceRun<'_> {
             mut model,
             mut trainer,
             manifest,
-        } = match self.store.and_then(checkpoint::latest) {
+        } = match self.resumable(on_progress)? {
             Some(path) => checkpoint::load(&path, model, trainer, device)?,
             None => Restored {
                 model,

@@ -1,0 +1,276 @@
+//! Faults during `cargo xtask train` — SIGKILL at any point (inside a checkpoint write too), a
+//! full disk mid-run, corrupt checkpoints — and that none of them costs the run: resuming
+//! gives the same `summary.json` as a run that was never interrupted.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+mod common;
+
+use common::{scratch, train, TINY};
+
+/// The tiny config with a checkpoint every 2 steps, the newest 2 kept, and the summary of
+/// its uninterrupted run.
+fn checkpointed(dir: &Path) -> (PathBuf, String) {
+    let config = dir.join("tiny.toml");
+    std::fs::write(
+        &config,
+        format!("checkpoint_every = 2\nkeep_checkpoints = 2\n{TINY}"),
+    )
+    .unwrap();
+    let straight = dir.join("straight");
+    let output = train(&config, &straight);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let summary = std::fs::read_to_string(straight.join("summary.json")).unwrap();
+    (config, summary)
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `xtask train --quiet --config CONFIG --out OUT` with `ROPO_FAULT` set to `fault`.
+fn start_with_fault(config: &Path, out: &Path, fault: &str, stderr: Stdio) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "--quiet", "--config"])
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .env("ROPO_FAULT", fault)
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
+/// `xtask train --quiet --resume OUT EXTRA…`, which must succeed.
+fn resume(out: &Path, extra: &[&str]) -> Output {
+    let resumed = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "--quiet", "--resume"])
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    resumed
+}
+
+/// The `warning: …` lines a run printed.
+fn warnings(output: &Output) -> Vec<String> {
+    stderr(output)
+        .lines()
+        .filter(|line| line.starts_with("warning: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Resumes `out` to the end, which must give `expected` as summary; returns the warnings.
+fn resume_and_compare(out: &Path, expected: &str, what: &str) -> Vec<String> {
+    let resumed = resume(out, &[]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("summary.json")).unwrap(),
+        expected,
+        "{what}"
+    );
+    warnings(&resumed)
+}
+
+/// The checkpoint folder of the first run (`sigmoid`, η = 0, seed 0).
+fn first_run(out: &Path) -> PathBuf {
+    out.join("checkpoints/sigmoid-eta0-seed0")
+}
+
+/// A condition on a run folder's contents.
+type Reached = dyn Fn(&Path) -> bool;
+
+/// Whether any checkpoint folder of a run is on disk under `checkpoints`.
+fn has_step_checkpoint(checkpoints: &Path) -> bool {
+    std::fs::read_dir(checkpoints)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .any(|run| {
+            std::fs::read_dir(run.path())
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .any(|c| c.file_name().to_string_lossy().starts_with("step-"))
+        })
+}
+
+fn finished_runs(checkpoints: &Path) -> usize {
+    std::fs::read_to_string(checkpoints.join("finished.jsonl"))
+        .map(|text| text.lines().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn killing_the_process_at_any_point_and_resuming_gives_identical_results() {
+    let dir = scratch("kill");
+    let (config, expected) = checkpointed(&dir);
+    // Kill points in every stage: during SFT, right after it, at a run's first checkpoint,
+    // after the first finished run, and late.
+    let stages: [(&str, &Reached); 5] = [
+        ("during SFT", &|out| out.join("config.toml").exists()),
+        ("after SFT", &|out| {
+            out.join("checkpoints/sft/SHA256SUMS").exists()
+        }),
+        ("at a checkpoint", &|out| {
+            has_step_checkpoint(&out.join("checkpoints"))
+        }),
+        ("after a run", &|out| {
+            finished_runs(&out.join("checkpoints")) >= 1
+        }),
+        ("late", &|out| finished_runs(&out.join("checkpoints")) >= 5),
+    ];
+    for (stage, reached) in stages {
+        let out = dir.join(stage.replace(' ', "-"));
+        let mut child = start_with_fault(&config, &out, "none", Stdio::null());
+        let start = std::time::Instant::now();
+        while !reached(&out)
+            && child.try_wait().unwrap().is_none()
+            && start.elapsed().as_secs() < 60
+        {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        // SIGKILL: no chance to clean up, possibly in the middle of writing a checkpoint.
+        let _ = child.kill();
+        let _ = child.wait();
+        resume_and_compare(&out, &expected, &format!("killed {stage}"));
+    }
+}
+
+#[test]
+fn a_kill_inside_a_checkpoint_write_leaves_only_complete_checkpoints() {
+    let dir = scratch("kill-in-write");
+    let (config, expected) = checkpointed(&dir);
+    // Inside the write of the SFT model and of a preference checkpoint that has one before it.
+    for (snapshot, temporary) in [
+        ("sft", dir.join("in-sft/checkpoints/.tmp-sft")),
+        (
+            "step-000004",
+            first_run(&dir.join("in-step")).join(".tmp-step-000004"),
+        ),
+    ] {
+        let out = dir.join(if snapshot == "sft" {
+            "in-sft"
+        } else {
+            "in-step"
+        });
+        let mut child =
+            start_with_fault(&config, &out, &format!("pause:{snapshot}"), Stdio::piped());
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let paused = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find(|line| line.starts_with("fault: paused inside the write of"));
+        assert!(paused.is_some(), "{snapshot}: the fault never fired");
+        // SIGKILL with the snapshot's files written but not yet sealed or renamed.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(temporary.join("model.mpk").is_file(), "{snapshot}");
+        assert!(!temporary.with_file_name(snapshot).exists(), "{snapshot}");
+        if snapshot != "sft" {
+            assert!(first_run(&out).join("step-000002/SHA256SUMS").is_file());
+        }
+        let warnings = resume_and_compare(&out, &expected, &format!("killed inside {snapshot}"));
+        assert!(
+            warnings.is_empty(),
+            "an unfinished write is not a warning: {warnings:?}"
+        );
+    }
+}
+
+#[test]
+fn a_full_disk_mid_run_is_one_clear_error_and_the_previous_checkpoint_resumes() {
+    let dir = scratch("disk-full");
+    let (config, expected) = checkpointed(&dir);
+    let out = dir.join("out");
+    let failed = start_with_fault(&config, &out, "disk-full:step-000004", Stdio::piped())
+        .wait_with_output()
+        .unwrap();
+    assert!(!failed.status.success());
+    let message = stderr(&failed);
+    let lines: Vec<&str> = message.lines().collect();
+    assert_eq!(lines.len(), 1, "{message}");
+    assert!(
+        lines[0].starts_with("error: ")
+            && lines[0].contains(".tmp-step-000004")
+            && lines[0].contains("No space left on device"),
+        "{message}"
+    );
+    let run = first_run(&out);
+    assert!(
+        !run.join(".tmp-step-000004").exists(),
+        "the partial write is cleaned up"
+    );
+    assert!(run.join("step-000002/SHA256SUMS").is_file());
+    resume_and_compare(&out, &expected, "after a full disk");
+}
+
+#[test]
+fn corrupt_checkpoints_are_set_aside_named_and_the_previous_ones_resume() {
+    let dir = scratch("corrupt");
+    let (config, expected) = checkpointed(&dir);
+    let out = dir.join("out");
+    let stopped = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "--quiet", "--stop-after-steps", "5", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+    let run = first_run(&out);
+    // A flipped bit in the newest checkpoint's weights, a truncated optimizer state in the
+    // one before, and a flipped bit in the SFT model.
+    let flip = |path: PathBuf| {
+        let mut bytes = std::fs::read(&path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x04;
+        std::fs::write(&path, bytes).unwrap();
+    };
+    flip(run.join("step-000005/model.mpk"));
+    flip(out.join("checkpoints/sft/model.mpk"));
+    let optimizer = run.join("step-000004/optimizer.mpk");
+    let length = std::fs::metadata(&optimizer).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&optimizer)
+        .unwrap()
+        .set_len(length / 2)
+        .unwrap();
+    // One step of resumption sets the three aside, with a warning each, and keeps them.
+    let warned = warnings(&resume(&out, &["--stop-after-steps", "1"]));
+    assert_eq!(warned.len(), 3, "{warned:?}");
+    for (warning, file, then) in [
+        (&warned[0], "sft/model.mpk", "training SFT again"),
+        (
+            &warned[1],
+            "step-000005/model.mpk",
+            "resuming from the checkpoint before it",
+        ),
+        (
+            &warned[2],
+            "step-000004/optimizer.mpk",
+            "resuming from the checkpoint before it",
+        ),
+    ] {
+        assert!(
+            warning.contains(file)
+                && warning.contains("checksum mismatch")
+                && warning.contains(then),
+            "{warning}"
+        );
+    }
+    for kept in [
+        run.join("corrupt-step-000005"),
+        run.join("corrupt-step-000004"),
+        out.join("checkpoints/corrupt-sft"),
+    ] {
+        assert!(kept.is_dir(), "{} is kept for inspection", kept.display());
+    }
+    let rest = resume_and_compare(&out, &expected, "after corruption");
+    assert!(rest.is_empty(), "{rest:?}");
+}
