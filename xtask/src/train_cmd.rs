@@ -104,11 +104,7 @@ pub fn run(args: &TrainArgs) -> CmdResult {
     experiment
         .validate()
         .map_err(|e| in_config(config_file(args).as_deref(), e))?;
-    check_writable(&out)?;
-    write_atomic(
-        &out.join("config.toml"),
-        &toml::to_string_pretty(&experiment)?,
-    )?;
+    open_run_folder(&out, &experiment, experiment.seed)?;
     let runs = experiment.losses.len() * experiment.noise.len() * experiment.seeds as usize;
     let total = (experiment.sft.steps + runs * experiment.preference.steps) as u64;
     let bar = if args.quiet {
@@ -205,11 +201,7 @@ fn run_ablation(args: &TrainArgs) -> CmdResult {
     experiment
         .validate()
         .map_err(|e| in_config(config_file(args).as_deref(), e))?;
-    check_writable(&out)?;
-    write_atomic(
-        &out.join("config.toml"),
-        &toml::to_string_pretty(&experiment)?,
-    )?;
+    open_run_folder(&out, &experiment, experiment.seed)?;
     let framework = experiment.framework;
     let start = Instant::now();
     let runs = experiment.run_ablation::<Training>(
@@ -284,11 +276,7 @@ fn run_dataset(args: &TrainArgs, path: &std::path::Path, text: &str) -> CmdResul
     experiment
         .validate()
         .map_err(|e| in_config(Some(path), e))?;
-    check_writable(&args.out)?;
-    write_atomic(
-        &args.out.join("config.toml"),
-        &toml::to_string_pretty(&experiment)?,
-    )?;
+    open_run_folder(&args.out, &experiment, experiment.dataset.split_seed)?;
     let start = Instant::now();
     let (counts, runs) = experiment.run::<Training>(&Default::default(), &mut |progress| {
         if let Progress::RunStarted(index, total, loss, noise, seed) = progress {
@@ -368,14 +356,38 @@ fn in_config(path: Option<&std::path::Path>, error: TrainError) -> Box<dyn std::
     }
 }
 
-/// Fails before any training if the run folder cannot be written.
-fn check_writable(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+/// Opens the run folder before any training: fails if it cannot be written, then writes the
+/// experiment as `config.toml` and what produced the numbers (seed, backend, versions) as
+/// `environment.json`.
+fn open_run_folder(
+    dir: &std::path::Path,
+    config: &impl serde::Serialize,
+    seed: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("{}: cannot create the run folder: {e}", dir.display()))?;
     let probe = dir.join(".write-test");
     std::fs::write(&probe, b"ok")
         .map_err(|e| format!("{}: the run folder is not writable: {e}", dir.display()))?;
     std::fs::remove_file(&probe).map_err(|e| format!("{}: {e}", probe.display()))?;
+    write_atomic(&dir.join("config.toml"), &toml::to_string_pretty(config)?)?;
+    let libraries: serde_json::Map<String, serde_json::Value> = env!("ROPO_LIBRARY_VERSIONS")
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(name, version)| (name.to_string(), version.into()))
+        .collect();
+    let environment = serde_json::json!({
+        "seed": seed,
+        "backend": ropo::backend::NAME,
+        "ropo": env!("CARGO_PKG_VERSION"),
+        "libraries": libraries,
+        "rustc": env!("ROPO_RUSTC_VERSION"),
+        "target": format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
+    });
+    write_atomic(
+        &dir.join("environment.json"),
+        &serde_json::to_string_pretty(&environment)?,
+    )?;
     Ok(())
 }
 

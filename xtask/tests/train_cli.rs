@@ -43,6 +43,16 @@ fn tiny_config_writes_a_complete_reproducible_run_folder() {
     assert!(results
         .iter()
         .any(|e| e["loss"] == "ropo" && e["noise"] == 0.2 && e["metric"] == "gold_win_rate"));
+    let environment: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("a/environment.json")).unwrap())
+            .unwrap();
+    assert_eq!(environment["seed"], 0);
+    assert_eq!(environment["backend"], "cpu (flex)");
+    assert_eq!(environment["libraries"]["burn"], "0.21.0");
+    assert!(environment["rustc"]
+        .as_str()
+        .unwrap()
+        .starts_with("rustc 1."));
     let metrics = std::fs::read_to_string(dir.join("a/metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 2 * 2 * 2 * 10);
     let line: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
