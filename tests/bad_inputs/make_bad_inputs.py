@@ -12,6 +12,7 @@ each case through the command line and checks the error.
 """
 
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -686,6 +687,23 @@ def checkpoints():
             + "\n"
         },
     )
+
+    # Sealed checkpoints (`SHA256SUMS`, as `ropo` writes them): a bit flipped in tensor data
+    # still parses and fits every shape; only the checksum catches it.
+    def sealed(name, description, weights, sums_weights):
+        config = json.dumps(TINY_CONFIG, indent=1) + "\n"
+        sums = "".join(
+            f"{hashlib.sha256(content).hexdigest()}  {file}\n"
+            for file, content in [("config.json", config.encode()), ("model.safetensors", sums_weights)]
+        )
+        folder(name, description, config=config, weights=weights, files={"SHA256SUMS": sums})
+
+    flipped = bytearray(good)
+    flipped[-2] ^= 0x01
+    sealed("sealed_bit_flipped", "one bit flipped in the last tensor's data; `SHA256SUMS` has the sum of the original",
+           weights=bytes(flipped), sums_weights=good)
+    sealed("sealed_truncated", "`model.safetensors` cut short after it was sealed; `SHA256SUMS` has the sum of the original",
+           weights=good[:-100], sums_weights=good)
 
     # llama2.c checkpoints: 7 i32 (dim hidden_dim n_layers n_heads n_kv_heads vocab_size
     # seq_len), then f32 weights.

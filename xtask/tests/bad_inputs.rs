@@ -164,6 +164,8 @@ const CASES: &[(&str, Kind, &[&str])] = &[
     ("checkpoints/weights_missing_tensor", Checkpoint, &["missing tensors: lm_head.weight"]),
     ("checkpoints/weights_extra_tensor", Checkpoint, &["unexpected tensors", "self_attn.extra"]),
     ("checkpoints/weights_wrong_shape", Checkpoint, &["wrong tensors", "model.norm.weight"]),
+    ("checkpoints/sealed_bit_flipped", Checkpoint, &["model.safetensors", "checksum mismatch"]),
+    ("checkpoints/sealed_truncated", Checkpoint, &["model.safetensors", "checksum mismatch"]),
     ("checkpoints/index_not_json", Checkpoint, &["model.safetensors.index.json"]),
     ("checkpoints/index_missing_shard", Checkpoint, &["model-00002-of-00002.safetensors", "not found"]),
     ("checkpoints/l2c_empty.bin", Checkpoint, &["0 bytes", "28-byte"]),

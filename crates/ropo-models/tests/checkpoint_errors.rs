@@ -198,8 +198,7 @@ fn a_bit_flip_in_saved_weights_is_caught_by_checksum_and_named() {
     bytes[last] ^= 0x01;
     std::fs::write(&weights, bytes).unwrap();
     let message = load(&out)
-        .err()
-        .expect("a flipped bit must be refused")
+        .expect_err("a flipped bit must be refused")
         .to_string();
     assert!(
         message.contains("model.safetensors") && message.contains("checksum mismatch"),
