@@ -231,4 +231,56 @@ mod tests {
         );
         assert_eq!(trainer.steps_done(), 0);
     }
+
+    #[test]
+    fn a_batch_with_margins_of_ten_thousand_trains_without_nan_for_every_loss() {
+        let (model, pairs, refs) = setup();
+        let device = Default::default();
+        let batch: Vec<&TokenizedPair> = pairs.iter().collect();
+        let losses = [
+            Loss::Sigmoid,
+            Loss::Ropo { alpha: 14.0 },
+            Loss::NoiseAware,
+            Loss::Cdpo { epsilon: 0.2 },
+            Loss::Rdpo { epsilon: 0.2 },
+            Loss::Ipo {
+                margin: ropo_core::IpoMargin::Summed,
+            },
+            Loss::Hinge,
+            Loss::Simpo { gamma: 1.0 },
+        ];
+        let probe = [0, 3, 4, 5, 6, 2, 4, 5];
+        for loss in losses {
+            for shift in [1e5, -1e5] {
+                // β = 0.1, so βh is about ∓1e4 for every pair.
+                let shifted: Vec<ReferenceLogps> = refs
+                    .iter()
+                    .map(|r| ReferenceLogps {
+                        chosen: r.chosen + shift,
+                        rejected: r.rejected,
+                    })
+                    .collect();
+                let config = LossConfig::new(loss, 0.1).unwrap();
+                let mut trainer = trainer();
+                let mut current = model.clone();
+                for _ in 0..2 {
+                    let (next, step) = preference_step(
+                        current,
+                        &mut trainer,
+                        &config,
+                        &batch,
+                        &shifted,
+                        1,
+                        &device,
+                    )
+                    .unwrap_or_else(|e| panic!("{loss:?} at shift {shift}: {e}"));
+                    assert!(step.metrics.loss.is_finite(), "{loss:?} {shift}");
+                    assert!(step.optim.grad_norm.is_finite(), "{loss:?} {shift}");
+                    current = next;
+                }
+                let logps = token_logps(&current, &probe, &device).unwrap();
+                assert!(logps.iter().all(|v| v.is_finite()), "{loss:?} {shift}");
+            }
+        }
+    }
 }
