@@ -36,6 +36,9 @@ enum BenchKind {
     Step(ScoreBench),
     /// Tokenized pairs/s on HH helpful-base, beside Python `tokenizers` on the same texts.
     Tokenize(crate::data_cmd::TokenizeBench),
+    /// One epoch of DPO on HH helpful-base with stories260K, end to end (reference pass
+    /// included), beside a TRL-style PyTorch loop.
+    Epoch(crate::bench_epoch::EpochBench),
 }
 
 #[derive(Args)]
@@ -75,6 +78,7 @@ pub fn run(args: &BenchArgs) -> CmdResult {
         BenchKind::Score(bench) => score(bench),
         BenchKind::Step(bench) => step(bench),
         BenchKind::Tokenize(bench) => crate::data_cmd::bench_tokenize(bench),
+        BenchKind::Epoch(bench) => crate::bench_epoch::run(bench),
     }
 }
 

@@ -3,7 +3,27 @@
 //! Each subcommand lives in its own module; errors reach `main` as one line, printed to
 //! stderr with a non-zero exit code.
 
+/// mimalloc keeps freed memory for reuse. With the system allocator (glibc) every large
+/// buffer of a training step (attention scores, logits) is a fresh `mmap` whose pages are
+/// faulted in and zeroed on first touch; that cost a third to a half of a CPU step
+/// (`docs/performance.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `mi_option_purge_delay` of `mimalloc.h` (the option after `mi_option_eager_commit_delay`,
+/// 14, in mimalloc 2 and 3; the Rust bindings leave it unnamed).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Tells mimalloc never to hand freed pages back to the system: a training step frees and
+/// re-allocates the same large buffers every step, and pages given back are faulted in and
+/// zeroed again (14% of an epoch on HH pairs, `docs/performance.md`).
+fn keep_freed_memory() {
+    // SAFETY: sets a plain integer option; mimalloc reads options at any time.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
+}
+
 mod bench;
+mod bench_epoch;
 mod data_cmd;
 mod loss_cmd;
 mod model_cmds;
@@ -41,6 +61,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     if let Err(error) = ropo::backend::probe() {
         eprintln!("error: {error}");

@@ -8,10 +8,18 @@ use burn::tensor::{
 /// Which keys each query may see, `[batch, 1, queries, keys]` (`true` = blocked), plus the
 /// position of every query, `[batch, queries]`: everything a forward pass needs to know about
 /// padding and about tokens already in the KV cache.
+///
+/// The mask is kept on the host and becomes a tensor already expanded to every head, once
+/// per forward: every layer then uses it as it is, where a `[batch, 1, …]` tensor would be
+/// broadcast (copied element by element) in each layer's forward and backward.
 #[derive(Debug, Clone)]
 pub struct AttentionMask<B: Backend> {
-    /// `None`: plain causal attention, left to the backend's causal path (no mask tensor).
-    blocked: Option<Tensor<B, 4, Bool>>,
+    /// `[batch, queries, keys]` (`true` = blocked); `None`: plain causal attention, left to
+    /// the backend's causal path (no mask tensor).
+    blocked: Option<Vec<bool>>,
+    /// `blocked` expanded to `[batch, heads, queries, keys]`, made by the first layer.
+    expanded: std::sync::OnceLock<Tensor<B, 4, Bool>>,
+    device: B::Device,
     positions: Vec<i64>,
     batch: usize,
 }
@@ -45,10 +53,9 @@ impl<B: Backend> AttentionMask<B> {
             }
         }
         Self {
-            blocked: Some(Tensor::from_data(
-                TensorData::new(blocked, [batch, 1, queries, keys]),
-                device,
-            )),
+            blocked: Some(blocked),
+            expanded: std::sync::OnceLock::new(),
+            device: device.clone(),
             positions,
             batch,
         }
@@ -56,9 +63,11 @@ impl<B: Backend> AttentionMask<B> {
 
     /// A plain causal mask over `seq` tokens for every row of a right-padded batch: padding sits
     /// after the real tokens, so a causal mask alone keeps it from changing any real position.
-    pub fn right_padded(batch: usize, seq: usize, _device: &B::Device) -> Self {
+    pub fn right_padded(batch: usize, seq: usize, device: &B::Device) -> Self {
         Self {
             blocked: None,
+            expanded: std::sync::OnceLock::new(),
+            device: device.clone(),
             positions: (0..batch).flat_map(|_| 0..seq as i64).collect(),
             batch,
         }
@@ -99,10 +108,21 @@ pub fn attend<B: Backend>(
     let keys = key.dims()[2];
     let key = repeat_kv(key, heads);
     let value = repeat_kv(value, heads);
-    let blocked = mask
-        .blocked
-        .as_ref()
-        .map(|b| b.clone().expand([batch, heads, queries, keys]));
+    let blocked = mask.blocked.as_ref().map(|blocked| {
+        mask.expanded
+            .get_or_init(|| {
+                let per_head = queries * keys;
+                let data: Vec<bool> = blocked
+                    .chunks(per_head)
+                    .flat_map(|row| std::iter::repeat_n(row, heads).flatten().copied())
+                    .collect();
+                Tensor::from_data(
+                    TensorData::new(data, [batch, heads, queries, keys]),
+                    &mask.device,
+                )
+            })
+            .clone()
+    });
     let options = AttentionModuleOptions {
         scale: None,
         softcap: None,

@@ -30,6 +30,19 @@ impl<B: Backend> KvCache<B> {
         self.len() == 0
     }
 
+    /// The same cache with every row repeated `times` times along the batch, rows
+    /// `[0..batch]` then again: so one prompt's keys and values serve several continuations.
+    pub fn repeat_batch(&self, times: usize) -> Self {
+        let repeat = |t: &Tensor<B, 4>| Tensor::cat(vec![t.clone(); times], 0);
+        Self {
+            layers: self
+                .layers
+                .iter()
+                .map(|layer| layer.as_ref().map(|(k, v)| (repeat(k), repeat(v))))
+                .collect(),
+        }
+    }
+
     /// Appends this step's `key`/`value` for `layer` and returns all keys and values so far.
     pub(crate) fn extend(
         &mut self,

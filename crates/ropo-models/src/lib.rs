@@ -25,8 +25,10 @@ mod logprobs;
 mod model;
 pub mod norm;
 pub mod rotary;
+mod shared_prompt;
 
 pub use error::ModelError;
 pub use generate::{generate, SamplingConfig};
 pub use logprobs::{score, token_logps, ResponseLogps, ScoreRow};
 pub use model::CausalLm;
+pub use shared_prompt::{score_pairs, PairRow};

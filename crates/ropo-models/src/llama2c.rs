@@ -55,8 +55,12 @@ pub fn load<B: Backend>(path: &Path, device: &B::Device) -> Result<CausalLm<B>, 
         positive(heads, "n_heads")?,
         positive(kv_heads, "n_kv_heads")?,
     );
+    // `abs` of i32::MIN overflows (found by fuzzing).
+    let vocab = vocab
+        .checked_abs()
+        .ok_or_else(|| corrupt(format!("header field vocab_size = {vocab} is out of range")))?;
     let (vocab, seq_len) = (
-        positive(vocab.abs(), "vocab_size")?,
+        positive(vocab, "vocab_size")?,
         positive(seq_len, "seq_len")?,
     );
     if dim % heads != 0 || heads % kv_heads != 0 {

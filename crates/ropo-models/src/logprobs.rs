@@ -98,7 +98,7 @@ fn next_token_logps<B: Backend>(model: &CausalLm<B>, tokens: Tensor<B, 2, Int>) 
 
 /// Checks every row fits the model (a prompt, ids inside the vocabulary, within the context)
 /// and returns the padded width.
-fn checked_width<B: Backend>(
+pub(crate) fn checked_width<B: Backend>(
     model: &CausalLm<B>,
     rows: &[ScoreRow<'_>],
 ) -> Result<usize, ModelError> {

@@ -4,10 +4,10 @@
 
 use burn::tensor::backend::Backend;
 use ropo_data::{gold::GoldTask, TokenizedPair};
-use ropo_models::{generate, score, CausalLm, SamplingConfig};
+use ropo_models::{generate, CausalLm, SamplingConfig};
 
 use crate::{
-    reference::{pair_rows, ReferenceLogps},
+    reference::{pair_logp_sums, ReferenceLogps},
     TrainError,
 };
 
@@ -49,16 +49,9 @@ pub fn implicit_margins<B: Backend>(
     let mut margins = Vec::with_capacity(pairs.len());
     let size = batch_size.max(1);
     for (chunk, refs) in pairs.chunks(size).zip(reference.chunks(size)) {
-        let sums: Vec<f64> = score(model, &pair_rows(chunk.iter()), device)?
-            .sum
-            .into_data()
-            .iter::<f64>()
-            .collect();
-        let (chosen, rejected) = sums.split_at(chunk.len());
         margins.extend(
-            chosen
-                .iter()
-                .zip(rejected)
+            pair_logp_sums(model, chunk, device)?
+                .into_iter()
                 .zip(refs)
                 .map(|((c, r), re)| beta * ((c - re.chosen) - (r - re.rejected))),
         );

@@ -6,7 +6,7 @@ use ropo_data::{
     noise::{self, Noisy},
     TokenizedPair,
 };
-use ropo_models::{score, CausalLm, ScoreRow};
+use ropo_models::{score_pairs, CausalLm, PairRow};
 
 use crate::TrainError;
 
@@ -56,30 +56,36 @@ pub fn reference_logps<B: Backend>(
 ) -> Result<Vec<ReferenceLogps>, TrainError> {
     let mut out = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(batch_size.max(1)) {
-        let rows = pair_rows(chunk.iter());
-        let sums: Vec<f64> = score(model, &rows, device)?
-            .sum
-            .into_data()
-            .iter::<f64>()
-            .collect();
-        let (chosen, rejected) = sums.split_at(chunk.len());
-        out.extend(chosen.iter().zip(rejected).map(|(c, r)| ReferenceLogps {
-            chosen: *c,
-            rejected: *r,
-        }));
+        out.extend(
+            pair_logp_sums(model, chunk, device)?
+                .into_iter()
+                .map(|(chosen, rejected)| ReferenceLogps { chosen, rejected }),
+        );
     }
     Ok(out)
 }
 
-/// The score rows of a batch of pairs: every chosen response, then every rejected one.
-pub fn pair_rows<'a>(pairs: impl Iterator<Item = &'a TokenizedPair> + Clone) -> Vec<ScoreRow<'a>> {
-    let chosen = pairs.clone().map(|p| ScoreRow {
-        prompt: &p.prompt,
-        response: &p.chosen,
-    });
-    let rejected = pairs.map(|p| ScoreRow {
-        prompt: &p.prompt,
-        response: &p.rejected,
-    });
-    chosen.chain(rejected).collect()
+/// `(log π(y_w|x), log π(y_l|x))` of every pair of `chunk` under `model`, in one batch with
+/// each prompt computed once.
+pub fn pair_logp_sums<B: Backend>(
+    model: &CausalLm<B>,
+    chunk: &[TokenizedPair],
+    device: &B::Device,
+) -> Result<Vec<(f64, f64)>, TrainError> {
+    let rows: Vec<PairRow<'_>> = chunk.iter().map(pair_row).collect();
+    let (chosen, rejected) = score_pairs(model, &rows, device)?;
+    let values = |t: burn::tensor::Tensor<B, 1>| t.into_data().iter::<f64>().collect::<Vec<f64>>();
+    Ok(values(chosen.sum)
+        .into_iter()
+        .zip(values(rejected.sum))
+        .collect())
+}
+
+/// A pair as `ropo-models` scores it.
+pub fn pair_row(pair: &TokenizedPair) -> PairRow<'_> {
+    PairRow {
+        prompt: &pair.prompt,
+        chosen: &pair.chosen,
+        rejected: &pair.rejected,
+    }
 }

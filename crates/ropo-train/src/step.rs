@@ -7,11 +7,11 @@ use burn::{
 };
 use ropo_core::{LossConfig, PairLogps, PreferenceMetrics};
 use ropo_data::TokenizedPair;
-use ropo_models::{score, CausalLm, ScoreRow};
+use ropo_models::{score, score_pairs, CausalLm, PairRow, ScoreRow};
 
 use crate::{
     optim::{StepReport, Trainer},
-    reference::{pair_rows, ReferenceLogps},
+    reference::{pair_row, ReferenceLogps},
     TrainError,
 };
 
@@ -87,16 +87,16 @@ pub fn pair_logps<B: burn::tensor::backend::Backend>(
     reference: &[ReferenceLogps],
     device: &B::Device,
 ) -> Result<PairLogps<B>, TrainError> {
-    let n = pairs.len();
-    let scores = score(model, &pair_rows(pairs.iter().copied()), device)?;
+    let rows: Vec<PairRow<'_>> = pairs.iter().map(|p| pair_row(p)).collect();
+    let (chosen, rejected) = score_pairs(model, &rows, device)?;
     let column = |values: Vec<f64>| Tensor::from_data(TensorData::from(values.as_slice()), device);
     Ok(PairLogps {
-        policy_chosen: scores.sum.clone().narrow(0, 0, n),
-        policy_rejected: scores.sum.narrow(0, n, n),
+        policy_chosen: chosen.sum,
+        policy_rejected: rejected.sum,
         reference_chosen: column(reference.iter().map(|r| r.chosen).collect()),
         reference_rejected: column(reference.iter().map(|r| r.rejected).collect()),
-        chosen_tokens: scores.count.clone().narrow(0, 0, n),
-        rejected_tokens: scores.count.narrow(0, n, n),
+        chosen_tokens: chosen.count,
+        rejected_tokens: rejected.count,
     })
 }
 

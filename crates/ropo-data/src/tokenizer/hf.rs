@@ -48,12 +48,30 @@ impl HfTokenizer {
     pub fn open(path: &Path) -> Result<Self, DataError> {
         // Read here rather than by the library, so an absent file is an I/O error like any other.
         let json = std::fs::read(path).map_err(DataError::io(path))?;
-        let inner =
-            tokenizers::Tokenizer::from_bytes(&json).map_err(|source| DataError::Tokenizers {
+        // The tokenizers library panics on some malformed files (an `expect` in its decoder
+        // and normalizer deserializers, found by fuzzing): check the JSON syntax first, so
+        // the error names the line and column, and turn any panic left into an error.
+        serde_json::from_slice::<serde::de::IgnoredAny>(&json).map_err(|e| {
+            DataError::Tokenizers {
                 path: path.into(),
                 context: "not a valid tokenizer.json".into(),
-                source,
-            })?;
+                source: e.into(),
+            }
+        })?;
+        let loaded = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(&json))
+            .unwrap_or_else(|panic| {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("no message");
+                Err(format!("the tokenizers library failed on it: {message}").into())
+            });
+        let inner = loaded.map_err(|source| DataError::Tokenizers {
+            path: path.into(),
+            context: "not a valid tokenizer.json".into(),
+            source,
+        })?;
         let mut tokenizer = Self::from_inner(path, inner)?;
         let config = path.with_file_name(CONFIG_FILE);
         if path

@@ -1,0 +1,129 @@
+//! Scoring preference pairs with the prompt computed once: the prompt's keys and values are
+//! computed in one forward and both responses attend to them, instead of running the prompt
+//! twice (once before the chosen, once before the rejected response).
+
+use burn::tensor::{activation::log_softmax, backend::Backend, Int, Tensor, TensorData};
+
+use crate::{attention::AttentionMask, logprobs::ResponseLogps, CausalLm, ModelError, ScoreRow};
+
+/// One preference pair to score: a non-empty prompt and two responses.
+#[derive(Debug, Clone, Copy)]
+pub struct PairRow<'a> {
+    /// Prompt token ids (conditioning only).
+    pub prompt: &'a [u32],
+    /// Preferred response token ids.
+    pub chosen: &'a [u32],
+    /// Dispreferred response token ids.
+    pub rejected: &'a [u32],
+}
+
+/// Log-probs of the chosen and the rejected responses of every pair, each `[pairs]`, equal
+/// (to float rounding) to scoring `prompt + chosen` and `prompt + rejected` separately.
+///
+/// The prompts run once, left-padded to a common length `P` so every prompt ends in the last
+/// column `[pairs, P]`; their cached keys and values are repeated for the two responses, which
+/// run as one right-padded batch `[2·pairs, R]` attending to them with their true positions.
+pub fn score_pairs<B: Backend>(
+    model: &CausalLm<B>,
+    pairs: &[PairRow<'_>],
+    device: &B::Device,
+) -> Result<(ResponseLogps<B>, ResponseLogps<B>), ModelError> {
+    check(model, pairs)?;
+    let n = pairs.len();
+    let prompt_width = pairs.iter().map(|p| p.prompt.len()).max().unwrap_or(0);
+    let responses: Vec<&[u32]> = pairs
+        .iter()
+        .map(|p| p.chosen)
+        .chain(pairs.iter().map(|p| p.rejected))
+        .collect();
+    let response_width = responses.iter().map(|r| r.len()).max().unwrap_or(0).max(1);
+
+    let mut prompt_ids = Vec::with_capacity(n * prompt_width);
+    let mut prompt_valid = Vec::with_capacity(n);
+    for pair in pairs {
+        let pad = prompt_width - pair.prompt.len();
+        prompt_ids.extend(std::iter::repeat_n(0, pad));
+        prompt_ids.extend(pair.prompt.iter().map(|t| i64::from(*t)));
+        prompt_valid.push((0..prompt_width).map(|i| i >= pad).collect::<Vec<bool>>());
+    }
+    let prompt_mask = if pairs.iter().all(|p| p.prompt.len() == prompt_width) {
+        AttentionMask::right_padded(n, prompt_width, device)
+    } else {
+        AttentionMask::causal(&prompt_valid, 0, prompt_width, device)
+    };
+    let prompt_ids =
+        Tensor::<B, 2, Int>::from_data(TensorData::new(prompt_ids, [n, prompt_width]), device);
+    let mut cache = model.new_cache();
+    let last_prompt_logits = model
+        .forward(prompt_ids, &prompt_mask, Some(&mut cache))
+        .narrow(1, prompt_width - 1, 1);
+    let mut cache = cache.repeat_batch(2);
+
+    let mut response_ids = Vec::with_capacity(2 * n * response_width);
+    let mut scored = Vec::with_capacity(2 * n * response_width);
+    let mut key_valid = Vec::with_capacity(2 * n);
+    for (row, response) in responses.iter().enumerate() {
+        let pad = response_width - response.len();
+        response_ids.extend(response.iter().map(|t| i64::from(*t)));
+        response_ids.extend(std::iter::repeat_n(0, pad));
+        scored.extend((0..response_width).map(|i| f32::from(u8::from(i < response.len()))));
+        let mut valid = prompt_valid[row % n].clone();
+        valid.extend((0..response_width).map(|i| i < response.len()));
+        key_valid.push(valid);
+    }
+    let response_ids = Tensor::<B, 2, Int>::from_data(
+        TensorData::new(response_ids, [2 * n, response_width]),
+        device,
+    );
+    let response_mask = AttentionMask::causal(&key_valid, prompt_width, response_width, device);
+    // Column 0 of every response is predicted by the prompt's last position, column t ≥ 1 by
+    // the response's position t − 1.
+    let response_logits = model.forward(response_ids.clone(), &response_mask, Some(&mut cache));
+    let first = Tensor::cat(vec![last_prompt_logits.clone(), last_prompt_logits], 0);
+    let predictors = if response_width == 1 {
+        first
+    } else {
+        Tensor::cat(
+            vec![first, response_logits.narrow(1, 0, response_width - 1)],
+            1,
+        )
+    };
+    let token_logps = log_softmax(predictors, 2)
+        .gather(2, response_ids.unsqueeze_dim(2))
+        .squeeze_dim::<2>(2);
+    let scored =
+        Tensor::<B, 2>::from_data(TensorData::new(scored, [2 * n, response_width]), device);
+    let sum = (token_logps * scored.clone())
+        .sum_dim(1)
+        .squeeze_dim::<1>(1);
+    let count = scored.sum_dim(1).squeeze_dim::<1>(1);
+    let mean = sum.clone() / count.clone().clamp_min(1.0);
+    let half = |t: Tensor<B, 1>, start: usize| t.narrow(0, start, n);
+    Ok((
+        ResponseLogps {
+            sum: half(sum.clone(), 0),
+            mean: half(mean.clone(), 0),
+            count: half(count.clone(), 0),
+        },
+        ResponseLogps {
+            sum: half(sum, n),
+            mean: half(mean, n),
+            count: half(count, n),
+        },
+    ))
+}
+
+/// The checks of plain scoring (non-empty batch and prompts, ids in the vocabulary, within the
+/// context), applied to both sequences of every pair.
+fn check<B: Backend>(model: &CausalLm<B>, pairs: &[PairRow<'_>]) -> Result<(), ModelError> {
+    let rows: Vec<ScoreRow<'_>> = pairs
+        .iter()
+        .flat_map(|p| {
+            [p.chosen, p.rejected].map(|response| ScoreRow {
+                prompt: p.prompt,
+                response,
+            })
+        })
+        .collect();
+    crate::logprobs::checked_width(model, &rows).map(drop)
+}
