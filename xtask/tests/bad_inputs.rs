@@ -104,6 +104,8 @@ const CASES: &[(&str, Kind, &[&str])] = &[
     ("tokenizers/hf_empty.json", Tokenizer, &["not a valid tokenizer.json", "EOF"]),
     ("tokenizers/hf_not_json.json", Tokenizer, &["not a valid tokenizer.json", "line 1 column 2"]),
     ("tokenizers/hf_truncated.json", Tokenizer, &["not a valid tokenizer.json", "EOF"]),
+    ("tokenizers/hf_decoder_cut.json", Tokenizer, &["hf_decoder_cut.json", "not a valid tokenizer.json", "at line 12"]),
+    ("tokenizers/hf_decoder_lone_surrogate.json", Tokenizer, &["not a valid tokenizer.json", "hex escape at line 11"]),
     ("tokenizers/hf_array.json", Tokenizer, &["not a valid tokenizer.json", "sequence"]),
     ("tokenizers/hf_no_model.json", Tokenizer, &["Model missing"]),
     ("tokenizers/hf_unknown_model.json", Tokenizer, &["not a valid tokenizer.json", "Model"]),

@@ -49,14 +49,13 @@ impl HfTokenizer {
         // Read here rather than by the library, so an absent file is an I/O error like any other.
         let json = std::fs::read(path).map_err(DataError::io(path))?;
         // The tokenizers library panics on some malformed files (an `expect` in its decoder
-        // and normalizer deserializers, found by fuzzing): check the JSON syntax first, so
-        // the error names the line and column, and turn any panic left into an error.
-        serde_json::from_slice::<serde::de::IgnoredAny>(&json).map_err(|e| {
-            DataError::Tokenizers {
-                path: path.into(),
-                context: "not a valid tokenizer.json".into(),
-                source: e.into(),
-            }
+        // and normalizer deserializers, found by fuzzing): parse the JSON first (syntax and
+        // string escapes), so the error names the line and column, and turn any panic left
+        // into an error.
+        serde_json::from_slice::<serde_json::Value>(&json).map_err(|e| DataError::Tokenizers {
+            path: path.into(),
+            context: "not a valid tokenizer.json".into(),
+            source: e.into(),
         })?;
         let loaded = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(&json))
             .unwrap_or_else(|panic| {
