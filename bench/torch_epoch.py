@@ -14,6 +14,7 @@ Prints one JSON line: {"pairs", "tokens", "seconds", "pairs_per_s", "tokens_per_
 import argparse
 import copy
 import json
+import resource
 import time
 
 import torch
@@ -66,6 +67,7 @@ def main():
         "backend": f"torch {torch.__version__} cpu, {torch.get_num_threads()} threads",
         "pairs": len(pairs), "tokens": tokens, "seconds": seconds,
         "pairs_per_s": len(pairs) / seconds, "tokens_per_s": tokens / seconds,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))
 
 

@@ -11,6 +11,7 @@ Only PyTorch (CPU build is enough) is needed.
 
 import argparse
 import json
+import resource
 import math
 import time
 
@@ -127,6 +128,7 @@ def main():
         "batch": args.batch, "seq": args.seq,
         "tokens_per_s": tokens / (sum(times) / len(times)),
         "step_ms_p50": pct(0.5), "step_ms_p90": pct(0.9),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))
 
 

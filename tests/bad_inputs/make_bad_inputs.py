@@ -421,9 +421,12 @@ def tokenizers():
     t("hf_not_json.json", "not JSON at all", "tokenizer: word-level\n")
     t("hf_truncated.json", "JSON cut off mid-file", hf()[:120])
     t("hf_array.json", "a JSON array, not a tokenizer object", "[1, 2, 3]\n")
-    # The two below made the tokenizers library panic (found by fuzzing, `fuzz/regressions/`).
+    # The three below made the tokenizers library panic (found by fuzzing, `fuzz/regressions/`).
     t("hf_decoder_cut.json", "the `decoder` object breaks off mid-key (`{\"ty` then `}`)",
       hf()[: hf().index('"decoder"')] + '"decoder": {"ty}}\n')
+    t("hf_bpe_merge_longer_than_vocab.json",
+      "BPE merge `h e` whose result `he` is longer than every vocabulary token (the library panicked slicing it)",
+      hf(model={"type": "BPE", "vocab": {"h": 0, "e": 1}, "merges": ["h e"]}))
     t("hf_decoder_lone_surrogate.json", "the `decoder` type is `\\ud800`, a lone surrogate escape",
       hf()[: hf().index('"decoder"')] + '"decoder": {"type": "\\ud800"}, "model": {"type": "BPE", "vocab": {}, "merges": []}}\n')
     without_model = json.loads(hf())

@@ -70,6 +70,8 @@ struct ScoreResult {
     tokens_per_s: f64,
     step_ms_p50: f64,
     step_ms_p90: f64,
+    /// Peak resident memory while the model ran (weights included), MiB.
+    peak_rss_mib: Option<f64>,
 }
 
 /// Runs the chosen benchmark and prints JSON lines, then a table.
@@ -134,6 +136,7 @@ fn torch_step(name: &str, bench: &ScoreBench) -> Result<ScoreResult, Box<dyn std
         tokens_per_s: number("tokens_per_s"),
         step_ms_p50: number("step_ms_p50"),
         step_ms_p90: number("step_ms_p90"),
+        peak_rss_mib: line["peak_rss_mib"].as_f64(),
     })
 }
 
@@ -143,6 +146,7 @@ fn time_steps(
     mut model: CausalLm<Training>,
     bench: &ScoreBench,
 ) -> Result<ScoreResult, Box<dyn std::error::Error>> {
+    crate::memory::reset_peak();
     let device = Default::default();
     let prompt_len = 32.min(bench.seq / 2);
     let pairs: Vec<TokenizedPair> = (0..bench.batch)
@@ -199,11 +203,12 @@ fn print_results(what: &str, results: &[ScoreResult]) -> CmdResult {
     for result in results {
         println!("{}", serde_json::to_string(result)?);
     }
-    println!("\n| {what} | backend | batch×seq | tokens/s | p50 ms | p90 ms |");
-    println!("|---|---|---|---|---|---|");
+    println!("\n| {what} | backend | batch×seq | tokens/s | p50 ms | p90 ms | peak MiB |");
+    println!("|---|---|---|---|---|---|---|");
     for r in results {
+        let peak = r.peak_rss_mib.map_or("?".into(), |m| format!("{m:.0}"));
         println!(
-            "| {} | {} | {}×{} | {:.0} | {:.1} | {:.1} |",
+            "| {} | {} | {}×{} | {:.0} | {:.1} | {:.1} | {peak} |",
             r.model, r.backend, r.batch, r.seq, r.tokens_per_s, r.step_ms_p50, r.step_ms_p90
         );
     }
@@ -216,6 +221,7 @@ pub fn llama_4x256() -> LlamaConfig {
 }
 
 fn time_forward(name: &str, model: &CausalLm<Selected>, bench: &ScoreBench) -> ScoreResult {
+    crate::memory::reset_peak();
     let device = Default::default();
     let ids: Vec<i64> = (0..bench.batch * bench.seq)
         .map(|i| (i * 7 % 500) as i64)
@@ -254,5 +260,6 @@ fn summarise(name: &str, bench: &ScoreBench, tokens: usize, mut times: Vec<f64>)
         tokens_per_s: tokens as f64 / mean,
         step_ms_p50: percentile(0.5),
         step_ms_p90: percentile(0.9),
+        peak_rss_mib: crate::memory::peak_mib(),
     }
 }

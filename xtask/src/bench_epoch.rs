@@ -50,6 +50,9 @@ pub struct EpochBench {
     /// Longest prompt + response, in tokens (longer pairs are truncated).
     #[arg(long, default_value_t = 256)]
     max_length: usize,
+    /// Batches' worth of pairs sorted by length together (1: no length grouping).
+    #[arg(long, default_value_t = 16)]
+    bucket: usize,
     /// Use only the first N pairs of the file (0: all).
     #[arg(long, default_value_t = 0)]
     limit: usize,
@@ -68,6 +71,8 @@ struct EpochResult {
     seconds: f64,
     pairs_per_s: f64,
     tokens_per_s: f64,
+    /// Peak resident memory during the epoch (weights included), MiB.
+    peak_rss_mib: Option<f64>,
 }
 
 /// Tokenizes the pairs, times ropo's epoch (reference pass included), then PyTorch's.
@@ -111,10 +116,11 @@ fn ropo_epoch(
 ) -> Result<EpochResult, Box<dyn std::error::Error>> {
     let device = Default::default();
     let mut model = checkpoint::load::<Training>(&bench.model, &device)?;
+    crate::memory::reset_peak();
     let start = Instant::now();
     let refs = reference_logps(&model.valid(), pairs, 2 * bench.batch, &device)?;
     let lengths = pairs.iter().map(TokenizedPair::max_len).collect();
-    let mut sampler = BatchSampler::new(lengths, bench.batch, 16, 0);
+    let mut sampler = BatchSampler::new(lengths, bench.batch, bench.bucket, 0);
     let steps = sampler.batches_per_epoch();
     let schedule = LrSchedule {
         peak: 5e-4,
@@ -139,6 +145,7 @@ fn ropo_epoch(
         seconds,
         pairs_per_s: pairs.len() as f64 / seconds,
         tokens_per_s: tokens as f64 / seconds,
+        peak_rss_mib: crate::memory::peak_mib(),
     })
 }
 
@@ -178,5 +185,6 @@ fn torch_epoch(
         seconds: number("seconds"),
         pairs_per_s: number("pairs_per_s"),
         tokens_per_s: number("tokens_per_s"),
+        peak_rss_mib: line["peak_rss_mib"].as_f64(),
     })
 }

@@ -26,6 +26,7 @@ mod bench;
 mod bench_epoch;
 mod data_cmd;
 mod loss_cmd;
+mod memory;
 mod model_cmds;
 mod plot_losses;
 mod train_cmd;
@@ -62,12 +63,63 @@ enum Command {
 
 fn main() -> ExitCode {
     keep_freed_memory();
+    std::panic::set_hook(Box::new(keep_panic));
     let cli = Cli::parse();
     if let Err(error) = ropo::backend::probe() {
         eprintln!("error: {error}");
         return ExitCode::FAILURE;
     }
-    let result = match cli.command {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli)))
+        .unwrap_or_else(|_| Err(last_panic().into()));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The message, place and (under `RUST_BACKTRACE`) backtrace of the last panic.
+static LAST_PANIC: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+/// The panic hook: records the panic instead of printing it. A panic that reaches `main` is a
+/// bug and is reported there as one `error: internal error …` line (with the backtrace under
+/// `RUST_BACKTRACE`); one that a library raises on bad input and ropo catches where it calls
+/// it (the tokenizers crate on some malformed `tokenizer.json`) becomes that call's error and
+/// prints nothing of its own.
+fn keep_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let message = info
+        .payload()
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| info.payload().downcast_ref::<&str>().copied())
+        .unwrap_or("no message");
+    let place = info
+        .location()
+        .map(|l| format!(" at {}:{}", l.file(), l.line()))
+        .unwrap_or_default();
+    let backtrace = std::backtrace::Backtrace::capture();
+    let trace = match backtrace.status() {
+        std::backtrace::BacktraceStatus::Captured => format!("\n{backtrace}"),
+        _ => String::new(),
+    };
+    if let Ok(mut last) = LAST_PANIC.lock() {
+        *last = format!("internal error{place}: {message} (a bug; please report it){trace}");
+    }
+}
+
+/// The panic recorded by [`keep_panic`].
+fn last_panic() -> String {
+    LAST_PANIC
+        .lock()
+        .map(|last| last.clone())
+        .unwrap_or_else(|_| "internal error".into())
+}
+
+/// Runs the chosen subcommand.
+fn run(cli: Cli) -> CmdResult {
+    match cli.command {
         Command::Loss(args) => loss_cmd::run(&args),
         Command::PlotLosses(args) => plot_losses::run(&args),
         Command::Score(args) => model_cmds::run_score(&args),
@@ -75,13 +127,6 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Data(args) => data_cmd::run(&args),
         Command::Train(args) => train_cmd::run(&args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
     }
 }
 
