@@ -14,13 +14,12 @@ Prints one JSON line: {"pairs", "tokens", "seconds", "pairs_per_s", "tokens_per_
 import argparse
 import copy
 import json
-import resource
 import time
 
 import torch
 import torch.nn.functional as F
 
-from torch_pref_step import CONFIGS, Model
+from torch_pref_step import CONFIGS, Model, peak_rss_mib
 
 
 def sums(model, ids, mask):
@@ -67,7 +66,7 @@ def main():
         "backend": f"torch {torch.__version__} cpu, {torch.get_num_threads()} threads",
         "pairs": len(pairs), "tokens": tokens, "seconds": seconds,
         "pairs_per_s": len(pairs) / seconds, "tokens_per_s": tokens / seconds,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": peak_rss_mib(),
     }))
 
 
