@@ -209,6 +209,60 @@ fn a_full_disk_mid_run_is_one_clear_error_and_the_previous_checkpoint_resumes() 
     resume_and_compare(&out, &expected, "after a full disk");
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn a_write_the_kernel_refuses_mid_run_is_one_clear_error_and_the_run_resumes() {
+    use std::os::unix::process::CommandExt;
+    let dir = scratch("file-size-limit");
+    let (config, expected) = checkpointed(&dir);
+    let out = dir.join("out");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command
+        .args(["train", "--quiet", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // A real failed write, as on a full disk: the kernel refuses to grow any file past
+    // 128 KiB (EFBIG, with SIGXFSZ ignored). The SFT model (87 KB) fits; the first
+    // checkpoint's optimizer state (twice the weights) does not.
+    // SAFETY: only async-signal-safe calls (signal, setrlimit) between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: 128 << 10,
+                rlim_max: 128 << 10,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let failed = command.output().unwrap();
+    assert!(!failed.status.success());
+    let message = stderr(&failed);
+    let lines: Vec<&str> = message.lines().collect();
+    assert_eq!(lines.len(), 1, "{message}");
+    assert!(
+        lines[0].starts_with("error: ")
+            && lines[0].contains(".tmp-step-000002")
+            && lines[0].contains("File too large"),
+        "{message}"
+    );
+    let run = first_run(&out);
+    assert!(
+        !run.join(".tmp-step-000002").exists(),
+        "the partial write is cleaned up"
+    );
+    assert!(out.join("checkpoints/sft/SHA256SUMS").is_file());
+    let warnings = resume_and_compare(&out, &expected, "after a refused write");
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
 #[test]
 fn corrupt_checkpoints_are_set_aside_named_and_the_previous_ones_resume() {
     let dir = scratch("corrupt");

@@ -7,11 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::{
-    module::Module,
-    record::{FullPrecisionSettings, NamedMpkFileRecorder},
-    tensor::backend::AutodiffBackend,
-};
+use burn::{module::Module, tensor::backend::AutodiffBackend};
 use ropo_data::batches::BatchCursor;
 use ropo_models::CausalLm;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -44,8 +40,8 @@ pub fn save<B: AutodiffBackend>(
     keep: usize,
 ) -> Result<(), TrainError> {
     snapshot::save(folder, &format!("step-{:06}", manifest.step), |dir| {
-        write_model(model, &dir.join("model"))?;
-        trainer.save_state(&dir.join("optimizer"))?;
+        write_model(model, dir)?;
+        trainer.save_state(&dir.join(OPTIMIZER_FILE))?;
         let text = serde_json::to_string(manifest).unwrap_or_default();
         std::fs::write(dir.join("manifest.json"), text).map_err(TrainError::io(dir))
     })?;
@@ -80,7 +76,7 @@ pub fn load<B: AutodiffBackend>(
     let manifest: Manifest = serde_json::from_str(&text)
         .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", manifest_path.display())))?;
     let model = load_model(checkpoint, model, device)?;
-    let trainer = trainer.load_state(&checkpoint.join("optimizer"), manifest.step, device)?;
+    let trainer = trainer.load_state(&checkpoint.join(OPTIMIZER_FILE), manifest.step, device)?;
     Ok(Restored {
         model,
         trainer,
@@ -97,7 +93,7 @@ pub fn save_model<B: AutodiffBackend>(
     extra: &[(&str, &str)],
 ) -> Result<(), TrainError> {
     snapshot::save(folder, name, |dir| {
-        write_model(model, &dir.join("model"))?;
+        write_model(model, dir)?;
         for (file, text) in extra {
             std::fs::write(dir.join(file), text).map_err(TrainError::io(dir.join(file)))?;
         }
@@ -113,9 +109,8 @@ pub fn load_model<B: AutodiffBackend>(
     model: CausalLm<B>,
     device: &B::Device,
 ) -> Result<CausalLm<B>, TrainError> {
-    model
-        .load_file(snapshot.join("model"), &recorder(), device)
-        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", snapshot.display())))
+    let record = crate::record_file::read::<B, _>(&snapshot.join(MODEL_FILE), device)?;
+    Ok(model.load_record(record))
 }
 
 /// Results of runs finished by earlier sessions of the same run folder (one JSON per line).
@@ -141,14 +136,13 @@ pub fn save_finished<T: Serialize>(path: &Path, runs: &[T]) -> Result<(), TrainE
     crate::report::write_atomic(path, &text)
 }
 
-fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
-    NamedMpkFileRecorder::new()
-}
+/// The weights' file in a snapshot.
+const MODEL_FILE: &str = "model.mpk";
 
-/// Writes `model` to `path.mpk`.
-fn write_model<B: AutodiffBackend>(model: &CausalLm<B>, path: &Path) -> Result<(), TrainError> {
-    model
-        .clone()
-        .save_file(path, &recorder())
-        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))
+/// The optimiser state's file in a checkpoint.
+const OPTIMIZER_FILE: &str = "optimizer.mpk";
+
+/// Writes `model`'s weights into snapshot folder `dir`.
+fn write_model<B: AutodiffBackend>(model: &CausalLm<B>, dir: &Path) -> Result<(), TrainError> {
+    crate::record_file::write::<B, _>(model.clone().into_record(), &dir.join(MODEL_FILE))
 }

@@ -12,6 +12,7 @@ pub mod fault;
 pub mod framework;
 pub mod optim;
 pub mod plots;
+mod record_file;
 pub mod reference;
 pub mod report;
 pub mod schedule;

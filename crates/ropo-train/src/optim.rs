@@ -6,7 +6,6 @@ use std::path::Path;
 use burn::{
     module::{AutodiffModule, ModuleVisitor, Param},
     optim::{adaptor::OptimizerAdaptor, AdamW, AdamWConfig, GradientsParams, Optimizer},
-    record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder},
     tensor::{backend::AutodiffBackend, ElementConversion, Tensor},
 };
 
@@ -49,11 +48,9 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> Trainer<M, B> {
         self.step
     }
 
-    /// Writes the optimiser's moments (full precision) to `path` (`.mpk` is appended).
+    /// Writes the optimiser's moments (full precision) to `path`.
     pub fn save_state(&self, path: &Path) -> Result<(), TrainError> {
-        NamedMpkFileRecorder::<FullPrecisionSettings>::new()
-            .record(self.optimizer.to_record(), path.to_path_buf())
-            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))
+        crate::record_file::write::<B, _>(self.optimizer.to_record(), path)
     }
 
     /// Restores moments written by [`Trainer::save_state`] and the schedule position `step`.
@@ -63,9 +60,7 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> Trainer<M, B> {
         step: usize,
         device: &B::Device,
     ) -> Result<Self, TrainError> {
-        let record = NamedMpkFileRecorder::<FullPrecisionSettings>::new()
-            .load(path.to_path_buf(), device)
-            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
+        let record = crate::record_file::read::<B, _>(path, device)?;
         self.optimizer = self.optimizer.load_record(record);
         self.step = step;
         Ok(self)
