@@ -81,6 +81,23 @@ fn first_run(out: &Path) -> PathBuf {
     out.join("checkpoints/sigmoid-eta0-seed0")
 }
 
+/// Checks that a run stopped by a failed write exited non-zero with one `error:` line naming
+/// the snapshot's temporary folder `tmp` and the operating system's `reason`, and removed that
+/// folder; returns the first run's checkpoint folder.
+fn assert_failed_write(failed: &Output, out: &Path, tmp: &str, reason: &str) -> PathBuf {
+    assert!(!failed.status.success());
+    let message = stderr(failed);
+    let lines: Vec<&str> = message.lines().collect();
+    assert_eq!(lines.len(), 1, "{message}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains(tmp) && lines[0].contains(reason),
+        "{message}"
+    );
+    let run = first_run(out);
+    assert!(!run.join(tmp).exists(), "the partial write is cleaned up");
+    run
+}
+
 /// A condition on a run folder's contents.
 type Reached = dyn Fn(&Path) -> bool;
 
@@ -190,21 +207,7 @@ fn a_full_disk_mid_run_is_one_clear_error_and_the_previous_checkpoint_resumes() 
     let failed = start_with_fault(&config, &out, "disk-full:step-000004", Stdio::piped())
         .wait_with_output()
         .unwrap();
-    assert!(!failed.status.success());
-    let message = stderr(&failed);
-    let lines: Vec<&str> = message.lines().collect();
-    assert_eq!(lines.len(), 1, "{message}");
-    assert!(
-        lines[0].starts_with("error: ")
-            && lines[0].contains(".tmp-step-000004")
-            && lines[0].contains("No space left on device"),
-        "{message}"
-    );
-    let run = first_run(&out);
-    assert!(
-        !run.join(".tmp-step-000004").exists(),
-        "the partial write is cleaned up"
-    );
+    let run = assert_failed_write(&failed, &out, ".tmp-step-000004", "No space left on device");
     assert!(run.join("step-000002/SHA256SUMS").is_file());
     resume_and_compare(&out, &expected, "after a full disk");
 }
@@ -243,21 +246,7 @@ fn a_write_the_kernel_refuses_mid_run_is_one_clear_error_and_the_run_resumes() {
         });
     }
     let failed = command.output().unwrap();
-    assert!(!failed.status.success());
-    let message = stderr(&failed);
-    let lines: Vec<&str> = message.lines().collect();
-    assert_eq!(lines.len(), 1, "{message}");
-    assert!(
-        lines[0].starts_with("error: ")
-            && lines[0].contains(".tmp-step-000002")
-            && lines[0].contains("File too large"),
-        "{message}"
-    );
-    let run = first_run(&out);
-    assert!(
-        !run.join(".tmp-step-000002").exists(),
-        "the partial write is cleaned up"
-    );
+    assert_failed_write(&failed, &out, ".tmp-step-000002", "File too large");
     assert!(out.join("checkpoints/sft/SHA256SUMS").is_file());
     let warnings = resume_and_compare(&out, &expected, "after a refused write");
     assert!(warnings.is_empty(), "{warnings:?}");
