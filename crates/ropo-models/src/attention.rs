@@ -5,8 +5,7 @@ use burn::tensor::{
     backend::Backend, module::attention, ops::AttentionModuleOptions, Bool, Int, Tensor, TensorData,
 };
 
-/// Which keys each query may see, `[batch, 1, queries, keys]` (`true` = blocked), plus the
-/// position of every query, `[batch, queries]`: everything a forward pass needs to know about
+/// Which keys each query may see (`true` = blocked), plus the position of every query, `[batch, queries]`: everything a forward pass needs to know about
 /// padding and about tokens already in the KV cache.
 ///
 /// The mask is kept on the host and becomes a tensor already expanded to every head, once
