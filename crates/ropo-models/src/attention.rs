@@ -5,8 +5,9 @@ use burn::tensor::{
     backend::Backend, module::attention, ops::AttentionModuleOptions, Bool, Int, Tensor, TensorData,
 };
 
-/// Which keys each query may see (`true` = blocked), plus the position of every query, `[batch, queries]`: everything a forward pass needs to know about
-/// padding and about tokens already in the KV cache.
+/// Which keys each query may see (`true` = blocked), plus the position of every query,
+/// `[batch, queries]`: everything a forward pass needs to know about padding and about tokens
+/// already in the KV cache.
 ///
 /// The mask is kept on the host and becomes a tensor already expanded to every head, once
 /// per forward: every layer then uses it as it is, where a `[batch, 1, …]` tensor would be
