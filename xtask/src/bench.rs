@@ -107,26 +107,17 @@ fn step(bench: &ScoreBench) -> CmdResult {
 
 /// Runs the PyTorch reference step on the same shapes and reads its JSON line.
 fn torch_step(name: &str, bench: &ScoreBench) -> Result<ScoreResult, Box<dyn std::error::Error>> {
-    let python = std::env::var("ROPO_PYTHON").unwrap_or_else(|_| "python3".into());
-    let output = std::process::Command::new(&python)
-        .args(["bench/torch_pref_step.py", "--model", name])
-        .args([
-            "--batch",
-            &bench.batch.to_string(),
-            "--seq",
-            &bench.seq.to_string(),
-        ])
-        .args(["--iters", &bench.iters.to_string()])
-        .output()
-        .map_err(|e| {
-            format!("cannot run {python}: {e} (set ROPO_PYTHON to a Python with torch)")
-        })?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr.lines().last().unwrap_or("no message");
-        return Err(format!("bench/torch_pref_step.py failed: {last}").into());
-    }
-    let line: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let args = [
+        "--model".to_string(),
+        name.into(),
+        "--batch".into(),
+        bench.batch.to_string(),
+        "--seq".into(),
+        bench.seq.to_string(),
+        "--iters".into(),
+        bench.iters.to_string(),
+    ];
+    let line = run_python_bench("bench/torch_pref_step.py", &args)?;
     let number = |key: &str| line[key].as_f64().unwrap_or(f64::NAN);
     Ok(ScoreResult {
         model: format!("{name} (PyTorch)"),
@@ -138,6 +129,28 @@ fn torch_step(name: &str, bench: &ScoreBench) -> Result<ScoreResult, Box<dyn std
         step_ms_p90: number("step_ms_p90"),
         peak_rss_mib: line["peak_rss_mib"].as_f64(),
     })
+}
+
+/// Runs the PyTorch reference `script` with `args` under `$ROPO_PYTHON` (else `python3`) and
+/// parses the one JSON line it prints.
+pub fn run_python_bench(
+    script: &str,
+    args: &[String],
+) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let python = std::env::var("ROPO_PYTHON").unwrap_or_else(|_| "python3".into());
+    let output = std::process::Command::new(&python)
+        .arg(script)
+        .args(args)
+        .output()
+        .map_err(|e| {
+            format!("cannot run {python}: {e} (set ROPO_PYTHON to a Python with torch)")
+        })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr.lines().last().unwrap_or("no message");
+        return Err(format!("{script} failed: {last}").into());
+    }
+    Ok(serde_json::from_slice(&output.stdout)?)
 }
 
 /// Times `bench.iters` DPO steps on pairs with a 32-token prompt and responses filling `seq`.

@@ -159,23 +159,15 @@ fn torch_epoch(
         .map(|p| [p.prompt.as_slice(), &p.chosen, &p.rejected])
         .collect();
     std::fs::write(&file, serde_json::to_string(&rows)?)?;
-    let python = std::env::var("ROPO_PYTHON").unwrap_or_else(|_| "python3".into());
-    let output = std::process::Command::new(&python)
-        .arg("bench/torch_epoch.py")
-        .arg("--pairs")
-        .arg(&file)
-        .args(["--batch", &bench.batch.to_string()])
-        .output()
-        .map_err(|e| {
-            format!("cannot run {python}: {e} (set ROPO_PYTHON to a Python with torch)")
-        })?;
+    let args = [
+        "--pairs".to_string(),
+        file.display().to_string(),
+        "--batch".into(),
+        bench.batch.to_string(),
+    ];
+    let line = crate::bench::run_python_bench("bench/torch_epoch.py", &args);
     let _ = std::fs::remove_file(&file);
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr.lines().last().unwrap_or("no message");
-        return Err(format!("bench/torch_epoch.py failed: {last}").into());
-    }
-    let line: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let line = line?;
     let number = |key: &str| line[key].as_f64().unwrap_or(f64::NAN);
     Ok(EpochResult {
         trainer: "PyTorch, TRL-style".into(),

@@ -30,16 +30,23 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// `xtask train --quiet --config CONFIG --out OUT` with `ROPO_FAULT` set to `fault`.
-fn start_with_fault(config: &Path, out: &Path, fault: &str, stderr: Stdio) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
+/// `xtask train --quiet --config CONFIG --out OUT`, stdout discarded, not yet started.
+fn train_command(config: &Path, out: &Path, stderr: Stdio) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command
         .args(["train", "--quiet", "--config"])
         .arg(config)
         .arg("--out")
         .arg(out)
-        .env("ROPO_FAULT", fault)
         .stdout(Stdio::null())
-        .stderr(stderr)
+        .stderr(stderr);
+    command
+}
+
+/// [`train_command`] started with `ROPO_FAULT` set to `fault`.
+fn start_with_fault(config: &Path, out: &Path, fault: &str, stderr: Stdio) -> Child {
+    train_command(config, out, stderr)
+        .env("ROPO_FAULT", fault)
         .spawn()
         .unwrap()
 }
@@ -143,7 +150,7 @@ fn killing_the_process_at_any_point_and_resuming_gives_identical_results() {
     ];
     for (stage, reached) in stages {
         let out = dir.join(stage.replace(' ', "-"));
-        let mut child = start_with_fault(&config, &out, "none", Stdio::null());
+        let mut child = train_command(&config, &out, Stdio::null()).spawn().unwrap();
         let start = std::time::Instant::now();
         while !reached(&out)
             && child.try_wait().unwrap().is_none()
@@ -219,14 +226,7 @@ fn a_write_the_kernel_refuses_mid_run_is_one_clear_error_and_the_run_resumes() {
     let dir = scratch("file-size-limit");
     let (config, expected) = checkpointed(&dir);
     let out = dir.join("out");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    command
-        .args(["train", "--quiet", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    let mut command = train_command(&config, &out, Stdio::piped());
     // A real failed write, as on a full disk: the kernel refuses to grow any file past
     // 128 KiB (EFBIG, with SIGXFSZ ignored). The SFT model (87 KB) fits; the first
     // checkpoint's optimizer state (twice the weights) does not.
