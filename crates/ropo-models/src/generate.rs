@@ -3,7 +3,10 @@
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
-use crate::{attention::AttentionMask, CausalLm, ModelError};
+use crate::{
+    attention::{AttentionBackend, AttentionMask},
+    CausalLm, ModelError,
+};
 
 /// How to pick each next token and when to stop.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,7 +43,7 @@ impl Default for SamplingConfig {
 ///
 /// Prompts are left-padded into one batch: padding keys are masked and positions count only
 /// real tokens, so a prompt continues the same alone or batched with others (greedy).
-pub fn generate<B: Backend>(
+pub fn generate<B: AttentionBackend>(
     model: &CausalLm<B>,
     prompts: &[Vec<u32>],
     sampling: &SamplingConfig,

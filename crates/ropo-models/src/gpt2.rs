@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     activation::Activation,
-    attention::{attend, split_heads, AttentionMask},
+    attention::{attend, split_heads, AttentionBackend, AttentionMask},
     cache::{with_cache, KvCache},
     norm::LayerNorm,
 };
@@ -183,7 +183,7 @@ pub struct Conv1D<B: Backend> {
     pub bias: Param<Tensor<B, 1>>,
 }
 
-impl<B: Backend> Gpt2<B> {
+impl<B: AttentionBackend> Gpt2<B> {
     /// Next-token logits. `tokens`: `[batch, seq]`; returns `[batch, seq, vocab]`. With a cache,
     /// `tokens` are the ones after those already cached, and the cache is extended.
     pub fn forward(
@@ -192,7 +192,7 @@ impl<B: Backend> Gpt2<B> {
         mask: &AttentionMask<B>,
         mut cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
-        let positions = mask.position_ids(&tokens.device());
+        let positions = mask.position_ids();
         let body = &self.transformer;
         let mut x = body.wte.forward(tokens) + body.wpe.forward(positions);
         for (index, block) in body.h.iter().enumerate() {
@@ -208,14 +208,16 @@ impl<B: Backend> Gpt2<B> {
         let x = body.ln_f.forward(x);
         crate::head::logits(x, self.lm_head.as_ref(), &body.wte)
     }
+}
 
+impl<B: Backend> Gpt2<B> {
     /// The configuration the model was built from.
     pub fn config(&self) -> &Gpt2Config {
         &self.config
     }
 }
 
-impl<B: Backend> Gpt2Attention<B> {
+impl<B: AttentionBackend> Gpt2Attention<B> {
     /// `x`: `[batch, seq, d_model]` -> same shape.
     fn forward(
         &self,

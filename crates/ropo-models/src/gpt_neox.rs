@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     activation::Activation,
-    attention::{attend, split_heads, AttentionMask},
+    attention::{attend, split_heads, AttentionBackend, AttentionMask},
     cache::{with_cache, KvCache},
     norm::LayerNorm,
     rotary::{Llama3Scaling, RopeParameters, Rotary, RotaryAngles},
@@ -218,7 +218,7 @@ pub struct GptNeoxMlp<B: Backend> {
     act: Activation,
 }
 
-impl<B: Backend> GptNeox<B> {
+impl<B: AttentionBackend> GptNeox<B> {
     /// Next-token logits. `tokens`: `[batch, seq]`; returns `[batch, seq, vocab]`. With a cache,
     /// `tokens` are the ones after those already cached, and the cache is extended.
     pub fn forward(
@@ -252,14 +252,16 @@ impl<B: Backend> GptNeox<B> {
         let x = self.gpt_neox.final_layer_norm.forward(x);
         crate::head::logits(x, self.embed_out.as_ref(), &self.gpt_neox.embed_in)
     }
+}
 
+impl<B: Backend> GptNeox<B> {
     /// The configuration the model was built from.
     pub fn config(&self) -> &GptNeoxConfig {
         &self.config
     }
 }
 
-impl<B: Backend> GptNeoxAttention<B> {
+impl<B: AttentionBackend> GptNeoxAttention<B> {
     /// `x`: `[batch, seq, d_model]` -> same shape.
     fn forward(
         &self,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     activation::Activation,
-    attention::{attend, split_heads, AttentionMask},
+    attention::{attend, split_heads, AttentionBackend, AttentionMask},
     cache::{with_cache, KvCache},
     norm::RmsNorm,
     rotary::{Llama3Scaling, RopeParameters, Rotary, RotaryAngles},
@@ -276,7 +276,7 @@ pub struct LlamaMlp<B: Backend> {
     act: Activation,
 }
 
-impl<B: Backend> Llama<B> {
+impl<B: AttentionBackend> Llama<B> {
     /// Next-token logits. `tokens`: `[batch, seq]`; returns `[batch, seq, vocab]`. With a cache,
     /// `tokens` are the ones after those already cached, and the cache is extended.
     pub fn forward(
@@ -303,14 +303,16 @@ impl<B: Backend> Llama<B> {
         let x = self.model.norm.forward(x);
         crate::head::logits(x, self.lm_head.as_ref(), &self.model.embed_tokens)
     }
+}
 
+impl<B: Backend> Llama<B> {
     /// The configuration the model was built from.
     pub fn config(&self) -> &LlamaConfig {
         &self.config
     }
 }
 
-impl<B: Backend> LlamaAttention<B> {
+impl<B: AttentionBackend> LlamaAttention<B> {
     fn forward(
         &self,
         x: Tensor<B, 3>,

@@ -2,7 +2,10 @@
 
 use burn::tensor::{activation::log_softmax, backend::Backend, Int, Tensor, TensorData};
 
-use crate::{attention::AttentionMask, CausalLm, ModelError};
+use crate::{
+    attention::{AttentionBackend, AttentionMask},
+    CausalLm, ModelError,
+};
 
 /// Summed and mean log-probability of each row's response tokens and how many there are, all
 /// `[batch]`. The mean divides by at least one token, so empty responses give 0, not NaN.
@@ -30,7 +33,7 @@ pub struct ScoreRow<'a> {
 ///
 /// Padding sits after each row's last token and attention is causal, so it never reaches a
 /// real position: a row scores the same alone or in any batch.
-pub fn score<B: Backend>(
+pub fn score<B: AttentionBackend>(
     model: &CausalLm<B>,
     rows: &[ScoreRow<'_>],
     device: &B::Device,
@@ -59,7 +62,7 @@ pub fn score<B: Backend>(
 
 /// Per-token log-probabilities of one whole sequence, `[len − 1]`: entry `t` is
 /// `log p(tokens[t+1] | tokens[..=t])`. For checks against reference implementations.
-pub fn token_logps<B: Backend>(
+pub fn token_logps<B: AttentionBackend>(
     model: &CausalLm<B>,
     tokens: &[u32],
     device: &B::Device,
@@ -83,7 +86,10 @@ pub fn token_logps<B: Backend>(
 }
 
 /// `log p(tokens[:, t+1] | tokens[:, ..=t])` for every position, `[batch, seq] -> [batch, seq − 1]`.
-fn next_token_logps<B: Backend>(model: &CausalLm<B>, tokens: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+fn next_token_logps<B: AttentionBackend>(
+    model: &CausalLm<B>,
+    tokens: Tensor<B, 2, Int>,
+) -> Tensor<B, 2> {
     let [batch, width] = tokens.dims();
     let device = tokens.device();
     let attention = AttentionMask::right_padded(batch, width, &device);

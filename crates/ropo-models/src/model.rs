@@ -7,7 +7,11 @@ use burn::{
 };
 
 use crate::{
-    attention::AttentionMask, cache::KvCache, config::ModelConfig, gpt2::Gpt2, gpt_neox::GptNeox,
+    attention::{AttentionBackend, AttentionMask},
+    cache::KvCache,
+    config::ModelConfig,
+    gpt2::Gpt2,
+    gpt_neox::GptNeox,
     llama::Llama,
 };
 
@@ -22,7 +26,7 @@ pub enum CausalLm<B: Backend> {
     Llama(Llama<B>),
 }
 
-impl<B: Backend> CausalLm<B> {
+impl<B: AttentionBackend> CausalLm<B> {
     /// Next-token logits. `tokens`: `[batch, seq]` (the tokens after those already in `cache`,
     /// if any); returns `[batch, seq, vocab]`.
     pub fn forward(
@@ -37,7 +41,9 @@ impl<B: Backend> CausalLm<B> {
             Self::Llama(model) => model.forward(tokens, mask, cache),
         }
     }
+}
 
+impl<B: Backend> CausalLm<B> {
     /// The configuration the model was built from.
     pub fn config(&self) -> ModelConfig {
         match self {

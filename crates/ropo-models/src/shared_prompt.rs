@@ -4,7 +4,11 @@
 
 use burn::tensor::{activation::log_softmax, backend::Backend, Int, Tensor, TensorData};
 
-use crate::{attention::AttentionMask, logprobs::ResponseLogps, CausalLm, ModelError, ScoreRow};
+use crate::{
+    attention::{AttentionBackend, AttentionMask},
+    logprobs::ResponseLogps,
+    CausalLm, ModelError, ScoreRow,
+};
 
 /// One preference pair to score: a non-empty prompt and two responses.
 #[derive(Debug, Clone, Copy)]
@@ -23,7 +27,7 @@ pub struct PairRow<'a> {
 /// The prompts run once, left-padded to a common length `P` so every prompt ends in the last
 /// column `[pairs, P]`; their cached keys and values are repeated for the two responses, which
 /// run as one right-padded batch `[2·pairs, R]` attending to them with their true positions.
-pub fn score_pairs<B: Backend>(
+pub fn score_pairs<B: AttentionBackend>(
     model: &CausalLm<B>,
     pairs: &[PairRow<'_>],
     device: &B::Device,

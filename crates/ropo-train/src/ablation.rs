@@ -4,9 +4,10 @@
 //! steps from the same SFT model on the same noisy pairs; the filter's precision and recall
 //! are measured against the recorded flips, and resampled pairs against the gold reward.
 
+use ropo_models::attention::{AttentionBackend, TrainingBackend};
 use std::path::Path;
 
-use burn::{module::AutodiffModule, tensor::backend::AutodiffBackend};
+use burn::module::AutodiffModule;
 use ropo_core::LossConfig;
 use ropo_data::{gold::GoldTask, TokenizedPair};
 use ropo_models::CausalLm;
@@ -143,7 +144,7 @@ impl GoldExperiment {
     /// in progress are kept under `folder/checkpoints`; running again with the same folder
     /// continues from the last finished round, with identical results. `stop_after` ends the
     /// session after that many preference steps.
-    pub fn run_ablation<B: AutodiffBackend>(
+    pub fn run_ablation<B: TrainingBackend>(
         &self,
         device: &B::Device,
         folder: Option<&Path>,
@@ -302,7 +303,7 @@ struct RoundState {
 impl RoundState {
     /// Writes the policy and the state as the sealed snapshot `dir/round-N` (N the next
     /// round), keeping the newest two.
-    fn save<B: AutodiffBackend>(&self, dir: &Path, policy: &CausalLm<B>) -> Result<(), TrainError> {
+    fn save<B: TrainingBackend>(&self, dir: &Path, policy: &CausalLm<B>) -> Result<(), TrainError> {
         std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
         let text = serde_json::to_string(self).unwrap_or_default();
         let name = format!("round-{:06}", self.next_round);
@@ -312,7 +313,7 @@ impl RoundState {
 
     /// The policy and state of the newest intact round snapshot in `dir`, if any; corrupt
     /// newer ones are set aside and reported through `warn`.
-    fn load<B: AutodiffBackend>(
+    fn load<B: TrainingBackend>(
         dir: &Path,
         fresh: CausalLm<B>,
         device: &B::Device,
@@ -340,7 +341,7 @@ struct Cleaner<'a, B: burn::tensor::backend::Backend> {
     resampling: Option<&'a Resampling>,
 }
 
-impl<B: burn::tensor::backend::Backend> Cleaner<'_, B> {
+impl<B: AttentionBackend> Cleaner<'_, B> {
     /// The next round's pairs and reference log-probs, and what the filter did (its `round`
     /// is left 0 for the caller to set).
     fn clean(

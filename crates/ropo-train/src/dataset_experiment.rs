@@ -2,9 +2,10 @@
 //! HH-RLHF helpful-base), a seeded train/held-out split, SFT on the chosen responses, then each
 //! loss at each label-noise rate, judged by implicit-reward accuracy on the clean held-out pairs.
 
+use ropo_models::attention::TrainingBackend;
 use std::path::PathBuf;
 
-use burn::{module::AutodiffModule, tensor::backend::AutodiffBackend};
+use burn::module::AutodiffModule;
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 use ropo_data::{
     formats::{read_pairs, ReadOptions},
@@ -151,7 +152,7 @@ impl DatasetExperiment {
     }
 
     /// Runs the experiment, reporting progress to `on_progress`.
-    pub fn run<B: AutodiffBackend>(
+    pub fn run<B: TrainingBackend>(
         &self,
         device: &B::Device,
         on_progress: &mut dyn FnMut(Progress),

@@ -2,8 +2,8 @@
 //! the gold-reward task the gold reward of sampled generations and their win rate against the
 //! SFT reference.
 
-use burn::tensor::backend::Backend;
 use ropo_data::{gold::GoldTask, TokenizedPair};
+use ropo_models::attention::AttentionBackend;
 use ropo_models::{generate, CausalLm, SamplingConfig};
 
 use crate::{
@@ -21,7 +21,7 @@ pub struct PairEval {
 }
 
 /// Implicit-reward accuracy and mean margin of `model` on `pairs` (whose labels are clean).
-pub fn implicit_reward_eval<B: Backend>(
+pub fn implicit_reward_eval<B: AttentionBackend>(
     model: &CausalLm<B>,
     pairs: &[TokenizedPair],
     reference: &[ReferenceLogps],
@@ -38,7 +38,7 @@ pub fn implicit_reward_eval<B: Backend>(
 }
 
 /// `β·[(log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l))]` of every pair.
-pub fn implicit_margins<B: Backend>(
+pub fn implicit_margins<B: AttentionBackend>(
     model: &CausalLm<B>,
     pairs: &[TokenizedPair],
     reference: &[ReferenceLogps],
@@ -69,7 +69,7 @@ pub struct GoldEval {
 }
 
 /// Samples one response per prompt (temperature 1, seeded) from a model.
-pub fn sample_responses<B: Backend>(
+pub fn sample_responses<B: AttentionBackend>(
     model: &CausalLm<B>,
     task: &GoldTask,
     prompts: &[Vec<u32>],
@@ -88,7 +88,7 @@ pub fn sample_responses<B: Backend>(
 
 /// Gold reward of `model`'s samples and their win rate against `baseline` samples of the same
 /// prompts (e.g. the SFT model's).
-pub fn gold_eval<B: Backend>(
+pub fn gold_eval<B: AttentionBackend>(
     model: &CausalLm<B>,
     task: &GoldTask,
     prompts: &[Vec<u32>],

@@ -2,9 +2,10 @@
 //! from the SFT model on the same pairs under each label-noise rate, for several seeds, each
 //! judged on clean held-out pairs and by the gold reward of its samples.
 
+use ropo_models::attention::{AttentionBackend, TrainingBackend};
 use std::path::Path;
 
-use burn::{module::AutodiffModule, tensor::backend::AutodiffBackend};
+use burn::module::AutodiffModule;
 use ropo_core::{Loss, LossConfig, LossParams};
 use ropo_data::{gold::GoldTask, TokenizedPair};
 use ropo_models::{config::ModelConfig, llama::LlamaConfig, CausalLm};
@@ -112,7 +113,7 @@ pub struct PreferenceStage {
 impl GoldExperiment {
     /// The clean held-out pairs and prompts (the same for every seed), with the reference's
     /// baseline samples drawn for seed index `seed`.
-    pub(crate) fn test_set<B: burn::tensor::backend::Backend>(
+    pub(crate) fn test_set<B: AttentionBackend>(
         &self,
         reference: &CausalLm<B>,
         seed: u64,
@@ -288,7 +289,7 @@ fn take_finished(
 }
 
 /// See [`GoldExperiment::start`].
-pub(crate) struct Start<B: AutodiffBackend, T> {
+pub(crate) struct Start<B: TrainingBackend, T> {
     pub(crate) store: Option<std::path::PathBuf>,
     pub(crate) sft: CausalLm<B>,
     pub(crate) reference: CausalLm<B::InnerBackend>,
@@ -330,7 +331,7 @@ pub(crate) struct EvalSet {
 impl EvalSet {
     /// Draws `size` pairs and prompts from `data_seed`, scores the pairs under the reference
     /// and samples the reference's baseline responses with `seed`.
-    pub(crate) fn new<B: burn::tensor::backend::Backend>(
+    pub(crate) fn new<B: AttentionBackend>(
         task: &GoldTask,
         reference: &CausalLm<B>,
         size: (usize, usize),
@@ -351,7 +352,7 @@ impl EvalSet {
         })
     }
 
-    pub(crate) fn judge<B: burn::tensor::backend::Backend>(
+    pub(crate) fn judge<B: AttentionBackend>(
         &self,
         model: &CausalLm<B>,
         task: &GoldTask,
@@ -430,7 +431,7 @@ impl GoldExperiment {
     /// are kept under `folder/checkpoints`, and running again with the same folder continues
     /// where the last session stopped, with bit-identical results on CPU. `stop_after` ends the
     /// session (with [`TrainError::Stopped`]) after that many preference steps.
-    pub fn run<B: AutodiffBackend>(
+    pub fn run<B: TrainingBackend>(
         &self,
         device: &B::Device,
         folder: Option<&Path>,
@@ -552,7 +553,7 @@ impl GoldExperiment {
     /// What both gold experiments start from: the config validated, the backend seeded, the
     /// run folder's checkpoint store opened, the SFT model (trained or reloaded), the runs
     /// earlier sessions finished, and the training pairs with their reference log-probs.
-    pub(crate) fn start<B: AutodiffBackend, T: serde::de::DeserializeOwned>(
+    pub(crate) fn start<B: TrainingBackend, T: serde::de::DeserializeOwned>(
         &self,
         device: &B::Device,
         folder: Option<&Path>,
@@ -588,7 +589,7 @@ impl GoldExperiment {
     }
 
     /// The SFT model: loaded from the run folder when an earlier session trained it.
-    pub(crate) fn sft_model<B: AutodiffBackend>(
+    pub(crate) fn sft_model<B: TrainingBackend>(
         &self,
         device: &B::Device,
         store: Option<&Path>,
@@ -609,7 +610,7 @@ impl GoldExperiment {
         Ok(model)
     }
 
-    fn train_sft<B: AutodiffBackend>(
+    fn train_sft<B: TrainingBackend>(
         &self,
         model: CausalLm<B>,
         device: &B::Device,

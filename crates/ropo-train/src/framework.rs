@@ -9,6 +9,7 @@
 use burn::tensor::backend::Backend;
 use ropo_core::LossConfig;
 use ropo_data::TokenizedPair;
+use ropo_models::attention::AttentionBackend;
 use ropo_models::{generate, score, CausalLm, SamplingConfig, ScoreRow};
 use serde::{Deserialize, Serialize};
 
@@ -146,7 +147,7 @@ pub enum Scorer {
 /// least as confident as a typical retained one). Returns the pairs with their reference
 /// log-probs.
 #[allow(clippy::too_many_arguments)]
-pub fn resample_pairs<B: Backend>(
+pub fn resample_pairs<B: AttentionBackend>(
     policy: &CausalLm<B>,
     reference: &CausalLm<B>,
     prompts: &[&[u32]],

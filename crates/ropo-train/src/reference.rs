@@ -1,11 +1,11 @@
 //! Reference log-probs, computed once per dataset with the frozen starting model, so that
 //! preference training holds one model in memory and runs one forward per step.
 
-use burn::tensor::backend::Backend;
 use ropo_data::{
     noise::{self, Noisy},
     TokenizedPair,
 };
+use ropo_models::attention::AttentionBackend;
 use ropo_models::{score_pairs, CausalLm, PairRow};
 
 use crate::TrainError;
@@ -48,7 +48,7 @@ pub fn with_noise(
 
 /// Scores every pair with `model`, `batch_size` pairs per forward (chosen and rejected of a
 /// batch in the same forward).
-pub fn reference_logps<B: Backend>(
+pub fn reference_logps<B: AttentionBackend>(
     model: &CausalLm<B>,
     pairs: &[TokenizedPair],
     batch_size: usize,
@@ -67,7 +67,7 @@ pub fn reference_logps<B: Backend>(
 
 /// `(log π(y_w|x), log π(y_l|x))` of every pair of `chunk` under `model`, in one batch with
 /// each prompt computed once.
-pub fn pair_logp_sums<B: Backend>(
+pub fn pair_logp_sums<B: AttentionBackend>(
     model: &CausalLm<B>,
     chunk: &[TokenizedPair],
     device: &B::Device,

@@ -1,9 +1,9 @@
 //! The training loops of the two stages, shared by every experiment: SFT over examples, and
 //! preference training with validation points, checkpoints and resumption.
 
+use ropo_models::attention::TrainingBackend;
 use std::path::Path;
 
-use burn::tensor::backend::AutodiffBackend;
 use ropo_core::LossConfig;
 use ropo_data::{
     batches::{BatchCursor, BatchSampler},
@@ -24,7 +24,7 @@ use crate::{
 /// Runs `steps` SFT steps of `batch` examples (peak `lr`, cosine after 5% warmup, clipping at
 /// 1), visiting `examples` in the order of a sampler seeded with `seed`.
 #[allow(clippy::too_many_arguments)]
-pub fn run_sft<B: AutodiffBackend>(
+pub fn run_sft<B: TrainingBackend>(
     mut model: CausalLm<B>,
     examples: &[(&[u32], &[u32])],
     (steps, batch, lr): (usize, usize, f64),
@@ -70,7 +70,7 @@ pub type Validator<'a, B> =
     dyn FnMut(&CausalLm<B>, usize) -> Result<Option<CurvePoint>, TrainError> + 'a;
 
 /// A finished preference run: the policy and what was measured along the way.
-pub struct TrainedRun<B: AutodiffBackend> {
+pub struct TrainedRun<B: TrainingBackend> {
     /// The trained policy.
     pub model: CausalLm<B>,
     /// Per-step training metrics.
@@ -122,7 +122,7 @@ impl PreferenceRun<'_> {
 
     /// Trains from `model` (or from the newest checkpoint in `store`) to `stage.steps`.
     /// `validate` is called at each validation point and may add a point to the curve.
-    pub fn train<B: AutodiffBackend>(
+    pub fn train<B: TrainingBackend>(
         &self,
         model: CausalLm<B>,
         validate: &mut Validator<'_, B>,

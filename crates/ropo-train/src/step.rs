@@ -3,10 +3,11 @@
 
 use burn::{
     optim::{GradientsAccumulator, GradientsParams},
-    tensor::{backend::AutodiffBackend, ElementConversion, Tensor, TensorData},
+    tensor::{ElementConversion, Tensor, TensorData},
 };
 use ropo_core::{LossConfig, PairLogps, PreferenceMetrics};
 use ropo_data::TokenizedPair;
+use ropo_models::attention::{AttentionBackend, TrainingBackend};
 use ropo_models::{score, score_pairs, CausalLm, PairRow, ScoreRow};
 
 use crate::{
@@ -28,7 +29,7 @@ pub struct PreferenceStep {
 
 /// One preference step on `pairs` (one batch, split into `micro_batches` forwards whose
 /// gradients are accumulated; losses are scaled so any split gives the same update).
-pub fn preference_step<B: AutodiffBackend>(
+pub fn preference_step<B: TrainingBackend>(
     model: CausalLm<B>,
     trainer: &mut Trainer<CausalLm<B>, B>,
     loss: &LossConfig,
@@ -81,7 +82,7 @@ pub fn preference_step<B: AutodiffBackend>(
 
 /// Policy log-probs of a batch (chosen and rejected in one forward) beside the cached
 /// reference ones, as `ropo-core` takes them.
-pub fn pair_logps<B: burn::tensor::backend::Backend>(
+pub fn pair_logps<B: AttentionBackend>(
     model: &CausalLm<B>,
     pairs: &[&TokenizedPair],
     reference: &[ReferenceLogps],
@@ -101,7 +102,7 @@ pub fn pair_logps<B: burn::tensor::backend::Backend>(
 }
 
 /// One SFT step: mean NLL per response token over the batch. Returns the loss.
-pub fn sft_step<B: AutodiffBackend>(
+pub fn sft_step<B: TrainingBackend>(
     model: CausalLm<B>,
     trainer: &mut Trainer<CausalLm<B>, B>,
     examples: &[(&[u32], &[u32])],

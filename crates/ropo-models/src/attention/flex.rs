@@ -1,0 +1,125 @@
+//! burn's `flex` CPU backend runs attention with the fused kernels of `cpu.rs`, reading the
+//! host mask directly: no mask tensor, no `[batch, heads, queries, keys]` intermediate, both
+//! cores busy.
+
+use burn::{
+    backend::{flex::FlexDevice, Flex},
+    tensor::{DType, Tensor, TensorData},
+};
+
+use super::{cpu, AttentionBackend, KeyMask};
+
+impl AttentionBackend for Flex {
+    fn masked_attention(
+        query: Tensor<Self, 4>,
+        key: Tensor<Self, 4>,
+        value: Tensor<Self, 4>,
+        mask: &KeyMask,
+    ) -> Tensor<Self, 4> {
+        Self::masked_attention_with_lse(query, key, value, mask).0
+    }
+
+    fn masked_attention_with_lse(
+        query: Tensor<Self, 4>,
+        key: Tensor<Self, 4>,
+        value: Tensor<Self, 4>,
+        mask: &KeyMask,
+    ) -> (Tensor<Self, 4>, Tensor<Self, 3>) {
+        let dims = dims(&query, &key, mask);
+        let (dtype, device) = (query.dtype(), query.device());
+        let (output, lse) = cpu::forward(
+            &host(query),
+            &host(key),
+            &host(value),
+            mask.blocked_keys(),
+            dims,
+        );
+        let shape = [dims.batch, dims.heads, dims.queries];
+        (
+            tensor(
+                output,
+                [shape[0], shape[1], shape[2], dims.head_dim],
+                dtype,
+                &device,
+            ),
+            tensor(lse, shape, dtype, &device),
+        )
+    }
+
+    fn masked_attention_backward(
+        query: Tensor<Self, 4>,
+        key: Tensor<Self, 4>,
+        value: Tensor<Self, 4>,
+        output: Tensor<Self, 4>,
+        lse: Tensor<Self, 3>,
+        grad: Tensor<Self, 4>,
+        mask: &KeyMask,
+    ) -> [Tensor<Self, 4>; 3] {
+        let dims = dims(&query, &key, mask);
+        let (dtype, device) = (query.dtype(), query.device());
+        let (q_shape, kv_shape) = (query.dims(), key.dims());
+        let (grad_query, grad_key, grad_value) = cpu::backward(
+            &host(query),
+            &host(key),
+            &host(value),
+            &host(output),
+            &host(lse),
+            &host(grad),
+            mask.blocked_keys(),
+            dims,
+        );
+        [
+            tensor(grad_query, q_shape, dtype, &device),
+            tensor(grad_key, kv_shape, dtype, &device),
+            tensor(grad_value, kv_shape, dtype, &device),
+        ]
+    }
+}
+
+/// The kernel's sizes, checked against the mask.
+fn dims(query: &Tensor<Flex, 4>, key: &Tensor<Flex, 4>, mask: &KeyMask) -> cpu::Dims {
+    let [batch, heads, queries, head_dim] = query.dims();
+    let [_, kv_heads, keys, _] = key.dims();
+    assert_eq!(
+        mask.dims(),
+        [batch, queries, keys],
+        "attention mask is [batch, queries, keys]"
+    );
+    assert_eq!(
+        heads % kv_heads,
+        0,
+        "query heads are a multiple of kv heads"
+    );
+    cpu::Dims {
+        batch,
+        heads,
+        kv_heads,
+        queries,
+        keys,
+        head_dim,
+    }
+}
+
+/// The tensor's elements as row-major `f32`.
+fn host<const D: usize>(tensor: Tensor<Flex, D>) -> Vec<f32> {
+    tensor
+        .into_data()
+        .convert::<f32>()
+        .into_vec()
+        .expect("converted to f32")
+}
+
+/// A tensor of `dtype` from row-major `f32` elements.
+fn tensor<const D: usize>(
+    data: Vec<f32>,
+    shape: [usize; D],
+    dtype: DType,
+    device: &FlexDevice,
+) -> Tensor<Flex, D> {
+    let tensor = Tensor::from_data(TensorData::new(data, shape), device);
+    if dtype == DType::F32 {
+        tensor
+    } else {
+        tensor.cast(dtype)
+    }
+}
