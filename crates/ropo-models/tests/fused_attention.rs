@@ -1,0 +1,233 @@
+//! The fused attention (one autodiff node; the flex CPU kernels) against attention written out
+//! in plain burn operations and differentiated by burn: outputs and the gradients of query,
+//! key and value, for grouped-query heads, padding masks, a KV-cache offset and head widths
+//! that are not a multiple of the kernel's 8 lanes.
+
+use burn::{
+    backend::{Autodiff, Flex},
+    tensor::{activation::softmax, Tensor, TensorData},
+};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use ropo_models::attention::{AttentionBackend, AttentionMask, KeyMask};
+
+type A = Autodiff<Flex>;
+
+/// One attention call's sizes and mask.
+struct Case {
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    /// Per row, which of the `keys` positions are real tokens (`false` = padding); `None`:
+    /// the causal rule alone over `queries == keys`.
+    key_valid: Option<Vec<Vec<bool>>>,
+    batch: usize,
+    queries: usize,
+}
+
+impl Case {
+    fn keys(&self) -> usize {
+        self.key_valid.as_ref().map_or(self.queries, |v| v[0].len())
+    }
+
+    fn mask(&self) -> KeyMask {
+        let device = Default::default();
+        let mask = match &self.key_valid {
+            Some(valid) => {
+                AttentionMask::<A>::causal(valid, self.keys() - self.queries, self.queries, &device)
+            }
+            None => AttentionMask::<A>::right_padded(self.batch, self.queries, &device),
+        };
+        mask.keys().clone()
+    }
+}
+
+fn cases() -> Vec<Case> {
+    let padded = |lengths: &[(usize, usize)], width: usize| {
+        lengths
+            .iter()
+            .map(|&(left, real)| (0..width).map(|i| i >= left && i < left + real).collect())
+            .collect()
+    };
+    vec![
+        Case {
+            heads: 4,
+            kv_heads: 4,
+            head_dim: 8,
+            key_valid: None,
+            batch: 2,
+            queries: 19,
+        },
+        Case {
+            heads: 6,
+            kv_heads: 2,
+            head_dim: 20,
+            key_valid: Some(padded(&[(3, 14), (0, 17), (0, 9)], 17)),
+            batch: 3,
+            queries: 17,
+        },
+        // Queries after 11 cached keys (a shared prompt), with padding on both sides.
+        Case {
+            heads: 4,
+            kv_heads: 1,
+            head_dim: 5,
+            key_valid: Some(padded(&[(2, 20), (0, 30), (5, 13)], 30)),
+            batch: 3,
+            queries: 19,
+        },
+    ]
+}
+
+fn random<const D: usize>(rng: &mut StdRng, shape: [usize; D]) -> Tensor<A, D> {
+    let values: Vec<f32> = (0..shape.iter().product())
+        .map(|_| rng.random_range(-2.0..2.0))
+        .collect();
+    Tensor::from_data(TensorData::new(values, shape), &Default::default())
+}
+
+/// Attention in plain operations: repeated kv heads, scores, `−∞` at blocked keys, softmax,
+/// weighted sum.
+fn plain_attention(
+    q: Tensor<A, 4>,
+    k: Tensor<A, 4>,
+    v: Tensor<A, 4>,
+    mask: &KeyMask,
+) -> Tensor<A, 4> {
+    let [batch, heads, _, head_dim] = q.dims();
+    let [_, kv_heads, keys, _] = k.dims();
+    let repeat = |x: Tensor<A, 4>| {
+        x.unsqueeze_dim::<5>(2)
+            .expand([batch, kv_heads, heads / kv_heads, keys, head_dim])
+            .reshape([batch, heads, keys, head_dim])
+    };
+    let scores = q.matmul(repeat(k).swap_dims(2, 3)) / (head_dim as f64).sqrt();
+    let blocked = mask.tensor::<A>(heads, &Default::default());
+    softmax(scores.mask_fill(blocked, f32::NEG_INFINITY), 3).matmul(repeat(v))
+}
+
+fn assert_close<const D: usize>(what: &str, got: Tensor<Flex, D>, want: Tensor<Flex, D>, tol: f32) {
+    let (got, want) = (
+        got.into_data().to_vec::<f32>().unwrap(),
+        want.into_data().to_vec::<f32>().unwrap(),
+    );
+    assert_eq!(got.len(), want.len(), "{what}: sizes");
+    let worst = got
+        .iter()
+        .zip(&want)
+        .map(|(g, w)| (g - w).abs() / w.abs().max(1.0))
+        .fold(0.0f32, f32::max);
+    assert!(worst <= tol, "{what}: largest difference {worst} > {tol}");
+}
+
+/// Output and the gradients of `Σ output·weights` for query, key and value.
+fn run(
+    attention: impl Fn(Tensor<A, 4>, Tensor<A, 4>, Tensor<A, 4>) -> Tensor<A, 4>,
+    inputs: [&Tensor<A, 4>; 4],
+) -> [Tensor<Flex, 4>; 4] {
+    let [q, k, v, weights] = inputs;
+    let [q, k, v] = [q, k, v].map(|t| t.clone().require_grad());
+    let output = attention(q.clone(), k.clone(), v.clone());
+    let grads = (output.clone() * weights.clone()).sum().backward();
+    [
+        output.inner(),
+        q.grad(&grads).unwrap(),
+        k.grad(&grads).unwrap(),
+        v.grad(&grads).unwrap(),
+    ]
+}
+
+#[test]
+fn fused_attention_and_its_gradients_equal_plain_attention() {
+    let mut rng = StdRng::seed_from_u64(7);
+    for (index, case) in cases().into_iter().enumerate() {
+        let mask = case.mask();
+        let keys = case.keys();
+        let q = random(
+            &mut rng,
+            [case.batch, case.heads, case.queries, case.head_dim],
+        );
+        let k = random(&mut rng, [case.batch, case.kv_heads, keys, case.head_dim]);
+        let v = random(&mut rng, [case.batch, case.kv_heads, keys, case.head_dim]);
+        let weights = random(
+            &mut rng,
+            [case.batch, case.heads, case.queries, case.head_dim],
+        );
+        let inputs = [&q, &k, &v, &weights];
+        let fused = run(|q, k, v| A::masked_attention(q, k, v, &mask), inputs);
+        let plain = run(|q, k, v| plain_attention(q, k, v, &mask), inputs);
+        for (name, (got, want)) in ["output", "query grad", "key grad", "value grad"]
+            .iter()
+            .zip(fused.into_iter().zip(plain))
+        {
+            assert_close(&format!("case {index}, {name}"), got, want, 1e-5);
+        }
+    }
+}
+
+/// The provided (backend-independent) forward and backward, which the GPU backends use, give
+/// what the CPU kernels give.
+#[test]
+fn provided_attention_methods_equal_the_cpu_kernels() {
+    let mut rng = StdRng::seed_from_u64(11);
+    for (index, case) in cases().into_iter().enumerate() {
+        let mask = case.mask();
+        let keys = case.keys();
+        let q = random(
+            &mut rng,
+            [case.batch, case.heads, case.queries, case.head_dim],
+        );
+        let k = random(&mut rng, [case.batch, case.kv_heads, keys, case.head_dim]);
+        let v = random(&mut rng, [case.batch, case.kv_heads, keys, case.head_dim]);
+        let grad = random(
+            &mut rng,
+            [case.batch, case.heads, case.queries, case.head_dim],
+        );
+        let (out, lse) = A::masked_attention_with_lse(q.clone(), k.clone(), v.clone(), &mask);
+        let (kernel_out, kernel_lse) = Flex::masked_attention_with_lse(
+            q.clone().inner(),
+            k.clone().inner(),
+            v.clone().inner(),
+            &mask,
+        );
+        assert_close(
+            &format!("case {index}, output"),
+            out.clone().inner(),
+            kernel_out.clone(),
+            1e-5,
+        );
+        assert_close(
+            &format!("case {index}, lse"),
+            lse.clone().inner(),
+            kernel_lse.clone(),
+            1e-5,
+        );
+        let provided = A::masked_attention_backward(
+            q.clone(),
+            k.clone(),
+            v.clone(),
+            out,
+            lse,
+            grad.clone(),
+            &mask,
+        );
+        let kernel = Flex::masked_attention_backward(
+            q.inner(),
+            k.inner(),
+            v.inner(),
+            kernel_out,
+            kernel_lse,
+            grad.inner(),
+            &mask,
+        );
+        for (name, (got, want)) in ["query", "key", "value"]
+            .iter()
+            .zip(provided.into_iter().zip(kernel))
+        {
+            assert_close(
+                &format!("case {index}, {name} grad"),
+                got.inner(),
+                want,
+                1e-5,
+            );
+        }
+    }
+}
