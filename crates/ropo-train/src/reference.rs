@@ -47,20 +47,28 @@ pub fn with_noise(
 }
 
 /// Scores every pair with `model`, `batch_size` pairs per forward (chosen and rejected of a
-/// batch in the same forward).
+/// batch in the same forward). Pairs are batched in order of length, so a batch holds pairs of
+/// similar prompt and response lengths and little padding; the result is in the pairs' order.
 pub fn reference_logps<B: AttentionBackend>(
     model: &CausalLm<B>,
     pairs: &[TokenizedPair],
     batch_size: usize,
     device: &B::Device,
 ) -> Result<Vec<ReferenceLogps>, TrainError> {
-    let mut out = Vec::with_capacity(pairs.len());
-    for chunk in pairs.chunks(batch_size.max(1)) {
-        out.extend(
-            pair_logp_sums(model, chunk, device)?
-                .into_iter()
-                .map(|(chosen, rejected)| ReferenceLogps { chosen, rejected }),
-        );
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    order.sort_by_key(|&i| (pairs[i].prompt.len(), pairs[i].max_len()));
+    let mut out = vec![
+        ReferenceLogps {
+            chosen: 0.0,
+            rejected: 0.0
+        };
+        pairs.len()
+    ];
+    for batch in order.chunks(batch_size.max(1)) {
+        let chunk: Vec<&TokenizedPair> = batch.iter().map(|&i| &pairs[i]).collect();
+        for (&i, (chosen, rejected)) in batch.iter().zip(pair_logp_sums(model, &chunk, device)?) {
+            out[i] = ReferenceLogps { chosen, rejected };
+        }
     }
     Ok(out)
 }
@@ -69,10 +77,10 @@ pub fn reference_logps<B: AttentionBackend>(
 /// each prompt computed once.
 pub fn pair_logp_sums<B: AttentionBackend>(
     model: &CausalLm<B>,
-    chunk: &[TokenizedPair],
+    chunk: &[&TokenizedPair],
     device: &B::Device,
 ) -> Result<Vec<(f64, f64)>, TrainError> {
-    let rows: Vec<PairRow<'_>> = chunk.iter().map(pair_row).collect();
+    let rows: Vec<PairRow<'_>> = chunk.iter().map(|pair| pair_row(pair)).collect();
     let (chosen, rejected) = score_pairs(model, &rows, device)?;
     let values = |t: burn::tensor::Tensor<B, 1>| t.into_data().iter::<f64>().collect::<Vec<f64>>();
     Ok(values(chosen.sum)

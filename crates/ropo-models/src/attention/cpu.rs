@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use super::lanes::{axpy, dot, exp_shifted, max};
+use super::lanes::{axpy, dot, exp_shifted, max, sum};
 
 /// The sizes of one attention call. Query heads `h·groups .. (h+1)·groups` read kv head `h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,7 +260,8 @@ fn forward_head(input: &HeadInput<'_>, output: &mut [f32], lse: &mut [f32]) {
             *lse = f32::NEG_INFINITY;
             continue;
         }
-        let total = exp_shifted(probs, top);
+        exp_shifted(probs, top);
+        let total = sum(probs);
         *lse = top + total.ln();
         let norm = total.recip();
         for (c, out) in output.iter_mut().enumerate() {

@@ -54,38 +54,42 @@ pub fn max(xs: &[f32]) -> f32 {
     chunks.remainder().iter().fold(lanes, |m, &x| m.max(x))
 }
 
-/// Replaces every `x` by `e^(x − shift)` and returns their sum. Inputs at or below
-/// `shift − 87` (masked scores are `−∞`) become exactly 0.
+/// Replaces every `x` by `e^(x − shift)`. Inputs at or below `shift − 87` (masked scores are
+/// `−∞`) become exactly 0.
 #[inline(always)]
-pub fn exp_shifted(xs: &mut [f32], shift: f32) -> f32 {
+pub fn exp_shifted(xs: &mut [f32], shift: f32) {
+    for x in xs.iter_mut() {
+        *x = exp(*x - shift);
+    }
+}
+
+/// `Σ x`.
+#[inline(always)]
+pub fn sum(xs: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
-    let mut chunks = xs.chunks_exact_mut(LANES);
+    let mut chunks = xs.chunks_exact(LANES);
     for x in &mut chunks {
         for lane in 0..LANES {
-            x[lane] = exp(x[lane] - shift);
             acc[lane] += x[lane];
         }
     }
-    let mut total = acc.iter().sum::<f32>();
-    for x in chunks.into_remainder() {
-        *x = exp(*x - shift);
-        total += *x;
-    }
-    total
+    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
 }
 
-/// `e^x` for `x ≤ 0` without branches or library calls, so that loops over it vectorize:
-/// Cody–Waite reduction `x = n·ln2 + r` with `|r| ≤ ln2/2`, Cephes' degree-6 polynomial for
-/// `e^r` (relative error about 2e-7), and `2^n` built in the exponent bits. `x < −87` gives 0.
+/// `e^x` for `x ≤ 0` without branches, library calls or float-to-integer conversions, so
+/// that loops over it vectorize: Cody–Waite reduction `x = n·ln2 + r` with `|r| ≤ ln2/2`,
+/// Cephes' degree-6 polynomial for `e^r` (relative error about 2e-7), and `2^n` built in the
+/// exponent bits. `x < −87` gives 0; NaN stays NaN.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     const LOG2_E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding and subtracting 1.5·2²³ rounds to the nearest integer in plain float arithmetic.
+    // Adding 1.5·2²³ rounds to an integer, which then sits in the low mantissa bits.
     const ROUND: f32 = 12_582_912.0;
     let clamped = if x < -87.0 { -87.0 } else { x };
-    let n = (clamped * LOG2_E + ROUND) - ROUND;
+    let shifted = clamped * LOG2_E + ROUND;
+    let n = shifted - ROUND;
     let r = clamped - n * LN2_HI - n * LN2_LO;
     let poly = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2)
         * r
@@ -93,7 +97,8 @@ pub fn exp(x: f32) -> f32 {
         * r
         + 0.5;
     let e_r = poly * r * r + r + 1.0;
-    let two_n = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let n_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    let two_n = f32::from_bits(n_bits.wrapping_add(127) << 23);
     if x < -87.0 {
         0.0
     } else {
@@ -133,8 +138,8 @@ mod tests {
             assert_eq!(y[j], b[j] + 2.0 * a[j]);
         }
         let mut e = a.clone();
-        let sum = exp_shifted(&mut e, 0.5);
+        exp_shifted(&mut e, 0.5);
         let expected: f32 = a.iter().map(|x| (x - 0.5).exp()).sum();
-        assert!((sum - expected).abs() < 1e-5 * expected);
+        assert!((sum(&e) - expected).abs() < 1e-5 * expected);
     }
 }
