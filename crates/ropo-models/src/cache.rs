@@ -2,7 +2,7 @@
 
 use burn::tensor::{backend::Backend, Tensor};
 
-/// Per-layer keys and values of every token seen so far, each `[batch, kv_heads, len, head_dim]`
+/// Per-layer keys and values of every token seen so far, each `[batch, len, kv_heads, head_dim]`
 /// (keys already rotated). Shared by every family.
 #[derive(Debug, Clone)]
 pub struct KvCache<B: Backend> {
@@ -20,7 +20,7 @@ impl<B: Backend> KvCache<B> {
     /// How many token positions the cache holds.
     pub fn len(&self) -> usize {
         match self.layers.first() {
-            Some(Some((keys, _))) => keys.dims()[2],
+            Some(Some((keys, _))) => keys.dims()[1],
             _ => 0,
         }
     }
@@ -52,8 +52,8 @@ impl<B: Backend> KvCache<B> {
     ) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let joined = match self.layers[layer].take() {
             Some((keys, values)) => (
-                Tensor::cat(vec![keys, key], 2),
-                Tensor::cat(vec![values, value], 2),
+                Tensor::cat(vec![keys, key], 1),
+                Tensor::cat(vec![values, value], 1),
             ),
             None => (key, value),
         };

@@ -271,7 +271,7 @@ impl<B: AttentionBackend> GptNeoxAttention<B> {
         cache: Option<&mut KvCache<B>>,
         layer: usize,
     ) -> Tensor<B, 3> {
-        // `[batch, heads, seq, 3 * head_dim]`: each head's slice holds its q, k and v in turn.
+        // `[batch, seq, heads, 3 * head_dim]`: each head's slice holds its q, k and v in turn.
         let qkv = split_heads(self.query_key_value.forward(x), self.heads);
         let head_dim = qkv.dims()[3] / 3;
         let part = |i: usize| qkv.clone().narrow(3, i * head_dim, head_dim);

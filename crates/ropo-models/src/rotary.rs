@@ -87,7 +87,7 @@ pub struct Rotary {
     inv_freq: Vec<f64>,
 }
 
-/// cos/sin of every query position's angles, `[batch, 1, seq, rot]` each (both halves).
+/// cos/sin of every query position's angles, `[batch, seq, 1, rot]` each (both halves).
 #[derive(Debug, Clone)]
 pub struct RotaryAngles<B: Backend> {
     cos: Tensor<B, 4>,
@@ -129,7 +129,7 @@ impl Rotary {
             }
         }
         let tensor = |values: Vec<f32>| {
-            Tensor::from_data(TensorData::new(values, [batch, 1, seq, rot]), device)
+            Tensor::from_data(TensorData::new(values, [batch, seq, 1, rot]), device)
         };
         RotaryAngles {
             cos: tensor(cos),
@@ -139,7 +139,7 @@ impl Rotary {
 }
 
 impl<B: Backend> RotaryAngles<B> {
-    /// Rotates the first `rot` dimensions of every head of `x`: `[batch, heads, seq, head_dim]`
+    /// Rotates the first `rot` dimensions of every head of `x`: `[batch, seq, heads, head_dim]`
     /// -> same shape; the remaining `head_dim − rot` dimensions pass through (GPT-NeoX's
     /// partial rotary).
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {

@@ -84,14 +84,16 @@ fn random<const D: usize>(rng: &mut StdRng, shape: [usize; D]) -> Tensor<A, D> {
     Tensor::from_data(TensorData::new(values, shape), &Default::default())
 }
 
-/// Attention in plain operations: repeated kv heads, scores, `−∞` at blocked keys, softmax,
-/// weighted sum.
+/// Attention in plain operations on `[batch, seq, heads, head_dim]` inputs: heads first,
+/// repeated kv heads, scores, `−∞` at blocked keys, softmax, weighted sum, back to the input
+/// layout.
 fn plain_attention(
     q: Tensor<A, 4>,
     k: Tensor<A, 4>,
     v: Tensor<A, 4>,
     mask: &KeyMask,
 ) -> Tensor<A, 4> {
+    let [q, k, v] = [q, k, v].map(|t| t.swap_dims(1, 2));
     let [batch, heads, _, head_dim] = q.dims();
     let [_, kv_heads, keys, _] = k.dims();
     let repeat = |x: Tensor<A, 4>| {
@@ -101,7 +103,9 @@ fn plain_attention(
     };
     let scores = q.matmul(repeat(k).swap_dims(2, 3)) / (head_dim as f64).sqrt();
     let blocked = mask.tensor::<A>(heads, &Default::default());
-    softmax(scores.mask_fill(blocked, f32::NEG_INFINITY), 3).matmul(repeat(v))
+    softmax(scores.mask_fill(blocked, f32::NEG_INFINITY), 3)
+        .matmul(repeat(v))
+        .swap_dims(1, 2)
 }
 
 fn assert_close<const D: usize>(what: &str, got: Tensor<Flex, D>, want: Tensor<Flex, D>, tol: f32) {
@@ -143,13 +147,13 @@ fn fused_attention_and_its_gradients_equal_plain_attention() {
         let keys = case.keys();
         let q = random(
             &mut rng,
-            [case.batch, case.heads, case.queries, case.head_dim],
+            [case.batch, case.queries, case.heads, case.head_dim],
         );
-        let k = random(&mut rng, [case.batch, case.kv_heads, keys, case.head_dim]);
-        let v = random(&mut rng, [case.batch, case.kv_heads, keys, case.head_dim]);
+        let k = random(&mut rng, [case.batch, keys, case.kv_heads, case.head_dim]);
+        let v = random(&mut rng, [case.batch, keys, case.kv_heads, case.head_dim]);
         let weights = random(
             &mut rng,
-            [case.batch, case.heads, case.queries, case.head_dim],
+            [case.batch, case.queries, case.heads, case.head_dim],
         );
         let inputs = [&q, &k, &v, &weights];
         let fused = run(|q, k, v| A::masked_attention(q, k, v, &mask), inputs);
@@ -173,13 +177,13 @@ fn provided_attention_methods_equal_the_cpu_kernels() {
         let keys = case.keys();
         let q = random(
             &mut rng,
-            [case.batch, case.heads, case.queries, case.head_dim],
+            [case.batch, case.queries, case.heads, case.head_dim],
         );
-        let k = random(&mut rng, [case.batch, case.kv_heads, keys, case.head_dim]);
-        let v = random(&mut rng, [case.batch, case.kv_heads, keys, case.head_dim]);
+        let k = random(&mut rng, [case.batch, keys, case.kv_heads, case.head_dim]);
+        let v = random(&mut rng, [case.batch, keys, case.kv_heads, case.head_dim]);
         let grad = random(
             &mut rng,
-            [case.batch, case.heads, case.queries, case.head_dim],
+            [case.batch, case.queries, case.heads, case.head_dim],
         );
         let (out, lse) = A::masked_attention_with_lse(q.clone(), k.clone(), v.clone(), &mask);
         let (kernel_out, kernel_lse) = Flex::masked_attention_with_lse(

@@ -17,18 +17,19 @@ use burn::tensor::{
 use super::KeyMask;
 
 /// A burn backend with scaled dot-product attention (scale `1/√head_dim`) for every head
-/// layout ropo's models use: `query` `[batch, heads, queries, head_dim]`, `key` and `value`
-/// `[batch, kv_heads, keys, head_dim]`, where query head `h` reads kv head
-/// `h / (heads / kv_heads)` (grouped-query attention), and `mask` says which keys each query
-/// may see.
+/// layout ropo's models use, in the projections' layout: `query` `[batch, queries, heads,
+/// head_dim]`, `key` and `value` `[batch, keys, kv_heads, head_dim]`, where query head `h` reads
+/// kv head `h / (heads / kv_heads)` (grouped-query attention), and `mask` says which keys each
+/// query may see. The provided methods swap to burn's `[batch, heads, seq, head_dim]` and back.
 pub trait AttentionBackend: Backend {
-    /// The attention output, `[batch, heads, queries, head_dim]`.
+    /// The attention output, `[batch, queries, heads, head_dim]`.
     fn masked_attention(
         query: Tensor<Self, 4>,
         key: Tensor<Self, 4>,
         value: Tensor<Self, 4>,
         mask: &KeyMask,
     ) -> Tensor<Self, 4> {
+        let [query, key, value] = [query, key, value].map(|t| t.swap_dims(1, 2));
         let heads = query.dims()[1];
         let [_, queries, keys] = mask.dims();
         let plain_causal = mask.blocked_keys().is_none() && queries == keys;
@@ -46,9 +47,10 @@ pub trait AttentionBackend: Backend {
             None,
             options,
         )
+        .swap_dims(1, 2)
     }
 
-    /// The attention output, `[batch, heads, queries, head_dim]`, and the log-sum-exp of each
+    /// The attention output, `[batch, queries, heads, head_dim]`, and the log-sum-exp of each
     /// query's scaled scores, `[batch, heads, queries]`, which [`Self::masked_attention_backward`]
     /// uses to rebuild the probabilities.
     fn masked_attention_with_lse(
@@ -57,13 +59,14 @@ pub trait AttentionBackend: Backend {
         value: Tensor<Self, 4>,
         mask: &KeyMask,
     ) -> (Tensor<Self, 4>, Tensor<Self, 3>) {
+        let [query, key, value] = [query, key, value].map(|t| t.swap_dims(1, 2));
         let heads = query.dims()[1];
         let value = repeat_kv(value, heads);
         let scores = masked_scores(query, key, mask);
         let top = scores.clone().max_dim(3);
         let lse = top.clone() + (scores.clone() - top).exp().sum_dim(3).log();
         let probs = (scores - lse.clone()).exp();
-        (probs.matmul(value), lse.squeeze_dim(3))
+        (probs.matmul(value).swap_dims(1, 2), lse.squeeze_dim(3))
     }
 
     /// The gradients of `query`, `key` and `value` (shaped like them) from the gradient of the
@@ -78,6 +81,8 @@ pub trait AttentionBackend: Backend {
         grad: Tensor<Self, 4>,
         mask: &KeyMask,
     ) -> [Tensor<Self, 4>; 3] {
+        let [query, key, value, output, grad] =
+            [query, key, value, output, grad].map(|t| t.swap_dims(1, 2));
         let [_, heads, _, head_dim] = query.dims();
         let kv_heads = key.dims()[1];
         let scale = (head_dim as f64).sqrt().recip();
@@ -95,6 +100,7 @@ pub trait AttentionBackend: Backend {
             sum_groups(grad_key, kv_heads),
             sum_groups(grad_value, kv_heads),
         ]
+        .map(|t| t.swap_dims(1, 2))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Fused scaled dot-product attention on the CPU, forward and backward, over plain `f32`
-//! slices: one task per (batch row, head) spread over rayon's threads, keys past the causal
-//! limit never touched, grouped-query heads read in place, and no `[batch, heads, queries,
-//! keys]` tensor ever built. The backward recomputes each row's probabilities from the saved
+//! slices in the projections' `[batch, seq, heads, head_dim]` layout: one task per batch row
+//! spread over rayon's threads, keys past the causal limit never touched, grouped-query heads
+//! read in place, and no `[batch, heads, queries, keys]` tensor ever built. The backward recomputes each row's probabilities from the saved
 //! log-sum-exp (as FlashAttention does) instead of keeping them.
 
 use rayon::prelude::*;
@@ -40,11 +40,11 @@ impl Dims {
     }
 }
 
-/// Forward pass. `query`: `[batch, heads, queries, head_dim]`; `key`, `value`: `[batch,
-/// kv_heads, keys, head_dim]`; `blocked`: `[batch, queries, keys]` (`true` = the query must not
-/// see the key), on top of the causal limit. Returns the output `[batch, heads, queries,
-/// head_dim]` and each row's log-sum-exp of scaled scores `[batch, heads, queries]` (`−∞` for a
-/// row with no visible key, whose output is 0).
+/// Forward pass. `query`: `[batch, queries, heads, head_dim]`; `key`, `value`: `[batch, keys,
+/// kv_heads, head_dim]`; `blocked`: `[batch, queries, keys]` (`true` = the query must not see
+/// the key), on top of the causal limit. Returns the output `[batch, queries, heads, head_dim]`
+/// and each row's log-sum-exp of scaled scores `[batch, heads, queries]` (`−∞` for a row with
+/// no visible key, whose output is 0).
 pub fn forward(
     query: &[f32],
     key: &[f32],
@@ -59,22 +59,26 @@ pub fn forward(
         head_dim,
         ..
     } = dims;
-    let mut output = vec![0.0; batch * heads * queries * head_dim];
+    let mut output = vec![0.0; batch * queries * heads * head_dim];
     let mut lse = vec![0.0; batch * heads * queries];
     output
-        .par_chunks_mut(queries * head_dim)
-        .zip(lse.par_chunks_mut(queries))
+        .par_chunks_mut(queries * heads * head_dim)
+        .zip(lse.par_chunks_mut(heads * queries))
         .enumerate()
-        .for_each(|(task, (output, lse))| {
-            let (row, head) = (task / heads, task % heads);
-            let input = HeadInput::new(query, key, value, blocked, dims, row, head);
-            run_forward(&input, output, lse);
+        .for_each(|(row, (output, lse))| {
+            let input = RowInput::new(query, key, value, blocked, dims, row);
+            let mut head_output = vec![0.0; queries * head_dim];
+            for (head, lse) in lse.chunks_exact_mut(queries).enumerate() {
+                let head_input = input.head(head);
+                run_forward(&head_input, &mut head_output, lse);
+                scatter_head(&head_output, output, heads, head, head_dim);
+            }
         });
     (output, lse)
 }
 
 /// Backward pass: from the forward's inputs, its `output` and `lse`, and the gradient of the
-/// output `grad` (`[batch, heads, queries, head_dim]`), the gradients of query, key and value,
+/// output `grad` (`[batch, queries, heads, head_dim]`), the gradients of query, key and value,
 /// shaped like them.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
@@ -96,61 +100,61 @@ pub fn backward(
         head_dim,
     } = dims;
     let groups = dims.groups();
-    let mut grad_query = vec![0.0; batch * heads * queries * head_dim];
-    let mut grad_key = vec![0.0; batch * kv_heads * keys * head_dim];
-    let mut grad_value = vec![0.0; batch * kv_heads * keys * head_dim];
+    let row_len = queries * heads * head_dim;
+    let mut grad_query = vec![0.0; batch * row_len];
+    let mut grad_key = vec![0.0; batch * keys * kv_heads * head_dim];
+    let mut grad_value = vec![0.0; batch * keys * kv_heads * head_dim];
     grad_query
-        .par_chunks_mut(groups * queries * head_dim)
-        .zip(grad_key.par_chunks_mut(keys * head_dim))
-        .zip(grad_value.par_chunks_mut(keys * head_dim))
+        .par_chunks_mut(row_len)
+        .zip(grad_key.par_chunks_mut(keys * kv_heads * head_dim))
+        .zip(grad_value.par_chunks_mut(keys * kv_heads * head_dim))
         .enumerate()
-        .for_each(|(task, ((grad_query, grad_key), grad_value))| {
-            let (row, kv_head) = (task / kv_heads, task % kv_heads);
-            let mut key_acc = vec![0.0; keys * head_dim];
-            let mut value_acc = vec![0.0; keys * head_dim];
-            for member in 0..groups {
-                let head = kv_head * groups + member;
-                let input = HeadInput::new(query, key, value, blocked, dims, row, head);
-                let start = (row * heads + head) * queries;
-                let rows = start * head_dim..(start + queries) * head_dim;
-                let slot = member * queries * head_dim;
-                run_backward(
-                    &input,
-                    HeadGrads {
-                        output: &output[rows.clone()],
-                        lse: &lse[start..start + queries],
-                        grad: &grad[rows],
-                        grad_query: &mut grad_query[slot..slot + queries * head_dim],
-                        key_t: &mut key_acc,
-                        value_t: &mut value_acc,
-                    },
-                );
+        .for_each(|(row, ((grad_query, grad_key), grad_value))| {
+            let input = RowInput::new(query, key, value, blocked, dims, row);
+            let (output, grad) = (&output[row * row_len..], &grad[row * row_len..]);
+            let mut head_grad_query = vec![0.0; queries * head_dim];
+            for kv_head in 0..kv_heads {
+                let mut key_acc = vec![0.0; keys * head_dim];
+                let mut value_acc = vec![0.0; keys * head_dim];
+                for head in kv_head * groups..(kv_head + 1) * groups {
+                    let lse = &lse[(row * heads + head) * queries..][..queries];
+                    run_backward(
+                        &input.head(head),
+                        HeadGrads {
+                            output: &gather_head(output, queries, heads, head, head_dim),
+                            lse,
+                            grad: &gather_head(grad, queries, heads, head, head_dim),
+                            grad_query: &mut head_grad_query,
+                            key_t: &mut key_acc,
+                            value_t: &mut value_acc,
+                        },
+                    );
+                    scatter_head(&head_grad_query, grad_query, heads, head, head_dim);
+                }
+                scatter_transposed(&key_acc, grad_key, kv_heads, kv_head, head_dim);
+                scatter_transposed(&value_acc, grad_value, kv_heads, kv_head, head_dim);
             }
-            transpose_into(&key_acc, head_dim, keys, grad_key);
-            transpose_into(&value_acc, head_dim, keys, grad_value);
         });
     (grad_query, grad_key, grad_value)
 }
 
-/// One (batch row, head)'s slices, with its kv head's keys and values transposed to
-/// `[head_dim, keys]` so that every inner loop runs along the keys.
-struct HeadInput<'a> {
+/// One batch row's slices of the inputs.
+struct RowInput<'a> {
     query: &'a [f32],
-    key_t: Vec<f32>,
-    value_t: Vec<f32>,
+    key: &'a [f32],
+    value: &'a [f32],
     blocked: Option<&'a [bool]>,
     dims: Dims,
 }
 
-impl<'a> HeadInput<'a> {
+impl<'a> RowInput<'a> {
     fn new(
         query: &'a [f32],
-        key: &[f32],
-        value: &[f32],
+        key: &'a [f32],
+        value: &'a [f32],
         blocked: Option<&'a [bool]>,
         dims: Dims,
         row: usize,
-        head: usize,
     ) -> Self {
         let Dims {
             heads,
@@ -160,22 +164,48 @@ impl<'a> HeadInput<'a> {
             head_dim,
             ..
         } = dims;
-        let q_start = (row * heads + head) * queries * head_dim;
-        let kv_start = (row * kv_heads + head / dims.groups()) * keys * head_dim;
-        let kv = kv_start..kv_start + keys * head_dim;
-        let mut key_t = vec![0.0; keys * head_dim];
-        let mut value_t = vec![0.0; keys * head_dim];
-        transpose_into(&key[kv.clone()], keys, head_dim, &mut key_t);
-        transpose_into(&value[kv], keys, head_dim, &mut value_t);
+        let (q_len, kv_len) = (queries * heads * head_dim, keys * kv_heads * head_dim);
         Self {
-            query: &query[q_start..q_start + queries * head_dim],
-            key_t,
-            value_t,
+            query: &query[row * q_len..(row + 1) * q_len],
+            key: &key[row * kv_len..(row + 1) * kv_len],
+            value: &value[row * kv_len..(row + 1) * kv_len],
             blocked: blocked.map(|b| &b[row * queries * keys..(row + 1) * queries * keys]),
             dims,
         }
     }
 
+    /// Query head `head`'s inputs, laid out for the kernels.
+    fn head(&self, head: usize) -> HeadInput<'a> {
+        let Dims {
+            heads,
+            kv_heads,
+            queries,
+            keys,
+            head_dim,
+            ..
+        } = self.dims;
+        let kv_head = head / self.dims.groups();
+        HeadInput {
+            query: gather_head(self.query, queries, heads, head, head_dim),
+            key_t: transpose_head(self.key, keys, kv_heads, kv_head, head_dim),
+            value_t: transpose_head(self.value, keys, kv_heads, kv_head, head_dim),
+            blocked: self.blocked,
+            dims: self.dims,
+        }
+    }
+}
+
+/// One (batch row, head)'s query `[queries, head_dim]`, with its kv head's keys and values
+/// transposed to `[head_dim, keys]` so that every inner loop runs along the keys.
+struct HeadInput<'a> {
+    query: Vec<f32>,
+    key_t: Vec<f32>,
+    value_t: Vec<f32>,
+    blocked: Option<&'a [bool]>,
+    dims: Dims,
+}
+
+impl HeadInput<'_> {
     /// Writes query `i`'s scaled scores over its visible keys into `scores` (masked keys `−∞`)
     /// and returns how many keys that is.
     #[inline(always)]
@@ -308,11 +338,49 @@ fn backward_head(input: &HeadInput<'_>, grads: HeadGrads<'_>) {
     }
 }
 
-/// Writes the transpose of the row-major `[rows, cols]` matrix `from` into `to`.
-fn transpose_into(from: &[f32], rows: usize, cols: usize, to: &mut [f32]) {
-    for (r, row) in from.chunks_exact(cols).enumerate().take(rows) {
-        for (c, x) in row.iter().enumerate() {
-            to[c * rows + r] = *x;
+/// Head `head` of a `[seq, heads, head_dim]` row, as `[seq, head_dim]`.
+fn gather_head(row: &[f32], seq: usize, heads: usize, head: usize, head_dim: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(seq * head_dim);
+    for position in row.chunks_exact(heads * head_dim).take(seq) {
+        out.extend_from_slice(&position[head * head_dim..(head + 1) * head_dim]);
+    }
+    out
+}
+
+/// Head `head` of a `[seq, heads, head_dim]` row, transposed to `[head_dim, seq]`.
+fn transpose_head(row: &[f32], seq: usize, heads: usize, head: usize, head_dim: usize) -> Vec<f32> {
+    let mut out = vec![0.0; head_dim * seq];
+    for (j, position) in row.chunks_exact(heads * head_dim).take(seq).enumerate() {
+        for (c, x) in position[head * head_dim..(head + 1) * head_dim]
+            .iter()
+            .enumerate()
+        {
+            out[c * seq + j] = *x;
+        }
+    }
+    out
+}
+
+/// Writes `[seq, head_dim]` values into head `head` of a `[seq, heads, head_dim]` row.
+fn scatter_head(values: &[f32], row: &mut [f32], heads: usize, head: usize, head_dim: usize) {
+    for (position, values) in row
+        .chunks_exact_mut(heads * head_dim)
+        .zip(values.chunks_exact(head_dim))
+    {
+        position[head * head_dim..(head + 1) * head_dim].copy_from_slice(values);
+    }
+}
+
+/// Writes `[head_dim, seq]` values, transposed, into head `head` of a `[seq, heads, head_dim]`
+/// row.
+fn scatter_transposed(values: &[f32], row: &mut [f32], heads: usize, head: usize, head_dim: usize) {
+    let seq = values.len() / head_dim.max(1);
+    for (j, position) in row.chunks_exact_mut(heads * head_dim).enumerate() {
+        for (c, x) in position[head * head_dim..(head + 1) * head_dim]
+            .iter_mut()
+            .enumerate()
+        {
+            *x = values[c * seq + j];
         }
     }
 }

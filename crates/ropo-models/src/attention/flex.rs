@@ -34,15 +34,16 @@ impl AttentionBackend for Flex {
             mask.blocked_keys(),
             dims,
         );
-        let shape = [dims.batch, dims.heads, dims.queries];
+        let cpu::Dims {
+            batch,
+            heads,
+            queries,
+            head_dim,
+            ..
+        } = dims;
         (
-            tensor(
-                output,
-                [shape[0], shape[1], shape[2], dims.head_dim],
-                dtype,
-                &device,
-            ),
-            tensor(lse, shape, dtype, &device),
+            tensor(output, [batch, queries, heads, head_dim], dtype, &device),
+            tensor(lse, [batch, heads, queries], dtype, &device),
         )
     }
 
@@ -78,8 +79,8 @@ impl AttentionBackend for Flex {
 
 /// The kernel's sizes, checked against the mask.
 fn dims(query: &Tensor<Flex, 4>, key: &Tensor<Flex, 4>, mask: &KeyMask) -> cpu::Dims {
-    let [batch, heads, queries, head_dim] = query.dims();
-    let [_, kv_heads, keys, _] = key.dims();
+    let [batch, queries, heads, head_dim] = query.dims();
+    let [_, keys, kv_heads, _] = key.dims();
     assert_eq!(
         mask.dims(),
         [batch, queries, keys],
