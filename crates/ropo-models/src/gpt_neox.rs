@@ -164,7 +164,7 @@ impl GptNeoxConfig {
                 final_layer_norm: LayerNorm::new(d, eps, device),
             },
             embed_out: (!self.tie_word_embeddings).then(|| proj(d, self.vocab_size, false)),
-            rotary: Rotary::new(self.rotary_dims(), theta, scaling),
+            rotary: Rotary::new(self.rotary_dims(), self.head_width(), theta, scaling),
             config: self.clone(),
         }
     }

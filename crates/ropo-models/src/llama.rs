@@ -219,7 +219,7 @@ impl LlamaConfig {
                 norm: RmsNorm::new(d, self.rms_norm_eps, device),
             },
             lm_head: (!self.tie_word_embeddings).then(|| proj(d, self.vocab_size, false)),
-            rotary: Rotary::new(hd, theta, scaling),
+            rotary: Rotary::new(hd, hd, theta, scaling),
             config: self.clone(),
         }
     }

@@ -85,26 +85,31 @@ pub struct Llama3Scaling {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rotary {
     inv_freq: Vec<f64>,
+    head_dim: usize,
 }
 
-/// cos/sin of every query position's angles, `[batch, seq, 1, rot]` each (both halves).
+/// What rotating one forward's heads needs, built once per forward and shared by every layer:
+/// cos/sin of every query position's angles, `[batch, seq, 1, head_dim]` each (both halves of
+/// the rotated part; 1 and 0 over the dimensions that are not rotated), and the "rotate half"
+/// map as a `[head_dim, head_dim]` matrix of 0 and ±1.
 #[derive(Debug, Clone)]
 pub struct RotaryAngles<B: Backend> {
     cos: Tensor<B, 4>,
     sin: Tensor<B, 4>,
+    rotate_half: Tensor<B, 2>,
 }
 
 impl Rotary {
-    /// Frequencies for `rot` rotated dimensions per head (even), base `theta`, with optional
-    /// Llama-3 scaling.
-    pub fn new(rot: usize, theta: f64, scaling: Option<Llama3Scaling>) -> Self {
+    /// Frequencies for the first `rot` dimensions (even) of heads `head_dim` wide, base
+    /// `theta`, with optional Llama-3 scaling.
+    pub fn new(rot: usize, head_dim: usize, theta: f64, scaling: Option<Llama3Scaling>) -> Self {
         let inv_freq = (0..rot / 2)
             .map(|i| {
                 let freq = 1.0 / theta.powf((2 * i) as f64 / rot as f64);
                 scaling.map_or(freq, |s| s.scale(freq))
             })
             .collect();
-        Self { inv_freq }
+        Self { inv_freq, head_dim }
     }
 
     /// The angles at `positions` (`batch` rows of `seq` positions, row-major).
@@ -114,10 +119,10 @@ impl Rotary {
         batch: usize,
         device: &B::Device,
     ) -> RotaryAngles<B> {
-        let rot = self.inv_freq.len() * 2;
+        let (rot, head_dim) = (self.inv_freq.len() * 2, self.head_dim);
         let seq = positions.len() / batch.max(1);
-        let mut cos = Vec::with_capacity(positions.len() * rot);
-        let mut sin = Vec::with_capacity(positions.len() * rot);
+        let mut cos = Vec::with_capacity(positions.len() * head_dim);
+        let mut sin = Vec::with_capacity(positions.len() * head_dim);
         for &position in positions {
             for _half in 0..2 {
                 for freq in &self.inv_freq {
@@ -127,13 +132,26 @@ impl Rotary {
                     sin.push(angle.sin());
                 }
             }
+            cos.extend(std::iter::repeat_n(1.0, head_dim - rot));
+            sin.extend(std::iter::repeat_n(0.0, head_dim - rot));
         }
         let tensor = |values: Vec<f32>| {
-            Tensor::from_data(TensorData::new(values, [batch, seq, 1, rot]), device)
+            Tensor::from_data(TensorData::new(values, [batch, seq, 1, head_dim]), device)
         };
+        // (x · rotate_half)[i] = −x[i + rot/2] for i < rot/2, x[i − rot/2] for i < rot, else 0.
+        let half = rot / 2;
+        let mut rotate_half = vec![0.0f32; head_dim * head_dim];
+        for i in 0..half {
+            rotate_half[(i + half) * head_dim + i] = -1.0;
+            rotate_half[i * head_dim + i + half] = 1.0;
+        }
         RotaryAngles {
             cos: tensor(cos),
             sin: tensor(sin),
+            rotate_half: Tensor::from_data(
+                TensorData::new(rotate_half, [head_dim, head_dim]),
+                device,
+            ),
         }
     }
 }
@@ -141,21 +159,17 @@ impl Rotary {
 impl<B: Backend> RotaryAngles<B> {
     /// Rotates the first `rot` dimensions of every head of `x`: `[batch, seq, heads, head_dim]`
     /// -> same shape; the remaining `head_dim − rot` dimensions pass through (GPT-NeoX's
-    /// partial rotary).
+    /// partial rotary). `x·cos + rotate_half(x)·sin`, where `rotate_half` is one matrix
+    /// product: each of its outputs is one input times ±1, so the result is exact, and no
+    /// slice or concatenation of the head (strided copies, forward and backward) is needed.
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let head_dim = x.dims()[3];
-        let rot = self.cos.dims()[3];
-        let half = rot / 2;
-        let rotated = x.clone().narrow(3, 0, rot);
-        let first = rotated.clone().narrow(3, 0, half);
-        let second = rotated.clone().narrow(3, half, half);
-        let rotate_half = Tensor::cat(vec![second.neg(), first], 3);
-        let out = rotated * self.cos.clone() + rotate_half * self.sin.clone();
-        if rot == head_dim {
-            out
-        } else {
-            Tensor::cat(vec![out, x.narrow(3, rot, head_dim - rot)], 3)
-        }
+        let [batch, seq, heads, head_dim] = x.dims();
+        let turned = x
+            .clone()
+            .reshape([batch * seq * heads, head_dim])
+            .matmul(self.rotate_half.clone())
+            .reshape([batch, seq, heads, head_dim]);
+        x * self.cos.clone() + turned * self.sin.clone()
     }
 }
 
