@@ -227,9 +227,10 @@ impl<B: AttentionBackend> GptNeox<B> {
         mask: &AttentionMask<B>,
         mut cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
+        let heads = [self.config.num_attention_heads];
         let angles = self
             .rotary
-            .angles(mask.positions(), mask.batch(), &tokens.device());
+            .angles(mask.positions(), mask.batch(), &heads, &tokens.device());
         let mut x = self.gpt_neox.embed_in.forward(tokens);
         for (index, layer) in self.gpt_neox.layers.iter().enumerate() {
             let attn = layer.attention.forward(

@@ -285,9 +285,10 @@ impl<B: AttentionBackend> Llama<B> {
         mask: &AttentionMask<B>,
         mut cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
+        let heads = [self.config.num_attention_heads, self.config.kv_heads()];
         let angles = self
             .rotary
-            .angles(mask.positions(), mask.batch(), &tokens.device());
+            .angles(mask.positions(), mask.batch(), &heads, &tokens.device());
         let mut x = self.model.embed_tokens.forward(tokens);
         for (index, layer) in self.model.layers.iter().enumerate() {
             let attn = layer.self_attn.forward(

@@ -89,13 +89,14 @@ pub struct Rotary {
 }
 
 /// What rotating one forward's heads needs, built once per forward and shared by every layer:
-/// cos/sin of every query position's angles, `[batch, seq, 1, head_dim]` each (both halves of
-/// the rotated part; 1 and 0 over the dimensions that are not rotated), and the "rotate half"
+/// for each head count asked for, cos/sin of every query position's angles written out for
+/// every head, `[batch, seq, heads, head_dim]` each (both halves of the rotated part; 1 and 0
+/// over the dimensions that are not rotated), so that applying them multiplies tensors of one
+/// shape (burn's CPU backend copies element by element to broadcast); and the "rotate half"
 /// map as a `[head_dim, head_dim]` matrix of 0 and ±1.
 #[derive(Debug, Clone)]
 pub struct RotaryAngles<B: Backend> {
-    cos: Tensor<B, 4>,
-    sin: Tensor<B, 4>,
+    tables: Vec<(usize, Tensor<B, 4>, Tensor<B, 4>)>,
     rotate_half: Tensor<B, 2>,
 }
 
@@ -112,11 +113,13 @@ impl Rotary {
         Self { inv_freq, head_dim }
     }
 
-    /// The angles at `positions` (`batch` rows of `seq` positions, row-major).
+    /// The angles at `positions` (`batch` rows of `seq` positions, row-major), for heads
+    /// tensors with each of the `head_counts`.
     pub fn angles<B: Backend>(
         &self,
         positions: &[i64],
         batch: usize,
+        head_counts: &[usize],
         device: &B::Device,
     ) -> RotaryAngles<B> {
         let (rot, head_dim) = (self.inv_freq.len() * 2, self.head_dim);
@@ -135,8 +138,12 @@ impl Rotary {
             cos.extend(std::iter::repeat_n(1.0, head_dim - rot));
             sin.extend(std::iter::repeat_n(0.0, head_dim - rot));
         }
-        let tensor = |values: Vec<f32>| {
-            Tensor::from_data(TensorData::new(values, [batch, seq, 1, head_dim]), device)
+        let table = |values: &[f32], heads: usize| {
+            let data: Vec<f32> = values
+                .chunks_exact(head_dim)
+                .flat_map(|row| std::iter::repeat_n(row, heads).flatten().copied())
+                .collect();
+            Tensor::from_data(TensorData::new(data, [batch, seq, heads, head_dim]), device)
         };
         // (x · rotate_half)[i] = −x[i + rot/2] for i < rot/2, x[i − rot/2] for i < rot, else 0.
         let half = rot / 2;
@@ -145,9 +152,13 @@ impl Rotary {
             rotate_half[(i + half) * head_dim + i] = -1.0;
             rotate_half[i * head_dim + i + half] = 1.0;
         }
+        let mut counts = head_counts.to_vec();
+        counts.dedup();
         RotaryAngles {
-            cos: tensor(cos),
-            sin: tensor(sin),
+            tables: counts
+                .into_iter()
+                .map(|heads| (heads, table(&cos, heads), table(&sin, heads)))
+                .collect(),
             rotate_half: Tensor::from_data(
                 TensorData::new(rotate_half, [head_dim, head_dim]),
                 device,
@@ -162,14 +173,22 @@ impl<B: Backend> RotaryAngles<B> {
     /// partial rotary). `x·cos + rotate_half(x)·sin`, where `rotate_half` is one matrix
     /// product: each of its outputs is one input times ±1, so the result is exact, and no
     /// slice or concatenation of the head (strided copies, forward and backward) is needed.
+    ///
+    /// # Panics
+    /// If the angles were not built for `x`'s number of heads (a bug in the model code).
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [batch, seq, heads, head_dim] = x.dims();
+        let (_, cos, sin) = self
+            .tables
+            .iter()
+            .find(|(count, _, _)| *count == heads)
+            .expect("rotary angles built for this head count");
         let turned = x
             .clone()
             .reshape([batch * seq * heads, head_dim])
             .matmul(self.rotate_half.clone())
             .reshape([batch, seq, heads, head_dim]);
-        x * self.cos.clone() + turned * self.sin.clone()
+        x * cos.clone() + turned * sin.clone()
     }
 }
 
