@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use super::lanes::{axpy, dot, exp_shifted, max, sum};
+use super::lanes::{add_outer, dot, dots, exp_shifted, max, rows_times, sum, LANES, ROWS};
 
 /// The sizes of one attention call. Query heads `h·groups .. (h+1)·groups` read kv head `h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +37,17 @@ impl Dims {
 
     fn scale(&self) -> f32 {
         (self.head_dim as f32).sqrt().recip()
+    }
+
+    /// Keys rounded up to whole lanes: the row length of every `[head_dim, keys]` buffer, so
+    /// that the kernels' loops run over whole 8-wide tiles (the padding holds zeros).
+    fn key_stride(&self) -> usize {
+        self.keys.next_multiple_of(LANES)
+    }
+
+    /// The keys the rows `first .. first + rows` need between them, in whole tiles.
+    fn block_width(&self, first: usize, rows: usize) -> usize {
+        self.visible(first + rows - 1).next_multiple_of(LANES)
     }
 }
 
@@ -114,8 +125,8 @@ pub fn backward(
             let (output, grad) = (&output[row * row_len..], &grad[row * row_len..]);
             let mut head_grad_query = vec![0.0; queries * head_dim];
             for kv_head in 0..kv_heads {
-                let mut key_acc = vec![0.0; keys * head_dim];
-                let mut value_acc = vec![0.0; keys * head_dim];
+                let mut key_acc = vec![0.0; dims.key_stride() * head_dim];
+                let mut value_acc = vec![0.0; dims.key_stride() * head_dim];
                 for head in kv_head * groups..(kv_head + 1) * groups {
                     let lse = &lse[(row * heads + head) * queries..][..queries];
                     run_backward(
@@ -131,8 +142,9 @@ pub fn backward(
                     );
                     scatter_head(&head_grad_query, grad_query, heads, head, head_dim);
                 }
-                scatter_transposed(&key_acc, grad_key, kv_heads, kv_head, head_dim);
-                scatter_transposed(&value_acc, grad_value, kv_heads, kv_head, head_dim);
+                let stride = dims.key_stride();
+                scatter_transposed(&key_acc, stride, grad_key, kv_heads, kv_head, head_dim);
+                scatter_transposed(&value_acc, stride, grad_value, kv_heads, kv_head, head_dim);
             }
         });
     (grad_query, grad_key, grad_value)
@@ -187,8 +199,22 @@ impl<'a> RowInput<'a> {
         let kv_head = head / self.dims.groups();
         HeadInput {
             query: gather_head(self.query, queries, heads, head, head_dim),
-            key_t: transpose_head(self.key, keys, kv_heads, kv_head, head_dim),
-            value_t: transpose_head(self.value, keys, kv_heads, kv_head, head_dim),
+            key_t: transpose_head(
+                self.key,
+                keys,
+                self.dims.key_stride(),
+                kv_heads,
+                kv_head,
+                head_dim,
+            ),
+            value_t: transpose_head(
+                self.value,
+                keys,
+                self.dims.key_stride(),
+                kv_heads,
+                kv_head,
+                head_dim,
+            ),
             blocked: self.blocked,
             dims: self.dims,
         }
@@ -196,7 +222,7 @@ impl<'a> RowInput<'a> {
 }
 
 /// One (batch row, head)'s query `[queries, head_dim]`, with its kv head's keys and values
-/// transposed to `[head_dim, keys]` so that every inner loop runs along the keys.
+/// transposed to `[head_dim, key_stride]` so that every inner loop runs along the keys.
 struct HeadInput<'a> {
     query: Vec<f32>,
     key_t: Vec<f32>,
@@ -206,29 +232,40 @@ struct HeadInput<'a> {
 }
 
 impl HeadInput<'_> {
-    /// Writes query `i`'s scaled scores over its visible keys into `scores` (masked keys `−∞`)
-    /// and returns how many keys that is.
+    /// The `ROWS` query rows from `first` (zero rows past the last query), each `head_dim`
+    /// wide, times `factor`.
     #[inline(always)]
-    fn scores(&self, i: usize, scores: &mut [f32]) -> usize {
+    fn query_rows(&self, first: usize, factor: f32) -> Vec<f32> {
+        block_rows(
+            &self.query,
+            first,
+            self.dims.queries,
+            self.dims.head_dim,
+            factor,
+        )
+    }
+
+    /// Writes the scaled scores of the `rows` queries from `first` over `width` keys into
+    /// `scores` (`ROWS` rows of `key_stride`), with `−∞` wherever a query may not see a key.
+    #[inline(always)]
+    fn block_scores(&self, first: usize, rows: usize, width: usize, scores: &mut [f32]) {
         let Dims { keys, head_dim, .. } = self.dims;
-        let visible = self.dims.visible(i);
-        let scores = &mut scores[..visible];
-        scores.fill(0.0);
-        let scale = self.dims.scale();
-        for (c, q) in self.query[i * head_dim..(i + 1) * head_dim]
-            .iter()
-            .enumerate()
-        {
-            axpy(q * scale, &self.key_t[c * keys..c * keys + visible], scores);
-        }
-        if let Some(blocked) = self.blocked {
-            for (score, blocked) in scores.iter_mut().zip(&blocked[i * keys..]) {
-                if *blocked {
-                    *score = f32::NEG_INFINITY;
+        let stride = self.dims.key_stride();
+        let query = self.query_rows(first, self.dims.scale());
+        rows_times(&query, head_dim, &self.key_t, stride, width, scores);
+        for r in 0..rows {
+            let i = first + r;
+            let row = &mut scores[r * stride..r * stride + width];
+            let visible = self.dims.visible(i);
+            row[visible..].fill(f32::NEG_INFINITY);
+            if let Some(blocked) = self.blocked {
+                for (score, blocked) in row.iter_mut().zip(&blocked[i * keys..(i + 1) * keys]) {
+                    if *blocked {
+                        *score = f32::NEG_INFINITY;
+                    }
                 }
             }
         }
-        visible
     }
 }
 
@@ -276,66 +313,116 @@ unsafe fn backward_head_avx2(input: &HeadInput<'_>, grads: HeadGrads<'_>) {
     backward_head(input, grads)
 }
 
-/// One head's forward: for each query, scores → softmax → weighted sum of values.
+/// One head's forward, `ROWS` queries at a time: scores → softmax → weighted sum of values.
 #[inline(always)]
 fn forward_head(input: &HeadInput<'_>, output: &mut [f32], lse: &mut [f32]) {
-    let Dims { keys, head_dim, .. } = input.dims;
-    let mut scores = vec![0.0; keys];
-    for (i, (output, lse)) in output.chunks_exact_mut(head_dim).zip(lse).enumerate() {
-        let visible = input.scores(i, &mut scores);
-        let probs = &mut scores[..visible];
-        let top = max(probs);
-        if top == f32::NEG_INFINITY {
-            output.fill(0.0);
-            *lse = f32::NEG_INFINITY;
-            continue;
+    let Dims {
+        queries, head_dim, ..
+    } = input.dims;
+    let stride = input.dims.key_stride();
+    let mut probs = vec![0.0; ROWS * stride];
+    for first in (0..queries).step_by(ROWS) {
+        let rows = ROWS.min(queries - first);
+        let width = input.dims.block_width(first, rows);
+        input.block_scores(first, rows, width, &mut probs);
+        let mut norm = [0.0f32; ROWS];
+        for r in 0..ROWS {
+            let row = &mut probs[r * stride..r * stride + width];
+            let top = if r < rows {
+                max(row)
+            } else {
+                f32::NEG_INFINITY
+            };
+            if top == f32::NEG_INFINITY {
+                row.fill(0.0);
+                if r < rows {
+                    lse[first + r] = f32::NEG_INFINITY;
+                }
+                continue;
+            }
+            exp_shifted(row, top);
+            let total = sum(row);
+            lse[first + r] = top + total.ln();
+            norm[r] = total.recip();
         }
-        exp_shifted(probs, top);
-        let total = sum(probs);
-        *lse = top + total.ln();
-        let norm = total.recip();
-        for (c, out) in output.iter_mut().enumerate() {
-            *out = dot(probs, &input.value_t[c * keys..c * keys + visible]) * norm;
+        for c in 0..head_dim {
+            let values = &input.value_t[c * stride..c * stride + width];
+            let weighted = dots(&probs, stride, values);
+            for r in 0..rows {
+                output[(first + r) * head_dim + c] = weighted[r] * norm[r];
+            }
         }
     }
 }
 
-/// One head's backward, for each query `i` with probabilities `p = softmax(s)`:
+/// One head's backward, `ROWS` queries at a time, with probabilities `p = softmax(s)`:
 /// `dV += pᵀ·dO`, `dp = dO·Vᵀ`, `ds = p ∘ (dp − dO·O)`, `dQ = scale·ds·K`, `dK += scale·dsᵀ·Q`.
 #[inline(always)]
 fn backward_head(input: &HeadInput<'_>, grads: HeadGrads<'_>) {
-    let Dims { keys, head_dim, .. } = input.dims;
+    let Dims {
+        queries, head_dim, ..
+    } = input.dims;
+    let stride = input.dims.key_stride();
     let scale = input.dims.scale();
-    let mut probs = vec![0.0; keys];
-    let mut dscores = vec![0.0; keys];
-    for i in 0..input.dims.queries {
-        let lse = grads.lse[i];
-        if lse == f32::NEG_INFINITY {
-            continue;
+    let mut probs = vec![0.0; ROWS * stride];
+    let mut dscores = vec![0.0; ROWS * stride];
+    for first in (0..queries).step_by(ROWS) {
+        let rows = ROWS.min(queries - first);
+        let width = input.dims.block_width(first, rows);
+        input.block_scores(first, rows, width, &mut probs);
+        for r in 0..ROWS {
+            let row = &mut probs[r * stride..r * stride + width];
+            match grads.lse.get(first + r) {
+                Some(&lse) if r < rows && lse != f32::NEG_INFINITY => exp_shifted(row, lse),
+                _ => row.fill(0.0),
+            }
         }
-        let visible = input.scores(i, &mut probs);
-        let probs = &mut probs[..visible];
-        exp_shifted(probs, lse);
-        let row = i * head_dim..(i + 1) * head_dim;
-        let grad = &grads.grad[row.clone()];
-        let dscores = &mut dscores[..visible];
-        dscores.fill(0.0);
-        for (c, g) in grad.iter().enumerate() {
-            let cols = c * keys..c * keys + visible;
-            axpy(*g, &input.value_t[cols.clone()], dscores);
-            axpy(*g, probs, &mut grads.value_t[cols]);
+        let grad = block_rows(grads.grad, first, queries, head_dim, 1.0);
+        rows_times(&grad, head_dim, &input.value_t, stride, width, &mut dscores);
+        add_outer(&grad, head_dim, &probs, stride, width, grads.value_t);
+        for r in 0..rows {
+            let at = (first + r) * head_dim;
+            let centre = dot(
+                &grad[r * head_dim..(r + 1) * head_dim],
+                &grads.output[at..at + head_dim],
+            );
+            let row = r * stride..r * stride + width;
+            for (ds, p) in dscores[row.clone()].iter_mut().zip(&probs[row]) {
+                *ds = p * (*ds - centre) * scale;
+            }
         }
-        let centre = dot(grad, &grads.output[row.clone()]);
-        for (ds, p) in dscores.iter_mut().zip(probs.iter()) {
-            *ds = p * (*ds - centre) * scale;
+        for r in rows..ROWS {
+            dscores[r * stride..r * stride + width].fill(0.0);
         }
-        let query = &input.query[row.clone()];
-        for (c, (dq, q)) in grads.grad_query[row].iter_mut().zip(query).enumerate() {
-            let cols = c * keys..c * keys + visible;
-            *dq = dot(dscores, &input.key_t[cols.clone()]);
-            axpy(*q, dscores, &mut grads.key_t[cols]);
+        for c in 0..head_dim {
+            let keys = &input.key_t[c * stride..c * stride + width];
+            for (r, dq) in dots(&dscores, stride, keys)
+                .into_iter()
+                .take(rows)
+                .enumerate()
+            {
+                grads.grad_query[(first + r) * head_dim + c] = dq;
+            }
+        }
+        let query = input.query_rows(first, 1.0);
+        add_outer(&query, head_dim, &dscores, stride, width, grads.key_t);
+    }
+}
+
+/// `ROWS` rows of `[rows, width]` row-major `values` from `first`, times `factor`, with zero
+/// rows past the end.
+fn block_rows(values: &[f32], first: usize, rows: usize, width: usize, factor: f32) -> Vec<f32> {
+    let mut block = vec![0.0; ROWS * width];
+    let last = (first + ROWS).min(rows);
+    for (to, from) in block
+        .chunks_exact_mut(width)
+        .zip(values[first * width..last * width].chunks_exact(width))
+    {
+        for (t, f) in to.iter_mut().zip(from) {
+            *t = f * factor;
         }
     }
+    block
 }
 
 /// Head `head` of a `[seq, heads, head_dim]` row, as `[seq, head_dim]`.
@@ -347,15 +434,23 @@ fn gather_head(row: &[f32], seq: usize, heads: usize, head: usize, head_dim: usi
     out
 }
 
-/// Head `head` of a `[seq, heads, head_dim]` row, transposed to `[head_dim, seq]`.
-fn transpose_head(row: &[f32], seq: usize, heads: usize, head: usize, head_dim: usize) -> Vec<f32> {
-    let mut out = vec![0.0; head_dim * seq];
+/// Head `head` of a `[seq, heads, head_dim]` row, transposed to `[head_dim, stride]` (zeros
+/// past `seq`).
+fn transpose_head(
+    row: &[f32],
+    seq: usize,
+    stride: usize,
+    heads: usize,
+    head: usize,
+    head_dim: usize,
+) -> Vec<f32> {
+    let mut out = vec![0.0; head_dim * stride];
     for (j, position) in row.chunks_exact(heads * head_dim).take(seq).enumerate() {
         for (c, x) in position[head * head_dim..(head + 1) * head_dim]
             .iter()
             .enumerate()
         {
-            out[c * seq + j] = *x;
+            out[c * stride + j] = *x;
         }
     }
     out
@@ -371,16 +466,22 @@ fn scatter_head(values: &[f32], row: &mut [f32], heads: usize, head: usize, head
     }
 }
 
-/// Writes `[head_dim, seq]` values, transposed, into head `head` of a `[seq, heads, head_dim]`
-/// row.
-fn scatter_transposed(values: &[f32], row: &mut [f32], heads: usize, head: usize, head_dim: usize) {
-    let seq = values.len() / head_dim.max(1);
+/// Writes `[head_dim, stride]` values, transposed, into head `head` of a `[seq, heads,
+/// head_dim]` row.
+fn scatter_transposed(
+    values: &[f32],
+    stride: usize,
+    row: &mut [f32],
+    heads: usize,
+    head: usize,
+    head_dim: usize,
+) {
     for (j, position) in row.chunks_exact_mut(heads * head_dim).enumerate() {
         for (c, x) in position[head * head_dim..(head + 1) * head_dim]
             .iter_mut()
             .enumerate()
         {
-            *x = values[c * seq + j];
+            *x = values[c * stride + j];
         }
     }
 }

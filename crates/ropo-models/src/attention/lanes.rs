@@ -4,7 +4,10 @@
 //! kernel it is inlined into (AVX2 + FMA where the CPU has them).
 
 /// Lanes per accumulator: one AVX2 register of `f32`.
-const LANES: usize = 8;
+pub const LANES: usize = 8;
+
+/// Rows processed together by the block loops, so each value loaded serves four rows.
+pub const ROWS: usize = 4;
 
 /// `Σ a[j]·b[j]` over the shorter of the two slices.
 #[inline(always)]
@@ -28,11 +31,58 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// `y[j] += alpha·x[j]` over the shorter of the two slices.
+/// `out[r][j] = Σ_c x[r][c]·m[c][j]` for the `ROWS` rows of `x` (each `cols` wide) and
+/// `j < width` (a multiple of `LANES`); `m` and `out` have rows `stride` apart. Each tile of
+/// `ROWS × LANES` results stays in registers while the `cols` products add up.
 #[inline(always)]
-pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += alpha * x;
+pub fn rows_times(x: &[f32], cols: usize, m: &[f32], stride: usize, width: usize, out: &mut [f32]) {
+    for tile in (0..width).step_by(LANES) {
+        let mut acc = [[0.0f32; LANES]; ROWS];
+        for c in 0..cols {
+            let m_tile: &[f32; LANES] = m[c * stride + tile..][..LANES]
+                .try_into()
+                .expect("a whole tile");
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let factor = x[r * cols + c];
+                for lane in 0..LANES {
+                    acc[lane] += factor * m_tile[lane];
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            out[r * stride + tile..][..LANES].copy_from_slice(acc);
+        }
+    }
+}
+
+/// `Σ_j a[r][j]·b[j]` for the `ROWS` rows of `a` (rows `stride` apart) over `b`'s length (a
+/// multiple of `LANES`).
+#[inline(always)]
+pub fn dots(a: &[f32], stride: usize, b: &[f32]) -> [f32; ROWS] {
+    let mut acc = [[0.0f32; LANES]; ROWS];
+    for (tile, b_tile) in b.chunks_exact(LANES).enumerate() {
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let a_tile = &a[r * stride + tile * LANES..][..LANES];
+            for lane in 0..LANES {
+                acc[lane] += a_tile[lane] * b_tile[lane];
+            }
+        }
+    }
+    acc.map(|lanes| lanes.iter().sum())
+}
+
+/// `m[c][j] += Σ_r x[r][c]·y[r][j]` for `c < cols` and `j < width`: `x` is `ROWS` rows of
+/// `cols`, `y` `ROWS` rows and `m` `cols` rows, both `stride` apart.
+#[inline(always)]
+pub fn add_outer(x: &[f32], cols: usize, y: &[f32], stride: usize, width: usize, m: &mut [f32]) {
+    let [y0, y1, y2, y3]: [&[f32]; ROWS] =
+        std::array::from_fn(|r| &y[r * stride..r * stride + width]);
+    for c in 0..cols {
+        let [x0, x1, x2, x3]: [f32; ROWS] = std::array::from_fn(|r| x[r * cols + c]);
+        let row = &mut m[c * stride..c * stride + width];
+        for ((((m, a), b), d), e) in row.iter_mut().zip(y0).zip(y1).zip(y2).zip(y3) {
+            *m += x0 * a + x1 * b + x2 * d + x3 * e;
+        }
     }
 }
 
@@ -132,10 +182,27 @@ mod tests {
         let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
         assert!((dot(&a, &b) - plain).abs() < 1e-5);
         assert_eq!(max(&a), a.iter().cloned().fold(f32::NEG_INFINITY, f32::max));
-        let mut y = b.clone();
-        axpy(2.0, &a, &mut y);
-        for j in 0..37 {
-            assert_eq!(y[j], b[j] + 2.0 * a[j]);
+        let (stride, width) = (40, 32);
+        let x: Vec<f32> = (0..ROWS * 3).map(|i| i as f32 * 0.5 - 2.0).collect();
+        let m: Vec<f32> = (0..3 * stride).map(|i| (i as f32 * 0.3).cos()).collect();
+        let mut out = vec![0.0; ROWS * stride];
+        rows_times(&x, 3, &m, stride, width, &mut out);
+        let mut acc = vec![0.0; 3 * stride];
+        add_outer(&x, 3, &out, stride, width, &mut acc);
+        let row_dots = dots(&out, stride, &m[..width]);
+        for r in 0..ROWS {
+            for j in 0..width {
+                let want: f32 = (0..3).map(|c| x[r * 3 + c] * m[c * stride + j]).sum();
+                assert!((out[r * stride + j] - want).abs() < 1e-5);
+            }
+            let want: f32 = (0..width).map(|j| out[r * stride + j] * m[j]).sum();
+            assert!((row_dots[r] - want).abs() < 1e-4 * want.abs().max(1.0));
+        }
+        for c in 0..3 {
+            for j in 0..width {
+                let want: f32 = (0..ROWS).map(|r| x[r * 3 + c] * out[r * stride + j]).sum();
+                assert!((acc[c * stride + j] - want).abs() < 1e-4 * want.abs().max(1.0));
+            }
         }
         let mut e = a.clone();
         exp_shifted(&mut e, 0.5);
