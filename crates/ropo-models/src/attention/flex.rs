@@ -3,7 +3,10 @@
 //! cores busy.
 
 use burn::{
-    backend::{flex::FlexDevice, Flex},
+    backend::{
+        flex::{FlexDevice, FlexTensor},
+        Flex,
+    },
     tensor::{DType, Tensor, TensorData},
 };
 
@@ -28,9 +31,9 @@ impl AttentionBackend for Flex {
         let dims = dims(&query, &key, mask);
         let (dtype, device) = (query.dtype(), query.device());
         let (output, lse) = cpu::forward(
-            &host(query),
-            &host(key),
-            &host(value),
+            host(query).storage(),
+            host(key).storage(),
+            host(value).storage(),
             mask.blocked_keys(),
             dims,
         );
@@ -60,12 +63,12 @@ impl AttentionBackend for Flex {
         let (dtype, device) = (query.dtype(), query.device());
         let (q_shape, kv_shape) = (query.dims(), key.dims());
         let (grad_query, grad_key, grad_value) = cpu::backward(
-            &host(query),
-            &host(key),
-            &host(value),
-            &host(output),
-            &host(lse),
-            &host(grad),
+            host(query).storage(),
+            host(key).storage(),
+            host(value).storage(),
+            host(output).storage(),
+            host(lse).storage(),
+            host(grad).storage(),
             mask.blocked_keys(),
             dims,
         );
@@ -101,13 +104,15 @@ fn dims(query: &Tensor<Flex, 4>, key: &Tensor<Flex, 4>, mask: &KeyMask) -> cpu::
     }
 }
 
-/// The tensor's elements as row-major `f32`.
-fn host<const D: usize>(tensor: Tensor<Flex, D>) -> Vec<f32> {
-    tensor
-        .into_data()
-        .convert::<f32>()
-        .into_vec()
-        .expect("converted to f32")
+/// The tensor as contiguous `f32` storage, read in place: shared, not copied, when it is
+/// already `f32` and contiguous (autodiff keeps its own handle on the same buffer).
+fn host<const D: usize>(tensor: Tensor<Flex, D>) -> FlexTensor {
+    let tensor = if tensor.dtype() == DType::F32 {
+        tensor
+    } else {
+        tensor.cast(DType::F32)
+    };
+    tensor.into_primitive().tensor().to_contiguous()
 }
 
 /// A tensor of `dtype` from row-major `f32` elements.
