@@ -1,8 +1,9 @@
 //! Fused scaled dot-product attention on the CPU, forward and backward, over plain `f32`
 //! slices in the projections' `[batch, seq, heads, head_dim]` layout: one task per batch row
 //! spread over rayon's threads, keys past the causal limit never touched, grouped-query heads
-//! read in place, and no `[batch, heads, queries, keys]` tensor ever built. The backward recomputes each row's probabilities from the saved
-//! log-sum-exp (as FlashAttention does) instead of keeping them.
+//! read in place, and no `[batch, heads, queries, keys]` tensor ever built. The backward
+//! recomputes each row's probabilities from the saved log-sum-exp (as FlashAttention does)
+//! instead of keeping them.
 
 use rayon::prelude::*;
 
@@ -39,8 +40,9 @@ impl Dims {
         (self.head_dim as f32).sqrt().recip()
     }
 
-    /// Keys rounded up to whole lanes: the row length of every `[head_dim, keys]` buffer, so
-    /// that the kernels' loops run over whole 8-wide tiles (the padding holds zeros).
+    /// Keys rounded up to whole lanes: the row length of every transposed `[head_dim,
+    /// key_stride]` buffer, so that the kernels' loops run over whole 8-wide tiles (the padding
+    /// holds zeros).
     fn key_stride(&self) -> usize {
         self.keys.next_multiple_of(LANES)
     }
@@ -271,7 +273,8 @@ impl HeadInput<'_> {
 
 /// The parts of one head's backward that are not inputs of the forward: `[queries, head_dim]`
 /// slices of output, upstream gradient and query gradient; `lse` `[queries]`; and key and
-/// value gradients accumulated transposed, `[head_dim, keys]`, across the heads of a group.
+/// value gradients accumulated transposed, `[head_dim, key_stride]`, across the heads of a
+/// group.
 struct HeadGrads<'a> {
     output: &'a [f32],
     lse: &'a [f32],
