@@ -55,7 +55,9 @@ impl Dims {
 
 /// Forward pass. `query`: `[batch, queries, heads, head_dim]`; `key`, `value`: `[batch, keys,
 /// kv_heads, head_dim]`; `blocked`: `[batch, queries, keys]` (`true` = the query must not see
-/// the key), on top of the causal limit. Returns the output `[batch, queries, heads, head_dim]`
+/// the key), on top of the causal limit; `alone`: `[batch, queries]`, the queries `blocked`
+/// leaves nothing but themselves (padding rows, whose output is their own value, computed
+/// without the score loops). Returns the output `[batch, queries, heads, head_dim]`
 /// and each row's log-sum-exp of scaled scores `[batch, heads, queries]` (`−∞` for a row with
 /// no visible key, whose output is 0).
 pub fn forward(
@@ -63,6 +65,7 @@ pub fn forward(
     key: &[f32],
     value: &[f32],
     blocked: Option<&[bool]>,
+    alone: Option<&[bool]>,
     dims: Dims,
 ) -> (Vec<f32>, Vec<f32>) {
     let Dims {
@@ -79,7 +82,7 @@ pub fn forward(
         .zip(lse.par_chunks_mut(heads * queries))
         .enumerate()
         .for_each(|(row, (output, lse))| {
-            let input = RowInput::new(query, key, value, blocked, dims, row);
+            let input = RowInput::new(query, key, value, (blocked, alone), dims, row);
             let mut head_output = vec![0.0; queries * head_dim];
             for (head, lse) in lse.chunks_exact_mut(queries).enumerate() {
                 let head_input = input.head(head);
@@ -102,6 +105,7 @@ pub fn backward(
     lse: &[f32],
     grad: &[f32],
     blocked: Option<&[bool]>,
+    alone: Option<&[bool]>,
     dims: Dims,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let Dims {
@@ -123,7 +127,7 @@ pub fn backward(
         .zip(grad_value.par_chunks_mut(keys * kv_heads * head_dim))
         .enumerate()
         .for_each(|(row, ((grad_query, grad_key), grad_value))| {
-            let input = RowInput::new(query, key, value, blocked, dims, row);
+            let input = RowInput::new(query, key, value, (blocked, alone), dims, row);
             let (output, grad) = (&output[row * row_len..], &grad[row * row_len..]);
             let mut head_grad_query = vec![0.0; queries * head_dim];
             for kv_head in 0..kv_heads {
@@ -158,6 +162,7 @@ struct RowInput<'a> {
     key: &'a [f32],
     value: &'a [f32],
     blocked: Option<&'a [bool]>,
+    alone: Option<&'a [bool]>,
     dims: Dims,
 }
 
@@ -166,7 +171,7 @@ impl<'a> RowInput<'a> {
         query: &'a [f32],
         key: &'a [f32],
         value: &'a [f32],
-        blocked: Option<&'a [bool]>,
+        (blocked, alone): (Option<&'a [bool]>, Option<&'a [bool]>),
         dims: Dims,
         row: usize,
     ) -> Self {
@@ -184,6 +189,7 @@ impl<'a> RowInput<'a> {
             key: &key[row * kv_len..(row + 1) * kv_len],
             value: &value[row * kv_len..(row + 1) * kv_len],
             blocked: blocked.map(|b| &b[row * queries * keys..(row + 1) * queries * keys]),
+            alone: alone.map(|a| &a[row * queries..(row + 1) * queries]),
             dims,
         }
     }
@@ -218,6 +224,7 @@ impl<'a> RowInput<'a> {
                 head_dim,
             ),
             blocked: self.blocked,
+            alone: self.alone,
             dims: self.dims,
         }
     }
@@ -230,10 +237,24 @@ struct HeadInput<'a> {
     key_t: Vec<f32>,
     value_t: Vec<f32>,
     blocked: Option<&'a [bool]>,
+    alone: Option<&'a [bool]>,
     dims: Dims,
 }
 
 impl HeadInput<'_> {
+    /// Whether every one of the `rows` queries from `first` sees only itself.
+    #[inline(always)]
+    fn all_alone(&self, first: usize, rows: usize) -> bool {
+        self.alone
+            .is_some_and(|alone| alone[first..first + rows].iter().all(|a| *a))
+    }
+
+    /// The key query `i` sits at.
+    #[inline(always)]
+    fn own_key(&self, i: usize) -> usize {
+        self.dims.keys - self.dims.queries + i
+    }
+
     /// The `ROWS` query rows from `first` (zero rows past the last query), each `head_dim`
     /// wide, times `factor`.
     #[inline(always)]
@@ -326,6 +347,24 @@ fn forward_head(input: &HeadInput<'_>, output: &mut [f32], lse: &mut [f32]) {
     let mut probs = vec![0.0; ROWS * stride];
     for first in (0..queries).step_by(ROWS) {
         let rows = ROWS.min(queries - first);
+        if input.all_alone(first, rows) {
+            // Softmax over one key: the query's own value, and its own scaled score as lse.
+            let scale = input.dims.scale();
+            for i in first..first + rows {
+                let own = input.own_key(i);
+                let query = &input.query[i * head_dim..(i + 1) * head_dim];
+                lse[i] = query.iter().enumerate().fold(0.0, |score, (c, q)| {
+                    score + q * scale * input.key_t[c * stride + own]
+                });
+                for (c, out) in output[i * head_dim..(i + 1) * head_dim]
+                    .iter_mut()
+                    .enumerate()
+                {
+                    *out = input.value_t[c * stride + own];
+                }
+            }
+            continue;
+        }
         let width = input.dims.block_width(first, rows);
         input.block_scores(first, rows, width, &mut probs);
         let mut norm = [0.0f32; ROWS];
@@ -371,6 +410,18 @@ fn backward_head(input: &HeadInput<'_>, grads: HeadGrads<'_>) {
     let mut dscores = vec![0.0; ROWS * stride];
     for first in (0..queries).step_by(ROWS) {
         let rows = ROWS.min(queries - first);
+        if input.all_alone(first, rows) {
+            // p = 1 on the query's own key: dV gets dO there; ds = p·(dp − dO·O) = 0.
+            for i in first..first + rows {
+                let own = input.own_key(i);
+                let grad = &grads.grad[i * head_dim..(i + 1) * head_dim];
+                for (c, g) in grad.iter().enumerate() {
+                    grads.value_t[c * stride + own] += g;
+                }
+                grads.grad_query[i * head_dim..(i + 1) * head_dim].fill(0.0);
+            }
+            continue;
+        }
         let width = input.dims.block_width(first, rows);
         input.block_scores(first, rows, width, &mut probs);
         for r in 0..ROWS {
@@ -517,7 +568,7 @@ mod tests {
         let key = values(dims.keys * dims.head_dim, 2.0);
         let value = values(dims.keys * dims.head_dim, 3.0);
         let blocked: Vec<bool> = (0..dims.queries * dims.keys).map(|i| i % 7 == 3).collect();
-        let input = RowInput::new(&query, &key, &value, Some(&blocked), dims, 0).head(1);
+        let input = RowInput::new(&query, &key, &value, (Some(&blocked), None), dims, 0).head(1);
         let run = |avx2: bool| {
             let mut output = vec![0.0; dims.queries * dims.head_dim];
             let mut lse = vec![0.0; dims.queries];

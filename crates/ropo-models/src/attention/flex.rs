@@ -35,6 +35,7 @@ impl AttentionBackend for Flex {
             host(key).storage(),
             host(value).storage(),
             mask.blocked_keys(),
+            mask.queries_alone(),
             dims,
         );
         let cpu::Dims {
@@ -70,6 +71,7 @@ impl AttentionBackend for Flex {
             host(lse).storage(),
             host(grad).storage(),
             mask.blocked_keys(),
+            mask.queries_alone(),
             dims,
         );
         [

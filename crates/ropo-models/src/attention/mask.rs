@@ -15,6 +15,9 @@ use burn::tensor::{backend::Backend, Bool, Int, Tensor, TensorData};
 pub struct KeyMask {
     /// `[batch, queries, keys]`, `true` = blocked; `None`: the causal rule alone.
     blocked: Option<Arc<[bool]>>,
+    /// `[batch, queries]`: the queries that see no key but themselves (padding), whose
+    /// attention output is their own value; `None` when `blocked` is.
+    alone: Option<Arc<[bool]>>,
     batch: usize,
     queries: usize,
     keys: usize,
@@ -47,13 +50,25 @@ impl KeyMask {
             batch * queries * keys,
             "mask is [batch, queries, keys]"
         );
-        Self::new(Some(blocked.into()), batch, queries, keys)
+        let offset = keys - queries;
+        let alone = blocked
+            .chunks_exact(keys.max(1))
+            .enumerate()
+            .map(|(row, seen)| {
+                let own = offset + row % queries;
+                seen.iter().enumerate().all(|(key, b)| *b || key == own)
+            })
+            .collect::<Vec<bool>>();
+        let mut mask = Self::new(Some(blocked.into()), batch, queries, keys);
+        mask.alone = Some(alone.into());
+        mask
     }
 
     fn new(blocked: Option<Arc<[bool]>>, batch: usize, queries: usize, keys: usize) -> Self {
         assert!(queries <= keys, "queries are the last of the keys");
         Self {
             blocked,
+            alone: None,
             batch,
             queries,
             keys,
@@ -65,6 +80,12 @@ impl KeyMask {
     /// none.
     pub fn blocked_keys(&self) -> Option<&[bool]> {
         self.blocked.as_deref()
+    }
+
+    /// Which queries see no key but themselves (padding rows), `[batch, queries]`; `None` if
+    /// there is no mask beyond the causal rule.
+    pub fn queries_alone(&self) -> Option<&[bool]> {
+        self.alone.as_deref()
     }
 
     /// `[batch, queries, keys]`.
@@ -123,7 +144,7 @@ impl<B: Backend> AttentionMask<B> {
     ///
     /// `key_valid[b]` has `offset + queries` entries and marks real tokens (`false` = padding).
     /// Padding keys are blocked, except that a query always sees itself, so no softmax row is
-    /// empty. A query's position counts the real tokens before it, so left-padded prompts get
+    /// empty; a padding query sees only itself (no real token reads its output). A query's position counts the real tokens before it, so left-padded prompts get
     /// the positions they would have alone.
     pub fn causal(
         key_valid: &[Vec<bool>],
@@ -142,7 +163,8 @@ impl<B: Backend> AttentionMask<B> {
                 positions.push(seen);
                 seen += i64::from(valid[query]);
                 for (key, key_is_real) in valid.iter().enumerate() {
-                    blocked.push(key > query || (!key_is_real && key != query));
+                    let both_real = *key_is_real && valid[query];
+                    blocked.push(key > query || !(key == query || both_real));
                 }
             }
         }
