@@ -29,6 +29,14 @@ impl Case {
         self.key_valid.as_ref().map_or(self.queries, |v| v[0].len())
     }
 
+    /// Random query, key and value, and a fourth tensor shaped like the output (the weights of
+    /// a loss, or an upstream gradient).
+    fn inputs(&self, rng: &mut StdRng) -> [Tensor<A, 4>; 4] {
+        let queries = [self.batch, self.queries, self.heads, self.head_dim];
+        let keys = [self.batch, self.keys(), self.kv_heads, self.head_dim];
+        [queries, keys, keys, queries].map(|shape| random(rng, shape))
+    }
+
     fn mask(&self) -> KeyMask {
         let device = Default::default();
         let mask = match &self.key_valid {
@@ -144,17 +152,7 @@ fn fused_attention_and_its_gradients_equal_plain_attention() {
     let mut rng = StdRng::seed_from_u64(7);
     for (index, case) in cases().into_iter().enumerate() {
         let mask = case.mask();
-        let keys = case.keys();
-        let q = random(
-            &mut rng,
-            [case.batch, case.queries, case.heads, case.head_dim],
-        );
-        let k = random(&mut rng, [case.batch, keys, case.kv_heads, case.head_dim]);
-        let v = random(&mut rng, [case.batch, keys, case.kv_heads, case.head_dim]);
-        let weights = random(
-            &mut rng,
-            [case.batch, case.queries, case.heads, case.head_dim],
-        );
+        let [q, k, v, weights] = case.inputs(&mut rng);
         let inputs = [&q, &k, &v, &weights];
         let fused = run(|q, k, v| A::masked_attention(q, k, v, &mask), inputs);
         let plain = run(|q, k, v| plain_attention(q, k, v, &mask), inputs);
@@ -174,17 +172,7 @@ fn provided_attention_methods_equal_the_cpu_kernels() {
     let mut rng = StdRng::seed_from_u64(11);
     for (index, case) in cases().into_iter().enumerate() {
         let mask = case.mask();
-        let keys = case.keys();
-        let q = random(
-            &mut rng,
-            [case.batch, case.queries, case.heads, case.head_dim],
-        );
-        let k = random(&mut rng, [case.batch, keys, case.kv_heads, case.head_dim]);
-        let v = random(&mut rng, [case.batch, keys, case.kv_heads, case.head_dim]);
-        let grad = random(
-            &mut rng,
-            [case.batch, case.queries, case.heads, case.head_dim],
-        );
+        let [q, k, v, grad] = case.inputs(&mut rng);
         let (out, lse) = A::masked_attention_with_lse(q.clone(), k.clone(), v.clone(), &mask);
         let (kernel_out, kernel_lse) = Flex::masked_attention_with_lse(
             q.clone().inner(),
