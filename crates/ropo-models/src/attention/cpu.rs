@@ -156,11 +156,13 @@ pub fn backward(
     (grad_query, grad_key, grad_value)
 }
 
-/// One batch row's slices of the inputs.
+/// One batch row's slices of the inputs, with each kv head's keys and values transposed to
+/// `[head_dim, key_stride]` once, for every query head that reads them, so that every inner
+/// loop runs along the keys.
 struct RowInput<'a> {
     query: &'a [f32],
-    key: &'a [f32],
-    value: &'a [f32],
+    key_t: Vec<Vec<f32>>,
+    value_t: Vec<Vec<f32>>,
     blocked: Option<&'a [bool]>,
     alone: Option<&'a [bool]>,
     dims: Dims,
@@ -169,8 +171,8 @@ struct RowInput<'a> {
 impl<'a> RowInput<'a> {
     fn new(
         query: &'a [f32],
-        key: &'a [f32],
-        value: &'a [f32],
+        key: &[f32],
+        value: &[f32],
         (blocked, alone): (Option<&'a [bool]>, Option<&'a [bool]>),
         dims: Dims,
         row: usize,
@@ -184,10 +186,18 @@ impl<'a> RowInput<'a> {
             ..
         } = dims;
         let (q_len, kv_len) = (queries * heads * head_dim, keys * kv_heads * head_dim);
+        let transposed = |t: &[f32]| -> Vec<Vec<f32>> {
+            let t = &t[row * kv_len..(row + 1) * kv_len];
+            (0..kv_heads)
+                .map(|kv_head| {
+                    transpose_head(t, keys, dims.key_stride(), kv_heads, kv_head, head_dim)
+                })
+                .collect()
+        };
         Self {
             query: &query[row * q_len..(row + 1) * q_len],
-            key: &key[row * kv_len..(row + 1) * kv_len],
-            value: &value[row * kv_len..(row + 1) * kv_len],
+            key_t: transposed(key),
+            value_t: transposed(value),
             blocked: blocked.map(|b| &b[row * queries * keys..(row + 1) * queries * keys]),
             alone: alone.map(|a| &a[row * queries..(row + 1) * queries]),
             dims,
@@ -195,64 +205,45 @@ impl<'a> RowInput<'a> {
     }
 
     /// Query head `head`'s inputs, laid out for the kernels.
-    fn head(&self, head: usize) -> HeadInput<'a> {
+    fn head(&self, head: usize) -> HeadInput<'_> {
         let Dims {
             heads,
-            kv_heads,
             queries,
-            keys,
             head_dim,
             ..
         } = self.dims;
         let kv_head = head / self.dims.groups();
         HeadInput {
+            row: self,
             query: gather_head(self.query, queries, heads, head, head_dim),
-            key_t: transpose_head(
-                self.key,
-                keys,
-                self.dims.key_stride(),
-                kv_heads,
-                kv_head,
-                head_dim,
-            ),
-            value_t: transpose_head(
-                self.value,
-                keys,
-                self.dims.key_stride(),
-                kv_heads,
-                kv_head,
-                head_dim,
-            ),
-            blocked: self.blocked,
-            alone: self.alone,
-            dims: self.dims,
+            key_t: &self.key_t[kv_head],
+            value_t: &self.value_t[kv_head],
         }
     }
 }
 
-/// One (batch row, head)'s query `[queries, head_dim]`, with its kv head's keys and values
-/// transposed to `[head_dim, key_stride]` so that every inner loop runs along the keys.
+/// One (batch row, head)'s query `[queries, head_dim]`, with its kv head's transposed keys and
+/// values.
 struct HeadInput<'a> {
+    row: &'a RowInput<'a>,
     query: Vec<f32>,
-    key_t: Vec<f32>,
-    value_t: Vec<f32>,
-    blocked: Option<&'a [bool]>,
-    alone: Option<&'a [bool]>,
-    dims: Dims,
+    key_t: &'a [f32],
+    value_t: &'a [f32],
 }
 
 impl HeadInput<'_> {
     /// Whether every one of the `rows` queries from `first` sees only itself.
     #[inline(always)]
     fn all_alone(&self, first: usize, rows: usize) -> bool {
-        self.alone
+        self.row
+            .alone
             .is_some_and(|alone| alone[first..first + rows].iter().all(|a| *a))
     }
 
     /// The key query `i` sits at.
     #[inline(always)]
     fn own_key(&self, i: usize) -> usize {
-        self.dims.keys - self.dims.queries + i
+        self.row.dims.keys - self.row.dims.queries + i
     }
 
     /// The `ROWS` query rows from `first` (zero rows past the last query), each `head_dim`
@@ -262,8 +253,8 @@ impl HeadInput<'_> {
         block_rows(
             &self.query,
             first,
-            self.dims.queries,
-            self.dims.head_dim,
+            self.row.dims.queries,
+            self.row.dims.head_dim,
             factor,
         )
     }
@@ -272,16 +263,16 @@ impl HeadInput<'_> {
     /// `scores` (`ROWS` rows of `key_stride`), with `−∞` wherever a query may not see a key.
     #[inline(always)]
     fn block_scores(&self, first: usize, rows: usize, width: usize, scores: &mut [f32]) {
-        let Dims { keys, head_dim, .. } = self.dims;
-        let stride = self.dims.key_stride();
-        let query = self.query_rows(first, self.dims.scale());
-        rows_times(&query, head_dim, &self.key_t, stride, width, scores);
+        let Dims { keys, head_dim, .. } = self.row.dims;
+        let stride = self.row.dims.key_stride();
+        let query = self.query_rows(first, self.row.dims.scale());
+        rows_times(&query, head_dim, self.key_t, stride, width, scores);
         for r in 0..rows {
             let i = first + r;
             let row = &mut scores[r * stride..r * stride + width];
-            let visible = self.dims.visible(i);
+            let visible = self.row.dims.visible(i);
             row[visible..].fill(f32::NEG_INFINITY);
-            if let Some(blocked) = self.blocked {
+            if let Some(blocked) = self.row.blocked {
                 for (score, blocked) in row.iter_mut().zip(&blocked[i * keys..(i + 1) * keys]) {
                     if *blocked {
                         *score = f32::NEG_INFINITY;
@@ -342,14 +333,14 @@ unsafe fn backward_head_avx2(input: &HeadInput<'_>, grads: HeadGrads<'_>) {
 fn forward_head(input: &HeadInput<'_>, output: &mut [f32], lse: &mut [f32]) {
     let Dims {
         queries, head_dim, ..
-    } = input.dims;
-    let stride = input.dims.key_stride();
+    } = input.row.dims;
+    let stride = input.row.dims.key_stride();
     let mut probs = vec![0.0; ROWS * stride];
     for first in (0..queries).step_by(ROWS) {
         let rows = ROWS.min(queries - first);
         if input.all_alone(first, rows) {
             // Softmax over one key: the query's own value, and its own scaled score as lse.
-            let scale = input.dims.scale();
+            let scale = input.row.dims.scale();
             for i in first..first + rows {
                 let own = input.own_key(i);
                 let query = &input.query[i * head_dim..(i + 1) * head_dim];
@@ -365,7 +356,7 @@ fn forward_head(input: &HeadInput<'_>, output: &mut [f32], lse: &mut [f32]) {
             }
             continue;
         }
-        let width = input.dims.block_width(first, rows);
+        let width = input.row.dims.block_width(first, rows);
         input.block_scores(first, rows, width, &mut probs);
         let mut norm = [0.0f32; ROWS];
         for r in 0..ROWS {
@@ -403,9 +394,9 @@ fn forward_head(input: &HeadInput<'_>, output: &mut [f32], lse: &mut [f32]) {
 fn backward_head(input: &HeadInput<'_>, grads: HeadGrads<'_>) {
     let Dims {
         queries, head_dim, ..
-    } = input.dims;
-    let stride = input.dims.key_stride();
-    let scale = input.dims.scale();
+    } = input.row.dims;
+    let stride = input.row.dims.key_stride();
+    let scale = input.row.dims.scale();
     let mut probs = vec![0.0; ROWS * stride];
     let mut dscores = vec![0.0; ROWS * stride];
     for first in (0..queries).step_by(ROWS) {
@@ -422,7 +413,7 @@ fn backward_head(input: &HeadInput<'_>, grads: HeadGrads<'_>) {
             }
             continue;
         }
-        let width = input.dims.block_width(first, rows);
+        let width = input.row.dims.block_width(first, rows);
         input.block_scores(first, rows, width, &mut probs);
         for r in 0..ROWS {
             let row = &mut probs[r * stride..r * stride + width];
@@ -432,7 +423,7 @@ fn backward_head(input: &HeadInput<'_>, grads: HeadGrads<'_>) {
             }
         }
         let grad = block_rows(grads.grad, first, queries, head_dim, 1.0);
-        rows_times(&grad, head_dim, &input.value_t, stride, width, &mut dscores);
+        rows_times(&grad, head_dim, input.value_t, stride, width, &mut dscores);
         add_outer(&grad, head_dim, &probs, stride, width, grads.value_t);
         for r in 0..rows {
             let at = (first + r) * head_dim;
@@ -568,7 +559,8 @@ mod tests {
         let key = values(dims.keys * dims.head_dim, 2.0);
         let value = values(dims.keys * dims.head_dim, 3.0);
         let blocked: Vec<bool> = (0..dims.queries * dims.keys).map(|i| i % 7 == 3).collect();
-        let input = RowInput::new(&query, &key, &value, (Some(&blocked), None), dims, 0).head(1);
+        let row = RowInput::new(&query, &key, &value, (Some(&blocked), None), dims, 0);
+        let input = row.head(1);
         let run = |avx2: bool| {
             let mut output = vec![0.0; dims.queries * dims.head_dim];
             let mut lse = vec![0.0; dims.queries];
