@@ -50,7 +50,7 @@ pub fn implicit_margins<B: AttentionBackend>(
     let size = batch_size.max(1);
     for (chunk, refs) in pairs.chunks(size).zip(reference.chunks(size)) {
         margins.extend(
-            pair_logp_sums(model, &chunk.iter().collect::<Vec<_>>(), device)?
+            pair_logp_sums(model, chunk, device)?
                 .into_iter()
                 .zip(refs)
                 .map(|((c, r), re)| beta * ((c - re.chosen) - (r - re.rejected))),

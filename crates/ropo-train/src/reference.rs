@@ -65,8 +65,8 @@ pub fn reference_logps<B: AttentionBackend>(
         pairs.len()
     ];
     for batch in order.chunks(batch_size.max(1)) {
-        let chunk: Vec<&TokenizedPair> = batch.iter().map(|&i| &pairs[i]).collect();
-        for (&i, (chosen, rejected)) in batch.iter().zip(pair_logp_sums(model, &chunk, device)?) {
+        let sums = pair_logp_sums(model, batch.iter().map(|&i| &pairs[i]), device)?;
+        for (&i, (chosen, rejected)) in batch.iter().zip(sums) {
             out[i] = ReferenceLogps { chosen, rejected };
         }
     }
@@ -75,12 +75,12 @@ pub fn reference_logps<B: AttentionBackend>(
 
 /// `(log π(y_w|x), log π(y_l|x))` of every pair of `chunk` under `model`, in one batch with
 /// each prompt computed once.
-pub fn pair_logp_sums<B: AttentionBackend>(
+pub fn pair_logp_sums<'p, B: AttentionBackend>(
     model: &CausalLm<B>,
-    chunk: &[&TokenizedPair],
+    chunk: impl IntoIterator<Item = &'p TokenizedPair>,
     device: &B::Device,
 ) -> Result<Vec<(f64, f64)>, TrainError> {
-    let rows: Vec<PairRow<'_>> = chunk.iter().map(|pair| pair_row(pair)).collect();
+    let rows: Vec<PairRow<'_>> = chunk.into_iter().map(pair_row).collect();
     let (chosen, rejected) = score_pairs(model, &rows, device)?;
     let values = |t: burn::tensor::Tensor<B, 1>| t.into_data().iter::<f64>().collect::<Vec<f64>>();
     Ok(values(chosen.sum)
