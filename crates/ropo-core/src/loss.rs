@@ -41,7 +41,8 @@ pub enum Loss {
         /// Whether `h` uses per-token averaged or summed log-ratios.
         margin: IpoMargin,
     },
-    /// Hinge loss of SLiC (Zhao et al., 2023): `ℓ = max(0, 1 − z)`.
+    /// Hinge loss of SLiC (Zhao et al., 2023): `ℓ = max(0, 1 − z)`. At the kink `z = 1` its
+    /// gradient is 0, as with TRL's `relu(1 − z)`.
     Hinge,
     /// SimPO (Meng et al., 2024), reference-free: `ℓ = −log σ(β·h − γ)` where `h` is the
     /// difference of the per-token *averaged* policy log-probs of chosen and rejected.
@@ -298,7 +299,7 @@ impl LossConfig {
                 - softplus(z).mul_scalar(epsilon))
             .div_scalar(1.0 - 2.0 * epsilon),
             Loss::Ipo { .. } => margins.sub_scalar(0.5 / beta).powf_scalar(2.0),
-            Loss::Hinge => z.neg().add_scalar(1.0).clamp_min(0.0),
+            Loss::Hinge => burn::tensor::activation::relu(z.neg().add_scalar(1.0)),
             Loss::Simpo { gamma } => softplus(z.sub_scalar(gamma).neg()),
         }
     }

@@ -1,4 +1,4 @@
-use burn::backend::{Autodiff, Flex};
+use burn::backend::{Autodiff, Flex, NdArray};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -224,6 +224,64 @@ fn autodiff_gradient_equals_analytic_weight_for_every_loss() {
         let analytic = values(config.dloss_dmargin(tensor::<Cpu>(&margins)));
         assert_close(&autodiff, &analytic, 1e-5);
     }
+}
+
+/// The margins where a form built from `max`, `abs` or a branch can break autodiff: the tie
+/// at 0 (every margin of a first preference step), values on either side of it too small to
+/// move a float sum, the range where `exp` overflows, and hinge's kink at `h = 1/β = 10`.
+const TIE_AND_EXTREME_MARGINS: [f64; 10] =
+    [0.0, 1e-30, -1e-30, 1e-6, -1e-6, 1.0, -1.0, 1e4, -1e4, 10.0];
+
+/// Autodiff's `∂ℓ/∂h` and the analytic one at [`TIE_AND_EXTREME_MARGINS`], on backend `B`.
+fn autodiff_and_analytic_at_ties<B: burn::tensor::backend::AutodiffBackend>(
+    config: &LossConfig,
+) -> (Vec<f64>, Vec<f64>) {
+    let h = tensor::<B>(&TIE_AND_EXTREME_MARGINS).require_grad();
+    let grads = config.loss_of_margin(h.clone()).sum().backward();
+    let autodiff = values(h.grad(&grads).unwrap());
+    let analytic =
+        values(config.dloss_dmargin(tensor::<B::InnerBackend>(&TIE_AND_EXTREME_MARGINS)));
+    (autodiff, analytic)
+}
+
+fn assert_relative(actual: &[f64], expected: &[f64], tolerance: f64, context: &str) {
+    for ((a, e), h) in actual.iter().zip(expected).zip(TIE_AND_EXTREME_MARGINS) {
+        assert!(
+            (a - e).abs() <= tolerance * e.abs(),
+            "{context} at h = {h}: autodiff {a}, analytic {e}"
+        );
+    }
+}
+
+#[test]
+fn autodiff_gradient_is_the_analytic_one_at_the_tie_and_extremes_on_flex_and_ndarray() {
+    for loss in every_loss() {
+        let config = config(loss, 0.1);
+        let (flex, analytic) = autodiff_and_analytic_at_ties::<Grad>(&config);
+        assert_relative(&flex, &analytic, 1e-6, &format!("{loss:?} on flex"));
+        let (ndarray, analytic) = autodiff_and_analytic_at_ties::<Autodiff<NdArray>>(&config);
+        assert_relative(&ndarray, &analytic, 1e-6, &format!("{loss:?} on ndarray"));
+    }
+}
+
+#[test]
+fn dpo_gradient_at_zero_margin_is_minus_half_beta() {
+    let h = tensor::<Grad>(&[0.0]).require_grad();
+    let grads = config(Loss::Sigmoid, 0.1)
+        .loss_of_margin(h.clone())
+        .sum()
+        .backward();
+    assert_eq!(values(h.grad(&grads).unwrap()), [-0.05f32 as f64]);
+}
+
+#[test]
+fn softplus_and_sigmoid_differentiate_to_their_derivatives_at_zero() {
+    let x = tensor::<Grad>(&[0.0]).require_grad();
+    let grads = crate::softplus(x.clone()).sum().backward();
+    assert_eq!(values(x.grad(&grads).unwrap()), [0.5]);
+    let x = tensor::<Grad>(&[0.0]).require_grad();
+    let grads = crate::sigmoid(x.clone()).sum().backward();
+    assert_eq!(values(x.grad(&grads).unwrap()), [0.25]);
 }
 
 #[test]
