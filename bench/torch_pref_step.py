@@ -100,8 +100,10 @@ def main():
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq", type=int, default=256)
     parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
     torch.manual_seed(0)
+    torch.set_default_device(args.device)
     dim, hidden, layers, heads, kv, vocab = CONFIGS[args.model]
     model = Model(dim, hidden, layers, heads, kv, vocab, args.seq)
     optim = torch.optim.AdamW(model.parameters(), lr=1e-4, eps=1e-8, weight_decay=0.0)
@@ -124,6 +126,8 @@ def main():
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optim.step()
+        if args.device == "cuda":
+            torch.cuda.synchronize()  # the step is done when the GPU is, as ropo's read-back
 
     for _ in range(2):
         step()
@@ -136,12 +140,19 @@ def main():
     pct = lambda q: times[round((len(times) - 1) * q)] * 1e3
     tokens = 2 * args.batch * args.seq
     print(json.dumps({
-        "model": args.model, "backend": f"torch {torch.__version__} cpu, {torch.get_num_threads()} threads",
+        "model": args.model, "backend": backend_name(args.device),
         "batch": args.batch, "seq": args.seq,
         "tokens_per_s": tokens / (sum(times) / len(times)),
         "step_ms_p50": pct(0.5), "step_ms_p90": pct(0.9),
         "peak_rss_mib": peak_rss_mib(),
+        "peak_device_mib": torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else None,
     }))
+
+
+def backend_name(device):
+    if device == "cuda":
+        return f"torch {torch.__version__} cuda, {torch.cuda.get_device_name()}"
+    return f"torch {torch.__version__} cpu, {torch.get_num_threads()} threads"
 
 
 if __name__ == "__main__":

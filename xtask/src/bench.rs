@@ -105,8 +105,14 @@ fn step(bench: &ScoreBench) -> CmdResult {
     print_results("DPO step", &results)
 }
 
-/// Runs the PyTorch reference step on the same shapes and reads its JSON line.
+/// Runs the PyTorch reference step on the same shapes, on the GPU when this build computes on
+/// CUDA (else the CPU), and reads its JSON line.
 fn torch_step(name: &str, bench: &ScoreBench) -> Result<ScoreResult, Box<dyn std::error::Error>> {
+    let device = if cfg!(feature = "cuda") {
+        "cuda"
+    } else {
+        "cpu"
+    };
     let args = [
         "--model".to_string(),
         name.into(),
@@ -116,12 +122,18 @@ fn torch_step(name: &str, bench: &ScoreBench) -> Result<ScoreResult, Box<dyn std
         bench.seq.to_string(),
         "--iters".into(),
         bench.iters.to_string(),
+        "--device".into(),
+        device.into(),
     ];
     let line = run_python_bench("bench/torch_pref_step.py", &args)?;
     let number = |key: &str| line[key].as_f64().unwrap_or(f64::NAN);
     Ok(ScoreResult {
         model: format!("{name} (PyTorch)"),
-        backend: "torch cpu",
+        backend: if cfg!(feature = "cuda") {
+            "torch cuda"
+        } else {
+            "torch cpu"
+        },
         batch: bench.batch,
         seq: bench.seq,
         tokens_per_s: number("tokens_per_s"),
