@@ -20,7 +20,7 @@ use ropo::models::{
 use ropo::train::{
     optim::Trainer,
     reference::ReferenceLogps,
-    schedule::{Decay, LrSchedule},
+    schedule::LrSchedule,
     step::{preference_step, sft_step},
 };
 
@@ -89,13 +89,7 @@ fn assert_relative(what: &str, selected: &[f64], flex: &[f64], tolerance: f64) {
 }
 
 fn trainer<B: TrainingBackend>() -> Trainer<CausalLm<B>, B> {
-    let schedule = LrSchedule {
-        peak: 1e-3,
-        warmup: 0,
-        total: 2,
-        decay: Decay::Constant,
-    };
-    Trainer::new(schedule, 0.0, Some(1.0))
+    Trainer::new(LrSchedule::constant(1e-3, 2), 0.0, Some(1.0))
 }
 
 #[test]

@@ -11,10 +11,7 @@ use ropo::models::{
     attention::AttentionMask, checkpoint, config::ModelConfig, llama::LlamaConfig, CausalLm,
 };
 use ropo::train::{
-    optim::Trainer,
-    reference::ReferenceLogps,
-    schedule::{Decay, LrSchedule},
-    step::preference_step,
+    optim::Trainer, reference::ReferenceLogps, schedule::LrSchedule, step::preference_step,
 };
 use serde::Serialize;
 
@@ -193,13 +190,7 @@ fn time_steps(
     ];
     let batch: Vec<&TokenizedPair> = pairs.iter().collect();
     let loss = LossConfig::new(Loss::Sigmoid, 0.1)?;
-    let schedule = LrSchedule {
-        peak: 1e-4,
-        warmup: 0,
-        total: bench.iters + 2,
-        decay: Decay::Constant,
-    };
-    let mut trainer = Trainer::new(schedule, 0.0, Some(1.0));
+    let mut trainer = Trainer::new(LrSchedule::constant(1e-4, bench.iters + 2), 0.0, Some(1.0));
     let mut times = Vec::with_capacity(bench.iters);
     for iter in 0..bench.iters + 2 {
         let start = Instant::now();

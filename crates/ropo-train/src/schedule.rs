@@ -28,6 +28,16 @@ pub struct LrSchedule {
 }
 
 impl LrSchedule {
+    /// `peak` at every one of `total` steps, with no warmup (benchmarks and tests).
+    pub fn constant(peak: f64, total: usize) -> Self {
+        Self {
+            peak,
+            warmup: 0,
+            total,
+            decay: Decay::Constant,
+        }
+    }
+
     /// The learning rate of optimiser step `step` (0-based).
     pub fn at(&self, step: usize) -> f64 {
         if step < self.warmup {
