@@ -12,7 +12,8 @@ use ropo::train::{
     experiment::{GoldExperiment, Progress},
     framework::Scorer,
     plots::loss_histogram,
-    report::{metrics_lines, write_atomic, write_run_folder},
+    report::{metrics_lines, write_run_folder},
+    store::{fault, write_atomic},
     TrainError,
 };
 
@@ -57,6 +58,10 @@ pub struct TrainArgs {
     /// (default) or `policy_log_prob`.
     #[arg(long, default_value = "implicit_reward", value_parser = ["implicit_reward", "policy_log_prob"])]
     scorer: String,
+    /// For the reliability tests: a fault inside one snapshot write (`pause:NAME`,
+    /// `disk-full:NAME`); needs a build with ropo-train's `fault-injection` feature.
+    #[arg(long, hide = true)]
+    fault: Option<String>,
 }
 
 impl TrainArgs {
@@ -85,6 +90,9 @@ impl TrainArgs {
 
 /// Runs the experiment, writes the run folder and prints the result tables.
 pub fn run(args: &TrainArgs) -> CmdResult {
+    if let Some(fault) = &args.fault {
+        fault::plan(fault.parse()?)?;
+    }
     if let Some(path) = &args.config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;

@@ -14,15 +14,17 @@ use ropo_models::CausalLm;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    checkpoint,
     eval::implicit_margins,
     experiment::{GoldExperiment, PreferenceStage, Progress, Start},
     framework::{
         keep_lowest_loss, resample_pairs, FilterQuality, LossHistogram, Resampling, Scorer,
     },
     reference::{with_noise, ReferenceLogps},
-    snapshot,
     stages::PreferenceRun,
+    store::{
+        finished::save_finished,
+        round::{load_round, save_round},
+    },
     TrainError,
 };
 
@@ -205,7 +207,7 @@ impl GoldExperiment {
                         .as_ref()
                         .map(|s| s.join(format!("{}-eta{eta}-seed{seed}", variant.name)));
                     let saved = match &run_store {
-                        Some(dir) => RoundState::load(dir, sft.clone(), device, &mut |w| {
+                        Some(dir) => load_round(dir, sft.clone(), device, &mut |w| {
                             on_progress(Progress::Warning(format!(
                                 "{w}; resuming from the round before it"
                             )))
@@ -264,7 +266,7 @@ impl GoldExperiment {
                         }
                         state.next_round = round + 1;
                         if let Some(dir) = &run_store {
-                            state.save(dir, &policy)?;
+                            save_round(dir, state.next_round, &policy, &state)?;
                         }
                     }
                     let (clean_accuracy, _, gold) =
@@ -279,7 +281,7 @@ impl GoldExperiment {
                         rounds: state.rounds,
                     });
                     if let (Some(store), Some(dir)) = (&store, &run_store) {
-                        checkpoint::save_finished(&store.join("finished.jsonl"), &runs)?;
+                        save_finished(&store.join("finished.jsonl"), &runs)?;
                         if dir.exists() {
                             std::fs::remove_dir_all(dir).map_err(TrainError::io(dir))?;
                         }
@@ -298,37 +300,6 @@ struct RoundState {
     pairs: Vec<TokenizedPair>,
     refs: Vec<ReferenceLogps>,
     rounds: Vec<RoundReport>,
-}
-
-impl RoundState {
-    /// Writes the policy and the state as the sealed snapshot `dir/round-N` (N the next
-    /// round), keeping the newest two.
-    fn save<B: TrainingBackend>(&self, dir: &Path, policy: &CausalLm<B>) -> Result<(), TrainError> {
-        std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
-        let text = serde_json::to_string(self).unwrap_or_default();
-        let name = format!("round-{:06}", self.next_round);
-        checkpoint::save_model(policy, dir, &name, &[("state.json", &text)])?;
-        snapshot::prune(dir, "round-", 2)
-    }
-
-    /// The policy and state of the newest intact round snapshot in `dir`, if any; corrupt
-    /// newer ones are set aside and reported through `warn`.
-    fn load<B: TrainingBackend>(
-        dir: &Path,
-        fresh: CausalLm<B>,
-        device: &B::Device,
-        warn: &mut dyn FnMut(String),
-    ) -> Result<Option<(CausalLm<B>, Self)>, TrainError> {
-        let Some(saved) = snapshot::newest(dir, "round-", warn)? else {
-            return Ok(None);
-        };
-        let path = saved.join("state.json");
-        let text = std::fs::read_to_string(&path).map_err(TrainError::io(&path))?;
-        let state: Self = serde_json::from_str(&text)
-            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
-        let policy = checkpoint::load_model(&saved, fresh, device)?;
-        Ok(Some((policy, state)))
-    }
 }
 
 /// The data step between two rounds: filter the original pairs by the current policy's loss,

@@ -13,12 +13,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     ablation::Framework,
-    checkpoint,
     eval::{gold_eval, implicit_reward_eval, sample_responses, GoldEval},
     reference::{reference_logps, with_noise, ReferenceLogps},
-    snapshot,
     stages::{run_sft, PreferenceRun, Session, TrainedRun},
     step::PreferenceStep,
+    store::{
+        checkpoint,
+        finished::{load_finished, save_finished},
+        snapshot,
+    },
     TrainError,
 };
 
@@ -538,7 +541,7 @@ impl GoldExperiment {
                     on_progress(Progress::RunFinished(result.clone()));
                     outcome.runs.push(result);
                     if let (Some(store), Some(run_store)) = (&store, &run_store) {
-                        checkpoint::save_finished(&store.join("finished.jsonl"), &outcome.runs)?;
+                        save_finished(&store.join("finished.jsonl"), &outcome.runs)?;
                         if run_store.exists() {
                             std::fs::remove_dir_all(run_store)
                                 .map_err(TrainError::io(run_store))?;
@@ -568,7 +571,7 @@ impl GoldExperiment {
         }
         let sft = self.sft_model::<B>(device, store.as_deref(), on_progress)?;
         let finished = match &store {
-            Some(store) => checkpoint::load_finished(&store.join("finished.jsonl"))?,
+            Some(store) => load_finished(&store.join("finished.jsonl"))?,
             None => Vec::new(),
         };
         let reference = sft.valid();

@@ -3,21 +3,18 @@
 //! Generic over burn's autodiff backends; the caller picks the backend.
 
 pub mod ablation;
-pub mod checkpoint;
 pub mod dataset_experiment;
 mod error;
 pub mod eval;
 pub mod experiment;
-pub mod fault;
 pub mod framework;
 pub mod optim;
 pub mod plots;
-mod record_file;
 pub mod reference;
 pub mod report;
 pub mod schedule;
-pub mod snapshot;
 pub mod stages;
 pub mod step;
+pub mod store;
 
 pub use error::TrainError;

@@ -9,7 +9,9 @@ use serde_json::json;
 
 use crate::{
     experiment::{ExperimentOutcome, GoldExperiment, RunResult, StepRecord},
-    plots, TrainError,
+    plots,
+    store::write_atomic,
+    TrainError,
 };
 
 /// `summary.json`: one entry per loss, noise rate and metric, averaged over seeds.
@@ -144,7 +146,8 @@ pub fn write_run_folder(
     write_atomic(&dir.join("config.toml"), &config)?;
     write_atomic(&dir.join("metrics.jsonl"), &metrics_jsonl(outcome))?;
     let summary = Summary::of(experiment, outcome);
-    let text = serde_json::to_string_pretty(&summary).unwrap_or_default();
+    let text = serde_json::to_string_pretty(&summary)
+        .map_err(|e| TrainError::Config(format!("cannot write the summary: {e}")))?;
     write_atomic(&dir.join("summary.json"), &text)?;
     for (metric, _) in METRICS {
         let svg = plots::metric_against_noise(experiment, &summary, metric);
@@ -159,11 +162,6 @@ pub fn write_run_folder(
         &report_md(experiment, outcome, &summary, wall_seconds),
     )?;
     Ok(summary)
-}
-
-/// Writes `text` to `path` through a temporary file that is flushed to disk and renamed.
-pub fn write_atomic(path: &Path, text: &str) -> Result<(), TrainError> {
-    Ok(ropo_models::integrity::write_atomic(path, text.as_bytes())?)
 }
 
 /// One JSON line per preference step of every run, with TRL's metric names.

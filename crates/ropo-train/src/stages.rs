@@ -12,12 +12,12 @@ use ropo_data::{
 use ropo_models::CausalLm;
 
 use crate::{
-    checkpoint::{self, Manifest, Restored},
     experiment::{CurvePoint, PreferenceStage, Progress, StepRecord},
     optim::Trainer,
     reference::ReferenceLogps,
     schedule::{Decay, LrSchedule},
     step::{preference_step, sft_step},
+    store::checkpoint::{self, Manifest, Restored},
     TrainError,
 };
 
