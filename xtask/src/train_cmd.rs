@@ -7,11 +7,12 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use ropo::backend::Training;
 use ropo::train::{
-    ablation::ablation_report,
+    ablation_report::ablation_report,
+    config::GoldExperiment,
     dataset_experiment::DatasetExperiment,
-    experiment::{GoldExperiment, Progress},
     framework::Scorer,
     plots::loss_histogram,
+    records::Progress,
     report::{metrics_lines, write_run_folder},
     store::{fault, write_atomic},
     TrainError,
@@ -128,12 +129,12 @@ pub fn run(args: &TrainArgs) -> CmdResult {
     let start = Instant::now();
     let mut current = String::new();
     let outcome = experiment.run::<Training>(&Default::default(), Some(&out), args.stop_after_steps, &mut |progress| match progress {
-        Progress::Sft(step, steps, loss) => {
+        Progress::Sft { step, total: steps, loss } => {
             bar.inc(1);
             bar.set_message(format!("sft {step}/{steps} loss {loss:.3}"));
         }
-        Progress::RunStarted(index, total, loss, noise, seed) => {
-            current = format!("run {}/{total} {loss} η={noise} seed={seed}", index + 1);
+        Progress::RunStarted { index, total, method, noise, seed } => {
+            current = format!("run {}/{total} {method} η={noise} seed={seed}", index + 1);
         }
         Progress::Step(s) => {
             bar.inc(1);
@@ -217,8 +218,14 @@ fn run_ablation(args: &TrainArgs) -> CmdResult {
         Some(&out),
         args.stop_after_steps,
         &mut |progress| match progress {
-            Progress::RunStarted(index, total, variant, noise, seed) => eprintln!(
-                "{:.0}s run {}/{total}: {variant} η={noise} seed={seed}",
+            Progress::RunStarted {
+                index,
+                total,
+                method,
+                noise,
+                seed,
+            } => eprintln!(
+                "{:.0}s run {}/{total}: {method} η={noise} seed={seed}",
                 start.elapsed().as_secs_f64(),
                 index + 1
             ),
@@ -287,9 +294,16 @@ fn run_dataset(args: &TrainArgs, path: &std::path::Path, text: &str) -> CmdResul
     open_run_folder(&args.out, &experiment, experiment.dataset.split_seed)?;
     let start = Instant::now();
     let (counts, runs) = experiment.run::<Training>(&Default::default(), &mut |progress| {
-        if let Progress::RunStarted(index, total, loss, noise, seed) = progress {
+        if let Progress::RunStarted {
+            index,
+            total,
+            method,
+            noise,
+            seed,
+        } = progress
+        {
             eprintln!(
-                "{:.0}s run {}/{total}: {loss} η={noise} seed={seed}",
+                "{:.0}s run {}/{total}: {method} η={noise} seed={seed}",
                 start.elapsed().as_secs_f64(),
                 index + 1
             );

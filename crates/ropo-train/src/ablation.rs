@@ -14,11 +14,14 @@ use ropo_models::CausalLm;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    config::{GoldExperiment, PreferenceStage},
     eval::implicit_margins,
-    experiment::{GoldExperiment, PreferenceStage, Progress, Start},
+    eval_set::EvalSet,
     framework::{
-        keep_lowest_loss, resample_pairs, FilterQuality, LossHistogram, Resampling, Scorer,
+        keep_lowest_loss, resample_pairs, FilterQuality, Framework, LossHistogram, Resampling,
     },
+    gold_start::Start,
+    records::Progress,
     reference::{with_noise, ReferenceLogps},
     stages::PreferenceRun,
     store::{
@@ -27,34 +30,6 @@ use crate::{
     },
     TrainError,
 };
-
-/// The framework's settings.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Framework {
-    /// Rounds of {train, filter, resample}; the preference steps are split evenly over them.
-    pub rounds: usize,
-    /// Fraction ρ of the training pairs dropped after each round but the last.
-    pub rho: f64,
-    /// Responses sampled per dropped prompt.
-    pub samples: usize,
-    /// Temperature of those samples.
-    pub temperature: f64,
-    /// How rejection sampling ranks candidates.
-    pub scorer: Scorer,
-}
-
-impl Default for Framework {
-    fn default() -> Self {
-        Self {
-            rounds: 3,
-            rho: 0.2,
-            samples: 4,
-            temperature: 1.0,
-            scorer: Scorer::ImplicitReward,
-        }
-    }
-}
 
 /// One variant of the ablation.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -184,7 +159,7 @@ impl GoldExperiment {
         let mut runs = Vec::new();
         let total = VARIANTS.len() * self.noise.len() * self.seeds as usize;
         for seed in 0..self.seeds {
-            let test = self.test_set(&reference, seed, device)?;
+            let test = EvalSet::held_out(self, &reference, seed, device)?;
             for &eta in &self.noise {
                 let (noisy, refs) = with_noise(&originals, &original_refs, eta, seed)?;
                 for variant in VARIANTS {
@@ -195,13 +170,13 @@ impl GoldExperiment {
                         runs.push(finished.remove(index));
                         continue;
                     }
-                    on_progress(Progress::RunStarted(
-                        runs.len(),
+                    on_progress(Progress::RunStarted {
+                        index: runs.len(),
                         total,
-                        variant.name.into(),
-                        eta,
+                        method: variant.name.into(),
+                        noise: eta,
                         seed,
-                    ));
+                    });
                     let loss = self.preference.loss(variant.loss)?;
                     let run_store = store
                         .as_ref()
@@ -395,73 +370,4 @@ fn losses_of<B: burn::tensor::backend::Backend>(
     .into_data()
     .iter::<f64>()
     .collect()
-}
-
-/// Markdown tables of an ablation: final quality per variant and η, then the filter's
-/// precision/recall and rejection sampling per round (means over seeds).
-pub fn ablation_report(noise: &[f64], runs: &[AblationRun]) -> String {
-    let mean = |values: Vec<f64>| {
-        let finite: Vec<f64> = values.into_iter().filter(|v| v.is_finite()).collect();
-        if finite.is_empty() {
-            f64::NAN
-        } else {
-            finite.iter().sum::<f64>() / finite.len() as f64
-        }
-    };
-    let mut out = String::from("| variant |");
-    for eta in noise {
-        out += &format!(" win rate η={eta} | accuracy η={eta} |");
-    }
-    out += &format!("\n|---|{}", "---|---|".repeat(noise.len()));
-    for variant in VARIANTS {
-        out += &format!("\n| {} |", variant.name);
-        for &eta in noise {
-            let cell: Vec<&AblationRun> = runs
-                .iter()
-                .filter(|r| r.variant == variant.name && r.noise == eta)
-                .collect();
-            out += &format!(
-                " {:.3} | {:.3} |",
-                mean(cell.iter().map(|r| r.gold_win_rate).collect()),
-                mean(cell.iter().map(|r| r.clean_accuracy).collect())
-            );
-        }
-    }
-    out += "\n\n| variant | η | round | dropped | precision | recall | resampled | gold-correct | gold-reversed |\n|---|---|---|---|---|---|---|---|---|";
-    for variant in VARIANTS.iter().filter(|v| v.filter) {
-        for &eta in noise {
-            let cell: Vec<&AblationRun> = runs
-                .iter()
-                .filter(|r| r.variant == variant.name && r.noise == eta)
-                .collect();
-            let rounds = cell.first().map_or(0, |r| r.rounds.len());
-            for index in 0..rounds {
-                let at = |f: &dyn Fn(&RoundReport) -> f64| {
-                    mean(cell.iter().map(|r| f(&r.rounds[index])).collect())
-                };
-                let resampled = at(&|r| r.resampled as f64);
-                let total: f64 = cell.iter().map(|r| r.rounds[index].resampled as f64).sum();
-                let share = |f: &dyn Fn(&RoundReport) -> usize| {
-                    let count: f64 = cell.iter().map(|r| f(&r.rounds[index]) as f64).sum();
-                    if variant.resample {
-                        format!("{:.3}", count / total.max(1.0))
-                    } else {
-                        "–".into()
-                    }
-                };
-                out += &format!(
-                    "\n| {} | {eta} | {} | {:.0} | {:.3} | {:.3} | {:.1} | {} | {} |",
-                    variant.name,
-                    index + 1,
-                    at(&|r| r.filter.dropped as f64),
-                    at(&|r| r.filter.precision),
-                    at(&|r| r.filter.recall),
-                    resampled,
-                    share(&|r| r.resampled_correct),
-                    share(&|r| r.resampled_reversed),
-                );
-            }
-        }
-    }
-    out + "\n"
 }

@@ -18,11 +18,12 @@ use ropo_models::checkpoint;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    config::PreferenceStage,
     eval::implicit_reward_eval,
-    experiment::{PreferenceStage, Progress, StepRecord},
+    records::{Progress, StepRecord},
     reference::{reference_logps, with_noise},
-    report::Summary,
     stages::{run_sft, PreferenceRun, Session},
+    summary::Summary,
     TrainError,
 };
 
@@ -183,13 +184,13 @@ impl DatasetExperiment {
             for &eta in &self.noise {
                 let (noisy, refs) = with_noise(&train, &train_refs, eta, seed)?;
                 for name in &self.losses {
-                    on_progress(Progress::RunStarted(
-                        runs.len(),
+                    on_progress(Progress::RunStarted {
+                        index: runs.len(),
                         total,
-                        name.clone(),
-                        eta,
+                        method: name.clone(),
+                        noise: eta,
                         seed,
-                    ));
+                    });
                     let loss = self.preference.loss(name)?;
                     let run = PreferenceRun {
                         stage: &self.preference,

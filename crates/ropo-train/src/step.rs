@@ -12,6 +12,7 @@ use ropo_models::{score, score_pairs, CausalLm, PairRow, ScoreRow};
 
 use crate::{
     optim::{StepReport, Trainer},
+    records::StepRecord,
     reference::{pair_row, ReferenceLogps},
     TrainError,
 };
@@ -25,6 +26,23 @@ pub struct PreferenceStep {
     pub optim: StepReport,
     /// Tokens (prompt plus response, chosen and rejected) in the batch.
     pub tokens: usize,
+}
+
+impl PreferenceStep {
+    /// The record of this step as optimiser step `step` (1-based), which took `seconds`.
+    pub fn record(&self, step: usize, seconds: f64) -> StepRecord {
+        StepRecord {
+            step,
+            loss: self.metrics.loss,
+            accuracy: self.metrics.rewards_accuracies,
+            margin: self.metrics.rewards_margins,
+            rewards_chosen: self.metrics.rewards_chosen,
+            rewards_rejected: self.metrics.rewards_rejected,
+            lr: self.optim.lr,
+            grad_norm: self.optim.grad_norm,
+            tokens_per_s: self.tokens as f64 / seconds.max(1e-9),
+        }
+    }
 }
 
 /// One preference step on `pairs` (one batch, split into `micro_batches` forwards whose
@@ -145,7 +163,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        experiment::GoldExperiment,
+        config::GoldExperiment,
         reference::reference_logps,
         schedule::{Decay, LrSchedule},
     };

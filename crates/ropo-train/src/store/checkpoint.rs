@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{record_file, snapshot};
 use crate::{
-    experiment::{CurvePoint, StepRecord},
     optim::Trainer,
+    records::{CurvePoint, StepRecord},
     TrainError,
 };
 

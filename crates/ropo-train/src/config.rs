@@ -1,0 +1,207 @@
+//! The gold experiment's config: the task, the policy's shape, the SFT and preference stages,
+//! the losses × noise × seeds grid and the evaluation sizes, each with its default (the
+//! embedded run), and the checks that run before anything trains.
+
+use ropo_core::{Loss, LossConfig, LossParams};
+use ropo_data::gold::GoldTask;
+use ropo_models::{config::ModelConfig, llama::LlamaConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::{framework::Framework, TrainError};
+
+/// Everything the built-in experiment needs; every field has a default (the embedded run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GoldExperiment {
+    /// The task.
+    pub task: GoldTask,
+    /// The policy: a small Llama-style transformer.
+    pub model: TinyModel,
+    /// Supervised fine-tuning on the task's mixed-quality responses.
+    pub sft: SftStage,
+    /// Preference training, shared by every loss.
+    pub preference: PreferenceStage,
+    /// Loss names (`ropo-core`'s), each trained at every noise rate and seed.
+    pub losses: Vec<String>,
+    /// Symmetric label-noise rates η.
+    pub noise: Vec<f64>,
+    /// Seeds per (loss, η): each redraws the noise, the batch order and the evaluation samples.
+    pub seeds: u64,
+    /// Base seed of the whole experiment (model init, data).
+    pub seed: u64,
+    /// Clean held-out pairs for implicit-reward accuracy.
+    pub eval_pairs: usize,
+    /// Held-out prompts for the gold reward and win rate.
+    pub eval_prompts: usize,
+    /// Validation pairs and prompts (drawn apart from training and held-out data): the
+    /// training-length curves are measured on them, so choices made from the curves never
+    /// look at the held-out numbers.
+    pub validation: usize,
+    /// Evaluate on the validation split every this many preference steps (0: only at the end).
+    pub eval_every: usize,
+    /// Checkpoint a run every this many preference steps (0: never); needs a run folder.
+    pub checkpoint_every: usize,
+    /// How many of a run's newest checkpoints to keep.
+    pub keep_checkpoints: usize,
+    /// The ROPO framework's settings (used by the ablation experiment).
+    pub framework: Framework,
+}
+
+/// Shape of the experiment's transformer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TinyModel {
+    /// `d_model`.
+    pub hidden: usize,
+    /// Decoder layers.
+    pub layers: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// SwiGLU width.
+    pub intermediate: usize,
+}
+
+/// The SFT stage.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SftStage {
+    /// Training examples.
+    pub examples: usize,
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Examples per step.
+    pub batch: usize,
+    /// Peak learning rate (cosine decay after 5% warmup).
+    pub lr: f64,
+}
+
+/// The preference stage and the loss hyper-parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreferenceStage {
+    /// Training pairs (before noise).
+    pub pairs: usize,
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Pairs per step.
+    pub batch: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Warmup steps.
+    pub warmup: usize,
+    /// β of every loss.
+    pub beta: f64,
+    /// ROPO's α.
+    pub alpha: f64,
+    /// cDPO's and rDPO's ε.
+    pub epsilon: f64,
+}
+
+impl PreferenceStage {
+    /// The loss called `name` with this stage's β, α and ε.
+    pub fn loss(&self, name: &str) -> Result<LossConfig, TrainError> {
+        let params = LossParams {
+            alpha: self.alpha,
+            epsilon: self.epsilon,
+            ..LossParams::default()
+        };
+        Ok(LossConfig::new(Loss::from_name(name, &params)?, self.beta)?)
+    }
+}
+
+impl Default for GoldExperiment {
+    fn default() -> Self {
+        Self {
+            task: GoldTask::default(),
+            model: TinyModel {
+                hidden: 32,
+                layers: 2,
+                heads: 4,
+                intermediate: 64,
+            },
+            sft: SftStage {
+                examples: 4000,
+                steps: 150,
+                batch: 64,
+                lr: 1e-2,
+            },
+            preference: PreferenceStage {
+                pairs: 1500,
+                steps: 200,
+                batch: 32,
+                lr: 1e-3,
+                warmup: 10,
+                beta: 0.1,
+                alpha: 14.0,
+                epsilon: 0.2,
+            },
+            losses: ["sigmoid", "cdpo", "rdpo", "ipo", "ropo"]
+                .map(String::from)
+                .to_vec(),
+            noise: vec![0.0, 0.2, 0.4],
+            seeds: 3,
+            seed: 0,
+            eval_pairs: 500,
+            eval_prompts: 500,
+            validation: 300,
+            eval_every: 50,
+            checkpoint_every: 100,
+            keep_checkpoints: 2,
+            framework: Framework::default(),
+        }
+    }
+}
+
+impl GoldExperiment {
+    /// Checks every value before anything runs; the message names the field.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let fail = |message: String| Err(TrainError::Config(message));
+        if let Some(eta) = self.noise.iter().find(|eta| !(0.0..0.5).contains(*eta)) {
+            return fail(format!("noise: rate {eta} must be in [0, 0.5)"));
+        }
+        for name in &self.losses {
+            self.preference.loss(name)?;
+        }
+        for (field, value) in [
+            ("sft.lr", self.sft.lr),
+            ("preference.lr", self.preference.lr),
+        ] {
+            if !(value > 0.0 && value.is_finite()) {
+                return fail(format!("{field}: learning rate {value} must be > 0"));
+            }
+        }
+        for (field, value) in [
+            ("sft.batch", self.sft.batch),
+            ("preference.batch", self.preference.batch),
+            ("preference.pairs", self.preference.pairs),
+            ("sft.examples", self.sft.examples),
+            ("seeds", self.seeds as usize),
+            ("eval_pairs", self.eval_pairs),
+            ("eval_prompts", self.eval_prompts),
+        ] {
+            if value == 0 {
+                return fail(format!("{field} must be at least 1"));
+            }
+        }
+        if self.losses.is_empty() || self.noise.is_empty() {
+            return fail("losses and noise must each name at least one value".into());
+        }
+        self.task
+            .validate()
+            .map_err(|e| TrainError::Config(format!("task.{e}")))?;
+        self.model_config()
+            .validate()
+            .map_err(|e| TrainError::Config(format!("model: {e}")))
+    }
+
+    pub(crate) fn model_config(&self) -> ModelConfig {
+        ModelConfig::Llama(LlamaConfig::new(
+            self.task.vocab_size(),
+            self.model.hidden,
+            self.model.intermediate,
+            self.model.layers,
+            self.model.heads,
+            self.task.sequence_length(),
+        ))
+    }
+}
