@@ -157,11 +157,12 @@ impl GoldExperiment {
             ..self.preference
         };
         let mut runs = Vec::new();
+        let seeds = self.seeds();
         let total = VARIANTS.len() * self.noise.len() * self.seeds as usize;
         for seed in 0..self.seeds {
             let test = EvalSet::held_out(self, &reference, seed, device)?;
             for &eta in &self.noise {
-                let (noisy, refs) = with_noise(&originals, &original_refs, eta, seed)?;
+                let (noisy, refs) = with_noise(&originals, &original_refs, eta, seeds.noise(seed))?;
                 for variant in VARIANTS {
                     let done = finished.iter().position(|r| {
                         r.variant == variant.name && r.noise == eta && r.seed == seed
@@ -204,7 +205,7 @@ impl GoldExperiment {
                             loss: &loss,
                             pairs: &state.pairs,
                             refs: &state.refs,
-                            seed: 31 * seed + 5 + round as u64,
+                            seed: seeds.order(seed, round),
                             bucket: 1,
                             eval_every: 0,
                             checkpoint_every: 0,
@@ -229,7 +230,7 @@ impl GoldExperiment {
                             let (pairs, refs, report) = cleaner.clean(
                                 &policy.valid(),
                                 (&noisy.pairs, &refs, &noisy.flipped),
-                                100 * seed + round as u64,
+                                seeds.resampling(seed, round),
                                 device,
                             )?;
                             state.pairs = pairs;

@@ -7,7 +7,7 @@ use ropo_data::gold::GoldTask;
 use ropo_models::{config::ModelConfig, llama::LlamaConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::{framework::Framework, TrainError};
+use crate::{framework::Framework, seeds::Seeds, TrainError};
 
 /// Everything the built-in experiment needs; every field has a default (the embedded run).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -192,6 +192,11 @@ impl GoldExperiment {
         self.model_config()
             .validate()
             .map_err(|e| TrainError::Config(format!("model: {e}")))
+    }
+
+    /// Every random stream of the experiment, derived from `seed`.
+    pub fn seeds(&self) -> Seeds {
+        Seeds { base: self.seed }
     }
 
     pub(crate) fn model_config(&self) -> ModelConfig {

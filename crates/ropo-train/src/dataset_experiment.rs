@@ -22,6 +22,7 @@ use crate::{
     eval::implicit_reward_eval,
     records::{Progress, StepRecord},
     reference::{reference_logps, with_noise},
+    seeds::Seeds,
     stages::{run_sft, PreferenceRun, Session},
     summary::Summary,
     TrainError,
@@ -152,6 +153,13 @@ impl DatasetExperiment {
         Ok(())
     }
 
+    /// Every random stream of the experiment, derived from `dataset.split_seed`.
+    pub fn seeds(&self) -> Seeds {
+        Seeds {
+            base: self.dataset.split_seed,
+        }
+    }
+
     /// Runs the experiment, reporting progress to `on_progress`.
     pub fn run<B: TrainingBackend>(
         &self,
@@ -171,7 +179,7 @@ impl DatasetExperiment {
             &chosen,
             stage,
             4,
-            self.dataset.split_seed,
+            self.seeds().sft_order(),
             device,
             on_progress,
         )?;
@@ -179,10 +187,11 @@ impl DatasetExperiment {
         let train_refs = reference_logps(&reference, &train, 16, device)?;
         let heldout_refs = reference_logps(&reference, &heldout, 16, device)?;
         let mut runs = Vec::new();
+        let seeds = self.seeds();
         let total = self.losses.len() * self.noise.len() * self.seeds as usize;
         for seed in 0..self.seeds {
             for &eta in &self.noise {
-                let (noisy, refs) = with_noise(&train, &train_refs, eta, seed)?;
+                let (noisy, refs) = with_noise(&train, &train_refs, eta, seeds.noise(seed))?;
                 for name in &self.losses {
                     on_progress(Progress::RunStarted {
                         index: runs.len(),
@@ -197,7 +206,7 @@ impl DatasetExperiment {
                         loss: &loss,
                         pairs: &noisy.pairs,
                         refs: &refs,
-                        seed: 31 * seed + 5,
+                        seed: seeds.order(seed, 0),
                         bucket: 4,
                         eval_every: 0,
                         checkpoint_every: 0,
@@ -261,7 +270,7 @@ impl DatasetExperiment {
         };
         let tokenized = tokenize(&pairs, tokenizer.as_ref(), &options)?;
         let mut kept = tokenized.pairs;
-        kept.shuffle(&mut StdRng::seed_from_u64(source.split_seed));
+        kept.shuffle(&mut StdRng::seed_from_u64(self.seeds().split()));
         let held = ((kept.len() as f64) * source.heldout).round() as usize;
         let train = kept.split_off(held);
         let counts = DataCounts {

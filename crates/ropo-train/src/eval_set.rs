@@ -8,6 +8,7 @@ use crate::{
     config::GoldExperiment,
     eval::{gold_eval, implicit_reward_eval, sample_responses, GoldEval},
     reference::{reference_logps, ReferenceLogps},
+    seeds::EvalSeeds,
     TrainError,
 };
 
@@ -21,62 +22,51 @@ pub(crate) struct EvalSet {
 }
 
 impl EvalSet {
-    /// The clean held-out pairs and prompts of `experiment` (the same for every seed), with the reference's
-    /// baseline samples drawn for seed index `seed`.
+    /// The clean held-out pairs and prompts of `experiment` (the same for every seed), with
+    /// the reference's baseline samples drawn for seed index `run`.
     pub(crate) fn held_out<B: AttentionBackend>(
         experiment: &GoldExperiment,
         reference: &CausalLm<B>,
-        seed: u64,
+        run: u64,
         device: &B::Device,
     ) -> Result<Self, TrainError> {
-        Self::new(
-            &experiment.task,
-            reference,
-            (experiment.eval_pairs, experiment.eval_prompts),
-            experiment.seed + 3,
-            1000 + seed,
-            device,
-        )
+        let size = (experiment.eval_pairs, experiment.eval_prompts);
+        let seeds = experiment.seeds().held_out(run);
+        Self::new(&experiment.task, reference, size, seeds, device)
     }
 
     /// The validation pairs and prompts of `experiment` (drawn apart from training and
-    /// held-out data), with the reference's baseline samples drawn for seed index `seed`.
+    /// held-out data), with the reference's baseline samples drawn for seed index `run`.
     pub(crate) fn validation<B: AttentionBackend>(
         experiment: &GoldExperiment,
         reference: &CausalLm<B>,
-        seed: u64,
+        run: u64,
         device: &B::Device,
     ) -> Result<Self, TrainError> {
-        Self::new(
-            &experiment.task,
-            reference,
-            (experiment.validation, experiment.validation),
-            experiment.seed + 5,
-            2000 + seed,
-            device,
-        )
+        let size = (experiment.validation, experiment.validation);
+        let seeds = experiment.seeds().validation(run);
+        Self::new(&experiment.task, reference, size, seeds, device)
     }
 
-    /// Draws `size` pairs and prompts from `data_seed`, scores the pairs under the reference
-    /// and samples the reference's baseline responses with `seed`.
-    pub(crate) fn new<B: AttentionBackend>(
+    /// Draws `size` pairs and prompts, scores the pairs under the reference and samples the
+    /// reference's baseline responses.
+    fn new<B: AttentionBackend>(
         task: &GoldTask,
         reference: &CausalLm<B>,
         size: (usize, usize),
-        data_seed: u64,
-        seed: u64,
+        seeds: EvalSeeds,
         device: &B::Device,
     ) -> Result<Self, TrainError> {
-        let pairs = task.pairs(size.0, data_seed);
+        let pairs = task.pairs(size.0, seeds.pairs);
         let refs = reference_logps(reference, &pairs, 256, device)?;
-        let prompts = task.prompts(size.1, data_seed + 1);
-        let baseline = sample_responses(reference, task, &prompts, seed + 500, device)?;
+        let prompts = task.prompts(size.1, seeds.prompts);
+        let baseline = sample_responses(reference, task, &prompts, seeds.baseline, device)?;
         Ok(Self {
             pairs,
             refs,
             prompts,
             baseline,
-            seed,
+            seed: seeds.samples,
         })
     }
 

@@ -47,6 +47,7 @@ impl GoldExperiment {
             sft: Vec::new(),
             runs: Vec::new(),
         };
+        let seeds = self.seeds();
         let total = self.losses.len() * self.noise.len() * self.seeds as usize;
         for seed in 0..self.seeds {
             let test = EvalSet::held_out(self, &reference, seed, device)?;
@@ -58,7 +59,7 @@ impl GoldExperiment {
                 clean_accuracy: accuracy,
             });
             for &eta in &self.noise {
-                let (noisy, refs) = with_noise(&train_pairs, &train_refs, eta, seed)?;
+                let (noisy, refs) = with_noise(&train_pairs, &train_refs, eta, seeds.noise(seed))?;
                 for name in &self.losses {
                     if let Some(done) = take_finished(&mut finished, name, eta, seed) {
                         on_progress(Progress::RunFinished(done.clone()));
@@ -81,7 +82,7 @@ impl GoldExperiment {
                         loss: &loss,
                         pairs: &noisy.pairs,
                         refs: &refs,
-                        seed: 31 * seed + 5,
+                        seed: seeds.order(seed, 0),
                         bucket: 1,
                         eval_every: self.eval_every,
                         checkpoint_every: self.checkpoint_every,

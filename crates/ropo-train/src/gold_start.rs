@@ -41,7 +41,7 @@ impl GoldExperiment {
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<Start<B, T>, TrainError> {
         self.validate()?;
-        B::seed(device, self.seed);
+        B::seed(device, self.seeds().init());
         let store = folder.map(|f| f.join("checkpoints"));
         if let Some(store) = &store {
             std::fs::create_dir_all(store).map_err(TrainError::io(store))?;
@@ -52,7 +52,9 @@ impl GoldExperiment {
             None => Vec::new(),
         };
         let reference = sft.valid();
-        let pairs = self.task.pairs(self.preference.pairs, self.seed + 2);
+        let pairs = self
+            .task
+            .pairs(self.preference.pairs, self.seeds().train_pairs());
         let refs = reference_logps(&reference, &pairs, 256, device)?;
         Ok(Start {
             store,
@@ -96,12 +98,15 @@ impl GoldExperiment {
         device: &B::Device,
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<CausalLm<B>, TrainError> {
-        let examples = self.task.sft_examples(self.sft.examples, self.seed + 1);
+        let examples = self
+            .task
+            .sft_examples(self.sft.examples, self.seeds().sft_examples());
         let rows: Vec<(&[u32], &[u32])> = examples
             .iter()
             .map(|(p, r)| (p.as_slice(), r.as_slice()))
             .collect();
         let stage = (self.sft.steps, self.sft.batch, self.sft.lr);
-        run_sft(model, &rows, stage, 1, self.seed, device, on_progress)
+        let order = self.seeds().sft_order();
+        run_sft(model, &rows, stage, 1, order, device, on_progress)
     }
 }

@@ -18,6 +18,7 @@ pub mod records;
 pub mod reference;
 pub mod report;
 pub mod schedule;
+pub mod seeds;
 pub mod stages;
 pub mod step;
 pub mod store;
