@@ -156,20 +156,7 @@ impl GoldExperiment {
     /// Checks every value before anything runs; the message names the field.
     pub fn validate(&self) -> Result<(), TrainError> {
         let fail = |message: String| Err(TrainError::Config(message));
-        if let Some(eta) = self.noise.iter().find(|eta| !(0.0..0.5).contains(*eta)) {
-            return fail(format!("noise: rate {eta} must be in [0, 0.5)"));
-        }
-        for name in &self.losses {
-            self.preference.loss(name)?;
-        }
-        for (field, value) in [
-            ("sft.lr", self.sft.lr),
-            ("preference.lr", self.preference.lr),
-        ] {
-            if !(value > 0.0 && value.is_finite()) {
-                return fail(format!("{field}: learning rate {value} must be > 0"));
-            }
-        }
+        validate_grid(&self.noise, &self.losses, &self.preference, self.sft.lr)?;
         for (field, value) in [
             ("sft.batch", self.sft.batch),
             ("preference.batch", self.preference.batch),
@@ -209,4 +196,30 @@ impl GoldExperiment {
             self.task.sequence_length(),
         ))
     }
+}
+
+/// The checks every experiment makes: noise rates in [0, ½), known losses with valid
+/// parameters, and positive learning rates for SFT (`sft_lr`) and the preference stage.
+pub(crate) fn validate_grid(
+    noise: &[f64],
+    losses: &[String],
+    preference: &PreferenceStage,
+    sft_lr: f64,
+) -> Result<(), TrainError> {
+    if let Some(eta) = noise.iter().find(|eta| !(0.0..0.5).contains(*eta)) {
+        return Err(TrainError::Config(format!(
+            "noise: rate {eta} must be in [0, 0.5)"
+        )));
+    }
+    for name in losses {
+        preference.loss(name)?;
+    }
+    for (field, value) in [("sft.lr", sft_lr), ("preference.lr", preference.lr)] {
+        if !(value > 0.0 && value.is_finite()) {
+            return Err(TrainError::Config(format!(
+                "{field}: learning rate {value} must be > 0"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -18,7 +18,7 @@ use ropo_models::checkpoint;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    config::PreferenceStage,
+    config::{validate_grid, PreferenceStage},
     eval::implicit_reward_eval,
     records::{Progress, StepRecord},
     reference::{reference_logps, with_noise},
@@ -114,25 +114,12 @@ impl DatasetExperiment {
     /// Checks every value before anything runs; the message names the field.
     pub fn validate(&self) -> Result<(), TrainError> {
         let fail = |message: String| Err(TrainError::Config(message));
-        if let Some(eta) = self.noise.iter().find(|eta| !(0.0..0.5).contains(*eta)) {
-            return fail(format!("noise: rate {eta} must be in [0, 0.5)"));
-        }
-        for name in &self.losses {
-            self.preference.loss(name)?;
-        }
+        validate_grid(&self.noise, &self.losses, &self.preference, self.sft.lr)?;
         if !(self.dataset.heldout > 0.0 && self.dataset.heldout < 1.0) {
             return fail(format!(
                 "dataset.heldout {} must be in (0, 1)",
                 self.dataset.heldout
             ));
-        }
-        for (field, value) in [
-            ("sft.lr", self.sft.lr),
-            ("preference.lr", self.preference.lr),
-        ] {
-            if !(value > 0.0 && value.is_finite()) {
-                return fail(format!("{field}: learning rate {value} must be > 0"));
-            }
         }
         if self.preference.batch == 0 || self.sft.batch == 0 || self.seeds == 0 {
             return fail("preference.batch, sft.batch and seeds must be at least 1".into());
