@@ -3,7 +3,7 @@
 
 use std::{path::PathBuf, time::Instant};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use ropo::backend::Training;
 use ropo::train::{
@@ -53,16 +53,43 @@ pub struct TrainArgs {
     quiet: bool,
     /// `ablation`: the ROPO framework's ablation (loss only, + filtering, + rejection
     /// sampling, DPO + filtering) at the config's noise rates (0.2 and 0.4 without a config).
-    #[arg(long, value_parser = ["ablation"])]
-    experiment: Option<String>,
+    #[arg(long, value_enum)]
+    experiment: Option<ExperimentKind>,
     /// With `--experiment ablation`: rank rejection-sampling candidates by `implicit_reward`
     /// (default) or `policy_log_prob`.
-    #[arg(long, default_value = "implicit_reward", value_parser = ["implicit_reward", "policy_log_prob"])]
-    scorer: String,
+    #[arg(long, value_enum, default_value_t = ScorerChoice::ImplicitReward)]
+    scorer: ScorerChoice,
     /// For the reliability tests: a fault inside one snapshot write (`pause:NAME`,
     /// `disk-full:NAME`); needs a build with ropo-train's `fault-injection` feature.
     #[arg(long, hide = true)]
     fault: Option<String>,
+}
+
+/// The experiments `--experiment` names (without it: the loss grid, or a config's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExperimentKind {
+    /// The ROPO framework's ablation.
+    Ablation,
+}
+
+/// How rejection sampling ranks candidates (`--scorer`), as ropo-train's [`Scorer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ScorerChoice {
+    /// The implicit reward.
+    #[value(name = "implicit_reward")]
+    ImplicitReward,
+    /// The policy's own log-probability.
+    #[value(name = "policy_log_prob")]
+    PolicyLogProb,
+}
+
+impl From<ScorerChoice> for Scorer {
+    fn from(choice: ScorerChoice) -> Self {
+        match choice {
+            ScorerChoice::ImplicitReward => Self::ImplicitReward,
+            ScorerChoice::PolicyLogProb => Self::PolicyLogProb,
+        }
+    }
 }
 
 impl TrainArgs {
@@ -103,7 +130,7 @@ pub fn run(args: &TrainArgs) -> CmdResult {
             return run_dataset(args, path, &text);
         }
     }
-    if args.experiment.is_some() {
+    if args.experiment == Some(ExperimentKind::Ablation) {
         return run_ablation(args);
     }
     let (experiment, out) = match &args.resume {
@@ -196,8 +223,8 @@ fn run_ablation(args: &TrainArgs) -> CmdResult {
             if args.noise.is_none() && args.config.is_none() {
                 experiment.noise = vec![0.2, 0.4];
             }
-            if args.scorer == "policy_log_prob" {
-                experiment.framework.scorer = Scorer::PolicyLogProb;
+            if args.scorer == ScorerChoice::PolicyLogProb {
+                experiment.framework.scorer = args.scorer.into();
             }
             let out = if args.out == std::path::Path::new("runs/gold") {
                 PathBuf::from("runs/ablation")
