@@ -2,7 +2,7 @@
 //! the losses × noise × seeds grid and the evaluation sizes, each with its default (the
 //! embedded run), and the checks that run before anything trains.
 
-use ropo_core::{Loss, LossConfig, LossParams};
+use ropo_core::{IpoMargin, Loss, LossConfig, LossParams};
 use ropo_data::gold::GoldTask;
 use ropo_models::{config::ModelConfig, llama::LlamaConfig};
 use serde::{Deserialize, Serialize};
@@ -95,17 +95,51 @@ pub struct PreferenceStage {
     pub alpha: f64,
     /// cDPO's and rDPO's ε.
     pub epsilon: f64,
+    /// SimPO's target margin γ (left out: ropo-core's default, 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gamma: Option<f64>,
+    /// IPO's margin (left out: averaged per token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipo_margin: Option<IpoForm>,
+    /// Weight of an NLL term on the chosen responses, added to every loss (left out: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nll_weight: Option<f64>,
+}
+
+/// How IPO forms its margin, as a config names it (`averaged` or `summed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IpoForm {
+    /// Per-token averaged log-ratios (TRL's choice).
+    Averaged,
+    /// Summed log-ratios, like every other loss's margin.
+    Summed,
+}
+
+impl From<IpoForm> for IpoMargin {
+    fn from(form: IpoForm) -> Self {
+        match form {
+            IpoForm::Averaged => Self::Averaged,
+            IpoForm::Summed => Self::Summed,
+        }
+    }
 }
 
 impl PreferenceStage {
-    /// The loss called `name` with this stage's β, α and ε.
+    /// The loss called `name` with this stage's β, α, ε, γ, IPO margin and NLL weight.
     pub fn loss(&self, name: &str) -> Result<LossConfig, TrainError> {
+        let defaults = LossParams::default();
         let params = LossParams {
             alpha: self.alpha,
             epsilon: self.epsilon,
-            ..LossParams::default()
+            gamma: self.gamma.unwrap_or(defaults.gamma),
+            ipo_margin: self.ipo_margin.map_or(defaults.ipo_margin, IpoMargin::from),
         };
-        Ok(LossConfig::new(Loss::from_name(name, &params)?, self.beta)?)
+        let config = LossConfig::new(Loss::from_name(name, &params)?, self.beta)?;
+        Ok(match self.nll_weight {
+            Some(weight) => config.with_nll_weight(weight)?,
+            None => config,
+        })
     }
 }
 
@@ -134,6 +168,9 @@ impl Default for GoldExperiment {
                 beta: 0.1,
                 alpha: 14.0,
                 epsilon: 0.2,
+                gamma: None,
+                ipo_margin: None,
+                nll_weight: None,
             },
             losses: ["sigmoid", "cdpo", "rdpo", "ipo", "ropo"]
                 .map(String::from)
@@ -222,4 +259,44 @@ pub(crate) fn validate_grid(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simpo_gamma_ipo_margin_and_nll_weight_come_from_the_config() {
+        let config: GoldExperiment = toml::from_str(
+            "[preference]\npairs = 8\nsteps = 2\nbatch = 2\nlr = 1e-3\nwarmup = 0\nbeta = 0.1\n\
+             alpha = 14.0\nepsilon = 0.2\ngamma = 1.5\nipo_margin = \"summed\"\nnll_weight = 0.5\n",
+        )
+        .unwrap();
+        let simpo = config.preference.loss("simpo").unwrap();
+        assert_eq!(simpo.loss(), Loss::Simpo { gamma: 1.5 });
+        assert_eq!(simpo.nll_weight(), 0.5);
+        let ipo = config.preference.loss("ipo").unwrap();
+        assert_eq!(
+            ipo.loss(),
+            Loss::Ipo {
+                margin: IpoMargin::Summed
+            }
+        );
+    }
+
+    #[test]
+    fn settings_left_out_keep_the_defaults_and_stay_out_of_the_written_config() {
+        let default = GoldExperiment::default();
+        let written = toml::to_string_pretty(&default).unwrap();
+        assert!(!written.contains("gamma") && !written.contains("nll_weight"));
+        let dpo = default.preference.loss("sigmoid").unwrap();
+        assert_eq!(dpo.nll_weight(), 0.0);
+        let simpo = default.preference.loss("simpo").unwrap();
+        assert_eq!(
+            simpo.loss(),
+            Loss::Simpo {
+                gamma: LossParams::default().gamma
+            }
+        );
+    }
 }
