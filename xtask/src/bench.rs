@@ -32,7 +32,7 @@ enum BenchKind {
     /// reference, AdamW update) on the same two models.
     Step(ScoreBench),
     /// Tokenized pairs/s on HH helpful-base, beside Python `tokenizers` on the same texts.
-    Tokenize(crate::data_cmd::TokenizeBench),
+    Tokenize(crate::tokenize_bench::TokenizeBench),
     /// One epoch of DPO on HH helpful-base with stories260K, end to end (reference pass
     /// included), beside a TRL-style PyTorch loop.
     Epoch(crate::bench_epoch::EpochBench),
@@ -76,7 +76,7 @@ pub fn run(args: &BenchArgs) -> CmdResult {
     match &args.what {
         BenchKind::Score(bench) => score(bench),
         BenchKind::Step(bench) => step(bench),
-        BenchKind::Tokenize(bench) => crate::data_cmd::bench_tokenize(bench),
+        BenchKind::Tokenize(bench) => crate::tokenize_bench::bench_tokenize(bench),
         BenchKind::Epoch(bench) => crate::bench_epoch::run(bench),
     }
 }

@@ -29,6 +29,7 @@ mod loss_cmd;
 mod memory;
 mod model_cmds;
 mod plot_losses;
+mod tokenize_bench;
 mod train_cmd;
 
 use std::process::ExitCode;

@@ -3,16 +3,18 @@
 
 use std::{path::PathBuf, time::Instant};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use ropo::backend::Training;
 use ropo::train::{
-    ablation::ablation_report,
+    ablation_report::ablation_report,
+    config::GoldExperiment,
     dataset_experiment::DatasetExperiment,
-    experiment::{GoldExperiment, Progress},
     framework::Scorer,
     plots::loss_histogram,
-    report::{metrics_lines, write_atomic, write_run_folder},
+    records::Progress,
+    report::{metrics_lines, write_run_folder},
+    store::{fault, write_atomic},
     TrainError,
 };
 
@@ -51,12 +53,43 @@ pub struct TrainArgs {
     quiet: bool,
     /// `ablation`: the ROPO framework's ablation (loss only, + filtering, + rejection
     /// sampling, DPO + filtering) at the config's noise rates (0.2 and 0.4 without a config).
-    #[arg(long, value_parser = ["ablation"])]
-    experiment: Option<String>,
+    #[arg(long, value_enum)]
+    experiment: Option<ExperimentKind>,
     /// With `--experiment ablation`: rank rejection-sampling candidates by `implicit_reward`
     /// (default) or `policy_log_prob`.
-    #[arg(long, default_value = "implicit_reward", value_parser = ["implicit_reward", "policy_log_prob"])]
-    scorer: String,
+    #[arg(long, value_enum, default_value_t = ScorerChoice::ImplicitReward)]
+    scorer: ScorerChoice,
+    /// For the reliability tests: a fault inside one snapshot write (`pause:NAME`,
+    /// `disk-full:NAME`); needs a build with ropo-train's `fault-injection` feature.
+    #[arg(long, hide = true)]
+    fault: Option<String>,
+}
+
+/// The experiments `--experiment` names (without it: the loss grid, or a config's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExperimentKind {
+    /// The ROPO framework's ablation.
+    Ablation,
+}
+
+/// How rejection sampling ranks candidates (`--scorer`), as ropo-train's [`Scorer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ScorerChoice {
+    /// The implicit reward.
+    #[value(name = "implicit_reward")]
+    ImplicitReward,
+    /// The policy's own log-probability.
+    #[value(name = "policy_log_prob")]
+    PolicyLogProb,
+}
+
+impl From<ScorerChoice> for Scorer {
+    fn from(choice: ScorerChoice) -> Self {
+        match choice {
+            ScorerChoice::ImplicitReward => Self::ImplicitReward,
+            ScorerChoice::PolicyLogProb => Self::PolicyLogProb,
+        }
+    }
 }
 
 impl TrainArgs {
@@ -85,6 +118,9 @@ impl TrainArgs {
 
 /// Runs the experiment, writes the run folder and prints the result tables.
 pub fn run(args: &TrainArgs) -> CmdResult {
+    if let Some(fault) = &args.fault {
+        fault::plan(fault.parse()?)?;
+    }
     if let Some(path) = &args.config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
@@ -94,7 +130,7 @@ pub fn run(args: &TrainArgs) -> CmdResult {
             return run_dataset(args, path, &text);
         }
     }
-    if args.experiment.is_some() {
+    if args.experiment == Some(ExperimentKind::Ablation) {
         return run_ablation(args);
     }
     let (experiment, out) = match &args.resume {
@@ -120,12 +156,12 @@ pub fn run(args: &TrainArgs) -> CmdResult {
     let start = Instant::now();
     let mut current = String::new();
     let outcome = experiment.run::<Training>(&Default::default(), Some(&out), args.stop_after_steps, &mut |progress| match progress {
-        Progress::Sft(step, steps, loss) => {
+        Progress::Sft { step, total: steps, loss } => {
             bar.inc(1);
             bar.set_message(format!("sft {step}/{steps} loss {loss:.3}"));
         }
-        Progress::RunStarted(index, total, loss, noise, seed) => {
-            current = format!("run {}/{total} {loss} η={noise} seed={seed}", index + 1);
+        Progress::RunStarted { index, total, method, noise, seed } => {
+            current = format!("run {}/{total} {method} η={noise} seed={seed}", index + 1);
         }
         Progress::Step(s) => {
             bar.inc(1);
@@ -187,8 +223,8 @@ fn run_ablation(args: &TrainArgs) -> CmdResult {
             if args.noise.is_none() && args.config.is_none() {
                 experiment.noise = vec![0.2, 0.4];
             }
-            if args.scorer == "policy_log_prob" {
-                experiment.framework.scorer = Scorer::PolicyLogProb;
+            if args.scorer == ScorerChoice::PolicyLogProb {
+                experiment.framework.scorer = args.scorer.into();
             }
             let out = if args.out == std::path::Path::new("runs/gold") {
                 PathBuf::from("runs/ablation")
@@ -209,8 +245,14 @@ fn run_ablation(args: &TrainArgs) -> CmdResult {
         Some(&out),
         args.stop_after_steps,
         &mut |progress| match progress {
-            Progress::RunStarted(index, total, variant, noise, seed) => eprintln!(
-                "{:.0}s run {}/{total}: {variant} η={noise} seed={seed}",
+            Progress::RunStarted {
+                index,
+                total,
+                method,
+                noise,
+                seed,
+            } => eprintln!(
+                "{:.0}s run {}/{total}: {method} η={noise} seed={seed}",
                 start.elapsed().as_secs_f64(),
                 index + 1
             ),
@@ -279,9 +321,16 @@ fn run_dataset(args: &TrainArgs, path: &std::path::Path, text: &str) -> CmdResul
     open_run_folder(&args.out, &experiment, experiment.dataset.split_seed)?;
     let start = Instant::now();
     let (counts, runs) = experiment.run::<Training>(&Default::default(), &mut |progress| {
-        if let Progress::RunStarted(index, total, loss, noise, seed) = progress {
+        if let Progress::RunStarted {
+            index,
+            total,
+            method,
+            noise,
+            seed,
+        } = progress
+        {
             eprintln!(
-                "{:.0}s run {}/{total}: {loss} η={noise} seed={seed}",
+                "{:.0}s run {}/{total}: {method} η={noise} seed={seed}",
                 start.elapsed().as_secs_f64(),
                 index + 1
             );

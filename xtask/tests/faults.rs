@@ -43,10 +43,10 @@ fn train_command(config: &Path, out: &Path, stderr: Stdio) -> Command {
     command
 }
 
-/// [`train_command`] started with `ROPO_FAULT` set to `fault`.
+/// [`train_command`] started with the fault `fault` planned (`--fault`).
 fn start_with_fault(config: &Path, out: &Path, fault: &str, stderr: Stdio) -> Child {
     train_command(config, out, stderr)
-        .env("ROPO_FAULT", fault)
+        .args(["--fault", fault])
         .spawn()
         .unwrap()
 }

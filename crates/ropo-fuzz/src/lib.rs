@@ -41,7 +41,7 @@ pub fn config(bytes: &[u8]) {
     let Ok(text) = std::str::from_utf8(bytes) else {
         return;
     };
-    if let Ok(experiment) = toml::from_str::<ropo_train::experiment::GoldExperiment>(text) {
+    if let Ok(experiment) = toml::from_str::<ropo_train::config::GoldExperiment>(text) {
         let _ = experiment.validate();
     }
     if let Ok(experiment) =

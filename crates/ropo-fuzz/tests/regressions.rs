@@ -40,7 +40,7 @@ fn the_valid_seeds_are_accepted() {
     ropo_models::checkpoint::load::<burn::backend::Flex>(&model, &Default::default()).unwrap();
     for name in ["seed-gold.toml", "seed-dataset.toml"] {
         let text = std::fs::read_to_string(root.join("config").join(name)).unwrap();
-        let gold = toml::from_str::<ropo_train::experiment::GoldExperiment>(&text);
+        let gold = toml::from_str::<ropo_train::config::GoldExperiment>(&text);
         let dataset = toml::from_str::<ropo_train::dataset_experiment::DatasetExperiment>(&text);
         assert!(gold.is_ok() || dataset.is_ok(), "{name}");
     }

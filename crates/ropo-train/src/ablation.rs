@@ -14,45 +14,22 @@ use ropo_models::CausalLm;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    checkpoint,
+    config::{GoldExperiment, PreferenceStage},
     eval::implicit_margins,
-    experiment::{GoldExperiment, PreferenceStage, Progress, Start},
+    eval_set::EvalSet,
     framework::{
-        keep_lowest_loss, resample_pairs, FilterQuality, LossHistogram, Resampling, Scorer,
+        keep_lowest_loss, resample_pairs, FilterQuality, Framework, LossHistogram, Resampling,
     },
+    gold_start::Start,
+    records::Progress,
     reference::{with_noise, ReferenceLogps},
-    snapshot,
     stages::PreferenceRun,
+    store::{
+        finished::save_finished,
+        round::{load_round, save_round},
+    },
     TrainError,
 };
-
-/// The framework's settings.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Framework {
-    /// Rounds of {train, filter, resample}; the preference steps are split evenly over them.
-    pub rounds: usize,
-    /// Fraction ρ of the training pairs dropped after each round but the last.
-    pub rho: f64,
-    /// Responses sampled per dropped prompt.
-    pub samples: usize,
-    /// Temperature of those samples.
-    pub temperature: f64,
-    /// How rejection sampling ranks candidates.
-    pub scorer: Scorer,
-}
-
-impl Default for Framework {
-    fn default() -> Self {
-        Self {
-            rounds: 3,
-            rho: 0.2,
-            samples: 4,
-            temperature: 1.0,
-            scorer: Scorer::ImplicitReward,
-        }
-    }
-}
 
 /// One variant of the ablation.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -180,11 +157,12 @@ impl GoldExperiment {
             ..self.preference
         };
         let mut runs = Vec::new();
+        let seeds = self.seeds();
         let total = VARIANTS.len() * self.noise.len() * self.seeds as usize;
         for seed in 0..self.seeds {
-            let test = self.test_set(&reference, seed, device)?;
+            let test = EvalSet::held_out(self, &reference, seed, device)?;
             for &eta in &self.noise {
-                let (noisy, refs) = with_noise(&originals, &original_refs, eta, seed)?;
+                let (noisy, refs) = with_noise(&originals, &original_refs, eta, seeds.noise(seed))?;
                 for variant in VARIANTS {
                     let done = finished.iter().position(|r| {
                         r.variant == variant.name && r.noise == eta && r.seed == seed
@@ -193,19 +171,19 @@ impl GoldExperiment {
                         runs.push(finished.remove(index));
                         continue;
                     }
-                    on_progress(Progress::RunStarted(
-                        runs.len(),
+                    on_progress(Progress::RunStarted {
+                        index: runs.len(),
                         total,
-                        variant.name.into(),
-                        eta,
+                        method: variant.name.into(),
+                        noise: eta,
                         seed,
-                    ));
+                    });
                     let loss = self.preference.loss(variant.loss)?;
                     let run_store = store
                         .as_ref()
                         .map(|s| s.join(format!("{}-eta{eta}-seed{seed}", variant.name)));
                     let saved = match &run_store {
-                        Some(dir) => RoundState::load(dir, sft.clone(), device, &mut |w| {
+                        Some(dir) => load_round(dir, sft.clone(), device, &mut |w| {
                             on_progress(Progress::Warning(format!(
                                 "{w}; resuming from the round before it"
                             )))
@@ -227,7 +205,7 @@ impl GoldExperiment {
                             loss: &loss,
                             pairs: &state.pairs,
                             refs: &state.refs,
-                            seed: 31 * seed + 5 + round as u64,
+                            seed: seeds.order(seed, round),
                             bucket: 1,
                             eval_every: 0,
                             checkpoint_every: 0,
@@ -252,7 +230,7 @@ impl GoldExperiment {
                             let (pairs, refs, report) = cleaner.clean(
                                 &policy.valid(),
                                 (&noisy.pairs, &refs, &noisy.flipped),
-                                100 * seed + round as u64,
+                                seeds.resampling(seed, round),
                                 device,
                             )?;
                             state.pairs = pairs;
@@ -264,7 +242,7 @@ impl GoldExperiment {
                         }
                         state.next_round = round + 1;
                         if let Some(dir) = &run_store {
-                            state.save(dir, &policy)?;
+                            save_round(dir, state.next_round, &policy, &state)?;
                         }
                     }
                     let (clean_accuracy, _, gold) =
@@ -279,7 +257,7 @@ impl GoldExperiment {
                         rounds: state.rounds,
                     });
                     if let (Some(store), Some(dir)) = (&store, &run_store) {
-                        checkpoint::save_finished(&store.join("finished.jsonl"), &runs)?;
+                        save_finished(&store.join("finished.jsonl"), &runs)?;
                         if dir.exists() {
                             std::fs::remove_dir_all(dir).map_err(TrainError::io(dir))?;
                         }
@@ -298,37 +276,6 @@ struct RoundState {
     pairs: Vec<TokenizedPair>,
     refs: Vec<ReferenceLogps>,
     rounds: Vec<RoundReport>,
-}
-
-impl RoundState {
-    /// Writes the policy and the state as the sealed snapshot `dir/round-N` (N the next
-    /// round), keeping the newest two.
-    fn save<B: TrainingBackend>(&self, dir: &Path, policy: &CausalLm<B>) -> Result<(), TrainError> {
-        std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
-        let text = serde_json::to_string(self).unwrap_or_default();
-        let name = format!("round-{:06}", self.next_round);
-        checkpoint::save_model(policy, dir, &name, &[("state.json", &text)])?;
-        snapshot::prune(dir, "round-", 2)
-    }
-
-    /// The policy and state of the newest intact round snapshot in `dir`, if any; corrupt
-    /// newer ones are set aside and reported through `warn`.
-    fn load<B: TrainingBackend>(
-        dir: &Path,
-        fresh: CausalLm<B>,
-        device: &B::Device,
-        warn: &mut dyn FnMut(String),
-    ) -> Result<Option<(CausalLm<B>, Self)>, TrainError> {
-        let Some(saved) = snapshot::newest(dir, "round-", warn)? else {
-            return Ok(None);
-        };
-        let path = saved.join("state.json");
-        let text = std::fs::read_to_string(&path).map_err(TrainError::io(&path))?;
-        let state: Self = serde_json::from_str(&text)
-            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
-        let policy = checkpoint::load_model(&saved, fresh, device)?;
-        Ok(Some((policy, state)))
-    }
 }
 
 /// The data step between two rounds: filter the original pairs by the current policy's loss,
@@ -424,73 +371,4 @@ fn losses_of<B: burn::tensor::backend::Backend>(
     .into_data()
     .iter::<f64>()
     .collect()
-}
-
-/// Markdown tables of an ablation: final quality per variant and η, then the filter's
-/// precision/recall and rejection sampling per round (means over seeds).
-pub fn ablation_report(noise: &[f64], runs: &[AblationRun]) -> String {
-    let mean = |values: Vec<f64>| {
-        let finite: Vec<f64> = values.into_iter().filter(|v| v.is_finite()).collect();
-        if finite.is_empty() {
-            f64::NAN
-        } else {
-            finite.iter().sum::<f64>() / finite.len() as f64
-        }
-    };
-    let mut out = String::from("| variant |");
-    for eta in noise {
-        out += &format!(" win rate η={eta} | accuracy η={eta} |");
-    }
-    out += &format!("\n|---|{}", "---|---|".repeat(noise.len()));
-    for variant in VARIANTS {
-        out += &format!("\n| {} |", variant.name);
-        for &eta in noise {
-            let cell: Vec<&AblationRun> = runs
-                .iter()
-                .filter(|r| r.variant == variant.name && r.noise == eta)
-                .collect();
-            out += &format!(
-                " {:.3} | {:.3} |",
-                mean(cell.iter().map(|r| r.gold_win_rate).collect()),
-                mean(cell.iter().map(|r| r.clean_accuracy).collect())
-            );
-        }
-    }
-    out += "\n\n| variant | η | round | dropped | precision | recall | resampled | gold-correct | gold-reversed |\n|---|---|---|---|---|---|---|---|---|";
-    for variant in VARIANTS.iter().filter(|v| v.filter) {
-        for &eta in noise {
-            let cell: Vec<&AblationRun> = runs
-                .iter()
-                .filter(|r| r.variant == variant.name && r.noise == eta)
-                .collect();
-            let rounds = cell.first().map_or(0, |r| r.rounds.len());
-            for index in 0..rounds {
-                let at = |f: &dyn Fn(&RoundReport) -> f64| {
-                    mean(cell.iter().map(|r| f(&r.rounds[index])).collect())
-                };
-                let resampled = at(&|r| r.resampled as f64);
-                let total: f64 = cell.iter().map(|r| r.rounds[index].resampled as f64).sum();
-                let share = |f: &dyn Fn(&RoundReport) -> usize| {
-                    let count: f64 = cell.iter().map(|r| f(&r.rounds[index]) as f64).sum();
-                    if variant.resample {
-                        format!("{:.3}", count / total.max(1.0))
-                    } else {
-                        "–".into()
-                    }
-                };
-                out += &format!(
-                    "\n| {} | {eta} | {} | {:.0} | {:.3} | {:.3} | {:.1} | {} | {} |",
-                    variant.name,
-                    index + 1,
-                    at(&|r| r.filter.dropped as f64),
-                    at(&|r| r.filter.precision),
-                    at(&|r| r.filter.recall),
-                    resampled,
-                    share(&|r| r.resampled_correct),
-                    share(&|r| r.resampled_reversed),
-                );
-            }
-        }
-    }
-    out + "\n"
 }

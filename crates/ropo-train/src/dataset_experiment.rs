@@ -18,11 +18,13 @@ use ropo_models::checkpoint;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    config::{validate_grid, PreferenceStage},
     eval::implicit_reward_eval,
-    experiment::{PreferenceStage, Progress, StepRecord},
+    records::{Progress, StepRecord},
     reference::{reference_logps, with_noise},
-    report::Summary,
+    seeds::Seeds,
     stages::{run_sft, PreferenceRun, Session},
+    summary::Summary,
     TrainError,
 };
 
@@ -112,25 +114,12 @@ impl DatasetExperiment {
     /// Checks every value before anything runs; the message names the field.
     pub fn validate(&self) -> Result<(), TrainError> {
         let fail = |message: String| Err(TrainError::Config(message));
-        if let Some(eta) = self.noise.iter().find(|eta| !(0.0..0.5).contains(*eta)) {
-            return fail(format!("noise: rate {eta} must be in [0, 0.5)"));
-        }
-        for name in &self.losses {
-            self.preference.loss(name)?;
-        }
+        validate_grid(&self.noise, &self.losses, &self.preference, self.sft.lr)?;
         if !(self.dataset.heldout > 0.0 && self.dataset.heldout < 1.0) {
             return fail(format!(
                 "dataset.heldout {} must be in (0, 1)",
                 self.dataset.heldout
             ));
-        }
-        for (field, value) in [
-            ("sft.lr", self.sft.lr),
-            ("preference.lr", self.preference.lr),
-        ] {
-            if !(value > 0.0 && value.is_finite()) {
-                return fail(format!("{field}: learning rate {value} must be > 0"));
-            }
         }
         if self.preference.batch == 0 || self.sft.batch == 0 || self.seeds == 0 {
             return fail("preference.batch, sft.batch and seeds must be at least 1".into());
@@ -149,6 +138,13 @@ impl DatasetExperiment {
             }
         }
         Ok(())
+    }
+
+    /// Every random stream of the experiment, derived from `dataset.split_seed`.
+    pub fn seeds(&self) -> Seeds {
+        Seeds {
+            base: self.dataset.split_seed,
+        }
     }
 
     /// Runs the experiment, reporting progress to `on_progress`.
@@ -170,7 +166,7 @@ impl DatasetExperiment {
             &chosen,
             stage,
             4,
-            self.dataset.split_seed,
+            self.seeds().sft_order(),
             device,
             on_progress,
         )?;
@@ -178,25 +174,26 @@ impl DatasetExperiment {
         let train_refs = reference_logps(&reference, &train, 16, device)?;
         let heldout_refs = reference_logps(&reference, &heldout, 16, device)?;
         let mut runs = Vec::new();
+        let seeds = self.seeds();
         let total = self.losses.len() * self.noise.len() * self.seeds as usize;
         for seed in 0..self.seeds {
             for &eta in &self.noise {
-                let (noisy, refs) = with_noise(&train, &train_refs, eta, seed)?;
+                let (noisy, refs) = with_noise(&train, &train_refs, eta, seeds.noise(seed))?;
                 for name in &self.losses {
-                    on_progress(Progress::RunStarted(
-                        runs.len(),
+                    on_progress(Progress::RunStarted {
+                        index: runs.len(),
                         total,
-                        name.clone(),
-                        eta,
+                        method: name.clone(),
+                        noise: eta,
                         seed,
-                    ));
+                    });
                     let loss = self.preference.loss(name)?;
                     let run = PreferenceRun {
                         stage: &self.preference,
                         loss: &loss,
                         pairs: &noisy.pairs,
                         refs: &refs,
-                        seed: 31 * seed + 5,
+                        seed: seeds.order(seed, 0),
                         bucket: 4,
                         eval_every: 0,
                         checkpoint_every: 0,
@@ -260,7 +257,7 @@ impl DatasetExperiment {
         };
         let tokenized = tokenize(&pairs, tokenizer.as_ref(), &options)?;
         let mut kept = tokenized.pairs;
-        kept.shuffle(&mut StdRng::seed_from_u64(source.split_seed));
+        kept.shuffle(&mut StdRng::seed_from_u64(self.seeds().split()));
         let held = ((kept.len() as f64) * source.heldout).round() as usize;
         let train = kept.split_off(held);
         let counts = DataCounts {

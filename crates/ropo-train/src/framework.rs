@@ -15,6 +15,34 @@ use serde::{Deserialize, Serialize};
 
 use crate::{reference::ReferenceLogps, TrainError};
 
+/// The framework's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Framework {
+    /// Rounds of {train, filter, resample}; the preference steps are split evenly over them.
+    pub rounds: usize,
+    /// Fraction ρ of the training pairs dropped after each round but the last.
+    pub rho: f64,
+    /// Responses sampled per dropped prompt.
+    pub samples: usize,
+    /// Temperature of those samples.
+    pub temperature: f64,
+    /// How rejection sampling ranks candidates.
+    pub scorer: Scorer,
+}
+
+impl Default for Framework {
+    fn default() -> Self {
+        Self {
+            rounds: 3,
+            rho: 0.2,
+            samples: 4,
+            temperature: 1.0,
+            scorer: Scorer::ImplicitReward,
+        }
+    }
+}
+
 /// Which pairs to keep: drops exactly `⌊ρN⌋` pairs, those with the highest `losses`; ties go
 /// to the later index, so the result depends only on the losses. Returns a keep mask.
 pub fn keep_lowest_loss(losses: &[f64], rho: f64) -> Vec<bool> {

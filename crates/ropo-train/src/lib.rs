@@ -3,21 +3,25 @@
 //! Generic over burn's autodiff backends; the caller picks the backend.
 
 pub mod ablation;
-pub mod checkpoint;
+pub mod ablation_report;
+pub mod config;
 pub mod dataset_experiment;
 mod error;
 pub mod eval;
+mod eval_set;
 pub mod experiment;
-pub mod fault;
 pub mod framework;
+mod gold_start;
 pub mod optim;
 pub mod plots;
-mod record_file;
+pub mod records;
 pub mod reference;
 pub mod report;
 pub mod schedule;
-pub mod snapshot;
+pub mod seeds;
 pub mod stages;
 pub mod step;
+pub mod store;
+pub mod summary;
 
 pub use error::TrainError;

@@ -1,15 +1,13 @@
 //! The optimiser: burn's AdamW, with global-norm gradient clipping and the learning-rate
 //! schedule, one place for every training stage.
 
-use std::path::Path;
-
 use burn::{
     module::{AutodiffModule, ModuleVisitor, Param},
     optim::{adaptor::OptimizerAdaptor, AdamW, AdamWConfig, GradientsParams, Optimizer},
     tensor::{backend::AutodiffBackend, ElementConversion, Tensor},
 };
 
-use crate::{schedule::LrSchedule, TrainError};
+use crate::schedule::LrSchedule;
 
 /// AdamW plus the schedule and clipping of one training stage.
 pub struct Trainer<M: AutodiffModule<B>, B: AutodiffBackend> {
@@ -18,6 +16,9 @@ pub struct Trainer<M: AutodiffModule<B>, B: AutodiffBackend> {
     max_grad_norm: Option<f64>,
     step: usize,
 }
+
+/// AdamW's first and second moments of every parameter, by parameter id.
+pub type Moments<M, B> = <OptimizerAdaptor<AdamW, M, B> as Optimizer<M, B>>::Record;
 
 /// What one optimiser step did.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -48,22 +49,17 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> Trainer<M, B> {
         self.step
     }
 
-    /// Writes the optimiser's moments (full precision) to `path`.
-    pub fn save_state(&self, path: &Path) -> Result<(), TrainError> {
-        crate::record_file::write::<B, _>(self.optimizer.to_record(), path)
+    /// The optimiser's moments of every parameter, by parameter id (what a checkpoint keeps).
+    pub fn moments(&self) -> Moments<M, B> {
+        self.optimizer.to_record()
     }
 
-    /// Restores moments written by [`Trainer::save_state`] and the schedule position `step`.
-    pub fn load_state(
-        mut self,
-        path: &Path,
-        step: usize,
-        device: &B::Device,
-    ) -> Result<Self, TrainError> {
-        let record = crate::record_file::read::<B, _>(path, device)?;
-        self.optimizer = self.optimizer.load_record(record);
+    /// This optimiser with `moments` (from [`Trainer::moments`]) restored and the schedule at
+    /// position `step`.
+    pub fn with_moments(mut self, moments: Moments<M, B>, step: usize) -> Self {
+        self.optimizer = self.optimizer.load_record(moments);
         self.step = step;
-        Ok(self)
+        self
     }
 
     /// Applies `grads` (of `model`'s parameters) and advances the schedule.

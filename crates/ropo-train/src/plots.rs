@@ -3,9 +3,7 @@
 use plotters::prelude::*;
 
 use crate::{
-    experiment::{ExperimentOutcome, GoldExperiment},
-    framework::LossHistogram,
-    report::Summary,
+    config::GoldExperiment, framework::LossHistogram, records::ExperimentOutcome, summary::Summary,
     TrainError,
 };
 

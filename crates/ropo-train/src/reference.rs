@@ -29,7 +29,7 @@ impl ReferenceLogps {
     }
 }
 
-/// The training pairs as a run under symmetric noise `eta` sees them (seeded by `seed`),
+/// The training pairs as a run under symmetric noise `eta` sees them (drawn from `seed`),
 /// with their reference log-probs exchanged wherever a label was flipped.
 pub fn with_noise(
     pairs: &[TokenizedPair],
@@ -37,7 +37,7 @@ pub fn with_noise(
     eta: f64,
     seed: u64,
 ) -> Result<(Noisy<TokenizedPair>, Vec<ReferenceLogps>), TrainError> {
-    let noisy = noise::symmetric(pairs.to_vec(), eta, 7919 * seed + 17)?;
+    let noisy = noise::symmetric(pairs.to_vec(), eta, seed)?;
     let refs = refs
         .iter()
         .zip(&noisy.flipped)

@@ -12,12 +12,13 @@ use ropo_data::{
 use ropo_models::CausalLm;
 
 use crate::{
-    checkpoint::{self, Manifest, Restored},
-    experiment::{CurvePoint, PreferenceStage, Progress, StepRecord},
+    config::PreferenceStage,
     optim::Trainer,
+    records::{CurvePoint, Progress, StepRecord},
     reference::ReferenceLogps,
     schedule::{Decay, LrSchedule},
     step::{preference_step, sft_step},
+    store::checkpoint::{self, Manifest, Restored},
     TrainError,
 };
 
@@ -50,7 +51,11 @@ pub fn run_sft<B: TrainingBackend>(
             .collect();
         let (next, loss, _) = sft_step(model, &mut trainer, &batch, device)?;
         model = next;
-        on_progress(Progress::Sft(step + 1, steps, loss));
+        on_progress(Progress::Sft {
+            step: step + 1,
+            total: steps,
+            loss,
+        });
     }
     Ok(model)
 }
@@ -179,7 +184,7 @@ impl PreferenceRun<'_> {
                 device,
             )?;
             model = next;
-            let record = StepRecord::of(step + 1, &report, started.elapsed().as_secs_f64());
+            let record = report.record(step + 1, started.elapsed().as_secs_f64());
             on_progress(Progress::Step(record));
             history.push(record);
             let done = step + 1;

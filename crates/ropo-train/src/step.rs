@@ -12,6 +12,7 @@ use ropo_models::{score, score_pairs, CausalLm, PairRow, ScoreRow};
 
 use crate::{
     optim::{StepReport, Trainer},
+    records::StepRecord,
     reference::{pair_row, ReferenceLogps},
     TrainError,
 };
@@ -27,6 +28,54 @@ pub struct PreferenceStep {
     pub tokens: usize,
 }
 
+impl PreferenceStep {
+    /// The record of this step as optimiser step `step` (1-based), which took `seconds`.
+    pub fn record(&self, step: usize, seconds: f64) -> StepRecord {
+        StepRecord {
+            step,
+            loss: self.metrics.loss,
+            accuracy: self.metrics.rewards_accuracies,
+            margin: self.metrics.rewards_margins,
+            rewards_chosen: self.metrics.rewards_chosen,
+            rewards_rejected: self.metrics.rewards_rejected,
+            lr: self.optim.lr,
+            grad_norm: self.optim.grad_norm,
+            tokens_per_s: self.tokens as f64 / seconds.max(1e-9),
+        }
+    }
+}
+
+/// A batch's metrics as the weighted sum of its micro-batches, field by field.
+struct WeightedMetrics(PreferenceMetrics);
+
+impl Default for WeightedMetrics {
+    fn default() -> Self {
+        Self(PreferenceMetrics {
+            loss: 0.0,
+            rewards_chosen: 0.0,
+            rewards_rejected: 0.0,
+            rewards_accuracies: 0.0,
+            rewards_margins: 0.0,
+            logps_chosen: 0.0,
+            logps_rejected: 0.0,
+        })
+    }
+}
+
+impl WeightedMetrics {
+    /// Adds a micro-batch's `metrics`, weighted by its share of the batch.
+    fn add(&mut self, metrics: &PreferenceMetrics, weight: f64) {
+        let sum = &mut self.0;
+        sum.loss += metrics.loss * weight;
+        sum.rewards_chosen += metrics.rewards_chosen * weight;
+        sum.rewards_rejected += metrics.rewards_rejected * weight;
+        sum.rewards_accuracies += metrics.rewards_accuracies * weight;
+        sum.rewards_margins += metrics.rewards_margins * weight;
+        sum.logps_chosen += metrics.logps_chosen * weight;
+        sum.logps_rejected += metrics.logps_rejected * weight;
+    }
+}
+
 /// One preference step on `pairs` (one batch, split into `micro_batches` forwards whose
 /// gradients are accumulated; losses are scaled so any split gives the same update).
 pub fn preference_step<B: TrainingBackend>(
@@ -40,29 +89,18 @@ pub fn preference_step<B: TrainingBackend>(
 ) -> Result<(CausalLm<B>, PreferenceStep), TrainError> {
     let total = pairs.len() as f64;
     let mut accumulator = GradientsAccumulator::<CausalLm<B>>::new();
-    let mut sums = [0.0; 7];
+    let mut metrics = WeightedMetrics::default();
     let micro = pairs.len().div_ceil(micro_batches.max(1)).max(1);
     for (chunk, refs) in pairs.chunks(micro).zip(reference.chunks(micro)) {
         let logps = pair_logps(&model, chunk, refs, device)?;
         let output = loss.forward(&logps);
         let weight = chunk.len() as f64 / total;
-        let metrics = PreferenceMetrics::of_batch(&output, &logps);
-        for (sum, (_, value)) in sums.iter_mut().zip(metrics.named()) {
-            *sum += value * weight;
-        }
+        metrics.add(&PreferenceMetrics::of_batch(&output, &logps), weight);
         let scaled: Tensor<B, 1> = output.losses.sum().mul_scalar(1.0 / total);
         let grads = GradientsParams::from_grads(scaled.backward(), &model);
         accumulator.accumulate(&model, grads);
     }
-    let metrics = PreferenceMetrics {
-        loss: sums[0],
-        rewards_chosen: sums[1],
-        rewards_rejected: sums[2],
-        rewards_accuracies: sums[3],
-        rewards_margins: sums[4],
-        logps_chosen: sums[5],
-        logps_rejected: sums[6],
-    };
+    let metrics = metrics.0;
     check_finite(trainer.steps_done() + 1, "loss", metrics.loss)?;
     let (model, optim) = trainer.step(model, accumulator.grads());
     check_finite(trainer.steps_done(), "grad_norm", optim.grad_norm)?;
@@ -145,7 +183,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        experiment::GoldExperiment,
+        config::GoldExperiment,
         reference::reference_logps,
         schedule::{Decay, LrSchedule},
     };

@@ -10,12 +10,13 @@ use std::path::{Path, PathBuf};
 use burn::{module::Module, tensor::backend::AutodiffBackend};
 use ropo_data::batches::BatchCursor;
 use ropo_models::CausalLm;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{Deserialize, Serialize};
 
+use super::{record_file, snapshot};
 use crate::{
-    experiment::{CurvePoint, StepRecord},
     optim::Trainer,
-    snapshot, TrainError,
+    records::{CurvePoint, StepRecord},
+    TrainError,
 };
 
 /// Where a run stands, besides its weights and moments.
@@ -41,9 +42,10 @@ pub fn save<B: AutodiffBackend>(
 ) -> Result<(), TrainError> {
     snapshot::save(folder, &format!("step-{:06}", manifest.step), |dir| {
         write_model(model, dir)?;
-        trainer.save_state(&dir.join(OPTIMIZER_FILE))?;
-        let text = serde_json::to_string(manifest).unwrap_or_default();
-        std::fs::write(dir.join("manifest.json"), text).map_err(TrainError::io(dir))
+        record_file::write::<B, _>(trainer.moments(), &dir.join(OPTIMIZER_FILE))?;
+        let path = dir.join(MANIFEST_FILE);
+        let text = super::to_json(&path, manifest)?;
+        std::fs::write(&path, text).map_err(TrainError::io(&path))
     })?;
     snapshot::prune(folder, "step-", keep)
 }
@@ -71,12 +73,13 @@ pub fn load<B: AutodiffBackend>(
     trainer: Trainer<CausalLm<B>, B>,
     device: &B::Device,
 ) -> Result<Restored<B>, TrainError> {
-    let manifest_path = checkpoint.join("manifest.json");
+    let manifest_path = checkpoint.join(MANIFEST_FILE);
     let text = std::fs::read_to_string(&manifest_path).map_err(TrainError::io(&manifest_path))?;
     let manifest: Manifest = serde_json::from_str(&text)
         .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", manifest_path.display())))?;
     let model = load_model(checkpoint, model, device)?;
-    let trainer = trainer.load_state(&checkpoint.join(OPTIMIZER_FILE), manifest.step, device)?;
+    let moments = record_file::read::<B, _>(&checkpoint.join(OPTIMIZER_FILE), device)?;
+    let trainer = trainer.with_moments(moments, manifest.step);
     Ok(Restored {
         model,
         trainer,
@@ -109,40 +112,20 @@ pub fn load_model<B: AutodiffBackend>(
     model: CausalLm<B>,
     device: &B::Device,
 ) -> Result<CausalLm<B>, TrainError> {
-    let record = crate::record_file::read::<B, _>(&snapshot.join(MODEL_FILE), device)?;
+    let record = record_file::read::<B, _>(&snapshot.join(MODEL_FILE), device)?;
     Ok(model.load_record(record))
-}
-
-/// Results of runs finished by earlier sessions of the same run folder (one JSON per line).
-pub fn load_finished<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, TrainError> {
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    let text = std::fs::read_to_string(path).map_err(TrainError::io(path))?;
-    text.lines()
-        .map(|line| {
-            serde_json::from_str(line)
-                .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))
-        })
-        .collect()
-}
-
-/// Rewrites the finished-runs file (through a temporary file and a rename).
-pub fn save_finished<T: Serialize>(path: &Path, runs: &[T]) -> Result<(), TrainError> {
-    let text: String = runs
-        .iter()
-        .map(|r| serde_json::to_string(r).unwrap_or_default() + "\n")
-        .collect();
-    crate::report::write_atomic(path, &text)
 }
 
 /// The weights' file in a snapshot.
 const MODEL_FILE: &str = "model.mpk";
+
+/// The manifest's file in a checkpoint.
+const MANIFEST_FILE: &str = "manifest.json";
 
 /// The optimiser state's file in a checkpoint.
 const OPTIMIZER_FILE: &str = "optimizer.mpk";
 
 /// Writes `model`'s weights into snapshot folder `dir`.
 fn write_model<B: AutodiffBackend>(model: &CausalLm<B>, dir: &Path) -> Result<(), TrainError> {
-    crate::record_file::write::<B, _>(model.clone().into_record(), &dir.join(MODEL_FILE))
+    record_file::write::<B, _>(model.clone().into_record(), &dir.join(MODEL_FILE))
 }

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use ropo_models::integrity;
 
-use crate::{fault, TrainError};
+use super::fault;
+use crate::TrainError;
 
 /// Writes the snapshot `folder/name`: `write` fills a temporary folder, which is sealed and
 /// renamed into place. On failure the temporary folder is removed and `folder/name`, if it

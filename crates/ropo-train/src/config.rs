@@ -1,0 +1,302 @@
+//! The gold experiment's config: the task, the policy's shape, the SFT and preference stages,
+//! the losses × noise × seeds grid and the evaluation sizes, each with its default (the
+//! embedded run), and the checks that run before anything trains.
+
+use ropo_core::{IpoMargin, Loss, LossConfig, LossParams};
+use ropo_data::gold::GoldTask;
+use ropo_models::{config::ModelConfig, llama::LlamaConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::{framework::Framework, seeds::Seeds, TrainError};
+
+/// Everything the built-in experiment needs; every field has a default (the embedded run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GoldExperiment {
+    /// The task.
+    pub task: GoldTask,
+    /// The policy: a small Llama-style transformer.
+    pub model: TinyModel,
+    /// Supervised fine-tuning on the task's mixed-quality responses.
+    pub sft: SftStage,
+    /// Preference training, shared by every loss.
+    pub preference: PreferenceStage,
+    /// Loss names (`ropo-core`'s), each trained at every noise rate and seed.
+    pub losses: Vec<String>,
+    /// Symmetric label-noise rates η.
+    pub noise: Vec<f64>,
+    /// Seeds per (loss, η): each redraws the noise, the batch order and the evaluation samples.
+    pub seeds: u64,
+    /// Base seed of the whole experiment (model init, data).
+    pub seed: u64,
+    /// Clean held-out pairs for implicit-reward accuracy.
+    pub eval_pairs: usize,
+    /// Held-out prompts for the gold reward and win rate.
+    pub eval_prompts: usize,
+    /// Validation pairs and prompts (drawn apart from training and held-out data): the
+    /// training-length curves are measured on them, so choices made from the curves never
+    /// look at the held-out numbers.
+    pub validation: usize,
+    /// Evaluate on the validation split every this many preference steps (0: only at the end).
+    pub eval_every: usize,
+    /// Checkpoint a run every this many preference steps (0: never); needs a run folder.
+    pub checkpoint_every: usize,
+    /// How many of a run's newest checkpoints to keep.
+    pub keep_checkpoints: usize,
+    /// The ROPO framework's settings (used by the ablation experiment).
+    pub framework: Framework,
+}
+
+/// Shape of the experiment's transformer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TinyModel {
+    /// `d_model`.
+    pub hidden: usize,
+    /// Decoder layers.
+    pub layers: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// SwiGLU width.
+    pub intermediate: usize,
+}
+
+/// The SFT stage.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SftStage {
+    /// Training examples.
+    pub examples: usize,
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Examples per step.
+    pub batch: usize,
+    /// Peak learning rate (cosine decay after 5% warmup).
+    pub lr: f64,
+}
+
+/// The preference stage and the loss hyper-parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreferenceStage {
+    /// Training pairs (before noise).
+    pub pairs: usize,
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Pairs per step.
+    pub batch: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Warmup steps.
+    pub warmup: usize,
+    /// β of every loss.
+    pub beta: f64,
+    /// ROPO's α.
+    pub alpha: f64,
+    /// cDPO's and rDPO's ε.
+    pub epsilon: f64,
+    /// SimPO's target margin γ (left out: ropo-core's default, 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gamma: Option<f64>,
+    /// IPO's margin (left out: averaged per token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipo_margin: Option<IpoForm>,
+    /// Weight of an NLL term on the chosen responses, added to every loss (left out: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nll_weight: Option<f64>,
+}
+
+/// How IPO forms its margin, as a config names it (`averaged` or `summed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IpoForm {
+    /// Per-token averaged log-ratios (TRL's choice).
+    Averaged,
+    /// Summed log-ratios, like every other loss's margin.
+    Summed,
+}
+
+impl From<IpoForm> for IpoMargin {
+    fn from(form: IpoForm) -> Self {
+        match form {
+            IpoForm::Averaged => Self::Averaged,
+            IpoForm::Summed => Self::Summed,
+        }
+    }
+}
+
+impl PreferenceStage {
+    /// The loss called `name` with this stage's β, α, ε, γ, IPO margin and NLL weight.
+    pub fn loss(&self, name: &str) -> Result<LossConfig, TrainError> {
+        let defaults = LossParams::default();
+        let params = LossParams {
+            alpha: self.alpha,
+            epsilon: self.epsilon,
+            gamma: self.gamma.unwrap_or(defaults.gamma),
+            ipo_margin: self.ipo_margin.map_or(defaults.ipo_margin, IpoMargin::from),
+        };
+        let config = LossConfig::new(Loss::from_name(name, &params)?, self.beta)?;
+        Ok(match self.nll_weight {
+            Some(weight) => config.with_nll_weight(weight)?,
+            None => config,
+        })
+    }
+}
+
+impl Default for GoldExperiment {
+    fn default() -> Self {
+        Self {
+            task: GoldTask::default(),
+            model: TinyModel {
+                hidden: 32,
+                layers: 2,
+                heads: 4,
+                intermediate: 64,
+            },
+            sft: SftStage {
+                examples: 4000,
+                steps: 150,
+                batch: 64,
+                lr: 1e-2,
+            },
+            preference: PreferenceStage {
+                pairs: 1500,
+                steps: 200,
+                batch: 32,
+                lr: 1e-3,
+                warmup: 10,
+                beta: 0.1,
+                alpha: 14.0,
+                epsilon: 0.2,
+                gamma: None,
+                ipo_margin: None,
+                nll_weight: None,
+            },
+            losses: ["sigmoid", "cdpo", "rdpo", "ipo", "ropo"]
+                .map(String::from)
+                .to_vec(),
+            noise: vec![0.0, 0.2, 0.4],
+            seeds: 3,
+            seed: 0,
+            eval_pairs: 500,
+            eval_prompts: 500,
+            validation: 300,
+            eval_every: 50,
+            checkpoint_every: 100,
+            keep_checkpoints: 2,
+            framework: Framework::default(),
+        }
+    }
+}
+
+impl GoldExperiment {
+    /// Checks every value before anything runs; the message names the field.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let fail = |message: String| Err(TrainError::Config(message));
+        validate_grid(&self.noise, &self.losses, &self.preference, self.sft.lr)?;
+        for (field, value) in [
+            ("sft.batch", self.sft.batch),
+            ("preference.batch", self.preference.batch),
+            ("preference.pairs", self.preference.pairs),
+            ("sft.examples", self.sft.examples),
+            ("seeds", self.seeds as usize),
+            ("eval_pairs", self.eval_pairs),
+            ("eval_prompts", self.eval_prompts),
+        ] {
+            if value == 0 {
+                return fail(format!("{field} must be at least 1"));
+            }
+        }
+        if self.losses.is_empty() || self.noise.is_empty() {
+            return fail("losses and noise must each name at least one value".into());
+        }
+        self.task
+            .validate()
+            .map_err(|e| TrainError::Config(format!("task.{e}")))?;
+        self.model_config()
+            .validate()
+            .map_err(|e| TrainError::Config(format!("model: {e}")))
+    }
+
+    /// Every random stream of the experiment, derived from `seed`.
+    pub fn seeds(&self) -> Seeds {
+        Seeds { base: self.seed }
+    }
+
+    pub(crate) fn model_config(&self) -> ModelConfig {
+        ModelConfig::Llama(LlamaConfig::new(
+            self.task.vocab_size(),
+            self.model.hidden,
+            self.model.intermediate,
+            self.model.layers,
+            self.model.heads,
+            self.task.sequence_length(),
+        ))
+    }
+}
+
+/// The checks every experiment makes: noise rates in [0, ½), known losses with valid
+/// parameters, and positive learning rates for SFT (`sft_lr`) and the preference stage.
+pub(crate) fn validate_grid(
+    noise: &[f64],
+    losses: &[String],
+    preference: &PreferenceStage,
+    sft_lr: f64,
+) -> Result<(), TrainError> {
+    if let Some(eta) = noise.iter().find(|eta| !(0.0..0.5).contains(*eta)) {
+        return Err(TrainError::Config(format!(
+            "noise: rate {eta} must be in [0, 0.5)"
+        )));
+    }
+    for name in losses {
+        preference.loss(name)?;
+    }
+    for (field, value) in [("sft.lr", sft_lr), ("preference.lr", preference.lr)] {
+        if !(value > 0.0 && value.is_finite()) {
+            return Err(TrainError::Config(format!(
+                "{field}: learning rate {value} must be > 0"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simpo_gamma_ipo_margin_and_nll_weight_come_from_the_config() {
+        let config: GoldExperiment = toml::from_str(
+            "[preference]\npairs = 8\nsteps = 2\nbatch = 2\nlr = 1e-3\nwarmup = 0\nbeta = 0.1\n\
+             alpha = 14.0\nepsilon = 0.2\ngamma = 1.5\nipo_margin = \"summed\"\nnll_weight = 0.5\n",
+        )
+        .unwrap();
+        let simpo = config.preference.loss("simpo").unwrap();
+        assert_eq!(simpo.loss(), Loss::Simpo { gamma: 1.5 });
+        assert_eq!(simpo.nll_weight(), 0.5);
+        let ipo = config.preference.loss("ipo").unwrap();
+        assert_eq!(
+            ipo.loss(),
+            Loss::Ipo {
+                margin: IpoMargin::Summed
+            }
+        );
+    }
+
+    #[test]
+    fn settings_left_out_keep_the_defaults_and_stay_out_of_the_written_config() {
+        let default = GoldExperiment::default();
+        let written = toml::to_string_pretty(&default).unwrap();
+        assert!(!written.contains("gamma") && !written.contains("nll_weight"));
+        let dpo = default.preference.loss("sigmoid").unwrap();
+        assert_eq!(dpo.nll_weight(), 0.0);
+        let simpo = default.preference.loss("simpo").unwrap();
+        assert_eq!(
+            simpo.loss(),
+            Loss::Simpo {
+                gamma: LossParams::default().gamma
+            }
+        );
+    }
+}
