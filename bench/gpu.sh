@@ -19,8 +19,13 @@ gpu=${ROPO_GPU_BIN:?set ROPO_GPU_BIN to the GPU build of xtask}
 assets=${ROPO_ASSETS:-../shared/assets}
 out=${ROPO_OUT:-gpu-out}
 model="$assets/models/stories260K.bin"
+for bin in "$cpu" "$gpu"; do
+  [ -x "$bin" ] || { echo "error: $bin is not an executable xtask build" >&2; exit 2; }
+done
+[ -f "$model" ] || { echo "error: $model not found (set ROPO_ASSETS to the assets folder)" >&2; exit 2; }
 mkdir -p "$out"
 work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 failures=0
 
 check() {
@@ -94,6 +99,5 @@ timeout 240 "$gpu" train --out "$work/gold" --quiet >"$out/default-run-gpu.txt" 
 echo "exit $status after $(($(date +%s) - start)) s"
 tail -n 16 "$out/default-run-gpu.txt"
 
-rm -rf "$work"
 echo "$failures check(s) failed"
 exit "$failures"

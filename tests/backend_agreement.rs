@@ -15,11 +15,11 @@ use ropo::core::{Loss, LossConfig, LossParams};
 use ropo::data::TokenizedPair;
 use ropo::models::{
     attention::{AttentionBackend, TrainingBackend},
-    checkpoint, generate, score_pairs, CausalLm, PairRow, SamplingConfig,
+    checkpoint, generate, CausalLm, SamplingConfig,
 };
 use ropo::train::{
     optim::Trainer,
-    reference::ReferenceLogps,
+    reference::{pair_logp_sums, ReferenceLogps},
     schedule::LrSchedule,
     step::{preference_step, sft_step},
 };
@@ -54,20 +54,12 @@ fn pairs() -> Vec<TokenizedPair> {
         .collect()
 }
 
-/// Summed log-probs `[chosen..., rejected...]` of every pair through the shared-prompt path.
+/// Summed log-probs `[chosen, rejected]` of every pair in turn, through the shared-prompt path.
 fn pair_logps<B: AttentionBackend>(model: &CausalLm<B>, pairs: &[TokenizedPair]) -> Vec<f64> {
-    let rows: Vec<PairRow<'_>> = pairs
-        .iter()
-        .map(|p| PairRow {
-            prompt: &p.prompt,
-            chosen: &p.chosen,
-            rejected: &p.rejected,
-        })
-        .collect();
-    let (chosen, rejected) = score_pairs(model, &rows, &Default::default()).unwrap();
-    [chosen.sum, rejected.sum]
+    pair_logp_sums(model, pairs, &Default::default())
+        .unwrap()
         .into_iter()
-        .flat_map(|t| t.into_data().iter::<f64>().collect::<Vec<_>>())
+        .flat_map(|(chosen, rejected)| [chosen, rejected])
         .collect()
 }
 
@@ -108,8 +100,7 @@ fn greedy_generation_of_a_padded_batch_agrees_with_flex() {
         temperature: 0.0,
         ..SamplingConfig::default()
     };
-    let device = Default::default();
-    let selected = generate(&model::<Selected>(), &prompts, &greedy, &device).unwrap();
+    let selected = generate(&model::<Selected>(), &prompts, &greedy, &Default::default()).unwrap();
     let flex = generate(&model::<Flex>(), &prompts, &greedy, &Default::default()).unwrap();
     assert_eq!(selected, flex);
 }
@@ -158,12 +149,10 @@ fn preference_run<B: TrainingBackend>(loss: &LossConfig) -> (Vec<f64>, Vec<f64>)
     let pairs = pairs();
     let batch: Vec<&TokenizedPair> = pairs.iter().collect();
     let mut model = model::<B>();
-    let initial = pair_logps(&model, &pairs);
-    let reference: Vec<ReferenceLogps> = (0..pairs.len())
-        .map(|i| ReferenceLogps {
-            chosen: initial[i],
-            rejected: initial[pairs.len() + i],
-        })
+    let reference: Vec<ReferenceLogps> = pair_logp_sums(&model, &pairs, &Default::default())
+        .unwrap()
+        .into_iter()
+        .map(|(chosen, rejected)| ReferenceLogps { chosen, rejected })
         .collect();
     let mut trainer = trainer::<B>();
     let mut numbers = Vec::new();

@@ -105,10 +105,10 @@ fn step(bench: &ScoreBench) -> CmdResult {
 /// Runs the PyTorch reference step on the same shapes, on the GPU when this build computes on
 /// CUDA (else the CPU), and reads its JSON line.
 fn torch_step(name: &str, bench: &ScoreBench) -> Result<ScoreResult, Box<dyn std::error::Error>> {
-    let device = if cfg!(feature = "cuda") {
-        "cuda"
+    let (device, backend) = if cfg!(feature = "cuda") {
+        ("cuda", "torch cuda")
     } else {
-        "cpu"
+        ("cpu", "torch cpu")
     };
     let args = [
         "--model".to_string(),
@@ -126,11 +126,7 @@ fn torch_step(name: &str, bench: &ScoreBench) -> Result<ScoreResult, Box<dyn std
     let number = |key: &str| line[key].as_f64().unwrap_or(f64::NAN);
     Ok(ScoreResult {
         model: format!("{name} (PyTorch)"),
-        backend: if cfg!(feature = "cuda") {
-            "torch cuda"
-        } else {
-            "torch cpu"
-        },
+        backend,
         batch: bench.batch,
         seq: bench.seq,
         tokens_per_s: number("tokens_per_s"),

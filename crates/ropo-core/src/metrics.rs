@@ -3,7 +3,7 @@ use burn::tensor::{backend::Backend, ElementConversion, Tensor};
 use crate::{LossOutput, PairLogps};
 
 /// Batch means of a preference loss's outputs, under the names TRL logs them by.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct PreferenceMetrics {
     /// Mean per-pair loss.
     pub loss: f64,

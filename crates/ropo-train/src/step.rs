@@ -46,21 +46,8 @@ impl PreferenceStep {
 }
 
 /// A batch's metrics as the weighted sum of its micro-batches, field by field.
+#[derive(Default)]
 struct WeightedMetrics(PreferenceMetrics);
-
-impl Default for WeightedMetrics {
-    fn default() -> Self {
-        Self(PreferenceMetrics {
-            loss: 0.0,
-            rewards_chosen: 0.0,
-            rewards_rejected: 0.0,
-            rewards_accuracies: 0.0,
-            rewards_margins: 0.0,
-            logps_chosen: 0.0,
-            logps_rejected: 0.0,
-        })
-    }
-}
 
 impl WeightedMetrics {
     /// Adds a micro-batch's `metrics`, weighted by its share of the batch.

@@ -33,16 +33,14 @@ pub fn save(
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    if target.exists() {
-        std::fs::remove_dir_all(&target).map_err(TrainError::io(&target))?;
-    }
-    std::fs::rename(&tmp, &target).map_err(TrainError::io(&target))?;
+    replace_dir(&tmp, &target)?;
     integrity::sync_folder(folder)?;
     Ok(target)
 }
 
 /// `folder/name` if it is a snapshot whose checksums hold. A corrupt one is renamed to
-/// `corrupt-NAME` (kept for inspection, never overwritten) and reported through `warn`.
+/// `corrupt-NAME` (kept for inspection, replacing an older corrupt copy of the same name) and
+/// reported through `warn`.
 pub fn open(
     folder: &Path,
     name: &str,
@@ -56,10 +54,7 @@ pub fn open(
         Ok(()) => Ok(Some(path)),
         Err(e) => {
             let aside = folder.join(format!("corrupt-{name}"));
-            if aside.exists() {
-                std::fs::remove_dir_all(&aside).map_err(TrainError::io(&aside))?;
-            }
-            std::fs::rename(&path, &aside).map_err(TrainError::io(&aside))?;
+            replace_dir(&path, &aside)?;
             warn(format!("{e}; set {name} aside as {}", aside.display()));
             Ok(None)
         }
@@ -124,6 +119,14 @@ fn numbered(folder: &Path, prefix: &str) -> Vec<PathBuf> {
         .collect();
     found.sort();
     found
+}
+
+/// Moves folder `from` to `to`, removing whatever folder was at `to` first.
+fn replace_dir(from: &Path, to: &Path) -> Result<(), TrainError> {
+    if to.exists() {
+        std::fs::remove_dir_all(to).map_err(TrainError::io(to))?;
+    }
+    std::fs::rename(from, to).map_err(TrainError::io(to))
 }
 
 #[cfg(test)]
