@@ -22,6 +22,7 @@ fn keep_freed_memory() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
 }
 
+mod align_cmd;
 mod bench;
 mod bench_epoch;
 mod data_cmd;

@@ -18,63 +18,69 @@ use ropo::train::{
     TrainError,
 };
 
-use crate::CmdResult;
+use crate::{
+    align_cmd::{self, AlignFlags},
+    CmdResult,
+};
 
 /// Run the noisy-preference experiment (with no arguments: the embedded default).
 #[derive(Args)]
 pub struct TrainArgs {
     /// A TOML experiment config; fields left out keep their defaults (see docs/training.md).
     #[arg(long)]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Losses to compare, comma-separated (overrides the config).
     #[arg(long, value_delimiter = ',')]
-    losses: Option<Vec<String>>,
+    pub(crate) losses: Option<Vec<String>>,
     /// Label-noise rates, comma-separated (overrides the config).
     #[arg(long, value_delimiter = ',')]
-    noise: Option<Vec<f64>>,
+    pub(crate) noise: Option<Vec<f64>>,
     /// Seeds per (loss, noise) (overrides the config).
     #[arg(long)]
-    seeds: Option<u64>,
+    pub(crate) seeds: Option<u64>,
     /// Preference steps per run (overrides the config).
     #[arg(long)]
-    steps: Option<usize>,
+    pub(crate) steps: Option<usize>,
     /// The run folder.
     #[arg(long, default_value = "runs/gold")]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Continue the run in this folder where it stopped (its config.toml is used as is).
     #[arg(long, conflicts_with_all = ["config", "losses", "noise", "seeds", "steps", "out"])]
-    resume: Option<PathBuf>,
+    pub(crate) resume: Option<PathBuf>,
     /// End this session after this many preference steps (a checkpoint is written; continue
     /// with --resume).
     #[arg(long)]
-    stop_after_steps: Option<usize>,
+    pub(crate) stop_after_steps: Option<usize>,
     /// Log one line per finished run instead of a progress bar.
     #[arg(long)]
-    quiet: bool,
+    pub(crate) quiet: bool,
     /// `ablation`: the ROPO framework's ablation (loss only, + filtering, + rejection
     /// sampling, DPO + filtering) at the config's noise rates (0.2 and 0.4 without a config).
     #[arg(long, value_enum)]
-    experiment: Option<ExperimentKind>,
+    pub(crate) experiment: Option<ExperimentKind>,
     /// With `--experiment ablation`: rank rejection-sampling candidates by `implicit_reward`
     /// (default) or `policy_log_prob`.
     #[arg(long, value_enum, default_value_t = ScorerChoice::ImplicitReward)]
-    scorer: ScorerChoice,
+    pub(crate) scorer: ScorerChoice,
     /// For the reliability tests: a fault inside one snapshot write (`pause:NAME`,
     /// `disk-full:NAME`); needs a build with ropo-train's `fault-injection` feature.
     #[arg(long, hide = true)]
-    fault: Option<String>,
+    pub(crate) fault: Option<String>,
+    /// The trainer's options (with --model and --data).
+    #[command(flatten)]
+    pub(crate) align: AlignFlags,
 }
 
 /// The experiments `--experiment` names (without it: the loss grid, or a config's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum ExperimentKind {
+pub(crate) enum ExperimentKind {
     /// The ROPO framework's ablation.
     Ablation,
 }
 
 /// How rejection sampling ranks candidates (`--scorer`), as ropo-train's [`Scorer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum ScorerChoice {
+pub(crate) enum ScorerChoice {
     /// The implicit reward.
     #[value(name = "implicit_reward")]
     ImplicitReward,
@@ -121,14 +127,23 @@ pub fn run(args: &TrainArgs) -> CmdResult {
     if let Some(fault) = &args.fault {
         fault::plan(fault.parse()?)?;
     }
-    if let Some(path) = &args.config {
+    let resumed = args
+        .resume
+        .as_ref()
+        .map(|folder| folder.join("config.toml"));
+    if let Some(path) = args.config.as_ref().or(resumed.as_ref()) {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
         let table: toml::Table = toml::from_str(&text)
             .map_err(|e| format!("{}: {}", path.display(), one_line(&e.to_string())))?;
-        if table.contains_key("dataset") {
+        if align_cmd::wanted(args, Some(&table)) {
+            return align_cmd::run(args);
+        }
+        if table.contains_key("dataset") && args.resume.is_none() {
             return run_dataset(args, path, &text);
         }
+    } else if align_cmd::wanted(args, None) {
+        return align_cmd::run(args);
     }
     if args.experiment == Some(ExperimentKind::Ablation) {
         return run_ablation(args);
@@ -170,7 +185,7 @@ pub fn run(args: &TrainArgs) -> CmdResult {
                 s.loss, s.accuracy, s.lr, s.tokens_per_s
             ));
         }
-        Progress::Warning(warning) => bar.suspend(|| eprintln!("warning: {warning}")),
+        Progress::Warning(warning) | Progress::Stage(warning) => bar.suspend(|| eprintln!("{warning}")),
         Progress::RunFinished(r) => {
             if args.quiet {
                 eprintln!(
@@ -408,7 +423,7 @@ fn in_config(path: Option<&std::path::Path>, error: TrainError) -> Box<dyn std::
 /// Opens the run folder before any training: fails if it cannot be written, then writes the
 /// experiment as `config.toml` and what produced the numbers (seed, backend, versions) as
 /// `environment.json`.
-fn open_run_folder(
+pub(crate) fn open_run_folder(
     dir: &std::path::Path,
     config: &impl serde::Serialize,
     seed: u64,
@@ -441,7 +456,7 @@ fn open_run_folder(
 }
 
 /// toml's errors span several lines (a snippet of the file); keep them to one.
-fn one_line(message: &str) -> String {
+pub(crate) fn one_line(message: &str) -> String {
     message
         .lines()
         .map(str::trim)

@@ -12,8 +12,11 @@ use std::str::FromStr;
 
 use crate::{Message, Prompt};
 
-/// A chat template.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// A chat template (in configs by its name: `plain`, `hh`, `chatml`, `llama2`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Template {
     /// The messages' contents joined by blank lines, no role markers; each answer follows
     /// after a blank line.

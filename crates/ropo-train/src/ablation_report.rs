@@ -1,7 +1,10 @@
 //! The ablation's report: markdown tables of final quality per variant and η, and of what the
 //! filter and rejection sampling did at each round.
 
-use crate::ablation::{AblationRun, RoundReport, VARIANTS};
+use crate::{
+    ablation::{AblationRun, VARIANTS},
+    run::{DataStep, RoundReport},
+};
 
 /// Markdown tables of an ablation: final quality per variant and η, then the filter's
 /// precision/recall and rejection sampling per round (means over seeds).
@@ -34,7 +37,7 @@ pub fn ablation_report(noise: &[f64], runs: &[AblationRun]) -> String {
         }
     }
     out += "\n\n| variant | η | round | dropped | precision | recall | resampled | gold-correct | gold-reversed |\n|---|---|---|---|---|---|---|---|---|";
-    for variant in VARIANTS.iter().filter(|v| v.filter) {
+    for variant in VARIANTS.iter().filter(|v| v.data_step != DataStep::None) {
         for &eta in noise {
             let cell: Vec<&AblationRun> = runs
                 .iter()
@@ -49,7 +52,7 @@ pub fn ablation_report(noise: &[f64], runs: &[AblationRun]) -> String {
                 let total: f64 = cell.iter().map(|r| r.rounds[index].resampled as f64).sum();
                 let share = |f: &dyn Fn(&RoundReport) -> usize| {
                     let count: f64 = cell.iter().map(|r| f(&r.rounds[index]) as f64).sum();
-                    if variant.resample {
+                    if variant.data_step == DataStep::FilterResample {
                         format!("{:.3}", count / total.max(1.0))
                     } else {
                         "–".into()

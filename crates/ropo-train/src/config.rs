@@ -104,6 +104,12 @@ pub struct PreferenceStage {
     /// Weight of an NLL term on the chosen responses, added to every loss (left out: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nll_weight: Option<f64>,
+    /// AdamW's decoupled weight decay (left out: 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_decay: Option<f64>,
+    /// Forwards each batch is split into, their gradients accumulated (left out: 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_accum: Option<usize>,
 }
 
 /// How IPO forms its margin, as a config names it (`averaged` or `summed`).
@@ -171,6 +177,8 @@ impl Default for GoldExperiment {
                 gamma: None,
                 ipo_margin: None,
                 nll_weight: None,
+                weight_decay: None,
+                grad_accum: None,
             },
             losses: ["sigmoid", "cdpo", "rdpo", "ipo", "ropo"]
                 .map(String::from)
@@ -250,6 +258,19 @@ pub(crate) fn validate_grid(
     }
     for name in losses {
         preference.loss(name)?;
+    }
+    if preference.grad_accum == Some(0) {
+        return Err(TrainError::Config(
+            "preference.grad_accum: must be at least 1".into(),
+        ));
+    }
+    if let Some(decay) = preference
+        .weight_decay
+        .filter(|d| !(*d >= 0.0 && d.is_finite()))
+    {
+        return Err(TrainError::Config(format!(
+            "preference.weight_decay: {decay} must be a finite number >= 0"
+        )));
     }
     for (field, value) in [("sft.lr", sft_lr), ("preference.lr", preference.lr)] {
         if !(value > 0.0 && value.is_finite()) {

@@ -14,16 +14,18 @@ use ropo_data::{
     tokenize::{tokenize, TokenizeOptions},
     TokenizedPair,
 };
-use ropo_models::checkpoint;
+use ropo_models::{checkpoint, CausalLm};
 use serde::{Deserialize, Serialize};
 
 use crate::{
     config::{validate_grid, PreferenceStage},
     eval::implicit_reward_eval,
+    grid::{Grid, GridResult},
     records::{Progress, StepRecord},
-    reference::{reference_logps, with_noise},
+    reference::reference_logps,
+    run::{Method, PreferenceSet, Rounds, Run},
     seeds::Seeds,
-    stages::{run_sft, PreferenceRun, Session},
+    stages::{run_sft, Session},
     summary::Summary,
     TrainError,
 };
@@ -110,6 +112,12 @@ pub struct DataCounts {
     pub heldout: usize,
 }
 
+impl GridResult for DatasetRun {
+    fn key(&self) -> (&str, f64, u64) {
+        (&self.loss, self.noise, self.seed)
+    }
+}
+
 impl DatasetExperiment {
     /// Checks every value before anything runs; the message names the field.
     pub fn validate(&self) -> Result<(), TrainError> {
@@ -173,61 +181,65 @@ impl DatasetExperiment {
         let reference = sft.valid();
         let train_refs = reference_logps(&reference, &train, 16, device)?;
         let heldout_refs = reference_logps(&reference, &heldout, 16, device)?;
-        let mut runs = Vec::new();
-        let seeds = self.seeds();
-        let total = self.losses.len() * self.noise.len() * self.seeds as usize;
-        for seed in 0..self.seeds {
-            for &eta in &self.noise {
-                let (noisy, refs) = with_noise(&train, &train_refs, eta, seeds.noise(seed))?;
-                for name in &self.losses {
-                    on_progress(Progress::RunStarted {
-                        index: runs.len(),
-                        total,
-                        method: name.clone(),
-                        noise: eta,
-                        seed,
-                    });
-                    let loss = self.preference.loss(name)?;
-                    let run = PreferenceRun {
-                        stage: &self.preference,
-                        loss: &loss,
-                        pairs: &noisy.pairs,
-                        refs: &refs,
-                        seed: seeds.order(seed, 0),
-                        bucket: 4,
-                        eval_every: 0,
-                        checkpoint_every: 0,
-                        keep: 1,
-                        store: None,
-                    };
-                    let trained = run.train(
-                        sft.clone(),
-                        &mut |_, _| Ok(None),
-                        &mut Session::default(),
-                        device,
-                        on_progress,
-                    )?;
-                    let policy = trained.model;
-                    let history = trained.history;
-                    let eval = implicit_reward_eval(
-                        &policy.valid(),
-                        &heldout,
-                        &heldout_refs,
-                        loss.beta(),
-                        16,
-                        device,
-                    )?;
-                    runs.push(DatasetRun {
-                        loss: name.clone(),
-                        noise: eta,
-                        seed,
-                        clean_accuracy: eval.accuracy,
-                        clean_margin: eval.margin,
-                        history,
-                    });
-                }
-            }
-        }
+        let methods = self
+            .losses
+            .iter()
+            .map(|name| Method::loss_only(name, &self.preference))
+            .collect::<Result<Vec<_>, _>>()?;
+        let grid = Grid {
+            methods: &methods,
+            noise: &self.noise,
+            seeds: self.seeds,
+            streams: self.seeds(),
+            store: None,
+        };
+        let mut session = Session::default();
+        let runs = grid.run(
+            &PreferenceSet::clean(train, train_refs),
+            &mut |_| Ok(()),
+            &mut |_, cell, on_progress| {
+                let run = Run {
+                    method: cell.method,
+                    set: cell.set,
+                    stage: &self.preference,
+                    rounds: Rounds::single(),
+                    seeds: self.seeds(),
+                    seed: cell.seed,
+                    reference: &reference,
+                    judge: None,
+                    bucket: 4,
+                    eval_every: 0,
+                    checkpoint_every: 0,
+                    keep: 1,
+                    store: None,
+                };
+                let no_validation = &mut |_: &CausalLm<B>, _| Ok(None::<()>);
+                let trained = run.train(
+                    sft.clone(),
+                    no_validation,
+                    &mut session,
+                    device,
+                    on_progress,
+                )?;
+                let eval = implicit_reward_eval(
+                    &trained.model.valid(),
+                    &heldout,
+                    &heldout_refs,
+                    cell.method.loss.beta(),
+                    16,
+                    device,
+                )?;
+                Ok(DatasetRun {
+                    loss: cell.method.name.clone(),
+                    noise: cell.noise,
+                    seed: cell.seed,
+                    clean_accuracy: eval.accuracy,
+                    clean_margin: eval.margin,
+                    history: trained.history,
+                })
+            },
+            on_progress,
+        )?;
         Ok((counts, runs))
     }
 

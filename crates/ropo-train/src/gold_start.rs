@@ -1,45 +1,42 @@
 //! What both gold experiments (the loss grid and the ablation) start from: the config
 //! validated, the backend seeded, the run folder's store opened, the SFT model trained or
-//! reloaded from its snapshot, the runs earlier sessions finished, and the training pairs with
-//! their reference log-probs.
+//! reloaded from its snapshot, and the training pairs with their reference log-probs.
 
 use std::path::{Path, PathBuf};
 
 use burn::module::AutodiffModule;
-use ropo_data::TokenizedPair;
 use ropo_models::{attention::TrainingBackend, CausalLm};
 
 use crate::{
     config::GoldExperiment,
     records::Progress,
-    reference::{reference_logps, ReferenceLogps},
+    reference::reference_logps,
+    run::PreferenceSet,
     stages::{run_sft, Session},
-    store::{checkpoint, finished::load_finished, snapshot},
+    store::{checkpoint, snapshot},
     TrainError,
 };
 
 /// See [`GoldExperiment::start`].
-pub(crate) struct Start<B: TrainingBackend, T> {
+pub(crate) struct Start<B: TrainingBackend> {
     pub(crate) store: Option<PathBuf>,
     pub(crate) sft: CausalLm<B>,
     pub(crate) reference: CausalLm<B::InnerBackend>,
-    pub(crate) finished: Vec<T>,
     pub(crate) session: Session,
-    pub(crate) pairs: Vec<TokenizedPair>,
-    pub(crate) refs: Vec<ReferenceLogps>,
+    pub(crate) set: PreferenceSet,
 }
 
 impl GoldExperiment {
     /// What both gold experiments start from: the config validated, the backend seeded, the
-    /// run folder's checkpoint store opened, the SFT model (trained or reloaded), the runs
-    /// earlier sessions finished, and the training pairs with their reference log-probs.
-    pub(crate) fn start<B: TrainingBackend, T: serde::de::DeserializeOwned>(
+    /// run folder's checkpoint store opened, the SFT model (trained or reloaded), and the
+    /// training pairs with their reference log-probs.
+    pub(crate) fn start<B: TrainingBackend>(
         &self,
         device: &B::Device,
         folder: Option<&Path>,
         stop_after: Option<usize>,
         on_progress: &mut dyn FnMut(Progress),
-    ) -> Result<Start<B, T>, TrainError> {
+    ) -> Result<Start<B>, TrainError> {
         self.validate()?;
         B::seed(device, self.seeds().init());
         let store = folder.map(|f| f.join("checkpoints"));
@@ -47,10 +44,6 @@ impl GoldExperiment {
             std::fs::create_dir_all(store).map_err(TrainError::io(store))?;
         }
         let sft = self.sft_model::<B>(device, store.as_deref(), on_progress)?;
-        let finished = match &store {
-            Some(store) => load_finished(&store.join("finished.jsonl"))?,
-            None => Vec::new(),
-        };
         let reference = sft.valid();
         let pairs = self
             .task
@@ -60,13 +53,11 @@ impl GoldExperiment {
             store,
             sft,
             reference,
-            finished,
             session: Session {
                 steps: 0,
                 stop_after,
             },
-            pairs,
-            refs,
+            set: PreferenceSet::clean(pairs, refs),
         })
     }
 

@@ -20,6 +20,10 @@ pub struct StepRecord {
     pub rewards_chosen: f64,
     /// `rewards/rejected`.
     pub rewards_rejected: f64,
+    /// `logps/chosen`: mean summed policy log-prob of the chosen responses.
+    pub logps_chosen: f64,
+    /// `logps/rejected`: mean summed policy log-prob of the rejected responses.
+    pub logps_rejected: f64,
     /// Learning rate.
     pub lr: f64,
     /// Global gradient norm before clipping.
@@ -39,6 +43,43 @@ pub struct CurvePoint {
     pub gold_reward: f64,
     /// Win rate against the SFT model's samples on the validation prompts.
     pub gold_win_rate: f64,
+}
+
+/// The trainer's metrics on its evaluation pairs at one point (TRL's `eval_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    /// Optimiser steps taken.
+    pub step: usize,
+    /// Mean loss.
+    pub loss: f64,
+    /// `rewards/accuracies`.
+    pub accuracy: f64,
+    /// `rewards/margins`.
+    pub margin: f64,
+    /// `rewards/chosen`.
+    pub rewards_chosen: f64,
+    /// `rewards/rejected`.
+    pub rewards_rejected: f64,
+    /// `logps/chosen`.
+    pub logps_chosen: f64,
+    /// `logps/rejected`.
+    pub logps_rejected: f64,
+}
+
+impl EvalRecord {
+    /// The record of `metrics` measured after `step` steps.
+    pub fn of(step: usize, metrics: &ropo_core::PreferenceMetrics) -> Self {
+        Self {
+            step,
+            loss: metrics.loss,
+            accuracy: metrics.rewards_accuracies,
+            margin: metrics.rewards_margins,
+            rewards_chosen: metrics.rewards_chosen,
+            rewards_rejected: metrics.rewards_rejected,
+            logps_chosen: metrics.logps_chosen,
+            logps_rejected: metrics.logps_rejected,
+        }
+    }
 }
 
 /// The outcome of one (loss, η, seed) run of the gold experiment.
@@ -115,4 +156,6 @@ pub enum Progress {
     RunFinished(RunResult),
     /// Something was recovered from and the run goes on (e.g. a corrupt checkpoint set aside).
     Warning(String),
+    /// A stage without steps of its own began (e.g. computing reference log-probs).
+    Stage(String),
 }

@@ -14,7 +14,7 @@ use ropo_models::CausalLm;
 use crate::{
     config::PreferenceStage,
     optim::Trainer,
-    records::{CurvePoint, Progress, StepRecord},
+    records::{Progress, StepRecord},
     reference::ReferenceLogps,
     schedule::{Decay, LrSchedule},
     step::{preference_step, sft_step},
@@ -69,19 +69,18 @@ pub struct Session {
     pub stop_after: Option<usize>,
 }
 
-/// Called at each validation point with the policy and the steps done; may return a point of
-/// the validation curve.
-pub type Validator<'a, B> =
-    dyn FnMut(&CausalLm<B>, usize) -> Result<Option<CurvePoint>, TrainError> + 'a;
+/// Called at each validation point with the policy and the steps done; may return a point
+/// `P` of the validation curve.
+pub type Validator<'a, B, P> = dyn FnMut(&CausalLm<B>, usize) -> Result<Option<P>, TrainError> + 'a;
 
 /// A finished preference run: the policy and what was measured along the way.
-pub struct TrainedRun<B: TrainingBackend> {
+pub struct TrainedRun<B: TrainingBackend, P> {
     /// The trained policy.
     pub model: CausalLm<B>,
     /// Per-step training metrics.
     pub history: Vec<StepRecord>,
     /// Validation points.
-    pub curve: Vec<CurvePoint>,
+    pub curve: Vec<P>,
 }
 
 /// One preference run: the stage settings, the loss, the (possibly noisy) pairs with their
@@ -127,14 +126,14 @@ impl PreferenceRun<'_> {
 
     /// Trains from `model` (or from the newest checkpoint in `store`) to `stage.steps`.
     /// `validate` is called at each validation point and may add a point to the curve.
-    pub fn train<B: TrainingBackend>(
+    pub fn train<B: TrainingBackend, P: Clone + serde::Serialize + serde::de::DeserializeOwned>(
         &self,
         model: CausalLm<B>,
-        validate: &mut Validator<'_, B>,
+        validate: &mut Validator<'_, B, P>,
         session: &mut Session,
         device: &B::Device,
         on_progress: &mut dyn FnMut(Progress),
-    ) -> Result<TrainedRun<B>, TrainError> {
+    ) -> Result<TrainedRun<B, P>, TrainError> {
         let stage = self.stage;
         let schedule = LrSchedule {
             peak: stage.lr,
@@ -142,7 +141,7 @@ impl PreferenceRun<'_> {
             total: stage.steps,
             decay: Decay::Cosine,
         };
-        let trainer = Trainer::new(schedule, 0.0, Some(1.0));
+        let trainer = Trainer::new(schedule, stage.weight_decay.unwrap_or(0.0), Some(1.0));
         let Restored {
             mut model,
             mut trainer,
@@ -180,7 +179,7 @@ impl PreferenceRun<'_> {
                 self.loss,
                 &batch,
                 &batch_refs,
-                1,
+                stage.grad_accum.unwrap_or(1),
                 device,
             )?;
             model = next;

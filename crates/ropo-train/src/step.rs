@@ -38,6 +38,8 @@ impl PreferenceStep {
             margin: self.metrics.rewards_margins,
             rewards_chosen: self.metrics.rewards_chosen,
             rewards_rejected: self.metrics.rewards_rejected,
+            logps_chosen: self.metrics.logps_chosen,
+            logps_rejected: self.metrics.logps_rejected,
             lr: self.optim.lr,
             grad_norm: self.optim.grad_norm,
             tokens_per_s: self.tokens as f64 / seconds.max(1e-9),

@@ -10,18 +10,14 @@ use std::path::{Path, PathBuf};
 use burn::{module::Module, tensor::backend::AutodiffBackend};
 use ropo_data::batches::BatchCursor;
 use ropo_models::CausalLm;
-use serde::{Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::{record_file, snapshot};
-use crate::{
-    optim::Trainer,
-    records::{CurvePoint, StepRecord},
-    TrainError,
-};
+use crate::{optim::Trainer, records::StepRecord, TrainError};
 
-/// Where a run stands, besides its weights and moments.
+/// Where a run stands, besides its weights and moments; `P` is the run's validation point.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
+pub struct Manifest<P> {
     /// Optimiser steps done.
     pub step: usize,
     /// The batch sampler's position.
@@ -29,15 +25,15 @@ pub struct Manifest {
     /// Training metrics so far.
     pub history: Vec<StepRecord>,
     /// Validation curve so far.
-    pub curve: Vec<CurvePoint>,
+    pub curve: Vec<P>,
 }
 
 /// Saves a checkpoint at `folder/step-{step:06}`, then deletes all but the newest `keep`.
-pub fn save<B: AutodiffBackend>(
+pub fn save<B: AutodiffBackend, P: Serialize>(
     folder: &Path,
     model: &CausalLm<B>,
     trainer: &Trainer<CausalLm<B>, B>,
-    manifest: &Manifest,
+    manifest: &Manifest<P>,
     keep: usize,
 ) -> Result<(), TrainError> {
     snapshot::save(folder, &format!("step-{:06}", manifest.step), |dir| {
@@ -57,25 +53,25 @@ pub fn newest(folder: &Path, warn: &mut dyn FnMut(String)) -> Result<Option<Path
 }
 
 /// A run restored from a checkpoint.
-pub struct Restored<B: AutodiffBackend> {
+pub struct Restored<B: AutodiffBackend, P> {
     /// The model's weights at the checkpoint.
     pub model: CausalLm<B>,
     /// The optimiser with its moments and schedule position.
     pub trainer: Trainer<CausalLm<B>, B>,
     /// Cursor and metrics so far.
-    pub manifest: Manifest,
+    pub manifest: Manifest<P>,
 }
 
 /// Restores the model, the optimiser and the manifest of `checkpoint` onto freshly built ones.
-pub fn load<B: AutodiffBackend>(
+pub fn load<B: AutodiffBackend, P: DeserializeOwned>(
     checkpoint: &Path,
     model: CausalLm<B>,
     trainer: Trainer<CausalLm<B>, B>,
     device: &B::Device,
-) -> Result<Restored<B>, TrainError> {
+) -> Result<Restored<B, P>, TrainError> {
     let manifest_path = checkpoint.join(MANIFEST_FILE);
     let text = std::fs::read_to_string(&manifest_path).map_err(TrainError::io(&manifest_path))?;
-    let manifest: Manifest = serde_json::from_str(&text)
+    let manifest: Manifest<P> = serde_json::from_str(&text)
         .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", manifest_path.display())))?;
     let model = load_model(checkpoint, model, device)?;
     let moments = record_file::read::<B, _>(&checkpoint.join(OPTIMIZER_FILE), device)?;

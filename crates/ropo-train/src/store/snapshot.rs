@@ -90,6 +90,14 @@ pub fn prune(folder: &Path, prefix: &str, keep: usize) -> Result<(), TrainError>
     Ok(())
 }
 
+/// Deletes every snapshot `folder/{prefix}N` (e.g. a finished round's step checkpoints).
+pub fn clear(folder: &Path, prefix: &str) -> Result<(), TrainError> {
+    for path in numbered(folder, prefix) {
+        std::fs::remove_dir_all(&path).map_err(TrainError::io(&path))?;
+    }
+    Ok(())
+}
+
 /// Seals every file `write` left in `tmp`.
 fn seal(tmp: &Path) -> Result<(), TrainError> {
     let mut names: Vec<String> = std::fs::read_dir(tmp)

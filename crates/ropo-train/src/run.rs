@@ -1,0 +1,405 @@
+//! One training run: a policy trained with one [`Method`] on one [`PreferenceSet`], in one or
+//! more rounds; between rounds the method's data step drops the pairs the policy finds least
+//! plausible and may add resampled ones (the ROPO framework). Every experiment and the trainer
+//! train through [`Run::train`]; the preference steps themselves are [`PreferenceRun`]'s.
+
+use std::{cmp::Ordering, path::Path};
+
+use burn::module::AutodiffModule;
+use ropo_core::LossConfig;
+use ropo_data::TokenizedPair;
+use ropo_models::{
+    attention::{AttentionBackend, TrainingBackend},
+    CausalLm,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    config::PreferenceStage,
+    eval::implicit_margins,
+    framework::{keep_lowest_loss, resample_pairs, FilterQuality, LossHistogram, Resampling},
+    records::{Progress, StepRecord},
+    reference::{with_noise, ReferenceLogps},
+    seeds::Seeds,
+    stages::{PreferenceRun, Session, Validator},
+    store::{
+        round::{load_round, save_round},
+        snapshot,
+    },
+    TrainError,
+};
+
+/// The pairs a run trains on, each with its reference log-probs and whether its label was
+/// flipped by injected noise (all `false` for pairs as read).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PreferenceSet {
+    /// The pairs, as the run sees them.
+    pub pairs: Vec<TokenizedPair>,
+    /// `log π_ref` of each pair's chosen and rejected response, in the same orientation.
+    pub reference: Vec<ReferenceLogps>,
+    /// Whether each pair's label was flipped.
+    pub flipped: Vec<bool>,
+}
+
+impl PreferenceSet {
+    /// Pairs as read (no label flipped).
+    pub fn clean(pairs: Vec<TokenizedPair>, reference: Vec<ReferenceLogps>) -> Self {
+        let flipped = vec![false; pairs.len()];
+        Self {
+            pairs,
+            reference,
+            flipped,
+        }
+    }
+
+    /// The same pairs under symmetric label noise at rate `eta` (drawn from `seed`), reference
+    /// log-probs exchanged with the labels.
+    pub fn with_noise(&self, eta: f64, seed: u64) -> Result<Self, TrainError> {
+        let (noisy, reference) = with_noise(&self.pairs, &self.reference, eta, seed)?;
+        Ok(Self {
+            pairs: noisy.pairs,
+            reference,
+            flipped: noisy.flipped,
+        })
+    }
+}
+
+/// What a method does to its pairs between rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataStep {
+    /// Nothing: every round trains on every pair.
+    None,
+    /// Drop the fraction ρ of pairs with the highest loss.
+    Filter,
+    /// Drop them and add pairs resampled from the policy for the dropped prompts.
+    FilterResample,
+}
+
+/// A training method: a loss with its parameters and a data step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Method {
+    /// Its name in tables and file names (`sigmoid`, `ropo+filter`, …).
+    pub name: String,
+    /// The loss trained with (and ranking pairs for the filter).
+    pub loss: LossConfig,
+    /// What happens between rounds.
+    pub data_step: DataStep,
+}
+
+impl Method {
+    /// The loss called `name` with the stage's parameters, and no data step.
+    pub fn loss_only(name: &str, stage: &PreferenceStage) -> Result<Self, TrainError> {
+        Ok(Self {
+            name: name.into(),
+            loss: stage.loss(name)?,
+            data_step: DataStep::None,
+        })
+    }
+}
+
+/// How a run is split into rounds and what the data step between them uses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rounds {
+    /// Rounds; the stage's steps are split evenly over them.
+    pub count: usize,
+    /// Fraction ρ of the pairs dropped after each round but the last.
+    pub rho: f64,
+    /// How dropped prompts are resampled (needed by [`DataStep::FilterResample`]).
+    pub resampling: Option<Resampling>,
+}
+
+impl Rounds {
+    /// One round: no data step ever runs.
+    pub fn single() -> Self {
+        Self {
+            count: 1,
+            rho: 0.0,
+            resampling: None,
+        }
+    }
+}
+
+/// What happened between two rounds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundReport {
+    /// The round after which the filter ran (1-based).
+    pub round: usize,
+    /// How well the dropped set matches the flips.
+    pub filter: FilterQuality,
+    /// New pairs from rejection sampling.
+    pub resampled: usize,
+    /// Of those, how many the judge orders the same way (chosen strictly better).
+    pub resampled_correct: usize,
+    /// Of those, how many the judge orders the other way (chosen strictly worse).
+    pub resampled_reversed: usize,
+    /// The losses of clean and flipped pairs the filter ranked.
+    pub histogram: LossHistogram,
+}
+
+/// A pair the filter dropped: the label the run believes is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DroppedPair {
+    /// The round after which it was dropped (1-based).
+    pub round: usize,
+    /// Its index in the run's [`PreferenceSet`].
+    pub index: usize,
+    /// Its loss under the policy of that round.
+    pub loss: f64,
+    /// Its margin `h` under that policy.
+    pub margin: f64,
+}
+
+/// A finished run: the policy and everything measured along the way (`P`: a validation point).
+pub struct RunOutcome<B: TrainingBackend, P> {
+    /// The trained policy.
+    pub model: CausalLm<B>,
+    /// Per-step metrics, steps numbered across rounds.
+    pub history: Vec<StepRecord>,
+    /// Validation points, steps numbered across rounds.
+    pub curve: Vec<P>,
+    /// One report per round boundary where the data step ran.
+    pub rounds: Vec<RoundReport>,
+    /// Every pair the filter dropped, round by round.
+    pub dropped: Vec<DroppedPair>,
+}
+
+/// Orders a resampled pair as an oracle sees it (`Greater`: chosen is better), when one exists.
+pub type PairJudge<'a> = &'a dyn Fn(&TokenizedPair) -> Ordering;
+
+/// One run: what to train, on what, and where its state is kept.
+pub struct Run<'a, B: TrainingBackend> {
+    /// The method.
+    pub method: &'a Method,
+    /// The pairs (possibly noisy).
+    pub set: &'a PreferenceSet,
+    /// The whole run's steps, batch, learning rate and warmup.
+    pub stage: &'a PreferenceStage,
+    /// Rounds and the data step's settings.
+    pub rounds: Rounds,
+    /// The experiment's seeds.
+    pub seeds: Seeds,
+    /// This run's seed index.
+    pub seed: u64,
+    /// The frozen reference model (scores resampled pairs).
+    pub reference: &'a CausalLm<B::InnerBackend>,
+    /// Orders resampled pairs for the round reports (`None`: not counted).
+    pub judge: Option<PairJudge<'a>>,
+    /// Batches' worth of examples sorted by length together (1: no bucketing).
+    pub bucket: usize,
+    /// Validate every this many steps of a round (and at its end); 0: only at the end.
+    pub eval_every: usize,
+    /// Checkpoint every this many steps (0: never), keeping the newest `keep`.
+    pub checkpoint_every: usize,
+    /// Checkpoints to keep.
+    pub keep: usize,
+    /// The run's state folder (step checkpoints and round snapshots); resumed when present.
+    pub store: Option<&'a Path>,
+}
+
+/// Where a run stands between rounds: what the next round trains on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct RoundState<P> {
+    next_round: usize,
+    set_pairs: Vec<TokenizedPair>,
+    set_reference: Vec<ReferenceLogps>,
+    history: Vec<StepRecord>,
+    curve: Vec<P>,
+    rounds: Vec<RoundReport>,
+    dropped: Vec<DroppedPair>,
+}
+
+/// The next round's pairs after a data step, and what the step did.
+struct Cleaned {
+    pairs: Vec<TokenizedPair>,
+    reference: Vec<ReferenceLogps>,
+    report: RoundReport,
+    dropped: Vec<DroppedPair>,
+}
+
+impl<B: TrainingBackend> Run<'_, B> {
+    /// Trains from `start` (or from the newest round snapshot and checkpoint in the store)
+    /// to the end of the last round. `validate` is called at each validation point.
+    pub fn train<P: Clone + Serialize + serde::de::DeserializeOwned>(
+        &self,
+        start: CausalLm<B>,
+        validate: &mut Validator<'_, B, P>,
+        session: &mut Session,
+        device: &B::Device,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<RunOutcome<B, P>, TrainError> {
+        let rounds = self.rounds.count.max(1);
+        let round_stage = PreferenceStage {
+            steps: self.stage.steps / rounds,
+            ..*self.stage
+        };
+        let saved = match self.store {
+            Some(dir) => load_round(dir, start.clone(), device, &mut |w| {
+                on_progress(Progress::Warning(format!(
+                    "{w}; resuming from the round before it"
+                )))
+            })?,
+            None => None,
+        };
+        let (mut policy, mut state) = saved.unwrap_or_else(|| {
+            let state = RoundState {
+                next_round: 0,
+                set_pairs: self.set.pairs.clone(),
+                set_reference: self.set.reference.clone(),
+                history: Vec::new(),
+                curve: Vec::new(),
+                rounds: Vec::new(),
+                dropped: Vec::new(),
+            };
+            (start, state)
+        });
+        for round in state.next_round..rounds {
+            let offset = round * round_stage.steps;
+            let run = PreferenceRun {
+                stage: &round_stage,
+                loss: &self.method.loss,
+                pairs: &state.set_pairs,
+                refs: &state.set_reference,
+                seed: self.seeds.order(self.seed, round),
+                bucket: self.bucket,
+                eval_every: self.eval_every,
+                checkpoint_every: self.checkpoint_every,
+                keep: self.keep,
+                store: self.store,
+            };
+            let mut shifted = |model: &CausalLm<B>, step: usize| validate(model, offset + step);
+            let trained = run.train(policy, &mut shifted, session, device, on_progress)?;
+            policy = trained.model;
+            state
+                .history
+                .extend(trained.history.into_iter().map(|r| StepRecord {
+                    step: r.step + offset,
+                    ..r
+                }));
+            state.curve.extend(trained.curve);
+            if round + 1 == rounds {
+                break;
+            }
+            if self.method.data_step != DataStep::None {
+                let cleaned = self.clean(&policy.valid(), round, device)?;
+                state.set_pairs = cleaned.pairs;
+                state.set_reference = cleaned.reference;
+                state.rounds.push(cleaned.report);
+                state.dropped.extend(cleaned.dropped);
+            }
+            state.next_round = round + 1;
+            if let Some(dir) = self.store {
+                snapshot::clear(dir, "step-")?;
+                save_round(dir, state.next_round, &policy, &state)?;
+            }
+        }
+        Ok(RunOutcome {
+            model: policy,
+            history: state.history,
+            curve: state.curve,
+            rounds: state.rounds,
+            dropped: state.dropped,
+        })
+    }
+
+    /// The data step after round `round` (0-based): filter the set's original pairs by the
+    /// policy's loss and, for [`DataStep::FilterResample`], add resampled pairs.
+    fn clean(
+        &self,
+        policy: &CausalLm<B::InnerBackend>,
+        round: usize,
+        device: &B::Device,
+    ) -> Result<Cleaned, TrainError> {
+        let (set, loss) = (self.set, &self.method.loss);
+        let scaled =
+            implicit_margins(policy, &set.pairs, &set.reference, loss.beta(), 256, device)?;
+        let margins: Vec<f64> = scaled.iter().map(|m| m / loss.beta()).collect();
+        let losses = losses_of::<B::InnerBackend>(loss, &margins, device);
+        let keep = keep_lowest_loss(&losses, self.rounds.rho);
+        let mut kept_losses: Vec<f64> = losses
+            .iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(l, _)| *l)
+            .collect();
+        kept_losses.sort_by(f64::total_cmp);
+        let median = kept_losses
+            .get(kept_losses.len() / 2)
+            .copied()
+            .unwrap_or(f64::INFINITY);
+        let kept = set.pairs.iter().zip(&set.reference).zip(&keep);
+        let (mut pairs, mut reference): (Vec<_>, Vec<_>) = kept
+            .filter(|(_, k)| **k)
+            .map(|((p, r), _)| (p.clone(), *r))
+            .unzip();
+        let dropped: Vec<DroppedPair> = (0..keep.len())
+            .filter(|i| !keep[*i])
+            .map(|index| DroppedPair {
+                round: round + 1,
+                index,
+                loss: losses[index],
+                margin: margins[index],
+            })
+            .collect();
+        let mut report = RoundReport {
+            round: round + 1,
+            filter: FilterQuality::of(&keep, &set.flipped),
+            resampled: 0,
+            resampled_correct: 0,
+            resampled_reversed: 0,
+            histogram: LossHistogram::of(&losses, &set.flipped, 30),
+        };
+        if self.method.data_step == DataStep::FilterResample {
+            let resampling = self.rounds.resampling.as_ref().ok_or_else(|| {
+                TrainError::Config(format!(
+                    "method {}: rejection sampling needs its settings",
+                    self.method.name
+                ))
+            })?;
+            let prompts: Vec<&[u32]> = dropped
+                .iter()
+                .map(|d| set.pairs[d.index].prompt.as_slice())
+                .collect();
+            let new = resample_pairs(
+                policy,
+                self.reference,
+                &prompts,
+                loss,
+                median,
+                resampling,
+                self.seeds.resampling(self.seed, round),
+                device,
+            )?;
+            report.resampled = new.len();
+            if let Some(judge) = self.judge {
+                report.resampled_correct = new.iter().filter(|(p, _)| judge(p).is_gt()).count();
+                report.resampled_reversed = new.iter().filter(|(p, _)| judge(p).is_lt()).count();
+            }
+            for (pair, logps) in new {
+                pairs.push(pair);
+                reference.push(logps);
+            }
+        }
+        Ok(Cleaned {
+            pairs,
+            reference,
+            report,
+            dropped,
+        })
+    }
+}
+
+/// Per-pair losses of margins `h`.
+fn losses_of<B: AttentionBackend>(
+    loss: &LossConfig,
+    margins: &[f64],
+    device: &B::Device,
+) -> Vec<f64> {
+    loss.loss_of_margin(burn::tensor::Tensor::<B, 1>::from_data(
+        burn::tensor::TensorData::from(margins),
+        device,
+    ))
+    .into_data()
+    .iter::<f64>()
+    .collect()
+}

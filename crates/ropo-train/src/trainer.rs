@@ -1,0 +1,483 @@
+//! The trainer: one method on a user's model and preference file, as they are (noise only when
+//! asked), the way `trl dpo` trains — SFT optional, reference log-probs from the starting
+//! model, preference training with evaluation and checkpoints, and the ROPO framework's
+//! filtering (and rejection sampling) when rounds are asked for. Returns the trained policy and
+//! what the run measured; writing it out is [`crate::trainer_output`]'s job.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::AutodiffModule;
+use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
+use ropo_core::{LossConfig, PairLogps, PreferenceMetrics};
+use ropo_data::{
+    formats::{read_pairs, ReadOptions},
+    load_tokenizer,
+    template::Template,
+    tokenize::{tokenize, TokenizeOptions},
+    ChatPair, TokenizedPair,
+};
+use ropo_models::{attention::TrainingBackend, checkpoint, CausalLm};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    config::{IpoForm, PreferenceStage},
+    framework::{Resampling, Scorer},
+    records::{EvalRecord, Progress, StepRecord},
+    reference::{pair_logp_sums, reference_logps, ReferenceLogps},
+    run::{DataStep, DroppedPair, Method, PreferenceSet, RoundReport, Rounds, Run},
+    seeds::Seeds,
+    stages::{run_sft, Session},
+    TrainError,
+};
+
+/// Everything the trainer needs; every field but `model` and `data` has a default (TRL's where
+/// TRL has one). `--config FILE` holds these fields; flags override them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainerConfig {
+    /// The model: a Hugging Face folder, a `.safetensors` file beside `config.json`, or a
+    /// llama2.c `.bin`.
+    pub model: PathBuf,
+    /// The preference file (any format `ropo-data` reads; `.gz` allowed).
+    pub data: PathBuf,
+    /// The tokenizer file or folder (default: the model's folder).
+    pub tokenizer: Option<PathBuf>,
+    /// Chat template for conversation prompts.
+    pub template: Template,
+    /// Most tokens in prompt plus response (TRL: `max_length`, 1024).
+    pub max_length: usize,
+    /// Most prompt tokens, longer prompts keep their end (TRL: `max_prompt_length`, 512).
+    pub max_prompt_length: usize,
+    /// Fraction of the pairs held out for evaluation (0: train on everything).
+    pub eval_split: f64,
+    /// A separate evaluation file (instead of `eval_split`).
+    pub eval_data: Option<PathBuf>,
+    /// Evaluate every this many steps (0: only at the end; nothing without evaluation pairs).
+    pub eval_every: usize,
+    /// Symmetric label noise injected into the training pairs (0: the labels as read).
+    pub noise: f64,
+    /// Base seed of every random stream (split, noise, batch order, sampling).
+    pub seed: u64,
+    /// The loss (`sigmoid`/`dpo`, `ropo`, `ipo`, `cdpo`, `rdpo`, `hinge`, `simpo`, …).
+    pub loss: String,
+    /// β.
+    pub beta: f64,
+    /// ROPO's α.
+    pub alpha: f64,
+    /// cDPO's and rDPO's ε (TRL: `label_smoothing`).
+    pub epsilon: f64,
+    /// SimPO's γ (left out: ropo-core's default).
+    pub gamma: Option<f64>,
+    /// IPO's margin form (left out: averaged per token, as TRL).
+    pub ipo_margin: Option<IpoForm>,
+    /// Weight of an NLL term on the chosen responses (TRL: `rpo_alpha`).
+    pub nll_weight: Option<f64>,
+    /// Peak learning rate (TRL: `learning_rate`, 1e-6).
+    pub lr: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Warmup steps.
+    pub warmup: usize,
+    /// Passes over the training pairs (ignored when `steps` is set).
+    pub epochs: usize,
+    /// Optimiser steps (overrides `epochs`).
+    pub steps: Option<usize>,
+    /// Pairs per optimiser step.
+    pub batch: usize,
+    /// Forwards each batch is split into (TRL: `gradient_accumulation_steps`).
+    pub grad_accum: usize,
+    /// SFT steps on the chosen responses before preference training (0: the model is the
+    /// reference as given).
+    pub sft_steps: usize,
+    /// SFT's peak learning rate.
+    pub sft_lr: f64,
+    /// Checkpoint every this many steps (0: only when stopping early).
+    pub save_every: usize,
+    /// Checkpoints kept.
+    pub keep_checkpoints: usize,
+    /// Filter rounds of the ROPO framework: after each of the first `filter_rounds` of
+    /// `filter_rounds + 1` equal rounds, the `filter_rho` fraction of pairs with the highest
+    /// loss is dropped (0: no filtering).
+    pub filter_rounds: usize,
+    /// Fraction ρ dropped at each filter round.
+    pub filter_rho: f64,
+    /// Responses sampled per dropped prompt for rejection sampling (0: none; at least 2).
+    pub resample: usize,
+    /// How rejection sampling ranks its candidates.
+    pub scorer: Scorer,
+    /// Sampling temperature of rejection sampling.
+    pub temperature: f64,
+    /// Most new tokens of a resampled response.
+    pub max_new_tokens: usize,
+}
+
+impl Default for TrainerConfig {
+    fn default() -> Self {
+        Self {
+            model: PathBuf::new(),
+            data: PathBuf::new(),
+            tokenizer: None,
+            template: Template::default(),
+            max_length: 1024,
+            max_prompt_length: 512,
+            eval_split: 0.0,
+            eval_data: None,
+            eval_every: 0,
+            noise: 0.0,
+            seed: 0,
+            loss: "ropo".into(),
+            beta: 0.1,
+            alpha: 14.0,
+            epsilon: 0.1,
+            gamma: None,
+            ipo_margin: None,
+            nll_weight: None,
+            lr: 1e-6,
+            weight_decay: 0.0,
+            warmup: 0,
+            epochs: 1,
+            steps: None,
+            batch: 8,
+            grad_accum: 1,
+            sft_steps: 0,
+            sft_lr: 1e-5,
+            save_every: 0,
+            keep_checkpoints: 2,
+            filter_rounds: 0,
+            filter_rho: 0.2,
+            resample: 0,
+            scorer: Scorer::ImplicitReward,
+            temperature: 1.0,
+            max_new_tokens: 128,
+        }
+    }
+}
+
+/// The training and evaluation pairs, and where each training pair came from.
+pub struct TrainerData {
+    /// Every record read from the data file, in file order.
+    pub records: Vec<ChatPair>,
+    /// `record_index[i]`: the file index of training pair `i`.
+    pub record_index: Vec<usize>,
+    /// The training pairs (noise injected when asked).
+    pub train: Vec<TokenizedPair>,
+    /// Which training pairs had their label flipped by `noise`.
+    pub flipped: Vec<bool>,
+    /// The evaluation pairs (never noised).
+    pub eval: Vec<TokenizedPair>,
+    /// Pairs dropped by tokenization (prompt alone over budget) in the data file.
+    pub dropped: usize,
+    /// The tokenizer's end-of-sequence id (ends resampled responses).
+    pub eos: Option<u32>,
+}
+
+/// A finished trainer run.
+pub struct TrainerOutcome<B: TrainingBackend> {
+    /// The trained policy.
+    pub model: CausalLm<B>,
+    /// Optimiser steps in all.
+    pub steps: usize,
+    /// Per-step metrics.
+    pub history: Vec<StepRecord>,
+    /// Evaluation points.
+    pub evals: Vec<EvalRecord>,
+    /// Filter reports, one per filter round.
+    pub rounds: Vec<RoundReport>,
+    /// Every pair the filter dropped.
+    pub dropped: Vec<DroppedPair>,
+}
+
+impl TrainerConfig {
+    /// Checks every value before anything runs; the message names the field.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let fail = |message: String| Err(TrainError::Config(message));
+        for (field, path) in [("model", &self.model), ("data", &self.data)] {
+            if path.as_os_str().is_empty() {
+                return fail(format!("{field}: no path given"));
+            }
+            if !path.exists() {
+                return fail(format!("{field}: {} does not exist", path.display()));
+            }
+        }
+        if !(0.0..1.0).contains(&self.eval_split) {
+            return fail(format!("eval_split: {} must be in [0, 1)", self.eval_split));
+        }
+        if self.eval_split > 0.0 && self.eval_data.is_some() {
+            return fail("eval_split and eval_data: give one, not both".into());
+        }
+        if !(0.0..0.5).contains(&self.noise) {
+            return fail(format!("noise: {} must be in [0, 0.5)", self.noise));
+        }
+        for (field, value) in [
+            ("batch", self.batch),
+            ("grad_accum", self.grad_accum),
+            ("max_length", self.max_length),
+            ("max_prompt_length", self.max_prompt_length),
+            ("keep_checkpoints", self.keep_checkpoints),
+        ] {
+            if value == 0 {
+                return fail(format!("{field}: must be at least 1"));
+            }
+        }
+        if self.steps == Some(0) || (self.steps.is_none() && self.epochs == 0) {
+            return fail("steps / epochs: must be at least 1".into());
+        }
+        for (field, value) in [("lr", self.lr), ("sft_lr", self.sft_lr)] {
+            if !(value > 0.0 && value.is_finite()) {
+                return fail(format!("{field}: learning rate {value} must be > 0"));
+            }
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return fail(format!("weight_decay: {} must be >= 0", self.weight_decay));
+        }
+        if !(0.0..1.0).contains(&self.filter_rho) {
+            return fail(format!("filter_rho: {} must be in [0, 1)", self.filter_rho));
+        }
+        if self.resample == 1 {
+            return fail("resample: needs at least 2 samples per prompt (0: none)".into());
+        }
+        if self.resample > 0 && self.filter_rounds == 0 {
+            return fail("resample: needs filter_rounds >= 1 (it refills dropped prompts)".into());
+        }
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return fail(format!("temperature: {} must be > 0", self.temperature));
+        }
+        self.loss_config()?;
+        Ok(())
+    }
+
+    /// The preference stage these settings describe, for `pairs` training pairs.
+    fn stage(&self, pairs: usize) -> PreferenceStage {
+        PreferenceStage {
+            pairs,
+            steps: self.total_steps(pairs),
+            batch: self.batch,
+            lr: self.lr,
+            warmup: self.warmup,
+            beta: self.beta,
+            alpha: self.alpha,
+            epsilon: self.epsilon,
+            gamma: self.gamma,
+            ipo_margin: self.ipo_margin,
+            nll_weight: self.nll_weight,
+            weight_decay: Some(self.weight_decay),
+            grad_accum: Some(self.grad_accum),
+        }
+    }
+
+    /// The loss with its parameters.
+    pub fn loss_config(&self) -> Result<LossConfig, TrainError> {
+        self.stage(0).loss(&self.loss)
+    }
+
+    /// Optimiser steps for `pairs` training pairs: `steps`, or `epochs` passes of whole
+    /// batches (at least one step), rounded down to a multiple of the rounds.
+    pub fn total_steps(&self, pairs: usize) -> usize {
+        let steps = self
+            .steps
+            .unwrap_or_else(|| (self.epochs * pairs.div_ceil(self.batch)).max(1));
+        let rounds = self.filter_rounds + 1;
+        (steps / rounds).max(1) * rounds
+    }
+
+    /// The method: the loss and, with filter rounds, its data step.
+    pub fn method(&self) -> Result<Method, TrainError> {
+        let data_step = match (self.filter_rounds, self.resample) {
+            (0, _) => DataStep::None,
+            (_, 0) => DataStep::Filter,
+            _ => DataStep::FilterResample,
+        };
+        let suffix = match data_step {
+            DataStep::None => "",
+            DataStep::Filter => "+filter",
+            DataStep::FilterResample => "+filter+rs",
+        };
+        Ok(Method {
+            name: format!("{}{suffix}", self.loss),
+            loss: self.loss_config()?,
+            data_step,
+        })
+    }
+
+    /// The tokenizer's path: given, or the model's folder.
+    pub fn tokenizer_path(&self) -> PathBuf {
+        self.tokenizer.clone().unwrap_or_else(|| {
+            if self.model.is_dir() {
+                self.model.clone()
+            } else {
+                self.model.parent().unwrap_or(Path::new(".")).to_path_buf()
+            }
+        })
+    }
+
+    /// Reads and tokenizes the pairs, splits off the evaluation pairs and injects the noise.
+    pub fn prepare(&self) -> Result<TrainerData, TrainError> {
+        let tokenizer = load_tokenizer(&self.tokenizer_path())?;
+        let options = TokenizeOptions {
+            max_prompt_length: Some(self.max_prompt_length),
+            check_boundaries: false,
+            ..TokenizeOptions::new(self.template, self.max_length)
+        };
+        let (records, _) = read_pairs(&self.data, &ReadOptions::default())?;
+        let tokenized = tokenize(&records, tokenizer.as_ref(), &options)?;
+        let dropped = tokenized.report.dropped.len();
+        let mut order: Vec<usize> = (0..tokenized.pairs.len()).collect();
+        let held = if self.eval_split > 0.0 {
+            order.shuffle(&mut StdRng::seed_from_u64(self.seeds().split()));
+            ((order.len() as f64) * self.eval_split).round() as usize
+        } else {
+            0
+        };
+        let mut train_order = order.split_off(held);
+        train_order.sort_unstable();
+        let mut eval: Vec<TokenizedPair> =
+            order.iter().map(|&i| tokenized.pairs[i].clone()).collect();
+        if let Some(path) = &self.eval_data {
+            let (eval_records, _) = read_pairs(path, &ReadOptions::default())?;
+            eval = tokenize(&eval_records, tokenizer.as_ref(), &options)?.pairs;
+        }
+        let clean: Vec<TokenizedPair> = train_order
+            .iter()
+            .map(|&i| tokenized.pairs[i].clone())
+            .collect();
+        let noisy = ropo_data::noise::symmetric(clean, self.noise, self.seeds().noise(0))?;
+        if noisy.pairs.is_empty() {
+            return Err(TrainError::Config(format!(
+                "data: {} has no pair that fits max_length {} / max_prompt_length {}",
+                self.data.display(),
+                self.max_length,
+                self.max_prompt_length
+            )));
+        }
+        Ok(TrainerData {
+            record_index: train_order.iter().map(|&i| tokenized.indices[i]).collect(),
+            records,
+            train: noisy.pairs,
+            flipped: noisy.flipped,
+            eval,
+            dropped,
+            eos: tokenizer.eos_id(),
+        })
+    }
+
+    /// Every random stream, derived from `seed`.
+    pub fn seeds(&self) -> Seeds {
+        Seeds { base: self.seed }
+    }
+
+    /// Trains on `data`, keeping checkpoints in `store` (resumed when they are there).
+    pub fn train<B: TrainingBackend>(
+        &self,
+        data: &TrainerData,
+        store: &Path,
+        stop_after: Option<usize>,
+        device: &B::Device,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<TrainerOutcome<B>, TrainError> {
+        self.validate()?;
+        B::seed(device, self.seeds().init());
+        let mut start = checkpoint::load::<B>(&self.model, device)?;
+        if self.sft_steps > 0 {
+            let chosen: Vec<(&[u32], &[u32])> = data
+                .train
+                .iter()
+                .map(|p| (p.prompt.as_slice(), p.chosen.as_slice()))
+                .collect();
+            let stage = (self.sft_steps, self.batch, self.sft_lr);
+            let order = self.seeds().sft_order();
+            start = run_sft(start, &chosen, stage, 4, order, device, on_progress)?;
+        }
+        let reference = start.valid();
+        on_progress(Progress::Stage(format!(
+            "reference log-probs of {} training and {} evaluation pairs",
+            data.train.len(),
+            data.eval.len()
+        )));
+        let train_refs = reference_logps(&reference, &data.train, 16, device)?;
+        let eval_refs = reference_logps(&reference, &data.eval, 16, device)?;
+        let set = PreferenceSet {
+            pairs: data.train.clone(),
+            reference: train_refs,
+            flipped: data.flipped.clone(),
+        };
+        let method = self.method()?;
+        let stage = self.stage(set.pairs.len());
+        let run = Run {
+            method: &method,
+            set: &set,
+            stage: &stage,
+            rounds: Rounds {
+                count: self.filter_rounds + 1,
+                rho: self.filter_rho,
+                resampling: data.eos.map(|eos| Resampling {
+                    samples: self.resample,
+                    temperature: self.temperature,
+                    max_new_tokens: self.max_new_tokens,
+                    eos,
+                    scorer: self.scorer,
+                }),
+            },
+            seeds: self.seeds(),
+            seed: 0,
+            reference: &reference,
+            judge: None,
+            bucket: 4,
+            eval_every: self.eval_every,
+            checkpoint_every: self.save_every,
+            keep: self.keep_checkpoints,
+            store: Some(store),
+        };
+        let loss = method.loss;
+        let mut evaluate = |model: &CausalLm<B>, step: usize| {
+            if data.eval.is_empty() {
+                return Ok(None);
+            }
+            let metrics = eval_metrics(&model.valid(), &data.eval, &eval_refs, &loss, device)?;
+            Ok(Some(EvalRecord::of(step, &metrics)))
+        };
+        let mut session = Session {
+            steps: 0,
+            stop_after,
+        };
+        let outcome = run.train(start, &mut evaluate, &mut session, device, on_progress)?;
+        Ok(TrainerOutcome {
+            model: outcome.model,
+            steps: stage.steps,
+            history: outcome.history,
+            evals: outcome.curve,
+            rounds: outcome.rounds,
+            dropped: outcome.dropped,
+        })
+    }
+}
+
+/// Loss and reward metrics of `model` on `pairs` (TRL's `eval_*`), 16 pairs per forward.
+pub fn eval_metrics<B: ropo_models::attention::AttentionBackend>(
+    model: &CausalLm<B>,
+    pairs: &[TokenizedPair],
+    reference: &[ReferenceLogps],
+    loss: &LossConfig,
+    device: &B::Device,
+) -> Result<PreferenceMetrics, TrainError> {
+    let mut policy = Vec::with_capacity(pairs.len());
+    for chunk in pairs.chunks(16) {
+        policy.extend(pair_logp_sums(model, chunk, device)?);
+    }
+    let tensor = |values: Vec<f64>| {
+        burn::tensor::Tensor::<B, 1>::from_data(
+            burn::tensor::TensorData::from(values.as_slice()),
+            device,
+        )
+    };
+    let count =
+        |f: fn(&TokenizedPair) -> usize| tensor(pairs.iter().map(|p| f(p) as f64).collect());
+    let logps = PairLogps {
+        policy_chosen: tensor(policy.iter().map(|p| p.0).collect()),
+        policy_rejected: tensor(policy.iter().map(|p| p.1).collect()),
+        reference_chosen: tensor(reference.iter().map(|r| r.chosen).collect()),
+        reference_rejected: tensor(reference.iter().map(|r| r.rejected).collect()),
+        chosen_tokens: count(|p| p.chosen.len()),
+        rejected_tokens: count(|p| p.rejected.len()),
+    };
+    Ok(PreferenceMetrics::of_batch(&loss.forward(&logps), &logps))
+}

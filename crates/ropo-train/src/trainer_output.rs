@@ -1,0 +1,210 @@
+//! What the trainer leaves in its folder: the aligned model as a Hugging Face folder
+//! (`model/`), `metrics.jsonl` with TRL's names, `suspect_labels.jsonl` (every pair the filter
+//! dropped), `report.md` and `config.toml`. Every file is written under a temporary name and
+//! renamed.
+
+use std::path::Path;
+
+use burn::tensor::backend::Backend;
+use ropo_data::{ChatPair, Prompt};
+use ropo_models::{checkpoint, integrity, CausalLm};
+use serde_json::json;
+
+use crate::{
+    records::{EvalRecord, StepRecord},
+    run::{DroppedPair, RoundReport},
+    store::write_atomic,
+    trainer::{TrainerConfig, TrainerData},
+    TrainError,
+};
+
+/// Files of a model folder copied beside the weights when the input has them.
+const COPIED: [&str; 7] = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "generation_config.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+];
+
+/// Writes `model` as a Hugging Face folder at `dir`: `model.safetensors` (f32), the input's own
+/// `config.json` when it has one (so `architectures` and every other field stay as they were),
+/// and the tokenizer and generation files found beside the input (or in `tokenizer`).
+pub fn export_model<B: Backend>(
+    model: &CausalLm<B>,
+    input: &Path,
+    tokenizer: &Path,
+    dir: &Path,
+) -> Result<(), TrainError> {
+    checkpoint::save(model, dir)?;
+    let folder = if input.is_dir() {
+        input
+    } else {
+        input.parent().unwrap_or(Path::new("."))
+    };
+    let input_config = folder.join("config.json");
+    let is_hf = input.extension().is_none_or(|ext| ext != "bin");
+    if is_hf && input_config.is_file() {
+        let text = std::fs::read(&input_config).map_err(TrainError::io(&input_config))?;
+        integrity::write_atomic(&dir.join("config.json"), &text)?;
+        integrity::seal(dir, &["config.json".into(), "model.safetensors".into()])?;
+    }
+    let tokenizer_folder = if tokenizer.is_dir() {
+        tokenizer
+    } else {
+        tokenizer.parent().unwrap_or(Path::new("."))
+    };
+    for name in COPIED {
+        let from = [folder, tokenizer_folder]
+            .into_iter()
+            .map(|f| f.join(name))
+            .find(|p| p.is_file());
+        if let Some(from) = from {
+            let bytes = std::fs::read(&from).map_err(TrainError::io(&from))?;
+            integrity::write_atomic(&dir.join(name), &bytes)?;
+        }
+    }
+    if tokenizer.is_file() && tokenizer.extension().is_some_and(|e| e == "json") {
+        let bytes = std::fs::read(tokenizer).map_err(TrainError::io(tokenizer))?;
+        integrity::write_atomic(&dir.join("tokenizer.json"), &bytes)?;
+    }
+    Ok(())
+}
+
+/// `metrics.jsonl`: one line per step with TRL's names (`loss`, `learning_rate`, `grad_norm`,
+/// `epoch`, `rewards/*`, `logps/*`), and one line per evaluation with `eval_` names, after the
+/// step it followed.
+pub fn metrics_lines(history: &[StepRecord], evals: &[EvalRecord], steps_per_epoch: f64) -> String {
+    let mut out = String::new();
+    let epoch = |step: usize| step as f64 / steps_per_epoch.max(1.0);
+    let mut pending = evals.iter().peekable();
+    for s in history {
+        let line = json!({
+            "step": s.step, "epoch": epoch(s.step), "loss": s.loss,
+            "learning_rate": s.lr, "grad_norm": s.grad_norm,
+            "rewards/chosen": s.rewards_chosen, "rewards/rejected": s.rewards_rejected,
+            "rewards/accuracies": s.accuracy, "rewards/margins": s.margin,
+            "logps/chosen": s.logps_chosen, "logps/rejected": s.logps_rejected,
+        });
+        out += &line.to_string();
+        out.push('\n');
+        while let Some(e) = pending.next_if(|e| e.step <= s.step) {
+            let line = json!({
+                "step": e.step, "epoch": epoch(e.step), "eval_loss": e.loss,
+                "eval_rewards/chosen": e.rewards_chosen,
+                "eval_rewards/rejected": e.rewards_rejected,
+                "eval_rewards/accuracies": e.accuracy, "eval_rewards/margins": e.margin,
+                "eval_logps/chosen": e.logps_chosen, "eval_logps/rejected": e.logps_rejected,
+            });
+            out += &line.to_string();
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// `suspect_labels.jsonl`: each dropped pair as read from the data file (`record`), its line
+/// index in that file (0-based), the round that dropped it, its loss and margin, and whether
+/// ropo itself flipped it (`injected_flip`, only with `noise`).
+pub fn suspect_lines(data: &TrainerData, dropped: &[DroppedPair]) -> String {
+    let mut out = String::new();
+    for d in dropped {
+        let index = data.record_index[d.index];
+        let line = json!({
+            "index": index, "round": d.round, "loss": d.loss, "margin": d.margin,
+            "injected_flip": data.flipped[d.index], "record": record_json(&data.records[index]),
+        });
+        out += &line.to_string();
+        out.push('\n');
+    }
+    out
+}
+
+/// A pair as the data file gave it: `prompt` a string or a list of messages.
+fn record_json(pair: &ChatPair) -> serde_json::Value {
+    let prompt = match &pair.prompt {
+        Prompt::Text(text) => json!(text),
+        Prompt::Messages(messages) => json!(messages),
+    };
+    json!({ "prompt": prompt, "chosen": pair.chosen, "rejected": pair.rejected })
+}
+
+/// A short `report.md`: the data, the method, the last training and evaluation metrics and,
+/// with filter rounds, what the filter did.
+pub fn report_md(
+    config: &TrainerConfig,
+    data: &TrainerData,
+    history: &[StepRecord],
+    evals: &[EvalRecord],
+    rounds: &[RoundReport],
+) -> String {
+    let mut out = format!(
+        "# ropo train: {} on {}\n\n\
+         {} training pairs, {} evaluation pairs ({} dropped as too long), model {}; \
+         β = {}, lr = {}, batch {}, {} steps.\n",
+        config.loss,
+        config.data.display(),
+        data.train.len(),
+        data.eval.len(),
+        data.dropped,
+        config.model.display(),
+        config.beta,
+        config.lr,
+        config.batch,
+        history.len(),
+    );
+    if let (Some(first), Some(last)) = (history.first(), history.last()) {
+        out += "\n| step | loss | rewards/accuracies | rewards/margins | grad_norm |\n|---|---|---|---|---|\n";
+        for s in [first, last] {
+            out += &format!(
+                "| {} | {:.4} | {:.3} | {:.4} | {:.3} |\n",
+                s.step, s.loss, s.accuracy, s.margin, s.grad_norm
+            );
+        }
+    }
+    if !evals.is_empty() {
+        out += "\n| step | eval_loss | eval_rewards/accuracies | eval_rewards/margins |\n|---|---|---|---|\n";
+        for e in evals {
+            out += &format!(
+                "| {} | {:.4} | {:.3} | {:.4} |\n",
+                e.step, e.loss, e.accuracy, e.margin
+            );
+        }
+    }
+    if !rounds.is_empty() {
+        out += "\n| after round | dropped | resampled |\n|---|---|---|\n";
+        for r in rounds {
+            out += &format!("| {} | {} | {} |\n", r.round, r.filter.dropped, r.resampled);
+        }
+        out += "\nThe dropped pairs are listed in `suspect_labels.jsonl`.\n";
+    }
+    out
+}
+
+/// Writes `metrics.jsonl`, `suspect_labels.jsonl` and `report.md` into `dir`.
+pub fn write_records(
+    dir: &Path,
+    config: &TrainerConfig,
+    data: &TrainerData,
+    history: &[StepRecord],
+    evals: &[EvalRecord],
+    (rounds, dropped): (&[RoundReport], &[DroppedPair]),
+) -> Result<(), TrainError> {
+    let per_epoch = data.train.len() as f64 / config.batch as f64;
+    write_atomic(
+        &dir.join("metrics.jsonl"),
+        &metrics_lines(history, evals, per_epoch.ceil()),
+    )?;
+    if config.filter_rounds > 0 {
+        write_atomic(
+            &dir.join("suspect_labels.jsonl"),
+            &suspect_lines(data, dropped),
+        )?;
+    }
+    write_atomic(
+        &dir.join("report.md"),
+        &report_md(config, data, history, evals, rounds),
+    )
+}

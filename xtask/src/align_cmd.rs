@@ -1,0 +1,398 @@
+//! `cargo xtask train --model M --data D`: the trainer. One method on the user's pairs →
+//! `OUT/model/` (a Hugging Face folder), `metrics.jsonl` with TRL's names, `report.md` and,
+//! with filter rounds, `suspect_labels.jsonl`.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use ropo::backend::Training;
+use ropo::data::template::Template;
+use ropo::train::{
+    config::IpoForm,
+    records::Progress,
+    trainer::TrainerConfig,
+    trainer_output::{export_model, write_records},
+    TrainError,
+};
+
+use crate::{
+    train_cmd::{one_line, open_run_folder, ScorerChoice, TrainArgs},
+    CmdResult,
+};
+
+/// The trainer's options (`cargo xtask train --model M --data D …`); each overrides the same
+/// field of `--config`. Defaults: docs/align.md.
+#[derive(Args, Default)]
+pub struct AlignFlags {
+    /// The model to align: a Hugging Face folder, a `.safetensors` file, or a llama2.c `.bin`.
+    #[arg(long, help_heading = "Trainer")]
+    model: Option<PathBuf>,
+    /// The preference file (JSONL/JSON in any format ropo reads; `.gz` allowed).
+    #[arg(long, help_heading = "Trainer")]
+    data: Option<PathBuf>,
+    /// Tokenizer file or folder (default: the model's folder).
+    #[arg(long, help_heading = "Trainer")]
+    tokenizer: Option<PathBuf>,
+    /// Chat template for conversation prompts: plain, hh, chatml, llama2 (default chatml).
+    #[arg(long, help_heading = "Trainer")]
+    template: Option<String>,
+    /// The loss (default ropo): sigmoid (DPO), ropo, ipo, cdpo, rdpo, hinge, simpo, …
+    #[arg(long, help_heading = "Trainer")]
+    loss: Option<String>,
+    /// β (default 0.1).
+    #[arg(long, help_heading = "Trainer")]
+    beta: Option<f64>,
+    /// ROPO's α (default 14).
+    #[arg(long, help_heading = "Trainer")]
+    alpha: Option<f64>,
+    /// cDPO's/rDPO's ε, TRL's label_smoothing (default 0.1).
+    #[arg(long, help_heading = "Trainer")]
+    epsilon: Option<f64>,
+    /// SimPO's γ.
+    #[arg(long, help_heading = "Trainer")]
+    gamma: Option<f64>,
+    /// IPO's margin: averaged (default, as TRL) or summed.
+    #[arg(long, help_heading = "Trainer")]
+    ipo_margin: Option<String>,
+    /// Weight of an NLL term on the chosen responses (TRL's rpo_alpha).
+    #[arg(long, help_heading = "Trainer")]
+    nll_weight: Option<f64>,
+    /// Peak learning rate (default 1e-6, as TRL).
+    #[arg(long, help_heading = "Trainer")]
+    lr: Option<f64>,
+    /// AdamW weight decay (default 0).
+    #[arg(long, help_heading = "Trainer")]
+    weight_decay: Option<f64>,
+    /// Warmup steps (default 0).
+    #[arg(long, help_heading = "Trainer")]
+    warmup: Option<usize>,
+    /// Passes over the pairs (default 1; --steps overrides).
+    #[arg(long, help_heading = "Trainer")]
+    epochs: Option<usize>,
+    /// Pairs per optimiser step (default 8).
+    #[arg(long, help_heading = "Trainer")]
+    batch: Option<usize>,
+    /// Forwards per step, gradients accumulated (default 1).
+    #[arg(long, help_heading = "Trainer")]
+    grad_accum: Option<usize>,
+    /// Most tokens in prompt plus response (default 1024).
+    #[arg(long, help_heading = "Trainer")]
+    max_length: Option<usize>,
+    /// Most prompt tokens; longer prompts keep their end (default 512).
+    #[arg(long, help_heading = "Trainer")]
+    max_prompt_length: Option<usize>,
+    /// Fraction of pairs held out for evaluation (default 0: train on everything).
+    #[arg(long, help_heading = "Trainer")]
+    eval_split: Option<f64>,
+    /// A separate evaluation file.
+    #[arg(long, help_heading = "Trainer")]
+    eval_data: Option<PathBuf>,
+    /// Evaluate every this many steps (default 0: at the end only).
+    #[arg(long, help_heading = "Trainer")]
+    eval_every: Option<usize>,
+    /// SFT steps on the chosen responses first (default 0: the model is the reference).
+    #[arg(long, help_heading = "Trainer")]
+    sft_steps: Option<usize>,
+    /// Seed of every random stream (default 0).
+    #[arg(long, help_heading = "Trainer")]
+    seed: Option<u64>,
+    /// Checkpoint every this many steps (default 0: only when stopping early).
+    #[arg(long, help_heading = "Trainer")]
+    save_every: Option<usize>,
+    /// ROPO framework: filter rounds (default 0: none).
+    #[arg(long, help_heading = "Trainer")]
+    filter_rounds: Option<usize>,
+    /// Fraction of pairs dropped per filter round (default 0.2).
+    #[arg(long, help_heading = "Trainer")]
+    filter_rho: Option<f64>,
+    /// Responses sampled per dropped prompt for rejection sampling (default 0: none).
+    #[arg(long, help_heading = "Trainer")]
+    resample: Option<usize>,
+}
+
+/// Whether the command line or config asks for the trainer.
+pub fn wanted(args: &TrainArgs, config: Option<&toml::Table>) -> bool {
+    args.align.model.is_some()
+        || args.align.data.is_some()
+        || config.is_some_and(|t| t.contains_key("model") || t.contains_key("data"))
+}
+
+/// Runs the trainer and writes its folder.
+pub fn run(args: &TrainArgs) -> CmdResult {
+    let (config, out) = match &args.resume {
+        Some(folder) => (read(&folder.join("config.toml"))?, folder.clone()),
+        None => {
+            let mut config = resolve(args)?;
+            absolute(&mut config);
+            let out = if args.out == Path::new("runs/gold") {
+                Path::new("runs").join(run_name(&config.data))
+            } else {
+                args.out.clone()
+            };
+            (config, out)
+        }
+    };
+    config.validate().map_err(|e| with_source(args, e))?;
+    let store = out.join("checkpoints");
+    if args.resume.is_none() && store.exists() {
+        return Err(format!(
+            "{}: already holds a run's checkpoints; continue it with --resume {0}, or choose another --out",
+            out.display()
+        )
+        .into());
+    }
+    open_run_folder(&out, &config, config.seed)?;
+    let start = Instant::now();
+    let data = config.prepare()?;
+    let steps = config.total_steps(data.train.len());
+    eprintln!(
+        "{} training pairs, {} evaluation pairs ({} dropped: prompt over budget); {} steps of {}",
+        data.train.len(),
+        data.eval.len(),
+        data.dropped,
+        steps,
+        config.method()?.name
+    );
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(steps as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} eta {eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut done = 0u64;
+    let outcome = config.train::<Training>(
+        &data,
+        &store,
+        args.stop_after_steps,
+        &Default::default(),
+        &mut |progress| match progress {
+            Progress::Sft { step, total, loss } => {
+                bar.set_message(format!("sft {step}/{total} loss {loss:.3}"))
+            }
+            Progress::Step(s) => {
+                done += 1;
+                bar.set_position(s.step as u64);
+                bar.set_message(format!(
+                    "loss {:.4} acc {:.2} lr {:.1e} {:.0} tok/s",
+                    s.loss, s.accuracy, s.lr, s.tokens_per_s
+                ));
+            }
+            Progress::Stage(stage) => bar.suspend(|| eprintln!("{stage}")),
+            Progress::Warning(warning) => bar.suspend(|| eprintln!("warning: {warning}")),
+            Progress::RunStarted { .. } | Progress::RunFinished(_) => {}
+        },
+    );
+    bar.finish_and_clear();
+    let outcome = match outcome {
+        Err(TrainError::Stopped(steps)) => {
+            println!(
+                "stopped after {steps} steps; continue with: cargo xtask train --resume {}",
+                out.display()
+            );
+            return Ok(());
+        }
+        other => other?,
+    };
+    let model_dir = out.join("model");
+    export_model(
+        &outcome.model,
+        &config.model,
+        &config.tokenizer_path(),
+        &model_dir,
+    )?;
+    write_records(
+        &out,
+        &config,
+        &data,
+        &outcome.history,
+        &outcome.evals,
+        (&outcome.rounds, &outcome.dropped),
+    )?;
+    if store.exists() {
+        std::fs::remove_dir_all(&store).map_err(|e| format!("{}: {e}", store.display()))?;
+    }
+    if let Some(last) = outcome.history.last() {
+        println!(
+            "{} steps in {:.0} s ({done} this session); last step: loss {:.4}, rewards/accuracies {:.3}",
+            outcome.steps,
+            start.elapsed().as_secs_f64(),
+            last.loss,
+            last.accuracy
+        );
+    }
+    if let Some(eval) = outcome.evals.last() {
+        println!(
+            "eval: loss {:.4}, rewards/accuracies {:.3}, rewards/margins {:.4}",
+            eval.loss, eval.accuracy, eval.margin
+        );
+    }
+    if config.filter_rounds > 0 {
+        println!(
+            "{} pairs dropped as suspect labels: {}",
+            outcome.dropped.len(),
+            out.join("suspect_labels.jsonl").display()
+        );
+    }
+    println!("model: {}", model_dir.display());
+    println!("report: {}", out.join("report.md").display());
+    Ok(())
+}
+
+/// The trainer's config: `--config` (paths against its folder) or the defaults, then the flags.
+fn resolve(args: &TrainArgs) -> Result<TrainerConfig, Box<dyn std::error::Error>> {
+    let mut config = match &args.config {
+        Some(path) => read(path)?,
+        None => TrainerConfig::default(),
+    };
+    if args.losses.is_some() || args.seeds.is_some() || args.experiment.is_some() {
+        return Err(
+            "--losses, --seeds and --experiment compare methods; the trainer trains one \
+             (--loss), drop them or drop --model/--data"
+                .into(),
+        );
+    }
+    if args.scorer != ScorerChoice::ImplicitReward {
+        config.scorer = args.scorer.into();
+    }
+    let flags = &args.align;
+    macro_rules! set {
+        ($($field:ident),*) => {$(
+            if let Some(value) = &flags.$field {
+                config.$field = value.clone();
+            }
+        )*};
+    }
+    set!(
+        model,
+        data,
+        beta,
+        alpha,
+        epsilon,
+        lr,
+        weight_decay,
+        warmup,
+        epochs,
+        batch,
+        grad_accum,
+        max_length,
+        max_prompt_length,
+        eval_split,
+        eval_every,
+        sft_steps,
+        seed,
+        save_every,
+        filter_rounds,
+        filter_rho,
+        resample,
+        loss
+    );
+    for (field, value) in [
+        (&mut config.tokenizer, &flags.tokenizer),
+        (&mut config.eval_data, &flags.eval_data),
+    ] {
+        if value.is_some() {
+            field.clone_from(value);
+        }
+    }
+    if flags.gamma.is_some() {
+        config.gamma = flags.gamma;
+    }
+    if flags.nll_weight.is_some() {
+        config.nll_weight = flags.nll_weight;
+    }
+    if let Some(name) = &flags.template {
+        config.template = name
+            .parse::<Template>()
+            .map_err(|e| format!("--template: {e}"))?;
+    }
+    if let Some(form) = &flags.ipo_margin {
+        config.ipo_margin = Some(match form.as_str() {
+            "averaged" => IpoForm::Averaged,
+            "summed" => IpoForm::Summed,
+            other => {
+                return Err(format!("--ipo-margin: {other:?} is not averaged or summed").into())
+            }
+        });
+    }
+    if let Some(steps) = args.steps {
+        config.steps = Some(steps);
+    }
+    if let Some(noise) = &args.noise {
+        match noise.as_slice() {
+            [eta] => config.noise = *eta,
+            _ => return Err("--noise: the trainer takes one rate (e.g. --noise 0.2)".into()),
+        }
+    }
+    Ok(config)
+}
+
+/// A trainer config file, its relative paths resolved against its own folder.
+fn read(path: &Path) -> Result<TrainerConfig, Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let mut config: TrainerConfig = toml::from_str(&text)
+        .map_err(|e| format!("{}: {}", path.display(), one_line(&e.to_string())))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let anchor = |p: &mut PathBuf| {
+        if !p.as_os_str().is_empty() && p.is_relative() {
+            *p = base.join(&*p);
+        }
+    };
+    anchor(&mut config.model);
+    anchor(&mut config.data);
+    for path in [&mut config.tokenizer, &mut config.eval_data]
+        .into_iter()
+        .flatten()
+    {
+        anchor(path);
+    }
+    Ok(config)
+}
+
+/// The run's default folder name: the data file's name without its extensions.
+fn run_name(data: &Path) -> String {
+    let name = data
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.split('.').next().unwrap_or_default();
+    if stem.is_empty() {
+        "train".into()
+    } else {
+        stem.into()
+    }
+}
+
+/// A validation error, prefixed with the config file it is about (when there is one).
+fn with_source(args: &TrainArgs, error: TrainError) -> Box<dyn std::error::Error> {
+    match (&args.resume, &args.config) {
+        (Some(folder), _) => format!("{}: {error}", folder.join("config.toml").display()).into(),
+        (None, Some(path)) => format!("{}: {error}", path.display()).into(),
+        (None, None) => error.into(),
+    }
+}
+
+/// Absolute paths, so the written `config.toml` resumes from any folder.
+fn absolute(config: &mut TrainerConfig) {
+    let fix = |p: &mut PathBuf| {
+        if let Ok(full) = std::path::absolute(&*p) {
+            *p = full;
+        }
+    };
+    fix(&mut config.model);
+    fix(&mut config.data);
+    for path in [&mut config.tokenizer, &mut config.eval_data]
+        .into_iter()
+        .flatten()
+    {
+        fix(path);
+    }
+}
