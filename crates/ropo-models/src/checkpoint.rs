@@ -75,6 +75,7 @@ pub fn save<B: Backend>(model: &CausalLm<B>, folder: &Path) -> Result<(), ModelE
             path: weights_tmp.clone(),
             message: format!("cannot write safetensors: {e}"),
         })?;
+    sort_tensors(&weights_tmp)?;
     std::fs::File::open(&weights_tmp)
         .and_then(|f| f.sync_all())
         .map_err(ModelError::io(&weights_tmp))?;
@@ -85,6 +86,23 @@ pub fn save<B: Backend>(model: &CausalLm<B>, folder: &Path) -> Result<(), ModelE
         folder,
         &["config.json".to_string(), "model.safetensors".to_string()],
     )
+}
+
+/// Rewrites the safetensors file at `path` with its tensors in a fixed order (safetensors'
+/// own: by alignment, then name) and one metadata entry (`format: pt`, which transformers
+/// checks), so that equal weights always give equal bytes; burn-store writes tensors and
+/// metadata in an order that changes from run to run.
+fn sort_tensors(path: &Path) -> Result<(), ModelError> {
+    let bytes = std::fs::read(path).map_err(ModelError::io(path))?;
+    let corrupt = |e: safetensors::SafeTensorError| ModelError::Corrupt {
+        path: path.to_path_buf(),
+        message: format!("cannot reorder the tensors: {e}"),
+    };
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(corrupt)?;
+    let sorted = path.with_extension("sorted");
+    let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize_to_file(tensors.tensors(), Some(metadata), &sorted).map_err(corrupt)?;
+    std::fs::rename(&sorted, path).map_err(ModelError::io(path))
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,129 @@
+//! The trainer's model folder: a tiny Llama made by transformers (`tests/fixtures/tiny_llama`)
+//! trained for 5 ROPO steps on `tests/fixtures/tiny_pairs.jsonl`, exported, and reloaded. The
+//! reloaded model must score like the trained policy in memory and unlike the input, and the
+//! folder must keep the input's `config.json` and tokenizer files. Where `ROPO_PYTHON` names a
+//! Python with transformers, the folder must also load there with the same log-probs.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::AutodiffModule;
+use ropo::backend::{Selected, Training};
+use ropo::data::template::Template;
+use ropo::models::checkpoint;
+use ropo::train::{
+    reference::pair_logp_sums, trainer::TrainerConfig, trainer_output::export_model,
+};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ropo-trainer-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn config() -> TrainerConfig {
+    TrainerConfig {
+        model: fixtures().join("tiny_llama"),
+        data: fixtures().join("tiny_pairs.jsonl"),
+        template: Template::Plain,
+        max_length: 32,
+        max_prompt_length: 16,
+        loss: "ropo".into(),
+        steps: Some(5),
+        batch: 4,
+        lr: 1e-3,
+        ..TrainerConfig::default()
+    }
+}
+
+fn relative_gap(a: &[(f64, f64)], b: &[(f64, f64)]) -> f64 {
+    a.iter()
+        .zip(b)
+        .flat_map(|(x, y)| [(x.0, y.0), (x.1, y.1)])
+        .map(|(x, y)| (x - y).abs() / x.abs().max(1e-12))
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn exported_model_reloads_with_the_trained_policys_log_probs_and_the_inputs_config() {
+    let config = config();
+    let data = config.prepare().unwrap();
+    let dir = scratch("export");
+    let device = Default::default();
+    let outcome = config
+        .train::<Training>(&data, &dir.join("checkpoints"), None, &device, &mut |_| {})
+        .unwrap();
+    assert_eq!(outcome.history.len(), 5);
+    let folder = dir.join("model");
+    export_model(&outcome.model, &config.model, &config.model, &folder).unwrap();
+
+    let trained = outcome.model.valid();
+    let reloaded = checkpoint::load::<Selected>(&folder, &device).unwrap();
+    let input = checkpoint::load::<Selected>(&config.model, &device).unwrap();
+    let pairs = &data.train[..8];
+    let in_memory = pair_logp_sums(&trained, pairs, &device).unwrap();
+    let from_disk = pair_logp_sums(&reloaded, pairs, &device).unwrap();
+    let before = pair_logp_sums(&input, pairs, &device).unwrap();
+    let gap = relative_gap(&in_memory, &from_disk);
+    assert!(gap <= 1e-6, "reloaded log-probs differ by {gap:e} relative");
+    let moved = relative_gap(&before, &in_memory);
+    assert!(moved > 1e-4, "training changed log-probs by only {moved:e}");
+
+    let read = |p: &Path| std::fs::read(p).unwrap();
+    for name in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        assert_eq!(
+            read(&folder.join(name)),
+            read(&config.model.join(name)),
+            "{name}"
+        );
+    }
+    if let Ok(python) = std::env::var("ROPO_PYTHON") {
+        transformers_agrees(&python, &folder, &data.train[0], in_memory[0]);
+    }
+}
+
+/// Loads `folder` with transformers and compares the summed log-prob of `pair`'s chosen
+/// response with ropo's (1e-4 relative).
+fn transformers_agrees(
+    python: &str,
+    folder: &Path,
+    pair: &ropo::data::TokenizedPair,
+    (chosen, _): (f64, f64),
+) {
+    let script = r#"
+import json, sys, torch
+from transformers import AutoModelForCausalLM
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1], torch_dtype=torch.float32)
+prompt, response = json.loads(sys.argv[2]), json.loads(sys.argv[3])
+ids = torch.tensor([prompt + response])
+with torch.no_grad():
+    logits = model(ids).logits[0].double().log_softmax(-1)
+total = sum(logits[len(prompt) + i - 1, t].item() for i, t in enumerate(response))
+print(total)
+"#;
+    let output = std::process::Command::new(python)
+        .args(["-c", script])
+        .arg(folder)
+        .arg(serde_json::to_string(&pair.prompt).unwrap())
+        .arg(serde_json::to_string(&pair.chosen).unwrap())
+        .output()
+        .expect("ROPO_PYTHON runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let theirs: f64 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    let gap = (theirs - chosen).abs() / chosen.abs();
+    assert!(
+        gap <= 1e-4,
+        "transformers {theirs} vs ropo {chosen}: {gap:e} relative"
+    );
+}

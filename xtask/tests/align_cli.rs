@@ -1,0 +1,157 @@
+//! `cargo xtask train --model M --data D`, the trainer, on the tiny Llama fixture: the folder it
+//! writes, resume after a stop giving byte-identical metrics and weights, suspect labels from
+//! filter rounds, and flags that do not apply being refused.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::scratch;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+/// `xtask train --model tiny_llama --data tiny_pairs.jsonl … EXTRA`.
+fn trainer(extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "--quiet", "--model"])
+        .arg(fixtures().join("tiny_llama"))
+        .arg("--data")
+        .arg(fixtures().join("tiny_pairs.jsonl"))
+        .args([
+            "--template",
+            "plain",
+            "--max-length",
+            "32",
+            "--batch",
+            "4",
+            "--lr",
+            "1e-3",
+        ])
+        .args(extra)
+        .output()
+        .expect("xtask runs")
+}
+
+fn ok(output: &Output) {
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn a_stopped_and_resumed_run_writes_the_same_metrics_and_weights_as_an_uninterrupted_one() {
+    let dir = scratch("align-resume");
+    let (whole, split) = (dir.join("whole"), dir.join("split"));
+    let common = ["--steps", "8", "--eval-split", "0.25", "--eval-every", "4"];
+    ok(&trainer(
+        &[&common[..], &["--out", whole.to_str().unwrap()]].concat(),
+    ));
+    let stopped = trainer(
+        &[
+            &common[..],
+            &["--out", split.to_str().unwrap(), "--stop-after-steps", "3"],
+        ]
+        .concat(),
+    );
+    ok(&stopped);
+    assert!(String::from_utf8_lossy(&stopped.stdout).contains("--resume"));
+    assert!(!split.join("model").exists());
+    let resumed = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "--quiet", "--resume"])
+        .arg(&split)
+        .output()
+        .unwrap();
+    ok(&resumed);
+    for file in [
+        "metrics.jsonl",
+        "model/model.safetensors",
+        "model/config.json",
+    ] {
+        let same = read(&whole.join(file)) == read(&split.join(file));
+        assert!(same, "{file} differs between the whole and the resumed run");
+    }
+    let metrics = String::from_utf8(read(&whole.join("metrics.jsonl"))).unwrap();
+    let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    for name in [
+        "loss",
+        "learning_rate",
+        "grad_norm",
+        "epoch",
+        "rewards/chosen",
+        "rewards/rejected",
+        "rewards/accuracies",
+        "rewards/margins",
+        "logps/chosen",
+        "logps/rejected",
+    ] {
+        assert!(first.get(name).is_some(), "metrics.jsonl lacks {name}");
+    }
+    assert_eq!(metrics.matches("\"eval_loss\"").count(), 2);
+    assert_eq!(metrics.lines().count(), 8 + 2);
+}
+
+#[test]
+fn filter_rounds_write_every_dropped_pair_to_suspect_labels() {
+    let dir = scratch("align-suspects");
+    let out = dir.join("run");
+    ok(&trainer(&[
+        "--steps",
+        "6",
+        "--filter-rounds",
+        "2",
+        "--filter-rho",
+        "0.25",
+        "--noise",
+        "0.25",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let text = String::from_utf8(read(&out.join("suspect_labels.jsonl"))).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // 48 pairs, a quarter dropped after each of the two filter rounds.
+    assert_eq!(records.len(), 2 * 12);
+    let data = std::fs::read_to_string(fixtures().join("tiny_pairs.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = data
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for record in &records {
+        let index = record["index"].as_u64().unwrap() as usize;
+        assert_eq!(record["record"], lines[index]);
+        assert!(record["injected_flip"].is_boolean());
+        assert!(record["loss"].as_f64().unwrap().is_finite());
+        assert!([1, 2].contains(&record["round"].as_u64().unwrap()));
+    }
+}
+
+#[test]
+fn options_that_compare_methods_are_refused_by_the_trainer() {
+    let dir = scratch("align-refused");
+    for (extra, expected) in [
+        (&["--losses", "sigmoid,ropo"][..], "--losses"),
+        (&["--noise", "0.1,0.2"][..], "--noise"),
+        (&["--eval-split", "1.5"][..], "eval_split"),
+        (&["--resample", "4"][..], "filter_rounds"),
+        (&["--loss", "nope"][..], "nope"),
+    ] {
+        let out = dir.join("run");
+        let output = trainer(&[extra, &["--out", out.to_str().unwrap()]].concat());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{extra:?} was accepted");
+        assert!(stderr.contains(expected), "{extra:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
