@@ -122,6 +122,7 @@ print(total)
         .parse()
         .unwrap();
     let gap = (theirs - chosen).abs() / chosen.abs();
+    eprintln!("summed log-prob: transformers {theirs}, ropo {chosen} ({gap:.1e} relative)");
     assert!(
         gap <= 1e-4,
         "transformers {theirs} vs ropo {chosen}: {gap:e} relative"
