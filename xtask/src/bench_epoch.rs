@@ -84,7 +84,6 @@ pub fn run(bench: &EpochBench) -> CmdResult {
     let tokenizer = load_tokenizer(&bench.tokenizer)?;
     let options = TokenizeOptions {
         max_prompt_length: Some(bench.max_length * 3 / 4),
-        check_boundaries: false,
         ..TokenizeOptions::new(Template::Hh, bench.max_length)
     };
     let pairs = tokenize(&chat, tokenizer.as_ref(), &options)?.pairs;

@@ -202,7 +202,7 @@ fn inspect(args: &InspectArgs) -> CmdResult {
         .map(|&i| line_of(i))
         .collect();
     println!(
-        "pairs whose prompt end and response tokenize differently together than apart: {}{}",
+        "pairs whose prompt/response boundary moves when tokenized together (response tokenized alone): {}{}",
         merged.len(),
         if merged.is_empty() {
             String::new()

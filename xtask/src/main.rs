@@ -75,6 +75,8 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| Err(last_panic().into()));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that closed stdout early (`| head`) has what it wanted.
+        Err(_) if stdout_closed() => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::FAILURE
@@ -109,6 +111,12 @@ fn keep_panic(info: &std::panic::PanicHookInfo<'_>) {
     if let Ok(mut last) = LAST_PANIC.lock() {
         *last = format!("internal error{place}: {message} (a bug; please report it){trace}");
     }
+}
+
+/// Whether the last panic was `println!` failing on a closed stdout (a broken pipe).
+fn stdout_closed() -> bool {
+    let last = last_panic();
+    last.contains("failed printing to stdout") && last.contains("Broken pipe")
 }
 
 /// The panic recorded by [`keep_panic`].

@@ -55,18 +55,14 @@ pub fn bench_tokenize(bench: &TokenizeBench) -> CmdResult {
     let (pairs, _) = formats::read_pairs(&bench.file, &ReadOptions::default())?;
     let tokenizer = load_tokenizer(&bench.tokenizer)?;
     let mut results = Vec::new();
-    for (side, check_boundaries) in [("ropo", false), ("ropo+boundary-check", true)] {
-        let options = TokenizeOptions {
-            check_boundaries,
-            ..TokenizeOptions::new(bench.template, usize::MAX)
-        };
-        let times = time_passes(bench.iters, || {
-            tokenize(&pairs, tokenizer.as_ref(), &options).map(|_| ())
-        })?;
-        results.push(result(side, pairs.len(), &times));
-    }
+    let options = TokenizeOptions::new(bench.template, usize::MAX);
+    let times = time_passes(bench.iters, || {
+        tokenize(&pairs, tokenizer.as_ref(), &options).map(|_| ())
+    })?;
+    results.push(result("ropo", pairs.len(), &times));
 
-    // The texts the first side encodes, three a pair, for the Python side.
+    // What TRL encodes for each pair (prompt, prompt + chosen, prompt + rejected), for the
+    // Python side.
     let mut texts = Vec::with_capacity(3 * pairs.len());
     for pair in &pairs {
         texts.extend(pair_texts(pair, bench.template)?);
@@ -143,11 +139,12 @@ fn pair_texts(pair: &ChatPair, template: Template) -> Result<[String; 3], String
             Piece::Bos | Piece::Eos => None,
         })
         .collect();
-    Ok([
-        prompt,
-        template.response(&pair.prompt, &pair.chosen),
-        template.response(&pair.prompt, &pair.rejected),
-    ])
+    let chosen = format!("{prompt}{}", template.response(&pair.prompt, &pair.chosen));
+    let rejected = format!(
+        "{prompt}{}",
+        template.response(&pair.prompt, &pair.rejected)
+    );
+    Ok([prompt, chosen, rejected])
 }
 
 fn time_passes(

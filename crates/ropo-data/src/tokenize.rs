@@ -10,9 +10,14 @@
 //! Lengths: a prompt longer than `max_prompt_length` keeps its end (and its BOS); a pair whose
 //! prompt leaves no room for a response token within `max_length` is dropped; a response that
 //! does not fit in `max_length` after the prompt keeps its start (and so loses its EOS: it did
-//! not end there). Where tokenizing the end of the prompt and a response together gives other
-//! ids than tokenizing them apart (a merge across the boundary, which the separate encoding a
-//! trainer needs cannot express), the pair is kept and counted.
+//! not end there).
+//!
+//! Boundaries follow TRL's rule: each response is tokenized together with the prompt's last
+//! text piece and split after that piece's own ids, so a response is tokenized as it follows
+//! its prompt (a SentencePiece tokenizer, for one, adds no dummy-prefix space there). Where
+//! the joint ids do not start with the prompt's (a merge across the boundary, which a prompt
+//! shared by both responses cannot express), the response is tokenized alone and the pair is
+//! counted in [`TokenizeReport::boundary_mismatches`].
 
 use std::fmt;
 
@@ -31,19 +36,15 @@ pub struct TokenizeOptions {
     /// Most tokens in a prompt (BOS included); longer ones keep their end. `None`: no limit
     /// but `max_length`.
     pub max_prompt_length: Option<usize>,
-    /// Tokenize the prompt's end with each response to count boundary merges (costs about one
-    /// more encoding of each response and of the prompt's last piece).
-    pub check_boundaries: bool,
 }
 
 impl TokenizeOptions {
-    /// `template`, `max_length`, no prompt limit, boundary checks on.
+    /// `template`, `max_length`, no prompt limit.
     pub fn new(template: Template, max_length: usize) -> Self {
         Self {
             template,
             max_length,
             max_prompt_length: None,
-            check_boundaries: true,
         }
     }
 }
@@ -226,14 +227,14 @@ fn tokenize_one(
     let mut responses = [Vec::new(), Vec::new()];
     for (ids, answer) in responses.iter_mut().zip([&pair.chosen, &pair.rejected]) {
         let text = options.template.response(&pair.prompt, answer);
-        *ids = tokenizer.encode(&text)?;
-        if options.check_boundaries {
-            let joint = tokenizer.encode(&format!("{}{text}", tail.0))?;
-            let apart = tail.1.len() + ids.len();
-            notes.boundary_mismatch |= joint.len() != apart
-                || joint.get(..tail.1.len()) != Some(tail.1.as_slice())
-                || joint.get(tail.1.len()..) != Some(ids.as_slice());
-        }
+        let joint = tokenizer.encode(&format!("{}{text}", tail.0))?;
+        *ids = match joint.strip_prefix(tail.1.as_slice()) {
+            Some(response) => response.to_vec(),
+            None => {
+                notes.boundary_mismatch = true;
+                tokenizer.encode(&text)?
+            }
+        };
         match tokenizer.eos_id() {
             Some(eos) if ids.last() == Some(&eos) => notes.eos_in_text += 1,
             Some(eos) => ids.push(eos),
@@ -544,11 +545,38 @@ mod tests {
         ];
         let out = tokenize(&pairs, tokenizer.as_ref(), &options(100)).unwrap();
         assert_eq!(out.report.boundary_mismatches, [0]);
-        let mut unchecked = options(100);
-        unchecked.check_boundaries = false;
-        let quiet = tokenize(&pairs, tokenizer.as_ref(), &unchecked).unwrap();
-        assert!(quiet.report.boundary_mismatches.is_empty());
-        assert_eq!(quiet.pairs, out.pairs);
+        let encode = |text: &str| tokenizer.encode(text).unwrap();
+        let eos = tokenizer.eos_id().unwrap();
+        assert_eq!(out.pairs[0].chosen, [encode("world"), vec![eos]].concat());
+        let joint = encode("Say: hi");
+        assert_eq!(
+            out.pairs[1].chosen,
+            [&joint[encode("Say:").len()..], &[eos]].concat()
+        );
+    }
+
+    #[test]
+    fn llama2c_hh_pairs_tokenize_as_prompt_and_response_written_together() {
+        let tokenizer = load_tokenizer(&assets().join("models/tok512.bin")).unwrap();
+        let (pairs, _) = read_pairs(
+            &assets().join("preferences/helpful-base-test.jsonl.gz"),
+            &ReadOptions::default(),
+        )
+        .unwrap();
+        let out = tokenize(&pairs, tokenizer.as_ref(), &options(usize::MAX)).unwrap();
+        assert!(out.report.boundary_mismatches.is_empty());
+        assert_eq!(out.pairs.len(), pairs.len());
+        let (bos, eos) = (tokenizer.bos_id().unwrap(), tokenizer.eos_id().unwrap());
+        for (pair, text) in out.pairs.iter().zip(&pairs).take(200) {
+            let Prompt::Text(prompt) = &text.prompt else {
+                panic!("HH prompts are text")
+            };
+            let whole = tokenizer
+                .encode(&format!("{prompt}{}", text.chosen))
+                .unwrap();
+            let expected = [&[bos][..], &whole, &[eos]].concat();
+            assert_eq!([&pair.prompt[..], &pair.chosen[..]].concat(), expected);
+        }
     }
 
     #[test]

@@ -264,7 +264,6 @@ impl DatasetExperiment {
             .map_err(|e| TrainError::Config(format!("dataset.template: {e}")))?;
         let options = TokenizeOptions {
             max_prompt_length: Some(source.max_prompt_length),
-            check_boundaries: false,
             ..TokenizeOptions::new(template, source.max_length)
         };
         let tokenized = tokenize(&pairs, tokenizer.as_ref(), &options)?;

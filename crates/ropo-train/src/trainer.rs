@@ -315,7 +315,6 @@ impl TrainerConfig {
         let tokenizer = load_tokenizer(&self.tokenizer_path())?;
         let options = TokenizeOptions {
             max_prompt_length: Some(self.max_prompt_length),
-            check_boundaries: false,
             ..TokenizeOptions::new(self.template, self.max_length)
         };
         let (records, _) = read_pairs(&self.data, &ReadOptions::default())?;
