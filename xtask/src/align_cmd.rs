@@ -114,11 +114,13 @@ pub struct AlignFlags {
     resample: Option<usize>,
 }
 
-/// Whether the command line or config asks for the trainer.
+/// Whether the command line or config asks for the trainer: `--model`/`--data`, or a config
+/// whose `model` or `data` is a path (a gold config's `[model]` is a table).
 pub fn wanted(args: &TrainArgs, config: Option<&toml::Table>) -> bool {
+    let path = |t: &toml::Table, key: &str| t.get(key).is_some_and(toml::Value::is_str);
     args.align.model.is_some()
         || args.align.data.is_some()
-        || config.is_some_and(|t| t.contains_key("model") || t.contains_key("data"))
+        || config.is_some_and(|t| path(t, "model") || path(t, "data"))
 }
 
 /// Runs the trainer and writes its folder.
@@ -240,6 +242,14 @@ pub fn run(args: &TrainArgs) -> CmdResult {
             outcome.dropped.len(),
             out.join("suspect_labels.jsonl").display()
         );
+        if config.noise > 0.0 {
+            for round in &outcome.rounds {
+                println!(
+                    "round {}: {} dropped, precision {:.3}, recall {:.3} of the injected flips",
+                    round.round, round.filter.dropped, round.filter.precision, round.filter.recall
+                );
+            }
+        }
     }
     println!("model: {}", model_dir.display());
     println!("report: {}", out.join("report.md").display());

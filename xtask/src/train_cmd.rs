@@ -139,7 +139,7 @@ pub fn run(args: &TrainArgs) -> CmdResult {
         if align_cmd::wanted(args, Some(&table)) {
             return align_cmd::run(args);
         }
-        if table.contains_key("dataset") && args.resume.is_none() {
+        if table.contains_key("dataset") {
             return run_dataset(args, path, &text);
         }
     } else if align_cmd::wanted(args, None) {
@@ -185,7 +185,8 @@ pub fn run(args: &TrainArgs) -> CmdResult {
                 s.loss, s.accuracy, s.lr, s.tokens_per_s
             ));
         }
-        Progress::Warning(warning) | Progress::Stage(warning) => bar.suspend(|| eprintln!("{warning}")),
+        Progress::Warning(warning) => bar.suspend(|| eprintln!("warning: {warning}")),
+        Progress::Stage(stage) => bar.suspend(|| eprintln!("{stage}")),
         Progress::RunFinished(r) => {
             if args.quiet {
                 eprintln!(
@@ -322,8 +323,41 @@ fn run_ablation(args: &TrainArgs) -> CmdResult {
 /// A real-data experiment (`[dataset]` in the config): SFT, then each loss and noise rate,
 /// judged by clean held-out accuracy.
 fn run_dataset(args: &TrainArgs, path: &std::path::Path, text: &str) -> CmdResult {
+    if let Some(folder) = &args.resume {
+        return Err(format!(
+            "--resume {0}: a [dataset] comparison keeps no checkpoints; run it again with \
+             --config {1} --out {0}",
+            folder.display(),
+            path.display()
+        )
+        .into());
+    }
+    for (given, flag) in [
+        (args.stop_after_steps.is_some(), "--stop-after-steps"),
+        (args.experiment.is_some(), "--experiment"),
+        (args.scorer != ScorerChoice::ImplicitReward, "--scorer"),
+    ] {
+        if given {
+            return Err(format!(
+                "{flag} does not apply to a [dataset] comparison ({}), which keeps no \
+                 checkpoints and runs no ablation",
+                path.display()
+            )
+            .into());
+        }
+    }
     let mut experiment: DatasetExperiment = toml::from_str(text)
         .map_err(|e| format!("{}: {}", path.display(), one_line(&e.to_string())))?;
+    let base = path.parent().unwrap_or(std::path::Path::new("."));
+    for file in [
+        &mut experiment.dataset.model,
+        &mut experiment.dataset.tokenizer,
+        &mut experiment.dataset.pairs,
+    ] {
+        if file.is_relative() {
+            *file = std::path::absolute(base.join(&*file)).unwrap_or_else(|_| base.join(&*file));
+        }
+    }
     args.override_into(
         &mut experiment.losses,
         &mut experiment.noise,

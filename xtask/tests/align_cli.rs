@@ -159,3 +159,35 @@ fn options_that_compare_methods_are_refused_by_the_trainer() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[test]
+fn flags_a_dataset_comparison_cannot_honour_are_refused() {
+    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/hh-stories260k.toml");
+    let out = scratch("dataset-refused").join("run");
+    for (extra, expected) in [
+        (&["--stop-after-steps", "3"][..], "--stop-after-steps"),
+        (&["--experiment", "ablation"][..], "--experiment"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["train", "--quiet", "--config"])
+            .arg(&config)
+            .arg("--out")
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{extra:?} was accepted");
+        assert!(stderr.contains(expected), "{extra:?}: {stderr}");
+    }
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::copy(&config, out.join("config.toml")).unwrap();
+    let resumed = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "--quiet", "--resume"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(!resumed.status.success());
+    assert!(stderr.contains("keeps no checkpoints"), "{stderr}");
+}

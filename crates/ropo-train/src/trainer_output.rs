@@ -174,11 +174,25 @@ pub fn report_md(
         }
     }
     if !rounds.is_empty() {
-        out += "\n| after round | dropped | resampled |\n|---|---|---|\n";
+        out +=
+            "\n| after round | dropped | resampled | precision | recall |\n|---|---|---|---|---|\n";
         for r in rounds {
-            out += &format!("| {} | {} | {} |\n", r.round, r.filter.dropped, r.resampled);
+            let (precision, recall) = if config.noise > 0.0 {
+                (
+                    format!("{:.3}", r.filter.precision),
+                    format!("{:.3}", r.filter.recall),
+                )
+            } else {
+                ("–".into(), "–".into())
+            };
+            out += &format!(
+                "| {} | {} | {} | {precision} | {recall} |\n",
+                r.round, r.filter.dropped, r.resampled
+            );
         }
-        out += "\nThe dropped pairs are listed in `suspect_labels.jsonl`.\n";
+        out += "\nThe dropped pairs are listed in `suspect_labels.jsonl`. Precision and recall \
+                (of the flips `noise` injected among the dropped pairs) are shown only when \
+                ropo injected the noise itself.\n";
     }
     out
 }
