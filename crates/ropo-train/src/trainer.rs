@@ -339,7 +339,7 @@ impl TrainerConfig {
             .iter()
             .map(|&i| tokenized.pairs[i].clone())
             .collect();
-        let noisy = ropo_data::noise::symmetric(clean, self.noise, self.seeds().noise(0))?;
+        let noisy = ropo_data::noise::symmetric(clean, self.noise, self.seeds().noise(self.seed))?;
         if noisy.pairs.is_empty() {
             return Err(TrainError::Config(format!(
                 "data: {} has no pair that fits max_length {} / max_prompt_length {}",
@@ -417,7 +417,7 @@ impl TrainerConfig {
                 }),
             },
             seeds: self.seeds(),
-            seed: 0,
+            seed: self.seed,
             reference: &reference,
             judge: None,
             bucket: 4,
