@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use burn::module::AutodiffModule;
 use ropo::backend::{Selected, Training};
 use ropo::data::template::Template;
-use ropo::models::checkpoint;
+use ropo::models::{checkpoint, weights_file::SaveDtype};
 use ropo::train::{
     reference::pair_logp_sums, trainer::TrainerConfig, trainer_output::export_model,
 };
@@ -59,7 +59,9 @@ fn exported_model_reloads_with_the_trained_policys_log_probs_and_the_inputs_conf
         .unwrap();
     assert_eq!(outcome.history.len(), 5);
     let folder = dir.join("model");
-    export_model(&outcome.model, &config.model, &config.model, &folder).unwrap();
+    let dtype = config.output_dtype().unwrap();
+    assert_eq!(dtype, SaveDtype::F32, "the fixture is f32");
+    export_model(&outcome.model, &config.model, &config.model, &folder, dtype).unwrap();
 
     let trained = outcome.model.valid();
     let reloaded = checkpoint::load::<Selected>(&folder, &device).unwrap();
@@ -126,5 +128,49 @@ print(total)
     assert!(
         gap <= 1e-4,
         "transformers {theirs} vs ropo {chosen}: {gap:e} relative"
+    );
+}
+
+#[test]
+fn weights_are_saved_in_the_inputs_dtype_or_the_one_asked_for() {
+    let bf16_input = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/ropo-models/tests/fixtures/llama_bf16_sharded");
+    assert_eq!(
+        checkpoint::stored_dtype(&bf16_input).unwrap(),
+        SaveDtype::Bf16
+    );
+    let config = TrainerConfig {
+        save_dtype: Some(SaveDtype::Bf16),
+        ..config()
+    };
+    assert_eq!(config.output_dtype().unwrap(), SaveDtype::Bf16);
+    let device = Default::default();
+    let model = checkpoint::load::<Selected>(&config.model, &device).unwrap();
+    let dir = scratch("bf16");
+    let folder = dir.join("model");
+    export_model(
+        &model,
+        &config.model,
+        &config.model,
+        &folder,
+        SaveDtype::Bf16,
+    )
+    .unwrap();
+    assert_eq!(checkpoint::stored_dtype(&folder).unwrap(), SaveDtype::Bf16);
+    let full = std::fs::metadata(config.model.join("model.safetensors"))
+        .unwrap()
+        .len();
+    let half = std::fs::metadata(folder.join("model.safetensors"))
+        .unwrap()
+        .len();
+    assert!(half < full * 6 / 10, "{half} bytes against {full}");
+    let data = config.prepare().unwrap();
+    let reloaded = checkpoint::load::<Selected>(&folder, &device).unwrap();
+    let before = pair_logp_sums(&model, &data.train[..8], &device).unwrap();
+    let after = pair_logp_sums(&reloaded, &data.train[..8], &device).unwrap();
+    let gap = relative_gap(&before, &after);
+    assert!(
+        gap > 0.0 && gap < 2e-2,
+        "bf16 round trip moved log-probs by {gap:e}"
     );
 }

@@ -112,6 +112,9 @@ pub struct AlignFlags {
     /// Responses sampled per dropped prompt for rejection sampling (default 0: none).
     #[arg(long, help_heading = "Trainer")]
     resample: Option<usize>,
+    /// The saved weights' type: f32, f16 or bf16 (default: the input's).
+    #[arg(long, help_heading = "Trainer")]
+    save_dtype: Option<String>,
 }
 
 /// Whether the command line or config asks for the trainer: `--model`/`--data`, or a config
@@ -209,6 +212,7 @@ pub fn run(args: &TrainArgs) -> CmdResult {
         &config.model,
         &config.tokenizer_path(),
         &model_dir,
+        config.output_dtype()?,
     )?;
     write_records(
         &out,
@@ -331,6 +335,9 @@ fn resolve(args: &TrainArgs) -> Result<TrainerConfig, Box<dyn std::error::Error>
                 return Err(format!("--ipo-margin: {other:?} is not averaged or summed").into())
             }
         });
+    }
+    if let Some(name) = &flags.save_dtype {
+        config.save_dtype = Some(name.parse().map_err(|e| format!("--save-dtype: {e}"))?);
     }
     if let Some(steps) = args.steps {
         config.steps = Some(steps);

@@ -19,7 +19,12 @@ use burn_store::{
 };
 use serde::Deserialize;
 
-use crate::{config::ModelConfig, integrity, llama2c, CausalLm, ModelError};
+use crate::{
+    config::ModelConfig,
+    integrity, llama2c,
+    weights_file::{self, SaveDtype},
+    CausalLm, ModelError,
+};
 
 /// Opens a model from a checkpoint folder (`config.json` + safetensors), a `.safetensors` file
 /// whose folder holds `config.json`, or a llama2.c `.bin` file.
@@ -52,11 +57,16 @@ pub fn load<B: Backend>(path: &Path, device: &B::Device) -> Result<CausalLm<B>, 
     Ok(model)
 }
 
-/// Writes `config.json` and `model.safetensors` (f32) into `folder`, in the layout Hugging Face
-/// transformers loads, plus `SHA256SUMS` (see [`integrity`]), which [`load`] checks. Each file
-/// is written under a temporary name, flushed and renamed, and the sums file comes last, so a
-/// failed save never leaves a half-written file and a later corruption is caught at load.
-pub fn save<B: Backend>(model: &CausalLm<B>, folder: &Path) -> Result<(), ModelError> {
+/// Writes `config.json` and `model.safetensors` (in `dtype`) into `folder`, in the layout
+/// Hugging Face transformers loads, plus `SHA256SUMS` (see [`integrity`]), which [`load`]
+/// checks. Each file is written under a temporary name, flushed and renamed, and the sums file
+/// comes last, so a failed save never leaves a half-written file and a later corruption is
+/// caught at load. Equal weights give equal files ([`weights_file::rewrite`]).
+pub fn save<B: Backend>(
+    model: &CausalLm<B>,
+    folder: &Path,
+    dtype: SaveDtype,
+) -> Result<(), ModelError> {
     std::fs::create_dir_all(folder).map_err(ModelError::io(folder))?;
     let sums = folder.join(integrity::SUMS_FILE);
     if sums.exists() {
@@ -75,7 +85,7 @@ pub fn save<B: Backend>(model: &CausalLm<B>, folder: &Path) -> Result<(), ModelE
             path: weights_tmp.clone(),
             message: format!("cannot write safetensors: {e}"),
         })?;
-    sort_tensors(&weights_tmp)?;
+    weights_file::rewrite(&weights_tmp, dtype)?;
     std::fs::File::open(&weights_tmp)
         .and_then(|f| f.sync_all())
         .map_err(ModelError::io(&weights_tmp))?;
@@ -88,26 +98,26 @@ pub fn save<B: Backend>(model: &CausalLm<B>, folder: &Path) -> Result<(), ModelE
     )
 }
 
-/// Rewrites the safetensors file at `path` with its tensors in a fixed order (safetensors'
-/// own: by alignment, then name) and one metadata entry (`format: pt`, which transformers
-/// checks), so that equal weights always give equal bytes; burn-store writes tensors and
-/// metadata in an order that changes from run to run.
-fn sort_tensors(path: &Path) -> Result<(), ModelError> {
-    let bytes = std::fs::read(path).map_err(ModelError::io(path))?;
-    let corrupt = |e: safetensors::SafeTensorError| ModelError::Corrupt {
-        path: path.to_path_buf(),
-        message: format!("cannot reorder the tensors: {e}"),
-    };
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(corrupt)?;
-    let sorted = path.with_extension("sorted");
-    let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
-    safetensors::serialize_to_file(tensors.tensors(), Some(metadata), &sorted).map_err(corrupt)?;
-    std::fs::rename(&sorted, path).map_err(ModelError::io(path))
-}
-
 #[derive(Deserialize)]
 struct ShardIndex {
     weight_map: std::collections::BTreeMap<String, String>,
+}
+
+/// The type `path`'s weights are stored in (a checkpoint [`load`] accepts; a llama2.c `.bin`
+/// holds f32), so that a trained model can be saved as its input came.
+pub fn stored_dtype(path: &Path) -> Result<SaveDtype, ModelError> {
+    if path.extension().is_some_and(|ext| ext == "bin") {
+        return Ok(SaveDtype::F32);
+    }
+    let files = if path.is_dir() {
+        weight_files(path)?
+    } else {
+        vec![path.to_path_buf()]
+    };
+    match files.first() {
+        Some(first) => weights_file::stored_dtype(first),
+        None => Ok(SaveDtype::F32),
+    }
 }
 
 /// The safetensors files of a checkpoint folder: the shards its index lists, or the one file.

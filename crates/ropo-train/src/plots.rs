@@ -142,6 +142,68 @@ pub fn validation_curves(
     Ok(svg)
 }
 
+/// Lines of `(step, value)` points under one `title`, each series with its name (e.g. the
+/// trainer's `loss` and `eval_loss` against step); the y range fits the finite values.
+pub fn step_curves(
+    title: &str,
+    y_desc: &str,
+    series: &[(&str, Vec<(f64, f64)>)],
+) -> Result<String, TrainError> {
+    let finite = || {
+        series
+            .iter()
+            .flat_map(|(_, points)| points.iter())
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+    };
+    let last = finite().map(|p| p.0).fold(1.0, f64::max);
+    let low = finite().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let high = finite().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    let (low, high) = match (low.is_finite(), high > low) {
+        (false, _) => (0.0, 1.0),
+        (true, true) => (low - 0.05 * (high - low), high + 0.05 * (high - low)),
+        (true, false) => (low - 0.5, low + 0.5),
+    };
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 440)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..last, low..high)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .y_desc(y_desc)
+            .draw()
+            .map_err(plot_error)?;
+        for (index, (name, points)) in series.iter().enumerate() {
+            let color = Palette99::pick(index).to_rgba();
+            let kept = points
+                .iter()
+                .copied()
+                .filter(|(x, y)| x.is_finite() && y.is_finite());
+            chart
+                .draw_series(LineSeries::new(kept, color.stroke_width(2)))
+                .map_err(plot_error)?
+                .label(*name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.9))
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(plot_error)?;
+        root.present().map_err(plot_error)?;
+    }
+    Ok(svg)
+}
+
 /// Clean against flipped pairs' losses (counts per bin), as the filter saw them.
 pub fn loss_histogram(histogram: &LossHistogram, title: &str) -> Result<String, TrainError> {
     let mut svg = String::new();

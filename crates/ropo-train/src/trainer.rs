@@ -16,7 +16,7 @@ use ropo_data::{
     tokenize::{tokenize, TokenizeOptions},
     ChatPair, TokenizedPair,
 };
-use ropo_models::{attention::TrainingBackend, checkpoint, CausalLm};
+use ropo_models::{attention::TrainingBackend, checkpoint, weights_file::SaveDtype, CausalLm};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -109,6 +109,8 @@ pub struct TrainerConfig {
     pub temperature: f64,
     /// Most new tokens of a resampled response.
     pub max_new_tokens: usize,
+    /// The type the trained weights are saved in (left out: the input's).
+    pub save_dtype: Option<SaveDtype>,
 }
 
 impl Default for TrainerConfig {
@@ -149,6 +151,7 @@ impl Default for TrainerConfig {
             scorer: Scorer::ImplicitReward,
             temperature: 1.0,
             max_new_tokens: 128,
+            save_dtype: None,
         }
     }
 }
@@ -357,6 +360,14 @@ impl TrainerConfig {
             dropped,
             eos: tokenizer.eos_id(),
         })
+    }
+
+    /// The type to save the trained weights in: `save_dtype`, or the input's.
+    pub fn output_dtype(&self) -> Result<SaveDtype, TrainError> {
+        match self.save_dtype {
+            Some(dtype) => Ok(dtype),
+            None => Ok(checkpoint::stored_dtype(&self.model)?),
+        }
     }
 
     /// Every random stream, derived from `seed`.

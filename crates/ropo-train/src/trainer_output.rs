@@ -7,10 +7,11 @@ use std::path::Path;
 
 use burn::tensor::backend::Backend;
 use ropo_data::{ChatPair, Prompt};
-use ropo_models::{checkpoint, integrity, CausalLm};
+use ropo_models::{checkpoint, integrity, weights_file::SaveDtype, CausalLm};
 use serde_json::json;
 
 use crate::{
+    plots,
     records::{EvalRecord, StepRecord},
     run::{DroppedPair, RoundReport},
     store::write_atomic,
@@ -29,7 +30,7 @@ const COPIED: [&str; 7] = [
     "tokenizer.model",
 ];
 
-/// Writes `model` as a Hugging Face folder at `dir`: `model.safetensors` (f32), the input's own
+/// Writes `model` as a Hugging Face folder at `dir`: `model.safetensors` (in `dtype`), the input's own
 /// `config.json` when it has one (so `architectures` and every other field stay as they were),
 /// and the tokenizer and generation files found beside the input (or in `tokenizer`).
 pub fn export_model<B: Backend>(
@@ -37,8 +38,9 @@ pub fn export_model<B: Backend>(
     input: &Path,
     tokenizer: &Path,
     dir: &Path,
+    dtype: SaveDtype,
 ) -> Result<(), TrainError> {
-    checkpoint::save(model, dir)?;
+    checkpoint::save(model, dir, dtype)?;
     let folder = if input.is_dir() {
         input
     } else {
@@ -173,6 +175,7 @@ pub fn report_md(
             );
         }
     }
+    out += "\n![loss](loss.svg)\n![rewards/accuracies](accuracy.svg)\n![rewards/margins](margin.svg)\n";
     if !rounds.is_empty() {
         out +=
             "\n| after round | dropped | resampled | precision | recall |\n|---|---|---|---|---|\n";
@@ -197,7 +200,43 @@ pub fn report_md(
     out
 }
 
-/// Writes `metrics.jsonl`, `suspect_labels.jsonl` and `report.md` into `dir`.
+/// The trainer's curves: loss, reward accuracy and margin against step, train and eval, as
+/// `(file name, svg)`.
+pub fn curves(
+    history: &[StepRecord],
+    evals: &[EvalRecord],
+) -> Result<Vec<(&'static str, String)>, TrainError> {
+    type Pick<T> = fn(&T) -> f64;
+    let charts: [(&str, &str, Pick<StepRecord>, Pick<EvalRecord>); 3] = [
+        ("loss.svg", "loss", |s| s.loss, |e| e.loss),
+        (
+            "accuracy.svg",
+            "rewards/accuracies",
+            |s| s.accuracy,
+            |e| e.accuracy,
+        ),
+        ("margin.svg", "rewards/margins", |s| s.margin, |e| e.margin),
+    ];
+    charts
+        .into_iter()
+        .map(|(file, name, train, eval)| {
+            let eval_name = format!("eval_{name}");
+            let series = [
+                (
+                    name,
+                    history.iter().map(|s| (s.step as f64, train(s))).collect(),
+                ),
+                (
+                    eval_name.as_str(),
+                    evals.iter().map(|e| (e.step as f64, eval(e))).collect(),
+                ),
+            ];
+            Ok((file, plots::step_curves(name, name, &series)?))
+        })
+        .collect()
+}
+
+/// Writes `metrics.jsonl`, `suspect_labels.jsonl`, `report.md` and the curves into `dir`.
 pub fn write_records(
     dir: &Path,
     config: &TrainerConfig,
@@ -216,6 +255,9 @@ pub fn write_records(
             &dir.join("suspect_labels.jsonl"),
             &suspect_lines(data, dropped),
         )?;
+    }
+    for (file, svg) in curves(history, evals)? {
+        write_atomic(&dir.join(file), &svg)?;
     }
     write_atomic(
         &dir.join("report.md"),
