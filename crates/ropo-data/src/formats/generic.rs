@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{string, FieldError, Parsed};
+use super::fields::{string, FieldError, Parsed};
 use crate::{ChatPair, Prompt};
 
 pub(super) fn parse(record: &Map<String, Value>) -> Result<Parsed, FieldError> {

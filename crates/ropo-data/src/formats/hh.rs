@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{string, FieldError, Parsed};
+use super::fields::{string, FieldError, Parsed};
 use crate::{ChatPair, Prompt};
 
 /// The marker that ends every HH prompt.

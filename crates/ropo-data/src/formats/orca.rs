@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{answer, messages, object, FieldError, Parsed};
+use super::fields::{answer, messages, object, FieldError, Parsed};
 use crate::{ChatPair, Prompt};
 
 pub(super) fn parse(record: &Map<String, Value>) -> Result<Parsed, FieldError> {

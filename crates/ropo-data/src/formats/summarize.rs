@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{field, kind, object, string, FieldError, Parsed};
+use super::fields::{field, kind, object, string, FieldError, Parsed};
 use crate::{ChatPair, Prompt};
 
 pub(super) fn parse(record: &Map<String, Value>) -> Result<Parsed, FieldError> {

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use super::*;
 use crate::test_support::{assets, TempPath};
-use crate::{Preference, Prompt};
+use crate::{DataError, Message, Preference, Prompt};
 
 fn preferences(name: &str) -> PathBuf {
     assets().join("preferences").join(name)

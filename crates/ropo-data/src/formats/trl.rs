@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{answer, messages, FieldError, Parsed};
+use super::fields::{answer, messages, FieldError, Parsed};
 use crate::{ChatPair, Prompt};
 
 pub(super) fn parse(record: &Map<String, Value>) -> Result<Parsed, FieldError> {

@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{answer, messages, string, FieldError, Parsed};
+use super::fields::{answer, messages, string, FieldError, Parsed};
 use crate::{ChatPair, Message, Prompt};
 
 pub(super) fn parse(record: &Map<String, Value>) -> Result<Parsed, FieldError> {

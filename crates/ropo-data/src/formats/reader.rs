@@ -1,0 +1,209 @@
+//! The streaming reader: a dataset file opened (gzipped or not, told by its magic bytes), read
+//! one line at a time, each line parsed in the file's format and checked, in constant memory.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use flate2::bufread::MultiGzDecoder;
+use serde_json::Value;
+
+use super::{
+    fields::{describe_keys, FieldError},
+    hh, Degenerate, Format, OnInvalid, ReadOptions, ReadReport, Record,
+};
+use crate::{ChatPair, DataError};
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Opens a dataset for streaming: an iterator of [`Record`]s, whose [`PairReader::report`] is
+/// complete once it is exhausted. Errors name the file (absent, unreadable).
+pub fn open(path: &Path, options: &ReadOptions) -> Result<PairReader, DataError> {
+    let file = File::open(path).map_err(DataError::io(path))?;
+    let mut buffered = BufReader::with_capacity(1 << 16, file);
+    let head = buffered.fill_buf().map_err(DataError::io(path))?;
+    let lines: Box<dyn BufRead + Send> = if head.starts_with(&GZIP_MAGIC) {
+        Box::new(BufReader::with_capacity(
+            1 << 16,
+            MultiGzDecoder::new(buffered),
+        ))
+    } else {
+        Box::new(buffered)
+    };
+    Ok(PairReader {
+        path: path.into(),
+        lines,
+        buf: Vec::new(),
+        options: *options,
+        finished: false,
+        report: ReadReport {
+            path: path.into(),
+            format: options.format,
+            lines: 0,
+            pairs: 0,
+            skipped: Vec::new(),
+            identical: Vec::new(),
+            no_shared_prompt: Vec::new(),
+        },
+    })
+}
+
+/// Reads a whole dataset: its pairs in file order and the [`ReadReport`].
+pub fn read_pairs(
+    path: &Path,
+    options: &ReadOptions,
+) -> Result<(Vec<ChatPair>, ReadReport), DataError> {
+    let mut reader = open(path, options)?;
+    let pairs = reader
+        .by_ref()
+        .map(|record| record.map(|record| record.pair))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((pairs, reader.into_report()))
+}
+
+/// A streaming reader of one dataset file (see [`open`]). After the first error it yields
+/// nothing more.
+pub struct PairReader {
+    path: PathBuf,
+    lines: Box<dyn BufRead + Send>,
+    buf: Vec<u8>,
+    options: ReadOptions,
+    finished: bool,
+    report: ReadReport,
+}
+
+impl PairReader {
+    /// What has been read so far (everything, once the iterator is exhausted).
+    pub fn report(&self) -> &ReadReport {
+        &self.report
+    }
+
+    /// The report, consuming the reader.
+    pub fn into_report(self) -> ReadReport {
+        self.report
+    }
+
+    /// The next record, or `Ok(None)` at the end; invalid records are errors here, whatever
+    /// the policy (the iterator applies it).
+    fn next_line(&mut self) -> Result<Option<Result<Record, FieldError>>, DataError> {
+        loop {
+            self.buf.clear();
+            let line = self.report.lines + 1;
+            let read = self
+                .lines
+                .read_until(b'\n', &mut self.buf)
+                .map_err(|source| DataError::InvalidRecord {
+                    path: self.path.clone(),
+                    line,
+                    field: None,
+                    problem: format!("cannot read (a truncated or corrupt file?): {source}"),
+                })?;
+            if read == 0 {
+                return Ok(None);
+            }
+            self.report.lines = line;
+            // Taken out for the parse, which updates the report, and put back for the next line.
+            let buf = std::mem::take(&mut self.buf);
+            let outcome = match std::str::from_utf8(&buf) {
+                Ok(text) if text.trim().is_empty() => None,
+                Ok(text) => Some(self.parse(line, text.trim())),
+                Err(e) => Some(Err(FieldError::line(format!(
+                    "not valid UTF-8 (byte {} of the line)",
+                    e.valid_up_to() + 1
+                )))),
+            };
+            self.buf = buf;
+            if outcome.is_some() {
+                return Ok(outcome);
+            }
+        }
+    }
+
+    fn parse(&mut self, line: u64, text: &str) -> Result<Record, FieldError> {
+        let raw: Value = serde_json::from_str(text).map_err(|e| {
+            let message = e.to_string();
+            let message = message.split(" at line ").next().unwrap_or_default();
+            FieldError::line(format!("invalid JSON at column {}: {message}", e.column()))
+        })?;
+        let format = match self.report.format {
+            Some(format) => format,
+            None => {
+                let format = Format::detect(&raw).ok_or_else(|| {
+                    FieldError::line(format!(
+                        "cannot tell the dataset format from this record ({}); name it",
+                        describe_keys(&raw)
+                    ))
+                })?;
+                self.report.format = Some(format);
+                format
+            }
+        };
+        let parsed = format.parse(&raw)?;
+        let identical = parsed.pair.chosen == parsed.pair.rejected;
+        if self.options.degenerate == Degenerate::Reject {
+            if identical {
+                let [chosen, rejected] = format.label_fields();
+                return Err(FieldError::at(rejected, format!("identical to {chosen:?}")));
+            }
+            if parsed.no_shared_prompt {
+                return Err(FieldError::at("rejected", hh::NO_SHARED_PROMPT));
+            }
+        }
+        if identical {
+            self.report.identical.push(line);
+        }
+        if parsed.no_shared_prompt {
+            self.report.no_shared_prompt.push(line);
+        }
+        Ok(Record {
+            line,
+            pair: parsed.pair,
+            raw,
+        })
+    }
+}
+
+impl Iterator for PairReader {
+    type Item = Result<Record, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.finished {
+            let outcome = self.next_line();
+            let error = match outcome {
+                Ok(Some(Ok(record))) => {
+                    self.report.pairs += 1;
+                    return Some(Ok(record));
+                }
+                Ok(Some(Err(invalid))) => {
+                    let invalid = invalid.into_invalid(self.report.lines);
+                    if self.options.on_invalid == OnInvalid::Skip {
+                        self.report.skipped.push(invalid);
+                        continue;
+                    }
+                    DataError::InvalidRecord {
+                        path: self.path.clone(),
+                        line: invalid.line,
+                        field: invalid.field,
+                        problem: invalid.problem,
+                    }
+                }
+                Ok(None) if self.report.pairs == 0 && self.report.skipped.is_empty() => {
+                    DataError::InvalidRecord {
+                        path: self.path.clone(),
+                        line: self.report.lines.max(1),
+                        field: None,
+                        problem: "no records: the file is empty".into(),
+                    }
+                }
+                Ok(None) => {
+                    self.finished = true;
+                    return None;
+                }
+                Err(error) => error,
+            };
+            self.finished = true;
+            return Some(Err(error));
+        }
+        None
+    }
+}
