@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ropo::backend::Training;
 use ropo::data::template::Template;
 use ropo::train::{
-    config::IpoForm,
+    loss_entry::IpoForm,
     records::Progress,
     trainer::TrainerConfig,
     trainer_output::{export_model, write_records},

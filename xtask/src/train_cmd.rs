@@ -11,6 +11,7 @@ use ropo::train::{
     config::GoldExperiment,
     dataset_experiment::DatasetExperiment,
     framework::Scorer,
+    loss_entry::LossEntry,
     plots::loss_histogram,
     records::Progress,
     report::{metrics_lines, write_run_folder},
@@ -102,13 +103,16 @@ impl TrainArgs {
     /// Applies the command-line overrides to the fields every experiment has.
     fn override_into(
         &self,
-        losses: &mut Vec<String>,
+        losses: &mut Vec<LossEntry>,
         noise: &mut Vec<f64>,
         seeds: &mut u64,
         steps: &mut usize,
     ) {
         if let Some(value) = &self.losses {
-            losses.clone_from(value);
+            *losses = value
+                .iter()
+                .map(|name| LossEntry::from(name.as_str()))
+                .collect();
         }
         if let Some(value) = &self.noise {
             noise.clone_from(value);
@@ -218,7 +222,7 @@ pub fn run(args: &TrainArgs) -> CmdResult {
     for metric in ["gold_win_rate", "clean_accuracy"] {
         println!(
             "{}",
-            summary.table((&experiment.losses, &experiment.noise), metric)
+            summary.table((&experiment.loss_names(), &experiment.noise), metric)
         );
     }
     println!(
@@ -387,7 +391,8 @@ fn run_dataset(args: &TrainArgs, path: &std::path::Path, text: &str) -> CmdResul
     })?;
     let wall = start.elapsed().as_secs_f64();
     let summary = experiment.summarise(&runs);
-    let table = summary.table((&experiment.losses, &experiment.noise), "clean_accuracy");
+    let names = ropo::train::loss_entry::names(&experiment.losses);
+    let table = summary.table((&names, &experiment.noise), "clean_accuracy");
     let metrics = metrics_lines(
         runs.iter()
             .map(|r| (r.loss.as_str(), r.noise, r.seed, r.history.as_slice())),

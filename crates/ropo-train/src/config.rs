@@ -7,7 +7,12 @@ use ropo_data::gold::GoldTask;
 use ropo_models::{config::ModelConfig, llama::LlamaConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::{framework::Framework, seeds::Seeds, TrainError};
+use crate::{
+    framework::Framework,
+    loss_entry::{self, IpoForm, LossEntry},
+    seeds::Seeds,
+    TrainError,
+};
 
 /// Everything the built-in experiment needs; every field has a default (the embedded run).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,8 +26,9 @@ pub struct GoldExperiment {
     pub sft: SftStage,
     /// Preference training, shared by every loss.
     pub preference: PreferenceStage,
-    /// Loss names (`ropo-core`'s), each trained at every noise rate and seed.
-    pub losses: Vec<String>,
+    /// The losses, each trained at every noise rate and seed: names (`ropo-core`'s) or tables
+    /// with their own parameters (`{ropo = {alpha = 6}}`).
+    pub losses: Vec<LossEntry>,
     /// Symmetric label-noise rates η.
     pub noise: Vec<f64>,
     /// Seeds per (loss, η): each redraws the noise, the batch order and the evaluation samples.
@@ -112,26 +118,23 @@ pub struct PreferenceStage {
     pub grad_accum: Option<usize>,
 }
 
-/// How IPO forms its margin, as a config names it (`averaged` or `summed`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IpoForm {
-    /// Per-token averaged log-ratios (TRL's choice).
-    Averaged,
-    /// Summed log-ratios, like every other loss's margin.
-    Summed,
-}
-
-impl From<IpoForm> for IpoMargin {
-    fn from(form: IpoForm) -> Self {
-        match form {
-            IpoForm::Averaged => Self::Averaged,
-            IpoForm::Summed => Self::Summed,
-        }
-    }
-}
-
 impl PreferenceStage {
+    /// The loss of a config's `losses` entry: the stage's parameters, overridden by the entry's
+    /// own.
+    pub fn loss_of(&self, entry: &LossEntry) -> Result<LossConfig, TrainError> {
+        let (name, own) = entry.parts()?;
+        let tuned = PreferenceStage {
+            beta: own.beta.unwrap_or(self.beta),
+            alpha: own.alpha.unwrap_or(self.alpha),
+            epsilon: own.epsilon.unwrap_or(self.epsilon),
+            gamma: own.gamma.or(self.gamma),
+            ipo_margin: own.ipo_margin.or(self.ipo_margin),
+            nll_weight: own.nll_weight.or(self.nll_weight),
+            ..*self
+        };
+        tuned.loss(name)
+    }
+
     /// The loss called `name` with this stage's β, α, ε, γ, IPO margin and NLL weight.
     pub fn loss(&self, name: &str) -> Result<LossConfig, TrainError> {
         let defaults = LossParams::default();
@@ -181,7 +184,7 @@ impl Default for GoldExperiment {
                 grad_accum: None,
             },
             losses: ["sigmoid", "cdpo", "rdpo", "ipo", "ropo"]
-                .map(String::from)
+                .map(LossEntry::from)
                 .to_vec(),
             noise: vec![0.0, 0.2, 0.4],
             seeds: 3,
@@ -226,6 +229,11 @@ impl GoldExperiment {
             .map_err(|e| TrainError::Config(format!("model: {e}")))
     }
 
+    /// The losses' names, in table order.
+    pub fn loss_names(&self) -> Vec<String> {
+        loss_entry::names(&self.losses)
+    }
+
     /// Every random stream of the experiment, derived from `seed`.
     pub fn seeds(&self) -> Seeds {
         Seeds { base: self.seed }
@@ -247,7 +255,7 @@ impl GoldExperiment {
 /// parameters, and positive learning rates for SFT (`sft_lr`) and the preference stage.
 pub(crate) fn validate_grid(
     noise: &[f64],
-    losses: &[String],
+    losses: &[LossEntry],
     preference: &PreferenceStage,
     sft_lr: f64,
 ) -> Result<(), TrainError> {
@@ -256,8 +264,8 @@ pub(crate) fn validate_grid(
             "noise: rate {eta} must be in [0, 0.5)"
         )));
     }
-    for name in losses {
-        preference.loss(name)?;
+    for entry in losses {
+        preference.loss_of(entry)?;
     }
     if preference.grad_accum == Some(0) {
         return Err(TrainError::Config(
@@ -303,6 +311,32 @@ mod tests {
                 margin: IpoMargin::Summed
             }
         );
+    }
+
+    #[test]
+    fn a_loss_table_overrides_the_stage_for_that_loss_alone() {
+        let config: GoldExperiment = toml::from_str(
+            r#"losses = ["ropo", {ropo = {alpha = 6, beta = 0.5}}, {simpo = {gamma = 1.5}}]"#,
+        )
+        .unwrap();
+        let stage = config.preference;
+        let plain = stage.loss_of(&config.losses[0]).unwrap();
+        let tuned = stage.loss_of(&config.losses[1]).unwrap();
+        assert_eq!(
+            (plain.loss(), plain.beta()),
+            (Loss::Ropo { alpha: 14.0 }, 0.1)
+        );
+        assert_eq!(
+            (tuned.loss(), tuned.beta()),
+            (Loss::Ropo { alpha: 6.0 }, 0.5)
+        );
+        let simpo = stage.loss_of(&config.losses[2]).unwrap();
+        assert_eq!(simpo.loss(), Loss::Simpo { gamma: 1.5 });
+        assert_eq!(
+            config.loss_names(),
+            ["ropo", "ropo{beta=0.5,alpha=6}", "simpo{gamma=1.5}"]
+        );
+        assert!(config.validate().is_ok());
     }
 
     #[test]

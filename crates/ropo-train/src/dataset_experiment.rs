@@ -21,6 +21,7 @@ use crate::{
     config::{validate_grid, PreferenceStage},
     eval::implicit_reward_eval,
     grid::{Grid, GridResult},
+    loss_entry::{self, LossEntry},
     records::{Progress, StepRecord},
     reference::reference_logps,
     run::{Method, PreferenceSet, Rounds, Run},
@@ -40,8 +41,8 @@ pub struct DatasetExperiment {
     pub sft: SftOnChosen,
     /// Preference training, shared by every loss.
     pub preference: PreferenceStage,
-    /// Loss names.
-    pub losses: Vec<String>,
+    /// The losses: names or tables with their own parameters (see [`LossEntry`]).
+    pub losses: Vec<LossEntry>,
     /// Symmetric label-noise rates η applied to the training split.
     pub noise: Vec<f64>,
     /// Seeds per (loss, η).
@@ -184,7 +185,7 @@ impl DatasetExperiment {
         let methods = self
             .losses
             .iter()
-            .map(|name| Method::loss_only(name, &self.preference))
+            .map(|entry| Method::loss_only(entry, &self.preference))
             .collect::<Result<Vec<_>, _>>()?;
         let grid = Grid {
             methods: &methods,
@@ -246,7 +247,7 @@ impl DatasetExperiment {
     /// Mean ± std over seeds of the held-out accuracy, one entry per (loss, η).
     pub fn summarise(&self, runs: &[DatasetRun]) -> Summary {
         Summary::over_seeds(
-            (&self.losses, &self.noise),
+            (&loss_entry::names(&self.losses), &self.noise),
             runs,
             |r| (r.loss.as_str(), r.noise),
             &[("clean_accuracy", |r| r.clean_accuracy)],

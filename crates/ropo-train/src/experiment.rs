@@ -53,7 +53,7 @@ impl GoldExperiment {
         let methods = self
             .losses
             .iter()
-            .map(|name| Method::loss_only(name, &self.preference))
+            .map(|entry| Method::loss_only(entry, &self.preference))
             .collect::<Result<Vec<_>, _>>()?;
         let grid = Grid {
             methods: &methods,

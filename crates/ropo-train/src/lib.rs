@@ -13,6 +13,7 @@ pub mod experiment;
 pub mod framework;
 mod gold_start;
 pub mod grid;
+pub mod loss_entry;
 pub mod optim;
 pub mod plots;
 pub mod records;

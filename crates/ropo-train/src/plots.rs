@@ -40,7 +40,7 @@ pub fn metric_against_noise(
             .y_desc(metric)
             .draw()
             .map_err(plot_error)?;
-        for (index, loss) in experiment.losses.iter().enumerate() {
+        for (index, loss) in experiment.loss_names().iter().enumerate() {
             let color = Palette99::pick(index).to_rgba();
             let points: Vec<(f64, f64, f64)> = experiment
                 .noise
@@ -100,7 +100,7 @@ pub fn validation_curves(
             .draw()
             .map_err(plot_error)?;
         let mut index = 0;
-        for loss in &experiment.losses {
+        for loss in &experiment.loss_names() {
             for &noise in &experiment.noise {
                 let runs: Vec<_> = outcome
                     .runs

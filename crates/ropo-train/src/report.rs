@@ -100,7 +100,7 @@ fn report_md(
     for (metric, _) in METRICS {
         out += &format!(
             "\n## {metric} (mean ± std over seeds)\n\n{}",
-            summary.table((&experiment.losses, &experiment.noise), metric)
+            summary.table((&experiment.loss_names(), &experiment.noise), metric)
         );
         out += &format!("\n![{metric} against noise]({metric}_vs_noise.svg)\n");
     }
@@ -115,13 +115,10 @@ fn report_md(
     }
     out += "\n|---|---|";
     out += &"---|".repeat(steps.len());
+    let names = experiment.loss_names();
     let mut curves: BTreeMap<(usize, usize), Vec<&RunResult>> = BTreeMap::new();
     for run in &outcome.runs {
-        let loss = experiment
-            .losses
-            .iter()
-            .position(|l| *l == run.loss)
-            .unwrap_or(0);
+        let loss = names.iter().position(|l| *l == run.loss).unwrap_or(0);
         let noise = experiment
             .noise
             .iter()
@@ -130,10 +127,7 @@ fn report_md(
         curves.entry((loss, noise)).or_default().push(run);
     }
     for ((loss, noise), runs) in &curves {
-        out += &format!(
-            "\n| {} | {} |",
-            experiment.losses[*loss], experiment.noise[*noise]
-        );
+        out += &format!("\n| {} | {} |", names[*loss], experiment.noise[*noise]);
         for index in 0..steps.len() {
             let values: Vec<f64> = runs
                 .iter()

@@ -18,6 +18,7 @@ use crate::{
     config::PreferenceStage,
     eval::implicit_margins,
     framework::{keep_lowest_loss, resample_pairs, FilterQuality, LossHistogram, Resampling},
+    loss_entry::LossEntry,
     records::{Progress, StepRecord},
     reference::{with_noise, ReferenceLogps},
     seeds::Seeds,
@@ -88,11 +89,11 @@ pub struct Method {
 }
 
 impl Method {
-    /// The loss called `name` with the stage's parameters, and no data step.
-    pub fn loss_only(name: &str, stage: &PreferenceStage) -> Result<Self, TrainError> {
+    /// The loss of `entry` with the stage's parameters (and its own), and no data step.
+    pub fn loss_only(entry: &LossEntry, stage: &PreferenceStage) -> Result<Self, TrainError> {
         Ok(Self {
-            name: name.into(),
-            loss: stage.loss(name)?,
+            name: entry.name(),
+            loss: stage.loss_of(entry)?,
             data_step: DataStep::None,
         })
     }

@@ -45,7 +45,7 @@ impl Summary {
     /// Averages the runs of `outcome` over seeds, keeping the experiment's loss and noise order.
     pub fn of(experiment: &GoldExperiment, outcome: &ExperimentOutcome) -> Self {
         Self::over_seeds(
-            (&experiment.losses, &experiment.noise),
+            (&experiment.loss_names(), &experiment.noise),
             &outcome.runs,
             |r| (r.loss.as_str(), r.noise),
             &METRICS,

@@ -20,8 +20,9 @@ use ropo_models::{attention::TrainingBackend, checkpoint, weights_file::SaveDtyp
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    config::{IpoForm, PreferenceStage},
+    config::PreferenceStage,
     framework::{Resampling, Scorer},
+    loss_entry::IpoForm,
     records::{EvalRecord, Progress, StepRecord},
     reference::{pair_logp_sums, reference_logps, ReferenceLogps},
     run::{DataStep, DroppedPair, Method, PreferenceSet, RoundReport, Rounds, Run},
