@@ -17,9 +17,15 @@ fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
 }
 
-/// `xtask train --model tiny_llama --data tiny_pairs.jsonl … EXTRA`.
+/// `xtask train --model tiny_llama --data tiny_pairs.jsonl … EXTRA`, run to its end.
 fn trainer(extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
+    trainer_command(extra).output().expect("xtask runs")
+}
+
+/// The command of [`trainer`], to spawn.
+fn trainer_command(extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command
         .args(["train", "--quiet", "--model"])
         .arg(fixtures().join("tiny_llama"))
         .arg("--data")
@@ -34,9 +40,8 @@ fn trainer(extra: &[&str]) -> Output {
             "--lr",
             "1e-3",
         ])
-        .args(extra)
-        .output()
-        .expect("xtask runs")
+        .args(extra);
+    command
 }
 
 fn ok(output: &Output) {
@@ -102,6 +107,53 @@ fn a_stopped_and_resumed_run_writes_the_same_metrics_and_weights_as_an_uninterru
     }
     assert_eq!(metrics.matches("\"eval_loss\"").count(), 2);
     assert_eq!(metrics.lines().count(), 8 + 2);
+}
+
+#[test]
+fn a_run_killed_after_a_checkpoint_resumes_to_the_same_metrics_and_weights() {
+    let dir = scratch("align-kill");
+    let (whole, killed) = (dir.join("whole"), dir.join("killed"));
+    let common = ["--steps", "80", "--save-every", "5", "--eval-split", "0.25"];
+    ok(&trainer(
+        &[&common[..], &["--out", whole.to_str().unwrap()]].concat(),
+    ));
+    let mut child = trainer_command(&[&common[..], &["--out", killed.to_str().unwrap()]].concat())
+        .spawn()
+        .unwrap();
+    let checkpointed = |out: &Path| {
+        std::fs::read_dir(out.join("checkpoints"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("step-"))
+    };
+    let start = std::time::Instant::now();
+    while !checkpointed(&killed)
+        && child.try_wait().unwrap().is_none()
+        && start.elapsed().as_secs() < 60
+    {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // SIGKILL: no chance to clean up, possibly in the middle of writing the next checkpoint.
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        !killed.join("model").exists(),
+        "the run ended before the kill"
+    );
+    let resumed = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "--quiet", "--resume"])
+        .arg(&killed)
+        .output()
+        .unwrap();
+    ok(&resumed);
+    for file in ["metrics.jsonl", "model/model.safetensors"] {
+        let same = read(&whole.join(file)) == read(&killed.join(file));
+        assert!(
+            same,
+            "{file} differs between the whole and the killed-and-resumed run"
+        );
+    }
 }
 
 #[test]
