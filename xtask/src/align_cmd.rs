@@ -8,7 +8,6 @@ use std::{
 };
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use ropo::backend::Training;
 use ropo::data::template::Template;
 use ropo::train::{
@@ -20,7 +19,7 @@ use ropo::train::{
 };
 
 use crate::{
-    train_cmd::{one_line, open_run_folder, ScorerChoice, TrainArgs},
+    train_cmd::{anchor, one_line, open_run_folder, progress_bar, ScorerChoice, TrainArgs},
     CmdResult,
 };
 
@@ -132,7 +131,10 @@ pub fn run(args: &TrainArgs) -> CmdResult {
         Some(folder) => (read(&folder.join("config.toml"))?, folder.clone()),
         None => {
             let mut config = resolve(args)?;
-            absolute(&mut config);
+            // Absolute, so the written config.toml resumes from any folder.
+            for file in config.paths_mut() {
+                anchor(file, Path::new(""));
+            }
             let out = if args.out == Path::new("runs/gold") {
                 Path::new("runs").join(run_name(&config.data))
             } else {
@@ -162,16 +164,7 @@ pub fn run(args: &TrainArgs) -> CmdResult {
         steps,
         config.method()?.name
     );
-    let bar = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(steps as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} eta {eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    let bar = progress_bar(steps as u64, args.quiet, "eta {eta} ");
     let mut done = 0u64;
     let outcome = config.train::<Training>(
         &data,
@@ -358,18 +351,8 @@ fn read(path: &Path) -> Result<TrainerConfig, Box<dyn std::error::Error>> {
     let mut config: TrainerConfig = toml::from_str(&text)
         .map_err(|e| format!("{}: {}", path.display(), one_line(&e.to_string())))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let anchor = |p: &mut PathBuf| {
-        if !p.as_os_str().is_empty() && p.is_relative() {
-            *p = base.join(&*p);
-        }
-    };
-    anchor(&mut config.model);
-    anchor(&mut config.data);
-    for path in [&mut config.tokenizer, &mut config.eval_data]
-        .into_iter()
-        .flatten()
-    {
-        anchor(path);
+    for file in config.paths_mut() {
+        anchor(file, base);
     }
     Ok(config)
 }
@@ -394,22 +377,5 @@ fn with_source(args: &TrainArgs, error: TrainError) -> Box<dyn std::error::Error
         (Some(folder), _) => format!("{}: {error}", folder.join("config.toml").display()).into(),
         (None, Some(path)) => format!("{}: {error}", path.display()).into(),
         (None, None) => error.into(),
-    }
-}
-
-/// Absolute paths, so the written `config.toml` resumes from any folder.
-fn absolute(config: &mut TrainerConfig) {
-    let fix = |p: &mut PathBuf| {
-        if let Ok(full) = std::path::absolute(&*p) {
-            *p = full;
-        }
-    };
-    fix(&mut config.model);
-    fix(&mut config.data);
-    for path in [&mut config.tokenizer, &mut config.eval_data]
-        .into_iter()
-        .flatten()
-    {
-        fix(path);
     }
 }

@@ -59,7 +59,8 @@ enum Command {
     Data(data_cmd::DataArgs),
     /// Throughput benchmarks.
     Bench(bench::BenchArgs),
-    /// The main job: SFT, then every loss under label noise, side by side.
+    /// The main job: SFT, then every loss under label noise, side by side; with --model and
+    /// --data, the trainer: one method on your model and pairs (docs/align.md).
     Train(Box<train_cmd::TrainArgs>),
 }
 

@@ -33,13 +33,14 @@ pub struct TrainArgs {
     /// Losses to compare, comma-separated (overrides the config).
     #[arg(long, value_delimiter = ',')]
     pub(crate) losses: Option<Vec<String>>,
-    /// Label-noise rates, comma-separated (overrides the config).
+    /// Label-noise rates, comma-separated (overrides the config); the trainer takes one rate,
+    /// injected into your pairs (default 0: labels as read).
     #[arg(long, value_delimiter = ',')]
     pub(crate) noise: Option<Vec<f64>>,
     /// Seeds per (loss, noise) (overrides the config).
     #[arg(long)]
     pub(crate) seeds: Option<u64>,
-    /// Preference steps per run (overrides the config).
+    /// Preference steps per run (overrides the config; for the trainer, instead of --epochs).
     #[arg(long)]
     pub(crate) steps: Option<usize>,
     /// The run folder.
@@ -162,16 +163,7 @@ pub fn run(args: &TrainArgs) -> CmdResult {
     open_run_folder(&out, &experiment, experiment.seed)?;
     let runs = experiment.losses.len() * experiment.noise.len() * experiment.seeds as usize;
     let total = (experiment.sft.steps + runs * experiment.preference.steps) as u64;
-    let bar = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(total)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    let bar = progress_bar(total, args.quiet, "");
     let start = Instant::now();
     let mut current = String::new();
     let outcome = experiment.run::<Training>(&Default::default(), Some(&out), args.stop_after_steps, &mut |progress| match progress {
@@ -358,9 +350,7 @@ fn run_dataset(args: &TrainArgs, path: &std::path::Path, text: &str) -> CmdResul
         &mut experiment.dataset.tokenizer,
         &mut experiment.dataset.pairs,
     ] {
-        if file.is_relative() {
-            *file = std::path::absolute(base.join(&*file)).unwrap_or_else(|_| base.join(&*file));
-        }
+        anchor(file, base);
     }
     args.override_into(
         &mut experiment.losses,
@@ -492,6 +482,30 @@ pub(crate) fn open_run_folder(
         &serde_json::to_string_pretty(&environment)?,
     )?;
     Ok(())
+}
+
+/// A bar of `total` steps (hidden when `quiet`): elapsed time, the bar, the position,
+/// `extra` (e.g. `eta {eta}`) and the message.
+pub(crate) fn progress_bar(total: u64, quiet: bool, extra: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let template = format!("{{elapsed:>4}} [{{bar:30}}] {{pos}}/{{len}} {extra}{{msg}}");
+    let style = ProgressStyle::with_template(&template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    ProgressBar::new(total).with_style(style)
+}
+
+/// Makes a path a config names absolute, resolving a relative one against `base` (the config
+/// file's folder; empty for the current folder). An empty path stays empty, for validation to
+/// name.
+pub(crate) fn anchor(path: &mut PathBuf, base: &std::path::Path) {
+    if path.as_os_str().is_empty() {
+        return;
+    }
+    let joined = base.join(&*path);
+    *path = std::path::absolute(&joined).unwrap_or(joined);
 }
 
 /// toml's errors span several lines (a snippet of the file); keep them to one.

@@ -16,6 +16,7 @@ pub mod formats;
 pub mod gold;
 pub mod noise;
 mod pair;
+pub mod split;
 pub mod template;
 pub mod tokenize;
 pub mod tokenizer;

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use burn::module::AutodiffModule;
-use ropo_models::{attention::TrainingBackend, CausalLm};
+use ropo_models::attention::TrainingBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -18,6 +18,7 @@ use crate::{
     grid::{Grid, GridResult},
     records::Progress,
     run::{DataStep, Method, RoundReport, Rounds, Run},
+    stages::no_validation,
     TrainError,
 };
 
@@ -151,24 +152,14 @@ impl GoldExperiment {
             &mut |seed| EvalSet::held_out(self, &reference, seed, device),
             &mut |test, cell, on_progress| {
                 let run = Run {
-                    method: cell.method,
-                    set: cell.set,
-                    stage: &self.preference,
                     rounds,
-                    seeds: self.seeds(),
-                    seed: cell.seed,
-                    reference: &reference,
                     judge: Some(&judge),
-                    bucket: 1,
-                    eval_every: 0,
-                    checkpoint_every: 0,
-                    keep: 1,
                     store: cell.store.as_deref(),
+                    ..cell.run(&self.preference, self.seeds(), &reference)
                 };
-                let no_validation = &mut |_: &CausalLm<B>, _| Ok(None::<()>);
                 let outcome = run.train(
                     sft.clone(),
-                    no_validation,
+                    &mut no_validation::<B>,
                     &mut session,
                     device,
                     on_progress,

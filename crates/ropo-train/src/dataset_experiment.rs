@@ -6,15 +6,15 @@ use ropo_models::attention::TrainingBackend;
 use std::path::PathBuf;
 
 use burn::module::AutodiffModule;
-use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 use ropo_data::{
     formats::{read_pairs, ReadOptions},
     load_tokenizer,
+    split::held_out,
     template::Template,
     tokenize::{tokenize, TokenizeOptions},
     TokenizedPair,
 };
-use ropo_models::{checkpoint, CausalLm};
+use ropo_models::checkpoint;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -24,9 +24,9 @@ use crate::{
     loss_entry::{self, LossEntry},
     records::{Progress, StepRecord},
     reference::reference_logps,
-    run::{Method, PreferenceSet, Rounds, Run},
+    run::{Method, PreferenceSet, Run},
     seeds::Seeds,
-    stages::{run_sft, Session},
+    stages::{no_validation, run_sft, Session},
     summary::Summary,
     TrainError,
 };
@@ -200,24 +200,12 @@ impl DatasetExperiment {
             &mut |_| Ok(()),
             &mut |_, cell, on_progress| {
                 let run = Run {
-                    method: cell.method,
-                    set: cell.set,
-                    stage: &self.preference,
-                    rounds: Rounds::single(),
-                    seeds: self.seeds(),
-                    seed: cell.seed,
-                    reference: &reference,
-                    judge: None,
                     bucket: 4,
-                    eval_every: 0,
-                    checkpoint_every: 0,
-                    keep: 1,
-                    store: None,
+                    ..cell.run(&self.preference, self.seeds(), &reference)
                 };
-                let no_validation = &mut |_: &CausalLm<B>, _| Ok(None::<()>);
                 let trained = run.train(
                     sft.clone(),
-                    no_validation,
+                    &mut no_validation::<B>,
                     &mut session,
                     device,
                     on_progress,
@@ -268,16 +256,17 @@ impl DatasetExperiment {
             ..TokenizeOptions::new(template, source.max_length)
         };
         let tokenized = tokenize(&pairs, tokenizer.as_ref(), &options)?;
-        let mut kept = tokenized.pairs;
-        kept.shuffle(&mut StdRng::seed_from_u64(self.seeds().split()));
-        let held = ((kept.len() as f64) * source.heldout).round() as usize;
-        let train = kept.split_off(held);
+        let dropped = tokenized.report.dropped.len();
+        let (held, train) = held_out(tokenized.pairs, source.heldout, self.seeds().split());
+        let unindexed = |pairs: Vec<(usize, TokenizedPair)>| pairs.into_iter().map(|(_, p)| p);
+        let (held, train): (Vec<_>, Vec<_>) =
+            (unindexed(held).collect(), unindexed(train).collect());
         let counts = DataCounts {
             read: pairs.len(),
-            dropped: tokenized.report.dropped.len(),
+            dropped,
             train: train.len(),
-            heldout: kept.len(),
+            heldout: held.len(),
         };
-        Ok((train, kept, counts))
+        Ok((train, held, counts))
     }
 }

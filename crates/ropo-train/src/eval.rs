@@ -2,6 +2,7 @@
 //! the gold-reward task the gold reward of sampled generations and their win rate against the
 //! SFT reference.
 
+use ropo_core::{LossConfig, PairLogps, PreferenceMetrics};
 use ropo_data::{gold::GoldTask, TokenizedPair};
 use ropo_models::attention::AttentionBackend;
 use ropo_models::{generate, CausalLm, SamplingConfig};
@@ -46,17 +47,53 @@ pub fn implicit_margins<B: AttentionBackend>(
     batch_size: usize,
     device: &B::Device,
 ) -> Result<Vec<f64>, TrainError> {
-    let mut margins = Vec::with_capacity(pairs.len());
-    let size = batch_size.max(1);
-    for (chunk, refs) in pairs.chunks(size).zip(reference.chunks(size)) {
-        margins.extend(
-            pair_logp_sums(model, chunk, device)?
-                .into_iter()
-                .zip(refs)
-                .map(|((c, r), re)| beta * ((c - re.chosen) - (r - re.rejected))),
-        );
+    Ok(policy_logps(model, pairs, batch_size, device)?
+        .into_iter()
+        .zip(reference)
+        .map(|((c, r), re)| beta * ((c - re.chosen) - (r - re.rejected)))
+        .collect())
+}
+
+/// `(log π(y_w|x), log π(y_l|x))` of every pair, `batch_size` pairs per forward, in order.
+fn policy_logps<B: AttentionBackend>(
+    model: &CausalLm<B>,
+    pairs: &[TokenizedPair],
+    batch_size: usize,
+    device: &B::Device,
+) -> Result<Vec<(f64, f64)>, TrainError> {
+    let mut sums = Vec::with_capacity(pairs.len());
+    for chunk in pairs.chunks(batch_size.max(1)) {
+        sums.extend(pair_logp_sums(model, chunk, device)?);
     }
-    Ok(margins)
+    Ok(sums)
+}
+
+/// Loss and reward metrics of `model` on `pairs` (TRL's `eval_*`), 16 pairs per forward.
+pub fn eval_metrics<B: AttentionBackend>(
+    model: &CausalLm<B>,
+    pairs: &[TokenizedPair],
+    reference: &[ReferenceLogps],
+    loss: &LossConfig,
+    device: &B::Device,
+) -> Result<PreferenceMetrics, TrainError> {
+    let policy = policy_logps(model, pairs, 16, device)?;
+    let tensor = |values: Vec<f64>| {
+        burn::tensor::Tensor::<B, 1>::from_data(
+            burn::tensor::TensorData::from(values.as_slice()),
+            device,
+        )
+    };
+    let count =
+        |f: fn(&TokenizedPair) -> usize| tensor(pairs.iter().map(|p| f(p) as f64).collect());
+    let logps = PairLogps {
+        policy_chosen: tensor(policy.iter().map(|p| p.0).collect()),
+        policy_rejected: tensor(policy.iter().map(|p| p.1).collect()),
+        reference_chosen: tensor(reference.iter().map(|r| r.chosen).collect()),
+        reference_rejected: tensor(reference.iter().map(|r| r.rejected).collect()),
+        chosen_tokens: count(|p| p.chosen.len()),
+        rejected_tokens: count(|p| p.rejected.len()),
+    };
+    Ok(PreferenceMetrics::of_batch(&loss.forward(&logps), &logps))
 }
 
 /// Gold-task quality of a policy's samples.

@@ -13,7 +13,7 @@ use crate::{
     gold_start::Start,
     grid::{Grid, GridResult},
     records::{CurvePoint, ExperimentOutcome, Progress, RunResult, SftResult},
-    run::{Method, Rounds, Run, RunOutcome},
+    run::{Method, Run, RunOutcome},
     TrainError,
 };
 
@@ -78,19 +78,11 @@ impl GoldExperiment {
             },
             &mut |(test, validation), cell, on_progress| {
                 let run = Run {
-                    method: cell.method,
-                    set: cell.set,
-                    stage: &self.preference,
-                    rounds: Rounds::single(),
-                    seeds: self.seeds(),
-                    seed: cell.seed,
-                    reference: &reference,
-                    judge: None,
-                    bucket: 1,
                     eval_every: self.eval_every,
                     checkpoint_every: self.checkpoint_every,
                     keep: self.keep_checkpoints,
                     store: cell.store.as_deref(),
+                    ..cell.run(&self.preference, self.seeds(), &reference)
                 };
                 let mut validate = |model: &CausalLm<B>, step: usize| {
                     let (clean_accuracy, _, gold) =

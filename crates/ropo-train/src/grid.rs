@@ -5,11 +5,13 @@
 
 use std::path::{Path, PathBuf};
 
+use ropo_models::{attention::TrainingBackend, CausalLm};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
+    config::PreferenceStage,
     records::Progress,
-    run::{Method, PreferenceSet},
+    run::{Method, PreferenceSet, Run},
     seeds::Seeds,
     store::finished::{load_finished, save_finished},
     TrainError,
@@ -38,6 +40,19 @@ pub struct Cell<'a> {
     pub set: &'a PreferenceSet,
     /// The run's own state folder, when the grid has a store.
     pub store: Option<PathBuf>,
+}
+
+impl<'a> Cell<'a> {
+    /// The cell's run with `stage`, the grid's `seeds` and `reference`, and [`Run::new`]'s
+    /// defaults for the rest.
+    pub fn run<B: TrainingBackend>(
+        &'a self,
+        stage: &'a PreferenceStage,
+        seeds: Seeds,
+        reference: &'a CausalLm<B::InnerBackend>,
+    ) -> Run<'a, B> {
+        Run::new(self.method, self.set, stage, (seeds, self.seed), reference)
+    }
 }
 
 /// Trains and judges one cell, given what its seed's runs share and the progress sink.

@@ -198,12 +198,41 @@ pub struct Run<'a, B: TrainingBackend> {
     pub store: Option<&'a Path>,
 }
 
-/// Where a run stands between rounds: what the next round trains on.
+impl<'a, B: TrainingBackend> Run<'a, B> {
+    /// One round of `method` on `set`: no judge, no bucketing, no validation points between
+    /// the ends of rounds, no checkpoints and no store; callers set what differs with struct
+    /// update syntax.
+    pub fn new(
+        method: &'a Method,
+        set: &'a PreferenceSet,
+        stage: &'a PreferenceStage,
+        (seeds, seed): (Seeds, u64),
+        reference: &'a CausalLm<B::InnerBackend>,
+    ) -> Self {
+        Self {
+            method,
+            set,
+            stage,
+            rounds: Rounds::single(),
+            seeds,
+            seed,
+            reference,
+            judge: None,
+            bucket: 1,
+            eval_every: 0,
+            checkpoint_every: 0,
+            keep: 1,
+            store: None,
+        }
+    }
+}
+
+/// Where a run stands between rounds: what the next round trains on (the set's own pairs
+/// until a data step has replaced them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct RoundState<P> {
     next_round: usize,
-    set_pairs: Vec<TokenizedPair>,
-    set_reference: Vec<ReferenceLogps>,
+    replaced: Option<(Vec<TokenizedPair>, Vec<ReferenceLogps>)>,
     history: Vec<StepRecord>,
     curve: Vec<P>,
     rounds: Vec<RoundReport>,
@@ -234,33 +263,33 @@ impl<B: TrainingBackend> Run<'_, B> {
             steps: self.stage.steps / rounds,
             ..*self.stage
         };
-        let saved = match self.store {
-            Some(dir) => load_round(dir, start.clone(), device, &mut |w| {
+        let (mut policy, saved) = match self.store {
+            Some(dir) => load_round(dir, start, device, &mut |w| {
                 on_progress(Progress::Warning(format!(
                     "{w}; resuming from the round before it"
                 )))
             })?,
-            None => None,
+            None => (start, None),
         };
-        let (mut policy, mut state) = saved.unwrap_or_else(|| {
-            let state = RoundState {
-                next_round: 0,
-                set_pairs: self.set.pairs.clone(),
-                set_reference: self.set.reference.clone(),
-                history: Vec::new(),
-                curve: Vec::new(),
-                rounds: Vec::new(),
-                dropped: Vec::new(),
-            };
-            (start, state)
+        let mut state = saved.unwrap_or_else(|| RoundState {
+            next_round: 0,
+            replaced: None,
+            history: Vec::new(),
+            curve: Vec::new(),
+            rounds: Vec::new(),
+            dropped: Vec::new(),
         });
         for round in state.next_round..rounds {
             let offset = round * round_stage.steps;
+            let (pairs, refs) = match &state.replaced {
+                Some((pairs, refs)) => (pairs.as_slice(), refs.as_slice()),
+                None => (self.set.pairs.as_slice(), self.set.reference.as_slice()),
+            };
             let run = PreferenceRun {
                 stage: &round_stage,
                 loss: &self.method.loss,
-                pairs: &state.set_pairs,
-                refs: &state.set_reference,
+                pairs,
+                refs,
                 seed: self.seeds.order(self.seed, round),
                 bucket: self.bucket,
                 eval_every: self.eval_every,
@@ -283,8 +312,7 @@ impl<B: TrainingBackend> Run<'_, B> {
             }
             if self.method.data_step != DataStep::None {
                 let cleaned = self.clean(&policy.valid(), round, device)?;
-                state.set_pairs = cleaned.pairs;
-                state.set_reference = cleaned.reference;
+                state.replaced = Some((cleaned.pairs, cleaned.reference));
                 state.rounds.push(cleaned.report);
                 state.dropped.extend(cleaned.dropped);
             }

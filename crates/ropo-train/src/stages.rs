@@ -73,6 +73,14 @@ pub struct Session {
 /// `P` of the validation curve.
 pub type Validator<'a, B, P> = dyn FnMut(&CausalLm<B>, usize) -> Result<Option<P>, TrainError> + 'a;
 
+/// The validator of runs judged only at their end: it records nothing.
+pub fn no_validation<B: TrainingBackend>(
+    _: &CausalLm<B>,
+    _: usize,
+) -> Result<Option<()>, TrainError> {
+    Ok(None)
+}
+
 /// A finished preference run: the policy and what was measured along the way.
 pub struct TrainedRun<B: TrainingBackend, P> {
     /// The trained policy.

@@ -7,11 +7,11 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::AutodiffModule;
-use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
-use ropo_core::{LossConfig, PairLogps, PreferenceMetrics};
+use ropo_core::LossConfig;
 use ropo_data::{
     formats::{read_pairs, ReadOptions},
     load_tokenizer,
+    split::held_out,
     template::Template,
     tokenize::{tokenize, TokenizeOptions},
     ChatPair, TokenizedPair,
@@ -21,10 +21,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     config::PreferenceStage,
+    eval::eval_metrics,
     framework::{Resampling, Scorer},
     loss_entry::IpoForm,
     records::{EvalRecord, Progress, StepRecord},
-    reference::{pair_logp_sums, reference_logps, ReferenceLogps},
+    reference::reference_logps,
     run::{DataStep, DroppedPair, Method, PreferenceSet, RoundReport, Rounds, Run},
     seeds::Seeds,
     stages::{run_sft, Session},
@@ -303,6 +304,15 @@ impl TrainerConfig {
         })
     }
 
+    /// Every path the config names (model, data, tokenizer, evaluation data).
+    pub fn paths_mut(&mut self) -> impl Iterator<Item = &mut PathBuf> {
+        [&mut self.model, &mut self.data].into_iter().chain(
+            [&mut self.tokenizer, &mut self.eval_data]
+                .into_iter()
+                .flatten(),
+        )
+    }
+
     /// The tokenizer's path: given, or the model's folder.
     pub fn tokenizer_path(&self) -> PathBuf {
         self.tokenizer.clone().unwrap_or_else(|| {
@@ -324,25 +334,17 @@ impl TrainerConfig {
         let (records, _) = read_pairs(&self.data, &ReadOptions::default())?;
         let tokenized = tokenize(&records, tokenizer.as_ref(), &options)?;
         let dropped = tokenized.report.dropped.len();
-        let mut order: Vec<usize> = (0..tokenized.pairs.len()).collect();
-        let held = if self.eval_split > 0.0 {
-            order.shuffle(&mut StdRng::seed_from_u64(self.seeds().split()));
-            ((order.len() as f64) * self.eval_split).round() as usize
-        } else {
-            0
-        };
-        let mut train_order = order.split_off(held);
-        train_order.sort_unstable();
-        let mut eval: Vec<TokenizedPair> =
-            order.iter().map(|&i| tokenized.pairs[i].clone()).collect();
+        let (held, mut train) = held_out(tokenized.pairs, self.eval_split, self.seeds().split());
+        train.sort_unstable_by_key(|(i, _)| *i);
+        let mut eval: Vec<TokenizedPair> = held.into_iter().map(|(_, p)| p).collect();
         if let Some(path) = &self.eval_data {
             let (eval_records, _) = read_pairs(path, &ReadOptions::default())?;
             eval = tokenize(&eval_records, tokenizer.as_ref(), &options)?.pairs;
         }
-        let clean: Vec<TokenizedPair> = train_order
-            .iter()
-            .map(|&i| tokenized.pairs[i].clone())
-            .collect();
+        let (record_index, clean): (Vec<usize>, Vec<TokenizedPair>) = train
+            .into_iter()
+            .map(|(i, pair)| (tokenized.indices[i], pair))
+            .unzip();
         let noisy = ropo_data::noise::symmetric(clean, self.noise, self.seeds().noise(self.seed))?;
         if noisy.pairs.is_empty() {
             return Err(TrainError::Config(format!(
@@ -353,7 +355,7 @@ impl TrainerConfig {
             )));
         }
         Ok(TrainerData {
-            record_index: train_order.iter().map(|&i| tokenized.indices[i]).collect(),
+            record_index,
             records,
             train: noisy.pairs,
             flipped: noisy.flipped,
@@ -414,9 +416,6 @@ impl TrainerConfig {
         let method = self.method()?;
         let stage = self.stage(set.pairs.len());
         let run = Run {
-            method: &method,
-            set: &set,
-            stage: &stage,
             rounds: Rounds {
                 count: self.filter_rounds + 1,
                 rho: self.filter_rho,
@@ -428,15 +427,12 @@ impl TrainerConfig {
                     scorer: self.scorer,
                 }),
             },
-            seeds: self.seeds(),
-            seed: self.seed,
-            reference: &reference,
-            judge: None,
             bucket: 4,
             eval_every: self.eval_every,
             checkpoint_every: self.save_every,
             keep: self.keep_checkpoints,
             store: Some(store),
+            ..Run::new(&method, &set, &stage, (self.seeds(), self.seed), &reference)
         };
         let loss = method.loss;
         let mut evaluate = |model: &CausalLm<B>, step: usize| {
@@ -460,35 +456,4 @@ impl TrainerConfig {
             dropped: outcome.dropped,
         })
     }
-}
-
-/// Loss and reward metrics of `model` on `pairs` (TRL's `eval_*`), 16 pairs per forward.
-pub fn eval_metrics<B: ropo_models::attention::AttentionBackend>(
-    model: &CausalLm<B>,
-    pairs: &[TokenizedPair],
-    reference: &[ReferenceLogps],
-    loss: &LossConfig,
-    device: &B::Device,
-) -> Result<PreferenceMetrics, TrainError> {
-    let mut policy = Vec::with_capacity(pairs.len());
-    for chunk in pairs.chunks(16) {
-        policy.extend(pair_logp_sums(model, chunk, device)?);
-    }
-    let tensor = |values: Vec<f64>| {
-        burn::tensor::Tensor::<B, 1>::from_data(
-            burn::tensor::TensorData::from(values.as_slice()),
-            device,
-        )
-    };
-    let count =
-        |f: fn(&TokenizedPair) -> usize| tensor(pairs.iter().map(|p| f(p) as f64).collect());
-    let logps = PairLogps {
-        policy_chosen: tensor(policy.iter().map(|p| p.0).collect()),
-        policy_rejected: tensor(policy.iter().map(|p| p.1).collect()),
-        reference_chosen: tensor(reference.iter().map(|r| r.chosen).collect()),
-        reference_rejected: tensor(reference.iter().map(|r| r.rejected).collect()),
-        chosen_tokens: count(|p| p.chosen.len()),
-        rejected_tokens: count(|p| p.rejected.len()),
-    };
-    Ok(PreferenceMetrics::of_batch(&loss.forward(&logps), &logps))
 }

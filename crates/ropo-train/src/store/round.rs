@@ -29,21 +29,22 @@ pub fn save_round<B: AutodiffBackend, S: Serialize>(
     snapshot::prune(dir, "round-", 2)
 }
 
-/// The policy and state of the newest intact round snapshot in `dir`, if any; corrupt newer
-/// ones are set aside and reported through `warn`.
+/// The policy and state of the newest intact round snapshot in `dir`, loaded into `fresh`;
+/// `fresh` untouched and no state when there is none. Corrupt newer snapshots are set aside
+/// and reported through `warn`.
 pub fn load_round<B: AutodiffBackend, S: DeserializeOwned>(
     dir: &Path,
     fresh: CausalLm<B>,
     device: &B::Device,
     warn: &mut dyn FnMut(String),
-) -> Result<Option<(CausalLm<B>, S)>, TrainError> {
+) -> Result<(CausalLm<B>, Option<S>), TrainError> {
     let Some(saved) = snapshot::newest(dir, "round-", warn)? else {
-        return Ok(None);
+        return Ok((fresh, None));
     };
     let path = saved.join(STATE_FILE);
     let text = std::fs::read_to_string(&path).map_err(TrainError::io(&path))?;
     let state = serde_json::from_str(&text)
         .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
     let policy = checkpoint::load_model(&saved, fresh, device)?;
-    Ok(Some((policy, state)))
+    Ok((policy, Some(state)))
 }
