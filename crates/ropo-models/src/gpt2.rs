@@ -190,6 +190,27 @@ impl<B: AttentionBackend> Gpt2<B> {
         &self,
         tokens: Tensor<B, 2, Int>,
         mask: &AttentionMask<B>,
+        cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 3> {
+        crate::head::logits(
+            self.hidden(tokens, mask, cache),
+            self.lm_head.as_ref(),
+            &self.transformer.wte,
+        )
+    }
+
+    /// The output head as a `[d_model, vocab]` matrix (the token embedding transposed when
+    /// tied): logits are `hidden · head_weight`.
+    pub fn head_weight(&self) -> Tensor<B, 2> {
+        crate::head::weight(self.lm_head.as_ref(), &self.transformer.wte)
+    }
+
+    /// The final hidden states (after the last norm), `[batch, seq, d_model]`: what the
+    /// output head reads. Same `tokens`, `mask` and `cache` as [`Self::forward`].
+    pub fn hidden(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        mask: &AttentionMask<B>,
         mut cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
         let positions = mask.position_ids();
@@ -205,8 +226,7 @@ impl<B: AttentionBackend> Gpt2<B> {
             x = x + attn;
             x = x.clone() + block.mlp.forward(block.ln_2.forward(x));
         }
-        let x = body.ln_f.forward(x);
-        crate::head::logits(x, self.lm_head.as_ref(), &body.wte)
+        body.ln_f.forward(x)
     }
 }
 

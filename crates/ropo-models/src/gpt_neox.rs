@@ -225,6 +225,27 @@ impl<B: AttentionBackend> GptNeox<B> {
         &self,
         tokens: Tensor<B, 2, Int>,
         mask: &AttentionMask<B>,
+        cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 3> {
+        crate::head::logits(
+            self.hidden(tokens, mask, cache),
+            self.embed_out.as_ref(),
+            &self.gpt_neox.embed_in,
+        )
+    }
+
+    /// The output head as a `[d_model, vocab]` matrix (the token embedding transposed when
+    /// tied): logits are `hidden · head_weight`.
+    pub fn head_weight(&self) -> Tensor<B, 2> {
+        crate::head::weight(self.embed_out.as_ref(), &self.gpt_neox.embed_in)
+    }
+
+    /// The final hidden states (after the last norm), `[batch, seq, d_model]`: what the
+    /// output head reads. Same `tokens`, `mask` and `cache` as [`Self::forward`].
+    pub fn hidden(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        mask: &AttentionMask<B>,
         mut cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
         let heads = [self.config.num_attention_heads];
@@ -250,8 +271,7 @@ impl<B: AttentionBackend> GptNeox<B> {
                 h.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(h))
             };
         }
-        let x = self.gpt_neox.final_layer_norm.forward(x);
-        crate::head::logits(x, self.embed_out.as_ref(), &self.gpt_neox.embed_in)
+        self.gpt_neox.final_layer_norm.forward(x)
     }
 }
 

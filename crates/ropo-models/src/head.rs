@@ -18,3 +18,12 @@ pub fn logits<B: Backend>(
         None => linear(x, embedding.weight.val().transpose(), None),
     }
 }
+
+/// The output head as a `[d_model, vocab]` matrix: `head`'s weight (burn stores a linear layer
+/// as `[d_in, d_out]`), else the token embedding `[vocab, d_model]` transposed (tied).
+pub fn weight<B: Backend>(head: Option<&Linear<B>>, embedding: &Embedding<B>) -> Tensor<B, 2> {
+    match head {
+        Some(head) => head.weight.val(),
+        None => embedding.weight.val().transpose(),
+    }
+}

@@ -26,6 +26,7 @@ mod model;
 pub mod norm;
 pub mod rotary;
 mod shared_prompt;
+pub mod vocab_logps;
 pub mod weights_file;
 
 pub use error::ModelError;

@@ -283,6 +283,27 @@ impl<B: AttentionBackend> Llama<B> {
         &self,
         tokens: Tensor<B, 2, Int>,
         mask: &AttentionMask<B>,
+        cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 3> {
+        crate::head::logits(
+            self.hidden(tokens, mask, cache),
+            self.lm_head.as_ref(),
+            &self.model.embed_tokens,
+        )
+    }
+
+    /// The output head as a `[d_model, vocab]` matrix (the token embedding transposed when
+    /// tied): logits are `hidden · head_weight`.
+    pub fn head_weight(&self) -> Tensor<B, 2> {
+        crate::head::weight(self.lm_head.as_ref(), &self.model.embed_tokens)
+    }
+
+    /// The final hidden states (after the last norm), `[batch, seq, d_model]`: what the
+    /// output head reads. Same `tokens`, `mask` and `cache` as [`Self::forward`].
+    pub fn hidden(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        mask: &AttentionMask<B>,
         mut cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
         let heads = [self.config.num_attention_heads, self.config.kv_heads()];
@@ -301,8 +322,7 @@ impl<B: AttentionBackend> Llama<B> {
             x = x + attn;
             x = x.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(x));
         }
-        let x = self.model.norm.forward(x);
-        crate::head::logits(x, self.lm_head.as_ref(), &self.model.embed_tokens)
+        self.model.norm.forward(x)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Per-sequence log-probabilities of response tokens: what every preference loss consumes.
 
-use burn::tensor::{activation::log_softmax, backend::Backend, Int, Tensor, TensorData};
+use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 
 use crate::{
     attention::{AttentionBackend, AttentionMask},
@@ -94,12 +94,10 @@ fn next_token_logps<B: AttentionBackend>(
     let device = tokens.device();
     let attention = AttentionMask::right_padded(batch, width, &device);
     let targets = tokens.clone().narrow(1, 1, width - 1);
-    let logits = model
-        .forward(tokens, &attention, None)
+    let hidden = model
+        .hidden(tokens, &attention, None)
         .narrow(1, 0, width - 1);
-    log_softmax(logits, 2)
-        .gather(2, targets.unsqueeze_dim(2))
-        .squeeze_dim::<2>(2)
+    model.target_logps(hidden, targets)
 }
 
 /// Checks every row fits the model (a prompt, ids inside the vocabulary, within the context)

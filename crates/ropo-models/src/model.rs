@@ -13,6 +13,7 @@ use crate::{
     gpt2::Gpt2,
     gpt_neox::GptNeox,
     llama::Llama,
+    vocab_logps,
 };
 
 /// A causal language model of any supported family.
@@ -40,6 +41,40 @@ impl<B: AttentionBackend> CausalLm<B> {
             Self::GptNeox(model) => model.forward(tokens, mask, cache),
             Self::Llama(model) => model.forward(tokens, mask, cache),
         }
+    }
+
+    /// The final hidden states the output head reads, `[batch, seq, d_model]`; same arguments
+    /// as [`Self::forward`].
+    pub fn hidden(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        mask: &AttentionMask<B>,
+        cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 3> {
+        match self {
+            Self::Gpt2(model) => model.hidden(tokens, mask, cache),
+            Self::GptNeox(model) => model.hidden(tokens, mask, cache),
+            Self::Llama(model) => model.hidden(tokens, mask, cache),
+        }
+    }
+
+    /// `log p(targets[b, t] | hidden[b, t])` through the output head, `[batch, seq]`, from
+    /// `hidden` `[batch, seq, d_model]` and `targets` `[batch, seq]`, a block of positions at a
+    /// time so that the `[batch, seq, vocab]` logits never exist whole (see [`vocab_logps`]).
+    pub fn target_logps(&self, hidden: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+        let [batch, seq, width] = hidden.dims();
+        let weight = match self {
+            Self::Gpt2(model) => model.head_weight(),
+            Self::GptNeox(model) => model.head_weight(),
+            Self::Llama(model) => model.head_weight(),
+        };
+        B::target_logps(
+            hidden.reshape([batch * seq, width]),
+            weight,
+            targets.reshape([batch * seq]),
+            vocab_logps::block_rows(self.vocab_size()),
+        )
+        .reshape([batch, seq])
     }
 }
 

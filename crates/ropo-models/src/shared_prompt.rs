@@ -2,7 +2,7 @@
 //! computed in one forward and both responses attend to them, instead of running the prompt
 //! twice (once before the chosen, once before the rejected response).
 
-use burn::tensor::{activation::log_softmax, backend::Backend, Int, Tensor, TensorData};
+use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 
 use crate::{
     attention::{AttentionBackend, AttentionMask},
@@ -58,8 +58,8 @@ pub fn score_pairs<B: AttentionBackend>(
     let prompt_ids =
         Tensor::<B, 2, Int>::from_data(TensorData::new(prompt_ids, [n, prompt_width]), device);
     let mut cache = model.new_cache();
-    let last_prompt_logits = model
-        .forward(prompt_ids, &prompt_mask, Some(&mut cache))
+    let last_prompt_hidden = model
+        .hidden(prompt_ids, &prompt_mask, Some(&mut cache))
         .narrow(1, prompt_width - 1, 1);
     let mut cache = cache.repeat_batch(2);
 
@@ -82,19 +82,17 @@ pub fn score_pairs<B: AttentionBackend>(
     let response_mask = AttentionMask::causal(&key_valid, prompt_width, response_width, device);
     // Column 0 of every response is predicted by the prompt's last position, column t ≥ 1 by
     // the response's position t − 1.
-    let response_logits = model.forward(response_ids.clone(), &response_mask, Some(&mut cache));
-    let first = Tensor::cat(vec![last_prompt_logits.clone(), last_prompt_logits], 0);
+    let response_hidden = model.hidden(response_ids.clone(), &response_mask, Some(&mut cache));
+    let first = Tensor::cat(vec![last_prompt_hidden.clone(), last_prompt_hidden], 0);
     let predictors = if response_width == 1 {
         first
     } else {
         Tensor::cat(
-            vec![first, response_logits.narrow(1, 0, response_width - 1)],
+            vec![first, response_hidden.narrow(1, 0, response_width - 1)],
             1,
         )
     };
-    let token_logps = log_softmax(predictors, 2)
-        .gather(2, response_ids.unsqueeze_dim(2))
-        .squeeze_dim::<2>(2);
+    let token_logps = model.target_logps(predictors, response_ids);
     let scored =
         Tensor::<B, 2>::from_data(TensorData::new(scored, [2 * n, response_width]), device);
     let sum = (token_logps * scored.clone())

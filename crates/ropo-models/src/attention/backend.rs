@@ -15,13 +15,15 @@ use burn::tensor::{
 };
 
 use super::KeyMask;
+use crate::vocab_logps::VocabBackend;
 
 /// A burn backend with scaled dot-product attention (scale `1/√head_dim`) for every head
 /// layout ropo's models use, in the projections' layout: `query` `[batch, queries, heads,
 /// head_dim]`, `key` and `value` `[batch, keys, kv_heads, head_dim]`, where query head `h` reads
 /// kv head `h / (heads / kv_heads)` (grouped-query attention), and `mask` says which keys each
 /// query may see. The provided methods swap to burn's `[batch, heads, seq, head_dim]` and back.
-pub trait AttentionBackend: Backend {
+/// It is also a [`VocabBackend`], so one bound gives a model everything it runs.
+pub trait AttentionBackend: VocabBackend {
     /// The attention output, `[batch, queries, heads, head_dim]`.
     fn masked_attention(
         query: Tensor<Self, 4>,

@@ -1,0 +1,106 @@
+//! Target log-probs under automatic differentiation as one graph node: the forward keeps the
+//! hidden states, the head weight, the targets and each row's log-sum-exp (`[rows]`), not the
+//! `[rows, vocab]` logits; the backward recomputes the logits block by block
+//! ([`VocabBackend::target_logps_backward`]).
+
+use burn::{
+    backend::{
+        autodiff::{
+            checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
+            grads::Gradients,
+            ops::{Backward, Ops, OpsKind},
+        },
+        Autodiff,
+    },
+    tensor::{
+        backend::Backend,
+        ops::{FloatTensor, IntTensor},
+        Int, Tensor, TensorPrimitive,
+    },
+};
+
+use super::{target_logps_with_lse, VocabBackend};
+
+/// The node's backward step.
+#[derive(Debug)]
+struct TargetLogps;
+
+/// What the backward needs: hidden states, head weight, targets, log-sum-exp, block rows.
+type Saved<B> = (
+    FloatTensor<B>,
+    FloatTensor<B>,
+    IntTensor<B>,
+    FloatTensor<B>,
+    usize,
+);
+
+impl<B: VocabBackend> Backward<B, 2> for TargetLogps {
+    type State = Saved<B>;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let (hidden, weight, targets, lse, block) = ops.state;
+        let (grad_hidden, grad_weight) = B::target_logps_backward(
+            wrap(hidden),
+            wrap(weight),
+            Tensor::<B, 1, Int>::from_primitive(targets),
+            wrap(lse),
+            wrap(grad),
+            block,
+        );
+        let [hidden_node, weight_node] = ops.parents;
+        if let Some(node) = hidden_node {
+            grads.register::<B>(node.id, unwrap(grad_hidden));
+        }
+        if let Some(node) = weight_node {
+            grads.register::<B>(node.id, unwrap(grad_weight));
+        }
+    }
+}
+
+impl<B: VocabBackend, C: CheckpointStrategy> VocabBackend for Autodiff<B, C> {
+    fn target_logps(
+        hidden: Tensor<Self, 2>,
+        weight: Tensor<Self, 2>,
+        targets: Tensor<Self, 1, Int>,
+        block: usize,
+    ) -> Tensor<Self, 1> {
+        let [hidden, weight] = [hidden, weight].map(|t| t.into_primitive().tensor());
+        let targets = targets.inner().into_primitive();
+        let nodes = [hidden.node.clone(), weight.node.clone()];
+        let inner_targets = || Tensor::<B, 1, Int>::from_primitive(targets.clone());
+        let output = match TargetLogps.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (logps, lse) = target_logps_with_lse(
+                    wrap(hidden.primitive.clone()),
+                    wrap(weight.primitive.clone()),
+                    inner_targets(),
+                    block,
+                );
+                let saved = (
+                    hidden.primitive,
+                    weight.primitive,
+                    targets,
+                    unwrap(lse),
+                    block,
+                );
+                prep.finish(saved, unwrap(logps))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(unwrap(B::target_logps(
+                wrap(hidden.primitive),
+                wrap(weight.primitive),
+                inner_targets(),
+                block,
+            ))),
+        };
+        Tensor::from_primitive(TensorPrimitive::Float(output))
+    }
+}
+
+fn wrap<B: Backend, const D: usize>(primitive: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(primitive))
+}
+
+fn unwrap<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<B> {
+    tensor.into_primitive().tensor()
+}

@@ -1,0 +1,91 @@
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::{activation::log_softmax, backend::Backend, Distribution, Int, Tensor};
+
+use super::VocabBackend;
+
+type B = Autodiff<Flex>;
+
+/// Random hidden states `[rows, d]`, head `[d, vocab]` and targets `[rows]`, both float
+/// tensors tracked.
+fn inputs(rows: usize, d: usize, vocab: usize) -> (Tensor<B, 2>, Tensor<B, 2>, Tensor<B, 1, Int>) {
+    let device = Default::default();
+    B::seed(&device, 7);
+    let hidden = Tensor::random([rows, d], Distribution::Normal(0.0, 1.0), &device);
+    let weight = Tensor::random([d, vocab], Distribution::Normal(0.0, 1.0), &device);
+    let targets = Tensor::random([rows], Distribution::Uniform(0.0, vocab as f64), &device);
+    (hidden, weight, targets)
+}
+
+/// The plain path: the whole `[rows, vocab]` log-softmax, then the targets' entries.
+fn plain(hidden: Tensor<B, 2>, weight: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Tensor<B, 1> {
+    log_softmax(hidden.matmul(weight), 1)
+        .gather(1, targets.unsqueeze_dim(1))
+        .squeeze_dim(1)
+}
+
+fn values<Bk: Backend, const D: usize>(t: Tensor<Bk, D>) -> Vec<f32> {
+    t.into_data().iter::<f32>().collect()
+}
+
+fn assert_close(a: &[f32], b: &[f32], tolerance: f32, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= tolerance * (1.0 + y.abs()),
+            "{what}[{i}]: {x} vs {y}"
+        );
+    }
+}
+
+#[test]
+fn blocked_log_probs_and_their_gradients_equal_the_whole_log_softmax() {
+    let (hidden, weight, targets) = inputs(11, 8, 37);
+    // A loss that weights rows differently, so every row's gradient matters.
+    let row_weights = Tensor::<B, 1>::from_floats(
+        [1.0, -2.0, 0.5, 3.0, 0.0, 1.5, -1.0, 2.0, 0.25, -0.5, 1.0],
+        &Default::default(),
+    );
+    let reference = {
+        let (h, w) = (hidden.clone().require_grad(), weight.clone().require_grad());
+        let logps = plain(h.clone(), w.clone(), targets.clone());
+        let grads = (logps.clone() * row_weights.clone()).sum().backward();
+        (
+            values(logps),
+            values(h.grad(&grads).unwrap()),
+            values(w.grad(&grads).unwrap()),
+        )
+    };
+    for block in [1, 4, 11, 64] {
+        let (h, w) = (hidden.clone().require_grad(), weight.clone().require_grad());
+        let logps = B::target_logps(h.clone(), w.clone(), targets.clone(), block);
+        let grads = (logps.clone() * row_weights.clone()).sum().backward();
+        assert_close(&values(logps), &reference.0, 1e-5, "log-probs");
+        assert_close(
+            &values(h.grad(&grads).unwrap()),
+            &reference.1,
+            1e-5,
+            "d hidden",
+        );
+        assert_close(
+            &values(w.grad(&grads).unwrap()),
+            &reference.2,
+            1e-5,
+            "d weight",
+        );
+    }
+}
+
+#[test]
+fn without_autodiff_the_blocked_log_probs_equal_the_whole_log_softmax() {
+    let (hidden, weight, targets) = inputs(9, 6, 50);
+    let whole = values(plain(hidden.clone(), weight.clone(), targets.clone()));
+    let blocked = Flex::target_logps(hidden.inner(), weight.inner(), targets.inner(), 2);
+    assert_close(&values(blocked), &whole, 1e-5, "log-probs");
+}
+
+#[test]
+fn a_block_holds_at_most_sixteen_mebi_elements_and_at_least_one_row() {
+    assert_eq!(super::block_rows(50_304), 333);
+    assert_eq!(super::block_rows(512), 32_768);
+    assert_eq!(super::block_rows(usize::MAX), 1);
+}
