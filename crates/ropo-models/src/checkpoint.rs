@@ -61,12 +61,20 @@ pub fn load<B: Backend>(path: &Path, device: &B::Device) -> Result<CausalLm<B>, 
 /// Hugging Face transformers loads, plus `SHA256SUMS` (see [`integrity`]), which [`load`]
 /// checks. Each file is written under a temporary name, flushed and renamed, and the sums file
 /// comes last, so a failed save never leaves a half-written file and a later corruption is
-/// caught at load. Equal weights give equal files ([`weights_file::rewrite`]).
+/// caught at load. Equal weights give equal files ([`weights_file::rewrite`]). A model with
+/// LoRA adapters is saved merged ([`CausalLm::merged`]), as transformers loads it.
 pub fn save<B: Backend>(
     model: &CausalLm<B>,
     folder: &Path,
     dtype: SaveDtype,
 ) -> Result<(), ModelError> {
+    let merged;
+    let model = if model.has_adapters() {
+        merged = model.clone().merged();
+        &merged
+    } else {
+        model
+    };
     std::fs::create_dir_all(folder).map_err(ModelError::io(folder))?;
     let sums = folder.join(integrity::SUMS_FILE);
     if sums.exists() {

@@ -16,6 +16,7 @@ use crate::{
     activation::Activation,
     attention::{attend, split_heads, AttentionBackend, AttentionMask},
     cache::{with_cache, KvCache},
+    lora::{Adapted, LoraAdapter, LoraTarget, Site},
     norm::LayerNorm,
 };
 
@@ -181,6 +182,14 @@ pub struct Conv1D<B: Backend> {
     pub weight: Param<Tensor<B, 2>>,
     /// `[out]`.
     pub bias: Param<Tensor<B, 1>>,
+    /// The adapter, when this projection is adapted.
+    pub lora: Option<LoraAdapter<B>>,
+}
+
+impl<B: Backend> Adapted<B> for Conv1D<B> {
+    fn parts(&mut self) -> (&mut Param<Tensor<B, 2>>, &mut Option<LoraAdapter<B>>) {
+        (&mut self.weight, &mut self.lora)
+    }
 }
 
 impl<B: AttentionBackend> Gpt2<B> {
@@ -235,6 +244,28 @@ impl<B: Backend> Gpt2<B> {
     pub fn config(&self) -> &Gpt2Config {
         &self.config
     }
+
+    /// Calls `visit` on each block's four projections (the fused `c_attn` serves q, k and v;
+    /// see [`Site`]).
+    pub fn visit_sites(&mut self, visit: &mut dyn FnMut(Site<'_, B>)) {
+        use LoraTarget::{Down, Up, K, O, Q, V};
+        for (index, block) in self.transformer.h.iter_mut().enumerate() {
+            let (attn, mlp) = (&mut block.attn, &mut block.mlp);
+            let sites: [(&str, &'static [LoraTarget], &mut Conv1D<B>); 4] = [
+                ("attn.c_attn", &[Q, K, V], &mut attn.c_attn),
+                ("attn.c_proj", &[O], &mut attn.c_proj),
+                ("mlp.c_fc", &[Up], &mut mlp.c_fc),
+                ("mlp.c_proj", &[Down], &mut mlp.c_proj),
+            ];
+            for (name, roles, layer) in sites {
+                visit(Site {
+                    path: format!("transformer.h.{index}.{name}"),
+                    roles,
+                    layer,
+                });
+            }
+        }
+    }
 }
 
 impl<B: AttentionBackend> Gpt2Attention<B> {
@@ -272,12 +303,17 @@ impl<B: Backend> Conv1D<B> {
             }
             .init([input, output], device),
             bias: Initializer::Zeros.init([output], device),
+            lora: None,
         }
     }
 
     /// `x`: `[batch, seq, in]` -> `[batch, seq, out]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        linear(x, self.weight.val(), Some(self.bias.val()))
+        let base = linear(x.clone(), self.weight.val(), Some(self.bias.val()));
+        match &self.lora {
+            Some(adapter) => base + adapter.forward(x),
+            None => base,
+        }
     }
 }
 

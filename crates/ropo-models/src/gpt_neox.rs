@@ -15,6 +15,7 @@ use crate::{
     activation::Activation,
     attention::{attend, split_heads, AttentionBackend, AttentionMask},
     cache::{with_cache, KvCache},
+    lora::{self, LoraTarget, Site},
     norm::LayerNorm,
     rotary::{Llama3Scaling, RopeParameters, Rotary, RotaryAngles},
 };
@@ -145,13 +146,13 @@ impl GptNeoxConfig {
                 input_layernorm: LayerNorm::new(d, eps, device),
                 post_attention_layernorm: LayerNorm::new(d, eps, device),
                 attention: GptNeoxAttention {
-                    query_key_value: proj(d, 3 * d, self.attention_bias),
-                    dense: proj(d, d, self.attention_bias),
+                    query_key_value: proj(d, 3 * d, self.attention_bias).into(),
+                    dense: proj(d, d, self.attention_bias).into(),
                     heads: self.num_attention_heads,
                 },
                 mlp: GptNeoxMlp {
-                    dense_h_to_4h: proj(d, self.intermediate_size, true),
-                    dense_4h_to_h: proj(self.intermediate_size, d, true),
+                    dense_h_to_4h: proj(d, self.intermediate_size, true).into(),
+                    dense_4h_to_h: proj(self.intermediate_size, d, true).into(),
                     act: self.hidden_act,
                 },
             })
@@ -205,16 +206,16 @@ pub struct GptNeoxLayer<B: Backend> {
 /// `[head][q | k | v][head_dim]`, and rotary positions on part of each head.
 #[derive(Module, Debug)]
 pub struct GptNeoxAttention<B: Backend> {
-    query_key_value: Linear<B>,
-    dense: Linear<B>,
+    query_key_value: lora::Linear<B>,
+    dense: lora::Linear<B>,
     heads: usize,
 }
 
 /// MLP: `dense_4h_to_h(act(dense_h_to_4h(x)))`.
 #[derive(Module, Debug)]
 pub struct GptNeoxMlp<B: Backend> {
-    dense_h_to_4h: Linear<B>,
-    dense_4h_to_h: Linear<B>,
+    dense_h_to_4h: lora::Linear<B>,
+    dense_4h_to_h: lora::Linear<B>,
     act: Activation,
 }
 
@@ -279,6 +280,32 @@ impl<B: Backend> GptNeox<B> {
     /// The configuration the model was built from.
     pub fn config(&self) -> &GptNeoxConfig {
         &self.config
+    }
+
+    /// Calls `visit` on each layer's four projections (the fused `query_key_value` serves q, k
+    /// and v; see [`lora::Site`]).
+    pub fn visit_sites(&mut self, visit: &mut dyn FnMut(Site<'_, B>)) {
+        use LoraTarget::{Down, Up, K, O, Q, V};
+        for (index, layer) in self.gpt_neox.layers.iter_mut().enumerate() {
+            let (attn, mlp) = (&mut layer.attention, &mut layer.mlp);
+            let sites: [(&str, &'static [LoraTarget], &mut lora::Linear<B>); 4] = [
+                (
+                    "attention.query_key_value",
+                    &[Q, K, V],
+                    &mut attn.query_key_value,
+                ),
+                ("attention.dense", &[O], &mut attn.dense),
+                ("mlp.dense_h_to_4h", &[Up], &mut mlp.dense_h_to_4h),
+                ("mlp.dense_4h_to_h", &[Down], &mut mlp.dense_4h_to_h),
+            ];
+            for (name, roles, layer) in sites {
+                visit(Site {
+                    path: format!("gpt_neox.layers.{index}.{name}"),
+                    roles,
+                    layer,
+                });
+            }
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use crate::{
     activation::Activation,
     attention::{attend, split_heads, AttentionBackend, AttentionMask},
     cache::{with_cache, KvCache},
+    lora::{self, LoraTarget, Site},
     norm::RmsNorm,
     rotary::{Llama3Scaling, RopeParameters, Rotary, RotaryAngles},
 };
@@ -194,17 +195,17 @@ impl LlamaConfig {
         let layers = (0..self.num_hidden_layers)
             .map(|_| LlamaLayer {
                 self_attn: LlamaAttention {
-                    q_proj: proj(d, heads * hd, qkv_bias),
-                    k_proj: proj(d, kv * hd, qkv_bias),
-                    v_proj: proj(d, kv * hd, qkv_bias),
-                    o_proj: proj(heads * hd, d, o_bias),
+                    q_proj: proj(d, heads * hd, qkv_bias).into(),
+                    k_proj: proj(d, kv * hd, qkv_bias).into(),
+                    v_proj: proj(d, kv * hd, qkv_bias).into(),
+                    o_proj: proj(heads * hd, d, o_bias).into(),
                     heads,
                     kv_heads: kv,
                 },
                 mlp: LlamaMlp {
-                    gate_proj: proj(d, self.intermediate_size, self.mlp_bias),
-                    up_proj: proj(d, self.intermediate_size, self.mlp_bias),
-                    down_proj: proj(self.intermediate_size, d, self.mlp_bias),
+                    gate_proj: proj(d, self.intermediate_size, self.mlp_bias).into(),
+                    up_proj: proj(d, self.intermediate_size, self.mlp_bias).into(),
+                    down_proj: proj(self.intermediate_size, d, self.mlp_bias).into(),
                     act: self.hidden_act,
                 },
                 input_layernorm: RmsNorm::new(d, self.rms_norm_eps, device),
@@ -259,10 +260,10 @@ pub struct LlamaLayer<B: Backend> {
 /// Grouped-query self-attention with rotary positions.
 #[derive(Module, Debug)]
 pub struct LlamaAttention<B: Backend> {
-    q_proj: Linear<B>,
-    k_proj: Linear<B>,
-    v_proj: Linear<B>,
-    o_proj: Linear<B>,
+    q_proj: lora::Linear<B>,
+    k_proj: lora::Linear<B>,
+    v_proj: lora::Linear<B>,
+    o_proj: lora::Linear<B>,
     heads: usize,
     kv_heads: usize,
 }
@@ -270,9 +271,9 @@ pub struct LlamaAttention<B: Backend> {
 /// SwiGLU MLP: `down(act(gate(x)) · up(x))`.
 #[derive(Module, Debug)]
 pub struct LlamaMlp<B: Backend> {
-    gate_proj: Linear<B>,
-    up_proj: Linear<B>,
-    down_proj: Linear<B>,
+    gate_proj: lora::Linear<B>,
+    up_proj: lora::Linear<B>,
+    down_proj: lora::Linear<B>,
     act: Activation,
 }
 
@@ -330,6 +331,30 @@ impl<B: Backend> Llama<B> {
     /// The configuration the model was built from.
     pub fn config(&self) -> &LlamaConfig {
         &self.config
+    }
+
+    /// Calls `visit` on each block's seven projections (see [`lora::Site`]).
+    pub fn visit_sites(&mut self, visit: &mut dyn FnMut(Site<'_, B>)) {
+        use LoraTarget::{Down, Gate, Up, K, O, Q, V};
+        for (index, layer) in self.model.layers.iter_mut().enumerate() {
+            let (attn, mlp) = (&mut layer.self_attn, &mut layer.mlp);
+            let sites: [(&str, &'static [LoraTarget], &mut lora::Linear<B>); 7] = [
+                ("self_attn.q_proj", &[Q], &mut attn.q_proj),
+                ("self_attn.k_proj", &[K], &mut attn.k_proj),
+                ("self_attn.v_proj", &[V], &mut attn.v_proj),
+                ("self_attn.o_proj", &[O], &mut attn.o_proj),
+                ("mlp.gate_proj", &[Gate], &mut mlp.gate_proj),
+                ("mlp.up_proj", &[Up], &mut mlp.up_proj),
+                ("mlp.down_proj", &[Down], &mut mlp.down_proj),
+            ];
+            for (name, roles, layer) in sites {
+                visit(Site {
+                    path: format!("model.layers.{index}.{name}"),
+                    roles,
+                    layer,
+                });
+            }
+        }
     }
 }
 
