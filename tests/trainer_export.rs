@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 use burn::module::AutodiffModule;
 use ropo::backend::{Selected, Training};
 use ropo::data::template::Template;
-use ropo::models::{checkpoint, weights_file::SaveDtype};
+use ropo::models::{checkpoint, peft, weights_file::SaveDtype};
 use ropo::train::{
-    reference::pair_logp_sums, trainer::TrainerConfig, trainer_output::export_model,
+    reference::pair_logp_sums,
+    trainer::TrainerConfig,
+    trainer_output::{export_model, Export},
 };
 
 fn fixtures() -> PathBuf {
@@ -61,7 +63,14 @@ fn exported_model_reloads_with_the_trained_policys_log_probs_and_the_inputs_conf
     let folder = dir.join("model");
     let dtype = config.output_dtype().unwrap();
     assert_eq!(dtype, SaveDtype::F32, "the fixture is f32");
-    export_model(&outcome.model, &config.model, &config.model, &folder, dtype).unwrap();
+    export_model(
+        &outcome.model,
+        &config.model,
+        &config.model,
+        &folder,
+        Export::Merged(dtype),
+    )
+    .unwrap();
 
     let trained = outcome.model.valid();
     let reloaded = checkpoint::load::<Selected>(&folder, &device).unwrap();
@@ -153,7 +162,7 @@ fn weights_are_saved_in_the_inputs_dtype_or_the_one_asked_for() {
         &config.model,
         &config.model,
         &folder,
-        SaveDtype::Bf16,
+        Export::Merged(SaveDtype::Bf16),
     )
     .unwrap();
     assert_eq!(checkpoint::stored_dtype(&folder).unwrap(), SaveDtype::Bf16);
@@ -173,4 +182,62 @@ fn weights_are_saved_in_the_inputs_dtype_or_the_one_asked_for() {
         gap > 0.0 && gap < 2e-2,
         "bf16 round trip moved log-probs by {gap:e}"
     );
+}
+
+#[test]
+fn a_lora_run_trains_only_its_adapters_and_exports_them_merged_or_as_peft() {
+    let config = TrainerConfig {
+        lora_rank: 4,
+        lora_dropout: 0.0,
+        lr: 1e-2,
+        ..config()
+    };
+    let data = config.prepare().unwrap();
+    let dir = scratch("lora");
+    let device = Default::default();
+    let outcome = config
+        .train::<Training>(&data, &dir.join("checkpoints"), None, &device, &mut |_| {})
+        .unwrap();
+    let trained = outcome.model.valid();
+    assert!(trained.has_adapters());
+    let input = checkpoint::load::<Selected>(&config.model, &device).unwrap();
+    let pairs = &data.train[..8];
+    let in_memory = pair_logp_sums(&trained, pairs, &device).unwrap();
+    let base = pair_logp_sums(&trained.without_adapters(), pairs, &device).unwrap();
+    let before = pair_logp_sums(&input, pairs, &device).unwrap();
+    assert_eq!(base, before, "the base weights must stay frozen");
+    let moved = relative_gap(&before, &in_memory);
+    assert!(moved > 1e-4, "training changed log-probs by only {moved:e}");
+
+    let merged = dir.join("merged");
+    let dtype = Export::Merged(config.output_dtype().unwrap());
+    export_model(&outcome.model, &config.model, &config.model, &merged, dtype).unwrap();
+    let reloaded = checkpoint::load::<Selected>(&merged, &device).unwrap();
+    assert!(!reloaded.has_adapters());
+    let gap = relative_gap(
+        &in_memory,
+        &pair_logp_sums(&reloaded, pairs, &device).unwrap(),
+    );
+    assert!(gap <= 1e-5, "the merged export differs by {gap:e} relative");
+
+    let lora = config.lora().unwrap();
+    let adapter = dir.join("adapter");
+    let export = Export::Adapter(&lora);
+    export_model(
+        &outcome.model,
+        &config.model,
+        &config.model,
+        &adapter,
+        export,
+    )
+    .unwrap();
+    assert!(adapter.join("tokenizer.json").is_file());
+    assert!(!adapter.join("model.safetensors").exists());
+    let loaded = peft::load_adapter(input, &adapter).unwrap();
+    let gap = relative_gap(
+        &in_memory,
+        &pair_logp_sums(&loaded, pairs, &device).unwrap(),
+    );
+    assert!(gap <= 1e-6, "the PEFT adapter differs by {gap:e} relative");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

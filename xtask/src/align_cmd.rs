@@ -10,11 +10,12 @@ use std::{
 use clap::Args;
 use ropo::backend::Training;
 use ropo::data::template::Template;
+use ropo::models::lora::LoraTarget;
 use ropo::train::{
     loss_entry::IpoForm,
     records::Progress,
     trainer::TrainerConfig,
-    trainer_output::{export_model, write_records},
+    trainer_output::{export_model, write_records, Export},
     TrainError,
 };
 
@@ -114,6 +115,21 @@ pub struct AlignFlags {
     /// The saved weights' type: f32, f16 or bf16 (default: the input's).
     #[arg(long, help_heading = "Trainer")]
     save_dtype: Option<String>,
+    /// LoRA rank (default 0: full fine-tuning); the base is frozen and is the reference.
+    #[arg(long, help_heading = "LoRA")]
+    lora_rank: Option<usize>,
+    /// LoRA α (default: twice the rank).
+    #[arg(long, help_heading = "LoRA")]
+    lora_alpha: Option<f64>,
+    /// Dropout on the adapters' input (default 0.05).
+    #[arg(long, help_heading = "LoRA")]
+    lora_dropout: Option<f64>,
+    /// Projections to adapt, comma-separated: q,k,v,o,gate,up,down (default: all).
+    #[arg(long, help_heading = "LoRA", value_delimiter = ',')]
+    lora_targets: Option<Vec<String>>,
+    /// Write the adapter alone as a PEFT folder (OUT/model/) instead of the merged model.
+    #[arg(long, help_heading = "LoRA")]
+    save_adapter: bool,
 }
 
 /// Whether the command line or config asks for the trainer: `--model`/`--data`, or a config
@@ -200,12 +216,17 @@ pub fn run(args: &TrainArgs) -> CmdResult {
         other => other?,
     };
     let model_dir = out.join("model");
+    let lora = config.lora();
+    let export = match (&lora, config.save_adapter) {
+        (Some(lora), true) => Export::Adapter(lora),
+        _ => Export::Merged(config.output_dtype()?),
+    };
     export_model(
         &outcome.model,
         &config.model,
         &config.tokenizer_path(),
         &model_dir,
-        config.output_dtype()?,
+        export,
     )?;
     write_records(
         &out,
@@ -299,8 +320,23 @@ fn resolve(args: &TrainArgs) -> Result<TrainerConfig, Box<dyn std::error::Error>
         filter_rounds,
         filter_rho,
         resample,
-        loss
+        loss,
+        lora_rank,
+        lora_dropout
     );
+    if flags.lora_alpha.is_some() {
+        config.lora_alpha = flags.lora_alpha;
+    }
+    if let Some(names) = &flags.lora_targets {
+        config.lora_targets = names
+            .iter()
+            .map(|name| LoraTarget::parse(name))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("--lora-targets: {e}"))?;
+    }
+    if flags.save_adapter {
+        config.save_adapter = true;
+    }
     for (field, value) in [
         (&mut config.tokenizer, &flags.tokenizer),
         (&mut config.eval_data, &flags.eval_data),

@@ -1,6 +1,9 @@
 //! `cargo xtask bench`: throughput measurements (never in tests).
 
-use std::time::Instant;
+use std::{
+    path::{Path, PathBuf},
+    time::Instant,
+};
 
 use burn::tensor::{Int, Tensor, TensorData};
 use clap::{Args, Subcommand};
@@ -8,7 +11,12 @@ use ropo::backend::{Selected, Training, NAME};
 use ropo::core::{Loss, LossConfig};
 use ropo::data::TokenizedPair;
 use ropo::models::{
-    attention::AttentionMask, checkpoint, config::ModelConfig, llama::LlamaConfig, CausalLm,
+    attention::AttentionMask,
+    checkpoint,
+    config::ModelConfig,
+    llama::LlamaConfig,
+    lora::{LoraConfig, LoraTarget},
+    CausalLm,
 };
 use ropo::train::{
     optim::Trainer, reference::ReferenceLogps, schedule::LrSchedule, step::preference_step,
@@ -33,6 +41,9 @@ enum BenchKind {
     Step(ScoreBench),
     /// Tokenized pairs/s on HH helpful-base, beside Python `tokenizers` on the same texts.
     Tokenize(crate::tokenize_bench::TokenizeBench),
+    /// Peak memory of the vocabulary part of a step (head, log-softmax, targets, backward),
+    /// blocked against the whole log-softmax.
+    Vocab(crate::bench_vocab::VocabBench),
     /// One epoch of DPO on HH helpful-base with stories260K, end to end (reference pass
     /// included), beside a TRL-style PyTorch loop.
     Epoch(crate::bench_epoch::EpochBench),
@@ -51,11 +62,19 @@ struct ScoreBench {
     iters: usize,
     /// The stories260K checkpoint.
     #[arg(long, default_value = "../shared/assets/models/stories260K.bin")]
-    stories: std::path::PathBuf,
-    /// (`step` only) After each model, run `bench/torch_pref_step.py` with the same shapes
-    /// and print the ratio; the interpreter is `$ROPO_PYTHON`, else `python3`.
+    stories: PathBuf,
+    /// (`step` only) After each model, run the PyTorch reference with the same shapes
+    /// (`bench/torch_pref_step.py`, or `bench/torch_hf_step.py` on `--model`) and print the
+    /// ratio; the interpreter is `$ROPO_PYTHON`, else `python3`.
     #[arg(long)]
     vs_torch: bool,
+    /// (`step` only) A Hugging Face model folder to time instead of the two built-in models;
+    /// a folder with `config.json` alone gets random weights (`bench/make_random_model.py`).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// (`step` only) LoRA rank on every projection (0: full fine-tuning), α twice the rank.
+    #[arg(long, default_value_t = 0)]
+    lora_rank: usize,
 }
 
 #[derive(Serialize)]
@@ -78,21 +97,47 @@ pub fn run(args: &BenchArgs) -> CmdResult {
         BenchKind::Step(bench) => step(bench),
         BenchKind::Tokenize(bench) => crate::tokenize_bench::bench_tokenize(bench),
         BenchKind::Epoch(bench) => crate::bench_epoch::run(bench),
+        BenchKind::Vocab(bench) => crate::bench_vocab::run(bench),
     }
 }
 
 fn step(bench: &ScoreBench) -> CmdResult {
     let device = Default::default();
-    let stories = checkpoint::load::<Training>(&bench.stories, &device)?;
-    let llama = ModelConfig::Llama(llama_4x256()).init::<Training>(&device);
+    let models = match &bench.model {
+        Some(dir) => vec![(folder_name(dir), model_or_config(dir, &device)?)],
+        None => vec![
+            (
+                "stories260K".to_string(),
+                checkpoint::load::<Training>(&bench.stories, &device)?,
+            ),
+            (
+                "llama-4x256".to_string(),
+                ModelConfig::Llama(llama_4x256()).init::<Training>(&device),
+            ),
+        ],
+    };
     let mut results = Vec::new();
-    for (name, model) in [("stories260K", stories), ("llama-4x256", llama)] {
-        results.push(time_steps(name, model, bench)?);
+    for (name, model) in models {
+        let model = match bench.lora_rank {
+            0 => model,
+            rank => model.with_lora(&LoraConfig {
+                rank,
+                alpha: 2.0 * rank as f64,
+                dropout: 0.0,
+                targets: LoraTarget::ALL.to_vec(),
+                seed: 0,
+            })?,
+        };
+        let label = match bench.lora_rank {
+            0 => name.clone(),
+            rank => format!("{name} LoRA r{rank}"),
+        };
+        results.push(time_steps(&label, model, bench)?);
         if bench.vs_torch {
-            let torch = torch_step(name, bench)?;
+            let torch = torch_step(&name, &label, bench)?;
             let ours = results[results.len() - 1].tokens_per_s;
             println!(
-                "{name}: ropo {ours:.0} tokens/s, PyTorch {:.0} tokens/s, ratio {:.2}",
+                "{label}: ropo {ours:.0} tokens/s, PyTorch {:.0} tokens/s, ratio {:.2}",
                 torch.tokens_per_s,
                 ours / torch.tokens_per_s
             );
@@ -102,17 +147,25 @@ fn step(bench: &ScoreBench) -> CmdResult {
     print_results("DPO step", &results)
 }
 
-/// Runs the PyTorch reference step on the same shapes, on the GPU when this build computes on
-/// CUDA (else the CPU), and reads its JSON line.
-fn torch_step(name: &str, bench: &ScoreBench) -> Result<ScoreResult, Box<dyn std::error::Error>> {
+/// Runs the PyTorch reference step of model `name` on the same shapes, on the GPU when this
+/// build computes on CUDA (else the CPU), and reads its JSON line (row `label`).
+fn torch_step(
+    name: &str,
+    label: &str,
+    bench: &ScoreBench,
+) -> Result<ScoreResult, Box<dyn std::error::Error>> {
     let (device, backend) = if cfg!(feature = "cuda") {
         ("cuda", "torch cuda")
     } else {
         ("cpu", "torch cpu")
     };
+    let (script, model) = match &bench.model {
+        Some(dir) => ("bench/torch_hf_step.py", dir.display().to_string()),
+        None => ("bench/torch_pref_step.py", name.to_string()),
+    };
     let args = [
         "--model".to_string(),
-        name.into(),
+        model,
         "--batch".into(),
         bench.batch.to_string(),
         "--seq".into(),
@@ -121,11 +174,13 @@ fn torch_step(name: &str, bench: &ScoreBench) -> Result<ScoreResult, Box<dyn std
         bench.iters.to_string(),
         "--device".into(),
         device.into(),
+        "--lora-rank".into(),
+        bench.lora_rank.to_string(),
     ];
-    let line = run_python_bench("bench/torch_pref_step.py", &args)?;
+    let line = run_python_bench(script, &args)?;
     let number = |key: &str| line[key].as_f64().unwrap_or(f64::NAN);
     Ok(ScoreResult {
-        model: format!("{name} (PyTorch)"),
+        model: format!("{label} (PyTorch)"),
         backend,
         batch: bench.batch,
         seq: bench.seq,
@@ -167,9 +222,10 @@ fn time_steps(
     crate::memory::reset_peak();
     let device = Default::default();
     let prompt_len = 32.min(bench.seq / 2);
+    let ids = 500.min(model.vocab_size().saturating_sub(3)).max(1);
     let pairs: Vec<TokenizedPair> = (0..bench.batch)
         .map(|row| {
-            let token = |i: usize| ((i * 7 + row * 13) % 500) as u32 + 3;
+            let token = |i: usize| ((i * 7 + row * 13) % ids) as u32 + 3;
             TokenizedPair {
                 prompt: (0..prompt_len).map(token).collect(),
                 chosen: (prompt_len..bench.seq).map(token).collect(),
@@ -225,6 +281,32 @@ fn print_results(what: &str, results: &[ScoreResult]) -> CmdResult {
         );
     }
     Ok(())
+}
+
+/// The model in folder `dir`: its checkpoint, or random weights when the folder holds
+/// `config.json` alone.
+fn model_or_config(
+    dir: &Path,
+    device: &burn::tensor::Device<Training>,
+) -> Result<CausalLm<Training>, Box<dyn std::error::Error>> {
+    let has_weights = !dir.is_dir()
+        || std::fs::read_dir(dir)?
+            .flatten()
+            .any(|entry| entry.path().extension().is_some_and(|e| e == "safetensors"));
+    if has_weights {
+        Ok(checkpoint::load::<Training>(dir, device)?)
+    } else {
+        let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        Ok(config.init::<Training>(device))
+    }
+}
+
+/// The last component of `path`, to name its rows.
+fn folder_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// The reference shape: 4 layers, d_model 256, 8 heads, SwiGLU 4×, vocab 512.

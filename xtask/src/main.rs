@@ -25,6 +25,7 @@ fn keep_freed_memory() {
 mod align_cmd;
 mod bench;
 mod bench_epoch;
+mod bench_vocab;
 mod data_cmd;
 mod loss_cmd;
 mod memory;

@@ -59,8 +59,8 @@ impl<B: AttentionBackend> CausalLm<B> {
     }
 
     /// `log p(targets[b, t] | hidden[b, t])` through the output head, `[batch, seq]`, from
-    /// `hidden` `[batch, seq, d_model]` and `targets` `[batch, seq]`, a block of positions at a
-    /// time so that the `[batch, seq, vocab]` logits never exist whole (see [`vocab_logps`]).
+    /// `hidden` `[batch, seq, d_model]` and `targets` `[batch, seq]`, a block of vocabulary
+    /// columns at a time so that the `[batch, seq, vocab]` logits never exist whole (see [`vocab_logps`]).
     pub fn target_logps(&self, hidden: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
         let [batch, seq, width] = hidden.dims();
         let weight = match self {
@@ -72,7 +72,7 @@ impl<B: AttentionBackend> CausalLm<B> {
             hidden.reshape([batch * seq, width]),
             weight,
             targets.reshape([batch * seq]),
-            vocab_logps::block_rows(self.vocab_size()),
+            vocab_logps::block_columns(batch * seq),
         )
         .reshape([batch, seq])
     }

@@ -1,24 +1,26 @@
 //! Log-probabilities of target tokens over a large vocabulary without the whole
-//! `[rows, vocab]` logits tensor: the output head, the log-sum-exp and the pick of each target
-//! run over blocks of rows, and under automatic differentiation the backward recomputes each
-//! block's logits (see `vocab_logps/autodiff.rs`) instead of keeping logits, log-softmax and
-//! their gradients for every position at once.
+//! `[rows, vocab]` logits tensor: the output head, the log-sum-exp and the gradients run over
+//! blocks of vocabulary columns, and under automatic differentiation the backward recomputes
+//! each block's logits (see `vocab_logps/autodiff.rs`) instead of keeping logits,
+//! log-softmax and their gradients for every position at once.
 //!
 //! At 50k–150k vocabularies those tensors are the largest of a training step (`[8, 256,
-//! 50304]` floats is 412 MB per copy); here at most one block of `[rows, vocab]` exists at a
-//! time.
+//! 50304]` floats is 412 MB per copy); here at most one `[rows, columns]` block exists at a
+//! time. Blocks run over columns, not rows, so that each block's share of the head's gradient
+//! is written once (`[d_model, columns]`) rather than a whole `[d_model, vocab]` product per
+//! block being summed.
 
 mod autodiff;
 
-use burn::tensor::{backend::Backend, IndexingUpdateOp, Int, Tensor};
+use burn::tensor::{backend::Backend, Int, Tensor};
 
-/// Elements of one block's `[rows, vocab]` logits (64 MiB of f32): enough rows for the matrix
-/// products to run at full speed, few enough that the block is small beside the model.
+/// Elements of one block's `[rows, columns]` logits (64 MiB of f32): enough columns for the
+/// matrix products to run at full speed, few enough that the block is small beside the model.
 const BLOCK_ELEMENTS: usize = 1 << 24;
 
-/// Rows per block for a vocabulary of `vocab` tokens (at least one).
-pub fn block_rows(vocab: usize) -> usize {
-    (BLOCK_ELEMENTS / vocab.max(1)).max(1)
+/// Vocabulary columns per block when `rows` positions are scored (at least one).
+pub fn block_columns(rows: usize) -> usize {
+    (BLOCK_ELEMENTS / rows.max(1)).max(1)
 }
 
 /// A burn backend that scores target tokens block by block. The provided methods are built
@@ -26,8 +28,8 @@ pub fn block_rows(vocab: usize) -> usize {
 /// backward is [`VocabBackend::target_logps_backward`].
 pub trait VocabBackend: Backend {
     /// `log softmax(hidden · weight)[row, targets[row]]` for every row, `[rows]`, computed
-    /// `block` rows at a time. `hidden`: `[rows, d_model]`; `weight`: the output head
-    /// `[d_model, vocab]`; `targets`: `[rows]`.
+    /// `block` vocabulary columns at a time. `hidden`: `[rows, d_model]`; `weight`: the output
+    /// head `[d_model, vocab]`; `targets`: `[rows]`.
     fn target_logps(
         hidden: Tensor<Self, 2>,
         weight: Tensor<Self, 2>,
@@ -37,9 +39,11 @@ pub trait VocabBackend: Backend {
         target_logps_with_lse(hidden, weight, targets, block).0
     }
 
-    /// The gradients of `hidden` (`[rows, d_model]`) and `weight` (`[d_model, vocab]`) from
-    /// the gradient of the log-probs, `grad` (`[rows]`), and the forward's log-sum-exp `lse`
-    /// (`[rows]`): per block, `d logits = grad · (one_hot(target) − softmax)`.
+    /// The gradients of `hidden` (`[rows, d_model]`) and, when `weight_grad` asks (a head
+    /// that trains), of `weight` (`[d_model, vocab]`), from the gradient of the log-probs,
+    /// `grad` (`[rows]`), and the forward's log-sum-exp `lse` (`[rows]`): per block of columns,
+    /// `d logits = grad · (one_hot(target) − softmax)`.
+    #[allow(clippy::too_many_arguments)]
     fn target_logps_backward(
         hidden: Tensor<Self, 2>,
         weight: Tensor<Self, 2>,
@@ -47,46 +51,70 @@ pub trait VocabBackend: Backend {
         lse: Tensor<Self, 1>,
         grad: Tensor<Self, 1>,
         block: usize,
-    ) -> (Tensor<Self, 2>, Tensor<Self, 2>) {
-        let rows = hidden.dims()[0];
-        let mut grad_hidden = Vec::new();
-        let mut grad_weight = weight.zeros_like();
-        for start in (0..rows).step_by(block.max(1)) {
-            let len = block.min(rows - start);
-            let h = hidden.clone().narrow(0, start, len);
-            let g = grad.clone().narrow(0, start, len).unsqueeze_dim::<2>(1);
-            let target = targets.clone().narrow(0, start, len).unsqueeze_dim::<2>(1);
-            let lse = lse.clone().narrow(0, start, len).unsqueeze_dim::<2>(1);
-            let probs = (h.clone().matmul(weight.clone()) - lse).exp();
-            let grad_logits =
-                (probs * g.clone().neg()).scatter(1, target, g, IndexingUpdateOp::Add);
-            grad_hidden.push(grad_logits.clone().matmul(weight.clone().transpose()));
-            grad_weight = grad_weight + h.transpose().matmul(grad_logits);
+        weight_grad: bool,
+    ) -> (Tensor<Self, 2>, Option<Tensor<Self, 2>>) {
+        let [rows, _] = hidden.dims();
+        let vocab = weight.dims()[1];
+        let device = hidden.device();
+        let grad = grad.unsqueeze_dim::<2>(1);
+        let lse = lse.unsqueeze_dim::<2>(1);
+        let targets = targets.unsqueeze_dim::<2>(1);
+        let hidden_t = hidden.clone().transpose();
+        let mut grad_hidden = hidden.zeros_like();
+        let mut grad_weight = Vec::new();
+        for start in (0..vocab).step_by(block.max(1)) {
+            let len = block.min(vocab - start);
+            let columns = weight.clone().narrow(1, start, len);
+            let probs = (hidden.clone().matmul(columns.clone()) - lse.clone()).exp();
+            let ids = Tensor::<Self, 1, Int>::arange(start as i64..(start + len) as i64, &device)
+                .unsqueeze_dim::<2>(0)
+                .expand([rows, len]);
+            let one_hot = targets.clone().expand([rows, len]).equal(ids).float();
+            let grad_logits = (one_hot - probs) * grad.clone();
+            if weight_grad {
+                grad_weight.push(hidden_t.clone().matmul(grad_logits.clone()));
+            }
+            grad_hidden = grad_hidden + grad_logits.matmul(columns.transpose());
         }
-        (Tensor::cat(grad_hidden, 0), grad_weight)
+        (
+            grad_hidden,
+            weight_grad.then(|| Tensor::cat(grad_weight, 1)),
+        )
     }
 }
 
-/// The log-probs `[rows]` and the log-sum-exp of each row's logits `[rows]`, block by block.
+/// The log-probs `[rows]` and the log-sum-exp of each row's logits `[rows]`, the log-sum-exp
+/// accumulated over blocks of columns with a running maximum.
 pub(crate) fn target_logps_with_lse<B: Backend>(
     hidden: Tensor<B, 2>,
     weight: Tensor<B, 2>,
     targets: Tensor<B, 1, Int>,
     block: usize,
 ) -> (Tensor<B, 1>, Tensor<B, 1>) {
-    let rows = hidden.dims()[0];
-    let mut logps = Vec::new();
-    let mut lses = Vec::new();
-    for start in (0..rows).step_by(block.max(1)) {
-        let len = block.min(rows - start);
-        let logits = hidden.clone().narrow(0, start, len).matmul(weight.clone());
-        let target = targets.clone().narrow(0, start, len).unsqueeze_dim::<2>(1);
-        let top = logits.clone().max_dim(1);
-        let lse = top.clone() + (logits.clone() - top).exp().sum_dim(1).log();
-        logps.push((logits.gather(1, target) - lse.clone()).squeeze_dim::<1>(1));
-        lses.push(lse.squeeze_dim::<1>(1));
+    let vocab = weight.dims()[1];
+    let mut running: Option<(Tensor<B, 2>, Tensor<B, 2>)> = None;
+    for start in (0..vocab).step_by(block.max(1)) {
+        let len = block.min(vocab - start);
+        let logits = hidden.clone().matmul(weight.clone().narrow(1, start, len));
+        let block_max = logits.clone().max_dim(1);
+        running = Some(match running {
+            None => {
+                let sum = (logits - block_max.clone()).exp().sum_dim(1);
+                (block_max, sum)
+            }
+            Some((max, sum)) => {
+                let top = max.clone().max_pair(block_max);
+                let sum = sum * (max - top.clone()).exp() + (logits - top.clone()).exp().sum_dim(1);
+                (top, sum)
+            }
+        });
     }
-    (Tensor::cat(logps, 0), Tensor::cat(lses, 0))
+    let (max, sum) = running.expect("the vocabulary has at least one token");
+    let lse = (max + sum.log()).squeeze_dim::<1>(1);
+    let picked = (hidden * weight.select(1, targets).transpose())
+        .sum_dim(1)
+        .squeeze_dim::<1>(1);
+    (picked - lse.clone(), lse)
 }
 
 #[cfg(feature = "flex")]

@@ -43,6 +43,11 @@ impl Seeds {
         self.base + 2
     }
 
+    /// The initial `A` factors of LoRA adapters.
+    pub fn lora(self) -> u64 {
+        self.base + 3
+    }
+
     /// The train/held-out split of a dataset.
     pub fn split(self) -> u64 {
         self.base

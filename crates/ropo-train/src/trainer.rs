@@ -16,7 +16,13 @@ use ropo_data::{
     tokenize::{tokenize, TokenizeOptions},
     ChatPair, TokenizedPair,
 };
-use ropo_models::{attention::TrainingBackend, checkpoint, weights_file::SaveDtype, CausalLm};
+use ropo_models::{
+    attention::TrainingBackend,
+    checkpoint,
+    lora::{LoraConfig, LoraTarget},
+    weights_file::SaveDtype,
+    CausalLm,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -113,6 +119,17 @@ pub struct TrainerConfig {
     pub max_new_tokens: usize,
     /// The type the trained weights are saved in (left out: the input's).
     pub save_dtype: Option<SaveDtype>,
+    /// LoRA rank (TRL: `lora_r`; 0: full fine-tuning). With LoRA every base weight is frozen
+    /// and the reference is the same model with its adapters off.
+    pub lora_rank: usize,
+    /// LoRA's α (left out: twice the rank, as TRL's defaults 16 and 32).
+    pub lora_alpha: Option<f64>,
+    /// Dropout on the adapters' input (TRL: 0.05).
+    pub lora_dropout: f64,
+    /// The projections adapted (default: every linear layer of the blocks).
+    pub lora_targets: Vec<LoraTarget>,
+    /// Write the adapter alone as a PEFT folder instead of the merged model.
+    pub save_adapter: bool,
 }
 
 impl Default for TrainerConfig {
@@ -154,6 +171,11 @@ impl Default for TrainerConfig {
             temperature: 1.0,
             max_new_tokens: 128,
             save_dtype: None,
+            lora_rank: 0,
+            lora_alpha: None,
+            lora_dropout: 0.05,
+            lora_targets: LoraTarget::ALL.to_vec(),
+            save_adapter: false,
         }
     }
 }
@@ -248,7 +270,31 @@ impl TrainerConfig {
             return fail(format!("temperature: {} must be > 0", self.temperature));
         }
         self.loss_config()?;
+        if let Some(lora) = self.lora() {
+            lora.validate().map_err(TrainError::Config)?;
+        }
+        if self.save_adapter && self.lora_rank == 0 {
+            return fail("save_adapter: needs LoRA (lora_rank >= 1)".into());
+        }
+        if self.save_adapter && self.sft_steps > 0 {
+            return fail(
+                "save_adapter: with sft_steps the adapter would apply to the SFT model, not to \
+                 the input; export the merged model instead"
+                    .into(),
+            );
+        }
         Ok(())
+    }
+
+    /// The LoRA settings, when `lora_rank` asks for LoRA (adapters seeded from `seed`).
+    pub fn lora(&self) -> Option<LoraConfig> {
+        (self.lora_rank > 0).then(|| LoraConfig {
+            rank: self.lora_rank,
+            alpha: self.lora_alpha.unwrap_or(2.0 * self.lora_rank as f64),
+            dropout: self.lora_dropout,
+            targets: self.lora_targets.clone(),
+            seed: self.seeds().lora(),
+        })
     }
 
     /// The preference stage these settings describe, for `pairs` training pairs.
@@ -389,7 +435,11 @@ impl TrainerConfig {
     ) -> Result<TrainerOutcome<B>, TrainError> {
         self.validate()?;
         B::seed(device, self.seeds().init());
+        let lora = self.lora();
         let mut start = checkpoint::load::<B>(&self.model, device)?;
+        if let Some(lora) = &lora {
+            start = start.with_lora(lora)?;
+        }
         if self.sft_steps > 0 {
             let chosen: Vec<(&[u32], &[u32])> = data
                 .train
@@ -399,8 +449,13 @@ impl TrainerConfig {
             let stage = (self.sft_steps, self.batch, self.sft_lr);
             let order = self.seeds().sft_order();
             start = run_sft(start, &chosen, stage, 4, order, device, on_progress)?;
+            if let Some(lora) = &lora {
+                // The SFT model becomes the base: fresh adapters on it, the reference beneath.
+                start = start.merged().with_lora(lora)?;
+            }
         }
-        let reference = start.valid();
+        // With LoRA the reference shares the frozen base weights with the policy: one model.
+        let reference = start.valid().without_adapters();
         on_progress(Progress::Stage(format!(
             "reference log-probs of {} training and {} evaluation pairs",
             data.train.len(),

@@ -7,7 +7,9 @@ use std::path::Path;
 
 use burn::tensor::backend::Backend;
 use ropo_data::{ChatPair, Prompt};
-use ropo_models::{checkpoint, integrity, weights_file::SaveDtype, CausalLm};
+use ropo_models::{
+    checkpoint, integrity, lora::LoraConfig, peft, weights_file::SaveDtype, CausalLm,
+};
 use serde_json::json;
 
 use crate::{
@@ -30,28 +32,47 @@ const COPIED: [&str; 7] = [
     "tokenizer.model",
 ];
 
-/// Writes `model` as a Hugging Face folder at `dir`: `model.safetensors` (in `dtype`), the input's own
-/// `config.json` when it has one (so `architectures` and every other field stay as they were),
-/// and the tokenizer and generation files found beside the input (or in `tokenizer`).
+/// How the trained model is written.
+#[derive(Debug, Clone, Copy)]
+pub enum Export<'a> {
+    /// The whole model (LoRA adapters merged), its weights in this type.
+    Merged(SaveDtype),
+    /// The LoRA adapter alone, as a PEFT folder over the input model.
+    Adapter(&'a LoraConfig),
+}
+
+/// Writes `model` into `dir` as `export` says, beside the tokenizer and generation files found
+/// with the input (or in `tokenizer`). Merged: a Hugging Face folder, `model.safetensors` and
+/// the input's own `config.json` when it has one (so `architectures` and every other field
+/// stay as they were). Adapter: `adapter_config.json` and `adapter_model.safetensors`, which
+/// `peft.PeftModel.from_pretrained(input, dir)` loads.
 pub fn export_model<B: Backend>(
     model: &CausalLm<B>,
     input: &Path,
     tokenizer: &Path,
     dir: &Path,
-    dtype: SaveDtype,
+    export: Export<'_>,
 ) -> Result<(), TrainError> {
-    checkpoint::save(model, dir, dtype)?;
     let folder = if input.is_dir() {
         input
     } else {
         input.parent().unwrap_or(Path::new("."))
     };
-    let input_config = folder.join("config.json");
-    let is_hf = input.extension().is_none_or(|ext| ext != "bin");
-    if is_hf && input_config.is_file() {
-        let text = std::fs::read(&input_config).map_err(TrainError::io(&input_config))?;
-        integrity::write_atomic(&dir.join("config.json"), &text)?;
-        integrity::seal(dir, &["config.json".into(), "model.safetensors".into()])?;
+    match export {
+        Export::Adapter(lora) => {
+            let base = std::path::absolute(input).unwrap_or_else(|_| input.to_path_buf());
+            peft::save_adapter(model, lora, &base.display().to_string(), dir)?;
+        }
+        Export::Merged(dtype) => {
+            checkpoint::save(model, dir, dtype)?;
+            let input_config = folder.join("config.json");
+            let is_hf = input.extension().is_none_or(|ext| ext != "bin");
+            if is_hf && input_config.is_file() {
+                let text = std::fs::read(&input_config).map_err(TrainError::io(&input_config))?;
+                integrity::write_atomic(&dir.join("config.json"), &text)?;
+                integrity::seal(dir, &["config.json".into(), "model.safetensors".into()])?;
+            }
+        }
     }
     let tokenizer_folder = if tokenizer.is_dir() {
         tokenizer

@@ -40,6 +40,7 @@ impl<B: VocabBackend> Backward<B, 2> for TargetLogps {
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let grad = grads.consume::<B>(&ops.node);
         let (hidden, weight, targets, lse, block) = ops.state;
+        let [hidden_node, weight_node] = ops.parents;
         let (grad_hidden, grad_weight) = B::target_logps_backward(
             wrap(hidden),
             wrap(weight),
@@ -47,13 +48,13 @@ impl<B: VocabBackend> Backward<B, 2> for TargetLogps {
             wrap(lse),
             wrap(grad),
             block,
+            weight_node.is_some(),
         );
-        let [hidden_node, weight_node] = ops.parents;
         if let Some(node) = hidden_node {
             grads.register::<B>(node.id, unwrap(grad_hidden));
         }
-        if let Some(node) = weight_node {
-            grads.register::<B>(node.id, unwrap(grad_weight));
+        if let (Some(node), Some(grad)) = (weight_node, grad_weight) {
+            grads.register::<B>(node.id, unwrap(grad));
         }
     }
 }
