@@ -202,6 +202,15 @@ fn options_that_compare_methods_are_refused_by_the_trainer() {
         (&["--eval-split", "1.5"][..], "eval_split"),
         (&["--resample", "4"][..], "filter_rounds"),
         (&["--loss", "nope"][..], "nope"),
+        (&["--save-adapter"][..], "save_adapter: needs LoRA"),
+        (
+            &["--lora-rank", "4", "--lora-targets", "q,qkv"][..],
+            "unknown LoRA target `qkv`",
+        ),
+        (
+            &["--lora-rank", "4", "--lora-dropout", "1"][..],
+            "lora_dropout",
+        ),
     ] {
         let out = dir.join("run");
         let output = trainer(&[extra, &["--out", out.to_str().unwrap()]].concat());
