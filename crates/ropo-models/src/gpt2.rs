@@ -16,6 +16,7 @@ use crate::{
     activation::Activation,
     attention::{attend, split_heads, AttentionBackend, AttentionMask},
     cache::{with_cache, KvCache},
+    head::Head,
     lora::{Adapted, LoraAdapter, LoraTarget, Site},
     norm::LayerNorm,
 };
@@ -193,29 +194,9 @@ impl<B: Backend> Adapted<B> for Conv1D<B> {
 }
 
 impl<B: AttentionBackend> Gpt2<B> {
-    /// Next-token logits. `tokens`: `[batch, seq]`; returns `[batch, seq, vocab]`. With a cache,
-    /// `tokens` are the ones after those already cached, and the cache is extended.
-    pub fn forward(
-        &self,
-        tokens: Tensor<B, 2, Int>,
-        mask: &AttentionMask<B>,
-        cache: Option<&mut KvCache<B>>,
-    ) -> Tensor<B, 3> {
-        crate::head::logits(
-            self.hidden(tokens, mask, cache),
-            self.lm_head.as_ref(),
-            &self.transformer.wte,
-        )
-    }
-
-    /// The output head as a `[d_model, vocab]` matrix (the token embedding transposed when
-    /// tied): logits are `hidden · head_weight`.
-    pub fn head_weight(&self) -> Tensor<B, 2> {
-        crate::head::weight(self.lm_head.as_ref(), &self.transformer.wte)
-    }
-
     /// The final hidden states (after the last norm), `[batch, seq, d_model]`: what the
-    /// output head reads. Same `tokens`, `mask` and `cache` as [`Self::forward`].
+    /// output head reads. `tokens`: `[batch, seq]`; with a cache, `tokens` are the ones after
+    /// those already cached, and the cache is extended.
     pub fn hidden(
         &self,
         tokens: Tensor<B, 2, Int>,
@@ -243,6 +224,14 @@ impl<B: Backend> Gpt2<B> {
     /// The configuration the model was built from.
     pub fn config(&self) -> &Gpt2Config {
         &self.config
+    }
+
+    /// The output head: its own projection, or the token embedding when tied.
+    pub fn head(&self) -> Head<'_, B> {
+        Head {
+            projection: self.lm_head.as_ref(),
+            embedding: &self.transformer.wte,
+        }
     }
 
     /// Calls `visit` on each block's four projections (the fused `c_attn` serves q, k and v;

@@ -15,6 +15,7 @@ use crate::{
     activation::Activation,
     attention::{attend, split_heads, AttentionBackend, AttentionMask},
     cache::{with_cache, KvCache},
+    head::Head,
     lora::{self, LoraTarget, Site},
     norm::LayerNorm,
     rotary::{Llama3Scaling, RopeParameters, Rotary, RotaryAngles},
@@ -220,29 +221,9 @@ pub struct GptNeoxMlp<B: Backend> {
 }
 
 impl<B: AttentionBackend> GptNeox<B> {
-    /// Next-token logits. `tokens`: `[batch, seq]`; returns `[batch, seq, vocab]`. With a cache,
-    /// `tokens` are the ones after those already cached, and the cache is extended.
-    pub fn forward(
-        &self,
-        tokens: Tensor<B, 2, Int>,
-        mask: &AttentionMask<B>,
-        cache: Option<&mut KvCache<B>>,
-    ) -> Tensor<B, 3> {
-        crate::head::logits(
-            self.hidden(tokens, mask, cache),
-            self.embed_out.as_ref(),
-            &self.gpt_neox.embed_in,
-        )
-    }
-
-    /// The output head as a `[d_model, vocab]` matrix (the token embedding transposed when
-    /// tied): logits are `hidden · head_weight`.
-    pub fn head_weight(&self) -> Tensor<B, 2> {
-        crate::head::weight(self.embed_out.as_ref(), &self.gpt_neox.embed_in)
-    }
-
     /// The final hidden states (after the last norm), `[batch, seq, d_model]`: what the
-    /// output head reads. Same `tokens`, `mask` and `cache` as [`Self::forward`].
+    /// output head reads. `tokens`: `[batch, seq]`; with a cache, `tokens` are the ones after
+    /// those already cached, and the cache is extended.
     pub fn hidden(
         &self,
         tokens: Tensor<B, 2, Int>,
@@ -280,6 +261,14 @@ impl<B: Backend> GptNeox<B> {
     /// The configuration the model was built from.
     pub fn config(&self) -> &GptNeoxConfig {
         &self.config
+    }
+
+    /// The output head: its own projection, or the token embedding when tied.
+    pub fn head(&self) -> Head<'_, B> {
+        Head {
+            projection: self.embed_out.as_ref(),
+            embedding: &self.gpt_neox.embed_in,
+        }
     }
 
     /// Calls `visit` on each layer's four projections (the fused `query_key_value` serves q, k

@@ -6,24 +6,29 @@ use burn::{
     tensor::{backend::Backend, module::linear, Tensor},
 };
 
-/// Next-token logits of hidden states `x`: `[batch, seq, d_model]` -> `[batch, seq, vocab]`,
-/// through `head` when the model has one, else through the transposed `embedding` (tied).
-pub fn logits<B: Backend>(
-    x: Tensor<B, 3>,
-    head: Option<&Linear<B>>,
-    embedding: &Embedding<B>,
-) -> Tensor<B, 3> {
-    match head {
-        Some(head) => head.forward(x),
-        None => linear(x, embedding.weight.val().transpose(), None),
-    }
+/// A model's output head, borrowed from it.
+pub struct Head<'a, B: Backend> {
+    /// The head's own projection, absent when tied to the embedding.
+    pub projection: Option<&'a Linear<B>>,
+    /// The token embedding, `[vocab, d_model]`.
+    pub embedding: &'a Embedding<B>,
 }
 
-/// The output head as a `[d_model, vocab]` matrix: `head`'s weight (burn stores a linear layer
-/// as `[d_in, d_out]`), else the token embedding `[vocab, d_model]` transposed (tied).
-pub fn weight<B: Backend>(head: Option<&Linear<B>>, embedding: &Embedding<B>) -> Tensor<B, 2> {
-    match head {
-        Some(head) => head.weight.val(),
-        None => embedding.weight.val().transpose(),
+impl<B: Backend> Head<'_, B> {
+    /// Next-token logits of hidden states `x`: `[batch, seq, d_model]` -> `[batch, seq, vocab]`.
+    pub fn logits(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        match self.projection {
+            Some(head) => head.forward(x),
+            None => linear(x, self.embedding.weight.val().transpose(), None),
+        }
+    }
+
+    /// The head as a `[d_model, vocab]` matrix (burn stores a linear layer as `[d_in, d_out]`;
+    /// the tied embedding `[vocab, d_model]` is transposed): logits are `hidden · weight`.
+    pub fn weight(&self) -> Tensor<B, 2> {
+        match self.projection {
+            Some(head) => head.weight.val(),
+            None => self.embedding.weight.val().transpose(),
+        }
     }
 }

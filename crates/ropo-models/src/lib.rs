@@ -14,6 +14,7 @@ pub mod cache;
 pub mod checkpoint;
 pub mod config;
 mod error;
+mod float_primitive;
 mod generate;
 pub mod gpt2;
 pub mod gpt_neox;

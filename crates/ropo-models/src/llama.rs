@@ -14,6 +14,7 @@ use crate::{
     activation::Activation,
     attention::{attend, split_heads, AttentionBackend, AttentionMask},
     cache::{with_cache, KvCache},
+    head::Head,
     lora::{self, LoraTarget, Site},
     norm::RmsNorm,
     rotary::{Llama3Scaling, RopeParameters, Rotary, RotaryAngles},
@@ -278,29 +279,9 @@ pub struct LlamaMlp<B: Backend> {
 }
 
 impl<B: AttentionBackend> Llama<B> {
-    /// Next-token logits. `tokens`: `[batch, seq]`; returns `[batch, seq, vocab]`. With a cache,
-    /// `tokens` are the ones after those already cached, and the cache is extended.
-    pub fn forward(
-        &self,
-        tokens: Tensor<B, 2, Int>,
-        mask: &AttentionMask<B>,
-        cache: Option<&mut KvCache<B>>,
-    ) -> Tensor<B, 3> {
-        crate::head::logits(
-            self.hidden(tokens, mask, cache),
-            self.lm_head.as_ref(),
-            &self.model.embed_tokens,
-        )
-    }
-
-    /// The output head as a `[d_model, vocab]` matrix (the token embedding transposed when
-    /// tied): logits are `hidden · head_weight`.
-    pub fn head_weight(&self) -> Tensor<B, 2> {
-        crate::head::weight(self.lm_head.as_ref(), &self.model.embed_tokens)
-    }
-
     /// The final hidden states (after the last norm), `[batch, seq, d_model]`: what the
-    /// output head reads. Same `tokens`, `mask` and `cache` as [`Self::forward`].
+    /// output head reads. `tokens`: `[batch, seq]`; with a cache, `tokens` are the ones after
+    /// those already cached, and the cache is extended.
     pub fn hidden(
         &self,
         tokens: Tensor<B, 2, Int>,
@@ -331,6 +312,14 @@ impl<B: Backend> Llama<B> {
     /// The configuration the model was built from.
     pub fn config(&self) -> &LlamaConfig {
         &self.config
+    }
+
+    /// The output head: its own projection, or the token embedding when tied.
+    pub fn head(&self) -> Head<'_, B> {
+        Head {
+            projection: self.lm_head.as_ref(),
+            embedding: &self.model.embed_tokens,
+        }
     }
 
     /// Calls `visit` on each block's seven projections (see [`lora::Site`]).

@@ -254,35 +254,37 @@ impl<B: Backend> CausalLm<B> {
     /// `config` targets. Fails when the config is invalid or no projection matches.
     pub fn with_lora(self, config: &LoraConfig) -> Result<Self, ModelError> {
         config.validate().map_err(ModelError::InvalidInput)?;
-        self.with_adapters(config, |site| {
-            site.roles.iter().any(|role| config.targets.contains(role))
+        let mut stream = 0;
+        let targets = format!("the LoRA targets {:?}", config.targets);
+        self.with_adapters(&targets, |site, [d_in, d_out], device| {
+            stream += 1;
+            site.roles
+                .iter()
+                .any(|role| config.targets.contains(role))
+                .then(|| LoraAdapter::new(d_in, d_out, config, stream, device))
         })
     }
 
-    /// This model with every weight frozen and fresh adapters on the projections `select`
-    /// picks (how [`crate::peft`] matches PEFT's module names).
+    /// This model with every weight frozen and, on each projection (`[d_in, d_out]`, in layer
+    /// order), the adapter `make` gives it, if any. Fails, naming `targets`, when no
+    /// projection gets one.
     pub(crate) fn with_adapters(
         self,
-        config: &LoraConfig,
-        select: impl Fn(&Site<'_, B>) -> bool,
+        targets: &str,
+        mut make: impl FnMut(&Site<'_, B>, [usize; 2], &B::Device) -> Option<LoraAdapter<B>>,
     ) -> Result<Self, ModelError> {
         let mut model = self.no_grad();
-        let mut stream = 0;
         let mut adapted = 0;
         model.visit_sites(&mut |site| {
-            stream += 1;
-            if select(&site) {
-                let (weight, slot) = site.layer.parts();
-                let [d_in, d_out] = weight.val().dims();
-                let device = weight.val().device();
-                *slot = Some(LoraAdapter::new(d_in, d_out, config, stream, &device));
+            let weight = site.layer.parts().0.val();
+            if let Some(adapter) = make(&site, weight.dims(), &weight.device()) {
+                *site.layer.parts().1 = Some(adapter);
                 adapted += 1;
             }
         });
         if adapted == 0 {
             return Err(ModelError::InvalidInput(format!(
-                "no projection of this model matches the LoRA targets {:?}",
-                config.targets
+                "no projection of this model matches {targets}"
             )));
         }
         Ok(model)
@@ -323,10 +325,8 @@ impl<B: Backend> CausalLm<B> {
         model.visit_sites(&mut |site| {
             let (weight, slot) = site.layer.parts();
             if let Some(adapter) = slot.take() {
-                let delta = adapter.weight_delta().detach();
-                let merged = std::mem::replace(weight, Param::from_tensor(delta.clone()))
-                    .map(|w| w.detach() + delta);
-                *weight = merged;
+                let merged = weight.val().detach() + adapter.weight_delta().detach();
+                *weight = Param::initialized(weight.id, merged);
             }
         });
         model

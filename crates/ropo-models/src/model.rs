@@ -12,6 +12,7 @@ use crate::{
     config::ModelConfig,
     gpt2::Gpt2,
     gpt_neox::GptNeox,
+    head::Head,
     llama::Llama,
     vocab_logps,
 };
@@ -36,11 +37,7 @@ impl<B: AttentionBackend> CausalLm<B> {
         mask: &AttentionMask<B>,
         cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
-        match self {
-            Self::Gpt2(model) => model.forward(tokens, mask, cache),
-            Self::GptNeox(model) => model.forward(tokens, mask, cache),
-            Self::Llama(model) => model.forward(tokens, mask, cache),
-        }
+        self.head().logits(self.hidden(tokens, mask, cache))
     }
 
     /// The final hidden states the output head reads, `[batch, seq, d_model]`; same arguments
@@ -63,14 +60,9 @@ impl<B: AttentionBackend> CausalLm<B> {
     /// columns at a time so that the `[batch, seq, vocab]` logits never exist whole (see [`vocab_logps`]).
     pub fn target_logps(&self, hidden: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
         let [batch, seq, width] = hidden.dims();
-        let weight = match self {
-            Self::Gpt2(model) => model.head_weight(),
-            Self::GptNeox(model) => model.head_weight(),
-            Self::Llama(model) => model.head_weight(),
-        };
         B::target_logps(
             hidden.reshape([batch * seq, width]),
-            weight,
+            self.head().weight(),
             targets.reshape([batch * seq]),
             vocab_logps::block_columns(batch * seq),
         )
@@ -79,6 +71,15 @@ impl<B: AttentionBackend> CausalLm<B> {
 }
 
 impl<B: Backend> CausalLm<B> {
+    /// The output head.
+    pub fn head(&self) -> Head<'_, B> {
+        match self {
+            Self::Gpt2(model) => model.head(),
+            Self::GptNeox(model) => model.head(),
+            Self::Llama(model) => model.head(),
+        }
+    }
+
     /// The configuration the model was built from.
     pub fn config(&self) -> ModelConfig {
         match self {

@@ -185,22 +185,16 @@ pub fn load_adapter<B: Backend>(
         seed: 0,
     };
     lora.validate().map_err(bad_config)?;
-    let model = model.with_adapters(&lora, |site| {
-        targets.iter().any(|name| matches(&site.path, name))
-    })?;
     let weights_path = folder.join(WEIGHTS_FILE);
     let bytes = std::fs::read(&weights_path).map_err(ModelError::io(&weights_path))?;
     let stored = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(&weights_path, e))?;
     let mut wanted = Vec::new();
-    let mut model = model;
     let mut problems = Vec::new();
-    model.visit_sites(&mut |site| {
-        let Some(adapter) = site.layer.parts().1 else {
-            return;
-        };
-        let [d_in, rank] = adapter.a.val().dims();
-        let d_out = adapter.b.val().dims()[1];
-        let device = adapter.a.val().device();
+    let what = format!("the adapter's target_modules {targets:?}");
+    let loaded = model.with_adapters(&what, |site, [d_in, d_out], device| {
+        if !targets.iter().any(|name| matches(&site.path, name)) {
+            return None;
+        }
         let mut read = |factor: &str, shape: [usize; 2]| {
             let name = tensor_name(&site.path, factor);
             wanted.push(name.clone());
@@ -212,7 +206,7 @@ pub fn load_adapter<B: Backend>(
                         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                         .collect();
                     Some(
-                        Tensor::<B, 2>::from_data(TensorData::new(values, shape), &device)
+                        Tensor::<B, 2>::from_data(TensorData::new(values, shape), device)
                             .transpose(),
                     )
                 }
@@ -230,11 +224,18 @@ pub fn load_adapter<B: Backend>(
                 }
             }
         };
-        let (a, b) = (read("A", [rank, d_in]), read("B", [d_out, rank]));
-        if let (Some(a), Some(b)) = (a, b) {
-            *adapter = LoraAdapter::from_factors(a, b, lora.scale(), lora.dropout);
-        }
+        let (a, b) = (read("A", [lora.rank, d_in]), read("B", [d_out, lora.rank]));
+        Some(LoraAdapter::from_factors(
+            a?,
+            b?,
+            lora.scale(),
+            lora.dropout,
+        ))
     });
+    if wanted.is_empty() {
+        // No module matched: the error names the targets.
+        return loaded;
+    }
     problems.extend(
         stored
             .names()
@@ -243,7 +244,7 @@ pub fn load_adapter<B: Backend>(
             .map(|name| format!("{name} is not an adapter of this model")),
     );
     if problems.is_empty() {
-        Ok(model)
+        loaded
     } else {
         problems.sort();
         Err(ModelError::Weights {

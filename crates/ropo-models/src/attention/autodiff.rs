@@ -13,10 +13,11 @@ use burn::{
         },
         Autodiff,
     },
-    tensor::{backend::Backend, ops::FloatTensor, Tensor, TensorPrimitive},
+    tensor::{ops::FloatTensor, Tensor},
 };
 
 use super::{AttentionBackend, KeyMask};
+use crate::float_primitive::{unwrap, wrap};
 
 /// The attention node's backward step.
 #[derive(Debug)]
@@ -91,14 +92,6 @@ impl<B: AttentionBackend, C: CheckpointStrategy> AttentionBackend for Autodiff<B
                 mask,
             ))),
         };
-        Tensor::from_primitive(TensorPrimitive::Float(output))
+        wrap(output)
     }
-}
-
-fn wrap<B: Backend, const D: usize>(primitive: FloatTensor<B>) -> Tensor<B, D> {
-    Tensor::from_primitive(TensorPrimitive::Float(primitive))
-}
-
-fn unwrap<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<B> {
-    tensor.into_primitive().tensor()
 }

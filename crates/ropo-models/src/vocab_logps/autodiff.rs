@@ -13,13 +13,13 @@ use burn::{
         Autodiff,
     },
     tensor::{
-        backend::Backend,
         ops::{FloatTensor, IntTensor},
-        Int, Tensor, TensorPrimitive,
+        Int, Tensor,
     },
 };
 
 use super::{target_logps_with_lse, VocabBackend};
+use crate::float_primitive::{unwrap, wrap};
 
 /// The node's backward step.
 #[derive(Debug)]
@@ -94,14 +94,6 @@ impl<B: VocabBackend, C: CheckpointStrategy> VocabBackend for Autodiff<B, C> {
                 block,
             ))),
         };
-        Tensor::from_primitive(TensorPrimitive::Float(output))
+        wrap(output)
     }
-}
-
-fn wrap<B: Backend, const D: usize>(primitive: FloatTensor<B>) -> Tensor<B, D> {
-    Tensor::from_primitive(TensorPrimitive::Float(primitive))
-}
-
-fn unwrap<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<B> {
-    tensor.into_primitive().tensor()
 }
