@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from torch_hf_step import DTYPES, load_model, peak_rss_mib
+from torch_hf_step import DTYPES, check_args, load_model, peak_rss_mib
 
 
 def main():
@@ -34,12 +34,7 @@ def main():
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--dtype", default="f32", choices=DTYPES)
     args = parser.parse_args()
-    if args.device == "cpu" and args.dtype != "f32":
-        parser.error("--dtype on cpu must be f32")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda but torch sees no CUDA device")
-    if args.iters < 1:
-        parser.error("--iters must be at least 1")
+    check_args(parser, args)
     with contextlib.redirect_stdout(sys.stderr):  # only the result line goes to stdout
         result = run(args)
     print(json.dumps(result), flush=True)

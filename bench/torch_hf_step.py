@@ -28,6 +28,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from torch_pref_step import peak_rss_mib
 
 DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
 
@@ -39,19 +40,6 @@ LORA_TARGETS = {
     "gpt_neox": "query_key_value,dense,dense_h_to_4h,dense_4h_to_h",
     "gpt2": "c_attn,c_proj,c_fc",
 }
-
-
-def peak_rss_mib():
-    """This process's peak resident memory (Linux `VmHWM`). Not `ru_maxrss`, which after
-    fork + exec also counts the parent's pages that the child was forked with."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
 
 
 def dtype_kwarg(dtype):
@@ -96,6 +84,16 @@ def synthetic_pairs(batch, seq, vocab, device):
     return ids, mask
 
 
+def check_args(parser, args):
+    """Refuses a half dtype on the CPU, CUDA without a device, and no timed iteration."""
+    if args.device == "cpu" and args.dtype != "f32":
+        parser.error("--dtype on cpu must be f32")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda but torch sees no CUDA device")
+    if args.iters < 1:
+        parser.error("--iters must be at least 1")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", required=True, help="a Hugging Face model folder")
@@ -114,12 +112,7 @@ def main():
                         help="the device's peak TFLOP/s for --dtype, for `mfu` "
                              "(default: H100/H200 bf16 dense)")
     args = parser.parse_args()
-    if args.device == "cpu" and args.dtype != "f32":
-        parser.error("--dtype on cpu must be f32")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda but torch sees no CUDA device")
-    if args.iters < 1:
-        parser.error("--iters must be at least 1")
+    check_args(parser, args)
 
     # Libraries print banners and notices on stdout; the caller parses stdout as one JSON
     # value, so all of that goes to stderr and only the result line to stdout.
