@@ -110,6 +110,34 @@ fn a_stopped_and_resumed_run_writes_the_same_metrics_and_weights_as_an_uninterru
 }
 
 #[test]
+fn a_stopped_and_resumed_lora_run_writes_the_same_adapter_as_an_uninterrupted_one() {
+    let dir = scratch("align-lora");
+    let (whole, split) = (dir.join("whole"), dir.join("split"));
+    let common = ["--steps", "6", "--lora-rank", "4", "--save-adapter"];
+    ok(&trainer(
+        &[&common[..], &["--out", whole.to_str().unwrap()]].concat(),
+    ));
+    let stopped = &["--out", split.to_str().unwrap(), "--stop-after-steps", "3"];
+    ok(&trainer(&[&common[..], stopped].concat()));
+    let resumed = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "--quiet", "--resume"])
+        .arg(&split)
+        .output()
+        .unwrap();
+    ok(&resumed);
+    assert!(!whole.join("model/model.safetensors").exists());
+    for file in [
+        "metrics.jsonl",
+        "model/adapter_model.safetensors",
+        "model/adapter_config.json",
+        "model/tokenizer.json",
+    ] {
+        let same = read(&whole.join(file)) == read(&split.join(file));
+        assert!(same, "{file} differs between the whole and the resumed run");
+    }
+}
+
+#[test]
 fn a_run_killed_after_a_checkpoint_resumes_to_the_same_metrics_and_weights() {
     let dir = scratch("align-kill");
     let (whole, killed) = (dir.join("whole"), dir.join("killed"));

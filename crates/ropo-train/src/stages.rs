@@ -177,6 +177,12 @@ impl PreferenceRun<'_> {
         );
         let (mut history, mut curve) = (manifest.history, manifest.curve);
         for step in manifest.step..stage.steps {
+            // The backend's random stream (LoRA dropout) restarts at every step from the run's
+            // seed and the step, so a resumed run draws the masks an uninterrupted one draws.
+            B::seed(
+                device,
+                self.seed ^ (step as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
             let indices = sampler.next_batch();
             let batch: Vec<&TokenizedPair> = indices.iter().map(|i| &self.pairs[*i]).collect();
             let batch_refs: Vec<ReferenceLogps> = indices.iter().map(|i| self.refs[*i]).collect();

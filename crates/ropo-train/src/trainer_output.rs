@@ -60,7 +60,7 @@ pub fn export_model<B: Backend>(
     };
     match export {
         Export::Adapter(lora) => {
-            let base = std::path::absolute(input).unwrap_or_else(|_| input.to_path_buf());
+            let base = std::fs::canonicalize(input).map_err(TrainError::io(input))?;
             peft::save_adapter(model, lora, &base.display().to_string(), dir)?;
         }
         Export::Merged(dtype) => {
@@ -178,6 +178,16 @@ pub fn report_md(
         config.batch,
         history.len(),
     );
+    if let Some(lora) = config.lora() {
+        let targets: Vec<&str> = lora.targets.iter().map(|t| t.name()).collect();
+        out += &format!(
+            "LoRA: rank {}, α = {}, dropout {} on {} (the base frozen, and the reference).\n",
+            lora.rank,
+            lora.alpha,
+            lora.dropout,
+            targets.join(", ")
+        );
+    }
     if let (Some(first), Some(last)) = (history.first(), history.last()) {
         out += "\n| step | loss | rewards/accuracies | rewards/margins | grad_norm |\n|---|---|---|---|---|\n";
         for s in [first, last] {
