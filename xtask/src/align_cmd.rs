@@ -200,6 +200,9 @@ pub fn run(args: &TrainArgs) -> CmdResult {
                 ));
             }
             Progress::Stage(stage) => bar.suspend(|| eprintln!("{stage}")),
+            Progress::Reference { done, total } => {
+                bar.set_message(format!("reference log-probs {done}/{total} pairs"))
+            }
             Progress::Warning(warning) => bar.suspend(|| eprintln!("warning: {warning}")),
             Progress::RunStarted { .. } | Progress::RunFinished(_) => {}
         },

@@ -183,6 +183,9 @@ pub fn run(args: &TrainArgs) -> CmdResult {
         }
         Progress::Warning(warning) => bar.suspend(|| eprintln!("warning: {warning}")),
         Progress::Stage(stage) => bar.suspend(|| eprintln!("{stage}")),
+        Progress::Reference { done, total } => {
+            bar.set_message(format!("reference log-probs {done}/{total} pairs"))
+        }
         Progress::RunFinished(r) => {
             if args.quiet {
                 eprintln!(

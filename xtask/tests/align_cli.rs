@@ -138,6 +138,33 @@ fn a_stopped_and_resumed_lora_run_writes_the_same_adapter_as_an_uninterrupted_on
 }
 
 #[test]
+fn a_run_shorter_than_an_epoch_scores_the_reference_per_batch_with_the_values_of_a_full_pass() {
+    let dir = scratch("align-reference");
+    let (short, epoch) = (dir.join("short"), dir.join("epoch"));
+    let short_run = trainer(&["--steps", "2", "--out", short.to_str().unwrap()]);
+    ok(&short_run);
+    let epoch_run = trainer(&["--epochs", "1", "--out", epoch.to_str().unwrap()]);
+    ok(&epoch_run);
+    let per_batch = "computed batch by batch";
+    assert!(String::from_utf8_lossy(&short_run.stderr).contains(per_batch));
+    assert!(!String::from_utf8_lossy(&epoch_run.stderr).contains(per_batch));
+    let first_step = |run: &Path| -> serde_json::Value {
+        let text = String::from_utf8(read(&run.join("metrics.jsonl"))).unwrap();
+        serde_json::from_str(text.lines().next().unwrap()).unwrap()
+    };
+    let (a, b) = (first_step(&short), first_step(&epoch));
+    for key in [
+        "loss",
+        "rewards/chosen",
+        "rewards/rejected",
+        "rewards/margins",
+    ] {
+        let (x, y) = (a[key].as_f64().unwrap(), b[key].as_f64().unwrap());
+        assert!((x - y).abs() <= 1e-6, "{key}: per batch {x}, full pass {y}");
+    }
+}
+
+#[test]
 fn a_run_killed_after_a_checkpoint_resumes_to_the_same_metrics_and_weights() {
     let dir = scratch("align-kill");
     let (whole, killed) = (dir.join("whole"), dir.join("killed"));

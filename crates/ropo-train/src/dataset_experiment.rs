@@ -180,8 +180,8 @@ impl DatasetExperiment {
             on_progress,
         )?;
         let reference = sft.valid();
-        let train_refs = reference_logps(&reference, &train, 16, device)?;
-        let heldout_refs = reference_logps(&reference, &heldout, 16, device)?;
+        let train_refs = reference_logps(&reference, &train, 16, device, on_progress)?;
+        let heldout_refs = reference_logps(&reference, &heldout, 16, device, on_progress)?;
         let methods = self
             .losses
             .iter()

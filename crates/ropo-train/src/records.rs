@@ -156,6 +156,13 @@ pub enum Progress {
     RunFinished(RunResult),
     /// Something was recovered from and the run goes on (e.g. a corrupt checkpoint set aside).
     Warning(String),
+    /// Reference log-probs of `done` of `total` pairs are computed.
+    Reference {
+        /// Pairs scored so far.
+        done: usize,
+        /// Pairs to score.
+        total: usize,
+    },
     /// A stage without steps of its own began (e.g. computing reference log-probs).
     Stage(String),
 }

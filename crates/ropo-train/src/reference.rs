@@ -8,7 +8,7 @@ use ropo_data::{
 use ropo_models::attention::AttentionBackend;
 use ropo_models::{score_pairs, CausalLm, PairRow};
 
-use crate::TrainError;
+use crate::{records::Progress, TrainError};
 
 /// `log π_ref` of one pair's chosen and rejected responses (summed over response tokens).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -47,13 +47,15 @@ pub fn with_noise(
 }
 
 /// Scores every pair with `model`, `batch_size` pairs per forward (chosen and rejected of a
-/// batch in the same forward). Pairs are batched in order of length, so a batch holds pairs of
-/// similar prompt and response lengths and little padding; the result is in the pairs' order.
+/// batch in the same forward), reporting [`Progress::Reference`] after each batch. Pairs are
+/// batched in order of length, so a batch holds pairs of similar prompt and response lengths
+/// and little padding; the result is in the pairs' order.
 pub fn reference_logps<B: AttentionBackend>(
     model: &CausalLm<B>,
     pairs: &[TokenizedPair],
     batch_size: usize,
     device: &B::Device,
+    on_progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<ReferenceLogps>, TrainError> {
     let mut order: Vec<usize> = (0..pairs.len()).collect();
     order.sort_by_key(|&i| (pairs[i].prompt.len(), pairs[i].max_len()));
@@ -64,13 +66,50 @@ pub fn reference_logps<B: AttentionBackend>(
         };
         pairs.len()
     ];
+    let mut done = 0;
     for batch in order.chunks(batch_size.max(1)) {
         let sums = pair_logp_sums(model, batch.iter().map(|&i| &pairs[i]), device)?;
         for (&i, (chosen, rejected)) in batch.iter().zip(sums) {
             out[i] = ReferenceLogps { chosen, rejected };
         }
+        done += batch.len();
+        on_progress(Progress::Reference {
+            done,
+            total: pairs.len(),
+        });
     }
     Ok(out)
+}
+
+/// The reference log-probs of a set's pairs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PairReference {
+    /// One per pair, in the pairs' order and orientation, computed before training.
+    Table(Vec<ReferenceLogps>),
+    /// Computed by the run's reference model for each batch as training reaches it: for a run
+    /// that uses each pair at most once, which then scores no pair it never trains on. No
+    /// cache is kept, since no pair comes back.
+    PerBatch,
+}
+
+impl PairReference {
+    /// The reference log-probs of `batch` (pairs as the run sees them, at `indices` of its
+    /// set): looked up in the table, or scored with `model` in one forward.
+    pub fn of_batch<B: AttentionBackend>(
+        &self,
+        model: &CausalLm<B>,
+        batch: &[&TokenizedPair],
+        indices: &[usize],
+        device: &B::Device,
+    ) -> Result<Vec<ReferenceLogps>, TrainError> {
+        match self {
+            Self::Table(table) => Ok(indices.iter().map(|i| table[*i]).collect()),
+            Self::PerBatch => Ok(pair_logp_sums(model, batch.iter().copied(), device)?
+                .into_iter()
+                .map(|(chosen, rejected)| ReferenceLogps { chosen, rejected })
+                .collect()),
+        }
+    }
 }
 
 /// `(log π(y_w|x), log π(y_l|x))` of every pair of `chunk` under `model`, in one batch with

@@ -20,7 +20,7 @@ use crate::{
     framework::{keep_lowest_loss, resample_pairs, FilterQuality, LossHistogram, Resampling},
     loss_entry::LossEntry,
     records::{Progress, StepRecord},
-    reference::{with_noise, ReferenceLogps},
+    reference::{reference_logps, with_noise, PairReference, ReferenceLogps},
     seeds::Seeds,
     stages::{PreferenceRun, Session, Validator},
     store::{
@@ -32,12 +32,12 @@ use crate::{
 
 /// The pairs a run trains on, each with its reference log-probs and whether its label was
 /// flipped by injected noise (all `false` for pairs as read).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PreferenceSet {
     /// The pairs, as the run sees them.
     pub pairs: Vec<TokenizedPair>,
     /// `log π_ref` of each pair's chosen and rejected response, in the same orientation.
-    pub reference: Vec<ReferenceLogps>,
+    pub reference: PairReference,
     /// Whether each pair's label was flipped.
     pub flipped: Vec<bool>,
 }
@@ -48,19 +48,28 @@ impl PreferenceSet {
         let flipped = vec![false; pairs.len()];
         Self {
             pairs,
-            reference,
+            reference: PairReference::Table(reference),
             flipped,
         }
     }
 
     /// The same pairs under symmetric label noise at rate `eta` (drawn from `seed`), reference
-    /// log-probs exchanged with the labels.
+    /// log-probs exchanged with the labels (a per-batch reference scores the pairs as seen).
     pub fn with_noise(&self, eta: f64, seed: u64) -> Result<Self, TrainError> {
-        let (noisy, reference) = with_noise(&self.pairs, &self.reference, eta, seed)?;
+        let (pairs, flipped, reference) = match &self.reference {
+            PairReference::Table(table) => {
+                let (noisy, table) = with_noise(&self.pairs, table, eta, seed)?;
+                (noisy.pairs, noisy.flipped, PairReference::Table(table))
+            }
+            PairReference::PerBatch => {
+                let noisy = ropo_data::noise::symmetric(self.pairs.clone(), eta, seed)?;
+                (noisy.pairs, noisy.flipped, PairReference::PerBatch)
+            }
+        };
         Ok(Self {
-            pairs: noisy.pairs,
+            pairs,
             reference,
-            flipped: noisy.flipped,
+            flipped,
         })
     }
 }
@@ -281,15 +290,20 @@ impl<B: TrainingBackend> Run<'_, B> {
         });
         for round in state.next_round..rounds {
             let offset = round * round_stage.steps;
+            let replaced_refs;
             let (pairs, refs) = match &state.replaced {
-                Some((pairs, refs)) => (pairs.as_slice(), refs.as_slice()),
-                None => (self.set.pairs.as_slice(), self.set.reference.as_slice()),
+                Some((pairs, refs)) => {
+                    replaced_refs = PairReference::Table(refs.clone());
+                    (pairs.as_slice(), &replaced_refs)
+                }
+                None => (self.set.pairs.as_slice(), &self.set.reference),
             };
             let run = PreferenceRun {
                 stage: &round_stage,
                 loss: &self.method.loss,
                 pairs,
                 refs,
+                reference: self.reference,
                 seed: self.seeds.order(self.seed, round),
                 bucket: self.bucket,
                 eval_every: self.eval_every,
@@ -311,7 +325,7 @@ impl<B: TrainingBackend> Run<'_, B> {
                 break;
             }
             if self.method.data_step != DataStep::None {
-                let cleaned = self.clean(&policy.valid(), round, device)?;
+                let cleaned = self.clean(&policy.valid(), round, device, on_progress)?;
                 state.replaced = Some((cleaned.pairs, cleaned.reference));
                 state.rounds.push(cleaned.report);
                 state.dropped.extend(cleaned.dropped);
@@ -338,10 +352,16 @@ impl<B: TrainingBackend> Run<'_, B> {
         policy: &CausalLm<B::InnerBackend>,
         round: usize,
         device: &B::Device,
+        on_progress: &mut dyn FnMut(Progress),
     ) -> Result<Cleaned, TrainError> {
         let (set, loss) = (self.set, &self.method.loss);
-        let scaled =
-            implicit_margins(policy, &set.pairs, &set.reference, loss.beta(), 256, device)?;
+        let table = match &set.reference {
+            PairReference::Table(table) => table.clone(),
+            PairReference::PerBatch => {
+                reference_logps(self.reference, &set.pairs, 16, device, on_progress)?
+            }
+        };
+        let scaled = implicit_margins(policy, &set.pairs, &table, loss.beta(), 256, device)?;
         let margins: Vec<f64> = scaled.iter().map(|m| m / loss.beta()).collect();
         let losses = losses_of::<B::InnerBackend>(loss, &margins, device);
         let keep = keep_lowest_loss(&losses, self.rounds.rho);
@@ -356,7 +376,7 @@ impl<B: TrainingBackend> Run<'_, B> {
             .get(kept_losses.len() / 2)
             .copied()
             .unwrap_or(f64::INFINITY);
-        let kept = set.pairs.iter().zip(&set.reference).zip(&keep);
+        let kept = set.pairs.iter().zip(&table).zip(&keep);
         let (mut pairs, mut reference): (Vec<_>, Vec<_>) = kept
             .filter(|(_, k)| **k)
             .map(|((p, r), _)| (p.clone(), *r))

@@ -15,7 +15,7 @@ use crate::{
     config::PreferenceStage,
     optim::Trainer,
     records::{Progress, StepRecord},
-    reference::ReferenceLogps,
+    reference::PairReference,
     schedule::{Decay, LrSchedule},
     step::{preference_step, sft_step},
     store::checkpoint::{self, Manifest, Restored},
@@ -93,7 +93,7 @@ pub struct TrainedRun<B: TrainingBackend, P> {
 
 /// One preference run: the stage settings, the loss, the (possibly noisy) pairs with their
 /// cached reference log-probs, and where checkpoints go.
-pub struct PreferenceRun<'a> {
+pub struct PreferenceRun<'a, B: TrainingBackend> {
     /// Steps, batch size, learning rate, warmup.
     pub stage: &'a PreferenceStage,
     /// The loss.
@@ -101,7 +101,9 @@ pub struct PreferenceRun<'a> {
     /// Training pairs as the run sees them.
     pub pairs: &'a [TokenizedPair],
     /// Reference log-probs of `pairs`, in the same order and orientation.
-    pub refs: &'a [ReferenceLogps],
+    pub refs: &'a PairReference,
+    /// The frozen reference model (scores each batch for [`PairReference::PerBatch`]).
+    pub reference: &'a CausalLm<B::InnerBackend>,
     /// Seed of the batch order.
     pub seed: u64,
     /// Batches' worth of examples sorted by length together (1: no bucketing).
@@ -116,7 +118,7 @@ pub struct PreferenceRun<'a> {
     pub store: Option<&'a Path>,
 }
 
-impl PreferenceRun<'_> {
+impl<B: TrainingBackend> PreferenceRun<'_, B> {
     /// The newest intact checkpoint in the run's store, reporting any corrupt one set aside.
     fn resumable(
         &self,
@@ -134,7 +136,7 @@ impl PreferenceRun<'_> {
 
     /// Trains from `model` (or from the newest checkpoint in `store`) to `stage.steps`.
     /// `validate` is called at each validation point and may add a point to the curve.
-    pub fn train<B: TrainingBackend, P: Clone + serde::Serialize + serde::de::DeserializeOwned>(
+    pub fn train<P: Clone + serde::Serialize + serde::de::DeserializeOwned>(
         &self,
         model: CausalLm<B>,
         validate: &mut Validator<'_, B, P>,
@@ -185,7 +187,9 @@ impl PreferenceRun<'_> {
             );
             let indices = sampler.next_batch();
             let batch: Vec<&TokenizedPair> = indices.iter().map(|i| &self.pairs[*i]).collect();
-            let batch_refs: Vec<ReferenceLogps> = indices.iter().map(|i| self.refs[*i]).collect();
+            let batch_refs = self
+                .refs
+                .of_batch(self.reference, &batch, &indices, device)?;
             let started = std::time::Instant::now();
             let (next, report) = preference_step(
                 model,

@@ -185,7 +185,7 @@ mod tests {
         B::seed(&device, 3);
         let model = experiment.model_config().init::<B>(&device);
         let pairs = GoldTask::default().pairs(16, 1);
-        let refs = reference_logps(&model, &pairs, 16, &device).unwrap();
+        let refs = reference_logps(&model, &pairs, 16, &device, &mut |_| {}).unwrap();
         (model, pairs, refs)
     }
 

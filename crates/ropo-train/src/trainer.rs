@@ -31,7 +31,7 @@ use crate::{
     framework::{Resampling, Scorer},
     loss_entry::IpoForm,
     records::{EvalRecord, Progress, StepRecord},
-    reference::reference_logps,
+    reference::{reference_logps, PairReference},
     run::{DataStep, DroppedPair, Method, PreferenceSet, RoundReport, Rounds, Run},
     seeds::Seeds,
     stages::{run_sft, Session},
@@ -331,6 +331,15 @@ impl TrainerConfig {
         (steps / rounds).max(1) * rounds
     }
 
+    /// How many of `pairs` training pairs the run trains on, when that is fewer than all: a run
+    /// without filter rounds that ends within its first epoch (an epoch has ⌈pairs / batch⌉
+    /// batches) uses at most `steps × batch` pairs, each once. `None`: every pair is used.
+    pub fn pairs_used(&self, pairs: usize) -> Option<usize> {
+        let steps = self.total_steps(pairs);
+        (self.filter_rounds == 0 && steps < pairs.div_ceil(self.batch))
+            .then_some(steps * self.batch)
+    }
+
     /// The method: the loss and, with filter rounds, its data step.
     pub fn method(&self) -> Result<Method, TrainError> {
         let data_step = match (self.filter_rounds, self.resample) {
@@ -456,20 +465,39 @@ impl TrainerConfig {
         }
         // With LoRA the reference shares the frozen base weights with the policy: one model.
         let reference = start.valid().without_adapters();
-        on_progress(Progress::Stage(format!(
-            "reference log-probs of {} training and {} evaluation pairs",
-            data.train.len(),
-            data.eval.len()
-        )));
-        let train_refs = reference_logps(&reference, &data.train, 16, device)?;
-        let eval_refs = reference_logps(&reference, &data.eval, 16, device)?;
+        let stage = self.stage(data.train.len());
+        let train_refs = if let Some(used) = self.pairs_used(data.train.len()) {
+            on_progress(Progress::Stage(format!(
+                "reference log-probs: computed batch by batch (the run trains on at most {used} of {} pairs)",
+                data.train.len()
+            )));
+            PairReference::PerBatch
+        } else {
+            on_progress(Progress::Stage(format!(
+                "reference log-probs of {} training pairs",
+                data.train.len()
+            )));
+            PairReference::Table(reference_logps(
+                &reference,
+                &data.train,
+                16,
+                device,
+                on_progress,
+            )?)
+        };
+        if !data.eval.is_empty() {
+            on_progress(Progress::Stage(format!(
+                "reference log-probs of {} evaluation pairs",
+                data.eval.len()
+            )));
+        }
+        let eval_refs = reference_logps(&reference, &data.eval, 16, device, on_progress)?;
         let set = PreferenceSet {
             pairs: data.train.clone(),
             reference: train_refs,
             flipped: data.flipped.clone(),
         };
         let method = self.method()?;
-        let stage = self.stage(set.pairs.len());
         let run = Run {
             rounds: Rounds {
                 count: self.filter_rounds + 1,
