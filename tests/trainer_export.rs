@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::module::AutodiffModule;
 use ropo::backend::{Selected, Training};
 use ropo::data::template::Template;
 use ropo::models::{checkpoint, peft, weights_file::SaveDtype};
@@ -72,7 +71,7 @@ fn exported_model_reloads_with_the_trained_policys_log_probs_and_the_inputs_conf
     )
     .unwrap();
 
-    let trained = outcome.model.valid();
+    let trained = outcome.model;
     let reloaded = checkpoint::load::<Selected>(&folder, &device).unwrap();
     let input = checkpoint::load::<Selected>(&config.model, &device).unwrap();
     let pairs = &data.train[..8];
@@ -198,7 +197,7 @@ fn a_lora_run_trains_only_its_adapters_and_exports_them_merged_or_as_peft() {
     let outcome = config
         .train::<Training>(&data, &dir.join("checkpoints"), None, &device, &mut |_| {})
         .unwrap();
-    let trained = outcome.model.valid();
+    let trained = outcome.model.clone();
     assert!(trained.has_adapters());
     let input = checkpoint::load::<Selected>(&config.model, &device).unwrap();
     let pairs = &data.train[..8];

@@ -8,7 +8,7 @@ use std::{
 };
 
 use clap::Args;
-use ropo::backend::Training;
+use ropo::backend::{CheckpointedTraining, Training};
 use ropo::data::template::Template;
 use ropo::models::lora::LoraTarget;
 use ropo::train::{
@@ -20,7 +20,8 @@ use ropo::train::{
 };
 
 use crate::{
-    train_cmd::{anchor, one_line, open_run_folder, progress_bar, ScorerChoice, TrainArgs},
+    run_folder::open_run_folder,
+    train_cmd::{anchor, entry, one_line, progress_bar, ScorerChoice, TrainArgs},
     CmdResult,
 };
 
@@ -130,6 +131,12 @@ pub struct AlignFlags {
     /// Write the adapter alone as a PEFT folder (OUT/model/) instead of the merged model.
     #[arg(long, help_heading = "LoRA")]
     save_adapter: bool,
+    /// Recompute activations in the backward instead of keeping them: less memory, more time.
+    #[arg(long, help_heading = "Trainer")]
+    gradient_checkpointing: bool,
+    /// The longest line of the data files read, in bytes (default 1 MiB).
+    #[arg(long, help_heading = "Trainer")]
+    max_line_bytes: Option<usize>,
 }
 
 /// Whether the command line or config asks for the trainer: `--model`/`--data`, or a config
@@ -144,7 +151,15 @@ pub fn wanted(args: &TrainArgs, config: Option<&toml::Table>) -> bool {
 /// Runs the trainer and writes its folder.
 pub fn run(args: &TrainArgs) -> CmdResult {
     let (config, out) = match &args.resume {
-        Some(folder) => (read(&folder.join("config.toml"))?, folder.clone()),
+        Some(folder) => {
+            let stored = read(&folder.join("config.toml"))?;
+            let mut given = with_flags(stored.clone(), args)?;
+            for file in given.paths_mut() {
+                anchor(file, Path::new(""));
+            }
+            refuse_changes(folder, &stored, &given)?;
+            (stored, folder.clone())
+        }
         None => {
             let mut config = resolve(args)?;
             // Absolute, so the written config.toml resumes from any folder.
@@ -161,14 +176,7 @@ pub fn run(args: &TrainArgs) -> CmdResult {
     };
     config.validate().map_err(|e| with_source(args, e))?;
     let store = out.join("checkpoints");
-    if args.resume.is_none() && store.exists() {
-        return Err(format!(
-            "{}: already holds a run's checkpoints; continue it with --resume {0}, or choose another --out",
-            out.display()
-        )
-        .into());
-    }
-    open_run_folder(&out, &config, config.seed)?;
+    let _folder = open_run_folder(&out, &config, config.seed, entry(args))?;
     let start = Instant::now();
     let data = config.prepare()?;
     let steps = config.total_steps(data.train.len());
@@ -182,31 +190,31 @@ pub fn run(args: &TrainArgs) -> CmdResult {
     );
     let bar = progress_bar(steps as u64, args.quiet, "eta {eta} ");
     let mut done = 0u64;
-    let outcome = config.train::<Training>(
-        &data,
-        &store,
-        args.stop_after_steps,
-        &Default::default(),
-        &mut |progress| match progress {
-            Progress::Sft { step, total, loss } => {
-                bar.set_message(format!("sft {step}/{total} loss {loss:.3}"))
-            }
-            Progress::Step(s) => {
-                done += 1;
-                bar.set_position(s.step as u64);
-                bar.set_message(format!(
-                    "loss {:.4} acc {:.2} lr {:.1e} {:.0} tok/s",
-                    s.loss, s.accuracy, s.lr, s.tokens_per_s
-                ));
-            }
-            Progress::Stage(stage) => bar.suspend(|| eprintln!("{stage}")),
-            Progress::Reference { done, total } => {
-                bar.set_message(format!("reference log-probs {done}/{total} pairs"))
-            }
-            Progress::Warning(warning) => bar.suspend(|| eprintln!("warning: {warning}")),
-            Progress::RunStarted { .. } | Progress::RunFinished(_) => {}
-        },
-    );
+    let mut on_progress = |progress| match progress {
+        Progress::Sft { step, total, loss } => {
+            bar.set_message(format!("sft {step}/{total} loss {loss:.3}"))
+        }
+        Progress::Step(s) => {
+            done += 1;
+            bar.set_position(s.step as u64);
+            bar.set_message(format!(
+                "loss {:.4} acc {:.2} lr {:.1e} {:.0} tok/s",
+                s.loss, s.accuracy, s.lr, s.tokens_per_s
+            ));
+        }
+        Progress::Stage(stage) => bar.suspend(|| eprintln!("{stage}")),
+        Progress::Reference { done, total } => {
+            bar.set_message(format!("reference log-probs {done}/{total} pairs"))
+        }
+        Progress::Warning(warning) => bar.suspend(|| eprintln!("warning: {warning}")),
+        Progress::RunStarted { .. } | Progress::RunFinished(_) => {}
+    };
+    let (device, stop) = (Default::default(), args.stop_after_steps);
+    let outcome = if config.gradient_checkpointing {
+        config.train::<CheckpointedTraining>(&data, &store, stop, &device, &mut on_progress)
+    } else {
+        config.train::<Training>(&data, &store, stop, &device, &mut on_progress)
+    };
     bar.finish_and_clear();
     let outcome = match outcome {
         Err(TrainError::Stopped(steps)) => {
@@ -279,10 +287,18 @@ pub fn run(args: &TrainArgs) -> CmdResult {
 
 /// The trainer's config: `--config` (paths against its folder) or the defaults, then the flags.
 fn resolve(args: &TrainArgs) -> Result<TrainerConfig, Box<dyn std::error::Error>> {
-    let mut config = match &args.config {
+    let config = match &args.config {
         Some(path) => read(path)?,
         None => TrainerConfig::default(),
     };
+    with_flags(config, args)
+}
+
+/// `config` with the trainer flags of `args` applied over it.
+fn with_flags(
+    mut config: TrainerConfig,
+    args: &TrainArgs,
+) -> Result<TrainerConfig, Box<dyn std::error::Error>> {
     if args.losses.is_some() || args.seeds.is_some() || args.experiment.is_some() {
         return Err(
             "--losses, --seeds and --experiment compare methods; the trainer trains one \
@@ -325,7 +341,8 @@ fn resolve(args: &TrainArgs) -> Result<TrainerConfig, Box<dyn std::error::Error>
         resample,
         loss,
         lora_rank,
-        lora_dropout
+        lora_dropout,
+        max_line_bytes
     );
     if flags.lora_alpha.is_some() {
         config.lora_alpha = flags.lora_alpha;
@@ -339,6 +356,9 @@ fn resolve(args: &TrainArgs) -> Result<TrainerConfig, Box<dyn std::error::Error>
     }
     if flags.save_adapter {
         config.save_adapter = true;
+    }
+    if flags.gradient_checkpointing {
+        config.gradient_checkpointing = true;
     }
     for (field, value) in [
         (&mut config.tokenizer, &flags.tokenizer),
@@ -383,10 +403,42 @@ fn resolve(args: &TrainArgs) -> Result<TrainerConfig, Box<dyn std::error::Error>
     Ok(config)
 }
 
+/// Refuses a `--resume` whose flags change the stored run's settings, naming every field that
+/// differs: a resumed run continues with the settings it started with.
+fn refuse_changes(
+    folder: &Path,
+    stored: &TrainerConfig,
+    given: &TrainerConfig,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let (toml::Value::Table(stored), toml::Value::Table(given)) = (
+        toml::Value::try_from(stored)?,
+        toml::Value::try_from(given)?,
+    ) else {
+        return Ok(());
+    };
+    let changed: Vec<String> = given
+        .iter()
+        .filter(|(key, value)| stored.get(*key) != Some(*value))
+        .map(|(key, value)| {
+            let was = stored.get(key).map_or("unset".into(), ToString::to_string);
+            format!("{key} = {value} (the run has {was})")
+        })
+        .collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "--resume {}: a resumed run keeps the settings it started with, and these flags change \
+         them: {}; drop them, or start a new run with --out",
+        folder.display(),
+        changed.join(", ")
+    )
+    .into())
+}
+
 /// A trainer config file, its relative paths resolved against its own folder.
 fn read(path: &Path) -> Result<TrainerConfig, Box<dyn std::error::Error>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let text = ropo::models::text_file::read_settings(path)?;
     let mut config: TrainerConfig = toml::from_str(&text)
         .map_err(|e| format!("{}: {}", path.display(), one_line(&e.to_string())))?;
     let base = path.parent().unwrap_or(Path::new("."));

@@ -5,13 +5,13 @@ use std::{
     time::Instant,
 };
 
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use clap::{Args, Subcommand};
-use ropo::backend::{Selected, Training, NAME};
+use ropo::backend::{CheckpointedTraining, Selected, Training, NAME};
 use ropo::core::{Loss, LossConfig};
 use ropo::data::TokenizedPair;
 use ropo::models::{
-    attention::AttentionMask,
+    attention::{AttentionBackend, AttentionMask, TrainingBackend},
     checkpoint,
     config::ModelConfig,
     llama::LlamaConfig,
@@ -44,6 +44,11 @@ enum BenchKind {
     /// Peak memory of the vocabulary part of a step (head, log-softmax, targets, backward),
     /// blocked against the whole log-softmax.
     Vocab(crate::bench_vocab::VocabBench),
+    /// Sampling throughput with the KV cache on `--model`, beside transformers' `generate`.
+    Generate(crate::bench_generate::GenerateBench),
+    /// Peak memory and speed of a step on `--model`: full fine-tuning, LoRA, and each with
+    /// activation checkpointing, each in a process of its own.
+    Memory(crate::bench_memory::MemoryBench),
     /// One epoch of DPO on HH helpful-base with stories260K, end to end (reference pass
     /// included), beside a TRL-style PyTorch loop.
     Epoch(crate::bench_epoch::EpochBench),
@@ -75,6 +80,9 @@ struct ScoreBench {
     /// (`step` only) LoRA rank on every projection (0: full fine-tuning), α twice the rank.
     #[arg(long, default_value_t = 0)]
     lora_rank: usize,
+    /// (`step` only) Activation checkpointing, as the trainer's `--gradient-checkpointing`.
+    #[arg(long)]
+    gradient_checkpointing: bool,
 }
 
 #[derive(Serialize)]
@@ -98,21 +106,32 @@ pub fn run(args: &BenchArgs) -> CmdResult {
         BenchKind::Tokenize(bench) => crate::tokenize_bench::bench_tokenize(bench),
         BenchKind::Epoch(bench) => crate::bench_epoch::run(bench),
         BenchKind::Vocab(bench) => crate::bench_vocab::run(bench),
+        BenchKind::Memory(bench) => crate::bench_memory::run(bench),
+        BenchKind::Generate(bench) => crate::bench_generate::run(bench),
     }
 }
 
 fn step(bench: &ScoreBench) -> CmdResult {
+    if bench.gradient_checkpointing {
+        step_on::<CheckpointedTraining>(bench)
+    } else {
+        step_on::<Training>(bench)
+    }
+}
+
+/// The step benchmark on training backend `B` (with or without checkpointing).
+fn step_on<B: TrainingBackend<Device = Device<Selected>>>(bench: &ScoreBench) -> CmdResult {
     let device = Default::default();
     let models = match &bench.model {
-        Some(dir) => vec![(folder_name(dir), model_or_config(dir, &device)?)],
+        Some(dir) => vec![(folder_name(dir), model_or_config::<B>(dir, &device)?)],
         None => vec![
             (
                 "stories260K".to_string(),
-                checkpoint::load::<Training>(&bench.stories, &device)?,
+                checkpoint::load::<B>(&bench.stories, &device)?,
             ),
             (
                 "llama-4x256".to_string(),
-                ModelConfig::Llama(llama_4x256()).init::<Training>(&device),
+                ModelConfig::Llama(llama_4x256()).init::<B>(&device),
             ),
         ],
     };
@@ -128,10 +147,13 @@ fn step(bench: &ScoreBench) -> CmdResult {
                 seed: 0,
             })?,
         };
-        let label = match bench.lora_rank {
+        let mut label = match bench.lora_rank {
             0 => name.clone(),
             rank => format!("{name} LoRA r{rank}"),
         };
+        if bench.gradient_checkpointing {
+            label.push_str(" checkpointed");
+        }
         results.push(time_steps(&label, model, bench)?);
         if bench.vs_torch {
             let torch = torch_step(&name, &label, bench)?;
@@ -159,6 +181,9 @@ fn torch_step(
     } else {
         ("cpu", "torch cpu")
     };
+    if bench.gradient_checkpointing && bench.model.is_none() {
+        return Err("--gradient-checkpointing with --vs-torch needs --model (the built-in models' PyTorch script has no checkpointing)".into());
+    }
     let (script, model) = match &bench.model {
         Some(dir) => ("bench/torch_hf_step.py", dir.display().to_string()),
         None => ("bench/torch_pref_step.py", name.to_string()),
@@ -177,6 +202,11 @@ fn torch_step(
         "--lora-rank".into(),
         bench.lora_rank.to_string(),
     ];
+    let args = if bench.gradient_checkpointing {
+        [&args[..], &["--gradient-checkpointing".to_string()]].concat()
+    } else {
+        args.to_vec()
+    };
     let line = run_python_bench(script, &args)?;
     let number = |key: &str| line[key].as_f64().unwrap_or(f64::NAN);
     Ok(ScoreResult {
@@ -214,9 +244,9 @@ pub fn run_python_bench(
 }
 
 /// Times `bench.iters` DPO steps on pairs with a 32-token prompt and responses filling `seq`.
-fn time_steps(
+fn time_steps<B: TrainingBackend<Device = Device<Selected>>>(
     name: &str,
-    mut model: CausalLm<Training>,
+    mut model: CausalLm<B>,
     bench: &ScoreBench,
 ) -> Result<ScoreResult, Box<dyn std::error::Error>> {
     crate::memory::reset_peak();
@@ -285,24 +315,24 @@ fn print_results(what: &str, results: &[ScoreResult]) -> CmdResult {
 
 /// The model in folder `dir`: its checkpoint, or random weights when the folder holds
 /// `config.json` alone.
-fn model_or_config(
+pub fn model_or_config<B: AttentionBackend>(
     dir: &Path,
-    device: &burn::tensor::Device<Training>,
-) -> Result<CausalLm<Training>, Box<dyn std::error::Error>> {
+    device: &B::Device,
+) -> Result<CausalLm<B>, Box<dyn std::error::Error>> {
     let has_weights = !dir.is_dir()
         || std::fs::read_dir(dir)?
             .flatten()
             .any(|entry| entry.path().extension().is_some_and(|e| e == "safetensors"));
     if has_weights {
-        Ok(checkpoint::load::<Training>(dir, device)?)
+        Ok(checkpoint::load::<B>(dir, device)?)
     } else {
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
-        Ok(config.init::<Training>(device))
+        Ok(config.init::<B>(device))
     }
 }
 
 /// The last component of `path`, to name its rows.
-fn folder_name(path: &Path) -> String {
+pub fn folder_name(path: &Path) -> String {
     path.file_name().map_or_else(
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),

@@ -48,6 +48,9 @@ struct ReadArgs {
     /// Treat doubtful pairs (identical responses, HH rows without a shared prompt) as invalid.
     #[arg(long)]
     reject_degenerate: bool,
+    /// The longest line read, in bytes (after decompression).
+    #[arg(long, default_value_t = formats::DEFAULT_MAX_LINE_BYTES)]
+    max_line_bytes: usize,
 }
 
 impl ReadArgs {
@@ -64,6 +67,7 @@ impl ReadArgs {
             } else {
                 Degenerate::Keep
             },
+            max_line_bytes: self.max_line_bytes,
         }
     }
 }
@@ -316,6 +320,17 @@ fn write_noisy(args: &NoiseArgs) -> CmdResult {
         )
         .into());
     }
+    let flips_path = with_suffix(&args.output, ".flips.json");
+    for target in [&args.output, &flips_path] {
+        ropo::models::integrity::replaceable(target)?;
+        if same_file(target, &args.read.file) {
+            return Err(format!(
+                "{}: is the input; the noisy copy needs a path of its own",
+                target.display()
+            )
+            .into());
+        }
+    }
     let options = args.read.options();
     // Two passes keep memory constant: count, draw the mask, then copy.
     let mut counted = formats::open(&args.read.file, &options)?;
@@ -330,7 +345,6 @@ fn write_noisy(args: &NoiseArgs) -> CmdResult {
         .ok_or_else(|| format!("{}: no records", args.read.file.display()))?;
     let flipped = noise::symmetric_flips(n, args.rate, args.seed)?;
 
-    let flips_path = with_suffix(&args.output, ".flips.json");
     let copy_tmp = with_suffix(&args.output, ".tmp");
     let flips_tmp = with_suffix(&flips_path, ".tmp");
     let written = (|| -> CmdResult {
@@ -347,7 +361,8 @@ fn write_noisy(args: &NoiseArgs) -> CmdResult {
             if flip {
                 format.swap_labels(&mut record.raw);
             }
-            serde_json::to_writer(&mut out, &record.raw)?;
+            serde_json::to_writer(&mut out, &record.raw)
+                .map_err(|e| format!("{}: {e}", copy_tmp.display()))?;
             out.write_all(b"\n").map_err(io_error(&copy_tmp))?;
             source_lines.push(record.line);
         }
@@ -367,7 +382,10 @@ fn write_noisy(args: &NoiseArgs) -> CmdResult {
             flipped: flipped.clone(),
         };
         let file = File::create(&flips_tmp).map_err(io_error(&flips_tmp))?;
-        serde_json::to_writer(BufWriter::new(file), &mask)?;
+        let mut writer = BufWriter::new(file);
+        serde_json::to_writer(&mut writer, &mask)
+            .map_err(|e| format!("{}: {e}", flips_tmp.display()))?;
+        writer.flush().map_err(io_error(&flips_tmp))?;
         std::fs::rename(&copy_tmp, &args.output).map_err(io_error(&args.output))?;
         std::fs::rename(&flips_tmp, &flips_path).map_err(io_error(&flips_path))?;
         println!(
@@ -397,4 +415,12 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Box<dyn std::error::Error> {
     let path = path.to_owned();
     move |e| format!("{}: cannot write: {e}", path.display()).into()
+}
+
+/// Whether `a` and `b` name the same existing file (through links or `..` included).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }

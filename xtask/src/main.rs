@@ -25,12 +25,15 @@ fn keep_freed_memory() {
 mod align_cmd;
 mod bench;
 mod bench_epoch;
+mod bench_generate;
+mod bench_memory;
 mod bench_vocab;
 mod data_cmd;
 mod loss_cmd;
 mod memory;
 mod model_cmds;
 mod plot_losses;
+mod run_folder;
 mod tokenize_bench;
 mod train_cmd;
 

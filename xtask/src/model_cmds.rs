@@ -85,6 +85,10 @@ pub fn run_score(args: &ScoreArgs) -> CmdResult {
         logp_mean: first(scores.mean),
         n_tokens: response.len(),
     };
+    if !report.logp_sum.is_finite() {
+        let place = format!("{}: the response's log-prob", args.model.model.display());
+        return Err(ropo::models::ModelError::NonFinite(place).into());
+    }
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }

@@ -6,6 +6,7 @@ use std::{path::PathBuf, time::Instant};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use ropo::backend::Training;
+use ropo::models::text_file::read_settings;
 use ropo::train::{
     ablation_report::ablation_report,
     config::GoldExperiment,
@@ -14,13 +15,14 @@ use ropo::train::{
     loss_entry::LossEntry,
     plots::loss_histogram,
     records::Progress,
-    report::{metrics_lines, write_run_folder},
+    report::{metrics_lines, timing_lines, write_run_folder},
     store::{fault, write_atomic},
     TrainError,
 };
 
 use crate::{
     align_cmd::{self, AlignFlags},
+    run_folder::{open_run_folder, Entry},
     CmdResult,
 };
 
@@ -49,6 +51,9 @@ pub struct TrainArgs {
     /// Continue the run in this folder where it stopped (its config.toml is used as is).
     #[arg(long, conflicts_with_all = ["config", "losses", "noise", "seeds", "steps", "out"])]
     pub(crate) resume: Option<PathBuf>,
+    /// Start afresh in a run folder that holds an earlier run, removing what it holds.
+    #[arg(long, conflicts_with = "resume")]
+    pub(crate) overwrite: bool,
     /// End this session after this many preference steps (a checkpoint is written; continue
     /// with --resume).
     #[arg(long)]
@@ -137,8 +142,7 @@ pub fn run(args: &TrainArgs) -> CmdResult {
         .as_ref()
         .map(|folder| folder.join("config.toml"));
     if let Some(path) = args.config.as_ref().or(resumed.as_ref()) {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let text = read_settings(path)?;
         let table: toml::Table = toml::from_str(&text)
             .map_err(|e| format!("{}: {}", path.display(), one_line(&e.to_string())))?;
         if align_cmd::wanted(args, Some(&table)) {
@@ -160,7 +164,7 @@ pub fn run(args: &TrainArgs) -> CmdResult {
     experiment
         .validate()
         .map_err(|e| in_config(config_file(args).as_deref(), e))?;
-    open_run_folder(&out, &experiment, experiment.seed)?;
+    let _folder = open_run_folder(&out, &experiment, experiment.seed, entry(args))?;
     let runs = experiment.losses.len() * experiment.noise.len() * experiment.seeds as usize;
     let total = (experiment.sft.steps + runs * experiment.preference.steps) as u64;
     let bar = progress_bar(total, args.quiet, "");
@@ -252,7 +256,7 @@ fn run_ablation(args: &TrainArgs) -> CmdResult {
     experiment
         .validate()
         .map_err(|e| in_config(config_file(args).as_deref(), e))?;
-    open_run_folder(&out, &experiment, experiment.seed)?;
+    let _folder = open_run_folder(&out, &experiment, experiment.seed, entry(args))?;
     let framework = experiment.framework;
     let start = Instant::now();
     let runs = experiment.run_ablation::<Training>(
@@ -364,7 +368,12 @@ fn run_dataset(args: &TrainArgs, path: &std::path::Path, text: &str) -> CmdResul
     experiment
         .validate()
         .map_err(|e| in_config(Some(path), e))?;
-    open_run_folder(&args.out, &experiment, experiment.dataset.split_seed)?;
+    let _folder = open_run_folder(
+        &args.out,
+        &experiment,
+        experiment.dataset.split_seed,
+        entry(args),
+    )?;
     let start = Instant::now();
     let (counts, runs) = experiment.run::<Training>(&Default::default(), &mut |progress| {
         if let Progress::RunStarted {
@@ -386,11 +395,12 @@ fn run_dataset(args: &TrainArgs, path: &std::path::Path, text: &str) -> CmdResul
     let summary = experiment.summarise(&runs);
     let names = ropo::train::loss_entry::names(&experiment.losses);
     let table = summary.table((&names, &experiment.noise), "clean_accuracy");
-    let metrics = metrics_lines(
+    let histories = || {
         runs.iter()
-            .map(|r| (r.loss.as_str(), r.noise, r.seed, r.history.as_slice())),
-    );
-    write_atomic(&args.out.join("metrics.jsonl"), &metrics)?;
+            .map(|r| (r.loss.as_str(), r.noise, r.seed, r.history.as_slice()))
+    };
+    write_atomic(&args.out.join("metrics.jsonl"), &metrics_lines(histories()))?;
+    write_atomic(&args.out.join("timing.jsonl"), &timing_lines(histories()))?;
     let summary = serde_json::json!({ "results": summary.results, "data": counts });
     write_atomic(
         &args.out.join("summary.json"),
@@ -430,10 +440,19 @@ fn resolve(args: &TrainArgs) -> Result<GoldExperiment, Box<dyn std::error::Error
 }
 
 fn read_config(path: &std::path::Path) -> Result<GoldExperiment, Box<dyn std::error::Error>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let text = read_settings(path)?;
     Ok(toml::from_str::<GoldExperiment>(&text)
         .map_err(|e| format!("{}: {}", path.display(), one_line(&e.to_string())))?)
+}
+
+/// How `args` enter their run folder: `--resume`, or fresh (`--overwrite` clearing it).
+pub(crate) fn entry(args: &TrainArgs) -> Entry {
+    match args.resume {
+        Some(_) => Entry::Resume,
+        None => Entry::Fresh {
+            overwrite: args.overwrite,
+        },
+    }
 }
 
 /// The config file the experiment comes from: the run folder's on resume, else `--config`.
@@ -450,41 +469,6 @@ fn in_config(path: Option<&std::path::Path>, error: TrainError) -> Box<dyn std::
         Some(path) => format!("{}: {error}", path.display()).into(),
         None => error.into(),
     }
-}
-
-/// Opens the run folder before any training: fails if it cannot be written, then writes the
-/// experiment as `config.toml` and what produced the numbers (seed, backend, versions) as
-/// `environment.json`.
-pub(crate) fn open_run_folder(
-    dir: &std::path::Path,
-    config: &impl serde::Serialize,
-    seed: u64,
-) -> Result<(), Box<dyn std::error::Error>> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("{}: cannot create the run folder: {e}", dir.display()))?;
-    let probe = dir.join(".write-test");
-    std::fs::write(&probe, b"ok")
-        .map_err(|e| format!("{}: the run folder is not writable: {e}", dir.display()))?;
-    std::fs::remove_file(&probe).map_err(|e| format!("{}: {e}", probe.display()))?;
-    write_atomic(&dir.join("config.toml"), &toml::to_string_pretty(config)?)?;
-    let libraries: serde_json::Map<String, serde_json::Value> = env!("ROPO_LIBRARY_VERSIONS")
-        .split(',')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(name, version)| (name.to_string(), version.into()))
-        .collect();
-    let environment = serde_json::json!({
-        "seed": seed,
-        "backend": ropo::backend::NAME,
-        "ropo": env!("CARGO_PKG_VERSION"),
-        "libraries": libraries,
-        "rustc": env!("ROPO_RUSTC_VERSION"),
-        "target": format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
-    });
-    write_atomic(
-        &dir.join("environment.json"),
-        &serde_json::to_string_pretty(&environment)?,
-    )?;
-    Ok(())
 }
 
 /// A bar of `total` steps (hidden when `quiet`): elapsed time, the bar, the position,

@@ -95,7 +95,7 @@ const CASES: &[(&str, Kind, &[&str])] = &[
     ("configs/task_zero_length.toml", Config, &["task.length = 0"]),
     ("configs/task_quality_above_one.toml", Config, &["task.sft_quality = 1.5"]),
     ("configs/task_quality_one.toml", Config, &["task.sft_quality = 1 "]),
-    ("configs/not_utf8.toml", Config, &["cannot read", "UTF-8"]),
+    ("configs/not_utf8.toml", Config, &["not UTF-8 text"]),
     ("configs/dataset_heldout_one.toml", Config, &["dataset.heldout"]),
     ("configs/dataset_bad_template.toml", Config, &["dataset.template", "alpaca"]),
     ("configs/dataset_missing_pairs.toml", Config, &["dataset.pairs", "no-such-file.jsonl"]),

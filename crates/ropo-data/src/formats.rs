@@ -76,7 +76,7 @@ pub enum Degenerate {
 }
 
 /// How to read a dataset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadOptions {
     /// The format, or `None` to detect it from the first record.
     pub format: Option<Format>,
@@ -84,6 +84,26 @@ pub struct ReadOptions {
     pub on_invalid: OnInvalid,
     /// Doubtful pairs: kept and listed, or invalid.
     pub degenerate: Degenerate,
+    /// The longest line read (bytes, after decompression): a longer one is an error naming
+    /// its line, so that a file without line breaks (a gzip of zeros, a device) cannot fill
+    /// memory, and no record is so long that tokenizing it would.
+    pub max_line_bytes: usize,
+}
+
+/// [`ReadOptions::max_line_bytes`] unless raised: 1 MiB, fifty times the longest record of
+/// the HH and Orca files in the shared assets (20,117 bytes, HH helpful-online). Tokenizing a
+/// line of this size with the GPT-2 tokenizer takes about 300 MB.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        Self {
+            format: None,
+            on_invalid: OnInvalid::default(),
+            degenerate: Degenerate::default(),
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+        }
+    }
 }
 
 /// One pair read from a dataset.

@@ -43,15 +43,21 @@ pub fn load<B: Backend>(path: &Path, device: &B::Device) -> Result<CausalLm<B>, 
     } else {
         path.parent().unwrap_or(Path::new("."))
     };
-    if integrity::is_sealed(folder) {
-        integrity::verify(folder)?;
-    }
-    let config = ModelConfig::from_file(&folder.join("config.json"))?;
     let files = if path.is_dir() {
         weight_files(folder)?
     } else {
         vec![path.to_path_buf()]
     };
+    if integrity::is_sealed(folder) {
+        let mut read = vec!["config.json".to_string()];
+        read.extend(
+            files
+                .iter()
+                .filter_map(|f| Some(f.file_name()?.to_str()?.to_string())),
+        );
+        integrity::verify_files(folder, &read)?;
+    }
+    let config = ModelConfig::from_file(&folder.join("config.json"))?;
     let mut model = config.init(device);
     apply_weights(&mut model, &files, path)?;
     Ok(model)
@@ -132,12 +138,26 @@ pub fn stored_dtype(path: &Path) -> Result<SaveDtype, ModelError> {
 fn weight_files(folder: &Path) -> Result<Vec<PathBuf>, ModelError> {
     let index = folder.join("model.safetensors.index.json");
     if index.exists() {
-        let text = std::fs::read_to_string(&index).map_err(ModelError::io(&index))?;
+        let text = crate::text_file::read_settings(&index)?;
         let parsed: ShardIndex = serde_json::from_str(&text).map_err(|e| ModelError::Config {
             path: index.clone(),
             message: e.to_string(),
         })?;
         let shards: BTreeSet<&String> = parsed.weight_map.values().collect();
+        if shards.is_empty() {
+            return Err(ModelError::Config {
+                path: index,
+                message: "weight_map maps no tensors to a file".into(),
+            });
+        }
+        if let Some(outside) = shards.iter().find(|name| !is_plain_file_name(name)) {
+            return Err(ModelError::Config {
+                path: index,
+                message: format!(
+                    "weight_map names {outside:?}; shards must be files in the index's own folder"
+                ),
+            });
+        }
         return Ok(shards.into_iter().map(|name| folder.join(name)).collect());
     }
     let single = folder.join("model.safetensors");
@@ -151,6 +171,16 @@ fn weight_files(folder: &Path) -> Result<Vec<PathBuf>, ModelError> {
             "no model.safetensors or model.safetensors.index.json in this folder",
         ),
     })
+}
+
+/// Whether `name` is one file name (no folder part, not `.` or `..`), so that joining it to a
+/// folder stays inside that folder.
+fn is_plain_file_name(name: &str) -> bool {
+    let mut parts = Path::new(name).components();
+    matches!(
+        (parts.next(), parts.next()),
+        (Some(std::path::Component::Normal(_)), None)
+    )
 }
 
 /// Loads every file into `model`, renamed by its family's
@@ -233,9 +263,13 @@ impl WeightReport {
     /// `Ok` when every parameter was loaded and nothing was left over; else one error naming
     /// the tensors.
     pub(crate) fn finish(self, checkpoint: &Path) -> Result<(), ModelError> {
-        let missing: Vec<String> = self
-            .missing
-            .unwrap_or_default()
+        let Some(missing) = self.missing else {
+            return Err(ModelError::Weights {
+                path: checkpoint.to_path_buf(),
+                details: "no weights file was read".into(),
+            });
+        };
+        let missing: Vec<String> = missing
             .into_iter()
             .filter(|name| !self.applied.contains(name))
             .collect();

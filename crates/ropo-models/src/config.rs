@@ -30,7 +30,7 @@ struct ModelType {
 impl ModelConfig {
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
-        let text = std::fs::read_to_string(path).map_err(ModelError::io(path))?;
+        let text = crate::text_file::read_settings(path)?;
         Self::from_json(&text, path)
     }
 
@@ -57,11 +57,21 @@ impl ModelConfig {
             }
         };
         config.validate().map_err(error)?;
+        config.check_fits_in_memory().map_err(error)?;
         Ok(config)
     }
 
     /// Checks the configuration can be built; the message names the field at fault.
     pub fn validate(&self) -> Result<(), String> {
+        let (name, epsilon) = match self {
+            Self::Gpt2(config) => ("layer_norm_epsilon", config.layer_norm_epsilon),
+            Self::GptNeox(config) => ("layer_norm_eps", config.layer_norm_eps),
+            Self::Llama(config) => ("rms_norm_eps", config.rms_norm_eps),
+        };
+        // A norm divides by √(variance + ε): ε ≤ 0 gives NaN or ∞ on a constant row.
+        if !(epsilon.is_finite() && epsilon > 0.0) {
+            return Err(format!("{name} ({epsilon}) must be a positive number"));
+        }
         match self {
             Self::Gpt2(config) => config.validate(),
             Self::GptNeox(config) => config.validate(),

@@ -49,6 +49,11 @@ pub enum ModelError {
     /// A request the model cannot serve (an empty batch, a token id outside the vocabulary, ...).
     #[error("{0}")]
     InvalidInput(String),
+    /// The model computed NaN or infinity where a number was due; the message says where.
+    #[error(
+        "{0}: not finite (NaN or ∞); the model's weights or config hold a value that overflows"
+    )]
+    NonFinite(String),
 }
 
 impl ModelError {

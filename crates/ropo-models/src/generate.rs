@@ -78,7 +78,14 @@ pub fn generate<B: AttentionBackend>(
             let token = if done[row] {
                 None
             } else {
-                let token = pick(&logits[row * vocab..(row + 1) * vocab], sampling, &mut rng);
+                let row_logits = &logits[row * vocab..(row + 1) * vocab];
+                if row_logits.iter().any(|l| l.is_nan() || *l == f32::INFINITY) {
+                    return Err(ModelError::NonFinite(format!(
+                        "the logits of new token {} of prompt {row}",
+                        outputs[row].len() + 1
+                    )));
+                }
+                let token = pick(row_logits, sampling, &mut rng);
                 outputs[row].push(token);
                 done[row] = sampling.stop_tokens.contains(&token);
                 Some(token)

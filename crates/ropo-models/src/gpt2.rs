@@ -76,6 +76,16 @@ impl Gpt2Config {
                 self.n_embd, self.n_head
             ));
         }
+        for (field, size) in [
+            ("vocab_size", self.vocab_size),
+            ("n_positions", self.n_positions),
+            ("n_embd", self.n_embd),
+            ("n_inner", self.inner_width()),
+        ] {
+            if size == 0 {
+                return Err(format!("{field} must be > 0"));
+            }
+        }
         if !self.scale_attn_weights || self.scale_attn_by_inverse_layer_idx {
             return Err(
                 "scale_attn_weights = false and scale_attn_by_inverse_layer_idx = true \

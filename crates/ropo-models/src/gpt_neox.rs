@@ -109,6 +109,16 @@ impl GptNeoxConfig {
                 self.hidden_size, self.num_attention_heads
             ));
         }
+        for (field, size) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ] {
+            if size == 0 {
+                return Err(format!("{field} must be > 0"));
+            }
+        }
         let rot = self.rotary_dims();
         if rot == 0 || !rot.is_multiple_of(2) {
             return Err(format!(

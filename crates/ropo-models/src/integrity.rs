@@ -39,10 +39,43 @@ pub fn is_sealed(folder: &Path) -> bool {
     folder.join(SUMS_FILE).is_file()
 }
 
-/// Checks every file listed in `folder/SHA256SUMS` against its sum. The error names the
-/// first file that is missing or whose content changed, or the sums file if it is absent or
-/// malformed.
+/// Checks a snapshot folder: `folder/SHA256SUMS` must list every file the folder holds, once
+/// each, and each must match its sum. The error names the first file that is missing,
+/// unlisted, listed twice or changed, or the sums file if it is absent or malformed.
 pub fn verify(folder: &Path) -> Result<(), ModelError> {
+    let listed = check_listed(folder)?;
+    let entries = std::fs::read_dir(folder).map_err(ModelError::io(folder))?;
+    for entry in entries {
+        let entry = entry.map_err(ModelError::io(folder))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != SUMS_FILE && !listed.contains(&name) {
+            return Err(ModelError::Corrupt {
+                path: entry.path(),
+                message: format!(
+                    "not listed in {SUMS_FILE}: the snapshot holds a file it was not sealed with"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks a model folder: every file listed in `folder/SHA256SUMS` must match its sum, and
+/// each of `required` (the files a load will read) must be listed. Other files (a tokenizer a
+/// user added) may sit beside them unlisted.
+pub fn verify_files(folder: &Path, required: &[String]) -> Result<(), ModelError> {
+    let listed = check_listed(folder)?;
+    match required.iter().find(|name| !listed.contains(*name)) {
+        Some(name) => Err(ModelError::Corrupt {
+            path: folder.join(name),
+            message: format!("not listed in {SUMS_FILE}, so its content cannot be checked"),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Checks every file `folder/SHA256SUMS` lists against its sum and returns their names.
+fn check_listed(folder: &Path) -> Result<std::collections::BTreeSet<String>, ModelError> {
     let sums_path = folder.join(SUMS_FILE);
     let text = match std::fs::read_to_string(&sums_path) {
         Ok(text) => text,
@@ -55,13 +88,23 @@ pub fn verify(folder: &Path) -> Result<(), ModelError> {
         }
         Err(e) => return Err(ModelError::io(&sums_path)(e)),
     };
+    let mut listed = std::collections::BTreeSet::new();
     for (index, line) in text.lines().enumerate() {
-        let Some((expected, name)) = line.split_once("  ") else {
-            return Err(ModelError::Corrupt {
-                path: sums_path,
-                message: format!("line {}: expected `<sha256>  <file name>`", index + 1),
-            });
+        let malformed = |message: &str| ModelError::Corrupt {
+            path: sums_path.clone(),
+            message: format!("line {}: {message}", index + 1),
         };
+        let Some((expected, name)) = line.split_once("  ") else {
+            return Err(malformed("expected `<sha256>  <file name>`"));
+        };
+        if name.contains('/') || name == ".." || name == "." || name == SUMS_FILE {
+            return Err(malformed(
+                "a sealed file is named by its plain name in the folder",
+            ));
+        }
+        if !listed.insert(name.to_string()) {
+            return Err(malformed(&format!("{name} is listed twice")));
+        }
         let path = folder.join(name);
         let found = sha256_of(&path)?;
         if found != expected {
@@ -74,12 +117,13 @@ pub fn verify(folder: &Path) -> Result<(), ModelError> {
             });
         }
     }
-    Ok(())
+    Ok(listed)
 }
 
 /// Writes `bytes` to `path` through a temporary file that is flushed to disk and then renamed
 /// into place, so `path` holds either its old content or all of the new.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+    replaceable(path)?;
     let tmp = path.with_extension("tmp");
     let mut file = File::create(&tmp).map_err(ModelError::io(&tmp))?;
     file.write_all(bytes)
@@ -87,6 +131,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
         .map_err(ModelError::io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(ModelError::io(path))?;
     sync_folder(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Checks that a file may be written at `path` by renaming a new file over it: nothing is
+/// there yet, or a regular file is (a device, folder, pipe or socket is refused, since the
+/// rename would replace it with a file).
+pub fn replaceable(path: &Path) -> Result<(), ModelError> {
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => Err(ModelError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(
+                "exists and is not a regular file (a folder, device or pipe); ropo writes only \
+                 regular files, choose another path",
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Flushes a folder's entries (files created or renamed into it) to disk.
@@ -160,6 +220,35 @@ mod tests {
             message.contains("a.bin") && message.contains("checksum mismatch"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_file_the_sums_leave_out_is_corruption_in_a_snapshot_and_required_in_a_model() {
+        let folder = sealed_folder("unlisted");
+        let sums = folder.join(SUMS_FILE);
+        let text = std::fs::read_to_string(&sums).unwrap();
+        let without_a: String = text
+            .lines()
+            .filter(|l| !l.ends_with("a.bin"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&sums, without_a).unwrap();
+        let message = verify(&folder).unwrap_err().to_string();
+        assert!(
+            message.contains("a.bin") && message.contains("not listed"),
+            "{message}"
+        );
+        verify_files(&folder, &["b.json".into()]).unwrap();
+        let message = verify_files(&folder, &["a.bin".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("a.bin") && message.contains("not listed"),
+            "{message}"
+        );
+        std::fs::write(&sums, "").unwrap();
+        let message = verify(&folder).unwrap_err().to_string();
+        assert!(message.contains("not listed"), "{message}");
     }
 
     #[test]

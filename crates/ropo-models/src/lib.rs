@@ -25,10 +25,12 @@ mod llama2c;
 mod logprobs;
 pub mod lora;
 mod model;
+pub mod model_size;
 pub mod norm;
 pub mod peft;
 pub mod rotary;
 mod shared_prompt;
+pub mod text_file;
 pub mod vocab_logps;
 pub mod weights_file;
 

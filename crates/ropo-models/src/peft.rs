@@ -154,7 +154,7 @@ pub fn load_adapter<B: Backend>(
     folder: &Path,
 ) -> Result<CausalLm<B>, ModelError> {
     let config_path = folder.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&config_path).map_err(ModelError::io(&config_path))?;
+    let text = crate::text_file::read_settings(&config_path)?;
     let bad_config = |message: String| ModelError::Config {
         path: config_path.clone(),
         message,

@@ -221,12 +221,92 @@ impl GoldExperiment {
         if self.losses.is_empty() || self.noise.is_empty() {
             return fail("losses and noise must each name at least one value".into());
         }
+        for (field, value) in [
+            ("preference.steps", self.preference.steps),
+            ("keep_checkpoints", self.keep_checkpoints),
+            ("validation", self.validation),
+        ] {
+            if value == 0 {
+                return fail(format!("{field} must be at least 1"));
+            }
+        }
+        if self.preference.warmup >= self.preference.steps {
+            return fail(format!(
+                "preference.warmup ({}) must be below preference.steps ({}): the learning rate \
+                 would never leave its warmup",
+                self.preference.warmup, self.preference.steps
+            ));
+        }
+        for (field, batch, of, pool) in [
+            (
+                "sft.batch",
+                self.sft.batch,
+                "sft.examples",
+                self.sft.examples,
+            ),
+            (
+                "preference.batch",
+                self.preference.batch,
+                "preference.pairs",
+                self.preference.pairs,
+            ),
+        ] {
+            if batch > pool {
+                return fail(format!("{field} ({batch}) must not exceed {of} ({pool})"));
+            }
+        }
+        let names = self.loss_names();
+        if let Some(name) = names
+            .iter()
+            .enumerate()
+            .find_map(|(i, n)| names[..i].contains(n).then_some(n))
+        {
+            return fail(format!("losses: {name} is named twice"));
+        }
+        if let Some(eta) = self
+            .noise
+            .iter()
+            .enumerate()
+            .find_map(|(i, e)| self.noise[..i].contains(e).then_some(e))
+        {
+            return fail(format!("noise: rate {eta} is named twice"));
+        }
         self.task
             .validate()
             .map_err(|e| TrainError::Config(format!("task.{e}")))?;
-        self.model_config()
+        let model = self.model_config();
+        model
             .validate()
-            .map_err(|e| TrainError::Config(format!("model: {e}")))
+            .map_err(|e| TrainError::Config(format!("model: {e}")))?;
+        model
+            .check_fits_in_memory()
+            .map_err(|e| TrainError::Config(format!("model: {e}")))?;
+        self.check_data_fits_in_memory()
+    }
+
+    /// Refuses sizes whose token data alone (SFT examples, preference and evaluation pairs,
+    /// 4 bytes a token) would not fit in the memory available, before any is generated.
+    fn check_data_fits_in_memory(&self) -> Result<(), TrainError> {
+        let sequences = [
+            self.sft.examples,
+            self.preference.pairs.saturating_mul(3),
+            self.eval_pairs.saturating_mul(3),
+            self.eval_prompts,
+        ]
+        .iter()
+        .fold(0u128, |sum, n| sum + *n as u128);
+        let bytes = sequences * self.task.sequence_length() as u128 * 4;
+        match ropo_models::model_size::available_bytes() {
+            Some(available) if bytes > u128::from(available) => Err(TrainError::Config(format!(
+                "sft.examples, preference.pairs, eval_pairs, eval_prompts and task.length ask for \
+                 {sequences} sequences of {} tokens, {:.1} GiB, and this machine has {:.1} GiB \
+                 available",
+                self.task.sequence_length(),
+                bytes as f64 / f64::from(1u32 << 30),
+                available as f64 / f64::from(1u32 << 30)
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// The losses' names, in table order.

@@ -26,7 +26,14 @@ pub fn write_run_folder(
     let config = toml::to_string_pretty(experiment)
         .map_err(|e| TrainError::Config(format!("cannot write the config: {e}")))?;
     write_atomic(&dir.join("config.toml"), &config)?;
-    write_atomic(&dir.join("metrics.jsonl"), &metrics_jsonl(outcome))?;
+    let runs = || {
+        outcome
+            .runs
+            .iter()
+            .map(|r| (r.loss.as_str(), r.noise, r.seed, r.history.as_slice()))
+    };
+    write_atomic(&dir.join("metrics.jsonl"), &metrics_lines(runs()))?;
+    write_atomic(&dir.join("timing.jsonl"), &timing_lines(runs()))?;
     let summary = Summary::of(experiment, outcome);
     let text = serde_json::to_string_pretty(&summary)
         .map_err(|e| TrainError::Config(format!("cannot write the summary: {e}")))?;
@@ -46,17 +53,8 @@ pub fn write_run_folder(
     Ok(summary)
 }
 
-/// One JSON line per preference step of every run, with TRL's metric names.
-fn metrics_jsonl(outcome: &ExperimentOutcome) -> String {
-    metrics_lines(
-        outcome
-            .runs
-            .iter()
-            .map(|r| (r.loss.as_str(), r.noise, r.seed, r.history.as_slice())),
-    )
-}
-
-/// `metrics.jsonl` lines of runs given as `(method, noise, seed, steps)`.
+/// `metrics.jsonl` lines of runs given as `(method, noise, seed, steps)`: what the run
+/// computed, equal byte for byte between an uninterrupted and a resumed run.
 pub fn metrics_lines<'a>(
     runs: impl Iterator<Item = (&'a str, f64, u64, &'a [StepRecord])>,
 ) -> String {
@@ -68,6 +66,24 @@ pub fn metrics_lines<'a>(
                 "loss": s.loss, "rewards/chosen": s.rewards_chosen,
                 "rewards/rejected": s.rewards_rejected, "rewards/accuracies": s.accuracy,
                 "rewards/margins": s.margin, "lr": s.lr, "grad_norm": s.grad_norm,
+            });
+            out += &line.to_string();
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// `timing.jsonl` lines of runs given as `(method, noise, seed, steps)`: each step's
+/// `tokens_per_s`, which differs from run to run and so is kept out of `metrics.jsonl`.
+pub fn timing_lines<'a>(
+    runs: impl Iterator<Item = (&'a str, f64, u64, &'a [StepRecord])>,
+) -> String {
+    let mut out = String::new();
+    for (method, noise, seed, history) in runs {
+        for s in history {
+            let line = json!({
+                "method": method, "noise": noise, "seed": seed, "step": s.step,
                 "tokens_per_s": s.tokens_per_s,
             });
             out += &line.to_string();

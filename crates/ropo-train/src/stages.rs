@@ -18,7 +18,10 @@ use crate::{
     reference::PairReference,
     schedule::{Decay, LrSchedule},
     step::{preference_step, sft_step},
-    store::checkpoint::{self, Manifest, Restored},
+    store::{
+        checkpoint::{self, Manifest, Restored},
+        snapshot,
+    },
     TrainError,
 };
 
@@ -151,24 +154,36 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
             total: stage.steps,
             decay: Decay::Cosine,
         };
-        let trainer = Trainer::new(schedule, stage.weight_decay.unwrap_or(0.0), Some(1.0));
+        let trainer = || Trainer::new(schedule, stage.weight_decay.unwrap_or(0.0), Some(1.0));
+        // A checkpoint whose checksums hold but whose files do not load is set aside, and the
+        // one before it is tried.
+        let restored = loop {
+            let Some(path) = self.resumable(on_progress)? else {
+                break None;
+            };
+            match checkpoint::load(&path, model.clone(), trainer(), device) {
+                Ok(restored) => break Some(restored),
+                Err(e) => snapshot::set_aside(&path, &e.to_string(), &mut |warning| {
+                    on_progress(Progress::Warning(format!(
+                        "{warning}; resuming from the checkpoint before it"
+                    )))
+                })?,
+            }
+        };
         let Restored {
             mut model,
             mut trainer,
             manifest,
-        } = match self.resumable(on_progress)? {
-            Some(path) => checkpoint::load(&path, model, trainer, device)?,
-            None => Restored {
-                model,
-                trainer,
-                manifest: Manifest {
-                    step: 0,
-                    cursor: BatchCursor::default(),
-                    history: Vec::with_capacity(stage.steps),
-                    curve: Vec::new(),
-                },
+        } = restored.unwrap_or_else(|| Restored {
+            model,
+            trainer: trainer(),
+            manifest: Manifest {
+                step: 0,
+                cursor: BatchCursor::default(),
+                history: Vec::with_capacity(stage.steps),
+                curve: Vec::new(),
             },
-        };
+        });
         let lengths = self.pairs.iter().map(TokenizedPair::max_len).collect();
         let mut sampler = BatchSampler::resume(
             lengths,

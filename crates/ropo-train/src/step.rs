@@ -178,6 +178,7 @@ mod tests {
     };
 
     type B = Autodiff<Flex>;
+    use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 
     fn setup() -> (CausalLm<B>, Vec<TokenizedPair>, Vec<ReferenceLogps>) {
         let experiment = GoldExperiment::default();
@@ -227,6 +228,51 @@ mod tests {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }
         assert_ne!(logps[0], token_logps(&model, &probe, &device).unwrap());
+    }
+
+    #[test]
+    fn activation_checkpointing_gives_the_same_update_as_keeping_activations() {
+        type Checkpointed = Autodiff<Flex, BalancedCheckpointing>;
+        let (model, pairs, refs) = setup();
+        let device = Default::default();
+        Checkpointed::seed(&device, 3);
+        let checkpointed = GoldExperiment::default()
+            .model_config()
+            .init::<Checkpointed>(&device);
+        let batch: Vec<&TokenizedPair> = pairs.iter().collect();
+        let loss = LossConfig::new(Loss::Ropo { alpha: 14.0 }, 0.1).unwrap();
+        let probe = [0, 3, 4, 5, 6, 2, 4, 5];
+        let before = token_logps(&model, &probe, &device).unwrap();
+        assert_eq!(before, token_logps(&checkpointed, &probe, &device).unwrap());
+        let (kept, kept_step) =
+            preference_step(model, &mut trainer(), &loss, &batch, &refs, 1, &device).unwrap();
+        let schedule = LrSchedule {
+            peak: 1e-2,
+            warmup: 0,
+            total: 10,
+            decay: Decay::Constant,
+        };
+        let mut checkpointed_trainer = Trainer::new(schedule, 0.0, Some(1.0));
+        let (recomputed, recomputed_step) = preference_step(
+            checkpointed,
+            &mut checkpointed_trainer,
+            &loss,
+            &batch,
+            &refs,
+            1,
+            &device,
+        )
+        .unwrap();
+        let (a, b) = (kept_step.optim.grad_norm, recomputed_step.optim.grad_norm);
+        assert!((a - b).abs() <= 1e-6 * a, "gradient norm {a} vs {b}");
+        let after = token_logps(&kept, &probe, &device).unwrap();
+        assert_ne!(after, before);
+        for (x, y) in after
+            .iter()
+            .zip(token_logps(&recomputed, &probe, &device).unwrap())
+        {
+            assert!((x - y).abs() <= 1e-6, "{x} vs {y}");
+        }
     }
 
     #[test]

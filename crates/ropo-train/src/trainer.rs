@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::module::AutodiffModule;
+use burn::{module::AutodiffModule, tensor::backend::Backend};
 use ropo_core::LossConfig;
 use ropo_data::{
     formats::{read_pairs, ReadOptions},
@@ -130,6 +130,11 @@ pub struct TrainerConfig {
     pub lora_targets: Vec<LoraTarget>,
     /// Write the adapter alone as a PEFT folder instead of the merged model.
     pub save_adapter: bool,
+    /// The longest line of the data files read, in bytes (a longer one is an error).
+    pub max_line_bytes: usize,
+    /// Recompute activations in the backward instead of keeping them (TRL:
+    /// `gradient_checkpointing`); the caller picks the checkpointing training backend.
+    pub gradient_checkpointing: bool,
 }
 
 impl Default for TrainerConfig {
@@ -176,6 +181,8 @@ impl Default for TrainerConfig {
             lora_dropout: 0.05,
             lora_targets: LoraTarget::ALL.to_vec(),
             save_adapter: false,
+            max_line_bytes: ropo_data::formats::DEFAULT_MAX_LINE_BYTES,
+            gradient_checkpointing: false,
         }
     }
 }
@@ -198,9 +205,9 @@ pub struct TrainerData {
     pub eos: Option<u32>,
 }
 
-/// A finished trainer run.
-pub struct TrainerOutcome<B: TrainingBackend> {
-    /// The trained policy.
+/// A finished trainer run (`B`: the backend without autodiff).
+pub struct TrainerOutcome<B: Backend> {
+    /// The trained policy, off the autodiff graph.
     pub model: CausalLm<B>,
     /// Optimiser steps in all.
     pub steps: usize,
@@ -386,14 +393,18 @@ impl TrainerConfig {
             max_prompt_length: Some(self.max_prompt_length),
             ..TokenizeOptions::new(self.template, self.max_length)
         };
-        let (records, _) = read_pairs(&self.data, &ReadOptions::default())?;
+        let read = ReadOptions {
+            max_line_bytes: self.max_line_bytes,
+            ..ReadOptions::default()
+        };
+        let (records, _) = read_pairs(&self.data, &read)?;
         let tokenized = tokenize(&records, tokenizer.as_ref(), &options)?;
         let dropped = tokenized.report.dropped.len();
         let (held, mut train) = held_out(tokenized.pairs, self.eval_split, self.seeds().split());
         train.sort_unstable_by_key(|(i, _)| *i);
         let mut eval: Vec<TokenizedPair> = held.into_iter().map(|(_, p)| p).collect();
         if let Some(path) = &self.eval_data {
-            let (eval_records, _) = read_pairs(path, &ReadOptions::default())?;
+            let (eval_records, _) = read_pairs(path, &read)?;
             eval = tokenize(&eval_records, tokenizer.as_ref(), &options)?.pairs;
         }
         let (record_index, clean): (Vec<usize>, Vec<TokenizedPair>) = train
@@ -441,7 +452,7 @@ impl TrainerConfig {
         stop_after: Option<usize>,
         device: &B::Device,
         on_progress: &mut dyn FnMut(Progress),
-    ) -> Result<TrainerOutcome<B>, TrainError> {
+    ) -> Result<TrainerOutcome<B::InnerBackend>, TrainError> {
         self.validate()?;
         B::seed(device, self.seeds().init());
         let lora = self.lora();
@@ -531,7 +542,7 @@ impl TrainerConfig {
         };
         let outcome = run.train(start, &mut evaluate, &mut session, device, on_progress)?;
         Ok(TrainerOutcome {
-            model: outcome.model,
+            model: outcome.model.valid(),
             steps: stage.steps,
             history: outcome.history,
             evals: outcome.curve,

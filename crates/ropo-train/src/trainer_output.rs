@@ -267,7 +267,8 @@ pub fn curves(
         .collect()
 }
 
-/// Writes `metrics.jsonl`, `suspect_labels.jsonl`, `report.md` and the curves into `dir`.
+/// Writes `metrics.jsonl`, `timing.jsonl`, `suspect_labels.jsonl`, `report.md` and the curves
+/// into `dir`.
 pub fn write_records(
     dir: &Path,
     config: &TrainerConfig,
@@ -280,6 +281,11 @@ pub fn write_records(
     write_atomic(
         &dir.join("metrics.jsonl"),
         &metrics_lines(history, evals, per_epoch.ceil()),
+    )?;
+    let run = [("", config.noise, config.seed, history)];
+    write_atomic(
+        &dir.join("timing.jsonl"),
+        &crate::report::timing_lines(run.into_iter()),
     )?;
     if config.filter_rounds > 0 {
         write_atomic(

@@ -2,7 +2,7 @@
 //! one line at a time, each line parsed in the file's format and checked, in constant memory.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use flate2::bufread::MultiGzDecoder;
@@ -89,8 +89,9 @@ impl PairReader {
         loop {
             self.buf.clear();
             let line = self.report.lines + 1;
-            let read = self
-                .lines
+            let limit = self.options.max_line_bytes;
+            let read = (&mut self.lines)
+                .take(limit as u64 + 1)
                 .read_until(b'\n', &mut self.buf)
                 .map_err(|source| DataError::InvalidRecord {
                     path: self.path.clone(),
@@ -100,6 +101,17 @@ impl PairReader {
                 })?;
             if read == 0 {
                 return Ok(None);
+            }
+            if read > limit && self.buf.last() != Some(&b'\n') {
+                return Err(DataError::InvalidRecord {
+                    path: self.path.clone(),
+                    line,
+                    field: None,
+                    problem: format!(
+                        "longer than {limit} bytes without a line break (not JSONL, or one \
+                         record of that size: raise the limit with --max-line-bytes)"
+                    ),
+                });
             }
             self.report.lines = line;
             // Taken out for the parse, which updates the report, and put back for the next line.

@@ -15,6 +15,7 @@ fn strict(format: Option<Format>) -> ReadOptions {
         format,
         on_invalid: OnInvalid::Error,
         degenerate: Degenerate::Reject,
+        ..ReadOptions::default()
     }
 }
 

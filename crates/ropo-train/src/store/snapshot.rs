@@ -53,12 +53,28 @@ pub fn open(
     match integrity::verify(&path) {
         Ok(()) => Ok(Some(path)),
         Err(e) => {
-            let aside = folder.join(format!("corrupt-{name}"));
-            replace_dir(&path, &aside)?;
-            warn(format!("{e}; set {name} aside as {}", aside.display()));
+            set_aside(&path, &e.to_string(), warn)?;
             Ok(None)
         }
     }
+}
+
+/// Renames the snapshot at `path` to `corrupt-NAME` beside it (replacing an older corrupt copy
+/// of the same name) and reports `reason` through `warn`: for a snapshot whose checksums hold
+/// but whose content cannot be read back.
+pub fn set_aside(
+    path: &Path,
+    reason: &str,
+    warn: &mut dyn FnMut(String),
+) -> Result<(), TrainError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let aside = path.with_file_name(format!("corrupt-{name}"));
+    replace_dir(path, &aside)?;
+    warn(format!("{reason}; set {name} aside as {}", aside.display()));
+    Ok(())
 }
 
 /// The newest snapshot `folder/{prefix}N` whose checksums hold, setting corrupt newer ones
