@@ -165,6 +165,118 @@ fn a_run_shorter_than_an_epoch_scores_the_reference_per_batch_with_the_values_of
 }
 
 #[test]
+fn a_used_run_folder_is_refused_unless_resumed_or_overwritten() {
+    let dir = scratch("align-folder");
+    let out = dir.join("run");
+    let out_arg = out.to_str().unwrap();
+    ok(&trainer(&["--steps", "2", "--out", out_arg]));
+    let again = trainer(&["--steps", "2", "--out", out_arg]);
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains("already holds")
+            && stderr.contains("--resume")
+            && stderr.contains("--overwrite"),
+        "{stderr}"
+    );
+    ok(&trainer(&["--steps", "2", "--out", out_arg, "--overwrite"]));
+    assert!(out.join("model").is_dir());
+
+    let folder = dir.join("not-a-run");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("notes.txt"), "mine").unwrap();
+    let refused = trainer(&["--out", folder.to_str().unwrap(), "--overwrite"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no config.toml"));
+    assert_eq!(std::fs::read(folder.join("notes.txt")).unwrap(), b"mine");
+}
+
+#[test]
+fn a_folder_another_run_holds_is_refused_at_once() {
+    let dir = scratch("align-lock");
+    let out = dir.join("run");
+    std::fs::create_dir_all(&out).unwrap();
+    let lock = std::fs::File::create(out.join(".lock")).unwrap();
+    lock.try_lock().unwrap();
+    let second = trainer(&["--steps", "2", "--out", out.to_str().unwrap()]);
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("another ropo run is writing"), "{stderr}");
+    drop(lock);
+    ok(&trainer(&["--steps", "2", "--out", out.to_str().unwrap()]));
+}
+
+#[test]
+fn resume_refuses_flags_that_change_the_stored_settings() {
+    let dir = scratch("align-resume-flags");
+    let out = dir.join("run");
+    let stopped = [
+        "--steps",
+        "4",
+        "--stop-after-steps",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    ok(&trainer(&stopped));
+    let changed = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "--quiet", "--resume"])
+        .arg(&out)
+        .args(["--lr", "5e-4", "--batch", "4"])
+        .output()
+        .unwrap();
+    assert!(!changed.status.success());
+    let stderr = String::from_utf8_lossy(&changed.stderr);
+    assert!(
+        stderr.contains("lr = 0.0005 (the run has 0.001)") && !stderr.contains("batch ="),
+        "{stderr}"
+    );
+    let same = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "--quiet", "--resume"])
+        .arg(&out)
+        .args(["--batch", "4"])
+        .output()
+        .unwrap();
+    ok(&same);
+}
+
+#[test]
+fn a_checkpoint_whose_sums_hold_but_whose_weights_do_not_load_is_set_aside() {
+    let dir = scratch("align-empty-weights");
+    let (whole, split) = (dir.join("whole"), dir.join("split"));
+    let common = ["--steps", "6", "--save-every", "2"];
+    ok(&trainer(
+        &[&common[..], &["--out", whole.to_str().unwrap()]].concat(),
+    ));
+    let stopped = ["--out", split.to_str().unwrap(), "--stop-after-steps", "4"];
+    ok(&trainer(&[&common[..], &stopped[..]].concat()));
+    let checkpoint = split.join("checkpoints/step-000004");
+    std::fs::write(checkpoint.join("model.mpk"), b"").unwrap();
+    let sums = Command::new("sha256sum")
+        .current_dir(&checkpoint)
+        .args(["manifest.json", "model.mpk", "optimizer.mpk"])
+        .output()
+        .unwrap();
+    assert!(sums.status.success());
+    std::fs::write(checkpoint.join("SHA256SUMS"), sums.stdout).unwrap();
+    let resumed = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "--quiet", "--resume"])
+        .arg(&split)
+        .output()
+        .unwrap();
+    ok(&resumed);
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(
+        stderr.contains("warning:") && stderr.contains("set step-000004 aside"),
+        "{stderr}"
+    );
+    assert_eq!(
+        read(&whole.join("metrics.jsonl")),
+        read(&split.join("metrics.jsonl"))
+    );
+}
+
+#[test]
 fn a_run_killed_after_a_checkpoint_resumes_to_the_same_metrics_and_weights() {
     let dir = scratch("align-kill");
     let (whole, killed) = (dir.join("whole"), dir.join("killed"));
