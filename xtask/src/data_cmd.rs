@@ -26,7 +26,8 @@ pub struct DataArgs {
 enum DataCommand {
     /// Read a dataset and print its format, pair count, length percentiles (characters, and
     /// tokens with --tokenizer), dropped and truncated pairs with reasons, skipped records,
-    /// and doubtful rows (identical responses, HH rows without a shared prompt) by line.
+    /// and doubtful rows (identical responses, blank responses, HH rows without a shared prompt) by
+    /// line.
     Inspect(InspectArgs),
     /// Write a copy of a dataset, in its own format, with each label flipped with probability
     /// --rate, and the flip mask beside it (OUT.flips.json).
@@ -45,7 +46,8 @@ struct ReadArgs {
     /// Skip invalid records (counting them, with reasons) instead of stopping at the first.
     #[arg(long)]
     skip_invalid: bool,
-    /// Treat doubtful pairs (identical responses, HH rows without a shared prompt) as invalid.
+    /// Treat doubtful pairs (identical or blank responses, HH rows without a shared prompt) as
+    /// invalid.
     #[arg(long)]
     reject_degenerate: bool,
     /// The longest line read, in bytes (after decompression).
@@ -243,6 +245,13 @@ fn print_read_report(report: &ReadReport) {
             "identical chosen and rejected (kept): {} ({})",
             report.identical.len(),
             listed(&report.identical)
+        );
+    }
+    if !report.blank_response.is_empty() {
+        println!(
+            "a response of whitespace only (kept): {} ({})",
+            report.blank_response.len(),
+            listed(&report.blank_response)
         );
     }
     if !report.no_shared_prompt.is_empty() {

@@ -134,6 +134,11 @@ impl TrainArgs {
 
 /// Runs the experiment, writes the run folder and prints the result tables.
 pub fn run(args: &TrainArgs) -> CmdResult {
+    if args.stop_after_steps == Some(0) {
+        return Err(
+            "--stop-after-steps: must be at least 1 (leave it out to run to the end)".into(),
+        );
+    }
     if let Some(fault) = &args.fault {
         fault::plan(fault.parse()?)?;
     }
@@ -430,6 +435,7 @@ fn resolve(args: &TrainArgs) -> Result<GoldExperiment, Box<dyn std::error::Error
         Some(path) => read_config(path)?,
         None => GoldExperiment::default(),
     };
+    check_flags(args, &experiment.preference)?;
     args.override_into(
         &mut experiment.losses,
         &mut experiment.noise,
@@ -437,6 +443,31 @@ fn resolve(args: &TrainArgs) -> Result<GoldExperiment, Box<dyn std::error::Error
         &mut experiment.preference.steps,
     );
     Ok(experiment)
+}
+
+/// Checks the values of the flags that override a config, so that an error names the flag
+/// and not the config file it overrides.
+fn check_flags(
+    args: &TrainArgs,
+    preference: &ropo::train::config::PreferenceStage,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(eta) = args
+        .noise
+        .iter()
+        .flatten()
+        .find(|eta| !(0.0..0.5).contains(*eta))
+    {
+        return Err(format!("--noise: rate {eta} must be in [0, 0.5)").into());
+    }
+    for name in args.losses.iter().flatten() {
+        preference
+            .loss_of(&LossEntry::from(name.as_str()))
+            .map_err(|e| format!("--losses: {e}"))?;
+    }
+    if args.steps == Some(0) || args.seeds == Some(0) {
+        return Err("--steps and --seeds: must be at least 1".into());
+    }
+    Ok(())
 }
 
 fn read_config(path: &std::path::Path) -> Result<GoldExperiment, Box<dyn std::error::Error>> {

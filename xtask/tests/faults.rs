@@ -1,6 +1,7 @@
 //! Faults during `cargo xtask train` — SIGKILL at any point (inside a checkpoint write too), a
 //! full disk mid-run, corrupt checkpoints — and that none of them costs the run: resuming
-//! gives the same `summary.json` as a run that was never interrupted.
+//! gives the same `summary.json` and `metrics.jsonl`, byte for byte, as a run that was never
+//! interrupted.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -10,9 +11,9 @@ mod common;
 
 use common::{scratch, train, TINY};
 
-/// The tiny config with a checkpoint every 2 steps, the newest 2 kept, and the summary of
+/// The tiny config with a checkpoint every 2 steps, the newest 2 kept, and the results of
 /// its uninterrupted run.
-fn checkpointed(dir: &Path) -> (PathBuf, String) {
+fn checkpointed(dir: &Path) -> (PathBuf, Finished) {
     let config = dir.join("tiny.toml");
     std::fs::write(
         &config,
@@ -22,8 +23,23 @@ fn checkpointed(dir: &Path) -> (PathBuf, String) {
     let straight = dir.join("straight");
     let output = train(&config, &straight);
     assert!(output.status.success(), "{}", stderr(&output));
-    let summary = std::fs::read_to_string(straight.join("summary.json")).unwrap();
-    (config, summary)
+    (config, Finished::of(&straight))
+}
+
+/// What a finished run's folder must hold byte for byte however often it was interrupted.
+struct Finished {
+    summary: String,
+    metrics: String,
+}
+
+impl Finished {
+    fn of(out: &Path) -> Self {
+        let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap();
+        Self {
+            summary: read("summary.json"),
+            metrics: read("metrics.jsonl"),
+        }
+    }
 }
 
 fn stderr(output: &Output) -> String {
@@ -72,14 +88,13 @@ fn warnings(output: &Output) -> Vec<String> {
         .collect()
 }
 
-/// Resumes `out` to the end, which must give `expected` as summary; returns the warnings.
-fn resume_and_compare(out: &Path, expected: &str, what: &str) -> Vec<String> {
+/// Resumes `out` to the end, which must give `expected`'s summary and metrics; returns the
+/// warnings.
+fn resume_and_compare(out: &Path, expected: &Finished, what: &str) -> Vec<String> {
     let resumed = resume(out, &[]);
-    assert_eq!(
-        std::fs::read_to_string(out.join("summary.json")).unwrap(),
-        expected,
-        "{what}"
-    );
+    let found = Finished::of(out);
+    assert_eq!(found.summary, expected.summary, "summary.json {what}");
+    assert_eq!(found.metrics, expected.metrics, "metrics.jsonl {what}");
     warnings(&resumed)
 }
 

@@ -308,3 +308,93 @@ fn a_noisy_copy_never_replaces_its_input_or_something_that_is_not_a_file() {
     assert!(folder.is_dir());
     assert_eq!(std::fs::read(&input).unwrap(), before);
 }
+
+#[test]
+fn inputs_once_silently_accepted_are_refused_or_read_as_meant() {
+    let dir = scratch("silent");
+    let record = r#"{"prompt": "p", "chosen": "c", "rejected": "r"}"#;
+    for (name, text, expected) in [(
+        "twice.jsonl",
+        r#"{"prompt": "p", "chosen": "c", "chosen": "d", "rejected": "r"}"#,
+        r#"key "chosen" given twice"#,
+    )] {
+        let file = dir.join(name);
+        std::fs::write(&file, format!("{record}\n{text}\n")).unwrap();
+        let file = path_str(&file);
+        refused(&["data", "inspect", file], &[file, "line 2", expected]);
+    }
+    let blank = dir.join("blank.jsonl");
+    let text = r#"{"prompt": "p", "chosen": "  \n ", "rejected": "r"}"#;
+    std::fs::write(&blank, format!("{record}\n{text}\n")).unwrap();
+    let blank = path_str(&blank);
+    refused(
+        &["data", "inspect", blank, "--reject-degenerate"],
+        &[
+            blank,
+            "line 2",
+            r#"field "chosen": a response of whitespace only"#,
+        ],
+    );
+    let listed = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["data", "inspect", blank])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        stdout.contains("a response of whitespace only (kept): 1 (line 2)"),
+        "{stdout}"
+    );
+    let bom = dir.join("bom.jsonl");
+    std::fs::write(&bom, format!("\u{feff}{record}\n")).unwrap();
+    let inspected = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["data", "inspect", path_str(&bom)])
+        .output()
+        .unwrap();
+    assert!(
+        inspected.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspected.stderr)
+    );
+
+    let out = dir.join("run");
+    refused(
+        &["train", "--stop-after-steps", "0", "--out", path_str(&out)],
+        &["--stop-after-steps: must be at least 1"],
+    );
+    let tiny = dir.join("tiny.toml");
+    std::fs::write(&tiny, TINY).unwrap();
+    for (flag, value, expected) in [
+        ("--noise", "0.7", "--noise: rate 0.7"),
+        ("--losses", "kto", "--losses: unknown loss 'kto'"),
+    ] {
+        let args = [
+            "train",
+            "--config",
+            path_str(&tiny),
+            flag,
+            value,
+            "--out",
+            path_str(&out),
+        ];
+        let stderr = refused(&args, &[expected]);
+        assert!(!stderr.contains("tiny.toml"), "blames the config: {stderr}");
+    }
+    let config = dir.join("long-loss.toml");
+    let name = "x".repeat(1 << 20);
+    std::fs::write(
+        &config,
+        TINY.replace(r#""sigmoid", "ropo""#, &format!("{name:?}")),
+    )
+    .unwrap();
+    let stderr = refused(
+        &[
+            "train",
+            "--config",
+            path_str(&config),
+            "--out",
+            path_str(&out),
+        ],
+        &["unknown loss", "more characters"],
+    );
+    assert!(stderr.len() < 1000, "{} bytes of error", stderr.len());
+}

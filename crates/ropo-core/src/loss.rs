@@ -125,7 +125,7 @@ impl Loss {
             "simpo" => Self::Simpo {
                 gamma: params.gamma,
             },
-            other => return Err(CoreError::UnknownLoss(other.to_string())),
+            other => return Err(CoreError::UnknownLoss(shortened(other))),
         })
     }
 
@@ -334,6 +334,20 @@ impl LossConfig {
 fn ropo_weights(alpha: f64) -> (f64, f64) {
     let scale = 4.0 * alpha / ((1.0 + alpha) * (1.0 + alpha));
     (scale, scale * alpha)
+}
+
+/// `name` as an error quotes it: whole up to 64 characters, else its first 64 and how many
+/// more, so that a huge value does not flood the terminal.
+fn shortened(name: &str) -> String {
+    const SHOWN: usize = 64;
+    match name.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!(
+            "{}… ({} more characters)",
+            &name[..end],
+            name[end..].chars().count()
+        ),
+        None => name.to_string(),
+    }
 }
 
 #[cfg(test)]

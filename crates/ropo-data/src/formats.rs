@@ -18,6 +18,7 @@ mod reader;
 mod summarize;
 mod trl;
 mod ultrafeedback;
+mod unique_keys;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -63,12 +64,14 @@ pub enum OnInvalid {
     Skip,
 }
 
-/// What to do with a record that reads but makes a doubtful pair: identical responses, or an
-/// HH transcript pair that shares no prompt through its last `\n\nAssistant:`.
+/// What to do with a record that reads but makes a doubtful pair: identical responses, a
+/// response of whitespace only, or an HH transcript pair that shares no prompt through its
+/// last `\n\nAssistant:`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Degenerate {
     /// Keep it and list its line in the [`ReadReport`] (public datasets hold such rows: the HH
-    /// test splits have 36 identical pairs and 7 without a shared prompt).
+    /// test splits have 36 identical pairs, 7 without a shared prompt, and responses in which
+    /// the assistant says nothing).
     #[default]
     Keep,
     /// Treat it as invalid (an error, or skipped under [`OnInvalid::Skip`]).
@@ -152,6 +155,8 @@ pub struct ReadReport {
     pub skipped: Vec<Invalid>,
     /// Lines of kept pairs whose two responses are identical (no preference signal).
     pub identical: Vec<u64>,
+    /// Lines of kept pairs with a response of whitespace only.
+    pub blank_response: Vec<u64>,
     /// Lines of kept HH pairs whose `rejected` does not start with the prompt of `chosen` (the
     /// text through its last `\n\nAssistant:`); they were split after the last
     /// `\n\nAssistant:` of the text both share, so a response may hold more than one turn.

@@ -10,8 +10,8 @@ use crate::ModelError;
 /// config (the index of a 70B-parameter checkpoint is about 100 KB).
 pub const SETTINGS_FILE_LIMIT: u64 = 16 << 20;
 
-/// The text of the settings file at `path`, refused when it is larger than
-/// [`SETTINGS_FILE_LIMIT`] or not UTF-8.
+/// The text of the settings file at `path` (without a leading byte-order mark), refused when
+/// it is larger than [`SETTINGS_FILE_LIMIT`] or not UTF-8.
 pub fn read_settings(path: &Path) -> Result<String, ModelError> {
     let file = std::fs::File::open(path).map_err(ModelError::io(path))?;
     let mut bytes = Vec::new();
@@ -27,8 +27,13 @@ pub fn read_settings(path: &Path) -> Result<String, ModelError> {
             ),
         });
     }
-    String::from_utf8(bytes).map_err(|e| ModelError::Config {
+    let text = String::from_utf8(bytes).map_err(|e| ModelError::Config {
         path: path.to_path_buf(),
         message: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to() + 1),
+    })?;
+    // A UTF-8 byte-order mark (written by some Windows editors) is not part of the text.
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
     })
 }

@@ -261,6 +261,18 @@ impl DatasetExperiment {
         let unindexed = |pairs: Vec<(usize, TokenizedPair)>| pairs.into_iter().map(|(_, p)| p);
         let (held, train): (Vec<_>, Vec<_>) =
             (unindexed(held).collect(), unindexed(train).collect());
+        if train.is_empty() || held.is_empty() {
+            return Err(TrainError::Config(format!(
+                "dataset.pairs: {} leaves {} training and {} held-out pairs that fit max_length \
+                 {} and max_prompt_length {} ({dropped} of {} dropped: prompt over budget)",
+                source.pairs.display(),
+                train.len(),
+                held.len(),
+                source.max_length,
+                source.max_prompt_length,
+                pairs.len()
+            )));
+        }
         let counts = DataCounts {
             read: pairs.len(),
             dropped,

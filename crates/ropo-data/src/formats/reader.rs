@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{
     fields::{describe_keys, FieldError},
-    hh, Degenerate, Format, OnInvalid, ReadOptions, ReadReport, Record,
+    hh, unique_keys, Degenerate, Format, OnInvalid, ReadOptions, ReadReport, Record,
 };
 use crate::{ChatPair, DataError};
 
@@ -43,6 +43,7 @@ pub fn open(path: &Path, options: &ReadOptions) -> Result<PairReader, DataError>
             pairs: 0,
             skipped: Vec::new(),
             identical: Vec::new(),
+            blank_response: Vec::new(),
             no_shared_prompt: Vec::new(),
         },
     })
@@ -116,7 +117,15 @@ impl PairReader {
             self.report.lines = line;
             // Taken out for the parse, which updates the report, and put back for the next line.
             let buf = std::mem::take(&mut self.buf);
-            let outcome = match std::str::from_utf8(&buf) {
+            // A UTF-8 byte-order mark (written by some Windows editors) is not part of a record.
+            let text = std::str::from_utf8(&buf).map(|text| {
+                if line == 1 {
+                    text.trim_start_matches('\u{feff}')
+                } else {
+                    text
+                }
+            });
+            let outcome = match text {
                 Ok(text) if text.trim().is_empty() => None,
                 Ok(text) => Some(self.parse(line, text.trim())),
                 Err(e) => Some(Err(FieldError::line(format!(
@@ -137,6 +146,10 @@ impl PairReader {
             let message = message.split(" at line ").next().unwrap_or_default();
             FieldError::line(format!("invalid JSON at column {}: {message}", e.column()))
         })?;
+        unique_keys::check_unique_keys(text).map_err(|e| {
+            let message = e.split(" at line ").next().unwrap_or_default();
+            FieldError::line(format!("ambiguous JSON: {message}"))
+        })?;
         let format = match self.report.format {
             Some(format) => format,
             None => {
@@ -152,10 +165,23 @@ impl PairReader {
         };
         let parsed = format.parse(&raw)?;
         let identical = parsed.pair.chosen == parsed.pair.rejected;
+        let [chosen_field, rejected_field] = format.label_fields();
+        let blank = [
+            (chosen_field, &parsed.pair.chosen),
+            (rejected_field, &parsed.pair.rejected),
+        ]
+        .into_iter()
+        .find(|(_, response)| response.trim().is_empty())
+        .map(|(field, _)| field);
         if self.options.degenerate == Degenerate::Reject {
             if identical {
-                let [chosen, rejected] = format.label_fields();
-                return Err(FieldError::at(rejected, format!("identical to {chosen:?}")));
+                return Err(FieldError::at(
+                    rejected_field,
+                    format!("identical to {chosen_field:?}"),
+                ));
+            }
+            if let Some(field) = blank {
+                return Err(FieldError::at(field, "a response of whitespace only"));
             }
             if parsed.no_shared_prompt {
                 return Err(FieldError::at("rejected", hh::NO_SHARED_PROMPT));
@@ -163,6 +189,9 @@ impl PairReader {
         }
         if identical {
             self.report.identical.push(line);
+        }
+        if blank.is_some() {
+            self.report.blank_response.push(line);
         }
         if parsed.no_shared_prompt {
             self.report.no_shared_prompt.push(line);

@@ -95,28 +95,41 @@ fn every_asset_file_reads_with_its_pair_count_and_format() {
 
 #[test]
 fn hh_rows_without_a_shared_prompt_are_listed_by_line() {
-    let cases: [(&str, &[u64], usize); 4] = [
-        ("helpful-base-test.jsonl.gz", &[568, 1167], 2),
-        ("helpful-online-test.jsonl.gz", &[], 2),
-        ("helpful-rejection-sampled-test.jsonl.gz", &[1598], 32),
-        ("harmless-base-test.jsonl.gz", &[1255, 1689, 1953, 2037], 0),
+    let cases: [(&str, &[u64], usize, &[u64]); 4] = [
+        (
+            "helpful-base-test.jsonl.gz",
+            &[568, 1167],
+            2,
+            &[121, 741, 1215, 2064],
+        ),
+        ("helpful-online-test.jsonl.gz", &[], 2, &[553, 894, 1054]),
+        ("helpful-rejection-sampled-test.jsonl.gz", &[1598], 32, &[]),
+        (
+            "harmless-base-test.jsonl.gz",
+            &[1255, 1689, 1953, 2037],
+            0,
+            &[87, 517, 926, 1104],
+        ),
     ];
-    for (name, lines, identical) in cases {
+    for (name, lines, identical, blank) in cases {
         let (_, report) = read_pairs(&preferences(name), &ReadOptions::default()).unwrap();
         assert_eq!(report.no_shared_prompt, lines, "{name}");
         assert_eq!(report.identical.len(), identical, "{name}");
+        assert_eq!(report.blank_response, blank, "{name}");
     }
-    // Rejected instead, they are counted with their reason, as are identical pairs.
+    // Rejected instead, they are counted with their reason, as are identical pairs and
+    // responses in which the assistant says nothing.
     let options = ReadOptions {
         on_invalid: OnInvalid::Skip,
         ..strict(None)
     };
     let (pairs, report) =
         read_pairs(&preferences("harmless-base-test.jsonl.gz"), &options).unwrap();
-    assert_eq!(pairs.len(), 2312 - 4);
+    assert_eq!(pairs.len(), 2312 - 8);
     let lines: Vec<u64> = report.skipped.iter().map(|s| s.line).collect();
-    assert_eq!(lines, [1255, 1689, 1953, 2037]);
-    assert!(report.skipped[0]
+    assert_eq!(lines, [87, 517, 926, 1104, 1255, 1689, 1953, 2037]);
+    assert!(report.skipped[0].problem.contains("whitespace only"));
+    assert!(report.skipped[4]
         .problem
         .contains("does not start with the prompt"));
 }
