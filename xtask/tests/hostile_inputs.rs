@@ -313,16 +313,14 @@ fn a_noisy_copy_never_replaces_its_input_or_something_that_is_not_a_file() {
 fn inputs_once_silently_accepted_are_refused_or_read_as_meant() {
     let dir = scratch("silent");
     let record = r#"{"prompt": "p", "chosen": "c", "rejected": "r"}"#;
-    for (name, text, expected) in [(
-        "twice.jsonl",
-        r#"{"prompt": "p", "chosen": "c", "chosen": "d", "rejected": "r"}"#,
-        r#"key "chosen" given twice"#,
-    )] {
-        let file = dir.join(name);
-        std::fs::write(&file, format!("{record}\n{text}\n")).unwrap();
-        let file = path_str(&file);
-        refused(&["data", "inspect", file], &[file, "line 2", expected]);
-    }
+    let twice = dir.join("twice.jsonl");
+    let text = r#"{"prompt": "p", "chosen": "c", "chosen": "d", "rejected": "r"}"#;
+    std::fs::write(&twice, format!("{record}\n{text}\n")).unwrap();
+    let twice = path_str(&twice);
+    refused(
+        &["data", "inspect", twice],
+        &[twice, "line 2", r#"key "chosen" given twice"#],
+    );
     let blank = dir.join("blank.jsonl");
     let text = r#"{"prompt": "p", "chosen": "  \n ", "rejected": "r"}"#;
     std::fs::write(&blank, format!("{record}\n{text}\n")).unwrap();
