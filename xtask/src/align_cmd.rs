@@ -175,6 +175,7 @@ pub fn run(args: &TrainArgs) -> CmdResult {
         }
     };
     config.validate().map_err(|e| with_source(args, e))?;
+    config.check_fits_in_memory()?;
     if config.gradient_checkpointing && config.lora_rank > 0 {
         eprintln!(
             "warning: --gradient-checkpointing with LoRA keeps more memory, not less, on burn's \

@@ -396,3 +396,55 @@ fn inputs_once_silently_accepted_are_refused_or_read_as_meant() {
     );
     assert!(stderr.len() < 1000, "{} bytes of error", stderr.len());
 }
+
+#[test]
+fn full_fine_tuning_that_cannot_fit_is_refused_before_loading_with_the_estimate() {
+    let dir = scratch("train-size");
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let available_kib: u128 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    // Llama blocks of d = 4096 and 11,008 intermediate: 202,383,360 weights each. Enough of
+    // them for about available / 8 bytes of weights: f32 weights fit (LoRA), and four times
+    // that (weights, gradients, two AdamW moments) does not.
+    let target = available_kib * 1024 / 8;
+    let layers = (target / 202_383_360).max(1) as u64;
+    let model = model_with_config(&dir, "big", |c| {
+        c["hidden_size"] = 4096.into();
+        c["intermediate_size"] = 11008.into();
+        c["num_attention_heads"] = 32.into();
+        c["num_key_value_heads"] = 32.into();
+        c["num_hidden_layers"] = layers.into();
+    });
+    std::fs::remove_file(model.join("model.safetensors")).unwrap();
+    let data = root().join("tests/fixtures/tiny_pairs.jsonl");
+    let (model, data) = (path_str(&model), path_str(&data));
+    let (out, lora_out) = (dir.join("run"), dir.join("lora"));
+    let args = [
+        "train",
+        "--model",
+        model,
+        "--data",
+        data,
+        "--template",
+        "plain",
+    ];
+    let full = [&args[..], &["--out", path_str(&out)]].concat();
+    refused(&full, &[model, "gradients and AdamW's two moments", "GiB"]);
+    // With LoRA only the f32 weights count: the check passes, and the run goes on to find
+    // that this folder holds none.
+    let lora = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .args(["--lora-rank", "8", "--out", path_str(&lora_out)])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&lora.stderr);
+    assert!(!lora.status.success());
+    assert!(
+        stderr.contains("no model.safetensors") && !stderr.contains("AdamW"),
+        "{stderr}"
+    );
+}

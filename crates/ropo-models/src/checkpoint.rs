@@ -117,6 +117,20 @@ struct ShardIndex {
     weight_map: std::collections::BTreeMap<String, String>,
 }
 
+/// The configuration of the checkpoint at `path` (read from its `config.json`, without loading
+/// any weight); `None` for a llama2.c `.bin`, whose header [`load`] reads.
+pub fn config_of(path: &Path) -> Result<Option<ModelConfig>, ModelError> {
+    if path.extension().is_some_and(|ext| ext == "bin") {
+        return Ok(None);
+    }
+    let folder = if path.is_dir() {
+        path
+    } else {
+        path.parent().unwrap_or(Path::new("."))
+    };
+    ModelConfig::from_file(&folder.join("config.json")).map(Some)
+}
+
 /// The type `path`'s weights are stored in (a checkpoint [`load`] accepts; a llama2.c `.bin`
 /// holds f32), so that a trained model can be saved as its input came.
 pub fn stored_dtype(path: &Path) -> Result<SaveDtype, ModelError> {

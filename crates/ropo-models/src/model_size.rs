@@ -47,17 +47,39 @@ impl ModelConfig {
     /// Refuses a model whose f32 weights alone exceed the memory available on this machine
     /// (`MemAvailable`; not checked where the system does not say), stating the estimate.
     pub fn check_fits_in_memory(&self) -> Result<(), String> {
-        let weights = self.parameter_count().saturating_mul(F32_BYTES);
-        match available_bytes() {
-            Some(available) if weights > u128::from(available) => Err(format!(
-                "this configuration has {} parameters, {} of f32 weights before any gradient, \
-                 optimiser state or activation, and this machine has {} available",
-                self.parameter_count(),
-                gib(weights),
-                gib(u128::from(available))
-            )),
-            _ => Ok(()),
+        self.check_training_fits_in_memory(false)
+    }
+
+    /// Refuses a model where its f32 weights, plus for full fine-tuning
+    /// (`trains_every_weight`) their gradients and AdamW's two moments, exceed the memory
+    /// available, stating the estimate (activations come on top of it).
+    pub fn check_training_fits_in_memory(&self, trains_every_weight: bool) -> Result<(), String> {
+        let (bytes_per_weight, what) = if trains_every_weight {
+            (
+                4 * F32_BYTES,
+                "f32 weights, gradients and AdamW's two moments",
+            )
+        } else {
+            (F32_BYTES, "f32 weights")
+        };
+        if self.fits(bytes_per_weight) {
+            return Ok(());
         }
+        let needed = self.parameter_count().saturating_mul(bytes_per_weight);
+        Err(format!(
+            "this configuration has {} parameters, {} of {what} before any activation, and \
+             this machine has {} available",
+            self.parameter_count(),
+            gib(needed),
+            gib(available_bytes().map_or(0, u128::from))
+        ))
+    }
+
+    /// Whether `bytes_per_weight` for each parameter fits in the available memory (`true`
+    /// where the system does not say).
+    fn fits(&self, bytes_per_weight: u128) -> bool {
+        let needed = self.parameter_count().saturating_mul(bytes_per_weight);
+        available_bytes().is_none_or(|available| needed <= u128::from(available))
     }
 }
 

@@ -431,6 +431,17 @@ impl TrainerConfig {
         })
     }
 
+    /// Refuses a model whose weights (and, for full fine-tuning, gradients and AdamW state)
+    /// exceed the memory available, from its `config.json` before any weight is read.
+    pub fn check_fits_in_memory(&self) -> Result<(), TrainError> {
+        match checkpoint::config_of(&self.model)? {
+            Some(model) => model
+                .check_training_fits_in_memory(self.lora_rank == 0)
+                .map_err(|e| TrainError::Config(format!("{}: {e}", self.model.display()))),
+            None => Ok(()),
+        }
+    }
+
     /// The type to save the trained weights in: `save_dtype`, or the input's.
     pub fn output_dtype(&self) -> Result<SaveDtype, TrainError> {
         match self.save_dtype {
@@ -454,6 +465,7 @@ impl TrainerConfig {
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<TrainerOutcome<B::InnerBackend>, TrainError> {
         self.validate()?;
+        self.check_fits_in_memory()?;
         B::seed(device, self.seeds().init());
         let lora = self.lora();
         let mut start = checkpoint::load::<B>(&self.model, device)?;
