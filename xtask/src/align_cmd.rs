@@ -137,6 +137,9 @@ pub struct AlignFlags {
     /// The longest line of the data files read, in bytes (default 1 MiB).
     #[arg(long, help_heading = "Trainer")]
     max_line_bytes: Option<usize>,
+    /// The most bytes read from a data file in all (default 2 GiB).
+    #[arg(long, help_heading = "Trainer")]
+    max_total_bytes: Option<u64>,
 }
 
 /// Whether the command line or config asks for the trainer: `--model`/`--data`, or a config
@@ -350,7 +353,8 @@ fn with_flags(
         loss,
         lora_rank,
         lora_dropout,
-        max_line_bytes
+        max_line_bytes,
+        max_total_bytes
     );
     if flags.lora_alpha.is_some() {
         config.lora_alpha = flags.lora_alpha;

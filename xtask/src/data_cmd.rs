@@ -53,6 +53,9 @@ struct ReadArgs {
     /// The longest line read, in bytes (after decompression).
     #[arg(long, default_value_t = formats::DEFAULT_MAX_LINE_BYTES)]
     max_line_bytes: usize,
+    /// The most bytes read in all (after decompression).
+    #[arg(long, default_value_t = formats::DEFAULT_MAX_TOTAL_BYTES)]
+    max_total_bytes: u64,
 }
 
 impl ReadArgs {
@@ -70,6 +73,7 @@ impl ReadArgs {
                 Degenerate::Keep
             },
             max_line_bytes: self.max_line_bytes,
+            max_total_bytes: self.max_total_bytes,
         }
     }
 }

@@ -115,6 +115,20 @@ fn datasets_without_line_breaks_are_refused_in_bounded_memory() {
             &[name, "line 1", "longer than 1048576 bytes"],
         );
     }
+    // Many valid records: reading stops at the total limit (lowered here to keep the test
+    // short; the default is 2 GiB).
+    let record = r#"{"prompt": "p", "chosen": "c", "rejected": "r"}"#;
+    let many = dir.join("many.jsonl.gz");
+    std::fs::write(
+        &many,
+        gzip(format!("{record}\n").repeat(1 << 20).as_bytes()),
+    )
+    .unwrap();
+    let name = path_str(&many);
+    refused(
+        &["data", "inspect", name, "--max-total-bytes", "10000000"],
+        &[name, "more than 10000000 bytes read in all"],
+    );
 }
 
 #[test]
@@ -376,6 +390,28 @@ fn inputs_once_silently_accepted_are_refused_or_read_as_meant() {
         ];
         let stderr = refused(&args, &[expected]);
         assert!(!stderr.contains("tiny.toml"), "blames the config: {stderr}");
+    }
+    let model = root().join("tests/fixtures/tiny_llama");
+    let data = root().join("tests/fixtures/tiny_pairs.jsonl");
+    let trainer = [
+        "train",
+        "--model",
+        path_str(&model),
+        "--data",
+        path_str(&data),
+    ];
+    for (flags, expected) in [
+        (
+            ["--steps", "5", "--warmup", "5"],
+            "warmup (5) must be below steps (5)",
+        ),
+        (
+            ["--steps", "5", "--batch", "1000"],
+            "batch (1000) must not exceed the 48",
+        ),
+    ] {
+        let args = [&trainer[..], &flags[..], &["--out", path_str(&out)]].concat();
+        refused(&args, &[expected]);
     }
     let config = dir.join("long-loss.toml");
     let name = "x".repeat(1 << 20);

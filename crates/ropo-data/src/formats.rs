@@ -91,12 +91,20 @@ pub struct ReadOptions {
     /// its line, so that a file without line breaks (a gzip of zeros, a device) cannot fill
     /// memory, and no record is so long that tokenizing it would.
     pub max_line_bytes: usize,
+    /// The most bytes read in all (after decompression): reading stops with an error past
+    /// it, so that a small gzip that expands to gigabytes cannot fill memory when the pairs
+    /// are collected.
+    pub max_total_bytes: u64,
 }
 
 /// [`ReadOptions::max_line_bytes`] unless raised: 1 MiB, fifty times the longest record of
 /// the HH and Orca files in the shared assets (20,117 bytes, HH helpful-online). Tokenizing a
 /// line of this size with the GPT-2 tokenizer takes about 300 MB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+
+/// [`ReadOptions::max_total_bytes`] unless raised: 2 GiB of JSONL, about six times Anthropic
+/// HH-RLHF's whole training set; collected as pairs it takes a few GiB of memory.
+pub const DEFAULT_MAX_TOTAL_BYTES: u64 = 2 << 30;
 
 impl Default for ReadOptions {
     fn default() -> Self {
@@ -105,6 +113,7 @@ impl Default for ReadOptions {
             on_invalid: OnInvalid::default(),
             degenerate: Degenerate::default(),
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            max_total_bytes: DEFAULT_MAX_TOTAL_BYTES,
         }
     }
 }

@@ -132,6 +132,8 @@ pub struct TrainerConfig {
     pub save_adapter: bool,
     /// The longest line of the data files read, in bytes (a longer one is an error).
     pub max_line_bytes: usize,
+    /// The most bytes read from a data file in all (more is an error).
+    pub max_total_bytes: u64,
     /// Recompute activations in the backward instead of keeping them (TRL:
     /// `gradient_checkpointing`); the caller picks the checkpointing training backend.
     pub gradient_checkpointing: bool,
@@ -182,6 +184,7 @@ impl Default for TrainerConfig {
             lora_targets: LoraTarget::ALL.to_vec(),
             save_adapter: false,
             max_line_bytes: ropo_data::formats::DEFAULT_MAX_LINE_BYTES,
+            max_total_bytes: ropo_data::formats::DEFAULT_MAX_TOTAL_BYTES,
             gradient_checkpointing: false,
         }
     }
@@ -255,6 +258,13 @@ impl TrainerConfig {
         }
         if self.steps == Some(0) || (self.steps.is_none() && self.epochs == 0) {
             return fail("steps / epochs: must be at least 1".into());
+        }
+        if let Some(steps) = self.steps.filter(|steps| self.warmup >= *steps) {
+            return fail(format!(
+                "warmup ({}) must be below steps ({steps}): the learning rate would never leave \
+                 its warmup",
+                self.warmup
+            ));
         }
         for (field, value) in [("lr", self.lr), ("sft_lr", self.sft_lr)] {
             if !(value > 0.0 && value.is_finite()) {
@@ -395,6 +405,7 @@ impl TrainerConfig {
         };
         let read = ReadOptions {
             max_line_bytes: self.max_line_bytes,
+            max_total_bytes: self.max_total_bytes,
             ..ReadOptions::default()
         };
         let (records, _) = read_pairs(&self.data, &read)?;
@@ -418,6 +429,14 @@ impl TrainerConfig {
                 self.data.display(),
                 self.max_length,
                 self.max_prompt_length
+            )));
+        }
+        if self.batch > noisy.pairs.len() {
+            return Err(TrainError::Config(format!(
+                "batch ({}) must not exceed the {} training pairs of {}",
+                self.batch,
+                noisy.pairs.len(),
+                self.data.display()
             )));
         }
         Ok(TrainerData {

@@ -34,6 +34,7 @@ pub fn open(path: &Path, options: &ReadOptions) -> Result<PairReader, DataError>
         path: path.into(),
         lines,
         buf: Vec::new(),
+        bytes_read: 0,
         options: *options,
         finished: false,
         report: ReadReport {
@@ -68,6 +69,7 @@ pub struct PairReader {
     path: PathBuf,
     lines: Box<dyn BufRead + Send>,
     buf: Vec<u8>,
+    bytes_read: u64,
     options: ReadOptions,
     finished: bool,
     report: ReadReport,
@@ -102,6 +104,18 @@ impl PairReader {
                 })?;
             if read == 0 {
                 return Ok(None);
+            }
+            self.bytes_read += read as u64;
+            if self.bytes_read > self.options.max_total_bytes {
+                return Err(DataError::InvalidRecord {
+                    path: self.path.clone(),
+                    line,
+                    field: None,
+                    problem: format!(
+                        "more than {} bytes read in all (raise the limit with --max-total-bytes)",
+                        self.options.max_total_bytes
+                    ),
+                });
             }
             if read > limit && self.buf.last() != Some(&b'\n') {
                 return Err(DataError::InvalidRecord {
