@@ -140,6 +140,9 @@ pub struct AlignFlags {
     /// The most bytes read from a data file in all (default 2 GiB).
     #[arg(long, help_heading = "Trainer")]
     max_total_bytes: Option<u64>,
+    /// The most records read from a data file (default a million).
+    #[arg(long, help_heading = "Trainer")]
+    max_records: Option<u64>,
 }
 
 /// Whether the command line or config asks for the trainer: `--model`/`--data`, or a config
@@ -354,7 +357,8 @@ fn with_flags(
         lora_rank,
         lora_dropout,
         max_line_bytes,
-        max_total_bytes
+        max_total_bytes,
+        max_records
     );
     if flags.lora_alpha.is_some() {
         config.lora_alpha = flags.lora_alpha;

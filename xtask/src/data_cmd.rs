@@ -56,6 +56,9 @@ struct ReadArgs {
     /// The most bytes read in all (after decompression).
     #[arg(long, default_value_t = formats::DEFAULT_MAX_TOTAL_BYTES)]
     max_total_bytes: u64,
+    /// The most records read.
+    #[arg(long, default_value_t = formats::DEFAULT_MAX_RECORDS)]
+    max_records: u64,
 }
 
 impl ReadArgs {
@@ -74,6 +77,7 @@ impl ReadArgs {
             },
             max_line_bytes: self.max_line_bytes,
             max_total_bytes: self.max_total_bytes,
+            max_records: self.max_records,
         }
     }
 }

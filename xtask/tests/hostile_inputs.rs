@@ -115,16 +115,17 @@ fn datasets_without_line_breaks_are_refused_in_bounded_memory() {
             &[name, "line 1", "longer than 1048576 bytes"],
         );
     }
-    // Many valid records: reading stops at the total limit (lowered here to keep the test
-    // short; the default is 2 GiB).
+    // Millions of valid records (100 MB from a gzip of a few MB): reading stops at the
+    // default record limit, and at a lowered byte limit.
     let record = r#"{"prompt": "p", "chosen": "c", "rejected": "r"}"#;
     let many = dir.join("many.jsonl.gz");
-    std::fs::write(
-        &many,
-        gzip(format!("{record}\n").repeat(1 << 20).as_bytes()),
-    )
-    .unwrap();
+    let records = format!("{record}\n").repeat(2 << 20);
+    std::fs::write(&many, gzip(records.as_bytes())).unwrap();
     let name = path_str(&many);
+    refused(
+        &["data", "inspect", name],
+        &[name, "line 1000001", "more than 1000000 records"],
+    );
     refused(
         &["data", "inspect", name, "--max-total-bytes", "10000000"],
         &[name, "more than 10000000 bytes read in all"],

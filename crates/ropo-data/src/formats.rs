@@ -95,6 +95,9 @@ pub struct ReadOptions {
     /// it, so that a small gzip that expands to gigabytes cannot fill memory when the pairs
     /// are collected.
     pub max_total_bytes: u64,
+    /// The most records read (kept or skipped): reading stops with an error past it, so that
+    /// millions of tiny records cannot fill memory when the pairs are collected.
+    pub max_records: u64,
 }
 
 /// [`ReadOptions::max_line_bytes`] unless raised: 1 MiB, fifty times the longest record of
@@ -106,6 +109,10 @@ pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
 /// HH-RLHF's whole training set; collected as pairs it takes a few GiB of memory.
 pub const DEFAULT_MAX_TOTAL_BYTES: u64 = 2 << 30;
 
+/// [`ReadOptions::max_records`] unless raised: a million, above the public preference sets
+/// (HH-RLHF 161k pairs, SHP 385k, UltraFeedback 64k prompts).
+pub const DEFAULT_MAX_RECORDS: u64 = 1_000_000;
+
 impl Default for ReadOptions {
     fn default() -> Self {
         Self {
@@ -114,6 +121,7 @@ impl Default for ReadOptions {
             degenerate: Degenerate::default(),
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             max_total_bytes: DEFAULT_MAX_TOTAL_BYTES,
+            max_records: DEFAULT_MAX_RECORDS,
         }
     }
 }

@@ -134,6 +134,8 @@ pub struct TrainerConfig {
     pub max_line_bytes: usize,
     /// The most bytes read from a data file in all (more is an error).
     pub max_total_bytes: u64,
+    /// The most records read from a data file (more is an error).
+    pub max_records: u64,
     /// Recompute activations in the backward instead of keeping them (TRL:
     /// `gradient_checkpointing`); the caller picks the checkpointing training backend.
     pub gradient_checkpointing: bool,
@@ -185,6 +187,7 @@ impl Default for TrainerConfig {
             save_adapter: false,
             max_line_bytes: ropo_data::formats::DEFAULT_MAX_LINE_BYTES,
             max_total_bytes: ropo_data::formats::DEFAULT_MAX_TOTAL_BYTES,
+            max_records: ropo_data::formats::DEFAULT_MAX_RECORDS,
             gradient_checkpointing: false,
         }
     }
@@ -406,6 +409,7 @@ impl TrainerConfig {
         let read = ReadOptions {
             max_line_bytes: self.max_line_bytes,
             max_total_bytes: self.max_total_bytes,
+            max_records: self.max_records,
             ..ReadOptions::default()
         };
         let (records, _) = read_pairs(&self.data, &read)?;

@@ -129,6 +129,18 @@ impl PairReader {
                 });
             }
             self.report.lines = line;
+            let records = self.report.pairs as u64 + self.report.skipped.len() as u64;
+            if records >= self.options.max_records && !self.buf.trim_ascii().is_empty() {
+                return Err(DataError::InvalidRecord {
+                    path: self.path.clone(),
+                    line,
+                    field: None,
+                    problem: format!(
+                        "more than {} records (raise the limit with --max-records)",
+                        self.options.max_records
+                    ),
+                });
+            }
             // Taken out for the parse, which updates the report, and put back for the next line.
             let buf = std::mem::take(&mut self.buf);
             // A UTF-8 byte-order mark (written by some Windows editors) is not part of a record.
