@@ -44,6 +44,16 @@ fn trainer_command(extra: &[&str]) -> Command {
     command
 }
 
+/// `xtask train --quiet --resume FOLDER EXTRA…`, run to its end.
+fn resume(folder: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "--quiet", "--resume"])
+        .arg(folder)
+        .args(extra)
+        .output()
+        .expect("xtask runs")
+}
+
 fn ok(output: &Output) {
     assert!(
         output.status.success(),
@@ -75,11 +85,7 @@ fn a_stopped_and_resumed_run_writes_the_same_metrics_and_weights_as_an_uninterru
     ok(&stopped);
     assert!(String::from_utf8_lossy(&stopped.stdout).contains("--resume"));
     assert!(!split.join("model").exists());
-    let resumed = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["train", "--quiet", "--resume"])
-        .arg(&split)
-        .output()
-        .unwrap();
+    let resumed = resume(&split, &[]);
     ok(&resumed);
     for file in [
         "metrics.jsonl",
@@ -119,11 +125,7 @@ fn a_stopped_and_resumed_lora_run_writes_the_same_adapter_as_an_uninterrupted_on
     ));
     let stopped = &["--out", split.to_str().unwrap(), "--stop-after-steps", "3"];
     ok(&trainer(&[&common[..], stopped].concat()));
-    let resumed = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["train", "--quiet", "--resume"])
-        .arg(&split)
-        .output()
-        .unwrap();
+    let resumed = resume(&split, &[]);
     ok(&resumed);
     assert!(!whole.join("model/model.safetensors").exists());
     for file in [
@@ -219,24 +221,14 @@ fn resume_refuses_flags_that_change_the_stored_settings() {
         out.to_str().unwrap(),
     ];
     ok(&trainer(&stopped));
-    let changed = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["train", "--quiet", "--resume"])
-        .arg(&out)
-        .args(["--lr", "5e-4", "--batch", "4"])
-        .output()
-        .unwrap();
+    let changed = resume(&out, &["--lr", "5e-4", "--batch", "4"]);
     assert!(!changed.status.success());
     let stderr = String::from_utf8_lossy(&changed.stderr);
     assert!(
         stderr.contains("lr = 0.0005 (the run has 0.001)") && !stderr.contains("batch ="),
         "{stderr}"
     );
-    let same = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["train", "--quiet", "--resume"])
-        .arg(&out)
-        .args(["--batch", "4"])
-        .output()
-        .unwrap();
+    let same = resume(&out, &["--batch", "4"]);
     ok(&same);
 }
 
@@ -259,11 +251,7 @@ fn a_checkpoint_whose_sums_hold_but_whose_weights_do_not_load_is_set_aside() {
         .unwrap();
     assert!(sums.status.success());
     std::fs::write(checkpoint.join("SHA256SUMS"), sums.stdout).unwrap();
-    let resumed = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["train", "--quiet", "--resume"])
-        .arg(&split)
-        .output()
-        .unwrap();
+    let resumed = resume(&split, &[]);
     ok(&resumed);
     let stderr = String::from_utf8_lossy(&resumed.stderr);
     assert!(
@@ -308,11 +296,7 @@ fn a_run_killed_after_a_checkpoint_resumes_to_the_same_metrics_and_weights() {
         !killed.join("model").exists(),
         "the run ended before the kill"
     );
-    let resumed = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["train", "--quiet", "--resume"])
-        .arg(&killed)
-        .output()
-        .unwrap();
+    let resumed = resume(&killed, &[]);
     ok(&resumed);
     for file in ["metrics.jsonl", "model/model.safetensors"] {
         let same = read(&whole.join(file)) == read(&killed.join(file));
@@ -410,11 +394,7 @@ fn flags_a_dataset_comparison_cannot_honour_are_refused() {
     }
     std::fs::create_dir_all(&out).unwrap();
     std::fs::copy(&config, out.join("config.toml")).unwrap();
-    let resumed = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["train", "--quiet", "--resume"])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let resumed = resume(&out, &[]);
     let stderr = String::from_utf8_lossy(&resumed.stderr);
     assert!(!resumed.status.success());
     assert!(stderr.contains("keeps no checkpoints"), "{stderr}");

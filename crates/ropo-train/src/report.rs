@@ -58,20 +58,13 @@ pub fn write_run_folder(
 pub fn metrics_lines<'a>(
     runs: impl Iterator<Item = (&'a str, f64, u64, &'a [StepRecord])>,
 ) -> String {
-    let mut out = String::new();
-    for (method, noise, seed, history) in runs {
-        for s in history {
-            let line = json!({
-                "method": method, "noise": noise, "seed": seed, "step": s.step,
-                "loss": s.loss, "rewards/chosen": s.rewards_chosen,
-                "rewards/rejected": s.rewards_rejected, "rewards/accuracies": s.accuracy,
-                "rewards/margins": s.margin, "lr": s.lr, "grad_norm": s.grad_norm,
-            });
-            out += &line.to_string();
-            out.push('\n');
-        }
-    }
-    out
+    step_lines(runs, |s| {
+        json!({
+            "loss": s.loss, "rewards/chosen": s.rewards_chosen,
+            "rewards/rejected": s.rewards_rejected, "rewards/accuracies": s.accuracy,
+            "rewards/margins": s.margin, "lr": s.lr, "grad_norm": s.grad_norm,
+        })
+    })
 }
 
 /// `timing.jsonl` lines of runs given as `(method, noise, seed, steps)`: each step's
@@ -79,13 +72,25 @@ pub fn metrics_lines<'a>(
 pub fn timing_lines<'a>(
     runs: impl Iterator<Item = (&'a str, f64, u64, &'a [StepRecord])>,
 ) -> String {
+    step_lines(runs, |s| json!({ "tokens_per_s": s.tokens_per_s }))
+}
+
+/// One JSON line per step of each run: its `method`, `noise`, `seed` and `step`, then the
+/// object `fields` makes of the step.
+fn step_lines<'a>(
+    runs: impl Iterator<Item = (&'a str, f64, u64, &'a [StepRecord])>,
+    fields: impl Fn(&StepRecord) -> serde_json::Value,
+) -> String {
     let mut out = String::new();
     for (method, noise, seed, history) in runs {
         for s in history {
-            let line = json!({
-                "method": method, "noise": noise, "seed": seed, "step": s.step,
-                "tokens_per_s": s.tokens_per_s,
-            });
+            let mut line =
+                json!({ "method": method, "noise": noise, "seed": seed, "step": s.step });
+            if let (Some(line), serde_json::Value::Object(extra)) =
+                (line.as_object_mut(), fields(s))
+            {
+                line.extend(extra);
+            }
             out += &line.to_string();
             out.push('\n');
         }

@@ -282,7 +282,8 @@ pub fn write_records(
         &dir.join("metrics.jsonl"),
         &metrics_lines(history, evals, per_epoch.ceil()),
     )?;
-    let run = [("", config.noise, config.seed, history)];
+    let method = config.method()?;
+    let run = [(method.name.as_str(), config.noise, config.seed, history)];
     write_atomic(
         &dir.join("timing.jsonl"),
         &crate::report::timing_lines(run.into_iter()),
