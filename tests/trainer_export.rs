@@ -67,7 +67,7 @@ fn exported_model_reloads_with_the_trained_policys_log_probs_and_the_inputs_conf
         &config.model,
         &config.model,
         &folder,
-        Export::Merged(dtype),
+        Export::Merged(dtype, u64::MAX),
     )
     .unwrap();
 
@@ -93,6 +93,43 @@ fn exported_model_reloads_with_the_trained_policys_log_probs_and_the_inputs_conf
     }
     if let Ok(python) = std::env::var("ROPO_PYTHON") {
         transformers_agrees(&python, &folder, &data.train[0], in_memory[0]);
+    }
+}
+
+#[test]
+fn a_sharded_export_reloads_in_ropo_and_in_transformers() {
+    let config = config();
+    let data = config.prepare().unwrap();
+    let device = Default::default();
+    let model = checkpoint::load::<Selected>(&config.model, &device).unwrap();
+    let dir = scratch("sharded");
+    let folder = dir.join("model");
+    let export = Export::Merged(SaveDtype::F32, 40_000);
+    export_model(&model, &config.model, &config.model, &folder, export).unwrap();
+    let index: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(folder.join("model.safetensors.index.json")).unwrap(),
+    )
+    .unwrap();
+    let shards: std::collections::BTreeSet<&str> = index["weight_map"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(shards.len() > 1, "{shards:?}");
+    let sums = std::fs::read_to_string(folder.join("SHA256SUMS")).unwrap();
+    for shard in &shards {
+        let size = std::fs::metadata(folder.join(shard)).unwrap().len();
+        assert!(sums.contains(shard), "{shard} is not sealed");
+        assert!(size <= 40_000 + 1024, "{shard}: {size} bytes");
+    }
+    assert!(!folder.join("model.safetensors").exists());
+    let reloaded = checkpoint::load::<Selected>(&folder, &device).unwrap();
+    let pairs = &data.train[..8];
+    let original = pair_logp_sums(&model, pairs, &device).unwrap();
+    assert_eq!(original, pair_logp_sums(&reloaded, pairs, &device).unwrap());
+    if let Ok(python) = std::env::var("ROPO_PYTHON") {
+        transformers_agrees(&python, &folder, &data.train[0], original[0]);
     }
 }
 
@@ -161,7 +198,7 @@ fn weights_are_saved_in_the_inputs_dtype_or_the_one_asked_for() {
         &config.model,
         &config.model,
         &folder,
-        Export::Merged(SaveDtype::Bf16),
+        Export::Merged(SaveDtype::Bf16, u64::MAX),
     )
     .unwrap();
     assert_eq!(checkpoint::stored_dtype(&folder).unwrap(), SaveDtype::Bf16);
@@ -209,7 +246,7 @@ fn a_lora_run_trains_only_its_adapters_and_exports_them_merged_or_as_peft() {
     assert!(moved > 1e-4, "training changed log-probs by only {moved:e}");
 
     let merged = dir.join("merged");
-    let dtype = Export::Merged(config.output_dtype().unwrap());
+    let dtype = Export::Merged(config.output_dtype().unwrap(), u64::MAX);
     export_model(&outcome.model, &config.model, &config.model, &merged, dtype).unwrap();
     let reloaded = checkpoint::load::<Selected>(&merged, &device).unwrap();
     assert!(!reloaded.has_adapters());

@@ -143,6 +143,10 @@ pub struct AlignFlags {
     /// The most records read from a data file (default a million).
     #[arg(long, help_heading = "Trainer")]
     max_records: Option<u64>,
+    /// Split exported weights larger than this into shards with an index: bytes, or with a
+    /// unit (`5GB`, `500MB`, `2GiB`; default 5GB, as transformers).
+    #[arg(long, help_heading = "Trainer", value_parser = parse_size)]
+    max_shard_size: Option<u64>,
 }
 
 /// Whether the command line or config asks for the trainer: `--model`/`--data`, or a config
@@ -244,7 +248,7 @@ pub fn run(args: &TrainArgs) -> CmdResult {
     let lora = config.lora();
     let export = match (&lora, config.save_adapter) {
         (Some(lora), true) => Export::Adapter(lora),
-        _ => Export::Merged(config.output_dtype()?),
+        _ => Export::Merged(config.output_dtype()?, config.max_shard_size),
     };
     export_model(
         &outcome.model,
@@ -358,7 +362,8 @@ fn with_flags(
         lora_dropout,
         max_line_bytes,
         max_total_bytes,
-        max_records
+        max_records,
+        max_shard_size
     );
     if flags.lora_alpha.is_some() {
         config.lora_alpha = flags.lora_alpha;
@@ -417,6 +422,37 @@ fn with_flags(
         }
     }
     Ok(config)
+}
+
+/// A size as transformers writes `max_shard_size`: bytes, or a number with a unit (`KB`, `MB`,
+/// `GB` in powers of 1000; `KiB`, `MiB`, `GiB` in powers of 1024).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?}: use B, KB, MB, GB, KiB, MiB or GiB"
+            ))
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 5GB"))?;
+    let bytes = value * scale;
+    if !(bytes >= 1.0 && bytes < u64::MAX as f64) {
+        return Err(format!("{text:?}: must be at least 1 byte"));
+    }
+    Ok(bytes as u64)
 }
 
 /// Refuses a `--resume` whose flags change the stored run's settings, naming every field that

@@ -265,6 +265,33 @@ fn a_checkpoint_whose_sums_hold_but_whose_weights_do_not_load_is_set_aside() {
 }
 
 #[test]
+fn max_shard_size_splits_the_exported_weights_as_transformers_does() {
+    let dir = scratch("align-shards");
+    let out = dir.join("run");
+    let args = [
+        "--steps",
+        "2",
+        "--max-shard-size",
+        "40KB",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    ok(&trainer(&args));
+    let model = out.join("model");
+    assert!(model.join("model.safetensors.index.json").is_file());
+    assert!(model.join("model-00001-of-00004.safetensors").is_file());
+    assert!(!model.join("model.safetensors").exists());
+    let bad = trainer(&[
+        "--max-shard-size",
+        "5XB",
+        "--out",
+        dir.join("bad").to_str().unwrap(),
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown unit \"XB\""));
+}
+
+#[test]
 fn a_run_killed_after_a_checkpoint_resumes_to_the_same_metrics_and_weights() {
     let dir = scratch("align-kill");
     let (whole, killed) = (dir.join("whole"), dir.join("killed"));

@@ -63,17 +63,20 @@ pub fn load<B: Backend>(path: &Path, device: &B::Device) -> Result<CausalLm<B>, 
     Ok(model)
 }
 
-/// Writes `config.json` and `model.safetensors` (in `dtype`) into `folder`, in the layout
-/// Hugging Face transformers loads, plus `SHA256SUMS` (see [`integrity`]), which [`load`]
-/// checks. Each file is written under a temporary name, flushed and renamed, and the sums file
-/// comes last, so a failed save never leaves a half-written file and a later corruption is
-/// caught at load. Equal weights give equal files ([`weights_file::rewrite`]). A model with
-/// LoRA adapters is saved merged ([`CausalLm::merged`]), as transformers loads it.
+/// Writes `config.json` and the weights (in `dtype`; `model.safetensors`, or shards of at most
+/// `max_shard_bytes` with their index) into `folder`, in the layout Hugging Face transformers
+/// loads, plus `SHA256SUMS` (see [`integrity`]), which [`load`] checks. Each file is written
+/// under a temporary name, flushed and renamed, and the sums file comes last, so a failed save
+/// never leaves a half-written file and a later corruption is caught at load. Equal weights
+/// give equal files ([`weights_file::write_weights`]). A model with LoRA adapters is saved
+/// merged ([`CausalLm::merged`]), as transformers loads it. Returns the files written,
+/// `config.json` first.
 pub fn save<B: Backend>(
     model: &CausalLm<B>,
     folder: &Path,
     dtype: SaveDtype,
-) -> Result<(), ModelError> {
+    max_shard_bytes: u64,
+) -> Result<Vec<String>, ModelError> {
     let merged;
     let model = if model.has_adapters() {
         merged = model.clone().merged();
@@ -86,8 +89,7 @@ pub fn save<B: Backend>(
     if sums.exists() {
         std::fs::remove_file(&sums).map_err(ModelError::io(&sums))?;
     }
-    let weights = folder.join("model.safetensors");
-    let weights_tmp = folder.join("model.safetensors.tmp");
+    let weights_tmp = folder.join("model.whole.tmp");
     let mut store = SafetensorsStore::from_file(&weights_tmp)
         .with_to_adapter(BurnToPyTorchAdapter)
         .skip_enum_variants(true)
@@ -99,17 +101,12 @@ pub fn save<B: Backend>(
             path: weights_tmp.clone(),
             message: format!("cannot write safetensors: {e}"),
         })?;
-    weights_file::rewrite(&weights_tmp, dtype)?;
-    std::fs::File::open(&weights_tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(ModelError::io(&weights_tmp))?;
-    std::fs::rename(&weights_tmp, &weights).map_err(ModelError::io(&weights))?;
+    let mut files = weights_file::write_weights(&weights_tmp, folder, dtype, max_shard_bytes)?;
     let text = serde_json::to_string_pretty(&model.config().to_json()).unwrap_or_default();
     integrity::write_atomic(&folder.join("config.json"), text.as_bytes())?;
-    integrity::seal(
-        folder,
-        &["config.json".to_string(), "model.safetensors".to_string()],
-    )
+    files.insert(0, "config.json".to_string());
+    integrity::seal(folder, &files)?;
+    Ok(files)
 }
 
 #[derive(Deserialize)]

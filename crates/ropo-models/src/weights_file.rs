@@ -72,18 +72,33 @@ pub fn stored_dtype(file: &Path) -> Result<SaveDtype, ModelError> {
     })
 }
 
-/// Rewrites the safetensors file at `path` in a fixed order (safetensors' own: by alignment,
-/// then name) with one metadata entry (`format: pt`, which transformers checks), converting
-/// f32 tensors to `dtype`; burn-store writes tensors and metadata in an order that changes
-/// from run to run.
-pub fn rewrite(path: &Path, dtype: SaveDtype) -> Result<(), ModelError> {
-    let bytes = std::fs::read(path).map_err(ModelError::io(path))?;
+/// The largest weights file written before the weights are split into shards, in bytes:
+/// transformers' `save_pretrained` default, 5 GB.
+pub const DEFAULT_MAX_SHARD_BYTES: u64 = 5_000_000_000;
+
+/// The index file of sharded weights, as transformers names it.
+pub const INDEX_FILE: &str = "model.safetensors.index.json";
+
+/// Writes the tensors of `whole` (a safetensors file burn-store wrote, deleted afterwards)
+/// into `folder` in `dtype`: as `model.safetensors` when they fit in `max_shard_bytes`, else
+/// as `model-0000K-of-0000N.safetensors` shards of at most that size (a larger tensor gets a
+/// shard of its own) with `model.safetensors.index.json`, as `save_pretrained` writes them.
+/// Each file holds its tensors in a fixed order (safetensors' own: by alignment, then name)
+/// with one metadata entry (`format: pt`, which transformers checks), so equal weights give
+/// equal bytes; burn-store's order changes from run to run. Returns the names written.
+pub fn write_weights(
+    whole: &Path,
+    folder: &Path,
+    dtype: SaveDtype,
+    max_shard_bytes: u64,
+) -> Result<Vec<String>, ModelError> {
+    let bytes = std::fs::read(whole).map_err(ModelError::io(whole))?;
     let corrupt = |e: safetensors::SafeTensorError| ModelError::Corrupt {
-        path: path.to_path_buf(),
+        path: whole.to_path_buf(),
         message: format!("cannot rewrite the weights: {e}"),
     };
     let tensors = SafeTensors::deserialize(&bytes).map_err(corrupt)?;
-    let converted: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
+    let mut converted: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
         .tensors()
         .into_iter()
         .map(|(name, view)| {
@@ -91,15 +106,74 @@ pub fn rewrite(path: &Path, dtype: SaveDtype) -> Result<(), ModelError> {
             (name, to, view.shape().to_vec(), data)
         })
         .collect();
-    let views = converted
-        .iter()
-        .map(|(name, to, shape, data)| Ok((name, TensorView::new(*to, shape.clone(), data)?)))
-        .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
-        .map_err(corrupt)?;
+    converted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut shards: Vec<Vec<usize>> = vec![Vec::new()];
+    let mut size = 0u64;
+    for (index, (_, _, _, data)) in converted.iter().enumerate() {
+        let bytes = data.len() as u64;
+        let current = shards.last_mut().expect("one shard at least");
+        if !current.is_empty() && size + bytes > max_shard_bytes {
+            shards.push(vec![index]);
+            size = bytes;
+        } else {
+            current.push(index);
+            size += bytes;
+        }
+    }
+    remove_weights(folder)?;
+    let names: Vec<String> = match shards.len() {
+        1 => vec!["model.safetensors".to_string()],
+        n => (1..=n)
+            .map(|k| format!("model-{k:05}-of-{n:05}.safetensors"))
+            .collect(),
+    };
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    let sorted = path.with_extension("sorted");
-    safetensors::serialize_to_file(views, Some(metadata), &sorted).map_err(corrupt)?;
-    std::fs::rename(&sorted, path).map_err(ModelError::io(path))
+    let mut weight_map = std::collections::BTreeMap::new();
+    for (name, members) in names.iter().zip(&shards) {
+        let views = members
+            .iter()
+            .map(|&i| {
+                let (tensor, to, shape, data) = &converted[i];
+                weight_map.insert(tensor.clone(), name.clone());
+                Ok((tensor, TensorView::new(*to, shape.clone(), data)?))
+            })
+            .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
+            .map_err(corrupt)?;
+        let path = folder.join(name);
+        let tmp = path.with_extension("safetensors.tmp");
+        safetensors::serialize_to_file(views, Some(metadata.clone()), &tmp).map_err(corrupt)?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(ModelError::io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(ModelError::io(&path))?;
+    }
+    std::fs::remove_file(whole).map_err(ModelError::io(whole))?;
+    if names.len() == 1 {
+        return Ok(names);
+    }
+    let total: usize = converted.iter().map(|(_, _, _, data)| data.len()).sum();
+    let index = serde_json::json!({
+        "metadata": { "total_size": total },
+        "weight_map": weight_map,
+    });
+    let text = serde_json::to_string_pretty(&index).unwrap_or_default();
+    crate::integrity::write_atomic(&folder.join(INDEX_FILE), text.as_bytes())?;
+    Ok(names.into_iter().chain([INDEX_FILE.to_string()]).collect())
+}
+
+/// Removes the weights an earlier save left in `folder` (one file, or shards and their
+/// index), so that a save with another shard count leaves no stale file beside its own.
+fn remove_weights(folder: &Path) -> Result<(), ModelError> {
+    let entries = std::fs::read_dir(folder).map_err(ModelError::io(folder))?;
+    for entry in entries {
+        let entry = entry.map_err(ModelError::io(folder))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let shard = name.starts_with("model-") && name.ends_with(".safetensors");
+        if name == "model.safetensors" || name == INDEX_FILE || shard {
+            std::fs::remove_file(entry.path()).map_err(ModelError::io(entry.path()))?;
+        }
+    }
+    Ok(())
 }
 
 /// `data` of type `from` as `to` wants it: f32 converted, anything else left as it is.

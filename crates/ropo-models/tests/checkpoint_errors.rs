@@ -175,7 +175,7 @@ fn saved_checkpoint_loads_back_with_identical_log_probs() {
     for name in ["llama_gqa_bias", "llama", "gpt2", "gpt_neox"] {
         let model = load(&fixture(name)).unwrap();
         let out = scratch_copy(name).join("saved");
-        checkpoint::save(&model, &out, SaveDtype::F32).unwrap();
+        checkpoint::save(&model, &out, SaveDtype::F32, u64::MAX).unwrap();
         let reloaded = load(&out).unwrap();
         assert_eq!(reloaded.config(), model.config());
         let ids = [1, 5, 9, 33, 2, 70, 11];
@@ -192,7 +192,7 @@ fn saved_checkpoint_loads_back_with_identical_log_probs() {
 fn a_bit_flip_in_saved_weights_is_caught_by_checksum_and_named() {
     let model = load(&fixture("llama")).unwrap();
     let out = scratch_copy("llama").join("flipped");
-    checkpoint::save(&model, &out, SaveDtype::F32).unwrap();
+    checkpoint::save(&model, &out, SaveDtype::F32, u64::MAX).unwrap();
     let weights = out.join("model.safetensors");
     let mut bytes = std::fs::read(&weights).unwrap();
     // A bit in the last tensor's data: the file still parses and every shape still fits.

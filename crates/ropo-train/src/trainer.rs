@@ -136,6 +136,9 @@ pub struct TrainerConfig {
     pub max_total_bytes: u64,
     /// The most records read from a data file (more is an error).
     pub max_records: u64,
+    /// Exported weights larger than this many bytes are split into shards with an index
+    /// (transformers' `max_shard_size`, 5 GB).
+    pub max_shard_size: u64,
     /// Recompute activations in the backward instead of keeping them (TRL:
     /// `gradient_checkpointing`); the caller picks the checkpointing training backend.
     pub gradient_checkpointing: bool,
@@ -188,6 +191,7 @@ impl Default for TrainerConfig {
             max_line_bytes: ropo_data::formats::DEFAULT_MAX_LINE_BYTES,
             max_total_bytes: ropo_data::formats::DEFAULT_MAX_TOTAL_BYTES,
             max_records: ropo_data::formats::DEFAULT_MAX_RECORDS,
+            max_shard_size: ropo_models::weights_file::DEFAULT_MAX_SHARD_BYTES,
             gradient_checkpointing: false,
         }
     }
@@ -247,6 +251,9 @@ impl TrainerConfig {
         }
         if !(0.0..0.5).contains(&self.noise) {
             return fail(format!("noise: {} must be in [0, 0.5)", self.noise));
+        }
+        if self.max_shard_size == 0 {
+            return fail("max_shard_size: must be at least 1 byte".into());
         }
         for (field, value) in [
             ("batch", self.batch),

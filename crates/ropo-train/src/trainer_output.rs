@@ -35,14 +35,16 @@ const COPIED: [&str; 7] = [
 /// How the trained model is written.
 #[derive(Debug, Clone, Copy)]
 pub enum Export<'a> {
-    /// The whole model (LoRA adapters merged), its weights in this type.
-    Merged(SaveDtype),
+    /// The whole model (LoRA adapters merged), its weights in this type, split into shards
+    /// of at most this many bytes.
+    Merged(SaveDtype, u64),
     /// The LoRA adapter alone, as a PEFT folder over the input model.
     Adapter(&'a LoraConfig),
 }
 
 /// Writes `model` into `dir` as `export` says, beside the tokenizer and generation files found
-/// with the input (or in `tokenizer`). Merged: a Hugging Face folder, `model.safetensors` and
+/// with the input (or in `tokenizer`). Merged: a Hugging Face folder, `model.safetensors` (or
+/// shards with their index) and
 /// the input's own `config.json` when it has one (so `architectures` and every other field
 /// stay as they were). Adapter: `adapter_config.json` and `adapter_model.safetensors`, which
 /// `peft.PeftModel.from_pretrained(input, dir)` loads.
@@ -63,14 +65,14 @@ pub fn export_model<B: Backend>(
             let base = std::fs::canonicalize(input).map_err(TrainError::io(input))?;
             peft::save_adapter(model, lora, &base.display().to_string(), dir)?;
         }
-        Export::Merged(dtype) => {
-            checkpoint::save(model, dir, dtype)?;
+        Export::Merged(dtype, max_shard_bytes) => {
+            let files = checkpoint::save(model, dir, dtype, max_shard_bytes)?;
             let input_config = folder.join("config.json");
             let is_hf = input.extension().is_none_or(|ext| ext != "bin");
             if is_hf && input_config.is_file() {
                 let text = std::fs::read(&input_config).map_err(TrainError::io(&input_config))?;
                 integrity::write_atomic(&dir.join("config.json"), &text)?;
-                integrity::seal(dir, &["config.json".into(), "model.safetensors".into()])?;
+                integrity::seal(dir, &files)?;
             }
         }
     }
