@@ -55,7 +55,8 @@ pub fn run(bench: &MemoryBench) -> CmdResult {
         let output = command.output()?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(format!("bench step failed: {}", stderr.trim()).into());
+            let reason = stderr.trim().trim_start_matches("error: ");
+            return Err(format!("bench step failed: {reason}").into());
         }
         for line in String::from_utf8_lossy(&output.stdout).lines() {
             if line.starts_with('{') {

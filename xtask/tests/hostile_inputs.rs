@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TINY;
+use common::{scratch, TINY};
 
 /// The address space each command may use (`RLIMIT_AS`).
 const MEMORY_LIMIT: u64 = 1 << 30;
@@ -23,13 +23,6 @@ const TIME_LIMIT: Duration = Duration::from_secs(10);
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ropo-hostile-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// Runs xtask with `args` from the workspace root under the limits, and returns its stderr

@@ -3,7 +3,7 @@
 //! plausible and may add resampled ones (the ROPO framework). Every experiment and the trainer
 //! train through [`Run::train`]; the preference steps themselves are [`PreferenceRun`]'s.
 
-use std::{cmp::Ordering, path::Path};
+use std::{borrow::Cow, cmp::Ordering, path::Path};
 
 use burn::module::AutodiffModule;
 use ropo_core::LossConfig;
@@ -355,11 +355,15 @@ impl<B: TrainingBackend> Run<'_, B> {
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<Cleaned, TrainError> {
         let (set, loss) = (self.set, &self.method.loss);
-        let table = match &set.reference {
-            PairReference::Table(table) => table.clone(),
-            PairReference::PerBatch => {
-                reference_logps(self.reference, &set.pairs, 16, device, on_progress)?
-            }
+        let table: Cow<'_, [ReferenceLogps]> = match &set.reference {
+            PairReference::Table(table) => Cow::Borrowed(table),
+            PairReference::PerBatch => Cow::Owned(reference_logps(
+                self.reference,
+                &set.pairs,
+                16,
+                device,
+                on_progress,
+            )?),
         };
         let scaled = implicit_margins(policy, &set.pairs, &table, loss.beta(), 256, device)?;
         let margins: Vec<f64> = scaled.iter().map(|m| m / loss.beta()).collect();
@@ -376,7 +380,7 @@ impl<B: TrainingBackend> Run<'_, B> {
             .get(kept_losses.len() / 2)
             .copied()
             .unwrap_or(f64::INFINITY);
-        let kept = set.pairs.iter().zip(&table).zip(&keep);
+        let kept = set.pairs.iter().zip(table.iter()).zip(&keep);
         let (mut pairs, mut reference): (Vec<_>, Vec<_>) = kept
             .filter(|(_, k)| **k)
             .map(|((p, r), _)| (p.clone(), *r))

@@ -462,7 +462,8 @@ impl TrainerConfig {
     }
 
     /// Refuses a model whose weights (and, for full fine-tuning, gradients and AdamW state)
-    /// exceed the memory available, from its `config.json` before any weight is read.
+    /// exceed the memory available, from its `config.json` alone: call it before
+    /// [`TrainerConfig::prepare`] and [`TrainerConfig::train`], so that nothing is read first.
     pub fn check_fits_in_memory(&self) -> Result<(), TrainError> {
         match checkpoint::config_of(&self.model)? {
             Some(model) => model
@@ -495,7 +496,6 @@ impl TrainerConfig {
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<TrainerOutcome<B::InnerBackend>, TrainError> {
         self.validate()?;
-        self.check_fits_in_memory()?;
         B::seed(device, self.seeds().init());
         let lora = self.lora();
         let mut start = checkpoint::load::<B>(&self.model, device)?;
