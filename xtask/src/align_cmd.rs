@@ -21,7 +21,7 @@ use ropo::train::{
 
 use crate::{
     run_folder::open_run_folder,
-    train_cmd::{anchor, entry, one_line, progress_bar, ScorerChoice, TrainArgs},
+    train_cmd::{anchor, entry, one_line, progress_bar, TrainArgs},
     CmdResult,
 };
 
@@ -317,15 +317,21 @@ fn with_flags(
     mut config: TrainerConfig,
     args: &TrainArgs,
 ) -> Result<TrainerConfig, Box<dyn std::error::Error>> {
-    if args.losses.is_some() || args.seeds.is_some() || args.experiment.is_some() {
+    if args.losses.is_some()
+        || args.seeds.is_some()
+        || args.experiment.is_some()
+        || args.noise_model.is_some()
+        || args.jobs.is_some()
+    {
         return Err(
-            "--losses, --seeds and --experiment compare methods; the trainer trains one \
-             (--loss), drop them or drop --model/--data"
+            "--losses, --seeds, --experiment, --noise-model and --jobs belong to the gold \
+             experiment; the trainer trains one method (--loss) with symmetric --noise, drop \
+             them or drop --model/--data"
                 .into(),
         );
     }
-    if args.scorer != ScorerChoice::ImplicitReward {
-        config.scorer = args.scorer.into();
+    if let Some(scorer) = args.scorer {
+        config.scorer = scorer.into();
     }
     let flags = &args.align;
     macro_rules! set {

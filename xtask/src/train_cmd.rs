@@ -8,12 +8,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ropo::backend::Training;
 use ropo::models::text_file::read_settings;
 use ropo::train::{
-    ablation_report::ablation_report,
     config::GoldExperiment,
     dataset_experiment::DatasetExperiment,
     framework::Scorer,
-    loss_entry::LossEntry,
-    plots::loss_histogram,
+    label_noise::NoiseModel,
+    loss_entry::{DataStep, LossEntry},
     records::Progress,
     report::{metrics_lines, timing_lines, write_run_folder},
     store::{fault, write_atomic},
@@ -49,7 +48,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "runs/gold")]
     pub(crate) out: PathBuf,
     /// Continue the run in this folder where it stopped (its config.toml is used as is).
-    #[arg(long, conflicts_with_all = ["config", "losses", "noise", "seeds", "steps", "out"])]
+    #[arg(long, conflicts_with_all = ["config", "losses", "noise", "seeds", "steps", "out", "experiment", "noise_model", "scorer"])]
     pub(crate) resume: Option<PathBuf>,
     /// Start afresh in a run folder that holds an earlier run, removing what it holds.
     #[arg(long, conflicts_with = "resume")]
@@ -61,14 +60,22 @@ pub struct TrainArgs {
     /// Log one line per finished run instead of a progress bar.
     #[arg(long)]
     pub(crate) quiet: bool,
-    /// `ablation`: the ROPO framework's ablation (loss only, + filtering, + rejection
-    /// sampling, DPO + filtering) at the config's noise rates (0.2 and 0.4 without a config).
+    /// `practical`: the default run under a Bradley–Terry judge of the gold reward instead of
+    /// symmetric flips (in runs/practical unless --out says otherwise).
     #[arg(long, value_enum)]
     pub(crate) experiment: Option<ExperimentKind>,
-    /// With `--experiment ablation`: rank rejection-sampling candidates by `implicit_reward`
-    /// (default) or `policy_log_prob`.
-    #[arg(long, value_enum, default_value_t = ScorerChoice::ImplicitReward)]
-    pub(crate) scorer: ScorerChoice,
+    /// How labels are flipped at each noise rate: `symmetric` or `bradley_terry` (overrides
+    /// the config).
+    #[arg(long, value_enum)]
+    pub(crate) noise_model: Option<NoiseModelChoice>,
+    /// How rejection sampling (`+filter+rs` methods) ranks candidates (overrides the config;
+    /// default `policy_log_prob_per_token`; `implicit_reward` is the paper's form).
+    #[arg(long, value_enum)]
+    pub(crate) scorer: Option<ScorerChoice>,
+    /// Worker threads, each training one seed's runs at a time (default: the machine's
+    /// cores); the results do not depend on it.
+    #[arg(long)]
+    pub(crate) jobs: Option<usize>,
     /// For the reliability tests: a fault inside one snapshot write (`pause:NAME`,
     /// `disk-full:NAME`); needs a build with ropo-train's `fault-injection` feature.
     #[arg(long, hide = true)]
@@ -78,11 +85,31 @@ pub struct TrainArgs {
     pub(crate) align: AlignFlags,
 }
 
-/// The experiments `--experiment` names (without it: the loss grid, or a config's).
+/// The experiments `--experiment` names (without it: the default grid, or a config's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum ExperimentKind {
-    /// The ROPO framework's ablation.
-    Ablation,
+    /// The default grid under practical (Bradley–Terry) noise.
+    Practical,
+}
+
+/// How labels are flipped (`--noise-model`), as ropo-train's [`NoiseModel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum NoiseModelChoice {
+    /// Each label flipped with probability η.
+    #[value(name = "symmetric")]
+    Symmetric,
+    /// A Bradley–Terry judge of the gold reward, wrong on a share η of the labels.
+    #[value(name = "bradley_terry")]
+    BradleyTerry,
+}
+
+impl From<NoiseModelChoice> for NoiseModel {
+    fn from(choice: NoiseModelChoice) -> Self {
+        match choice {
+            NoiseModelChoice::Symmetric => Self::Symmetric,
+            NoiseModelChoice::BradleyTerry => Self::BradleyTerry,
+        }
+    }
 }
 
 /// How rejection sampling ranks candidates (`--scorer`), as ropo-train's [`Scorer`].
@@ -91,16 +118,24 @@ pub(crate) enum ScorerChoice {
     /// The implicit reward.
     #[value(name = "implicit_reward")]
     ImplicitReward,
+    /// The implicit reward per response token.
+    #[value(name = "implicit_reward_per_token")]
+    ImplicitRewardPerToken,
     /// The policy's own log-probability.
     #[value(name = "policy_log_prob")]
     PolicyLogProb,
+    /// The policy's log-probability per response token.
+    #[value(name = "policy_log_prob_per_token")]
+    PolicyLogProbPerToken,
 }
 
 impl From<ScorerChoice> for Scorer {
     fn from(choice: ScorerChoice) -> Self {
         match choice {
             ScorerChoice::ImplicitReward => Self::ImplicitReward,
+            ScorerChoice::ImplicitRewardPerToken => Self::ImplicitRewardPerToken,
             ScorerChoice::PolicyLogProb => Self::PolicyLogProb,
+            ScorerChoice::PolicyLogProbPerToken => Self::PolicyLogProbPerToken,
         }
     }
 }
@@ -159,23 +194,45 @@ pub fn run(args: &TrainArgs) -> CmdResult {
     } else if align_cmd::wanted(args, None) {
         return align_cmd::run(args);
     }
-    if args.experiment == Some(ExperimentKind::Ablation) {
-        return run_ablation(args);
-    }
     let (experiment, out) = match &args.resume {
         Some(folder) => (read_config(&folder.join("config.toml"))?, folder.clone()),
-        None => (resolve(args)?, args.out.clone()),
+        None => {
+            let out = match args.experiment {
+                Some(ExperimentKind::Practical)
+                    if args.out == std::path::Path::new("runs/gold") =>
+                {
+                    PathBuf::from("runs/practical")
+                }
+                _ => args.out.clone(),
+            };
+            (resolve(args)?, out)
+        }
     };
     experiment
         .validate()
         .map_err(|e| in_config(config_file(args).as_deref(), e))?;
     let _folder = open_run_folder(&out, &experiment, experiment.seed, entry(args))?;
-    let runs = experiment.losses.len() * experiment.noise.len() * experiment.seeds as usize;
-    let total = (experiment.sft.steps + runs * experiment.preference.steps) as u64;
+    let steps_per_seed: usize = experiment
+        .losses
+        .iter()
+        .map(|entry| match entry.data_step() {
+            DataStep::None => experiment.preference.steps,
+            _ => {
+                experiment.preference.steps / experiment.framework.rounds
+                    * experiment.framework.rounds
+            }
+        })
+        .sum();
+    let total = (experiment.sft.steps
+        + steps_per_seed * experiment.noise.len() * experiment.seeds as usize)
+        as u64;
+    let jobs = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
     let bar = progress_bar(total, args.quiet, "");
     let start = Instant::now();
     let mut current = String::new();
-    let outcome = experiment.run::<Training>(&Default::default(), Some(&out), args.stop_after_steps, &mut |progress| match progress {
+    let outcome = experiment.run::<Training>(&Default::default(), Some(&out), (args.stop_after_steps, jobs), &mut |progress| match progress {
         Progress::Sft { step, total: steps, loss } => {
             bar.inc(1);
             bar.set_message(format!("sft {step}/{steps} loss {loss:.3}"));
@@ -237,97 +294,6 @@ pub fn run(args: &TrainArgs) -> CmdResult {
     Ok(())
 }
 
-/// The framework ablation on the gold task; writes `report.md`, `ablation.json` and, for the
-/// first seed, the loss histograms of clean and flipped pairs at each filter step.
-fn run_ablation(args: &TrainArgs) -> CmdResult {
-    let (experiment, out) = match &args.resume {
-        Some(folder) => (read_config(&folder.join("config.toml"))?, folder.clone()),
-        None => {
-            let mut experiment = resolve(args)?;
-            if args.noise.is_none() && args.config.is_none() {
-                experiment.noise = vec![0.2, 0.4];
-            }
-            if args.scorer == ScorerChoice::PolicyLogProb {
-                experiment.framework.scorer = args.scorer.into();
-            }
-            let out = if args.out == std::path::Path::new("runs/gold") {
-                PathBuf::from("runs/ablation")
-            } else {
-                args.out.clone()
-            };
-            (experiment, out)
-        }
-    };
-    experiment
-        .validate()
-        .map_err(|e| in_config(config_file(args).as_deref(), e))?;
-    let _folder = open_run_folder(&out, &experiment, experiment.seed, entry(args))?;
-    let framework = experiment.framework;
-    let start = Instant::now();
-    let runs = experiment.run_ablation::<Training>(
-        &Default::default(),
-        Some(&out),
-        args.stop_after_steps,
-        &mut |progress| match progress {
-            Progress::RunStarted {
-                index,
-                total,
-                method,
-                noise,
-                seed,
-            } => eprintln!(
-                "{:.0}s run {}/{total}: {method} η={noise} seed={seed}",
-                start.elapsed().as_secs_f64(),
-                index + 1
-            ),
-            Progress::Warning(warning) => eprintln!("warning: {warning}"),
-            _ => {}
-        },
-    );
-    let runs = match runs {
-        Err(TrainError::Stopped(steps)) => {
-            println!(
-                "stopped after {steps} preference steps; continue with: \
-                 cargo xtask train --experiment ablation --resume {}",
-                out.display()
-            );
-            return Ok(());
-        }
-        other => other?,
-    };
-    let wall = start.elapsed().as_secs_f64();
-    let tables = ablation_report(&experiment.noise, &runs);
-    let report = format!(
-        "# ROPO framework ablation (gold-reward task)\n\n{} rounds, ρ = {}, {} samples per dropped \
-         prompt ranked by {:?}; {} preference steps in all per run; {} seeds; wall time {wall:.0} s.\n\n{tables}",
-        framework.rounds, framework.rho, framework.samples, framework.scorer, experiment.preference.steps, experiment.seeds
-    );
-    write_atomic(&out.join("report.md"), &report)?;
-    write_atomic(
-        &out.join("ablation.json"),
-        &serde_json::to_string_pretty(&runs)?,
-    )?;
-    for run in runs.iter().filter(|r| r.seed == 0) {
-        for round in &run.rounds {
-            let name = format!(
-                "losses-{}-eta{}-round{}.svg",
-                run.variant, run.noise, round.round
-            );
-            let title = format!(
-                "{} at η = {}, after round {}: precision {:.2}, recall {:.2}",
-                run.variant, run.noise, round.round, round.filter.precision, round.filter.recall
-            );
-            write_atomic(&out.join(name), &loss_histogram(&round.histogram, &title)?)?;
-        }
-    }
-    println!(
-        "{tables}\n{} runs in {wall:.0} s; {}",
-        runs.len(),
-        out.display()
-    );
-    Ok(())
-}
-
 /// A real-data experiment (`[dataset]` in the config): SFT, then each loss and noise rate,
 /// judged by clean held-out accuracy.
 fn run_dataset(args: &TrainArgs, path: &std::path::Path, text: &str) -> CmdResult {
@@ -343,12 +309,15 @@ fn run_dataset(args: &TrainArgs, path: &std::path::Path, text: &str) -> CmdResul
     for (given, flag) in [
         (args.stop_after_steps.is_some(), "--stop-after-steps"),
         (args.experiment.is_some(), "--experiment"),
-        (args.scorer != ScorerChoice::ImplicitReward, "--scorer"),
+        (args.scorer.is_some(), "--scorer"),
+        (args.noise_model.is_some(), "--noise-model"),
+        (args.jobs.is_some(), "--jobs"),
     ] {
         if given {
             return Err(format!(
                 "{flag} does not apply to a [dataset] comparison ({}), which keeps no \
-                 checkpoints and runs no ablation",
+                 checkpoints, trains its runs one after another with symmetric noise and no \
+                 data step",
                 path.display()
             )
             .into());
@@ -442,6 +411,21 @@ fn resolve(args: &TrainArgs) -> Result<GoldExperiment, Box<dyn std::error::Error
         &mut experiment.seeds,
         &mut experiment.preference.steps,
     );
+    match (args.experiment, args.noise_model) {
+        (Some(ExperimentKind::Practical), Some(NoiseModelChoice::Symmetric)) => {
+            return Err(
+                "--experiment practical is the grid under bradley_terry noise; drop \
+                        --noise-model symmetric"
+                    .into(),
+            )
+        }
+        (Some(ExperimentKind::Practical), _) => experiment.noise_model = NoiseModel::BradleyTerry,
+        (None, Some(model)) => experiment.noise_model = model.into(),
+        (None, None) => {}
+    }
+    if let Some(scorer) = args.scorer {
+        experiment.framework.scorer = scorer.into();
+    }
     Ok(experiment)
 }
 
@@ -464,8 +448,8 @@ fn check_flags(
             .loss_of(&LossEntry::from(name.as_str()))
             .map_err(|e| format!("--losses: {e}"))?;
     }
-    if args.steps == Some(0) || args.seeds == Some(0) {
-        return Err("--steps and --seeds: must be at least 1".into());
+    if args.steps == Some(0) || args.seeds == Some(0) || args.jobs == Some(0) {
+        return Err("--steps, --seeds and --jobs: must be at least 1".into());
     }
     Ok(())
 }

@@ -377,6 +377,8 @@ fn options_that_compare_methods_are_refused_by_the_trainer() {
     for (extra, expected) in [
         (&["--losses", "sigmoid,ropo"][..], "--losses"),
         (&["--noise", "0.1,0.2"][..], "--noise"),
+        (&["--noise-model", "bradley_terry"][..], "--noise-model"),
+        (&["--jobs", "2"][..], "--jobs"),
         (&["--eval-split", "1.5"][..], "eval_split"),
         (&["--resample", "4"][..], "filter_rounds"),
         (&["--loss", "nope"][..], "nope"),
@@ -405,7 +407,8 @@ fn flags_a_dataset_comparison_cannot_honour_are_refused() {
     let out = scratch("dataset-refused").join("run");
     for (extra, expected) in [
         (&["--stop-after-steps", "3"][..], "--stop-after-steps"),
-        (&["--experiment", "ablation"][..], "--experiment"),
+        (&["--experiment", "practical"][..], "--experiment"),
+        (&["--jobs", "2"][..], "--jobs"),
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
             .args(["train", "--quiet", "--config"])

@@ -46,11 +46,13 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// `xtask train --quiet --config CONFIG --out OUT`, stdout discarded, not yet started.
+/// `xtask train --quiet --jobs 1 --config CONFIG --out OUT`, stdout discarded, not yet started.
 fn train_command(config: &Path, out: &Path, stderr: Stdio) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    // One worker: the faults are planned in the first run's checkpoints, which are then the
+    // first snapshots written.
     command
-        .args(["train", "--quiet", "--config"])
+        .args(["train", "--quiet", "--jobs", "1", "--config"])
         .arg(config)
         .arg("--out")
         .arg(out)
@@ -70,7 +72,7 @@ fn start_with_fault(config: &Path, out: &Path, fault: &str, stderr: Stdio) -> Ch
 /// `xtask train --quiet --resume OUT EXTRA…`, which must succeed.
 fn resume(out: &Path, extra: &[&str]) -> Output {
     let resumed = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["train", "--quiet", "--resume"])
+        .args(["train", "--quiet", "--jobs", "1", "--resume"])
         .arg(out)
         .args(extra)
         .output()
@@ -273,7 +275,15 @@ fn corrupt_checkpoints_are_set_aside_named_and_the_previous_ones_resume() {
     let (config, expected) = checkpointed(&dir);
     let out = dir.join("out");
     let stopped = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["train", "--quiet", "--stop-after-steps", "5", "--config"])
+        .args([
+            "train",
+            "--quiet",
+            "--jobs",
+            "1",
+            "--stop-after-steps",
+            "5",
+            "--config",
+        ])
         .arg(&config)
         .arg("--out")
         .arg(&out)

@@ -153,7 +153,15 @@ fn stopping_and_resuming_gives_bit_identical_results() {
 
     let pieces = dir.join("pieces");
     let first = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["train", "--quiet", "--stop-after-steps", "5", "--config"])
+        .args([
+            "train",
+            "--quiet",
+            "--jobs",
+            "1",
+            "--stop-after-steps",
+            "5",
+            "--config",
+        ])
         .arg(&config)
         .arg("--out")
         .arg(&pieces)
@@ -172,7 +180,9 @@ fn stopping_and_resuming_gives_bit_identical_results() {
     assert_eq!(manifest_step(&run.join("step-000005")), 5);
     for stop in [Some("12"), None] {
         let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
-        command.args(["train", "--quiet", "--resume"]).arg(&pieces);
+        command
+            .args(["train", "--quiet", "--jobs", "1", "--resume"])
+            .arg(&pieces);
         if let Some(stop) = stop {
             command.args(["--stop-after-steps", stop]);
         }
@@ -201,39 +211,37 @@ fn stopping_and_resuming_gives_bit_identical_results() {
 }
 
 #[test]
-fn the_framework_ablation_resumes_between_rounds_with_identical_results() {
-    let dir = scratch("ablation");
+fn framework_methods_resume_between_rounds_with_identical_results() {
+    let dir = scratch("framework");
     let config = dir.join("tiny.toml");
     let tiny = TINY
+        .replace(
+            r#"losses = ["sigmoid", "ropo"]"#,
+            r#"losses = ["dpo", "ropo+filter", "ropo+filter+rs"]"#,
+        )
         .replace("noise = [0.0, 0.2]", "noise = [0.2]")
         .replace("seeds = 2", "seeds = 1");
-    std::fs::write(&config, format!("{tiny}\n[framework]\nrounds = 3\nrho = 0.2\nsamples = 3\ntemperature = 1.0\nscorer = \"policy_log_prob\"\n")).unwrap();
-    let ablation = |extra: &[&str], out: &Path| {
-        Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(["train", "--quiet", "--experiment", "ablation"])
-            .args(extra)
-            .arg("--out")
-            .arg(out)
-            .output()
-            .unwrap()
-    };
-    let config_arg = config.to_str().unwrap();
-    let straight = ablation(&["--config", config_arg], &dir.join("straight"));
+    std::fs::write(&config, format!("{tiny}\n[framework]\nrounds = 3\nrho = 0.2\nsamples = 3\ntemperature = 1.0\nscorer = \"policy_log_prob_per_token\"\n")).unwrap();
+    let straight = train(&config, &dir.join("straight"));
     assert!(
         straight.status.success(),
         "{}",
         String::from_utf8_lossy(&straight.stderr)
     );
-    let first = ablation(
-        &["--config", config_arg, "--stop-after-steps", "7"],
-        &dir.join("pieces"),
-    );
+    // dpo trains 10 steps, then ropo+filter's first two rounds (3 steps each) end at 16.
+    let first = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "--quiet", "--stop-after-steps", "17", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(dir.join("pieces"))
+        .output()
+        .unwrap();
     assert!(
         first.status.success(),
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
-    let state = dir.join("pieces/checkpoints/dpo-eta0.2-seed0/round-000002/state.json");
+    let state = dir.join("pieces/checkpoints/ropo+filter-eta0.2-seed0/round-000002/state.json");
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
     assert_eq!(
@@ -241,7 +249,7 @@ fn the_framework_ablation_resumes_between_rounds_with_identical_results() {
         "rounds 1 and 2 (3 steps each) were saved"
     );
     let resumed = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["train", "--quiet", "--experiment", "ablation", "--resume"])
+        .args(["train", "--quiet", "--resume"])
         .arg(dir.join("pieces"))
         .output()
         .unwrap();
@@ -250,12 +258,76 @@ fn the_framework_ablation_resumes_between_rounds_with_identical_results() {
         "{}",
         String::from_utf8_lossy(&resumed.stderr)
     );
-    let runs =
-        |folder: &str| std::fs::read_to_string(dir.join(folder).join("ablation.json")).unwrap();
-    assert_eq!(runs("straight"), runs("pieces"));
-    let parsed: serde_json::Value = serde_json::from_str(&runs("straight")).unwrap();
-    assert_eq!(parsed.as_array().unwrap().len(), 5);
+    for file in ["summary.json", "metrics.jsonl"] {
+        let read = |folder: &str| std::fs::read(dir.join(folder).join(file)).unwrap();
+        assert_eq!(read("straight"), read("pieces"), "{file}");
+    }
+    let report = std::fs::read_to_string(dir.join("straight/report.md")).unwrap();
+    assert!(report.contains("| ropo+filter+rs | 0.2 | 1 |"), "{report}");
     assert!(dir
         .join("straight/losses-ropo+filter-eta0.2-round1.svg")
         .is_file());
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("straight/summary.json")).unwrap())
+            .unwrap();
+    let entry = summary["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["method"] == "ropo+filter" && e["metric"] == "gold_win_rate")
+        .unwrap();
+    let (low, high) = (
+        entry["vs_dpo"]["low"].as_f64().unwrap(),
+        entry["vs_dpo"]["high"].as_f64().unwrap(),
+    );
+    assert_eq!(low, high, "one seed: the interval is its one difference");
+}
+
+#[test]
+fn the_results_do_not_depend_on_the_number_of_worker_threads() {
+    let dir = scratch("jobs");
+    let config = dir.join("tiny.toml");
+    std::fs::write(&config, TINY.replace("seeds = 2", "seeds = 3")).unwrap();
+    let run = |jobs: &str, extra: &[&str], out: &str| {
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["train", "--quiet", "--jobs", jobs, "--config"])
+            .arg(&config)
+            .args(extra)
+            .arg("--out")
+            .arg(dir.join(out))
+            .output()
+            .unwrap()
+    };
+    for (jobs, extra, out) in [
+        ("1", &[][..], "one"),
+        ("3", &[][..], "three"),
+        ("2", &["--stop-after-steps", "9"][..], "stopped"),
+    ] {
+        let output = run(jobs, extra, out);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert!(!dir.join("stopped/summary.json").exists());
+    let resumed = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "--quiet", "--jobs", "2", "--resume"])
+        .arg(dir.join("stopped"))
+        .output()
+        .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    for file in ["summary.json", "metrics.jsonl"] {
+        let read = |folder: &str| std::fs::read(dir.join(folder).join(file)).unwrap();
+        assert_eq!(read("one"), read("three"), "{file}: 1 against 3 workers");
+        assert_eq!(
+            read("one"),
+            read("stopped"),
+            "{file}: 2 workers, stopped and resumed"
+        );
+    }
 }

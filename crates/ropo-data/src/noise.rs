@@ -86,13 +86,6 @@ pub fn bradley_terry<P: Preference>(
     temperature: f64,
     seed: u64,
 ) -> Result<Noisy<P>, DataError> {
-    if !(temperature > 0.0 && temperature.is_finite()) {
-        return Err(DataError::InvalidParameter {
-            name: "Bradley-Terry temperature",
-            value: temperature,
-            requirement: "positive and finite",
-        });
-    }
     if margins.len() != pairs.len() {
         return Err(DataError::InvalidParameter {
             name: "number of Bradley-Terry margins",
@@ -100,22 +93,81 @@ pub fn bradley_terry<P: Preference>(
             requirement: "one margin per pair",
         });
     }
-    if let Some(&bad) = margins.iter().find(|m| !m.is_finite()) {
+    let flipped = bradley_terry_flips(margins, temperature, seed)?;
+    Ok(apply(pairs, flipped))
+}
+
+/// The flip mask [`bradley_terry`] draws for pairs with `margins`, without the pairs.
+pub fn bradley_terry_flips(
+    margins: &[f64],
+    temperature: f64,
+    seed: u64,
+) -> Result<Vec<bool>, DataError> {
+    if !(temperature > 0.0 && temperature.is_finite()) {
+        return Err(DataError::InvalidParameter {
+            name: "Bradley-Terry temperature",
+            value: temperature,
+            requirement: "positive and finite",
+        });
+    }
+    check_finite(margins)?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    Ok(margins
+        .iter()
+        .map(|margin| !rng.random_bool(sigmoid(margin / temperature)))
+        .collect())
+}
+
+/// The temperature at which [`bradley_terry`] flips the fraction `rate` of pairs with
+/// `margins` in expectation, `mean σ(−mᵢ/T) = rate`: a judge as often wrong as symmetric
+/// noise at that rate, whose mistakes fall on the pairs whose responses are closest.
+/// Found by bisection on `log T` to 1e-9 relative; needs `0 < rate < ½` and positive, finite
+/// margins (clean labels).
+pub fn bradley_terry_temperature(margins: &[f64], rate: f64) -> Result<f64, DataError> {
+    if !(rate > 0.0 && rate < 0.5) {
+        return Err(DataError::InvalidParameter {
+            name: "Bradley-Terry flip rate",
+            value: rate,
+            requirement: "0 < rate < 0.5",
+        });
+    }
+    check_finite(margins)?;
+    if let Some(&bad) = margins.iter().find(|m| **m <= 0.0) {
         return Err(DataError::InvalidParameter {
             name: "Bradley-Terry margin",
             value: bad,
-            requirement: "finite",
+            requirement: "positive (the clean label's margin) to solve for a flip rate",
         });
     }
-    let mut rng = StdRng::seed_from_u64(seed);
-    let flipped = margins
-        .iter()
-        .map(|margin| {
-            let keep = 1.0 / (1.0 + (-margin / temperature).exp());
-            !rng.random_bool(keep)
-        })
-        .collect();
-    Ok(apply(pairs, flipped))
+    let expected = |log_t: f64| {
+        let t = log_t.exp();
+        margins.iter().map(|m| sigmoid(-m / t)).sum::<f64>() / margins.len().max(1) as f64
+    };
+    let (mut low, mut high) = (-30.0_f64, 30.0_f64);
+    while high - low > 1e-9 {
+        let middle = 0.5 * (low + high);
+        if expected(middle) < rate {
+            low = middle;
+        } else {
+            high = middle;
+        }
+    }
+    Ok((0.5 * (low + high)).exp())
+}
+
+fn check_finite(margins: &[f64]) -> Result<(), DataError> {
+    match margins.iter().find(|m| !m.is_finite()) {
+        Some(&bad) => Err(DataError::InvalidParameter {
+            name: "Bradley-Terry margin",
+            value: bad,
+            requirement: "finite",
+        }),
+        None => Ok(()),
+    }
+}
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
 }
 
 /// Flips exactly the pairs marked in `flipped`.
@@ -239,6 +291,32 @@ mod tests {
         let hot = bradley_terry(pairs(n), &vec![1.0; n], 1e6, 1).unwrap();
         let rate = hot.flipped.iter().filter(|f| **f).count() as f64 / n as f64;
         assert!((rate - 0.5).abs() <= 0.02, "{rate}");
+    }
+
+    #[test]
+    fn the_solved_temperature_flips_the_asked_rate_and_mostly_the_closest_pairs() {
+        // One pair in four at each margin 0.25, 0.5, 0.75, 1 (the gold task's reward gaps).
+        let margins: Vec<f64> = (0..20_000).map(|i| 0.25 * (1 + i % 4) as f64).collect();
+        for rate in [0.05, 0.2, 0.4] {
+            let t = bradley_terry_temperature(&margins, rate).unwrap();
+            let expected: f64 =
+                margins.iter().map(|m| sigmoid(-m / t)).sum::<f64>() / margins.len() as f64;
+            assert!((expected - rate).abs() < 1e-6, "{rate}: {expected}");
+            let flipped = bradley_terry_flips(&margins, t, 3).unwrap();
+            let share = |gap: usize| {
+                let of: Vec<bool> = (0..margins.len())
+                    .filter(|i| i % 4 == gap)
+                    .map(|i| flipped[i])
+                    .collect();
+                of.iter().filter(|f| **f).count() as f64 / of.len() as f64
+            };
+            let all = flipped.iter().filter(|f| **f).count() as f64 / margins.len() as f64;
+            assert!((all - rate).abs() < 0.015, "{rate}: {all}");
+            assert!(share(0) > share(3), "{rate}: {} vs {}", share(0), share(3));
+        }
+        for (margins, rate) in [(vec![1.0], 0.0), (vec![1.0], 0.5), (vec![0.0, 1.0], 0.2)] {
+            assert!(bradley_terry_temperature(&margins, rate).is_err());
+        }
     }
 
     #[test]

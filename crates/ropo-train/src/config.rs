@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     framework::Framework,
-    loss_entry::{self, IpoForm, LossEntry},
+    label_noise::NoiseModel,
+    loss_entry::{self, DataStep, IpoForm, LossEntry},
     seeds::Seeds,
     TrainError,
 };
@@ -26,11 +27,15 @@ pub struct GoldExperiment {
     pub sft: SftStage,
     /// Preference training, shared by every loss.
     pub preference: PreferenceStage,
-    /// The losses, each trained at every noise rate and seed: names (`ropo-core`'s) or tables
-    /// with their own parameters (`{ropo = {alpha = 6}}`).
+    /// The methods, each trained at every noise rate and seed: loss names (`ropo-core`'s) or
+    /// tables with their own parameters (`{ropo = {alpha = 6}}`), a name followed by `+filter`
+    /// or `+filter+rs` adding the ROPO framework's data step between rounds (`[framework]`).
     pub losses: Vec<LossEntry>,
-    /// Symmetric label-noise rates η.
+    /// Label-noise rates η: the expected share of flipped training labels.
     pub noise: Vec<f64>,
+    /// How labels are flipped: `symmetric` (each with probability η) or `bradley_terry` (a
+    /// judge of the gold reward whose mistakes fall on close pairs, as often wrong).
+    pub noise_model: NoiseModel,
     /// Seeds per (loss, η): each redraws the noise, the batch order and the evaluation samples.
     pub seeds: u64,
     /// Base seed of the whole experiment (model init, data).
@@ -49,7 +54,7 @@ pub struct GoldExperiment {
     pub checkpoint_every: usize,
     /// How many of a run's newest checkpoints to keep.
     pub keep_checkpoints: usize,
-    /// The ROPO framework's settings (used by the ablation experiment).
+    /// The ROPO framework's settings (used by the methods with a data step).
     pub framework: Framework,
 }
 
@@ -152,6 +157,19 @@ impl PreferenceStage {
     }
 }
 
+/// The methods of the embedded run: the baselines, the ROPO loss, and the framework's filter
+/// (with DPO's loss too, to tell the loss's part from the filter's) and rejection sampling.
+pub const DEFAULT_METHODS: [&str; 8] = [
+    "dpo",
+    "cdpo",
+    "rdpo",
+    "ipo",
+    "ropo",
+    "dpo+filter",
+    "ropo+filter",
+    "ropo+filter+rs",
+];
+
 impl Default for GoldExperiment {
     fn default() -> Self {
         Self {
@@ -183,11 +201,10 @@ impl Default for GoldExperiment {
                 weight_decay: None,
                 grad_accum: None,
             },
-            losses: ["sigmoid", "cdpo", "rdpo", "ipo", "ropo"]
-                .map(LossEntry::from)
-                .to_vec(),
+            losses: DEFAULT_METHODS.map(LossEntry::from).to_vec(),
             noise: vec![0.0, 0.2, 0.4],
-            seeds: 3,
+            noise_model: NoiseModel::Symmetric,
+            seeds: 8,
             seed: 0,
             eval_pairs: 500,
             eval_prompts: 500,
@@ -270,6 +287,25 @@ impl GoldExperiment {
             .find_map(|(i, e)| self.noise[..i].contains(e).then_some(e))
         {
             return fail(format!("noise: rate {eta} is named twice"));
+        }
+        let framework = &self.framework;
+        let with_rounds = self.losses.iter().find(|e| e.data_step() != DataStep::None);
+        if let Some(entry) = with_rounds {
+            if framework.rounds < 2
+                || !(0.0..1.0).contains(&framework.rho)
+                || framework.samples < 2
+                || self.preference.steps < framework.rounds
+            {
+                return fail(format!(
+                    "framework: {} needs rounds >= 2 (and no more than preference.steps), \
+                     0 <= rho < 1 and samples >= 2; the config has rounds = {}, rho = {}, \
+                     samples = {}",
+                    entry.name(),
+                    framework.rounds,
+                    framework.rho,
+                    framework.samples
+                ));
+            }
         }
         self.task
             .validate()

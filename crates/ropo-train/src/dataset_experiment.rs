@@ -21,7 +21,8 @@ use crate::{
     config::{validate_grid, PreferenceStage},
     eval::implicit_reward_eval,
     grid::{Grid, GridResult},
-    loss_entry::{self, LossEntry},
+    label_noise::LabelNoise,
+    loss_entry::{self, DataStep, LossEntry},
     records::{Progress, StepRecord},
     reference::reference_logps,
     run::{Method, PreferenceSet, Run},
@@ -124,6 +125,13 @@ impl DatasetExperiment {
     pub fn validate(&self) -> Result<(), TrainError> {
         let fail = |message: String| Err(TrainError::Config(message));
         validate_grid(&self.noise, &self.losses, &self.preference, self.sft.lr)?;
+        if let Some(entry) = self.losses.iter().find(|e| e.data_step() != DataStep::None) {
+            return fail(format!(
+                "losses: {} asks for the framework's data step, which a [dataset] comparison \
+                 does not run (the gold experiment does; the trainer takes --filter-rounds)",
+                entry.name()
+            ));
+        }
         if !(self.dataset.heldout > 0.0 && self.dataset.heldout < 1.0) {
             return fail(format!(
                 "dataset.heldout {} must be in (0, 1)",
@@ -185,20 +193,22 @@ impl DatasetExperiment {
         let methods = self
             .losses
             .iter()
-            .map(|entry| Method::loss_only(entry, &self.preference))
+            .map(|entry| Method::of(entry, &self.preference))
             .collect::<Result<Vec<_>, _>>()?;
         let grid = Grid {
             methods: &methods,
             noise: &self.noise,
+            labels: &LabelNoise::Symmetric,
             seeds: self.seeds,
             streams: self.seeds(),
             store: None,
+            jobs: 1,
         };
-        let mut session = Session::default();
+        let session = Session::default();
         let runs = grid.run(
             &PreferenceSet::clean(train, train_refs),
-            &mut |_| Ok(()),
-            &mut |_, cell, on_progress| {
+            &|_| Ok(()),
+            &|_, cell, on_progress| {
                 let run = Run {
                     bucket: 4,
                     ..cell.run(&self.preference, self.seeds(), &reference)
@@ -206,7 +216,7 @@ impl DatasetExperiment {
                 let trained = run.train(
                     sft.clone(),
                     &mut no_validation::<B>,
-                    &mut session,
+                    &session,
                     device,
                     on_progress,
                 )?;
@@ -237,7 +247,6 @@ impl DatasetExperiment {
         Summary::over_seeds(
             (&loss_entry::names(&self.losses), &self.noise),
             runs,
-            |r| (r.loss.as_str(), r.noise),
             &[("clean_accuracy", |r| r.clean_accuracy)],
         )
     }

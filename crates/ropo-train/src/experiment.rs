@@ -1,19 +1,24 @@
-//! The built-in experiment: one SFT on the gold-reward task, then every chosen loss trained
+//! The built-in experiment: one SFT on the gold-reward task, then every chosen method (a loss,
+//! or a loss with the ROPO framework's filter and rejection sampling between rounds) trained
 //! from the SFT model on the same pairs under each label-noise rate, for several seeds, each
 //! judged on clean held-out pairs and by the gold reward of its samples.
 
-use std::path::Path;
+use std::{path::Path, sync::Mutex};
 
 use burn::module::AutodiffModule;
+use ropo_data::TokenizedPair;
 use ropo_models::{attention::TrainingBackend, CausalLm};
 
 use crate::{
     config::GoldExperiment,
     eval_set::EvalSet,
+    framework::Resampling,
     gold_start::Start,
     grid::{Grid, GridResult},
-    records::{CurvePoint, ExperimentOutcome, Progress, RunResult, SftResult},
-    run::{Method, Run, RunOutcome},
+    label_noise::{LabelNoise, NoiseModel},
+    loss_entry::DataStep,
+    records::{CurvePoint, ExperimentOutcome, FlipShare, Progress, RunResult, SftResult},
+    run::{Method, Rounds, Run, RunOutcome},
     TrainError,
 };
 
@@ -28,24 +33,26 @@ impl GridResult for RunResult {
 }
 
 impl GoldExperiment {
-    /// Runs the whole experiment, reporting progress to `on_progress`.
+    /// Runs the whole experiment on `jobs` worker threads, reporting progress to
+    /// `on_progress`; the results do not depend on `jobs`.
     ///
-    /// With a `folder`, the SFT model, every finished run and a checkpoint of the run in progress
-    /// are kept under `folder/checkpoints`, and running again with the same folder continues
-    /// where the last session stopped, with bit-identical results on CPU. `stop_after` ends the
-    /// session (with [`TrainError::Stopped`]) after that many preference steps.
+    /// With a `folder`, the SFT model, every finished run and a checkpoint of each run in
+    /// progress are kept under `folder/checkpoints`, and running again with the same folder
+    /// continues where the last session stopped, with bit-identical results on CPU.
+    /// `stop_after` ends the session (with [`TrainError::Stopped`]) after that many preference
+    /// steps in all.
     pub fn run<B: TrainingBackend>(
         &self,
         device: &B::Device,
         folder: Option<&Path>,
-        stop_after: Option<usize>,
+        (stop_after, jobs): (Option<usize>, usize),
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<ExperimentOutcome, TrainError> {
         let Start {
             store,
             sft,
             reference,
-            mut session,
+            session,
             set,
         } = self.start::<B>(device, folder, stop_after, on_progress)?;
         let task = &self.task;
@@ -53,31 +60,60 @@ impl GoldExperiment {
         let methods = self
             .losses
             .iter()
-            .map(|entry| Method::loss_only(entry, &self.preference))
+            .map(|entry| Method::of(entry, &self.preference))
             .collect::<Result<Vec<_>, _>>()?;
+        let labels = match self.noise_model {
+            NoiseModel::Symmetric => LabelNoise::Symmetric,
+            NoiseModel::BradleyTerry => LabelNoise::BradleyTerry(
+                set.pairs
+                    .iter()
+                    .map(|p| {
+                        task.reward(&p.prompt, &p.chosen) - task.reward(&p.prompt, &p.rejected)
+                    })
+                    .collect(),
+            ),
+        };
+        let flipped = self.flip_shares(&labels, set.pairs.len())?;
         let grid = Grid {
             methods: &methods,
             noise: &self.noise,
+            labels: &labels,
             seeds: self.seeds,
             streams: self.seeds(),
             store: store.as_deref(),
+            jobs,
         };
-        let mut sft_results = Vec::new();
+        let framework = self.rounds();
+        let judge = |p: &TokenizedPair| {
+            task.reward(&p.prompt, &p.chosen)
+                .total_cmp(&task.reward(&p.prompt, &p.rejected))
+        };
+        let sft_results = Mutex::new(Vec::new());
         let runs = grid.run(
             &set,
-            &mut |seed| {
+            &|seed| {
                 let test = EvalSet::held_out(self, &reference, seed, device)?;
                 let validation = EvalSet::validation(self, &reference, seed, device)?;
                 let (accuracy, _, own) = test.judge(&reference, task, beta, device)?;
-                sft_results.push(SftResult {
+                let result = SftResult {
                     seed,
                     gold_reward: own.mean_reward,
                     clean_accuracy: accuracy,
-                });
+                };
+                sft_results
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(result);
                 Ok((test, validation))
             },
-            &mut |(test, validation), cell, on_progress| {
+            &|(test, validation), cell, on_progress| {
+                let rounds = match cell.method.data_step {
+                    DataStep::None => Rounds::single(),
+                    _ => framework,
+                };
                 let run = Run {
+                    rounds,
+                    judge: Some(&judge),
                     eval_every: self.eval_every,
                     checkpoint_every: self.checkpoint_every,
                     keep: self.keep_checkpoints,
@@ -98,14 +134,9 @@ impl GoldExperiment {
                     model: policy,
                     history,
                     curve,
+                    rounds,
                     ..
-                } = run.train(
-                    sft.clone(),
-                    &mut validate,
-                    &mut session,
-                    device,
-                    on_progress,
-                )?;
+                } = run.train(own_copy(&sft), &mut validate, &session, device, on_progress)?;
                 let (clean_accuracy, clean_margin, gold) =
                     test.judge(&policy.valid(), task, beta, device)?;
                 Ok(RunResult {
@@ -118,13 +149,56 @@ impl GoldExperiment {
                     gold_win_rate: gold.win_rate,
                     curve,
                     history,
+                    rounds,
                 })
             },
             on_progress,
         )?;
-        Ok(ExperimentOutcome {
-            sft: sft_results,
-            runs,
-        })
+        let mut sft = sft_results.into_inner().unwrap_or_else(|e| e.into_inner());
+        sft.sort_by_key(|r| r.seed);
+        Ok(ExperimentOutcome { sft, runs, flipped })
     }
+
+    /// The share of `n` labels `labels` flips at each η, mean over the seeds.
+    fn flip_shares(&self, labels: &LabelNoise, n: usize) -> Result<Vec<FlipShare>, TrainError> {
+        self.noise
+            .iter()
+            .map(|&noise| {
+                let mut flipped = 0;
+                for seed in 0..self.seeds {
+                    let flips = labels.flips(n, noise, self.seeds().noise(seed))?;
+                    flipped += flips.iter().filter(|f| **f).count();
+                }
+                Ok(FlipShare {
+                    noise,
+                    share: flipped as f64 / (n as f64 * self.seeds as f64),
+                })
+            })
+            .collect()
+    }
+
+    /// The rounds of the methods with a data step (`ropo+filter`): the framework's rounds, ρ
+    /// and rejection sampling of the task's responses.
+    fn rounds(&self) -> Rounds {
+        let framework = &self.framework;
+        Rounds {
+            count: framework.rounds,
+            rho: framework.rho,
+            resampling: Some(Resampling {
+                samples: framework.samples,
+                temperature: framework.temperature,
+                max_new_tokens: self.task.length + 1,
+                eos: ropo_data::gold::EOS,
+                scorer: framework.scorer,
+            }),
+        }
+    }
+}
+
+/// A copy of `model` whose parameters are new autodiff leaves. A plain clone shares its
+/// parameters' graph nodes with `model`, and burn's autodiff joins every graph that touches
+/// the same node: runs training from clones on other threads at once would merge their first
+/// step's graphs and mix their gradients.
+fn own_copy<B: TrainingBackend>(model: &CausalLm<B>) -> CausalLm<B> {
+    CausalLm::from_inner(model.valid())
 }

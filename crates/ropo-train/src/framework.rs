@@ -38,7 +38,7 @@ impl Default for Framework {
             rho: 0.2,
             samples: 4,
             temperature: 1.0,
-            scorer: Scorer::ImplicitReward,
+            scorer: Scorer::PolicyLogProbPerToken,
         }
     }
 }
@@ -62,86 +62,6 @@ pub fn keep_lowest_loss(losses: &[f64], rho: f64) -> Vec<bool> {
     keep
 }
 
-/// How well a drop decision found the flipped pairs.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct FilterQuality {
-    /// Pairs dropped.
-    pub dropped: usize,
-    /// Fraction of dropped pairs that were truly flipped (NaN when nothing was dropped).
-    pub precision: f64,
-    /// Fraction of flipped pairs that were dropped (NaN when nothing was flipped).
-    pub recall: f64,
-}
-
-impl FilterQuality {
-    /// Compares a keep mask with the true flip mask.
-    pub fn of(keep: &[bool], flipped: &[bool]) -> Self {
-        let dropped = keep.iter().filter(|k| !**k).count();
-        let caught = keep
-            .iter()
-            .zip(flipped)
-            .filter(|(k, f)| !**k && **f)
-            .count();
-        let flips = flipped.iter().filter(|f| **f).count();
-        let ratio = |a: usize, b: usize| {
-            if b == 0 {
-                f64::NAN
-            } else {
-                a as f64 / b as f64
-            }
-        };
-        Self {
-            dropped,
-            precision: ratio(caught, dropped),
-            recall: ratio(caught, flips),
-        }
-    }
-}
-
-/// Counts of clean and of flipped pairs' losses in equal-width bins: the picture of how well a
-/// loss separates the noise.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LossHistogram {
-    /// Bin edges, one more than bins.
-    pub edges: Vec<f64>,
-    /// Clean pairs per bin.
-    pub clean: Vec<usize>,
-    /// Flipped pairs per bin.
-    pub flipped: Vec<usize>,
-}
-
-impl LossHistogram {
-    /// `bins` equal bins from the smallest to the largest finite loss.
-    pub fn of(losses: &[f64], flipped: &[bool], bins: usize) -> Self {
-        let finite = losses.iter().copied().filter(|l| l.is_finite());
-        let low = finite.clone().fold(f64::INFINITY, f64::min);
-        let high = finite.fold(f64::NEG_INFINITY, f64::max);
-        let bins = bins.max(1);
-        let width = if high > low {
-            (high - low) / bins as f64
-        } else {
-            1.0
-        };
-        let mut histogram = Self {
-            edges: (0..=bins).map(|i| low + width * i as f64).collect(),
-            clean: vec![0; bins],
-            flipped: vec![0; bins],
-        };
-        for (loss, flip) in losses.iter().zip(flipped) {
-            if !loss.is_finite() {
-                continue;
-            }
-            let bin = (((loss - low) / width) as usize).min(bins - 1);
-            if *flip {
-                histogram.flipped[bin] += 1;
-            } else {
-                histogram.clean[bin] += 1;
-            }
-        }
-        histogram
-    }
-}
-
 /// Settings of robustness-guided rejection sampling.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -162,14 +82,23 @@ pub struct Resampling {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scorer {
-    /// The implicit reward `β·(log π − log π_ref)` (the paper's description; the default).
+    /// The implicit reward `β·(log π − log π_ref)` (the paper's description). On the gold
+    /// task it orders only about 20% of kept new pairs as the gold reward does: responses
+    /// the reference found nearly impossible get huge log-ratios.
     ImplicitReward,
-    /// The policy's own log-probability `log π` (ignores the reference).
+    /// The implicit reward per response token.
+    ImplicitRewardPerToken,
+    /// The policy's own log-probability `log π` (ignores the reference); favours short
+    /// responses.
     PolicyLogProb,
+    /// The policy's log-probability per response token (the default): the best ranking
+    /// measured on the gold task, 83% of kept new pairs ordered as the gold reward orders
+    /// them at η = 0.2 (docs/results.md).
+    PolicyLogProbPerToken,
 }
 
 /// New pairs for `prompts`: `samples` responses each from `policy`, ranked by the `scorer`
-/// (by default the implicit reward `β·(log π − log π_ref)`); the best and the worst distinct
+/// (by default the policy's log-probability per token); the best and the worst distinct
 /// responses form a pair, kept only when its loss under `loss` — on the implicit-reward margin,
 /// as training sees it — is below `max_loss` (the kept pairs' median: a new pair must be at
 /// least as confident as a typical retained one). Returns the pairs with their reference
@@ -210,9 +139,12 @@ pub fn resample_pairs<B: AttentionBackend>(
     let mut pairs = Vec::new();
     for (index, prompt) in prompts.iter().enumerate() {
         let range = index * settings.samples..(index + 1) * settings.samples;
+        let tokens = |i: usize| responses[i].len().max(1) as f64;
         let reward = |i: usize| match settings.scorer {
-            Scorer::ImplicitReward => loss.beta() * (policy_logps[i] - reference_logps[i]),
-            Scorer::PolicyLogProb => loss.beta() * policy_logps[i],
+            Scorer::ImplicitReward => policy_logps[i] - reference_logps[i],
+            Scorer::ImplicitRewardPerToken => (policy_logps[i] - reference_logps[i]) / tokens(i),
+            Scorer::PolicyLogProb => policy_logps[i],
+            Scorer::PolicyLogProbPerToken => policy_logps[i] / tokens(i),
         };
         let best = range
             .clone()
@@ -261,6 +193,7 @@ fn sums<B: Backend>(tensor: burn::tensor::Tensor<B, 1>) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::FilterQuality;
 
     #[test]
     fn drops_exactly_floor_rho_n_highest_loss_pairs_deterministically() {
@@ -285,16 +218,6 @@ mod tests {
                 .count(),
             1
         );
-    }
-
-    #[test]
-    fn histogram_counts_every_finite_loss_in_its_group() {
-        let losses = [0.0, 1.0, 2.0, 3.0, f64::NAN];
-        let flipped = [false, false, true, true, true];
-        let histogram = LossHistogram::of(&losses, &flipped, 2);
-        assert_eq!(histogram.edges, [0.0, 1.5, 3.0]);
-        assert_eq!(histogram.clean, [2, 0]);
-        assert_eq!(histogram.flipped, [0, 2]);
     }
 
     #[test]

@@ -1,5 +1,4 @@
-//! What both gold experiments (the loss grid and the ablation) start from: the config
-//! validated, the backend seeded, the run folder's store opened, the SFT model trained or
+//! What the gold experiment starts from: the config validated, the backend seeded, the run folder's store opened, the SFT model trained or
 //! reloaded from its snapshot, and the training pairs with their reference log-probs.
 
 use std::path::{Path, PathBuf};
@@ -27,7 +26,7 @@ pub(crate) struct Start<B: TrainingBackend> {
 }
 
 impl GoldExperiment {
-    /// What both gold experiments start from: the config validated, the backend seeded, the
+    /// What the gold experiment starts from: the config validated, the backend seeded, the
     /// run folder's checkpoint store opened, the SFT model (trained or reloaded), and the
     /// training pairs with their reference log-probs.
     pub(crate) fn start<B: TrainingBackend>(
@@ -53,10 +52,7 @@ impl GoldExperiment {
             store,
             sft,
             reference,
-            session: Session {
-                steps: 0,
-                stop_after,
-            },
+            session: Session::new(stop_after),
             set: PreferenceSet::clean(pairs, refs),
         })
     }

@@ -2,8 +2,6 @@
 //! the built-in noisy-preference experiment, tying `ropo-models` and `ropo-data` together.
 //! Generic over burn's autodiff backends; the caller picks the backend.
 
-pub mod ablation;
-pub mod ablation_report;
 pub mod config;
 pub mod dataset_experiment;
 mod error;
@@ -13,12 +11,15 @@ pub mod experiment;
 pub mod framework;
 mod gold_start;
 pub mod grid;
+pub mod label_noise;
 pub mod loss_entry;
 pub mod optim;
+pub mod paired;
 pub mod plots;
 pub mod records;
 pub mod reference;
 pub mod report;
+pub mod rounds_report;
 pub mod run;
 pub mod schedule;
 pub mod seeds;

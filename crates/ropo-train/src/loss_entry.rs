@@ -28,6 +28,38 @@ impl From<IpoForm> for IpoMargin {
     }
 }
 
+/// What a method does to its pairs between rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataStep {
+    /// Nothing: every round trains on every pair.
+    None,
+    /// Drop the fraction ρ of pairs with the highest loss.
+    Filter,
+    /// Drop them and add pairs resampled from the policy for the dropped prompts.
+    FilterResample,
+}
+
+impl DataStep {
+    /// A method name split into its loss name and the data step its suffix asks for:
+    /// `ropo+filter` is ROPO with the filter, `ropo+filter+rs` adds rejection sampling.
+    pub fn split(name: &str) -> (&str, Self) {
+        [Self::FilterResample, Self::Filter]
+            .into_iter()
+            .find_map(|step| name.strip_suffix(step.suffix()).map(|loss| (loss, step)))
+            .unwrap_or((name, Self::None))
+    }
+
+    /// The suffix that names this step in a method name (empty for none).
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Self::None => "",
+            Self::Filter => "+filter",
+            Self::FilterResample => "+filter+rs",
+        }
+    }
+}
+
 /// One entry of `losses`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -120,17 +152,30 @@ impl LossEntry {
         }
     }
 
-    /// The loss name and the parameters the entry sets itself (none for a bare name).
+    /// The loss name (without a data step's suffix) and the parameters the entry sets itself
+    /// (none for a bare name).
     pub fn parts(&self) -> Result<(&str, LossOverrides), TrainError> {
-        match self {
-            Self::Name(name) => Ok((name, LossOverrides::default())),
+        let (name, own) = match self {
+            Self::Name(name) => (name.as_str(), LossOverrides::default()),
             Self::Tuned(table) => table
                 .iter()
                 .next()
                 .map(|(name, own)| (name.as_str(), *own))
                 .ok_or_else(|| {
                     TrainError::Config("losses: an empty loss table names no loss".into())
-                }),
+                })?,
+        };
+        Ok((DataStep::split(name).0, own))
+    }
+
+    /// The data step the entry's name asks for between rounds (`ropo+filter`).
+    pub fn data_step(&self) -> DataStep {
+        match self {
+            Self::Name(name) => DataStep::split(name).1,
+            Self::Tuned(table) => table
+                .keys()
+                .next()
+                .map_or(DataStep::None, |name| DataStep::split(name).1),
         }
     }
 }

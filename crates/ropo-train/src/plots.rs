@@ -3,7 +3,10 @@
 use plotters::prelude::*;
 
 use crate::{
-    config::GoldExperiment, framework::LossHistogram, records::ExperimentOutcome, summary::Summary,
+    config::GoldExperiment,
+    paired::PairedDifference,
+    records::{ExperimentOutcome, LossHistogram},
+    summary::Summary,
     TrainError,
 };
 
@@ -11,7 +14,8 @@ fn plot_error(e: impl std::fmt::Display) -> TrainError {
     TrainError::Config(format!("cannot draw a plot: {e}"))
 }
 
-/// `metric` (mean over seeds, with ±std bars) against the noise rate, one line per loss.
+/// `metric` against the noise rate, one line per method: the mean over seeds with the 95%
+/// bootstrap interval of that mean as bars.
 pub fn metric_against_noise(
     experiment: &GoldExperiment,
     summary: &Summary,
@@ -42,22 +46,26 @@ pub fn metric_against_noise(
             .map_err(plot_error)?;
         for (index, loss) in experiment.loss_names().iter().enumerate() {
             let color = Palette99::pick(index).to_rgba();
-            let points: Vec<(f64, f64, f64)> = experiment
+            let points: Vec<(f64, PairedDifference)> = experiment
                 .noise
                 .iter()
-                .filter_map(|&n| summary.get(loss, n, metric).map(|e| (n, e.mean, e.std)))
+                .filter_map(|&n| {
+                    let entry = summary.get(loss, n, metric)?;
+                    let zero = vec![0.0; entry.values.len()];
+                    Some((n, PairedDifference::of(&entry.values, &zero)?))
+                })
                 .collect();
             chart
                 .draw_series(LineSeries::new(
-                    points.iter().map(|(x, y, _)| (*x, *y)),
+                    points.iter().map(|(x, m)| (*x, m.mean)),
                     color.stroke_width(2),
                 ))
                 .map_err(plot_error)?
                 .label(loss.as_str())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
             chart
-                .draw_series(points.iter().map(|(x, y, s)| {
-                    ErrorBar::new_vertical(*x, y - s, *y, y + s, color.filled(), 6)
+                .draw_series(points.iter().map(|(x, m)| {
+                    ErrorBar::new_vertical(*x, m.low, m.mean, m.high, color.filled(), 6)
                 }))
                 .map_err(plot_error)?;
         }

@@ -82,10 +82,106 @@ impl EvalRecord {
     }
 }
 
-/// The outcome of one (loss, η, seed) run of the gold experiment.
+/// What happened between two rounds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundReport {
+    /// The round after which the filter ran (1-based).
+    pub round: usize,
+    /// How well the dropped set matches the flips.
+    pub filter: FilterQuality,
+    /// New pairs from rejection sampling.
+    pub resampled: usize,
+    /// Of those, how many the judge orders the same way (chosen strictly better).
+    pub resampled_correct: usize,
+    /// Of those, how many the judge orders the other way (chosen strictly worse).
+    pub resampled_reversed: usize,
+    /// The losses of clean and flipped pairs the filter ranked.
+    pub histogram: LossHistogram,
+}
+
+/// How well a drop decision found the flipped pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FilterQuality {
+    /// Pairs dropped.
+    pub dropped: usize,
+    /// Fraction of dropped pairs that were truly flipped (NaN when nothing was dropped).
+    pub precision: f64,
+    /// Fraction of flipped pairs that were dropped (NaN when nothing was flipped).
+    pub recall: f64,
+}
+
+impl FilterQuality {
+    /// Compares a keep mask with the true flip mask.
+    pub fn of(keep: &[bool], flipped: &[bool]) -> Self {
+        let dropped = keep.iter().filter(|k| !**k).count();
+        let caught = keep
+            .iter()
+            .zip(flipped)
+            .filter(|(k, f)| !**k && **f)
+            .count();
+        let flips = flipped.iter().filter(|f| **f).count();
+        let ratio = |a: usize, b: usize| {
+            if b == 0 {
+                f64::NAN
+            } else {
+                a as f64 / b as f64
+            }
+        };
+        Self {
+            dropped,
+            precision: ratio(caught, dropped),
+            recall: ratio(caught, flips),
+        }
+    }
+}
+
+/// Counts of clean and of flipped pairs' losses in equal-width bins: the picture of how well a
+/// loss separates the noise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LossHistogram {
+    /// Bin edges, one more than bins.
+    pub edges: Vec<f64>,
+    /// Clean pairs per bin.
+    pub clean: Vec<usize>,
+    /// Flipped pairs per bin.
+    pub flipped: Vec<usize>,
+}
+
+impl LossHistogram {
+    /// `bins` equal bins from the smallest to the largest finite loss.
+    pub fn of(losses: &[f64], flipped: &[bool], bins: usize) -> Self {
+        let finite = losses.iter().copied().filter(|l| l.is_finite());
+        let low = finite.clone().fold(f64::INFINITY, f64::min);
+        let high = finite.fold(f64::NEG_INFINITY, f64::max);
+        let bins = bins.max(1);
+        let width = if high > low {
+            (high - low) / bins as f64
+        } else {
+            1.0
+        };
+        let mut histogram = Self {
+            edges: (0..=bins).map(|i| low + width * i as f64).collect(),
+            clean: vec![0; bins],
+            flipped: vec![0; bins],
+        };
+        for (loss, flip) in losses.iter().zip(flipped) {
+            if !loss.is_finite() {
+                continue;
+            }
+            let bin = (((loss - low) / width) as usize).min(bins - 1);
+            if *flip {
+                histogram.flipped[bin] += 1;
+            } else {
+                histogram.clean[bin] += 1;
+            }
+        }
+        histogram
+    }
+}
+/// The outcome of one (method, η, seed) run of the gold experiment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
-    /// Loss name.
+    /// Method name (`dpo`, `ropo+filter`; the field keeps its first name).
     pub loss: String,
     /// Noise rate η.
     pub noise: f64,
@@ -103,6 +199,9 @@ pub struct RunResult {
     pub curve: Vec<CurvePoint>,
     /// Per-step training metrics.
     pub history: Vec<StepRecord>,
+    /// What the data step did at each round boundary (methods with one: `ropo+filter`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rounds: Vec<RoundReport>,
 }
 
 /// The SFT model's own numbers, the baseline every run starts from.
@@ -121,8 +220,21 @@ pub struct SftResult {
 pub struct ExperimentOutcome {
     /// SFT model quality per seed (its samples against another draw of its own).
     pub sft: Vec<SftResult>,
-    /// One entry per (loss, η, seed).
+    /// One entry per (method, η, seed).
     pub runs: Vec<RunResult>,
+    /// The share of training labels flipped at each η, mean over seeds (as drawn, which
+    /// differs from η by chance).
+    #[serde(default)]
+    pub flipped: Vec<FlipShare>,
+}
+
+/// The share of training labels the noise flipped at one rate η.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FlipShare {
+    /// The noise rate η.
+    pub noise: f64,
+    /// Flipped labels over all labels, mean over seeds.
+    pub share: f64,
 }
 
 /// What an experiment reports as it goes, for progress bars and logs.
@@ -165,4 +277,19 @@ pub enum Progress {
     },
     /// A stage without steps of its own began (e.g. computing reference log-probs).
     Stage(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_counts_every_finite_loss_in_its_group() {
+        let losses = [0.0, 1.0, 2.0, 3.0, f64::NAN];
+        let flipped = [false, false, true, true, true];
+        let histogram = LossHistogram::of(&losses, &flipped, 2);
+        assert_eq!(histogram.edges, [0.0, 1.5, 3.0]);
+        assert_eq!(histogram.clean, [2, 0]);
+        assert_eq!(histogram.flipped, [0, 2]);
+    }
 }

@@ -1,10 +1,7 @@
 //! Reference log-probs, computed once per dataset with the frozen starting model, so that
 //! preference training holds one model in memory and runs one forward per step.
 
-use ropo_data::{
-    noise::{self, Noisy},
-    TokenizedPair,
-};
+use ropo_data::TokenizedPair;
 use ropo_models::attention::AttentionBackend;
 use ropo_models::{score_pairs, CausalLm, PairRow};
 
@@ -29,21 +26,13 @@ impl ReferenceLogps {
     }
 }
 
-/// The training pairs as a run under symmetric noise `eta` sees them (drawn from `seed`),
-/// with their reference log-probs exchanged wherever a label was flipped.
-pub fn with_noise(
-    pairs: &[TokenizedPair],
-    refs: &[ReferenceLogps],
-    eta: f64,
-    seed: u64,
-) -> Result<(Noisy<TokenizedPair>, Vec<ReferenceLogps>), TrainError> {
-    let noisy = noise::symmetric(pairs.to_vec(), eta, seed)?;
-    let refs = refs
-        .iter()
-        .zip(&noisy.flipped)
+/// Reference log-probs with chosen and rejected exchanged wherever `flipped` says a pair's
+/// label was.
+pub fn swap_flipped(refs: &[ReferenceLogps], flipped: &[bool]) -> Vec<ReferenceLogps> {
+    refs.iter()
+        .zip(flipped)
         .map(|(r, flip)| if *flip { r.swapped() } else { *r })
-        .collect();
-    Ok((noisy, refs))
+        .collect()
 }
 
 /// Scores every pair with `model`, `batch_size` pairs per forward (chosen and rejected of a

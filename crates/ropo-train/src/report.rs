@@ -2,7 +2,7 @@
 //! `report.md` and SVG plots. Every file is written under a temporary name and renamed, so an
 //! interrupted run never leaves a half-written file.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{collections::BTreeSet, path::Path};
 
 use serde_json::json;
 
@@ -10,12 +10,14 @@ use crate::{
     config::GoldExperiment,
     plots,
     records::{ExperimentOutcome, RunResult, StepRecord},
+    rounds_report::rounds_table,
     store::write_atomic,
     summary::{mean_std, Summary, METRICS},
     TrainError,
 };
 
-/// Writes the whole run folder.
+/// Writes the whole run folder: with the tables and plots, for seed 0 the losses of clean
+/// and flipped pairs at each data step of a method trained in rounds.
 pub fn write_run_folder(
     dir: &Path,
     experiment: &GoldExperiment,
@@ -46,6 +48,22 @@ pub fn write_run_folder(
         &dir.join("curves.svg"),
         &plots::validation_curves(experiment, outcome)?,
     )?;
+    for run in outcome.runs.iter().filter(|r| r.seed == 0) {
+        for round in &run.rounds {
+            let title = format!(
+                "{} at η = {}, after round {}: precision {:.2}, recall {:.2}",
+                run.loss, run.noise, round.round, round.filter.precision, round.filter.recall
+            );
+            let name = format!(
+                "losses-{}-eta{}-round{}.svg",
+                run.loss, run.noise, round.round
+            );
+            write_atomic(
+                &dir.join(name),
+                &plots::loss_histogram(&round.histogram, &title)?,
+            )?;
+        }
+    }
     write_atomic(
         &dir.join("report.md"),
         &report_md(experiment, outcome, &summary, wall_seconds),
@@ -106,57 +124,90 @@ fn report_md(
 ) -> String {
     let sft_gold: Vec<f64> = outcome.sft.iter().map(|s| s.gold_reward).collect();
     let (sft_mean, _) = mean_std(&sft_gold);
+    let names = experiment.loss_names();
+    let flipped: Vec<String> = outcome
+        .flipped
+        .iter()
+        .map(|f| format!("{:.3} at η = {}", f.share, f.noise))
+        .collect();
     let mut out = format!(
-        "# ropo: losses under label noise (built-in gold-reward task)\n\n\
-         {} losses × {} noise rates × {} seeds, {} preference steps each; wall time {:.0} s.\n\
+        "# ropo: methods under label noise (built-in gold-reward task)\n\n\
+         {} methods × {} noise rates × {} seeds, {} preference steps each; wall time {:.0} s.\n\
+         Noise model {:?}; share of training labels flipped: {}.\n\
          SFT reference: mean gold reward {:.3}. Win rates are against the SFT model's samples \
-         (0.5 = no better); accuracy is the implicit reward's on clean held-out pairs.\n",
-        experiment.losses.len(),
+         (0.5 = no better); accuracy is the implicit reward's on clean held-out pairs. \
+         \"vs DPO\" is the mean over seeds of the difference from DPO on the same seed (same \
+         noise, batch order and evaluation samples), with a 95% bootstrap interval over seeds \
+         ({} resamples).\n",
+        names.len(),
         experiment.noise.len(),
         experiment.seeds,
         experiment.preference.steps,
         wall_seconds,
+        experiment.noise_model,
+        flipped.join(", "),
         sft_mean,
+        crate::paired::RESAMPLES,
     );
     for (metric, _) in METRICS {
         out += &format!(
             "\n## {metric} (mean ± std over seeds)\n\n{}",
-            summary.table((&experiment.loss_names(), &experiment.noise), metric)
+            summary.table((&names, &experiment.noise), metric)
         );
         out += &format!("\n![{metric} against noise]({metric}_vs_noise.svg)\n");
     }
-    out += "\n## Validation gold reward against training length (mean over seeds)\n\n| loss | η |";
-    let steps: Vec<usize> = outcome
+    let rounds = rounds_table(&names, &experiment.noise, &outcome.runs);
+    if !rounds.is_empty() {
+        out += &format!(
+            "\n## The framework's data step ({} rounds, ρ = {}, {} samples per dropped prompt \
+             ranked by {:?}; means over seeds)\n\n{rounds}",
+            experiment.framework.rounds,
+            experiment.framework.rho,
+            experiment.framework.samples,
+            experiment.framework.scorer
+        );
+    }
+    out + &curve_table(experiment, outcome) + "\n![validation curves](curves.svg)\n"
+}
+
+/// Validation gold reward at each step any run was validated at, mean over the seeds of each
+/// (method, η) (methods trained in rounds are validated at other steps: `–` where a method
+/// has no point).
+fn curve_table(experiment: &GoldExperiment, outcome: &ExperimentOutcome) -> String {
+    let steps: BTreeSet<usize> = outcome
         .runs
-        .first()
-        .map(|r| r.curve.iter().map(|p| p.step).collect())
-        .unwrap_or_default();
+        .iter()
+        .flat_map(|r| r.curve.iter().map(|p| p.step))
+        .collect();
+    let mut out = "\n## Validation gold reward against training length (mean over seeds)\n\n\
+                   | method | η |"
+        .to_string();
     for step in &steps {
         out += &format!(" {step} |");
     }
     out += "\n|---|---|";
     out += &"---|".repeat(steps.len());
-    let names = experiment.loss_names();
-    let mut curves: BTreeMap<(usize, usize), Vec<&RunResult>> = BTreeMap::new();
-    for run in &outcome.runs {
-        let loss = names.iter().position(|l| *l == run.loss).unwrap_or(0);
-        let noise = experiment
-            .noise
-            .iter()
-            .position(|n| *n == run.noise)
-            .unwrap_or(0);
-        curves.entry((loss, noise)).or_default().push(run);
-    }
-    for ((loss, noise), runs) in &curves {
-        out += &format!("\n| {} | {} |", names[*loss], experiment.noise[*noise]);
-        for index in 0..steps.len() {
-            let values: Vec<f64> = runs
+    for method in &experiment.loss_names() {
+        for &eta in &experiment.noise {
+            let runs: Vec<&RunResult> = outcome
+                .runs
                 .iter()
-                .filter_map(|r| r.curve.get(index).map(|p| p.gold_reward))
+                .filter(|r| &r.loss == method && r.noise == eta)
                 .collect();
-            out += &format!(" {:.3} |", mean_std(&values).0);
+            out += &format!("\n| {method} | {eta} |");
+            for step in &steps {
+                let values: Vec<f64> = runs
+                    .iter()
+                    .filter_map(|r| r.curve.iter().find(|p| p.step == *step))
+                    .map(|p| p.gold_reward)
+                    .collect();
+                if values.is_empty() {
+                    out += " – |";
+                } else {
+                    out += &format!(" {:.3} |", mean_std(&values).0);
+                }
+            }
         }
     }
-    out += "\n\n![validation curves](curves.svg)\n";
-    out
+    out + "\n"
 }

@@ -17,10 +17,10 @@ use serde::{Deserialize, Serialize};
 use crate::{
     config::PreferenceStage,
     eval::implicit_margins,
-    framework::{keep_lowest_loss, resample_pairs, FilterQuality, LossHistogram, Resampling},
-    loss_entry::LossEntry,
-    records::{Progress, StepRecord},
-    reference::{reference_logps, with_noise, PairReference, ReferenceLogps},
+    framework::{keep_lowest_loss, resample_pairs, Resampling},
+    loss_entry::{DataStep, LossEntry},
+    records::{FilterQuality, LossHistogram, Progress, RoundReport, StepRecord},
+    reference::{reference_logps, swap_flipped, PairReference, ReferenceLogps},
     seeds::Seeds,
     stages::{PreferenceRun, Session, Validator},
     store::{
@@ -53,37 +53,22 @@ impl PreferenceSet {
         }
     }
 
-    /// The same pairs under symmetric label noise at rate `eta` (drawn from `seed`), reference
-    /// log-probs exchanged with the labels (a per-batch reference scores the pairs as seen).
-    pub fn with_noise(&self, eta: f64, seed: u64) -> Result<Self, TrainError> {
-        let (pairs, flipped, reference) = match &self.reference {
+    /// The same pairs with the labels of `flipped` exchanged, and their reference log-probs
+    /// with them (a per-batch reference scores the pairs as seen).
+    pub fn with_flips(&self, flipped: Vec<bool>) -> Self {
+        let noisy = ropo_data::noise::apply(self.pairs.clone(), flipped);
+        let reference = match &self.reference {
             PairReference::Table(table) => {
-                let (noisy, table) = with_noise(&self.pairs, table, eta, seed)?;
-                (noisy.pairs, noisy.flipped, PairReference::Table(table))
+                PairReference::Table(swap_flipped(table, &noisy.flipped))
             }
-            PairReference::PerBatch => {
-                let noisy = ropo_data::noise::symmetric(self.pairs.clone(), eta, seed)?;
-                (noisy.pairs, noisy.flipped, PairReference::PerBatch)
-            }
+            PairReference::PerBatch => PairReference::PerBatch,
         };
-        Ok(Self {
-            pairs,
+        Self {
+            pairs: noisy.pairs,
             reference,
-            flipped,
-        })
+            flipped: noisy.flipped,
+        }
     }
-}
-
-/// What a method does to its pairs between rounds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DataStep {
-    /// Nothing: every round trains on every pair.
-    None,
-    /// Drop the fraction ρ of pairs with the highest loss.
-    Filter,
-    /// Drop them and add pairs resampled from the policy for the dropped prompts.
-    FilterResample,
 }
 
 /// A training method: a loss with its parameters and a data step.
@@ -98,12 +83,13 @@ pub struct Method {
 }
 
 impl Method {
-    /// The loss of `entry` with the stage's parameters (and its own), and no data step.
-    pub fn loss_only(entry: &LossEntry, stage: &PreferenceStage) -> Result<Self, TrainError> {
+    /// The method a config entry names: its loss with the stage's parameters (and its own),
+    /// and the data step its name's suffix asks for (`ropo+filter`).
+    pub fn of(entry: &LossEntry, stage: &PreferenceStage) -> Result<Self, TrainError> {
         Ok(Self {
             name: entry.name(),
             loss: stage.loss_of(entry)?,
-            data_step: DataStep::None,
+            data_step: entry.data_step(),
         })
     }
 }
@@ -128,23 +114,6 @@ impl Rounds {
             resampling: None,
         }
     }
-}
-
-/// What happened between two rounds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RoundReport {
-    /// The round after which the filter ran (1-based).
-    pub round: usize,
-    /// How well the dropped set matches the flips.
-    pub filter: FilterQuality,
-    /// New pairs from rejection sampling.
-    pub resampled: usize,
-    /// Of those, how many the judge orders the same way (chosen strictly better).
-    pub resampled_correct: usize,
-    /// Of those, how many the judge orders the other way (chosen strictly worse).
-    pub resampled_reversed: usize,
-    /// The losses of clean and flipped pairs the filter ranked.
-    pub histogram: LossHistogram,
 }
 
 /// A pair the filter dropped: the label the run believes is wrong.
@@ -263,7 +232,7 @@ impl<B: TrainingBackend> Run<'_, B> {
         &self,
         start: CausalLm<B>,
         validate: &mut Validator<'_, B, P>,
-        session: &mut Session,
+        session: &Session,
         device: &B::Device,
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<RunOutcome<B, P>, TrainError> {

@@ -2,7 +2,10 @@
 //! preference training with validation points, checkpoints and resumption.
 
 use ropo_models::attention::TrainingBackend;
-use std::path::Path;
+use std::{
+    path::Path,
+    sync::atomic::{AtomicUsize, Ordering},
+};
 
 use ropo_core::LossConfig;
 use ropo_data::{
@@ -63,13 +66,29 @@ pub fn run_sft<B: TrainingBackend>(
     Ok(model)
 }
 
-/// Preference steps taken in this session, and when to stop it.
-#[derive(Debug, Clone, Copy, Default)]
+/// Preference steps taken in this session, by every run training in it (runs of a grid train
+/// on several threads), and when to stop it.
+#[derive(Debug, Default)]
 pub struct Session {
-    /// Preference steps taken so far in this session.
-    pub steps: usize,
-    /// End the session (with [`TrainError::Stopped`]) after this many.
-    pub stop_after: Option<usize>,
+    steps: AtomicUsize,
+    stop_after: Option<usize>,
+}
+
+impl Session {
+    /// A session that ends (with [`TrainError::Stopped`]) after `stop_after` preference steps
+    /// in all (`None`: runs to the end).
+    pub fn new(stop_after: Option<usize>) -> Self {
+        Self {
+            steps: AtomicUsize::new(0),
+            stop_after,
+        }
+    }
+
+    /// Counts one finished step; returns the steps so far, and whether the session ends now.
+    fn count_step(&self) -> (usize, bool) {
+        let steps = self.steps.fetch_add(1, Ordering::SeqCst) + 1;
+        (steps, self.stop_after.is_some_and(|limit| steps >= limit))
+    }
 }
 
 /// Called at each validation point with the policy and the steps done; may return a point
@@ -143,7 +162,7 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
         &self,
         model: CausalLm<B>,
         validate: &mut Validator<'_, B, P>,
-        session: &mut Session,
+        session: &Session,
         device: &B::Device,
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<TrainedRun<B, P>, TrainError> {
@@ -223,10 +242,7 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
             if done == stage.steps || (self.eval_every > 0 && done % self.eval_every == 0) {
                 curve.extend(validate(&model, done)?);
             }
-            session.steps += 1;
-            let stopping = session
-                .stop_after
-                .is_some_and(|limit| session.steps >= limit);
+            let (session_steps, stopping) = session.count_step();
             let due = self.checkpoint_every > 0 && done % self.checkpoint_every == 0;
             if let Some(store) = self.store {
                 if done < stage.steps && (due || stopping) {
@@ -240,7 +256,7 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
                 }
             }
             if stopping && done < stage.steps {
-                return Err(TrainError::Stopped(session.steps));
+                return Err(TrainError::Stopped(session_steps));
             }
         }
         Ok(TrainedRun {

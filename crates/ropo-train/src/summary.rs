@@ -1,11 +1,17 @@
-//! `summary.json`: mean and standard deviation over seeds of each metric, per (loss, η).
+//! `summary.json`: per (method, η) and metric, the per-seed values, their mean and standard
+//! deviation, and the paired difference from DPO with its bootstrap interval.
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
     config::GoldExperiment,
+    grid::GridResult,
+    paired::PairedDifference,
     records::{ExperimentOutcome, RunResult},
 };
+
+/// The names DPO goes by in a grid, the baseline every method is compared with.
+const BASELINE_NAMES: [&str; 2] = ["dpo", "sigmoid"];
 
 /// `summary.json`: one entry per loss, noise rate and metric, averaged over seeds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -14,10 +20,12 @@ pub struct Summary {
     pub results: Vec<SummaryEntry>,
 }
 
-/// Mean and standard deviation of one metric over the seeds of one (loss, η).
+/// One metric over the seeds of one (method, η).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SummaryEntry {
-    /// Loss name.
+    /// Method name (`dpo`, `ropo+filter`).
+    pub method: String,
+    /// The same name, under the field name of earlier summaries.
     pub loss: String,
     /// Noise rate η.
     pub noise: f64,
@@ -29,6 +37,12 @@ pub struct SummaryEntry {
     pub std: f64,
     /// Number of seeds.
     pub seeds: usize,
+    /// The value of each seed, in seed order.
+    pub values: Vec<f64>,
+    /// The paired difference from DPO's value on the same seeds (absent for DPO itself, and
+    /// when the grid has no DPO).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vs_dpo: Option<PairedDifference>,
 }
 
 /// Reads one metric from a run.
@@ -42,41 +56,52 @@ pub const METRICS: [(&str, MetricReader); 3] = [
 ];
 
 impl Summary {
-    /// Averages the runs of `outcome` over seeds, keeping the experiment's loss and noise order.
+    /// Summarises the runs of `outcome`, keeping the experiment's method and noise order.
     pub fn of(experiment: &GoldExperiment, outcome: &ExperimentOutcome) -> Self {
         Self::over_seeds(
             (&experiment.loss_names(), &experiment.noise),
             &outcome.runs,
-            |r| (r.loss.as_str(), r.noise),
             &METRICS,
         )
     }
 
-    /// Mean and std over seeds of each `metrics` reader, for every (loss, η) in the given
-    /// order; `cell` says which (loss, η) a run belongs to.
-    pub fn over_seeds<R>(
-        (losses, noise): (&[String], &[f64]),
+    /// Each `metrics` reader over the seeds of every (method, η), in the given order, with
+    /// the paired difference from the grid's DPO (`dpo` or `sigmoid`) when it has one.
+    pub fn over_seeds<R: GridResult>(
+        (methods, noise): (&[String], &[f64]),
         runs: &[R],
-        cell: impl Fn(&R) -> (&str, f64),
         metrics: &[(&str, MetricReader<R>)],
     ) -> Self {
+        let baseline = methods
+            .iter()
+            .find(|m| BASELINE_NAMES.contains(&m.as_str()));
+        let values_of = |method: &str, eta: f64, read: MetricReader<R>| {
+            let mut here: Vec<&R> = runs
+                .iter()
+                .filter(|r| (r.key().0, r.key().1) == (method, eta))
+                .collect();
+            here.sort_by_key(|r| r.key().2);
+            here.into_iter().map(read).collect::<Vec<f64>>()
+        };
         let mut results = Vec::new();
-        for loss in losses {
+        for method in methods {
             for &eta in noise {
-                let here: Vec<&R> = runs
-                    .iter()
-                    .filter(|r| cell(r) == (loss.as_str(), eta))
-                    .collect();
                 for (metric, read) in metrics {
-                    let values: Vec<f64> = here.iter().map(|r| read(r)).collect();
+                    let values = values_of(method, eta, *read);
                     let (mean, std) = mean_std(&values);
+                    let vs_dpo = baseline
+                        .filter(|b| *b != method)
+                        .and_then(|b| PairedDifference::of(&values, &values_of(b, eta, *read)));
                     results.push(SummaryEntry {
-                        loss: loss.clone(),
+                        method: method.clone(),
+                        loss: method.clone(),
                         noise: eta,
                         metric: (*metric).into(),
                         mean,
                         std,
                         seeds: values.len(),
+                        values,
+                        vs_dpo,
                     });
                 }
             }
@@ -84,27 +109,39 @@ impl Summary {
         Self { results }
     }
 
-    /// The entry for a loss, η and metric.
-    pub fn get(&self, loss: &str, noise: f64, metric: &str) -> Option<&SummaryEntry> {
+    /// The entry for a method, η and metric.
+    pub fn get(&self, method: &str, noise: f64, metric: &str) -> Option<&SummaryEntry> {
         self.results
             .iter()
-            .find(|e| e.loss == loss && e.noise == noise && e.metric == metric)
+            .find(|e| e.method == method && e.noise == noise && e.metric == metric)
     }
 
-    /// A markdown table of `metric`: one row per loss, one column per η, `mean ± std`.
-    pub fn table(&self, (losses, noise): (&[String], &[f64]), metric: &str) -> String {
+    /// A markdown table of `metric`: one row per method; per η a column `mean ± std` and,
+    /// when the grid has DPO, a column of the paired difference from it with its 95% interval.
+    pub fn table(&self, (methods, noise): (&[String], &[f64]), metric: &str) -> String {
+        let paired = self.results.iter().any(|e| e.vs_dpo.is_some());
         let mut out = format!("| {metric} |");
         for eta in noise {
             out += &format!(" η = {eta} |");
+            if paired {
+                out += " vs DPO |";
+            }
         }
         out += "\n|---|";
-        out += &"---|".repeat(noise.len());
-        for loss in losses {
-            out += &format!("\n| {loss} |");
+        out += &"---|".repeat(noise.len() * if paired { 2 } else { 1 });
+        for method in methods {
+            out += &format!("\n| {method} |");
             for &noise in noise {
-                match self.get(loss, noise, metric) {
+                let entry = self.get(method, noise, metric);
+                match entry {
                     Some(e) => out += &format!(" {:.3} ± {:.3} |", e.mean, e.std),
                     None => out += " – |",
+                }
+                if paired {
+                    match entry.and_then(|e| e.vs_dpo) {
+                        Some(d) => out += &format!(" {} |", d.display()),
+                        None => out += " – |",
+                    }
                 }
             }
         }

@@ -29,10 +29,10 @@ use crate::{
     config::PreferenceStage,
     eval::eval_metrics,
     framework::{Resampling, Scorer},
-    loss_entry::IpoForm,
-    records::{EvalRecord, Progress, StepRecord},
+    loss_entry::{DataStep, IpoForm},
+    records::{EvalRecord, Progress, RoundReport, StepRecord},
     reference::{reference_logps, PairReference},
-    run::{DataStep, DroppedPair, Method, PreferenceSet, RoundReport, Rounds, Run},
+    run::{DroppedPair, Method, PreferenceSet, Rounds, Run},
     seeds::Seeds,
     stages::{run_sft, Session},
     TrainError,
@@ -179,7 +179,7 @@ impl Default for TrainerConfig {
             filter_rounds: 0,
             filter_rho: 0.2,
             resample: 0,
-            scorer: Scorer::ImplicitReward,
+            scorer: Scorer::PolicyLogProbPerToken,
             temperature: 1.0,
             max_new_tokens: 128,
             save_dtype: None,
@@ -374,13 +374,8 @@ impl TrainerConfig {
             (_, 0) => DataStep::Filter,
             _ => DataStep::FilterResample,
         };
-        let suffix = match data_step {
-            DataStep::None => "",
-            DataStep::Filter => "+filter",
-            DataStep::FilterResample => "+filter+rs",
-        };
         Ok(Method {
-            name: format!("{}{suffix}", self.loss),
+            name: format!("{}{}", self.loss, data_step.suffix()),
             loss: self.loss_config()?,
             data_step,
         })
@@ -578,11 +573,8 @@ impl TrainerConfig {
             let metrics = eval_metrics(&model.valid(), &data.eval, &eval_refs, &loss, device)?;
             Ok(Some(EvalRecord::of(step, &metrics)))
         };
-        let mut session = Session {
-            steps: 0,
-            stop_after,
-        };
-        let outcome = run.train(start, &mut evaluate, &mut session, device, on_progress)?;
+        let session = Session::new(stop_after);
+        let outcome = run.train(start, &mut evaluate, &session, device, on_progress)?;
         Ok(TrainerOutcome {
             model: outcome.model.valid(),
             steps: stage.steps,

@@ -14,8 +14,9 @@ use serde_json::json;
 
 use crate::{
     plots,
+    records::RoundReport,
     records::{EvalRecord, StepRecord},
-    run::{DroppedPair, RoundReport},
+    run::DroppedPair,
     store::write_atomic,
     trainer::{TrainerConfig, TrainerData},
     TrainError,
