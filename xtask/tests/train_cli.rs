@@ -331,3 +331,43 @@ fn the_results_do_not_depend_on_the_number_of_worker_threads() {
         );
     }
 }
+
+#[test]
+fn noise_detection_records_the_loss_auc_of_the_flips_at_each_validation_point() {
+    let dir = scratch("detection");
+    let config = dir.join("tiny.toml");
+    std::fs::write(&config, format!("noise_detection = true\n{TINY}")).unwrap();
+    let output = train(&config, &dir.join("out"));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(dir.join("out/curves-noise_auc.svg").is_file());
+    assert!(dir.join("out/curves-win_rate.svg").is_file());
+    let report = std::fs::read_to_string(dir.join("out/report.md")).unwrap();
+    let table = report
+        .split("## flip-detection AUC of the loss against training length")
+        .nth(1)
+        .expect("the AUC table");
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|l| l.starts_with("| sigmoid |") || l.starts_with("| ropo |"))
+        .collect();
+    assert_eq!(rows.len(), 4, "{table}");
+    for row in rows {
+        let cells: Vec<&str> = row
+            .split('|')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        for value in &cells[2..] {
+            if cells[1] == "0" {
+                assert_eq!(*value, "–", "no flips at η = 0: {row}");
+            } else {
+                let auc: f64 = value.parse().unwrap();
+                assert!((0.0..=1.0).contains(&auc), "{row}");
+            }
+        }
+    }
+}

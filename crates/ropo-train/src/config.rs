@@ -50,6 +50,10 @@ pub struct GoldExperiment {
     pub validation: usize,
     /// Evaluate on the validation split every this many preference steps (0: only at the end).
     pub eval_every: usize,
+    /// At each validation point also score every training pair by its loss under the policy
+    /// and record how well that finds the flipped labels (`noise_auc`); one forward over the
+    /// training pairs per point.
+    pub noise_detection: bool,
     /// Checkpoint a run every this many preference steps (0: never); needs a run folder.
     pub checkpoint_every: usize,
     /// How many of a run's newest checkpoints to keep.
@@ -210,6 +214,7 @@ impl Default for GoldExperiment {
             eval_prompts: 500,
             validation: 300,
             eval_every: 50,
+            noise_detection: false,
             checkpoint_every: 100,
             keep_checkpoints: 2,
             framework: Framework::default(),

@@ -11,6 +11,7 @@ use ropo_models::{attention::TrainingBackend, CausalLm};
 
 use crate::{
     config::GoldExperiment,
+    detection::flip_detection_auc,
     eval_set::EvalSet,
     framework::Resampling,
     gold_start::Start,
@@ -121,13 +122,19 @@ impl GoldExperiment {
                     ..cell.run(&self.preference, self.seeds(), &reference)
                 };
                 let mut validate = |model: &CausalLm<B>, step: usize| {
+                    let policy = model.valid();
                     let (clean_accuracy, _, gold) =
-                        validation.judge(&model.valid(), task, beta, device)?;
+                        validation.judge(&policy, task, beta, device)?;
+                    let noise_auc = match self.noise_detection {
+                        true => flip_detection_auc(&policy, cell.set, &cell.method.loss, device)?,
+                        false => None,
+                    };
                     Ok(Some(CurvePoint {
                         step,
                         clean_accuracy,
                         gold_reward: gold.mean_reward,
                         gold_win_rate: gold.win_rate,
+                        noise_auc,
                     }))
                 };
                 let RunOutcome {

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod dataset_experiment;
+pub mod detection;
 mod error;
 pub mod eval;
 mod eval_set;

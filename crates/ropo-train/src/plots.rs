@@ -5,10 +5,41 @@ use plotters::prelude::*;
 use crate::{
     config::GoldExperiment,
     paired::PairedDifference,
-    records::{ExperimentOutcome, LossHistogram},
+    records::{CurvePoint, ExperimentOutcome, LossHistogram},
     summary::Summary,
     TrainError,
 };
+
+/// A validation metric the curves show: its name in files, its title, and how to read it
+/// from a point (`None`: not measured there).
+pub struct CurveMetric {
+    /// The file and table name (`win_rate` → `curves-win_rate.svg`).
+    pub name: &'static str,
+    /// The title in plots and tables.
+    pub title: &'static str,
+    /// The value at a point.
+    pub read: fn(&CurvePoint) -> Option<f64>,
+}
+
+/// The validation metrics with curves: gold reward, gold win rate and, when tracked, the
+/// flip-detection AUC of the loss.
+pub const CURVE_METRICS: [CurveMetric; 3] = [
+    CurveMetric {
+        name: "gold_reward",
+        title: "validation gold reward",
+        read: |p| Some(p.gold_reward),
+    },
+    CurveMetric {
+        name: "win_rate",
+        title: "validation gold win rate",
+        read: |p| Some(p.gold_win_rate),
+    },
+    CurveMetric {
+        name: "noise_auc",
+        title: "flip-detection AUC of the loss",
+        read: |p| p.noise_auc,
+    },
+];
 
 fn plot_error(e: impl std::fmt::Display) -> TrainError {
     TrainError::Config(format!("cannot draw a plot: {e}"))
@@ -81,10 +112,11 @@ pub fn metric_against_noise(
     Ok(svg)
 }
 
-/// Validation gold reward against preference steps, one line per (loss, η), mean over seeds.
+/// A validation metric against preference steps, one line per (method, η), mean over seeds.
 pub fn validation_curves(
     experiment: &GoldExperiment,
     outcome: &ExperimentOutcome,
+    metric: &CurveMetric,
 ) -> Result<String, TrainError> {
     let mut svg = String::new();
     {
@@ -93,7 +125,7 @@ pub fn validation_curves(
         let steps = experiment.preference.steps.max(1) as f64;
         let mut chart = ChartBuilder::on(&root)
             .caption(
-                "validation gold reward against training length",
+                format!("{} against training length", metric.title),
                 ("sans-serif", 20),
             )
             .margin(14)
@@ -104,7 +136,7 @@ pub fn validation_curves(
         chart
             .configure_mesh()
             .x_desc("preference steps")
-            .y_desc("gold reward")
+            .y_desc(metric.title)
             .draw()
             .map_err(plot_error)?;
         let mut index = 0;
@@ -117,16 +149,18 @@ pub fn validation_curves(
                     .collect();
                 let Some(first) = runs.first() else { continue };
                 let points: Vec<(f64, f64)> = (0..first.curve.len())
-                    .map(|i| {
+                    .filter_map(|i| {
                         let values: Vec<f64> = runs
                             .iter()
                             .filter_map(|r| r.curve.get(i))
-                            .map(|p| p.gold_reward)
+                            .filter_map(metric.read)
                             .collect();
-                        (
-                            first.curve[i].step as f64,
-                            values.iter().sum::<f64>() / values.len() as f64,
-                        )
+                        (!values.is_empty()).then(|| {
+                            (
+                                first.curve[i].step as f64,
+                                values.iter().sum::<f64>() / values.len() as f64,
+                            )
+                        })
                     })
                     .collect();
                 let color = Palette99::pick(index).to_rgba();

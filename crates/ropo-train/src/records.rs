@@ -43,6 +43,10 @@ pub struct CurvePoint {
     pub gold_reward: f64,
     /// Win rate against the SFT model's samples on the validation prompts.
     pub gold_win_rate: f64,
+    /// How well the policy's loss ranks the run's flipped training labels above its clean
+    /// ones (ROC AUC), when the experiment tracks it (`noise_detection`) and there are flips.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_auc: Option<f64>,
 }
 
 /// The trainer's metrics on its evaluation pairs at one point (TRL's `eval_*`).

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::{
     config::GoldExperiment,
-    plots,
+    plots::{self, CurveMetric, CURVE_METRICS},
     records::{ExperimentOutcome, RunResult, StepRecord},
     rounds_report::rounds_table,
     store::write_atomic,
@@ -44,10 +44,12 @@ pub fn write_run_folder(
         let svg = plots::metric_against_noise(experiment, &summary, metric);
         write_atomic(&dir.join(format!("{metric}_vs_noise.svg")), &svg?)?;
     }
-    write_atomic(
-        &dir.join("curves.svg"),
-        &plots::validation_curves(experiment, outcome)?,
-    )?;
+    for metric in &CURVE_METRICS {
+        if measured(outcome, metric) {
+            let svg = plots::validation_curves(experiment, outcome, metric)?;
+            write_atomic(&dir.join(curve_file(metric)), &svg)?;
+        }
+    }
     for run in outcome.runs.iter().filter(|r| r.seed == 0) {
         for round in &run.rounds {
             let title = format!(
@@ -167,21 +169,47 @@ fn report_md(
             experiment.framework.scorer
         );
     }
-    out + &curve_table(experiment, outcome) + "\n![validation curves](curves.svg)\n"
+    for metric in CURVE_METRICS.iter().filter(|m| measured(outcome, m)) {
+        out += &curve_table(experiment, outcome, metric);
+        out += &format!("\n![{}]({})\n", metric.title, curve_file(metric));
+    }
+    out
 }
 
-/// Validation gold reward at each step any run was validated at, mean over the seeds of each
-/// (method, η) (methods trained in rounds are validated at other steps: `–` where a method
-/// has no point).
-fn curve_table(experiment: &GoldExperiment, outcome: &ExperimentOutcome) -> String {
+/// Whether any run has a validation point with `metric`.
+fn measured(outcome: &ExperimentOutcome, metric: &CurveMetric) -> bool {
+    outcome
+        .runs
+        .iter()
+        .any(|r| r.curve.iter().any(|p| (metric.read)(p).is_some()))
+}
+
+/// The plot of `metric` against training length (`curves.svg` for the gold reward, as
+/// always).
+fn curve_file(metric: &CurveMetric) -> String {
+    match metric.name {
+        "gold_reward" => "curves.svg".into(),
+        name => format!("curves-{name}.svg"),
+    }
+}
+
+/// `metric` at each step any run was validated at, mean over the seeds of each (method, η)
+/// (methods trained in rounds are validated at other steps: `–` where a method has no
+/// point).
+fn curve_table(
+    experiment: &GoldExperiment,
+    outcome: &ExperimentOutcome,
+    metric: &CurveMetric,
+) -> String {
     let steps: BTreeSet<usize> = outcome
         .runs
         .iter()
         .flat_map(|r| r.curve.iter().map(|p| p.step))
         .collect();
-    let mut out = "\n## Validation gold reward against training length (mean over seeds)\n\n\
-                   | method | η |"
-        .to_string();
+    let mut out = format!(
+        "\n## {} against training length (mean over seeds)\n\n| method | η |",
+        metric.title
+    );
     for step in &steps {
         out += &format!(" {step} |");
     }
@@ -199,7 +227,7 @@ fn curve_table(experiment: &GoldExperiment, outcome: &ExperimentOutcome) -> Stri
                 let values: Vec<f64> = runs
                     .iter()
                     .filter_map(|r| r.curve.iter().find(|p| p.step == *step))
-                    .map(|p| p.gold_reward)
+                    .filter_map(metric.read)
                     .collect();
                 if values.is_empty() {
                     out += " – |";
