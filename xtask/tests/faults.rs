@@ -274,19 +274,8 @@ fn corrupt_checkpoints_are_set_aside_named_and_the_previous_ones_resume() {
     let dir = scratch("corrupt");
     let (config, expected) = checkpointed(&dir);
     let out = dir.join("out");
-    let stopped = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args([
-            "train",
-            "--quiet",
-            "--jobs",
-            "1",
-            "--stop-after-steps",
-            "5",
-            "--config",
-        ])
-        .arg(&config)
-        .arg("--out")
-        .arg(&out)
+    let stopped = train_command(&config, &out, Stdio::piped())
+        .args(["--stop-after-steps", "5"])
         .output()
         .unwrap();
     assert!(stopped.status.success(), "{}", stderr(&stopped));

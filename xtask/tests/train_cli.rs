@@ -6,7 +6,7 @@ use std::process::Command;
 
 mod common;
 
-use common::{scratch, train, TINY};
+use common::{scratch, train, xtask_ok, TINY};
 
 #[test]
 fn tiny_config_writes_a_complete_reproducible_run_folder() {
@@ -152,26 +152,18 @@ fn stopping_and_resuming_gives_bit_identical_results() {
     assert!(train(&config, &straight).status.success());
 
     let pieces = dir.join("pieces");
-    let first = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args([
-            "train",
-            "--quiet",
-            "--jobs",
-            "1",
-            "--stop-after-steps",
-            "5",
-            "--config",
-        ])
-        .arg(&config)
-        .arg("--out")
-        .arg(&pieces)
-        .output()
-        .unwrap();
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    let first = xtask_ok([
+        "train",
+        "--quiet",
+        "--jobs",
+        "1",
+        "--stop-after-steps",
+        "5",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        pieces.to_str().unwrap(),
+    ]);
     assert!(String::from_utf8_lossy(&first.stdout).contains("--resume"));
     assert!(!pieces.join("summary.json").exists());
     let run = pieces.join("checkpoints/sigmoid-eta0-seed0");
@@ -222,25 +214,28 @@ fn framework_methods_resume_between_rounds_with_identical_results() {
         .replace("noise = [0.0, 0.2]", "noise = [0.2]")
         .replace("seeds = 2", "seeds = 1");
     std::fs::write(&config, format!("{tiny}\n[framework]\nrounds = 3\nrho = 0.2\nsamples = 3\ntemperature = 1.0\nscorer = \"policy_log_prob_per_token\"\n")).unwrap();
-    let straight = train(&config, &dir.join("straight"));
-    assert!(
-        straight.status.success(),
-        "{}",
-        String::from_utf8_lossy(&straight.stderr)
-    );
+    let config = config.to_str().unwrap();
+    let folder = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    xtask_ok([
+        "train",
+        "--quiet",
+        "--config",
+        config,
+        "--out",
+        &folder("straight"),
+    ]);
     // dpo trains 10 steps, then ropo+filter's first two rounds (3 steps each) end at 16.
-    let first = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["train", "--quiet", "--stop-after-steps", "17", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(dir.join("pieces"))
-        .output()
-        .unwrap();
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    let pieces = folder("pieces");
+    xtask_ok([
+        "train",
+        "--quiet",
+        "--stop-after-steps",
+        "17",
+        "--config",
+        config,
+        "--out",
+        &pieces,
+    ]);
     let state = dir.join("pieces/checkpoints/ropo+filter-eta0.2-seed0/round-000002/state.json");
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
@@ -248,20 +243,8 @@ fn framework_methods_resume_between_rounds_with_identical_results() {
         saved["next_round"], 2,
         "rounds 1 and 2 (3 steps each) were saved"
     );
-    let resumed = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["train", "--quiet", "--resume"])
-        .arg(dir.join("pieces"))
-        .output()
-        .unwrap();
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
-    for file in ["summary.json", "metrics.jsonl"] {
-        let read = |folder: &str| std::fs::read(dir.join(folder).join(file)).unwrap();
-        assert_eq!(read("straight"), read("pieces"), "{file}");
-    }
+    xtask_ok(["train", "--quiet", "--resume", &pieces]);
+    assert_same_results(&dir, "straight", "pieces");
     let report = std::fs::read_to_string(dir.join("straight/report.md")).unwrap();
     assert!(report.contains("| ropo+filter+rs | 0.2 | 1 |"), "{report}");
     assert!(dir
@@ -288,47 +271,30 @@ fn the_results_do_not_depend_on_the_number_of_worker_threads() {
     let dir = scratch("jobs");
     let config = dir.join("tiny.toml");
     std::fs::write(&config, TINY.replace("seeds = 2", "seeds = 3")).unwrap();
-    let run = |jobs: &str, extra: &[&str], out: &str| {
-        Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(["train", "--quiet", "--jobs", jobs, "--config"])
-            .arg(&config)
-            .args(extra)
-            .arg("--out")
-            .arg(dir.join(out))
-            .output()
-            .unwrap()
-    };
+    let config = config.to_str().unwrap();
     for (jobs, extra, out) in [
         ("1", &[][..], "one"),
         ("3", &[][..], "three"),
         ("2", &["--stop-after-steps", "9"][..], "stopped"),
     ] {
-        let output = run(jobs, extra, out);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let out = dir.join(out).to_str().unwrap().to_string();
+        let args = [
+            "train", "--quiet", "--jobs", jobs, "--config", config, "--out", &out,
+        ];
+        xtask_ok(args.iter().chain(extra));
     }
     assert!(!dir.join("stopped/summary.json").exists());
-    let resumed = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["train", "--quiet", "--jobs", "2", "--resume"])
-        .arg(dir.join("stopped"))
-        .output()
-        .unwrap();
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
+    let stopped = dir.join("stopped").to_str().unwrap().to_string();
+    xtask_ok(["train", "--quiet", "--jobs", "2", "--resume", &stopped]);
+    assert_same_results(&dir, "one", "three");
+    assert_same_results(&dir, "one", "stopped");
+}
+
+/// `summary.json` and `metrics.jsonl` of two run folders under `dir` are byte-identical.
+fn assert_same_results(dir: &Path, a: &str, b: &str) {
     for file in ["summary.json", "metrics.jsonl"] {
         let read = |folder: &str| std::fs::read(dir.join(folder).join(file)).unwrap();
-        assert_eq!(read("one"), read("three"), "{file}: 1 against 3 workers");
-        assert_eq!(
-            read("one"),
-            read("stopped"),
-            "{file}: 2 workers, stopped and resumed"
-        );
+        assert_eq!(read(a), read(b), "{file}: {a} against {b}");
     }
 }
 

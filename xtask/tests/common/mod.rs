@@ -49,3 +49,18 @@ pub fn train(config: &Path, out: &Path) -> Output {
         .output()
         .expect("xtask runs")
 }
+
+/// `xtask ARGS…`, which must succeed (the message is its stderr).
+#[allow(dead_code)] // not every test binary that includes this module runs it
+pub fn xtask_ok<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .output()
+        .expect("xtask runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
