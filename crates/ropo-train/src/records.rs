@@ -259,7 +259,7 @@ pub enum Progress {
         index: usize,
         /// Runs in the experiment.
         total: usize,
-        /// The method trained (a loss name, or an ablation variant's).
+        /// The method trained (`dpo`, `ropo+filter`).
         method: String,
         /// Its noise rate η.
         noise: f64,

@@ -1,6 +1,6 @@
 //! Everything a run folder keeps on disk, in one place: sealed snapshots ([`snapshot`]), the
 //! preference checkpoints and whole models inside them ([`checkpoint`]), the records of
-//! finished runs ([`finished`]), the ablation's state between rounds ([`round`]), and
+//! finished runs ([`finished`]), a framework method's state between rounds ([`round`]), and
 //! [`write_atomic`] for every other file. Integrity sums and flushing come from
 //! [`ropo_models::integrity`], the one implementation both crates use.
 

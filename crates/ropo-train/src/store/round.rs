@@ -1,5 +1,5 @@
-//! A multi-round run's state between rounds (the ablation's filtered and resampled pairs and
-//! what the filter did so far): the policy and a JSON state in the sealed snapshot
+//! A multi-round run's state between rounds (a framework method's filtered and resampled
+//! pairs and what the filter did so far): the policy and a JSON state in the sealed snapshot
 //! `round-N`, N the next round; the newest two are kept.
 
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! Sealed snapshot folders inside a run folder: the preference checkpoints (`step-N`), the SFT
-//! model and the ablation's rounds (`round-N`). A snapshot is written into `.tmp-NAME`, its
-//! files are flushed and listed with their SHA-256 in `SHA256SUMS`
+//! model and a framework method's rounds (`round-N`). A snapshot is written into `.tmp-NAME`,
+//! its files are flushed and listed with their SHA-256 in `SHA256SUMS`
 //! ([`ropo_models::integrity`]), and only then renamed to `NAME`; so a snapshot under its own
 //! name is complete, and one corrupted later is caught by checksum when it is loaded, set
 //! aside as `corrupt-NAME`, and the previous one is used.
