@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use ropo::data::formats::{self, Degenerate, Format, OnInvalid, ReadOptions, ReadReport};
 use ropo::data::template::Template;
 use ropo::data::tokenize::{tokenize, DropReason, TokenizeOptions};
-use ropo::data::{load_tokenizer, noise, Prompt};
+use ropo::data::{load_tokenizer, noise, Preference, Prompt};
 use serde::Serialize;
 
 use crate::CmdResult;
@@ -30,7 +30,8 @@ enum DataCommand {
     /// line.
     Inspect(InspectArgs),
     /// Write a copy of a dataset, in its own format, with each label flipped with probability
-    /// --rate, and the flip mask beside it (OUT.flips.json).
+    /// --rate (or relabelled by a judge who prefers longer responses: --length-bias), and the
+    /// flip mask beside it (OUT.flips.json).
     Noise(NoiseArgs),
 }
 
@@ -105,9 +106,17 @@ struct InspectArgs {
 struct NoiseArgs {
     #[command(flatten)]
     read: ReadArgs,
-    /// Probability of flipping each label (0 <= rate < 0.5).
+    /// Probability of flipping each label (0 <= rate < 0.5): symmetric noise.
+    #[arg(
+        long,
+        required_unless_present = "length_bias",
+        conflicts_with = "length_bias"
+    )]
+    rate: Option<f64>,
+    /// A length-biased judge instead: each pair's longer response is labelled chosen with this
+    /// probability (0 <= p <= 1), the shorter one otherwise; equal lengths keep their label.
     #[arg(long)]
-    rate: f64,
+    length_bias: Option<f64>,
     /// Random seed: the same seed gives the same flips.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -349,18 +358,30 @@ fn write_noisy(args: &NoiseArgs) -> CmdResult {
         }
     }
     let options = args.read.options();
-    // Two passes keep memory constant: count, draw the mask, then copy.
+    // Two passes keep memory bounded: count (and measure), draw the mask, then copy.
     let mut counted = formats::open(&args.read.file, &options)?;
-    let mut n = 0;
+    let mut lengths = Vec::new();
     for record in counted.by_ref() {
-        record?;
-        n += 1;
+        lengths.push(record?.pair.response_lengths());
     }
+    let n = lengths.len();
     let format = counted
         .report()
         .format
         .ok_or_else(|| format!("{}: no records", args.read.file.display()))?;
-    let flipped = noise::symmetric_flips(n, args.rate, args.seed)?;
+    let (model, rate, flipped) = match (args.rate, args.length_bias) {
+        (_, Some(p)) => (
+            "length_biased",
+            p,
+            noise::length_biased_flips(lengths, p, args.seed)?,
+        ),
+        (Some(rate), None) => (
+            "symmetric",
+            rate,
+            noise::symmetric_flips(n, rate, args.seed)?,
+        ),
+        (None, None) => return Err("data noise: give --rate or --length-bias".into()),
+    };
 
     let copy_tmp = with_suffix(&args.output, ".tmp");
     let flips_tmp = with_suffix(&flips_path, ".tmp");
@@ -390,8 +411,8 @@ fn write_noisy(args: &NoiseArgs) -> CmdResult {
         let mask = FlipFile {
             source: &args.read.file,
             format: format.name(),
-            noise: "symmetric",
-            rate: args.rate,
+            noise: model,
+            rate,
             seed: args.seed,
             pairs: n,
             flipped_count: flipped.iter().filter(|f| **f).count(),
@@ -406,10 +427,10 @@ fn write_noisy(args: &NoiseArgs) -> CmdResult {
         std::fs::rename(&copy_tmp, &args.output).map_err(io_error(&args.output))?;
         std::fs::rename(&flips_tmp, &flips_path).map_err(io_error(&flips_path))?;
         println!(
-            "{}: {n} pairs ({format}), {} flipped (rate {}, seed {}); mask in {}",
+            "{}: {n} pairs ({format}), {} flipped ({model} {}, seed {}); mask in {}",
             args.output.display(),
             mask.flipped_count,
-            args.rate,
+            rate,
             args.seed,
             flips_path.display()
         );

@@ -55,6 +55,17 @@ pub fn length_biased<P: Preference>(
     p: f64,
     seed: u64,
 ) -> Result<Noisy<P>, DataError> {
+    let flipped = length_biased_flips(pairs.iter().map(P::response_lengths), p, seed)?;
+    Ok(apply(pairs, flipped))
+}
+
+/// The flip mask [`length_biased`] draws for pairs with these `(chosen, rejected)` response
+/// lengths, without the pairs (to noise a file as it streams past).
+pub fn length_biased_flips(
+    lengths: impl IntoIterator<Item = (usize, usize)>,
+    p: f64,
+    seed: u64,
+) -> Result<Vec<bool>, DataError> {
     if !(0.0..=1.0).contains(&p) {
         return Err(DataError::InvalidParameter {
             name: "length bias p",
@@ -63,15 +74,13 @@ pub fn length_biased<P: Preference>(
         });
     }
     let mut rng = StdRng::seed_from_u64(seed);
-    let flipped = pairs
-        .iter()
-        .map(|pair| {
+    Ok(lengths
+        .into_iter()
+        .map(|(chosen, rejected)| {
             let longer_chosen = rng.random_bool(p);
-            let (chosen, rejected) = pair.response_lengths();
             chosen != rejected && (chosen > rejected) != longer_chosen
         })
-        .collect();
-    Ok(apply(pairs, flipped))
+        .collect())
 }
 
 /// Bradley–Terry relabelling: pair `i` keeps its label with probability
