@@ -12,7 +12,7 @@ use ropo::train::{
     dataset_experiment::DatasetExperiment,
     framework::Scorer,
     label_noise::NoiseModel,
-    loss_entry::{DataStep, LossEntry},
+    loss_entry::LossEntry,
     records::Progress,
     report::{metrics_lines, timing_lines, write_run_folder},
     store::{fault, write_atomic},
@@ -227,13 +227,7 @@ pub fn run(args: &TrainArgs) -> CmdResult {
     let steps_per_seed: usize = experiment
         .losses
         .iter()
-        .map(|entry| match entry.data_step() {
-            DataStep::None => experiment.preference.steps,
-            _ => {
-                experiment.preference.steps / experiment.framework.rounds
-                    * experiment.framework.rounds
-            }
-        })
+        .map(|entry| experiment.preference_steps(entry))
         .sum();
     let total = (experiment.sft.steps
         + steps_per_seed * experiment.noise.len() * experiment.seeds as usize)

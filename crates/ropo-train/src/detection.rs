@@ -7,7 +7,7 @@
 use ropo_core::LossConfig;
 use ropo_models::{attention::AttentionBackend, CausalLm};
 
-use crate::{eval::implicit_margins, reference::PairReference, run::PreferenceSet, TrainError};
+use crate::{eval::pair_losses, reference::PairReference, run::PreferenceSet, TrainError};
 
 /// The AUC of `loss` under `policy` as a detector of `set`'s flipped labels; `None` when the
 /// set has no flipped or no clean pair. Needs the set's reference log-probs as a table.
@@ -22,16 +22,7 @@ pub fn flip_detection_auc<B: AttentionBackend>(
             "flip detection needs the pairs' reference log-probs as a table".into(),
         ));
     };
-    let scaled = implicit_margins(policy, &set.pairs, table, loss.beta(), 256, device)?;
-    let margins: Vec<f64> = scaled.iter().map(|m| m / loss.beta()).collect();
-    let losses: Vec<f64> = loss
-        .loss_of_margin(burn::tensor::Tensor::<B, 1>::from_data(
-            burn::tensor::TensorData::from(margins.as_slice()),
-            device,
-        ))
-        .into_data()
-        .iter::<f64>()
-        .collect();
+    let (_, losses) = pair_losses(policy, &set.pairs, table, loss, device)?;
     Ok(auc(&losses, &set.flipped))
 }
 

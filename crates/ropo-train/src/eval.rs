@@ -38,6 +38,28 @@ pub fn implicit_reward_eval<B: AttentionBackend>(
     })
 }
 
+/// The margin `h` and the loss of every pair under `model`: how the framework's filter and
+/// the flip detection rank pairs (a high loss says "this label looks wrong").
+pub fn pair_losses<B: AttentionBackend>(
+    model: &CausalLm<B>,
+    pairs: &[TokenizedPair],
+    reference: &[ReferenceLogps],
+    loss: &LossConfig,
+    device: &B::Device,
+) -> Result<(Vec<f64>, Vec<f64>), TrainError> {
+    let scaled = implicit_margins(model, pairs, reference, loss.beta(), 256, device)?;
+    let margins: Vec<f64> = scaled.iter().map(|m| m / loss.beta()).collect();
+    let losses = loss
+        .loss_of_margin(burn::tensor::Tensor::<B, 1>::from_data(
+            burn::tensor::TensorData::from(margins.as_slice()),
+            device,
+        ))
+        .into_data()
+        .iter::<f64>()
+        .collect();
+    Ok((margins, losses))
+}
+
 /// `β·[(log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l))]` of every pair.
 pub fn implicit_margins<B: AttentionBackend>(
     model: &CausalLm<B>,

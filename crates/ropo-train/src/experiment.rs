@@ -17,7 +17,7 @@ use crate::{
     gold_start::Start,
     grid::{Grid, GridResult},
     label_noise::{LabelNoise, NoiseModel},
-    loss_entry::DataStep,
+    loss_entry::{DataStep, LossEntry},
     records::{CurvePoint, ExperimentOutcome, FlipShare, Progress, RunResult, SftResult},
     run::{Method, Rounds, Run, RunOutcome},
     TrainError,
@@ -84,7 +84,6 @@ impl GoldExperiment {
             store: store.as_deref(),
             jobs,
         };
-        let framework = self.rounds();
         let judge = |p: &TokenizedPair| {
             task.reward(&p.prompt, &p.chosen)
                 .total_cmp(&task.reward(&p.prompt, &p.rejected))
@@ -108,12 +107,8 @@ impl GoldExperiment {
                 Ok((test, validation))
             },
             &|(test, validation), cell, on_progress| {
-                let rounds = match cell.method.data_step {
-                    DataStep::None => Rounds::single(),
-                    _ => framework,
-                };
                 let run = Run {
-                    rounds,
+                    rounds: self.rounds(cell.method.data_step),
                     judge: Some(&judge),
                     eval_every: self.eval_every,
                     checkpoint_every: self.checkpoint_every,
@@ -125,9 +120,10 @@ impl GoldExperiment {
                     let policy = model.valid();
                     let (clean_accuracy, _, gold) =
                         validation.judge(&policy, task, beta, device)?;
-                    let noise_auc = match self.noise_detection {
-                        true => flip_detection_auc(&policy, cell.set, &cell.method.loss, device)?,
-                        false => None,
+                    let noise_auc = if self.noise_detection {
+                        flip_detection_auc(&policy, cell.set, &cell.method.loss, device)?
+                    } else {
+                        None
                     };
                     Ok(Some(CurvePoint {
                         step,
@@ -184,9 +180,19 @@ impl GoldExperiment {
             .collect()
     }
 
-    /// The rounds of the methods with a data step (`ropo+filter`): the framework's rounds, ρ
-    /// and rejection sampling of the task's responses.
-    fn rounds(&self) -> Rounds {
+    /// The preference steps a method trains in all: the stage's steps, or for a method
+    /// trained in rounds as many as split evenly over them (`⌊steps / rounds⌋ · rounds`).
+    pub fn preference_steps(&self, entry: &LossEntry) -> usize {
+        let rounds = self.rounds(entry.data_step()).count.max(1);
+        self.preference.steps / rounds * rounds
+    }
+
+    /// How a method with `data_step` trains: one round without one; with one (`ropo+filter`),
+    /// the framework's rounds, ρ and rejection sampling of the task's responses.
+    fn rounds(&self, data_step: DataStep) -> Rounds {
+        if data_step == DataStep::None {
+            return Rounds::single();
+        }
         let framework = &self.framework;
         Rounds {
             count: framework.rounds,

@@ -3,7 +3,10 @@
 //! against the recorded flips, and the share of resampled pairs the gold reward orders as
 //! labelled (means over seeds).
 
-use crate::records::{RoundReport, RunResult};
+use crate::{
+    records::{RoundReport, RunResult},
+    summary::mean_std,
+};
 
 /// A markdown table of the data steps of `runs`, methods in `methods` order; empty when no
 /// run has a data step.
@@ -56,8 +59,5 @@ pub fn rounds_table(methods: &[String], noise: &[f64], runs: &[RunResult]) -> St
 /// dropped).
 fn mean(values: Vec<f64>) -> f64 {
     let finite: Vec<f64> = values.into_iter().filter(|v| v.is_finite()).collect();
-    if finite.is_empty() {
-        return f64::NAN;
-    }
-    finite.iter().sum::<f64>() / finite.len() as f64
+    mean_std(&finite).0
 }

@@ -8,15 +8,12 @@ use std::{borrow::Cow, cmp::Ordering, path::Path};
 use burn::module::AutodiffModule;
 use ropo_core::LossConfig;
 use ropo_data::TokenizedPair;
-use ropo_models::{
-    attention::{AttentionBackend, TrainingBackend},
-    CausalLm,
-};
+use ropo_models::{attention::TrainingBackend, CausalLm};
 use serde::{Deserialize, Serialize};
 
 use crate::{
     config::PreferenceStage,
-    eval::implicit_margins,
+    eval::pair_losses,
     framework::{keep_lowest_loss, resample_pairs, Resampling},
     loss_entry::{DataStep, LossEntry},
     records::{FilterQuality, LossHistogram, Progress, RoundReport, StepRecord},
@@ -334,9 +331,7 @@ impl<B: TrainingBackend> Run<'_, B> {
                 on_progress,
             )?),
         };
-        let scaled = implicit_margins(policy, &set.pairs, &table, loss.beta(), 256, device)?;
-        let margins: Vec<f64> = scaled.iter().map(|m| m / loss.beta()).collect();
-        let losses = losses_of::<B::InnerBackend>(loss, &margins, device);
+        let (margins, losses) = pair_losses(policy, &set.pairs, &table, loss, device)?;
         let keep = keep_lowest_loss(&losses, self.rounds.rho);
         let mut kept_losses: Vec<f64> = losses
             .iter()
@@ -409,19 +404,4 @@ impl<B: TrainingBackend> Run<'_, B> {
             dropped,
         })
     }
-}
-
-/// Per-pair losses of margins `h`.
-fn losses_of<B: AttentionBackend>(
-    loss: &LossConfig,
-    margins: &[f64],
-    device: &B::Device,
-) -> Vec<f64> {
-    loss.loss_of_margin(burn::tensor::Tensor::<B, 1>::from_data(
-        burn::tensor::TensorData::from(margins),
-        device,
-    ))
-    .into_data()
-    .iter::<f64>()
-    .collect()
 }
