@@ -373,12 +373,13 @@ fn write_noisy(args: &NoiseArgs) -> CmdResult {
         (_, Some(p)) => (
             "length_biased",
             p,
-            noise::length_biased_flips(lengths, p, args.seed)?,
+            noise::length_biased_flips(lengths, p, args.seed)
+                .map_err(|e| format!("--length-bias: {e}"))?,
         ),
         (Some(rate), None) => (
             "symmetric",
             rate,
-            noise::symmetric_flips(n, rate, args.seed)?,
+            noise::symmetric_flips(n, rate, args.seed).map_err(|e| format!("--rate: {e}"))?,
         ),
         (None, None) => return Err("data noise: give --rate or --length-bias".into()),
     };

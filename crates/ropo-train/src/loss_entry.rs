@@ -165,7 +165,16 @@ impl LossEntry {
                     TrainError::Config("losses: an empty loss table names no loss".into())
                 })?,
         };
-        Ok((DataStep::split(name).0, own))
+        let loss = DataStep::split(name).0;
+        if loss.contains('+') {
+            return Err(TrainError::Config(format!(
+                "unknown method '{name}': a method is a loss name, optionally followed by {} or \
+                 {} (ropo+filter)",
+                DataStep::Filter.suffix(),
+                DataStep::FilterResample.suffix()
+            )));
+        }
+        Ok((loss, own))
     }
 
     /// The data step the entry's name asks for between rounds (`ropo+filter`).

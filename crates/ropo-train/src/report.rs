@@ -135,7 +135,7 @@ fn report_md(
     let mut out = format!(
         "# ropo: methods under label noise (built-in gold-reward task)\n\n\
          {} methods × {} noise rates × {} seeds, {} preference steps each; wall time {:.0} s.\n\
-         Noise model {:?}; share of training labels flipped: {}.\n\
+         Noise model `{}`; share of training labels flipped: {}.\n\
          SFT reference: mean gold reward {:.3}. Win rates are against the SFT model's samples \
          (0.5 = no better); accuracy is the implicit reward's on clean held-out pairs. \
          \"vs DPO\" is the mean over seeds of the difference from DPO on the same seed (same \
@@ -146,7 +146,7 @@ fn report_md(
         experiment.seeds,
         experiment.preference.steps,
         wall_seconds,
-        experiment.noise_model,
+        config_name(&experiment.noise_model),
         flipped.join(", "),
         sft_mean,
         crate::paired::RESAMPLES,
@@ -162,11 +162,11 @@ fn report_md(
     if !rounds.is_empty() {
         out += &format!(
             "\n## The framework's data step ({} rounds, ρ = {}, {} samples per dropped prompt \
-             ranked by {:?}; means over seeds)\n\n{rounds}",
+             ranked by `{}`; means over seeds)\n\n{rounds}",
             experiment.framework.rounds,
             experiment.framework.rho,
             experiment.framework.samples,
-            experiment.framework.scorer
+            config_name(&experiment.framework.scorer)
         );
     }
     for metric in CURVE_METRICS.iter().filter(|m| measured(outcome, m)) {
@@ -174,6 +174,14 @@ fn report_md(
         out += &format!("\n![{}]({})\n", metric.title, curve_file(metric));
     }
     out
+}
+
+/// A setting as a config writes it (`bradley_terry`, `policy_log_prob_per_token`).
+fn config_name(value: &impl serde::Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        other => format!("{other:?}"),
+    }
 }
 
 /// Whether any run has a validation point with `metric`.
