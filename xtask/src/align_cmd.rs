@@ -38,7 +38,8 @@ pub struct AlignFlags {
     /// Tokenizer file or folder (default: the model's folder).
     #[arg(long, help_heading = "Trainer")]
     tokenizer: Option<PathBuf>,
-    /// Chat template for conversation prompts: plain, hh, chatml, llama2 (default chatml).
+    /// Chat template for conversation prompts: auto (the model's own chat template from its
+    /// tokenizer folder, else chatml; the default), plain, hh, chatml, llama2.
     #[arg(long, help_heading = "Trainer")]
     template: Option<String>,
     /// The loss (default ropo): sigmoid (DPO), ropo, ipo, cdpo, rdpo, hinge, simpo, …
@@ -199,10 +200,12 @@ pub fn run(args: &TrainArgs) -> CmdResult {
     let data = config.prepare()?;
     let steps = config.total_steps(data.train.len());
     eprintln!(
-        "{} training pairs, {} evaluation pairs ({} dropped: prompt over budget); {} steps of {}",
+        "{} training pairs, {} evaluation pairs ({} dropped: refused by the template or prompt \
+         over budget; template: {}); {} steps of {}",
         data.train.len(),
         data.eval.len(),
         data.dropped,
+        data.chat_format,
         steps,
         config.method()?.name
     );

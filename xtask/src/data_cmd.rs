@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use ropo::data::formats::{self, Degenerate, Format, OnInvalid, ReadOptions, ReadReport};
-use ropo::data::template::Template;
+use ropo::data::template::{ChatFormat, Template};
 use ropo::data::tokenize::{tokenize, DropReason, TokenizeOptions};
 use ropo::data::{load_tokenizer, noise, Preference, Prompt};
 use serde::Serialize;
@@ -91,8 +91,9 @@ struct InspectArgs {
     /// truncation and dropped counts.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
-    /// Chat template for conversation prompts: plain, hh, chatml, llama2.
-    #[arg(long, default_value = "chatml")]
+    /// Chat template for conversation prompts: auto (the tokenizer's own chat template, else
+    /// chatml), plain, hh, chatml, llama2.
+    #[arg(long, default_value = "auto")]
     template: Template,
     /// Most tokens in prompt plus response.
     #[arg(long, default_value_t = 1024)]
@@ -169,6 +170,7 @@ fn inspect(args: &InspectArgs) -> CmdResult {
     };
     let tokenizer = load_tokenizer(path)?;
     let options = TokenizeOptions {
+        template: ChatFormat::resolve(args.template, path)?,
         max_prompt_length: args.max_prompt_length,
         ..TokenizeOptions::new(args.template, args.max_length)
     };
@@ -177,7 +179,7 @@ fn inspect(args: &InspectArgs) -> CmdResult {
     println!(
         "\nlength in tokens ({}, template {}, max_length {}, max_prompt_length {}; BOS and EOS included, after truncation)",
         path.display(),
-        args.template,
+        options.template,
         args.max_length,
         args.max_prompt_length
             .map_or("none".into(), |n| n.to_string())

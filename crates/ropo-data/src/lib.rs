@@ -1,7 +1,8 @@
 //! Preference data and tokenizers.
 //!
 //! This crate turns text into the token ids that models see: readers of the common
-//! preference-dataset formats ([`formats`]), chat templates ([`template`]), tokenization with
+//! preference-dataset formats ([`formats`]), chat templates (built-in ones and the model's own
+//! Jinja template: [`template`], [`chat_template`]), tokenization with
 //! prompt/response masks and truncation ([`tokenize`]), seeded label noise with flip masks
 //! ([`noise`]), resumable length-bucketed batching ([`batches`]) and the built-in gold-reward
 //! task ([`gold`]). It knows nothing of models: [`Tokenizer`] is the whole
@@ -11,6 +12,7 @@
 //! in it.
 
 pub mod batches;
+pub mod chat_template;
 mod error;
 pub mod formats;
 pub mod gold;

@@ -1,23 +1,32 @@
 //! Chat templates: how a conversation and the assistant's answer become the text a model sees.
 //!
-//! A template renders a [`Prompt::Messages`] conversation into [`Piece`]s (text, and the
-//! BOS/EOS ids a multi-turn Llama-2 prompt holds between turns) ending where the assistant's
-//! answer starts, and wraps each answer in what must surround it ([`Template::response`]). A
-//! [`Prompt::Text`] is final text: no template touches it or its responses. BOS and EOS around
-//! the whole sequence are not the template's business: tokenization adds BOS once at the start
-//! of the prompt and EOS once at the end of each response (see `crate::tokenize`).
+//! A [`ChatFormat`] renders a pair: its [`Prompt::Messages`] conversation into [`Piece`]s (text,
+//! and the BOS/EOS ids a multi-turn Llama-2 prompt holds between turns) ending where the
+//! assistant's answer starts, and each answer with what must surround it. It is a built-in
+//! [`Template`] or the model's own Jinja template ([`ChatTemplate`]). A [`Prompt::Text`] is
+//! final text: no template touches it or its responses. BOS and EOS around the whole sequence
+//! are tokenization's business (see `crate::tokenize`): it adds EOS at the end of each
+//! response, and BOS at the start of the prompt unless the model's own template writes it.
 
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
-use crate::{Message, Prompt};
+use crate::chat_template::ChatTemplate;
+use crate::{ChatPair, DataError, Message, Prompt};
 
-/// A chat template (in configs by its name: `plain`, `hh`, `chatml`, `llama2`).
+/// A chat template by name (in configs and on the command line: `auto`, `plain`, `hh`,
+/// `chatml`, `llama2`).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Template {
+    /// The model's own chat template (the tokenizer folder's `chat_template.jinja` or the
+    /// `chat_template` of its `tokenizer_config.json`), and ChatML where it has none.
+    #[default]
+    Auto,
     /// The messages' contents joined by blank lines, no role markers; each answer follows
     /// after a blank line.
     Plain,
@@ -27,7 +36,6 @@ pub enum Template {
     Hh,
     /// ChatML: `<|im_start|>{role}\n{content}<|im_end|>\n` per message, then the generation
     /// prompt `<|im_start|>assistant\n`; each answer ends with `<|im_end|>`.
-    #[default]
     ChatMl,
     /// Llama-2 chat: `[INST] {user} [/INST] {answer}` turns, the first user message preceded by
     /// `<<SYS>>\n{system}\n<</SYS>>\n\n` when there is a system message, EOS and BOS between
@@ -48,16 +56,18 @@ pub enum Piece {
 
 impl Template {
     /// Every template.
-    pub const ALL: [Template; 4] = [
+    pub const ALL: [Template; 5] = [
+        Template::Auto,
         Template::Plain,
         Template::Hh,
         Template::ChatMl,
         Template::Llama2,
     ];
 
-    /// The name used on the command line: `plain`, `hh`, `chatml`, `llama2`.
+    /// The name used on the command line: `auto`, `plain`, `hh`, `chatml`, `llama2`.
     pub fn name(self) -> &'static str {
         match self {
+            Template::Auto => "auto",
             Template::Plain => "plain",
             Template::Hh => "hh",
             Template::ChatMl => "chatml",
@@ -66,15 +76,16 @@ impl Template {
     }
 
     /// The prompt as the model sees it: for text, the text; for a conversation, the rendered
-    /// turns up to where the assistant's answer starts. An error (a sentence) for a
-    /// conversation the template cannot express: a role it does not know, turns out of order.
+    /// turns up to where the assistant's answer starts (`auto` without a model template
+    /// renders ChatML). An error (a sentence) for a conversation the template cannot express:
+    /// a role it does not know, turns out of order.
     pub fn prompt(self, prompt: &Prompt) -> Result<Vec<Piece>, String> {
         match prompt {
             Prompt::Text(text) => Ok(vec![Piece::Text(text.clone())]),
             Prompt::Messages(messages) => match self {
                 Template::Plain => Ok(vec![Piece::Text(plain(messages))]),
                 Template::Hh => hh(messages).map(|text| vec![Piece::Text(text)]),
-                Template::ChatMl => Ok(vec![Piece::Text(chatml(messages))]),
+                Template::Auto | Template::ChatMl => Ok(vec![Piece::Text(chatml(messages))]),
                 Template::Llama2 => llama2(messages),
             },
         }
@@ -90,7 +101,7 @@ impl Template {
             Template::Plain => format!("\n\n{answer}"),
             Template::Hh | Template::Llama2 if answer.starts_with(' ') => answer.to_owned(),
             Template::Hh | Template::Llama2 => format!(" {answer}"),
-            Template::ChatMl => format!("{answer}<|im_end|>"),
+            Template::Auto | Template::ChatMl => format!("{answer}<|im_end|>"),
         }
     }
 }
@@ -116,6 +127,108 @@ impl FromStr for Template {
                 )
             })
     }
+}
+
+/// How a pair's conversation becomes text: a built-in [`Template`], or the model's own Jinja
+/// template.
+#[derive(Debug, Clone)]
+pub enum ChatFormat {
+    /// A built-in template (`auto` among them renders ChatML).
+    Builtin(Template),
+    /// A Jinja chat template, rendered as transformers' `apply_chat_template` renders it.
+    Jinja(Arc<ChatTemplate>),
+}
+
+/// A pair rendered by a [`ChatFormat`]: the prompt's pieces and each answer's text, so that
+/// `prompt ++ chosen` is the text of the whole conversation with the chosen answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedPair {
+    /// The prompt, up to where the answers start.
+    pub prompt: Vec<Piece>,
+    /// The chosen answer with what surrounds it.
+    pub chosen: String,
+    /// The rejected answer with what surrounds it.
+    pub rejected: String,
+}
+
+impl ChatFormat {
+    /// The format `template` names for the tokenizer at `tokenizer`: for `auto`, the
+    /// tokenizer folder's own chat template where it has one (see [`ChatTemplate::find`]),
+    /// otherwise ChatML; any other name is that built-in template. Errors name the file of a
+    /// template that cannot be read or compiled.
+    pub fn resolve(template: Template, tokenizer: &Path) -> Result<Self, DataError> {
+        if template != Template::Auto {
+            return Ok(ChatFormat::Builtin(template));
+        }
+        Ok(match ChatTemplate::find(tokenizer)? {
+            Some(chat) => ChatFormat::Jinja(Arc::new(chat)),
+            None => ChatFormat::Builtin(Template::ChatMl),
+        })
+    }
+
+    /// Whether tokenization puts BOS before the prompt and EOS after each response: yes for
+    /// the built-in templates; no for a model's template, which writes BOS and its end-of-turn
+    /// marker itself where the model wants them (transformers' `apply_chat_template` and TRL's
+    /// DPO trainer add none to conversations).
+    pub fn adds_special_tokens(&self) -> bool {
+        matches!(self, ChatFormat::Builtin(_))
+    }
+
+    /// The pair as the model sees it. A text prompt and its answers are left as they are. A
+    /// conversation with a Jinja template is rendered three times, as TRL does: with the
+    /// generation prompt, and with each answer as a final assistant message; the prompt is
+    /// what the three renderings share from their start, each answer the rest of its own. An
+    /// error (a sentence) where the template refuses the conversation.
+    pub fn render(&self, pair: &ChatPair) -> Result<RenderedPair, String> {
+        let (ChatFormat::Jinja(chat), Prompt::Messages(messages)) = (self, &pair.prompt) else {
+            let template = match self {
+                ChatFormat::Builtin(template) => *template,
+                ChatFormat::Jinja(_) => Template::Plain,
+            };
+            return Ok(RenderedPair {
+                prompt: template.prompt(&pair.prompt)?,
+                chosen: template.response(&pair.prompt, &pair.chosen),
+                rejected: template.response(&pair.prompt, &pair.rejected),
+            });
+        };
+        let prompt = chat.render(messages, true)?;
+        let answered = |answer: &str| {
+            let mut conversation = messages.clone();
+            conversation.push(Message {
+                role: "assistant".into(),
+                content: answer.into(),
+            });
+            chat.render(&conversation, false)
+        };
+        let (chosen, rejected) = (answered(&pair.chosen)?, answered(&pair.rejected)?);
+        let shared = shared_prefix(shared_prefix(&prompt, &chosen), &rejected).len();
+        Ok(RenderedPair {
+            prompt: vec![Piece::Text(prompt[..shared].to_owned())],
+            chosen: chosen[shared..].to_owned(),
+            rejected: rejected[shared..].to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for ChatFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChatFormat::Builtin(template) => write!(f, "{template}"),
+            ChatFormat::Jinja(chat) => {
+                write!(f, "the chat template of {}", chat.origin().display())
+            }
+        }
+    }
+}
+
+/// The longest common start of `a` and `b`, ending on a character boundary.
+fn shared_prefix<'a>(a: &'a str, b: &str) -> &'a str {
+    let end = a
+        .char_indices()
+        .zip(b.chars())
+        .find(|((_, x), y)| x != y)
+        .map_or(a.len().min(b.len()), |((i, _), _)| i);
+    &a[..end]
 }
 
 fn plain(messages: &[Message]) -> String {

@@ -1,9 +1,10 @@
 //! Preference pairs to the token ids a model sees, in parallel (rayon).
 //!
-//! For each pair: the prompt is rendered by the [`Template`] and tokenized, and BOS is put in
-//! front unless the tokenizer has none or the text already starts with it; each response is
-//! wrapped by the template, tokenized, and EOS is appended unless the tokenizer has none or the
-//! text already ends with it. So BOS and EOS appear once, where the template says, and the
+//! For each pair: the prompt is rendered by the [`ChatFormat`] and tokenized, and BOS is put in
+//! front unless the tokenizer has none, the text already starts with it, or the format is the
+//! model's own template (which writes BOS where the model wants it); each response is wrapped
+//! by the format, tokenized, and EOS is appended unless the tokenizer has none or the text
+//! already ends with it (as TRL does). So BOS and EOS appear once, where the template says, and the
 //! response mask of `prompt ++ response` is `[0; prompt.len()] ++ [1; response.len()]`
 //! ([`sequence_with_mask`]).
 //!
@@ -15,22 +16,24 @@
 //! Boundaries follow TRL's rule: each response is tokenized together with the prompt's last
 //! text piece and split after that piece's own ids, so a response is tokenized as it follows
 //! its prompt (a SentencePiece tokenizer, for one, adds no dummy-prefix space there). Where
-//! the joint ids do not start with the prompt's (a merge across the boundary, which a prompt
-//! shared by both responses cannot express), the response is tokenized alone and the pair is
-//! counted in [`TokenizeReport::boundary_mismatches`].
+//! the joint ids do not start with the prompt's (a merge across the boundary), the prompt ends
+//! where both joints still agree with it and each response takes the rest of its joint, as
+//! TRL's DPO trainer splits at the common prefix; so `prompt ++ response` is always the
+//! tokenization of the whole text. Such pairs are counted in
+//! [`TokenizeReport::boundary_mismatches`].
 
 use std::fmt;
 
 use rayon::prelude::*;
 
-use crate::template::{Piece, Template};
+use crate::template::{ChatFormat, Piece, RenderedPair, Template};
 use crate::{ChatPair, DataError, TokenizedPair, Tokenizer};
 
 /// How to tokenize.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct TokenizeOptions {
-    /// The chat template for conversation prompts.
-    pub template: Template,
+    /// How conversation prompts and their answers become text.
+    pub template: ChatFormat,
     /// Most tokens in prompt plus either response.
     pub max_length: usize,
     /// Most tokens in a prompt (BOS included); longer ones keep their end. `None`: no limit
@@ -39,10 +42,10 @@ pub struct TokenizeOptions {
 }
 
 impl TokenizeOptions {
-    /// `template`, `max_length`, no prompt limit.
+    /// The built-in `template`, `max_length`, no prompt limit.
     pub fn new(template: Template, max_length: usize) -> Self {
         Self {
-            template,
+            template: ChatFormat::Builtin(template),
             max_length,
             max_prompt_length: None,
         }
@@ -193,48 +196,66 @@ struct Notes {
     boundary_mismatch: bool,
 }
 
+/// How many leading ids `a` and `b` share.
+fn common_prefix_len(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
 fn tokenize_one(
     pair: &ChatPair,
     tokenizer: &dyn Tokenizer,
     options: &TokenizeOptions,
 ) -> Result<Outcome, DataError> {
-    let pieces = match options.template.prompt(&pair.prompt) {
-        Ok(pieces) => pieces,
+    let rendered = match options.template.render(pair) {
+        Ok(rendered) => rendered,
         Err(problem) => return Ok(Outcome::Dropped(DropReason::Template(problem))),
     };
+    let RenderedPair {
+        prompt: pieces,
+        chosen,
+        rejected,
+    } = rendered;
     let mut notes = Notes::default();
     let mut prompt = Vec::new();
-    // The last text piece and its ids, to check the boundary with each response.
-    let mut tail: (&str, Vec<u32>) = ("", Vec::new());
+    // The prompt's last piece when it is text, and its ids, for the boundary with each response.
+    let (mut tail, mut tail_ids): (&str, Vec<u32>) = ("", Vec::new());
     for piece in &pieces {
-        match piece {
-            Piece::Text(text) => {
-                let ids = tokenizer.encode(text)?;
-                prompt.extend_from_slice(&ids);
-                tail = (text, ids);
-            }
-            Piece::Bos => prompt.extend(tokenizer.bos_id()),
-            Piece::Eos => prompt.extend(tokenizer.eos_id()),
+        (tail, tail_ids) = match piece {
+            Piece::Text(text) => (text.as_str(), tokenizer.encode(text)?),
+            Piece::Bos => ("", tokenizer.bos_id().into_iter().collect()),
+            Piece::Eos => ("", tokenizer.eos_id().into_iter().collect()),
+        };
+        prompt.extend_from_slice(&tail_ids);
+        if tail.is_empty() {
+            tail_ids.clear();
         }
     }
+    let special_tokens = options.template.adds_special_tokens();
     let bos = tokenizer.bos_id();
-    if let Some(bos) = bos {
+    if let Some(bos) = bos.filter(|_| special_tokens) {
         if prompt.first() != Some(&bos) {
             prompt.insert(0, bos);
         }
     }
 
-    let mut responses = [Vec::new(), Vec::new()];
-    for (ids, answer) in responses.iter_mut().zip([&pair.chosen, &pair.rejected]) {
-        let text = options.template.response(&pair.prompt, answer);
-        let joint = tokenizer.encode(&format!("{}{text}", tail.0))?;
-        *ids = match joint.strip_prefix(tail.1.as_slice()) {
-            Some(response) => response.to_vec(),
-            None => {
-                notes.boundary_mismatch = true;
-                tokenizer.encode(&text)?
-            }
-        };
+    // Each response is tokenized together with the prompt's last text piece; where the
+    // joint ids leave that piece's ids behind, the prompt ends where both joints still agree
+    // with it and each response takes the rest of its joint (TRL's rule).
+    let joints = [
+        tokenizer.encode(&format!("{tail}{chosen}"))?,
+        tokenizer.encode(&format!("{tail}{rejected}"))?,
+    ];
+    let shared = joints
+        .iter()
+        .map(|joint| common_prefix_len(&tail_ids, joint))
+        .min()
+        .unwrap_or_default();
+    if shared < tail_ids.len() {
+        notes.boundary_mismatch = true;
+        prompt.truncate(prompt.len() - (tail_ids.len() - shared));
+    }
+    let mut responses = joints.map(|joint| joint[shared..].to_vec());
+    for ids in responses.iter_mut().filter(|_| special_tokens) {
         match tokenizer.eos_id() {
             Some(eos) if ids.last() == Some(&eos) => notes.eos_in_text += 1,
             Some(eos) => ids.push(eos),
@@ -434,7 +455,7 @@ mod tests {
             rejected: "r".into(),
         };
         let mut opts = options(100);
-        opts.template = Template::Hh;
+        opts.template = ChatFormat::Builtin(Template::Hh);
         let out = tokenize(&[pair], &CHARS, &opts).unwrap();
         assert!(out.pairs.is_empty());
         assert!(
@@ -458,7 +479,7 @@ mod tests {
             rejected: "r".into(),
         };
         let mut opts = options(1000);
-        opts.template = Template::Llama2;
+        opts.template = ChatFormat::Builtin(Template::Llama2);
         let out = tokenize(&[pair], &CHARS, &opts).unwrap();
         let expected = [
             vec![1],
@@ -536,7 +557,7 @@ mod tests {
     }
 
     #[test]
-    fn boundary_merges_are_counted_not_hidden() {
+    fn boundary_merges_move_the_split_to_the_shared_prefix_and_are_counted() {
         let tokenizer = load_tokenizer(&assets().join("tokenizers/20B_tokenizer.json")).unwrap();
         // "Hello" + "world" is one word when tokenized together.
         let pairs = [
@@ -546,13 +567,27 @@ mod tests {
         let out = tokenize(&pairs, tokenizer.as_ref(), &options(100)).unwrap();
         assert_eq!(out.report.boundary_mismatches, [0]);
         let encode = |text: &str| tokenizer.encode(text).unwrap();
-        let eos = tokenizer.eos_id().unwrap();
-        assert_eq!(out.pairs[0].chosen, [encode("world"), vec![eos]].concat());
-        let joint = encode("Say: hi");
-        assert_eq!(
-            out.pairs[1].chosen,
-            [&joint[encode("Say:").len()..], &[eos]].concat()
-        );
+        let (bos, eos) = (tokenizer.bos_id().unwrap(), tokenizer.eos_id().unwrap());
+        for (pair, (prompt, chosen, rejected)) in out
+            .pairs
+            .iter()
+            .zip([("Say: Hello", "world", " there"), ("Say:", " hi", " bye")])
+        {
+            for (response, text) in [(&pair.chosen, chosen), (&pair.rejected, rejected)] {
+                let whole = [vec![bos], encode(&format!("{prompt}{text}")), vec![eos]].concat();
+                assert_eq!([pair.prompt.clone(), response.clone()].concat(), whole);
+            }
+        }
+        let unsplit = [vec![bos], encode("Say: Hello")].concat();
+        assert!(pair_prompt_is_a_proper_prefix(
+            &out.pairs[0].prompt,
+            &unsplit
+        ));
+        assert_eq!(out.pairs[1].prompt, [vec![bos], encode("Say:")].concat());
+    }
+
+    fn pair_prompt_is_a_proper_prefix(prompt: &[u32], unsplit: &[u32]) -> bool {
+        prompt.len() < unsplit.len() && unsplit.starts_with(prompt)
     }
 
     #[test]

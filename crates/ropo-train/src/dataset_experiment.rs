@@ -10,7 +10,7 @@ use ropo_data::{
     formats::{read_pairs, ReadOptions},
     load_tokenizer,
     split::held_out,
-    template::Template,
+    template::{ChatFormat, Template},
     tokenize::{tokenize, TokenizeOptions},
     TokenizedPair,
 };
@@ -60,7 +60,7 @@ pub struct DatasetSource {
     pub tokenizer: PathBuf,
     /// Preference file (any format `ropo-data` reads; `.gz` allowed).
     pub pairs: PathBuf,
-    /// Chat template name (`plain`, `hh`, `chatml`, `llama2`).
+    /// Chat template name (`auto`, `plain`, `hh`, `chatml`, `llama2`).
     pub template: String,
     /// Most tokens in prompt plus response.
     pub max_length: usize,
@@ -261,6 +261,7 @@ impl DatasetExperiment {
             .parse::<Template>()
             .map_err(|e| TrainError::Config(format!("dataset.template: {e}")))?;
         let options = TokenizeOptions {
+            template: ChatFormat::resolve(template, &source.tokenizer)?,
             max_prompt_length: Some(source.max_prompt_length),
             ..TokenizeOptions::new(template, source.max_length)
         };

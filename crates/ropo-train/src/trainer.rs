@@ -12,7 +12,7 @@ use ropo_data::{
     formats::{read_pairs, ReadOptions},
     load_tokenizer,
     split::held_out,
-    template::Template,
+    template::{ChatFormat, Template},
     tokenize::{tokenize, TokenizeOptions},
     ChatPair, TokenizedPair,
 };
@@ -50,7 +50,7 @@ pub struct TrainerConfig {
     pub data: PathBuf,
     /// The tokenizer file or folder (default: the model's folder).
     pub tokenizer: Option<PathBuf>,
-    /// Chat template for conversation prompts.
+    /// Chat template for conversation prompts (`auto`: the tokenizer's own, else ChatML).
     pub template: Template,
     /// Most tokens in prompt plus response (TRL: `max_length`, 1024).
     pub max_length: usize,
@@ -209,10 +209,14 @@ pub struct TrainerData {
     pub flipped: Vec<bool>,
     /// The evaluation pairs (never noised).
     pub eval: Vec<TokenizedPair>,
-    /// Pairs dropped by tokenization (prompt alone over budget) in the data file.
+    /// Pairs dropped by tokenization (refused by the template, or the prompt alone over
+    /// budget) in the data file.
     pub dropped: usize,
     /// The tokenizer's end-of-sequence id (ends resampled responses).
     pub eos: Option<u32>,
+    /// How conversations were rendered: a built-in template's name, or the model's chat
+    /// template and the file it came from.
+    pub chat_format: String,
 }
 
 /// A finished trainer run (`B`: the backend without autodiff).
@@ -405,6 +409,7 @@ impl TrainerConfig {
     pub fn prepare(&self) -> Result<TrainerData, TrainError> {
         let tokenizer = load_tokenizer(&self.tokenizer_path())?;
         let options = TokenizeOptions {
+            template: ChatFormat::resolve(self.template, &self.tokenizer_path())?,
             max_prompt_length: Some(self.max_prompt_length),
             ..TokenizeOptions::new(self.template, self.max_length)
         };
@@ -453,6 +458,7 @@ impl TrainerConfig {
             eval,
             dropped,
             eos: tokenizer.eos_id(),
+            chat_format: options.template.to_string(),
         })
     }
 

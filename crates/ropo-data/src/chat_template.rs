@@ -1,0 +1,295 @@
+//! The model's own chat template: the Jinja template a Hugging Face tokenizer folder ships
+//! (`chat_template.jinja`, or `chat_template` in `tokenizer_config.json`), rendered as
+//! transformers' `apply_chat_template` renders it.
+//!
+//! transformers compiles chat templates in a sandboxed Jinja environment with `trim_blocks`,
+//! `lstrip_blocks` and loop controls, gives them `raise_exception`, `strftime_now` and a
+//! `tojson` filter that is Python's `json.dumps`, and passes `messages`,
+//! `add_generation_prompt` and the tokenizer's special tokens (`bos_token`, `eos_token`, ...).
+//! [`ChatTemplate`] does the same with minijinja, whose Python-compatibility callback supplies
+//! the string and dict methods templates call (`.strip()`, `.items()`, ...).
+
+mod clock;
+mod tojson;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use minijinja::value::Value;
+use minijinja::{Environment, Error, ErrorKind};
+
+use crate::{DataError, Message};
+
+/// The file a tokenizer folder may hold its chat template in (transformers ≥ 4.47 writes it).
+const TEMPLATE_FILE: &str = "chat_template.jinja";
+/// The tokenizer settings file, whose `chat_template` field holds the template otherwise.
+const CONFIG_FILE: &str = "tokenizer_config.json";
+/// The template's name inside the environment, as error messages show it.
+const NAME: &str = "chat_template";
+
+/// A compiled chat template with the special tokens it is rendered with.
+pub struct ChatTemplate {
+    origin: PathBuf,
+    env: Environment<'static>,
+    special_tokens: Vec<(String, String)>,
+}
+
+impl fmt::Debug for ChatTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChatTemplate")
+            .field("origin", &self.origin)
+            .field("special_tokens", &self.special_tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChatTemplate {
+    /// Compiles `source`, read from `origin` (named in every error), to be rendered with
+    /// `special_tokens` (`("bos_token", "<s>")`, ...) in scope. A template that does not
+    /// parse is an error naming `origin` and the line.
+    pub fn new(
+        source: &str,
+        origin: &Path,
+        special_tokens: Vec<(String, String)>,
+    ) -> Result<Self, DataError> {
+        let mut env = Environment::new();
+        env.set_syntax(
+            minijinja::syntax::SyntaxConfig::builder()
+                .trim_blocks(true)
+                .lstrip_blocks(true)
+                .build()
+                .expect("the default delimiters are valid"),
+        );
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", raise_exception);
+        env.add_function("strftime_now", clock::strftime_now);
+        env.add_filter("tojson", tojson::tojson);
+        env.add_template_owned(NAME, source.to_owned())
+            .map_err(|e| DataError::Malformed {
+                path: origin.into(),
+                location: "chat template".into(),
+                problem: describe(&e),
+            })?;
+        Ok(Self {
+            origin: origin.into(),
+            env,
+            special_tokens,
+        })
+    }
+
+    /// The chat template of the tokenizer at `tokenizer` (a folder, or a file whose folder is
+    /// looked in): `chat_template.jinja` if the folder has one, otherwise the `chat_template`
+    /// of its `tokenizer_config.json` (a string, or a list of `{name, template}` of which the
+    /// one named `default` is taken). `None` when the folder has neither. The special tokens
+    /// are the config's string-valued `*_token` fields (`bos_token`, `eos_token`, ...).
+    pub fn find(tokenizer: &Path) -> Result<Option<Self>, DataError> {
+        let folder = if tokenizer.is_dir() {
+            tokenizer
+        } else {
+            tokenizer.parent().unwrap_or(Path::new("."))
+        };
+        let config_path = folder.join(CONFIG_FILE);
+        let config = match std::fs::read(&config_path) {
+            Ok(bytes) => Some(serde_json::from_slice::<serde_json::Value>(&bytes).map_err(
+                |source| DataError::Json {
+                    path: config_path.clone(),
+                    source,
+                },
+            )?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(DataError::io(&config_path)(e)),
+        };
+        let special_tokens = config.as_ref().map(special_tokens).unwrap_or_default();
+        let template_path = folder.join(TEMPLATE_FILE);
+        if template_path.is_file() {
+            let source =
+                std::fs::read_to_string(&template_path).map_err(DataError::io(&template_path))?;
+            return Self::new(&source, &template_path, special_tokens).map(Some);
+        }
+        let Some(field) = config
+            .as_ref()
+            .and_then(|config| config.get("chat_template"))
+        else {
+            return Ok(None);
+        };
+        let source = config_template(field).map_err(|problem| DataError::Malformed {
+            path: config_path.clone(),
+            location: "field \"chat_template\"".into(),
+            problem,
+        })?;
+        Self::new(source, &config_path, special_tokens).map(Some)
+    }
+
+    /// The file the template was read from.
+    pub fn origin(&self) -> &Path {
+        &self.origin
+    }
+
+    /// The conversation as the template renders it, with the assistant's generation prompt
+    /// at the end when `add_generation_prompt`. An error (a sentence naming the template's
+    /// file and line) where the template raises (`raise_exception`) or fails.
+    pub fn render(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+    ) -> Result<String, String> {
+        let messages: Vec<Value> = messages
+            .iter()
+            .map(|m| {
+                Value::from_pairs([
+                    ("role", Value::from(m.role.as_str())),
+                    ("content", Value::from(m.content.as_str())),
+                ])
+            })
+            .collect();
+        let mut context: Vec<(&str, Value)> = self
+            .special_tokens
+            .iter()
+            .map(|(name, token)| (name.as_str(), Value::from(token.as_str())))
+            .collect();
+        context.extend([
+            ("messages", Value::from(messages)),
+            ("add_generation_prompt", Value::from(add_generation_prompt)),
+        ]);
+        let template = self.env.get_template(NAME).map_err(|e| describe(&e))?;
+        template.render(Value::from_pairs(context)).map_err(|e| {
+            format!(
+                "the chat template of {}: {}",
+                self.origin.display(),
+                describe(&e)
+            )
+        })
+    }
+}
+
+/// `raise_exception(message)`: the template refuses the conversation.
+fn raise_exception(message: String) -> Result<Value, Error> {
+    Err(Error::new(ErrorKind::InvalidOperation, message))
+}
+
+/// An error with where it happened (`… (line 12)`), without minijinja's kind prefix for the
+/// template's own `raise_exception`.
+fn describe(error: &Error) -> String {
+    let what = match (error.kind(), error.detail()) {
+        (ErrorKind::InvalidOperation, Some(detail)) => detail.to_owned(),
+        _ => error.to_string(),
+    };
+    match error.line() {
+        Some(line) if !what.contains("line") => format!("{what} (line {line})"),
+        _ => what,
+    }
+}
+
+/// A config's `chat_template`: a string, or the `default` of a list of named templates.
+fn config_template(field: &serde_json::Value) -> Result<&str, String> {
+    if let Some(source) = field.as_str() {
+        return Ok(source);
+    }
+    let named = field.as_array().ok_or_else(|| {
+        format!("expected a string or a list of {{\"name\", \"template\"}}, found {field}")
+    })?;
+    named
+        .iter()
+        .find(|entry| entry.get("name").and_then(|n| n.as_str()) == Some("default"))
+        .and_then(|entry| entry.get("template"))
+        .and_then(|template| template.as_str())
+        .ok_or_else(|| "a list of named templates with no \"default\" template".to_owned())
+}
+
+/// The config's special tokens: every `*_token` field that is a string or `{"content": str}`.
+fn special_tokens(config: &serde_json::Value) -> Vec<(String, String)> {
+    let Some(fields) = config.as_object() else {
+        return Vec::new();
+    };
+    fields
+        .iter()
+        .filter(|(name, _)| name.ends_with("_token"))
+        .filter_map(|(name, value)| {
+            let token = value
+                .as_str()
+                .or_else(|| value.get("content").and_then(|c| c.as_str()))?;
+            Some((name.clone(), token.to_owned()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(source: &str) -> ChatTemplate {
+        let tokens = vec![("bos_token".into(), "<s>".into())];
+        ChatTemplate::new(source, Path::new("test.jinja"), tokens).unwrap()
+    }
+
+    fn user(content: &str) -> Message {
+        Message {
+            role: "user".into(),
+            content: content.into(),
+        }
+    }
+
+    #[test]
+    fn special_tokens_and_the_generation_prompt_are_in_scope() {
+        let chat = template("{{ bos_token }}{% for m in messages %}[{{ m.content }}]{% endfor %}{% if add_generation_prompt %}>{% endif %}");
+        assert_eq!(chat.render(&[user("a")], true).unwrap(), "<s>[a]>");
+        assert_eq!(chat.render(&[user("a")], false).unwrap(), "<s>[a]");
+    }
+
+    #[test]
+    fn raise_exception_is_an_error_naming_the_template_and_its_message() {
+        let chat = template(
+            "{% if messages|length > 1 %}\n{{ raise_exception('one turn only') }}\n{% endif %}x",
+        );
+        let error = chat.render(&[user("a"), user("b")], false).unwrap_err();
+        assert!(
+            error.contains("test.jinja") && error.contains("one turn only"),
+            "{error}"
+        );
+        assert!(error.contains("line 2"), "{error}");
+    }
+
+    #[test]
+    fn a_template_that_does_not_parse_is_an_error_naming_its_file() {
+        let error = ChatTemplate::new("{% for %}", Path::new("bad.jinja"), Vec::new()).unwrap_err();
+        assert!(
+            error.to_string().starts_with("bad.jinja: chat template:"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn python_string_methods_work() {
+        let chat = template("{{ messages[0].content.strip().upper() }}");
+        assert_eq!(chat.render(&[user("  hi ")], false).unwrap(), "HI");
+    }
+
+    #[test]
+    fn the_config_template_is_a_string_or_the_default_of_a_named_list() {
+        let named = serde_json::json!([
+            {"name": "tool_use", "template": "T"},
+            {"name": "default", "template": "D"}
+        ]);
+        assert_eq!(config_template(&named), Ok("D"));
+        assert_eq!(config_template(&serde_json::json!("S")), Ok("S"));
+        assert!(config_template(&serde_json::json!([{"name": "x", "template": "X"}])).is_err());
+        assert!(config_template(&serde_json::json!(3)).is_err());
+    }
+
+    #[test]
+    fn special_tokens_are_read_as_strings_or_added_token_objects() {
+        let config = serde_json::json!({
+            "bos_token": "<s>",
+            "eos_token": {"content": "</s>", "lstrip": false},
+            "pad_token": null,
+            "model_max_length": 4096
+        });
+        assert_eq!(
+            special_tokens(&config),
+            vec![
+                ("bos_token".to_owned(), "<s>".to_owned()),
+                ("eos_token".to_owned(), "</s>".to_owned())
+            ]
+        );
+    }
+}
