@@ -8,5 +8,6 @@ pub mod backend;
 
 pub use ropo_core as core;
 pub use ropo_data as data;
+pub use ropo_hub as hub;
 pub use ropo_models as models;
 pub use ropo_train as train;

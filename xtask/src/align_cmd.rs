@@ -20,6 +20,7 @@ use ropo::train::{
 };
 
 use crate::{
+    hub_paths::{self, data_files},
     run_folder::open_run_folder,
     train_cmd::{anchor, entry, one_line, progress_bar, TrainArgs},
     CmdResult,
@@ -168,6 +169,7 @@ pub fn run(args: &TrainArgs) -> CmdResult {
             for file in given.paths_mut() {
                 anchor(file, Path::new(""));
             }
+            fetch_hub_ids(&mut given, args.quiet)?;
             refuse_changes(folder, &stored, &given)?;
             (stored, folder.clone())
         }
@@ -177,6 +179,7 @@ pub fn run(args: &TrainArgs) -> CmdResult {
             for file in config.paths_mut() {
                 anchor(file, Path::new(""));
             }
+            fetch_hub_ids(&mut config, args.quiet)?;
             let out = if args.out == Path::new("runs/gold") {
                 Path::new("runs").join(run_name(&config.data))
             } else {
@@ -303,6 +306,20 @@ pub fn run(args: &TrainArgs) -> CmdResult {
     }
     println!("model: {}", model_dir.display());
     println!("report: {}", out.join("report.md").display());
+    Ok(())
+}
+
+/// Fetches the Hub ids among the config's paths (model and tokenizer as model repositories,
+/// data and evaluation data as dataset repositories) and puts their snapshot folders there.
+fn fetch_hub_ids(config: &mut TrainerConfig, quiet: bool) -> Result<(), String> {
+    hub_paths::fetch_model(&mut config.model, quiet)?;
+    if let Some(tokenizer) = &mut config.tokenizer {
+        hub_paths::fetch_model(tokenizer, quiet)?;
+    }
+    hub_paths::fetch_dataset(&mut config.data, &data_files, quiet)?;
+    if let Some(eval_data) = &mut config.eval_data {
+        hub_paths::fetch_dataset(eval_data, &data_files, quiet)?;
+    }
     Ok(())
 }
 

@@ -29,6 +29,8 @@ mod bench_generate;
 mod bench_memory;
 mod bench_vocab;
 mod data_cmd;
+mod doctor;
+mod hub_paths;
 mod loss_cmd;
 mod memory;
 mod model_cmds;
@@ -63,6 +65,9 @@ enum Command {
     Data(data_cmd::DataArgs),
     /// Throughput benchmarks.
     Bench(bench::BenchArgs),
+    /// What this build's backend finds on this machine (adapter, driver, libraries), and a
+    /// small computation checked against the CPU.
+    Doctor,
     /// The main job: SFT, then every loss under label noise, side by side; with --model and
     /// --data, the trainer: one method on your model and pairs (docs/align.md).
     Train(Box<train_cmd::TrainArgs>),
@@ -72,7 +77,11 @@ fn main() -> ExitCode {
     keep_freed_memory();
     std::panic::set_hook(Box::new(keep_panic));
     let cli = Cli::parse();
-    if let Err(error) = ropo::backend::probe() {
+    let probed = match cli.command {
+        Command::Doctor => Ok(()),
+        _ => ropo::backend::probe(),
+    };
+    if let Err(error) = probed {
         eprintln!("error: {error}");
         return ExitCode::FAILURE;
     }
@@ -140,6 +149,7 @@ fn run(cli: Cli) -> CmdResult {
         Command::Score(args) => model_cmds::run_score(&args),
         Command::Generate(args) => model_cmds::run_generate(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Doctor => doctor::run(),
         Command::Data(args) => data_cmd::run(&args),
         Command::Train(args) => train_cmd::run(&args),
     }

@@ -515,9 +515,10 @@ pub(crate) fn progress_bar(total: u64, quiet: bool, extra: &str) -> ProgressBar 
 
 /// Makes a path a config names absolute, resolving a relative one against `base` (the config
 /// file's folder; empty for the current folder). An empty path stays empty, for validation to
-/// name.
+/// name, and a Hub id (`org/name[@rev]` where no such path exists) stays as it is, for
+/// [`crate::hub_paths`] to fetch.
 pub(crate) fn anchor(path: &mut PathBuf, base: &std::path::Path) {
-    if path.as_os_str().is_empty() {
+    if path.as_os_str().is_empty() || crate::hub_paths::is_hub_id(path, base) {
         return;
     }
     let joined = base.join(&*path);

@@ -1,0 +1,69 @@
+//! Hub ids where the command line takes a path: `--model Qwen/Qwen2.5-0.5B-Instruct`,
+//! `--data trl-lib/ultrafeedback_binarized`. A path that exists is a path; otherwise text of
+//! the form `org/name[@revision]` is fetched into the shared Hugging Face cache (see
+//! `ropo_hub`) and replaced by its snapshot folder, so everything after reads local files and
+//! a run's `config.toml` records the exact commit it used.
+
+use std::path::{Path, PathBuf};
+
+use ropo::hub::{model_files, Hub, HubId, RepoKind};
+
+/// Whether `path`, as a config or flag gives it, is a Hub id: nothing exists at
+/// `base/path` and it reads as `org/name[@revision]`.
+pub(crate) fn is_hub_id(path: &Path, base: &Path) -> bool {
+    hub_id(path, base).is_some()
+}
+
+fn hub_id(path: &Path, base: &Path) -> Option<HubId> {
+    if base.join(path).exists() {
+        return None;
+    }
+    HubId::parse(path.to_str()?)
+}
+
+/// Replaces a Hub id at `path` by the snapshot folder of the model repository it names
+/// (config, tokenizer files, safetensors weights, PEFT adapter files; never pickles).
+pub(crate) fn fetch_model(path: &mut PathBuf, quiet: bool) -> Result<(), String> {
+    fetch(path, RepoKind::Model, &model_files, quiet)
+}
+
+/// Replaces a Hub id at `path` by the snapshot folder of the dataset repository it names,
+/// holding the data files for which `wanted` is true.
+pub(crate) fn fetch_dataset(
+    path: &mut PathBuf,
+    wanted: &dyn Fn(&str) -> bool,
+    quiet: bool,
+) -> Result<(), String> {
+    fetch(path, RepoKind::Dataset, wanted, quiet)
+}
+
+fn fetch(
+    path: &mut PathBuf,
+    kind: RepoKind,
+    wanted: &dyn Fn(&str) -> bool,
+    quiet: bool,
+) -> Result<(), String> {
+    let Some(id) = hub_id(path, Path::new("")) else {
+        return Ok(());
+    };
+    let hub = Hub::from_env(!quiet).map_err(|e| e.to_string())?;
+    let snapshot = hub.snapshot(&id, kind, wanted).map_err(|e| {
+        format!(
+            "{}: no such file or folder here, and as a Hub id: {e}",
+            path.display()
+        )
+    })?;
+    if !quiet {
+        eprintln!("{id}: {}", snapshot.display());
+    }
+    *path = snapshot;
+    Ok(())
+}
+
+/// Whether a dataset repository's file is a data file ropo reads (parquet, JSONL, gzipped
+/// JSONL).
+pub(crate) fn data_files(name: &str) -> bool {
+    [".parquet", ".jsonl", ".jsonl.gz", ".json"]
+        .iter()
+        .any(|extension| name.ends_with(extension))
+}
