@@ -5,11 +5,11 @@
 //! time, `.gz` recognised by its magic bytes, not its name; a parquet file, also told by its
 //! magic bytes, one row at a time, its columns read a page at a time); [`read_pairs`] collects
 //! it. A folder is read as one dataset, every data file under it in path order, and
-//! [`open_split`] keeps the files of one split (the Hub's file names: `train-00000-of-00002.parquet`,
-//! `test.jsonl`, `train_prefs/0000.parquet`). The format is named in [`ReadOptions::format`] or
-//! detected from the first record ([`Format::detect`]); a parquet row is read as the JSON object
-//! of its columns (lists as arrays, structs as objects), so each format has the same columns in
-//! parquet as fields in JSONL. A record that cannot be read as a pair is an error naming the
+//! [`open_split`] keeps the files of one split (by the Hub's file names:
+//! `train-00000-of-00002.parquet`, `test.jsonl`, `train_prefs/0000.parquet`). The format is
+//! named in [`ReadOptions::format`] or detected from the first record ([`Format::detect`]); a
+//! parquet row is read as the JSON object of its columns (lists as arrays, structs as objects),
+//! so each format has the same columns in parquet as fields in JSONL. A record that cannot be read as a pair is an error naming the
 //! file, the line (or row) and the field ([`DataError::InvalidRecord`]), or, with
 //! [`OnInvalid::Skip`], counted in its file's [`ReadReport`] with its reason and skipped. Records
 //! that read but make a doubtful pair (identical responses; HH transcripts whose responses do not

@@ -137,39 +137,39 @@ fn a_hub_split_reads_its_shards_in_order() {
     assert!(message.contains("(splits found: test, train)"), "{message}");
 }
 
-#[test]
-fn a_missing_column_is_named_by_row_and_field() {
-    let path = fixture("missing_rejected.parquet");
-    let message = error(&path, &ReadOptions::default());
-    assert!(
-        message.ends_with("row 1: cannot tell the dataset format from this record (fields: chosen, prompt); name it"),
-        "{message}"
-    );
+/// The error of reading fixture `name` as generic records, after the file's path.
+fn generic_error(name: &str) -> String {
+    let path = fixture(name);
     let generic = ReadOptions {
         format: Some(Format::Generic),
         ..ReadOptions::default()
     };
     let message = error(&path, &generic);
+    let after = message.strip_prefix(&format!("{}: ", path.display()));
+    after.unwrap_or_else(|| panic!("{message}")).to_owned()
+}
+
+#[test]
+fn a_missing_column_is_named_by_row_and_field() {
+    let message = error(
+        &fixture("missing_rejected.parquet"),
+        &ReadOptions::default(),
+    );
+    assert!(
+        message.ends_with("row 1: cannot tell the dataset format from this record (fields: chosen, prompt); name it"),
+        "{message}"
+    );
     assert_eq!(
-        message,
-        format!("{}: row 1: field \"rejected\": missing", path.display())
+        generic_error("missing_rejected.parquet"),
+        "row 1: field \"rejected\": missing"
     );
 }
 
 #[test]
 fn a_column_of_the_wrong_type_is_named_by_row_and_field() {
-    let path = fixture("chosen_number.parquet");
-    let generic = ReadOptions {
-        format: Some(Format::Generic),
-        ..ReadOptions::default()
-    };
-    let message = error(&path, &generic);
     assert_eq!(
-        message,
-        format!(
-            "{}: row 1: field \"chosen\": expected a string, found a number",
-            path.display()
-        )
+        generic_error("chosen_number.parquet"),
+        "row 1: field \"chosen\": expected a string, found a number"
     );
 }
 
