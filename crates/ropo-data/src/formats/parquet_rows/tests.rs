@@ -194,6 +194,8 @@ fn no_truncation_or_corrupted_byte_of_a_parquet_file_panics() {
     let bytes = std::fs::read(fixture("trl.parquet")).unwrap();
     let file = TempPath::new("broken.parquet");
     let read = |bytes: &[u8]| {
+        // A new file each time: rewriting one in place makes ext4 flush it to disk on close.
+        let _ = std::fs::remove_file(file.path());
         std::fs::write(file.path(), bytes).unwrap();
         let _ = read_pairs(file.path(), &ReadOptions::default());
     };
