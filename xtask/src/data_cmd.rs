@@ -7,10 +7,12 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use ropo::data::formats::{self, Degenerate, Format, OnInvalid, ReadOptions, ReadReport};
+use ropo::data::formats::{
+    self, Degenerate, FileKind, Format, OnInvalid, PairReader, ReadOptions, ReadReport,
+};
 use ropo::data::template::{ChatFormat, Template};
 use ropo::data::tokenize::{tokenize, DropReason, TokenizeOptions};
-use ropo::data::{load_tokenizer, noise, Preference, Prompt};
+use ropo::data::{load_tokenizer, noise, ChatPair, DataError, Preference, Prompt};
 use serde::Serialize;
 
 use crate::CmdResult;
@@ -35,11 +37,16 @@ enum DataCommand {
     Noise(NoiseArgs),
 }
 
-/// Which file, and how to read it.
+/// Which dataset, and how to read it.
 #[derive(Args)]
 struct ReadArgs {
-    /// The dataset: JSONL, gzipped or not.
+    /// The dataset: a JSONL file (gzipped or not), a parquet file, or a folder of them (read in
+    /// path order).
     file: PathBuf,
+    /// Only the folder's files of this split (`train-00000-of-00001.parquet`, `test.jsonl`,
+    /// `train_prefs/0000.parquet`, as on the Hugging Face Hub).
+    #[arg(long)]
+    split: Option<String>,
     /// Its format (generic, trl, hh, summarize, ultrafeedback, orca); detected from the first
     /// record if not given.
     #[arg(long)]
@@ -51,7 +58,7 @@ struct ReadArgs {
     /// invalid.
     #[arg(long)]
     reject_degenerate: bool,
-    /// The longest line read, in bytes (after decompression).
+    /// The longest line of a JSONL file, in bytes (after decompression).
     #[arg(long, default_value_t = formats::DEFAULT_MAX_LINE_BYTES)]
     max_line_bytes: usize,
     /// The most bytes read in all (after decompression).
@@ -63,6 +70,11 @@ struct ReadArgs {
 }
 
 impl ReadArgs {
+    /// Opens the dataset (its split, if one is given) for streaming.
+    fn open(&self) -> Result<PairReader, DataError> {
+        formats::open_split(&self.file, self.split.as_deref(), &self.options())
+    }
+
     fn options(&self) -> ReadOptions {
         ReadOptions {
             format: self.format,
@@ -138,32 +150,27 @@ pub fn run(args: &DataArgs) -> CmdResult {
 const LISTED: usize = 20;
 
 fn inspect(args: &InspectArgs) -> CmdResult {
-    let mut reader = formats::open(&args.read.file, &args.read.options())?;
+    let mut reader = args.read.open()?;
+    // Only the tokenizer needs the pairs; without one, memory holds their lengths alone.
     let mut pairs = Vec::new();
-    let mut lines = Vec::new();
+    let mut chars = Vec::new();
+    let mut places = Vec::new();
     for record in reader.by_ref() {
         let record = record?;
-        lines.push(record.line);
-        pairs.push(record.pair);
+        places.push((record.file, record.line));
+        chars.push(CharLengths::of(&record.pair));
+        if args.tokenizer.is_some() {
+            pairs.push(record.pair);
+        }
     }
-    let report = reader.into_report();
-    print_read_report(&report);
+    let reports = reader.into_reports();
+    print_read_reports(&reports);
 
     println!("\nlength in characters (prompt: its text, or its messages' contents)");
     print_header();
-    let prompt_chars = pairs
-        .iter()
-        .map(|pair| prompt_chars(&pair.prompt))
-        .collect();
-    print_row("prompt", prompt_chars);
-    print_row(
-        "chosen",
-        pairs.iter().map(|p| p.chosen.chars().count()).collect(),
-    );
-    print_row(
-        "rejected",
-        pairs.iter().map(|p| p.rejected.chars().count()).collect(),
-    );
+    print_row("prompt", chars.iter().map(|c| c.prompt).collect());
+    print_row("chosen", chars.iter().map(|c| c.chosen).collect());
+    print_row("rejected", chars.iter().map(|c| c.rejected).collect());
 
     let Some(path) = &args.tokenizer else {
         return Ok(());
@@ -191,9 +198,17 @@ fn inspect(args: &InspectArgs) -> CmdResult {
     print_row("rejected", kept.iter().map(|p| p.rejected.len()).collect());
     print_row("longest", kept.iter().map(|p| p.max_len()).collect());
 
-    let line_of = |index: usize| lines.get(index).copied().unwrap_or_default();
+    // Where each pair comes from: its line, or its file and line where there are several files.
+    let place_of = |index: usize| {
+        let (file, line) = places.get(index).copied().unwrap_or_default();
+        match reports.get(file) {
+            Some(report) if reports.len() > 1 => format!("{}:{line}", report.path.display()),
+            _ => line.to_string(),
+        }
+    };
+    let unit = record_name(&reports);
     println!("\nkept {} of {} pairs", kept.len(), out.pairs);
-    let mut reasons: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut reasons: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for dropped in &out.dropped {
         let reason = match &dropped.reason {
             DropReason::PromptTooLong { max_length, .. } => {
@@ -204,13 +219,13 @@ fn inspect(args: &InspectArgs) -> CmdResult {
         reasons
             .entry(reason)
             .or_default()
-            .push(line_of(dropped.index));
+            .push(place_of(dropped.index));
     }
     for (reason, dropped_lines) in &reasons {
         println!(
             "dropped {}: {reason} ({})",
             dropped_lines.len(),
-            listed(dropped_lines)
+            listed(unit, dropped_lines)
         );
     }
     println!(
@@ -221,10 +236,10 @@ fn inspect(args: &InspectArgs) -> CmdResult {
         "responses whose text already ended with EOS (not appended again): {}",
         out.eos_in_text
     );
-    let merged: Vec<u64> = out
+    let merged: Vec<String> = out
         .boundary_mismatches
         .iter()
-        .map(|&i| line_of(i))
+        .map(|&i| place_of(i))
         .collect();
     println!(
         "pairs whose prompt/response boundary moves when tokenized together (response tokenized alone): {}{}",
@@ -232,18 +247,38 @@ fn inspect(args: &InspectArgs) -> CmdResult {
         if merged.is_empty() {
             String::new()
         } else {
-            format!(" ({})", listed(&merged))
+            format!(" ({})", listed(unit, &merged))
         }
     );
     Ok(())
 }
 
+/// Prints what was read from each file, and the totals where there are several.
+fn print_read_reports(reports: &[ReadReport]) {
+    for report in reports {
+        print_read_report(report);
+    }
+    if let [_, _, ..] = reports {
+        let pairs: usize = reports.iter().map(|r| r.pairs).sum();
+        let skipped: usize = reports.iter().map(|r| r.skipped.len()).sum();
+        println!(
+            "all {} files: {pairs} pairs, {skipped} skipped",
+            reports.len()
+        );
+    }
+}
+
 fn print_read_report(report: &ReadReport) {
-    println!("file: {}", report.path.display());
+    let kind = match report.kind {
+        FileKind::Jsonl => "JSONL",
+        FileKind::Parquet => "parquet",
+    };
+    println!("file: {} ({kind})", report.path.display());
     let format = report.format.map_or("unknown", Format::name);
     println!("format: {format}");
+    let unit = report.kind.record_name();
     println!(
-        "records: {} pairs in {} lines, {} skipped",
+        "records: {} pairs in {} {unit}s, {} skipped",
         report.pairs,
         report.lines,
         report.skipped.len()
@@ -257,36 +292,44 @@ fn print_read_report(report: &ReadReport) {
         reasons.entry(reason).or_default().push(invalid.line);
     }
     for (reason, lines) in &reasons {
-        println!("  skipped {}: {reason} ({})", lines.len(), listed(lines));
+        println!(
+            "  skipped {}: {reason} ({})",
+            lines.len(),
+            listed(unit, lines)
+        );
     }
     if !report.identical.is_empty() {
         println!(
             "identical chosen and rejected (kept): {} ({})",
             report.identical.len(),
-            listed(&report.identical)
+            listed(unit, &report.identical)
         );
     }
     if !report.blank_response.is_empty() {
         println!(
             "a response of whitespace only (kept): {} ({})",
             report.blank_response.len(),
-            listed(&report.blank_response)
+            listed(unit, &report.blank_response)
         );
     }
     if !report.no_shared_prompt.is_empty() {
         println!(
             "HH rows whose rejected does not start with chosen's prompt (kept, split where both agree): {} ({})",
             report.no_shared_prompt.len(),
-            listed(&report.no_shared_prompt)
+            listed(unit, &report.no_shared_prompt)
         );
     }
 }
 
-/// `lines 3, 17, 42` (the first [`LISTED`], then how many more).
-fn listed(lines: &[u64]) -> String {
-    let shown: Vec<String> = lines.iter().take(LISTED).map(u64::to_string).collect();
+/// `lines 3, 17, 42` (the first [`LISTED`], then how many more); `unit` is `line` or `row`.
+fn listed(unit: &str, lines: &[impl ToString]) -> String {
+    let shown: Vec<String> = lines.iter().take(LISTED).map(|l| l.to_string()).collect();
     let more = lines.len().saturating_sub(LISTED);
-    let word = if lines.len() == 1 { "line" } else { "lines" };
+    let word = if lines.len() == 1 {
+        unit.to_owned()
+    } else {
+        format!("{unit}s")
+    };
     if more == 0 {
         format!("{word} {}", shown.join(", "))
     } else {
@@ -294,10 +337,33 @@ fn listed(lines: &[u64]) -> String {
     }
 }
 
-fn prompt_chars(prompt: &Prompt) -> usize {
-    match prompt {
-        Prompt::Text(text) => text.chars().count(),
-        Prompt::Messages(messages) => messages.iter().map(|m| m.content.chars().count()).sum(),
+/// What a pair's place is called: `line`, or `row` where every file is parquet.
+fn record_name(reports: &[ReadReport]) -> &'static str {
+    if reports.iter().all(|r| r.kind == FileKind::Parquet) {
+        "row"
+    } else {
+        "line"
+    }
+}
+
+/// A pair's lengths in characters (a prompt's: its text, or its messages' contents).
+struct CharLengths {
+    prompt: usize,
+    chosen: usize,
+    rejected: usize,
+}
+
+impl CharLengths {
+    fn of(pair: &ChatPair) -> Self {
+        let prompt = match &pair.prompt {
+            Prompt::Text(text) => text.chars().count(),
+            Prompt::Messages(messages) => messages.iter().map(|m| m.content.chars().count()).sum(),
+        };
+        Self {
+            prompt,
+            chosen: pair.chosen.chars().count(),
+            rejected: pair.rejected.chars().count(),
+        }
     }
 }
 
@@ -334,10 +400,21 @@ struct FlipFile<'a> {
     seed: u64,
     pairs: usize,
     flipped_count: usize,
-    /// `source_lines[i]`: the line of the source file that line `i + 1` of the copy comes from.
+    /// The data files read, in order, and how many lines of the copy each gave: the first
+    /// `source_files[0].pairs` lines come from the first file, and so on.
+    source_files: Vec<SourceFile<'a>>,
+    /// `source_lines[i]`: the line (row, in a parquet file) of its source file that line
+    /// `i + 1` of the copy comes from.
     source_lines: Vec<u64>,
     /// `flipped[i]`: line `i + 1` of the copy has its label flipped.
     flipped: Vec<bool>,
+}
+
+/// A data file of the source, in a flip mask.
+#[derive(Serialize)]
+struct SourceFile<'a> {
+    path: &'a Path,
+    pairs: usize,
 }
 
 fn write_noisy(args: &NoiseArgs) -> CmdResult {
@@ -351,26 +428,25 @@ fn write_noisy(args: &NoiseArgs) -> CmdResult {
     let flips_path = with_suffix(&args.output, ".flips.json");
     for target in [&args.output, &flips_path] {
         ropo::models::integrity::replaceable(target)?;
-        if same_file(target, &args.read.file) {
+        if is_in_input(target, &args.read.file) {
             return Err(format!(
-                "{}: is the input; the noisy copy needs a path of its own",
+                "{}: is the input, or lies in its folder; the noisy copy needs a path of its own",
                 target.display()
             )
             .into());
         }
     }
-    let options = args.read.options();
     // Two passes keep memory bounded: count (and measure), draw the mask, then copy.
-    let mut counted = formats::open(&args.read.file, &options)?;
+    let mut counted = args.read.open()?;
     let mut lengths = Vec::new();
     for record in counted.by_ref() {
         lengths.push(record?.pair.response_lengths());
     }
     let n = lengths.len();
     let format = counted
-        .report()
-        .format
+        .format()
         .ok_or_else(|| format!("{}: no records", args.read.file.display()))?;
+    let reports = counted.into_reports();
     let (model, rate, flipped) = match (args.rate, args.length_bias) {
         (_, Some(p)) => (
             "length_biased",
@@ -392,7 +468,7 @@ fn write_noisy(args: &NoiseArgs) -> CmdResult {
         let mut out = BufWriter::new(File::create(&copy_tmp).map_err(io_error(&copy_tmp))?);
         let mut source_lines = Vec::with_capacity(n);
         let mut flips = flipped.iter();
-        for record in formats::open(&args.read.file, &options)? {
+        for record in args.read.open()? {
             let mut record = record?;
             let Some(&flip) = flips.next() else {
                 return Err(
@@ -419,6 +495,13 @@ fn write_noisy(args: &NoiseArgs) -> CmdResult {
             seed: args.seed,
             pairs: n,
             flipped_count: flipped.iter().filter(|f| **f).count(),
+            source_files: reports
+                .iter()
+                .map(|r| SourceFile {
+                    path: &r.path,
+                    pairs: r.pairs,
+                })
+                .collect(),
             source_lines,
             flipped: flipped.clone(),
         };
@@ -458,10 +541,21 @@ pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Box<dyn st
     move |e| format!("{}: cannot write: {e}", path.display()).into()
 }
 
-/// Whether `a` and `b` name the same existing file (through links or `..` included).
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
+/// Whether `target` is the input file (through links or `..` included), or lies in the input
+/// folder, where reading the folder again would take it for data.
+fn is_in_input(target: &Path, input: &Path) -> bool {
+    let Ok(input) = input.canonicalize() else {
+        return false;
+    };
+    if target.canonicalize().is_ok_and(|target| target == input) {
+        return true;
     }
+    let folder = match target.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    input.is_dir()
+        && folder
+            .canonicalize()
+            .is_ok_and(|folder| folder.starts_with(&input))
 }

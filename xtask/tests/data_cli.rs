@@ -1,5 +1,6 @@
 //! `cargo xtask data noise` on a real file: the copy it writes, its flip mask, and that the
-//! length-biased judge labels the longer response chosen as often as asked.
+//! length-biased judge labels the longer response chosen as often as asked; `data` on parquet
+//! files and on a Hub dataset's folder, by split.
 
 use std::path::PathBuf;
 
@@ -13,6 +14,13 @@ use common::{scratch, xtask_ok};
 fn hh() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/assets/preferences/helpful-base-test.jsonl.gz")
+}
+
+/// A parquet fixture of ropo-data (`crates/ropo-data/tests/fixtures/parquet`).
+fn parquet_fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/ropo-data/tests/fixtures/parquet")
+        .join(name)
 }
 
 /// Reads the mask `data noise` wrote beside `out`.
@@ -73,4 +81,58 @@ fn a_length_biased_judge_labels_the_longer_response_chosen_as_often_as_asked() {
         })
         .count();
     assert_eq!(shorter_chosen, 0);
+}
+
+#[test]
+fn a_noisy_copy_of_a_parquet_file_is_that_of_its_jsonl_source() {
+    let dir = scratch("data-noise-parquet");
+    let copy = |source: &str| {
+        let out = dir.join(format!("{source}.noisy.jsonl"));
+        let source = parquet_fixture(source);
+        xtask_ok([
+            "data",
+            "noise",
+            source.to_str().unwrap(),
+            "--rate",
+            "0.4",
+            "--seed",
+            "5",
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        (std::fs::read_to_string(&out).unwrap(), mask(&out))
+    };
+    let (parquet, parquet_mask) = copy("hh_real.parquet");
+    let (jsonl, jsonl_mask) = copy("hh_real.jsonl");
+    assert_eq!(parquet, jsonl);
+    assert_eq!(parquet_mask["flipped"], jsonl_mask["flipped"]);
+    assert_eq!(parquet_mask["source_lines"], jsonl_mask["source_lines"]);
+    assert_eq!(parquet_mask["source_files"][0]["pairs"], 8);
+}
+
+#[test]
+fn inspect_reads_the_shards_of_one_split_of_a_folder() {
+    let folder = parquet_fixture("split");
+    let output = xtask_ok([
+        "data",
+        "inspect",
+        folder.to_str().unwrap(),
+        "--split",
+        "train",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let files: Vec<&str> = stdout.lines().filter(|l| l.starts_with("file: ")).collect();
+    assert_eq!(files.len(), 2, "{stdout}");
+    assert!(
+        files[0].contains("train-00000-of-00002.parquet (parquet)"),
+        "{stdout}"
+    );
+    assert!(
+        files[1].contains("train-00001-of-00002.parquet (parquet)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("all 2 files: 6 pairs, 0 skipped"),
+        "{stdout}"
+    );
 }

@@ -2,6 +2,8 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::formats::FileKind;
+
 /// Errors of `ropo-data`. Every one names the file (or folder) it is about and, where there is
 /// one, the place in it (byte offset, line, field) and what is wrong there, so that a caller can
 /// print it as a single line.
@@ -113,18 +115,32 @@ pub enum DataError {
         /// The vocabulary size.
         vocab_size: usize,
     },
-    /// A record (one line) of a preference dataset that cannot be read as a pair.
-    #[error("{}: line {line}: {}", path.display(), field_problem(field.as_deref(), problem))]
+    /// A record (a JSONL line, a parquet row) of a preference dataset that cannot be read as a
+    /// pair.
+    #[error("{}: {} {line}: {}", path.display(), kind.record_name(), field_problem(field.as_deref(), problem))]
     InvalidRecord {
         /// The dataset file.
         path: PathBuf,
-        /// The record's line, from 1.
+        /// JSONL or parquet: whether `line` is a line or a row.
+        kind: FileKind,
+        /// The record's line (row), from 1.
         line: u64,
         /// The field at fault, as a path into the record (`chosen`, `input.messages[2].role`);
         /// `None` where the line as a whole is at fault (not UTF-8, not JSON, unknown shape).
         field: Option<String>,
         /// What is wrong there.
         problem: String,
+    },
+
+    /// A dataset folder with no data file to read, or none of the split asked for.
+    #[error("{}: {}", path.display(), no_data_files(split.as_deref(), splits))]
+    NoDataFiles {
+        /// The folder (or the file, when it is not of the split).
+        path: PathBuf,
+        /// The split asked for, if one was.
+        split: Option<String>,
+        /// The splits its data files belong to, sorted.
+        splits: Vec<String>,
     },
 
     /// A parameter outside the range where it means something (a noise rate of 0.5, ...).
@@ -144,6 +160,23 @@ fn field_problem(field: Option<&str>, problem: &str) -> String {
     match field {
         Some(field) => format!("field {field:?}: {problem}"),
         None => problem.to_owned(),
+    }
+}
+
+/// `no data files (...)`, or `no data files of split "x" (splits found: a, b)`.
+fn no_data_files(split: Option<&str>, splits: &[String]) -> String {
+    match split {
+        None => format!(
+            "no data files ({})",
+            crate::formats::DATA_FILE_SUFFIXES.join(", ")
+        ),
+        Some(split) if splits.is_empty() => {
+            format!("no data files of split {split:?} (no split found)")
+        }
+        Some(split) => format!(
+            "no data files of split {split:?} (splits found: {})",
+            splits.join(", ")
+        ),
     }
 }
 

@@ -1,19 +1,28 @@
-//! Readers of preference datasets in the common formats, one record a line (JSONL), gzipped or
-//! not.
+//! Readers of preference datasets in the common formats: JSON Lines (gzipped or not) and
+//! parquet (the Hugging Face Hub's dataset format), one file or a folder of them.
 //!
-//! [`open`] streams a file record by record in constant memory (one line at a time, `.gz`
-//! recognised by its magic bytes, not its name); [`read_pairs`] collects it. The format is
-//! named in [`ReadOptions::format`] or detected from the first record ([`Format::detect`]).
-//! A record that cannot be read as a pair is an error naming the file, the line and the field
-//! ([`DataError::InvalidRecord`]), or, with [`OnInvalid::Skip`], counted in the
-//! [`ReadReport`] with its reason and skipped. Records that read but make a doubtful pair
-//! (identical responses; HH transcripts whose responses do not follow one shared prompt) are
-//! kept and listed by line, or treated as invalid with [`Degenerate::Reject`].
+//! [`open`] streams a dataset record by record in bounded memory (a JSONL file one line at a
+//! time, `.gz` recognised by its magic bytes, not its name; a parquet file, also told by its
+//! magic bytes, one row at a time, its columns read a page at a time); [`read_pairs`] collects
+//! it. A folder is read as one dataset, every data file under it in path order, and
+//! [`open_split`] keeps the files of one split (by the Hub's file names:
+//! `train-00000-of-00002.parquet`, `test.jsonl`, `train_prefs/0000.parquet`). The format is
+//! named in [`ReadOptions::format`] or detected from the first record ([`Format::detect`]); a
+//! parquet row is read as the JSON object of its columns (lists as arrays, structs as objects),
+//! so each format has the same columns in parquet as fields in JSONL. A record that cannot be read as a pair is an error naming the
+//! file, the line (or row) and the field ([`DataError::InvalidRecord`]), or, with
+//! [`OnInvalid::Skip`], counted in its file's [`ReadReport`] with its reason and skipped. Records
+//! that read but make a doubtful pair (identical responses; HH transcripts whose responses do not
+//! follow one shared prompt) are kept and listed by line, or treated as invalid with
+//! [`Degenerate::Reject`].
 
+mod data_files;
 mod fields;
 mod generic;
 mod hh;
+mod jsonl;
 mod orca;
+mod parquet_rows;
 mod reader;
 mod summarize;
 mod trl;
@@ -27,8 +36,9 @@ use std::str::FromStr;
 use serde_json::Value;
 
 use crate::ChatPair;
+pub use data_files::DATA_FILE_SUFFIXES;
 use fields::{kind, swap_fields, FieldError, Parsed};
-pub use reader::{open, read_pairs, PairReader};
+pub use reader::{open, open_split, read_pairs, PairReader};
 
 /// A preference-dataset format: which fields hold the prompt and the two responses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,6 +88,25 @@ pub enum Degenerate {
     Reject,
 }
 
+/// How a data file holds its records, told by its first bytes (not its name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// JSON Lines, one record a line, plain or gzipped.
+    Jsonl,
+    /// Parquet, one record a row.
+    Parquet,
+}
+
+impl FileKind {
+    /// What errors and reports call a record's place in the file: `line` or `row`.
+    pub fn record_name(self) -> &'static str {
+        match self {
+            FileKind::Jsonl => "line",
+            FileKind::Parquet => "row",
+        }
+    }
+}
+
 /// How to read a dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadOptions {
@@ -87,16 +116,19 @@ pub struct ReadOptions {
     pub on_invalid: OnInvalid,
     /// Doubtful pairs: kept and listed, or invalid.
     pub degenerate: Degenerate,
-    /// The longest line read (bytes, after decompression): a longer one is an error naming
-    /// its line, so that a file without line breaks (a gzip of zeros, a device) cannot fill
-    /// memory, and no record is so long that tokenizing it would.
+    /// The longest line of a JSONL file (bytes, after decompression): a longer one is an error
+    /// naming its line, so that a file without line breaks (a gzip of zeros, a device) cannot
+    /// fill memory, and no record is so long that tokenizing it would. Parquet files have no
+    /// lines; their pages are read one at a time.
     pub max_line_bytes: usize,
-    /// The most bytes read in all (after decompression): reading stops with an error past
-    /// it, so that a small gzip that expands to gigabytes cannot fill memory when the pairs
-    /// are collected.
+    /// The most bytes read in all files of the dataset (after decompression; for a parquet
+    /// file, each row group's uncompressed size as its metadata gives it, counted at the group's
+    /// first row): reading stops with an error past it, so that a small file that expands to
+    /// gigabytes cannot fill memory when the pairs are collected.
     pub max_total_bytes: u64,
-    /// The most records read (kept or skipped): reading stops with an error past it, so that
-    /// millions of tiny records cannot fill memory when the pairs are collected.
+    /// The most records read in all files of the dataset (kept or skipped): reading stops with
+    /// an error past it, so that millions of tiny records cannot fill memory when the pairs are
+    /// collected.
     pub max_records: u64,
 }
 
@@ -129,18 +161,22 @@ impl Default for ReadOptions {
 /// One pair read from a dataset.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
-    /// Its line in the file, from 1.
+    /// Its file: the index of the file's report in [`PairReader::reports`] (0 for a dataset of
+    /// one file).
+    pub file: usize,
+    /// Its line in the file (its row, in a parquet file), from 1.
     pub line: u64,
     /// The pair.
     pub pair: ChatPair,
-    /// The record as it is in the file (to write a modified copy, see [`Format::swap_labels`]).
+    /// The record as it is in the file, a parquet row as the JSON object of its columns (to
+    /// write a modified copy, see [`Format::swap_labels`]).
     pub raw: Value,
 }
 
 /// A record that was skipped, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
-    /// Its line, from 1.
+    /// Its line (its row, in a parquet file), from 1.
     pub line: u64,
     /// The field at fault (`None`: the whole line).
     pub field: Option<String>,
@@ -157,14 +193,17 @@ impl fmt::Display for Invalid {
     }
 }
 
-/// What a reader saw: the format, how many pairs it gave, and what it skipped or doubted.
+/// What a reader saw in one data file: the format, how many pairs it gave, and what it skipped
+/// or doubted. Lines are rows in a parquet file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadReport {
     /// The file.
     pub path: PathBuf,
+    /// JSONL or parquet.
+    pub kind: FileKind,
     /// The format, once named or detected.
     pub format: Option<Format>,
-    /// Lines read (blank ones included).
+    /// Lines read (blank ones included), or rows.
     pub lines: u64,
     /// Pairs given out.
     pub pairs: usize,

@@ -1,182 +1,232 @@
-//! The streaming reader: a dataset file opened (gzipped or not, told by its magic bytes), read
-//! one line at a time, each line parsed in the file's format and checked, in constant memory.
+//! The streaming reader: a dataset (one file, or a folder's data files) read one record at a
+//! time, each record read as a pair in the dataset's format and checked, in bounded memory.
+//! Where records come from is the business of [`jsonl`](super::jsonl) (a line) and
+//! [`parquet_rows`](super::parquet_rows) (a row); what follows, the limits, the format, the
+//! checks and the report, is done here, once for both.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use flate2::bufread::MultiGzDecoder;
 use serde_json::Value;
 
 use super::{
+    data_files,
     fields::{describe_keys, FieldError},
-    hh, unique_keys, Degenerate, Format, OnInvalid, ReadOptions, ReadReport, Record,
+    hh, jsonl, parquet_rows, Degenerate, FileKind, Format, OnInvalid, ReadOptions, ReadReport,
+    Record,
 };
 use crate::{ChatPair, DataError};
 
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
-
-/// Opens a dataset for streaming: an iterator of [`Record`]s, whose [`PairReader::report`] is
-/// complete once it is exhausted. Errors name the file (absent, unreadable).
+/// Opens a dataset for streaming: a file (JSONL, gzipped or not, or parquet, told by its first
+/// bytes), or a folder, read as every data file under it in path order (see [`open_split`]).
+/// The reader is an iterator of [`Record`]s, whose [`PairReader::reports`] are complete once it
+/// is exhausted. Errors name the file or folder (absent, unreadable, holding no data file).
 pub fn open(path: &Path, options: &ReadOptions) -> Result<PairReader, DataError> {
-    let file = File::open(path).map_err(DataError::io(path))?;
-    let mut buffered = BufReader::with_capacity(1 << 16, file);
-    let head = buffered.fill_buf().map_err(DataError::io(path))?;
-    let lines: Box<dyn BufRead + Send> = if head.starts_with(&GZIP_MAGIC) {
-        Box::new(BufReader::with_capacity(
-            1 << 16,
-            MultiGzDecoder::new(buffered),
-        ))
-    } else {
-        Box::new(buffered)
-    };
-    Ok(PairReader {
-        path: path.into(),
-        lines,
-        buf: Vec::new(),
-        bytes_read: 0,
+    open_split(path, None, options)
+}
+
+/// [`open`], reading only the files of `split` if one is given: those whose name starts with
+/// `{split}-` or `{split}.` (`data/train-00000-of-00002.parquet`, `test.jsonl`) or that lie in a
+/// folder named `split` (`train_prefs/0000.parquet`), as on the Hugging Face Hub. A split
+/// without files is an error listing the splits found ([`DataError::NoDataFiles`]).
+pub fn open_split(
+    path: &Path,
+    split: Option<&str>,
+    options: &ReadOptions,
+) -> Result<PairReader, DataError> {
+    let mut reader = PairReader {
+        files: data_files::list(path, split)?.into_iter(),
+        source: None,
+        reports: Vec::new(),
         options: *options,
+        format: options.format,
+        bytes_read: 0,
+        records: 0,
         finished: false,
-        report: ReadReport {
-            path: path.into(),
-            format: options.format,
+    };
+    reader.open_next_file()?;
+    Ok(reader)
+}
+
+/// Reads a whole dataset: its pairs in file order and the [`ReadReport`] of each file.
+pub fn read_pairs(
+    path: &Path,
+    options: &ReadOptions,
+) -> Result<(Vec<ChatPair>, Vec<ReadReport>), DataError> {
+    open(path, options)?.into_pairs()
+}
+
+/// A streaming reader of a dataset (see [`open`]). After the first error it yields nothing more.
+pub struct PairReader {
+    /// The files not yet begun.
+    files: std::vec::IntoIter<PathBuf>,
+    /// The file being read (its report is the last of `reports`); `None` once all are read.
+    source: Option<Source>,
+    reports: Vec<ReadReport>,
+    options: ReadOptions,
+    format: Option<Format>,
+    bytes_read: u64,
+    records: u64,
+    finished: bool,
+}
+
+/// One line of a JSONL file or one row of a parquet file, before it is read as a pair.
+pub(super) struct Raw {
+    /// Its line (row), from 1.
+    pub(super) line: u64,
+    /// The bytes read for it, counted against [`ReadOptions::max_total_bytes`].
+    pub(super) bytes: u64,
+    /// The record as JSON, or what is wrong with it; `None` for a blank line.
+    pub(super) value: Option<Result<Value, FieldError>>,
+}
+
+/// Where a file's records come from.
+enum Source {
+    Jsonl(jsonl::Lines),
+    Parquet(parquet_rows::Rows),
+}
+
+impl Source {
+    /// Opens the file at `path`, a parquet or a JSONL file by its first bytes.
+    fn open(path: &Path, options: &ReadOptions) -> Result<(Self, FileKind), DataError> {
+        let file = File::open(path).map_err(DataError::io(path))?;
+        let mut buffered = BufReader::with_capacity(1 << 16, file);
+        let head = buffered.fill_buf().map_err(DataError::io(path))?;
+        if head.starts_with(parquet_rows::PARQUET_MAGIC) {
+            let rows = parquet_rows::Rows::open(path, buffered.into_inner())?;
+            return Ok((Source::Parquet(rows), FileKind::Parquet));
+        }
+        let gzipped = head.starts_with(&jsonl::GZIP_MAGIC);
+        let lines = jsonl::Lines::new(path, buffered, gzipped, options.max_line_bytes);
+        Ok((Source::Jsonl(lines), FileKind::Jsonl))
+    }
+
+    fn next(&mut self) -> Result<Option<Raw>, DataError> {
+        match self {
+            Source::Jsonl(lines) => lines.next(),
+            Source::Parquet(rows) => rows.next(),
+        }
+    }
+}
+
+/// A [`DataError::InvalidRecord`] of the file at `path` with no field at fault.
+pub(super) fn record_error(path: &Path, kind: FileKind, line: u64, problem: String) -> DataError {
+    DataError::InvalidRecord {
+        path: path.to_owned(),
+        kind,
+        line,
+        field: None,
+        problem,
+    }
+}
+
+impl PairReader {
+    /// The report of each file begun so far, in reading order (one for a dataset of one file);
+    /// all complete once the iterator is exhausted.
+    pub fn reports(&self) -> &[ReadReport] {
+        &self.reports
+    }
+
+    /// The reports, consuming the reader.
+    pub fn into_reports(self) -> Vec<ReadReport> {
+        self.reports
+    }
+
+    /// The dataset's format, once named or detected (the same for all its files).
+    pub fn format(&self) -> Option<Format> {
+        self.format
+    }
+
+    /// Reads the rest of the dataset: its pairs in file order and the report of each file.
+    pub fn into_pairs(mut self) -> Result<(Vec<ChatPair>, Vec<ReadReport>), DataError> {
+        let pairs = self
+            .by_ref()
+            .map(|record| record.map(|record| record.pair))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((pairs, self.into_reports()))
+    }
+
+    /// Begins the next file, if there is one.
+    fn open_next_file(&mut self) -> Result<(), DataError> {
+        self.source = None;
+        let Some(path) = self.files.next() else {
+            return Ok(());
+        };
+        let (source, kind) = Source::open(&path, &self.options)?;
+        self.reports.push(ReadReport {
+            path,
+            kind,
+            format: self.format,
             lines: 0,
             pairs: 0,
             skipped: Vec::new(),
             identical: Vec::new(),
             blank_response: Vec::new(),
             no_shared_prompt: Vec::new(),
-        },
-    })
-}
-
-/// Reads a whole dataset: its pairs in file order and the [`ReadReport`].
-pub fn read_pairs(
-    path: &Path,
-    options: &ReadOptions,
-) -> Result<(Vec<ChatPair>, ReadReport), DataError> {
-    let mut reader = open(path, options)?;
-    let pairs = reader
-        .by_ref()
-        .map(|record| record.map(|record| record.pair))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((pairs, reader.into_report()))
-}
-
-/// A streaming reader of one dataset file (see [`open`]). After the first error it yields
-/// nothing more.
-pub struct PairReader {
-    path: PathBuf,
-    lines: Box<dyn BufRead + Send>,
-    buf: Vec<u8>,
-    bytes_read: u64,
-    options: ReadOptions,
-    finished: bool,
-    report: ReadReport,
-}
-
-impl PairReader {
-    /// What has been read so far (everything, once the iterator is exhausted).
-    pub fn report(&self) -> &ReadReport {
-        &self.report
+        });
+        self.source = Some(source);
+        Ok(())
     }
 
-    /// The report, consuming the reader.
-    pub fn into_report(self) -> ReadReport {
-        self.report
-    }
-
-    /// The next record, or `Ok(None)` at the end; invalid records are errors here, whatever
-    /// the policy (the iterator applies it).
-    fn next_line(&mut self) -> Result<Option<Result<Record, FieldError>>, DataError> {
+    /// The next record, or `Ok(None)` at the end of the dataset; invalid records are errors
+    /// here, whatever the policy (the iterator applies it). A file that holds no record is an
+    /// error.
+    fn next_record(&mut self) -> Result<Option<Result<Record, FieldError>>, DataError> {
         loop {
-            self.buf.clear();
-            let line = self.report.lines + 1;
-            let limit = self.options.max_line_bytes;
-            let read = (&mut self.lines)
-                .take(limit as u64 + 1)
-                .read_until(b'\n', &mut self.buf)
-                .map_err(|source| DataError::InvalidRecord {
-                    path: self.path.clone(),
-                    line,
-                    field: None,
-                    problem: format!("cannot read (a truncated or corrupt file?): {source}"),
-                })?;
-            if read == 0 {
+            let (Some(source), Some(report)) = (&mut self.source, self.reports.last_mut()) else {
                 return Ok(None);
-            }
-            self.bytes_read += read as u64;
-            if self.bytes_read > self.options.max_total_bytes {
-                return Err(DataError::InvalidRecord {
-                    path: self.path.clone(),
-                    line,
-                    field: None,
-                    problem: format!(
-                        "more than {} bytes read in all (raise the limit with --max-total-bytes)",
-                        self.options.max_total_bytes
-                    ),
-                });
-            }
-            if read > limit && self.buf.last() != Some(&b'\n') {
-                return Err(DataError::InvalidRecord {
-                    path: self.path.clone(),
-                    line,
-                    field: None,
-                    problem: format!(
-                        "longer than {limit} bytes without a line break (not JSONL, or one \
-                         record of that size: raise the limit with --max-line-bytes)"
-                    ),
-                });
-            }
-            self.report.lines = line;
-            let records = self.report.pairs as u64 + self.report.skipped.len() as u64;
-            if records >= self.options.max_records && !self.buf.trim_ascii().is_empty() {
-                return Err(DataError::InvalidRecord {
-                    path: self.path.clone(),
-                    line,
-                    field: None,
-                    problem: format!(
-                        "more than {} records (raise the limit with --max-records)",
-                        self.options.max_records
-                    ),
-                });
-            }
-            // Taken out for the parse, which updates the report, and put back for the next line.
-            let buf = std::mem::take(&mut self.buf);
-            // A UTF-8 byte-order mark (written by some Windows editors) is not part of a record.
-            let text = std::str::from_utf8(&buf).map(|text| {
-                if line == 1 {
-                    text.trim_start_matches('\u{feff}')
-                } else {
-                    text
-                }
-            });
-            let outcome = match text {
-                Ok(text) if text.trim().is_empty() => None,
-                Ok(text) => Some(self.parse(line, text.trim())),
-                Err(e) => Some(Err(FieldError::line(format!(
-                    "not valid UTF-8 (byte {} of the line)",
-                    e.valid_up_to() + 1
-                )))),
             };
-            self.buf = buf;
-            if outcome.is_some() {
-                return Ok(outcome);
+            let Some(raw) = source.next()? else {
+                if report.pairs == 0 && report.skipped.is_empty() {
+                    let problem = match report.kind {
+                        FileKind::Jsonl => "no records: the file is empty",
+                        FileKind::Parquet => "no records: the file has no rows",
+                    };
+                    let line = report.lines.max(1);
+                    return Err(record_error(
+                        &report.path,
+                        report.kind,
+                        line,
+                        problem.into(),
+                    ));
+                }
+                self.open_next_file()?;
+                continue;
+            };
+            let line = raw.line;
+            report.lines = line;
+            self.bytes_read += raw.bytes;
+            let limit_error =
+                |problem: String| record_error(&report.path, report.kind, line, problem);
+            if self.bytes_read > self.options.max_total_bytes {
+                return Err(limit_error(format!(
+                    "more than {} bytes read in all (raise the limit with --max-total-bytes)",
+                    self.options.max_total_bytes
+                )));
             }
+            let Some(value) = raw.value else {
+                continue;
+            };
+            if self.records >= self.options.max_records {
+                return Err(limit_error(format!(
+                    "more than {} records (raise the limit with --max-records)",
+                    self.options.max_records
+                )));
+            }
+            self.records += 1;
+            let file = self.reports.len() - 1;
+            let record = value.and_then(|raw| self.read_record(file, line, raw));
+            return Ok(Some(record));
         }
     }
 
-    fn parse(&mut self, line: u64, text: &str) -> Result<Record, FieldError> {
-        let raw: Value = serde_json::from_str(text).map_err(|e| {
-            let message = e.to_string();
-            let message = message.split(" at line ").next().unwrap_or_default();
-            FieldError::line(format!("invalid JSON at column {}: {message}", e.column()))
-        })?;
-        unique_keys::check_unique_keys(text).map_err(|e| {
-            let message = e.split(" at line ").next().unwrap_or_default();
-            FieldError::line(format!("ambiguous JSON: {message}"))
-        })?;
-        let format = match self.report.format {
+    /// Reads `raw`, the record at `line` of file `file`, as a pair in the dataset's format
+    /// (detecting it from this record if it is not known yet), and checks the pair; doubtful
+    /// pairs are listed in the file's report, or invalid under [`Degenerate::Reject`].
+    fn read_record(&mut self, file: usize, line: u64, raw: Value) -> Result<Record, FieldError> {
+        let report = &mut self.reports[file];
+        let format = match self.format {
             Some(format) => format,
             None => {
                 let format = Format::detect(&raw).ok_or_else(|| {
@@ -185,7 +235,8 @@ impl PairReader {
                         describe_keys(&raw)
                     ))
                 })?;
-                self.report.format = Some(format);
+                self.format = Some(format);
+                report.format = Some(format);
                 format
             }
         };
@@ -214,15 +265,16 @@ impl PairReader {
             }
         }
         if identical {
-            self.report.identical.push(line);
+            report.identical.push(line);
         }
         if blank.is_some() {
-            self.report.blank_response.push(line);
+            report.blank_response.push(line);
         }
         if parsed.no_shared_prompt {
-            self.report.no_shared_prompt.push(line);
+            report.no_shared_prompt.push(line);
         }
         Ok(Record {
+            file,
             line,
             pair: parsed.pair,
             raw,
@@ -235,42 +287,35 @@ impl Iterator for PairReader {
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.finished {
-            let outcome = self.next_line();
-            let error = match outcome {
+            let error = match self.next_record() {
                 Ok(Some(Ok(record))) => {
-                    self.report.pairs += 1;
+                    self.reports[record.file].pairs += 1;
                     return Some(Ok(record));
                 }
                 Ok(Some(Err(invalid))) => {
-                    let invalid = invalid.into_invalid(self.report.lines);
+                    let Some(report) = self.reports.last_mut() else {
+                        break;
+                    };
+                    let invalid = invalid.into_invalid(report.lines);
                     if self.options.on_invalid == OnInvalid::Skip {
-                        self.report.skipped.push(invalid);
+                        report.skipped.push(invalid);
                         continue;
                     }
                     DataError::InvalidRecord {
-                        path: self.path.clone(),
+                        path: report.path.clone(),
+                        kind: report.kind,
                         line: invalid.line,
                         field: invalid.field,
                         problem: invalid.problem,
                     }
                 }
-                Ok(None) if self.report.pairs == 0 && self.report.skipped.is_empty() => {
-                    DataError::InvalidRecord {
-                        path: self.path.clone(),
-                        line: self.report.lines.max(1),
-                        field: None,
-                        problem: "no records: the file is empty".into(),
-                    }
-                }
-                Ok(None) => {
-                    self.finished = true;
-                    return None;
-                }
+                Ok(None) => break,
                 Err(error) => error,
             };
             self.finished = true;
             return Some(Err(error));
         }
+        self.finished = true;
         None
     }
 }

@@ -1,6 +1,7 @@
 //! Tests of the dataset readers: every format, and every way a file can be malformed.
 
 use std::io::Write;
+use std::path::Path;
 
 use super::*;
 use crate::test_support::{assets, TempPath};
@@ -17,6 +18,13 @@ fn strict(format: Option<Format>) -> ReadOptions {
         degenerate: Degenerate::Reject,
         ..ReadOptions::default()
     }
+}
+
+/// Reads a dataset of one file: its pairs and the file's report.
+fn read_one(path: &Path, options: &ReadOptions) -> Result<(Vec<ChatPair>, ReadReport), DataError> {
+    let (pairs, mut reports) = read_pairs(path, options)?;
+    assert_eq!(reports.len(), 1, "one file, one report");
+    Ok((pairs, reports.remove(0)))
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -79,8 +87,8 @@ fn every_asset_file_reads_with_its_pair_count_and_format() {
         ("orca_dpo_pairs_validation.jsonl", 284, Format::Orca),
     ];
     for (name, count, format) in cases {
-        let (pairs, report) = read_pairs(&preferences(name), &ReadOptions::default())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (pairs, report) =
+            read_one(&preferences(name), &ReadOptions::default()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((pairs.len(), report.pairs), (count, count), "{name}");
         assert_eq!(report.format, Some(format), "{name}");
         assert!(report.skipped.is_empty(), "{name}");
@@ -112,7 +120,7 @@ fn hh_rows_without_a_shared_prompt_are_listed_by_line() {
         ),
     ];
     for (name, lines, identical, blank) in cases {
-        let (_, report) = read_pairs(&preferences(name), &ReadOptions::default()).unwrap();
+        let (_, report) = read_one(&preferences(name), &ReadOptions::default()).unwrap();
         assert_eq!(report.no_shared_prompt, lines, "{name}");
         assert_eq!(report.identical.len(), identical, "{name}");
         assert_eq!(report.blank_response, blank, "{name}");
@@ -123,8 +131,7 @@ fn hh_rows_without_a_shared_prompt_are_listed_by_line() {
         on_invalid: OnInvalid::Skip,
         ..strict(None)
     };
-    let (pairs, report) =
-        read_pairs(&preferences("harmless-base-test.jsonl.gz"), &options).unwrap();
+    let (pairs, report) = read_one(&preferences("harmless-base-test.jsonl.gz"), &options).unwrap();
     assert_eq!(pairs.len(), 2312 - 8);
     let lines: Vec<u64> = report.skipped.iter().map(|s| s.line).collect();
     assert_eq!(lines, [87, 517, 926, 1104, 1255, 1689, 1953, 2037]);
@@ -245,7 +252,7 @@ fn each_format_is_detected_and_read() {
     for (format, json, expected) in one_of_each() {
         let line = json.replace('\n', " ");
         let file = TempPath::file("one.jsonl", format!("{line}\n"));
-        let (pairs, report) = read_pairs(file.path(), &ReadOptions::default())
+        let (pairs, report) = read_one(file.path(), &ReadOptions::default())
             .unwrap_or_else(|e| panic!("{format}: {e}"));
         assert_eq!(report.format, Some(format));
         assert_eq!(pairs, std::slice::from_ref(&expected), "{format}");
@@ -285,7 +292,7 @@ fn format_names_round_trip() {
 #[test]
 fn blank_lines_are_skipped_and_crlf_is_accepted() {
     let file = TempPath::file("crlf.jsonl", format!("\r\n{GOOD}\r\n\n{GOOD}\r\n"));
-    let (pairs, report) = read_pairs(file.path(), &ReadOptions::default()).unwrap();
+    let (pairs, report) = read_one(file.path(), &ReadOptions::default()).unwrap();
     assert_eq!(pairs.len(), 2);
     assert_eq!(report.lines, 4);
 }
@@ -378,7 +385,7 @@ fn chosen_identical_to_rejected_is_invalid_when_degenerate_pairs_are_rejected() 
     );
     // Kept by default, and listed.
     let file = TempPath::file("same.jsonl", format!("{GOOD}\n{same}\n"));
-    let (pairs, report) = read_pairs(file.path(), &ReadOptions::default()).unwrap();
+    let (pairs, report) = read_one(file.path(), &ReadOptions::default()).unwrap();
     assert_eq!((pairs.len(), report.identical), (2, vec![2]));
 }
 
@@ -512,7 +519,7 @@ fn hh_pair_without_a_shared_prompt_is_invalid_when_rejected() {
         "does not start with the prompt",
     );
     let file = TempPath::file("hh.jsonl", row);
-    let (pairs, report) = read_pairs(file.path(), &ReadOptions::default()).unwrap();
+    let (pairs, report) = read_one(file.path(), &ReadOptions::default()).unwrap();
     assert_eq!(report.no_shared_prompt, [1]);
     assert_eq!(
         pairs[0].prompt,
@@ -700,7 +707,7 @@ fn skip_invalid_counts_every_bad_record_with_its_reason_and_reads_the_rest() {
         on_invalid: OnInvalid::Skip,
         ..strict(None)
     };
-    let (pairs, report) = read_pairs(file.path(), &options).unwrap();
+    let (pairs, report) = read_one(file.path(), &options).unwrap();
     assert_eq!(pairs.len(), 3);
     assert_eq!(report.pairs, 3);
     let skipped: Vec<String> = report.skipped.iter().map(|s| s.to_string()).collect();
@@ -725,7 +732,7 @@ fn skip_invalid_detects_the_format_from_the_first_valid_record() {
         on_invalid: OnInvalid::Skip,
         ..ReadOptions::default()
     };
-    let (pairs, report) = read_pairs(file.path(), &options).unwrap();
+    let (pairs, report) = read_one(file.path(), &options).unwrap();
     assert_eq!((pairs.len(), report.skipped.len()), (1, 2));
     assert_eq!(report.format, Some(Format::Generic));
 }
