@@ -20,7 +20,7 @@ use ropo::train::{
 };
 
 use crate::{
-    hub_paths::{self, data_files},
+    hub_paths,
     run_folder::open_run_folder,
     train_cmd::{anchor, entry, one_line, progress_bar, TrainArgs},
     CmdResult,
@@ -91,9 +91,16 @@ pub struct AlignFlags {
     /// Fraction of pairs held out for evaluation (default 0: train on everything).
     #[arg(long, help_heading = "Trainer")]
     eval_split: Option<f64>,
-    /// A separate evaluation file.
+    /// Separate evaluation data: a file, a folder or a Hub dataset id.
     #[arg(long, help_heading = "Trainer")]
     eval_data: Option<PathBuf>,
+    /// The split of --data to train on, where it is a folder or Hub dataset holding several
+    /// (e.g. train_prefs; TRL: dataset_train_split). Default: every data file.
+    #[arg(long, help_heading = "Trainer")]
+    split: Option<String>,
+    /// The split of --eval-data (e.g. test_prefs; TRL: dataset_test_split).
+    #[arg(long, help_heading = "Trainer")]
+    eval_data_split: Option<String>,
     /// Evaluate every this many steps (default 0: at the end only).
     #[arg(long, help_heading = "Trainer")]
     eval_every: Option<usize>,
@@ -316,9 +323,9 @@ fn fetch_hub_ids(config: &mut TrainerConfig, quiet: bool) -> Result<(), String> 
     if let Some(tokenizer) = &mut config.tokenizer {
         hub_paths::fetch_model(tokenizer, quiet)?;
     }
-    hub_paths::fetch_dataset(&mut config.data, &data_files, quiet)?;
+    hub_paths::fetch_dataset(&mut config.data, &mut config.split, quiet)?;
     if let Some(eval_data) = &mut config.eval_data {
-        hub_paths::fetch_dataset(eval_data, &data_files, quiet)?;
+        hub_paths::fetch_dataset(eval_data, &mut config.eval_data_split, quiet)?;
     }
     Ok(())
 }
@@ -410,6 +417,14 @@ fn with_flags(
     for (field, value) in [
         (&mut config.tokenizer, &flags.tokenizer),
         (&mut config.eval_data, &flags.eval_data),
+    ] {
+        if value.is_some() {
+            field.clone_from(value);
+        }
+    }
+    for (field, value) in [
+        (&mut config.split, &flags.split),
+        (&mut config.eval_data_split, &flags.eval_data_split),
     ] {
         if value.is_some() {
             field.clone_from(value);

@@ -22,13 +22,14 @@ const TOLERANCE: f64 = 1e-4;
 pub fn run() -> CmdResult {
     println!("ropo {}, backend: {NAME}", env!("CARGO_PKG_VERSION"));
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let memory = ropo::models::model_size::available_bytes().map_or("unknown".to_owned(), |bytes| {
-        format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
-    });
+    let memory = ropo::models::model_size::available_bytes()
+        .map_or("unknown".to_owned(), |bytes| {
+            format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
+        });
     println!("machine: {cores} cores, {memory} memory available");
     backend_needs();
     let start = Instant::now();
-    let difference = catch(|| agreement_with_flex())
+    let difference = catch(agreement_with_flex)
         .map_err(|reason| format!("the {NAME} backend cannot start: {reason}"))?;
     let seconds = start.elapsed().as_secs_f64();
     if difference > TOLERANCE {
@@ -69,12 +70,17 @@ fn agreement_with_flex() -> f64 {
         let device = Default::default();
         let a = Tensor::<B, 2>::from_data(a.clone(), &device);
         let b = Tensor::<B, 2>::from_data(b.clone(), &device);
-        log_softmax(a.matmul(b), 1).into_data().to_vec().expect("f32 data")
+        log_softmax(a.matmul(b), 1)
+            .into_data()
+            .to_vec()
+            .expect("f32 data")
     }
     Flex::seed(&Default::default(), 7);
     let device = Default::default();
-    let a = Tensor::<Flex, 2>::random([64, 512], Distribution::Normal(0.0, 0.1), &device).into_data();
-    let b = Tensor::<Flex, 2>::random([512, 512], Distribution::Normal(0.0, 0.1), &device).into_data();
+    let a =
+        Tensor::<Flex, 2>::random([64, 512], Distribution::Normal(0.0, 0.1), &device).into_data();
+    let b =
+        Tensor::<Flex, 2>::random([512, 512], Distribution::Normal(0.0, 0.1), &device).into_data();
     let ours = compute::<Selected>(&a, &b);
     let flex = compute::<Flex>(&a, &b);
     ours.iter()
@@ -95,7 +101,8 @@ fn backend_needs() {
 #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
 fn wgpu_adapter() {
     use burn::backend::wgpu::{graphics::AutoGraphicsApi, init_setup, RuntimeOptions, WgpuDevice};
-    match catch(|| init_setup::<AutoGraphicsApi>(&WgpuDevice::default(), RuntimeOptions::default())) {
+    match catch(|| init_setup::<AutoGraphicsApi>(&WgpuDevice::default(), RuntimeOptions::default()))
+    {
         Ok(setup) => {
             let info = setup.adapter.get_info();
             let limits = setup.adapter.limits();
@@ -129,15 +136,13 @@ fn cuda_files() {
     let mut library_dirs: Vec<PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
         .map(|paths| std::env::split_paths(&paths).collect())
         .unwrap_or_default();
-    library_dirs.extend(
-        [
-            cuda_root.join("lib64"),
-            cuda_root.join("lib"),
-            PathBuf::from("/usr/lib/x86_64-linux-gnu"),
-            PathBuf::from("/usr/lib64"),
-            PathBuf::from("/usr/lib"),
-        ],
-    );
+    library_dirs.extend([
+        cuda_root.join("lib64"),
+        cuda_root.join("lib"),
+        PathBuf::from("/usr/lib/x86_64-linux-gnu"),
+        PathBuf::from("/usr/lib64"),
+        PathBuf::from("/usr/lib"),
+    ]);
     for (what, prefix) in [("driver", "libcuda.so"), ("nvrtc", "libnvrtc.so")] {
         match find_prefixed(&library_dirs, prefix) {
             Some(path) => println!("cuda {what}: {}", path.display()),

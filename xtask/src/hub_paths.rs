@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use ropo::data::formats::is_data_file;
 use ropo::hub::{model_files, Hub, HubId, RepoKind};
 
 /// Whether `path`, as a config or flag gives it, is a Hub id: nothing exists at
@@ -28,13 +29,19 @@ pub(crate) fn fetch_model(path: &mut PathBuf, quiet: bool) -> Result<(), String>
 }
 
 /// Replaces a Hub id at `path` by the snapshot folder of the dataset repository it names,
-/// holding the data files for which `wanted` is true.
+/// holding the data files (parquet, JSONL) of `split`; with no split given, `train` (TRL's
+/// default), written into `split` so that only its files are read from the shared snapshot.
 pub(crate) fn fetch_dataset(
     path: &mut PathBuf,
-    wanted: &dyn Fn(&str) -> bool,
+    split: &mut Option<String>,
     quiet: bool,
 ) -> Result<(), String> {
-    fetch(path, RepoKind::Dataset, wanted, quiet)
+    if hub_id(path, Path::new("")).is_none() {
+        return Ok(());
+    }
+    let split = split.get_or_insert_with(|| "train".to_owned()).clone();
+    let wanted = |name: &str| is_data_file(Path::new(name), Some(&split));
+    fetch(path, RepoKind::Dataset, &wanted, quiet)
 }
 
 fn fetch(
@@ -58,12 +65,4 @@ fn fetch(
     }
     *path = snapshot;
     Ok(())
-}
-
-/// Whether a dataset repository's file is a data file ropo reads (parquet, JSONL, gzipped
-/// JSONL).
-pub(crate) fn data_files(name: &str) -> bool {
-    [".parquet", ".jsonl", ".jsonl.gz", ".json"]
-        .iter()
-        .any(|extension| name.ends_with(extension))
 }

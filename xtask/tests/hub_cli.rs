@@ -1,5 +1,6 @@
-//! `cargo xtask train` with Hub ids for the model and the data, against a loopback server that
-//! speaks the Hub's API: the first run downloads into the shared cache, a second run with
+//! `cargo xtask train` with Hub ids for the model and the data (a parquet dataset with a
+//! `train` and a `test` split), against a loopback server that speaks the Hub's API: the first
+//! run downloads the model's files and the train split into the shared cache, a second run with
 //! `HF_HUB_OFFLINE=1` and no server trains the same from the cache, and a missing repository
 //! is one clear error.
 
@@ -9,7 +10,13 @@ use std::process::{Command, Output};
 use ropo_hub::test_server::{HubServer, ServedRepo};
 use ropo_hub::RepoKind;
 
-mod common;
+/// A fresh, empty scratch folder for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ropo-hub-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
@@ -28,11 +35,27 @@ fn files_of(folder: &Path) -> Vec<(String, Vec<u8>)> {
 
 /// `xtask train --model MODEL --data DATA …` with the Hub variables set for `endpoint` and
 /// `cache`.
-fn train(model: &str, data: &str, out: &Path, endpoint: &str, cache: &Path, offline: bool) -> Output {
+fn train(
+    model: &str,
+    data: &str,
+    out: &Path,
+    endpoint: &str,
+    cache: &Path,
+    offline: bool,
+) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
     command
         .args(["train", "--quiet", "--model", model, "--data", data])
-        .args(["--template", "plain", "--max-length", "32", "--batch", "4", "--steps", "3"])
+        .args([
+            "--template",
+            "plain",
+            "--max-length",
+            "32",
+            "--batch",
+            "4",
+            "--steps",
+            "3",
+        ])
         .arg("--out")
         .arg(out)
         .env("HF_ENDPOINT", endpoint)
@@ -58,40 +81,74 @@ fn ok(output: &Output) {
 
 #[test]
 fn hub_ids_train_online_then_offline_from_the_cache() {
-    let dir = common::scratch("hub-ids");
+    let dir = scratch("hub-ids");
     let cache = dir.join("hub");
     let model = ServedRepo::new(
         RepoKind::Model,
         "ropo-test/tiny-llama",
         files_of(&fixtures().join("tiny_llama")),
     );
-    let pairs = std::fs::read(fixtures().join("tiny_pairs.jsonl")).unwrap();
+    let pairs = std::fs::read(fixtures().join("tiny_pairs.parquet")).unwrap();
     let data = ServedRepo::new(
         RepoKind::Dataset,
         "ropo-test/tiny-pairs",
         vec![
-            ("data/train-00000-of-00001.jsonl".into(), pairs),
+            ("data/train-00000-of-00001.parquet".into(), pairs),
+            (
+                "data/test-00000-of-00001.parquet".into(),
+                b"not parquet: never fetched".to_vec(),
+            ),
             ("README.md".into(), b"# tiny pairs".to_vec()),
         ],
     );
     let server = HubServer::start(vec![model, data]);
     let endpoint = server.endpoint().to_owned();
     let (online, offline) = (dir.join("online"), dir.join("offline"));
-    ok(&train("ropo-test/tiny-llama", "ropo-test/tiny-pairs", &online, &endpoint, &cache, false));
+    ok(&train(
+        "ropo-test/tiny-llama",
+        "ropo-test/tiny-pairs",
+        &online,
+        &endpoint,
+        &cache,
+        false,
+    ));
     let config = std::fs::read_to_string(online.join("config.toml")).unwrap();
-    assert!(config.contains("models--ropo-test--tiny-llama/snapshots/"), "{config}");
-    assert!(config.contains("datasets--ropo-test--tiny-pairs/snapshots/"), "{config}");
+    assert!(
+        config.contains("models--ropo-test--tiny-llama/snapshots/"),
+        "{config}"
+    );
+    assert!(
+        config.contains("datasets--ropo-test--tiny-pairs/snapshots/"),
+        "{config}"
+    );
+    assert!(config.contains("split = \"train\""), "{config}");
     assert!(online.join("model/config.json").is_file());
+    let snapshot = std::fs::read_dir(cache.join("datasets--ropo-test--tiny-pairs/snapshots"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(snapshot.join("data/train-00000-of-00001.parquet").is_file());
+    assert!(!snapshot.join("data/test-00000-of-00001.parquet").exists());
+    assert!(!snapshot.join("README.md").exists());
 
     drop(server);
-    ok(&train("ropo-test/tiny-llama", "ropo-test/tiny-pairs", &offline, &endpoint, &cache, true));
+    ok(&train(
+        "ropo-test/tiny-llama",
+        "ropo-test/tiny-pairs",
+        &offline,
+        &endpoint,
+        &cache,
+        true,
+    ));
     let metrics = |folder: &Path| std::fs::read(folder.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics(&online), metrics(&offline));
 }
 
 #[test]
 fn a_missing_repository_is_one_clear_error() {
-    let dir = common::scratch("hub-missing");
+    let dir = scratch("hub-missing");
     let server = HubServer::start(Vec::new());
     let data = fixtures().join("tiny_pairs.jsonl");
     let output = train(

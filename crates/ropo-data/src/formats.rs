@@ -36,7 +36,7 @@ use std::str::FromStr;
 use serde_json::Value;
 
 use crate::ChatPair;
-pub use data_files::DATA_FILE_SUFFIXES;
+pub use data_files::{is_data_file, DATA_FILE_SUFFIXES};
 use fields::{kind, swap_fields, FieldError, Parsed};
 pub use reader::{open, open_split, read_pairs, PairReader};
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use burn::{module::AutodiffModule, tensor::backend::Backend};
 use ropo_core::LossConfig;
 use ropo_data::{
-    formats::{read_pairs, ReadOptions},
+    formats::{open_split, ReadOptions},
     load_tokenizer,
     split::held_out,
     template::{ChatFormat, Template},
@@ -46,8 +46,12 @@ pub struct TrainerConfig {
     /// The model: a Hugging Face folder, a `.safetensors` file beside `config.json`, or a
     /// llama2.c `.bin`.
     pub model: PathBuf,
-    /// The preference file (any format `ropo-data` reads; `.gz` allowed).
+    /// The preference data: a file in any format `ropo-data` reads (JSONL, `.gz`, parquet) or
+    /// a folder of them.
     pub data: PathBuf,
+    /// The split of `data` to train on, where it is a folder holding several (a Hub dataset's
+    /// `train_prefs`; TRL: `dataset_train_split`). `None`: every data file.
+    pub split: Option<String>,
     /// The tokenizer file or folder (default: the model's folder).
     pub tokenizer: Option<PathBuf>,
     /// Chat template for conversation prompts (`auto`: the tokenizer's own, else ChatML).
@@ -58,8 +62,10 @@ pub struct TrainerConfig {
     pub max_prompt_length: usize,
     /// Fraction of the pairs held out for evaluation (0: train on everything).
     pub eval_split: f64,
-    /// A separate evaluation file (instead of `eval_split`).
+    /// Separate evaluation data, a file or folder (instead of `eval_split`).
     pub eval_data: Option<PathBuf>,
+    /// The split of `eval_data` (TRL: `dataset_test_split`). `None`: every data file.
+    pub eval_data_split: Option<String>,
     /// Evaluate every this many steps (0: only at the end; nothing without evaluation pairs).
     pub eval_every: usize,
     /// Symmetric label noise injected into the training pairs (0: the labels as read).
@@ -149,12 +155,14 @@ impl Default for TrainerConfig {
         Self {
             model: PathBuf::new(),
             data: PathBuf::new(),
+            split: None,
             tokenizer: None,
             template: Template::default(),
             max_length: 1024,
             max_prompt_length: 512,
             eval_split: 0.0,
             eval_data: None,
+            eval_data_split: None,
             eval_every: 0,
             noise: 0.0,
             seed: 0,
@@ -419,14 +427,15 @@ impl TrainerConfig {
             max_records: self.max_records,
             ..ReadOptions::default()
         };
-        let (records, _) = read_pairs(&self.data, &read)?;
+        let (records, _) = open_split(&self.data, self.split.as_deref(), &read)?.into_pairs()?;
         let tokenized = tokenize(&records, tokenizer.as_ref(), &options)?;
         let dropped = tokenized.report.dropped.len();
         let (held, mut train) = held_out(tokenized.pairs, self.eval_split, self.seeds().split());
         train.sort_unstable_by_key(|(i, _)| *i);
         let mut eval: Vec<TokenizedPair> = held.into_iter().map(|(_, p)| p).collect();
         if let Some(path) = &self.eval_data {
-            let (eval_records, _) = read_pairs(path, &read)?;
+            let (eval_records, _) =
+                open_split(path, self.eval_data_split.as_deref(), &read)?.into_pairs()?;
             eval = tokenize(&eval_records, tokenizer.as_ref(), &options)?.pairs;
         }
         let (record_index, clean): (Vec<usize>, Vec<TokenizedPair>) = train

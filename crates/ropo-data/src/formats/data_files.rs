@@ -49,6 +49,17 @@ pub(super) fn list(path: &Path, split: Option<&str>) -> Result<Vec<PathBuf>, Dat
     Ok(files)
 }
 
+/// Whether a folder's dataset reads the file at `relative` (its path under the folder, e.g. a
+/// file of a Hub dataset repository): a data file by its name ([`DATA_FILE_SUFFIXES`]), and of
+/// `split` where one is given (see [`open_split`](super::open_split)).
+pub fn is_data_file(relative: &Path, split: Option<&str>) -> bool {
+    let name = relative.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    DATA_FILE_SUFFIXES
+        .iter()
+        .any(|suffix| name.ends_with(suffix))
+        && split.is_none_or(|split| in_split(relative, split))
+}
+
 /// Whether the file at `relative` (its path under the dataset's folder) belongs to `split`: its
 /// name starts with `{split}-` or `{split}.` (`train-00000-of-00002.parquet`, `test.jsonl`), or
 /// its folder is named `split` (`train_prefs/0000.parquet`).
