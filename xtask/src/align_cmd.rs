@@ -30,13 +30,15 @@ use crate::{
 /// field of `--config`. Defaults: docs/align.md.
 #[derive(Args, Default)]
 pub struct AlignFlags {
-    /// The model to align: a Hugging Face folder, a `.safetensors` file, or a llama2.c `.bin`.
+    /// The model to align: a Hugging Face folder or Hub id (`org/name[@revision]`), a
+    /// `.safetensors` file, or a llama2.c `.bin`.
     #[arg(long, help_heading = "Trainer")]
     model: Option<PathBuf>,
-    /// The preference file (JSONL/JSON in any format ropo reads; `.gz` allowed).
+    /// The preference data in any format ropo reads: a JSONL (`.gz` allowed) or parquet file,
+    /// a folder of them, or a Hub dataset id.
     #[arg(long, help_heading = "Trainer")]
     data: Option<PathBuf>,
-    /// Tokenizer file or folder (default: the model's folder).
+    /// Tokenizer file, folder or Hub id (default: the model's folder).
     #[arg(long, help_heading = "Trainer")]
     tokenizer: Option<PathBuf>,
     /// Chat template for conversation prompts: auto (the model's own chat template from its

@@ -14,10 +14,11 @@ use crate::CmdResult;
 /// Which model and tokenizer to open.
 #[derive(Args)]
 pub struct ModelArgs {
-    /// A Hugging Face checkpoint folder, a `.safetensors` file, or a llama2.c `.bin` file.
+    /// A Hugging Face checkpoint folder or Hub id (`org/name[@revision]`), a `.safetensors`
+    /// file, or a llama2.c `.bin` file.
     #[arg(long)]
     model: PathBuf,
-    /// Tokenizer file or folder (default: looked for beside the model).
+    /// Tokenizer file, folder or Hub id (default: looked for beside the model).
     #[arg(long)]
     tokenizer: Option<PathBuf>,
 }
@@ -121,20 +122,23 @@ pub fn run_generate(args: &GenerateArgs) -> CmdResult {
 type Opened = (CausalLm<Selected>, Box<dyn Tokenizer>);
 
 fn open(args: &ModelArgs) -> Result<Opened, Box<dyn std::error::Error>> {
-    let model = checkpoint::load(&args.model, &Default::default())?;
-    let beside = if args.model.is_dir() {
-        args.model.as_path()
+    let mut model_path = args.model.clone();
+    crate::hub_paths::fetch_model(&mut model_path, false)?;
+    let model = checkpoint::load(&model_path, &Default::default())?;
+    let beside = if model_path.is_dir() {
+        model_path.clone()
     } else {
-        args.model.parent().unwrap_or(Path::new("."))
+        model_path.parent().unwrap_or(Path::new(".")).to_path_buf()
     };
-    let tokenizer_path = args.tokenizer.as_deref().unwrap_or(beside);
-    let tokenizer = load_tokenizer(tokenizer_path)?;
+    let mut tokenizer_path = args.tokenizer.clone().unwrap_or(beside);
+    crate::hub_paths::fetch_model(&mut tokenizer_path, false)?;
+    let tokenizer = load_tokenizer(&tokenizer_path)?;
     if tokenizer.vocab_size() > model.vocab_size() {
         return Err(format!(
             "{}: tokenizer has {} tokens but the model {} only {}: they do not belong together",
             tokenizer_path.display(),
             tokenizer.vocab_size(),
-            args.model.display(),
+            model_path.display(),
             model.vocab_size()
         )
         .into());
