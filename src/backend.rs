@@ -67,12 +67,21 @@ const NEEDS: &str = if cfg!(feature = "cuda") {
 /// instead of a panic from deep inside it.
 pub fn probe() -> Result<(), String> {
     use burn::tensor::Tensor;
-    let quiet = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let outcome = std::panic::catch_unwind(|| {
+    catch_panic(|| {
         let device = Default::default();
         Tensor::<Selected, 1>::from_floats([1.0], &device).into_data();
-    });
+    })
+    .map_err(|reason| {
+        format!("the {NAME} backend cannot start on this machine ({NEEDS}): {reason}")
+    })
+}
+
+/// Runs `f`, turning a panic (how burn's GPU runtimes report a missing driver or adapter)
+/// into the first line of its message, and printing nothing of it.
+pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    let quiet = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     std::panic::set_hook(quiet);
     outcome.map_err(|panic| {
         let reason = panic
@@ -80,7 +89,6 @@ pub fn probe() -> Result<(), String> {
             .map(String::as_str)
             .or_else(|| panic.downcast_ref::<&str>().copied())
             .unwrap_or("unknown reason");
-        let first_line = reason.lines().next().unwrap_or(reason);
-        format!("the {NAME} backend cannot start on this machine ({NEEDS}): {first_line}")
+        reason.lines().next().unwrap_or(reason).to_owned()
     })
 }

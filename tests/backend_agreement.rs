@@ -194,3 +194,66 @@ fn preference_steps_of_every_loss_agree_with_flex() {
         );
     }
 }
+
+/// The norm of each parameter's gradient (in the model's visiting order, with its shape) after
+/// the SFT loss of the pairs' chosen responses, from the first step's weights.
+fn parameter_gradient_norms<B: TrainingBackend>() -> Vec<(Vec<usize>, f64)> {
+    use burn::module::{Module, ModuleVisitor, Param};
+    use burn::optim::GradientsParams;
+    use burn::tensor::{backend::AutodiffBackend, ElementConversion, Tensor};
+    use ropo::models::ScoreRow;
+
+    struct Norms<'a, B: AutodiffBackend> {
+        grads: &'a GradientsParams,
+        norms: Vec<(Vec<usize>, f64)>,
+        backend: std::marker::PhantomData<B>,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Norms<'_, B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if let Some(grad) = self.grads.get::<B::InnerBackend, D>(param.id) {
+                let dims = grad.dims().to_vec();
+                let squares = grad.powf_scalar(2.0).sum().into_scalar().elem::<f64>();
+                self.norms.push((dims, squares.sqrt()));
+            }
+        }
+    }
+    let pairs = pairs();
+    let model = model::<B>();
+    let rows: Vec<ScoreRow<'_>> = pairs
+        .iter()
+        .map(|p| ScoreRow {
+            prompt: &p.prompt,
+            response: &p.chosen,
+        })
+        .collect();
+    let scores = ropo::models::score(&model, &rows, &Default::default()).unwrap();
+    let loss = scores.sum.sum().neg() / scores.count.sum().clamp_min(1.0);
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let mut visitor = Norms::<B> {
+        grads: &grads,
+        norms: Vec::new(),
+        backend: std::marker::PhantomData,
+    };
+    model.visit(&mut visitor);
+    visitor.norms
+}
+
+#[test]
+fn each_parameters_sft_gradient_agrees_with_flex() {
+    let selected = parameter_gradient_norms::<Training>();
+    let flex = parameter_gradient_norms::<Autodiff<Flex>>();
+    assert_eq!(selected.len(), flex.len());
+    let mut failed = Vec::new();
+    for (i, ((dims, s), (_, f))) in selected.iter().zip(&flex).enumerate() {
+        let relative = (s - f).abs() / f.abs().max(1e-12);
+        println!("parameter {i} {dims:?}: {s:.6} against flex {f:.6} ({relative:.1e})");
+        if relative > STEP_TOLERANCE {
+            failed.push(format!("{i} {dims:?} ({relative:.1e})"));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "gradients disagree: {}",
+        failed.join(", ")
+    );
+}

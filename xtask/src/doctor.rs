@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use burn::backend::Flex;
 use burn::tensor::{activation::log_softmax, backend::Backend, Distribution, Tensor, TensorData};
-use ropo::backend::{Selected, NAME};
+use ropo::backend::{catch_panic as catch, Selected, NAME};
 
 use crate::CmdResult;
 
@@ -44,23 +44,6 @@ pub fn run() -> CmdResult {
          {difference:.1e} relative ({seconds:.2} s, kernel compilation included)"
     );
     Ok(())
-}
-
-/// Runs `f`, turning a panic (how burn's GPU runtimes report a missing driver) into its
-/// message's first line.
-fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    let quiet = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    std::panic::set_hook(quiet);
-    outcome.map_err(|panic| {
-        let reason = panic
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| panic.downcast_ref::<&str>().copied())
-            .unwrap_or("unknown reason");
-        reason.lines().next().unwrap_or(reason).to_owned()
-    })
 }
 
 /// The largest relative difference between `log_softmax(a @ b)` on the selected backend and

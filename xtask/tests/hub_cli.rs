@@ -10,13 +10,7 @@ use std::process::{Command, Output};
 use ropo_hub::test_server::{HubServer, ServedRepo};
 use ropo_hub::RepoKind;
 
-/// A fresh, empty scratch folder for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ropo-hub-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
@@ -81,7 +75,7 @@ fn ok(output: &Output) {
 
 #[test]
 fn hub_ids_train_online_then_offline_from_the_cache() {
-    let dir = scratch("hub-ids");
+    let dir = common::scratch("hub-ids");
     let cache = dir.join("hub");
     let model = ServedRepo::new(
         RepoKind::Model,
@@ -148,7 +142,7 @@ fn hub_ids_train_online_then_offline_from_the_cache() {
 
 #[test]
 fn a_missing_repository_is_one_clear_error() {
-    let dir = scratch("hub-missing");
+    let dir = common::scratch("hub-missing");
     let server = HubServer::start(Vec::new());
     let data = fixtures().join("tiny_pairs.jsonl");
     let output = train(

@@ -5,6 +5,7 @@ use std::process::{Command, Output};
 
 /// A gold-task experiment small enough to train in seconds: 2 losses × 2 noise rates × 2
 /// seeds, 20 SFT steps and 10 preference steps per run.
+#[allow(dead_code)] // not every test binary that includes this module runs it
 pub const TINY: &str = r#"
 losses = ["sigmoid", "ropo"]
 noise = [0.0, 0.2]
@@ -40,6 +41,7 @@ pub fn scratch(name: &str) -> PathBuf {
 }
 
 /// `xtask train --quiet --config CONFIG --out OUT`.
+#[allow(dead_code)] // not every test binary that includes this module runs it
 pub fn train(config: &Path, out: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["train", "--quiet", "--config"])
