@@ -14,6 +14,7 @@ use burn::tensor::{
 };
 use ropo::backend::Training;
 use ropo::models::attention::{KeyMask, TrainingBackend};
+use ropo::models::rotary::Rotary;
 
 /// Largest elementwise difference, relative to the largest flex gradient.
 const TOLERANCE: f64 = 1e-4;
@@ -139,6 +140,15 @@ fn attention_grouped_padded<B: TrainingBackend>(x: Tensor<B, 2>) -> Tensor<B, 2>
     B::masked_attention(query, key, value, &mask).reshape([ROWS, 64])
 }
 
+/// Llama's rotary embedding over 4 heads of 8 dimensions at positions 0 to 23.
+fn rotary<B: TrainingBackend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
+    let positions: Vec<i64> = (0..ROWS as i64).collect();
+    let angles = Rotary::new(8, 8, 10_000.0, None).angles::<B>(&positions, 1, &[4], &x.device());
+    angles
+        .apply(x.reshape([1, ROWS, 4, 8]))
+        .reshape([ROWS, COLS])
+}
+
 /// ropo's vocabulary log-prob node (its own backward), in blocks of 5 of 16 columns.
 fn target_logps<B: TrainingBackend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
     let targets: Vec<i64> = (0..ROWS as i64).map(|r| (r * 3) % 16).collect();
@@ -173,6 +183,7 @@ fn each_operations_gradient_agrees_with_flex() {
         attention,
         attention_grouped,
         attention_grouped_padded,
+        rotary,
         target_logps,
     ] {
         let worst = difference(&selected, &flex);
