@@ -177,9 +177,8 @@ fn inspect(args: &InspectArgs) -> CmdResult {
     };
     let tokenizer = load_tokenizer(path)?;
     let options = TokenizeOptions {
-        template: ChatFormat::resolve(args.template, path)?,
         max_prompt_length: args.max_prompt_length,
-        ..TokenizeOptions::new(args.template, args.max_length)
+        ..TokenizeOptions::new(ChatFormat::resolve(args.template, path)?, args.max_length)
     };
     let tokenized = tokenize(&pairs, tokenizer.as_ref(), &options)?;
     let out = &tokenized.report;

@@ -210,6 +210,12 @@ impl ChatFormat {
     }
 }
 
+impl From<Template> for ChatFormat {
+    fn from(template: Template) -> Self {
+        ChatFormat::Builtin(template)
+    }
+}
+
 impl fmt::Display for ChatFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

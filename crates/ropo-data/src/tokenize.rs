@@ -26,7 +26,7 @@ use std::fmt;
 
 use rayon::prelude::*;
 
-use crate::template::{ChatFormat, Piece, RenderedPair, Template};
+use crate::template::{ChatFormat, Piece, RenderedPair};
 use crate::{ChatPair, DataError, TokenizedPair, Tokenizer};
 
 /// How to tokenize.
@@ -42,10 +42,11 @@ pub struct TokenizeOptions {
 }
 
 impl TokenizeOptions {
-    /// The built-in `template`, `max_length`, no prompt limit.
-    pub fn new(template: Template, max_length: usize) -> Self {
+    /// `template` (a [`ChatFormat`], or a built-in [`Template`](crate::template::Template)),
+    /// `max_length`, no prompt limit.
+    pub fn new(template: impl Into<ChatFormat>, max_length: usize) -> Self {
         Self {
-            template: ChatFormat::Builtin(template),
+            template: template.into(),
             max_length,
             max_prompt_length: None,
         }
@@ -297,6 +298,7 @@ fn tokenize_one(
 mod tests {
     use super::*;
     use crate::formats::{read_pairs, ReadOptions};
+    use crate::template::Template;
     use crate::test_support::assets;
     use crate::{load_tokenizer, Message, Prompt};
 
@@ -455,7 +457,7 @@ mod tests {
             rejected: "r".into(),
         };
         let mut opts = options(100);
-        opts.template = ChatFormat::Builtin(Template::Hh);
+        opts.template = Template::Hh.into();
         let out = tokenize(&[pair], &CHARS, &opts).unwrap();
         assert!(out.pairs.is_empty());
         assert!(
@@ -479,7 +481,7 @@ mod tests {
             rejected: "r".into(),
         };
         let mut opts = options(1000);
-        opts.template = ChatFormat::Builtin(Template::Llama2);
+        opts.template = Template::Llama2.into();
         let out = tokenize(&[pair], &CHARS, &opts).unwrap();
         let expected = [
             vec![1],

@@ -99,10 +99,7 @@ fn pairs_on_a_folder_with_a_chat_template_tokenize_as_trl_tokenizes_them() {
             chosen: fixture["pair"]["chosen"].as_str().unwrap().into(),
             rejected: fixture["pair"]["rejected"].as_str().unwrap().into(),
         };
-        let options = TokenizeOptions {
-            template: format,
-            ..TokenizeOptions::new(Template::Auto, usize::MAX)
-        };
+        let options = TokenizeOptions::new(format, usize::MAX);
         let out = tokenize(&[pair], tokenizer.as_ref(), &options).unwrap();
         let ids =
             |field: &str| -> Vec<u32> { serde_json::from_value(expected[field].clone()).unwrap() };

@@ -261,9 +261,11 @@ impl DatasetExperiment {
             .parse::<Template>()
             .map_err(|e| TrainError::Config(format!("dataset.template: {e}")))?;
         let options = TokenizeOptions {
-            template: ChatFormat::resolve(template, &source.tokenizer)?,
             max_prompt_length: Some(source.max_prompt_length),
-            ..TokenizeOptions::new(template, source.max_length)
+            ..TokenizeOptions::new(
+                ChatFormat::resolve(template, &source.tokenizer)?,
+                source.max_length,
+            )
         };
         let tokenized = tokenize(&pairs, tokenizer.as_ref(), &options)?;
         let dropped = tokenized.report.dropped.len();

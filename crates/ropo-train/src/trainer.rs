@@ -417,9 +417,11 @@ impl TrainerConfig {
     pub fn prepare(&self) -> Result<TrainerData, TrainError> {
         let tokenizer = load_tokenizer(&self.tokenizer_path())?;
         let options = TokenizeOptions {
-            template: ChatFormat::resolve(self.template, &self.tokenizer_path())?,
             max_prompt_length: Some(self.max_prompt_length),
-            ..TokenizeOptions::new(self.template, self.max_length)
+            ..TokenizeOptions::new(
+                ChatFormat::resolve(self.template, &self.tokenizer_path())?,
+                self.max_length,
+            )
         };
         let read = ReadOptions {
             max_line_bytes: self.max_line_bytes,
