@@ -36,6 +36,12 @@ fn model<B: AttentionBackend>() -> CausalLm<B> {
     checkpoint::load(&path, &Default::default()).unwrap()
 }
 
+/// The 2-layer Llama fixture (4 heads, untied head, vocabulary 96).
+fn tiny_llama<B: AttentionBackend>() -> CausalLm<B> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_llama");
+    checkpoint::load(&path, &Default::default()).unwrap()
+}
+
 /// Six pairs with prompts and responses of different lengths, so both the left-padded prompts
 /// and the right-padded responses of the shared-prompt path are exercised.
 fn pairs() -> Vec<TokenizedPair> {
@@ -196,8 +202,12 @@ fn preference_steps_of_every_loss_agree_with_flex() {
 }
 
 /// The norm of each parameter's gradient (in the model's visiting order, with its shape) after
-/// the SFT loss of the pairs' chosen responses, from the first step's weights.
-fn parameter_gradient_norms<B: TrainingBackend>() -> Vec<(Vec<usize>, f64)> {
+/// the SFT loss of the pairs' chosen responses (token ids taken modulo `vocab`), from the first
+/// step's weights.
+fn parameter_gradient_norms<B: TrainingBackend>(
+    model: CausalLm<B>,
+    vocab: u32,
+) -> Vec<(Vec<usize>, f64)> {
     use burn::module::{Module, ModuleVisitor, Param};
     use burn::optim::GradientsParams;
     use burn::tensor::{backend::AutodiffBackend, ElementConversion, Tensor};
@@ -217,8 +227,15 @@ fn parameter_gradient_norms<B: TrainingBackend>() -> Vec<(Vec<usize>, f64)> {
             }
         }
     }
-    let pairs = pairs();
-    let model = model::<B>();
+    let within = |ids: &Vec<u32>| ids.iter().map(|t| t % vocab).collect::<Vec<u32>>();
+    let pairs: Vec<TokenizedPair> = pairs()
+        .iter()
+        .map(|p| TokenizedPair {
+            prompt: within(&p.prompt),
+            chosen: within(&p.chosen),
+            rejected: within(&p.rejected),
+        })
+        .collect();
     let rows: Vec<ScoreRow<'_>> = pairs
         .iter()
         .map(|p| ScoreRow {
@@ -238,17 +255,31 @@ fn parameter_gradient_norms<B: TrainingBackend>() -> Vec<(Vec<usize>, f64)> {
     visitor.norms
 }
 
+/// Each parameter's SFT gradient norm, for stories260K (5 layers, 8 query heads over 4 kv
+/// heads, tied head) and the 2-layer Llama fixture (4 heads, untied), against flex's.
 #[test]
 fn each_parameters_sft_gradient_agrees_with_flex() {
-    let selected = parameter_gradient_norms::<Training>();
-    let flex = parameter_gradient_norms::<Autodiff<Flex>>();
-    assert_eq!(selected.len(), flex.len());
+    let models = [
+        (
+            "stories260K",
+            parameter_gradient_norms::<Training>(model(), 512),
+            parameter_gradient_norms::<Autodiff<Flex>>(model(), 512),
+        ),
+        (
+            "tiny_llama",
+            parameter_gradient_norms::<Training>(tiny_llama(), 96),
+            parameter_gradient_norms::<Autodiff<Flex>>(tiny_llama(), 96),
+        ),
+    ];
     let mut failed = Vec::new();
-    for (i, ((dims, s), (_, f))) in selected.iter().zip(&flex).enumerate() {
-        let relative = (s - f).abs() / f.abs().max(1e-12);
-        println!("parameter {i} {dims:?}: {s:.6} against flex {f:.6} ({relative:.1e})");
-        if relative > STEP_TOLERANCE {
-            failed.push(format!("{i} {dims:?} ({relative:.1e})"));
+    for (name, selected, flex) in models {
+        assert_eq!(selected.len(), flex.len());
+        for (i, ((dims, s), (_, f))) in selected.iter().zip(&flex).enumerate() {
+            let relative = (s - f).abs() / f.abs().max(1e-12);
+            println!("{name} parameter {i} {dims:?}: {s:.6} against flex {f:.6} ({relative:.1e})");
+            if relative > STEP_TOLERANCE {
+                failed.push(format!("{name} {i} {dims:?} ({relative:.1e})"));
+            }
         }
     }
     assert!(

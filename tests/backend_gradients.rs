@@ -13,7 +13,7 @@ use burn::tensor::{
     activation, backend::AutodiffBackend, module, ElementConversion, Int, Tensor, TensorData,
 };
 use ropo::backend::Training;
-use ropo::models::attention::{KeyMask, TrainingBackend};
+use ropo::models::attention::{attend, split_heads, AttentionMask, KeyMask, TrainingBackend};
 use ropo::models::rotary::Rotary;
 
 /// Largest elementwise difference, relative to the largest flex gradient.
@@ -149,6 +149,166 @@ fn rotary<B: TrainingBackend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
         .reshape([ROWS, COLS])
 }
 
+/// Llama's rotary embedding over 8 heads of 8 dimensions (stories260K's query layout), fed by
+/// a projection.
+fn rotary_query_heads<B: TrainingBackend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
+    let positions: Vec<i64> = (0..ROWS as i64).collect();
+    let angles = Rotary::new(8, 8, 10_000.0, None).angles::<B>(&positions, 1, &[8], &x.device());
+    let query = x.matmul(fixed::<B>(COLS, 64, 0.9)).reshape([1, ROWS, 8, 8]);
+    angles.apply(query).reshape([ROWS, 64])
+}
+
+/// How [`attention_layers`] varies from the model, to find which part a disagreement needs.
+#[derive(Clone, Copy)]
+struct Variant {
+    kv_heads: usize,
+    rotary: bool,
+    shared_angles: bool,
+    shared_mask: bool,
+}
+
+const MODEL: Variant = Variant {
+    kv_heads: 4,
+    rotary: true,
+    shared_angles: true,
+    shared_mask: true,
+};
+
+/// Llama's attention sublayer as the model runs it, with stories260K's heads: projections,
+/// rotary queries and keys, grouped-query attention, output projection and residual, `layers`
+/// times; `[batch · seq, COLS]` of input rows mixed from `x`.
+fn attention_layers<B: TrainingBackend>(
+    x: Tensor<B, 2>,
+    make_mask: &dyn Fn() -> AttentionMask<B>,
+    seq: usize,
+    layers: usize,
+    variant: Variant,
+) -> Tensor<B, 2> {
+    let device = x.device();
+    let mask = make_mask();
+    let batch = mask.batch();
+    let kv = variant.kv_heads;
+    let make_angles = || {
+        Rotary::new(8, 8, 10_000.0, None).angles::<B>(mask.positions(), batch, &[8, kv], &device)
+    };
+    let angles = make_angles();
+    let mut x = fixed::<B>(batch * seq, ROWS, 0.3)
+        .matmul(x)
+        .reshape([batch, seq, COLS]);
+    for layer in 0..layers {
+        let phase = layer as f32;
+        let project = |cols: usize, shift: f32| {
+            x.clone()
+                .matmul(fixed::<B>(COLS, cols, phase + shift).unsqueeze::<3>())
+        };
+        let own_angles = (!variant.shared_angles).then(make_angles);
+        let angles = own_angles.as_ref().unwrap_or(&angles);
+        let rotate = |t: Tensor<B, 4>| if variant.rotary { angles.apply(t) } else { t };
+        let query = rotate(split_heads(project(64, 0.9), 8));
+        let key = rotate(split_heads(project(8 * kv, 1.7), kv));
+        let value = split_heads(project(8 * kv, 2.1), kv);
+        let own_mask = (!variant.shared_mask).then(make_mask);
+        let out = attend(query, key, value, own_mask.as_ref().unwrap_or(&mask))
+            .matmul(fixed::<B>(64, COLS, phase + 0.4).unsqueeze::<3>());
+        x = x + out;
+    }
+    x.reshape([batch * seq, COLS])
+}
+
+/// One of [`attention_layers`] under `mask`.
+fn attention_layer<B: TrainingBackend>(
+    x: Tensor<B, 2>,
+    mask: &AttentionMask<B>,
+    seq: usize,
+) -> Tensor<B, 2> {
+    attention_layers(x, &|| mask.clone(), seq, 1, MODEL)
+}
+
+/// Three of [`attention_layers`] in `variant` at the shape scoring gives
+/// `backend_agreement`'s pairs: six right-padded rows of 39 positions.
+fn stacked<B: TrainingBackend>(x: Tensor<B, 2>, variant: Variant) -> Tensor<B, 2> {
+    let device = x.device();
+    attention_layers(
+        x,
+        &|| AttentionMask::<B>::right_padded(6, 39, &device),
+        39,
+        3,
+        variant,
+    )
+}
+/// [`stacked`] as the model runs them.
+fn stacked_model<B: TrainingBackend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
+    stacked(x, MODEL)
+}
+/// [`stacked`] with 8 kv heads (no grouping).
+fn stacked_mha<B: TrainingBackend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
+    stacked(
+        x,
+        Variant {
+            kv_heads: 8,
+            ..MODEL
+        },
+    )
+}
+/// [`stacked`] without rotary embeddings.
+fn stacked_no_rotary<B: TrainingBackend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
+    stacked(
+        x,
+        Variant {
+            rotary: false,
+            ..MODEL
+        },
+    )
+}
+/// [`stacked`] with rotary angles built for each layer.
+fn stacked_own_angles<B: TrainingBackend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
+    stacked(
+        x,
+        Variant {
+            shared_angles: false,
+            ..MODEL
+        },
+    )
+}
+/// [`stacked`] with a mask built for each layer.
+fn stacked_own_masks<B: TrainingBackend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
+    stacked(
+        x,
+        Variant {
+            shared_mask: false,
+            ..MODEL
+        },
+    )
+}
+/// [`stacked`] with angles and a mask built for each layer.
+fn stacked_own_both<B: TrainingBackend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
+    stacked(
+        x,
+        Variant {
+            shared_mask: false,
+            shared_angles: false,
+            ..MODEL
+        },
+    )
+}
+
+/// [`attention_layer`] over two rows of 12 positions (9 and 12 real) under the padded mask
+/// generation builds.
+fn attention_layer_padded<B: TrainingBackend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
+    let key_valid: Vec<Vec<bool>> = [9, 12]
+        .map(|real| (0..12).map(|i| i < real).collect())
+        .into();
+    let mask = AttentionMask::<B>::causal(&key_valid, 0, 12, &x.device());
+    attention_layer(x, &mask, 12)
+}
+
+/// [`attention_layer`] at the shape scoring gives `backend_agreement`'s pairs: six
+/// right-padded rows of 39 positions under the causal mask alone.
+fn attention_layer_scoring<B: TrainingBackend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
+    let mask = AttentionMask::<B>::right_padded(6, 39, &x.device());
+    attention_layer(x, &mask, 39)
+}
+
 /// ropo's vocabulary log-prob node (its own backward), in blocks of 5 of 16 columns.
 fn target_logps<B: TrainingBackend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
     let targets: Vec<i64> = (0..ROWS as i64).map(|r| (r * 3) % 16).collect();
@@ -184,6 +344,9 @@ fn each_operations_gradient_agrees_with_flex() {
         attention_grouped,
         attention_grouped_padded,
         rotary,
+        rotary_query_heads,
+        attention_layer_padded,
+        attention_layer_scoring,
         target_logps,
     ] {
         let worst = difference(&selected, &flex);
@@ -232,6 +395,33 @@ fn large_sums_of_squares_agree_with_flex() {
     assert!(
         failed.is_empty(),
         "sums of squares disagree: {}",
+        failed.join(", ")
+    );
+}
+
+/// Three attention layers stacked with residuals, the model's way and with one part changed
+/// at a time, so a disagreement that needs a stack (one layer agrees) is narrowed down.
+#[test]
+fn stacked_attention_layers_agree_with_flex() {
+    let mut failed = Vec::new();
+    for (name, selected, flex) in cases![
+        stacked_model,
+        stacked_mha,
+        stacked_no_rotary,
+        stacked_own_angles,
+        stacked_own_masks,
+        stacked_own_both,
+    ] {
+        let worst = difference(&selected, &flex);
+        println!("{name}: worst difference {worst:.1e} of the largest gradient");
+        if worst > TOLERANCE {
+            failed.push(format!("{name} ({worst:.1e})"));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} gradients of stacked attention layers disagree with flex: {}",
+        ropo::backend::NAME,
         failed.join(", ")
     );
 }

@@ -36,6 +36,14 @@ pub enum TrainError {
     /// The run stopped on request (a time box); its last checkpoint resumes it.
     #[error("stopped after {0} preference steps as asked; resume from the run folder")]
     Stopped(usize),
+    /// A data-parallel rank failed, stopped answering, or could not join the group.
+    #[error("data-parallel peer {rank}: {message}")]
+    Peer {
+        /// The rank (0: the one that writes the run).
+        rank: usize,
+        /// What went wrong.
+        message: String,
+    },
     /// A file of the run could not be written or read.
     #[error("{path}: {source}")]
     Io {

@@ -3,6 +3,7 @@
 //! Generic over burn's autodiff backends; the caller picks the backend.
 
 pub mod config;
+pub mod data_parallel;
 pub mod dataset_experiment;
 pub mod detection;
 mod error;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     config::PreferenceStage,
+    data_parallel::DataParallel,
     eval::pair_losses,
     framework::{keep_lowest_loss, resample_pairs, Resampling},
     loss_entry::{DataStep, LossEntry},
@@ -171,6 +172,8 @@ pub struct Run<'a, B: TrainingBackend> {
     pub keep: usize,
     /// The run's state folder (step checkpoints and round snapshots); resumed when present.
     pub store: Option<&'a Path>,
+    /// The ranks that share each preference step.
+    pub data_parallel: DataParallel,
 }
 
 impl<'a, B: TrainingBackend> Run<'a, B> {
@@ -198,6 +201,7 @@ impl<'a, B: TrainingBackend> Run<'a, B> {
             checkpoint_every: 0,
             keep: 1,
             store: None,
+            data_parallel: DataParallel::default(),
         }
     }
 }
@@ -276,6 +280,7 @@ impl<B: TrainingBackend> Run<'_, B> {
                 checkpoint_every: self.checkpoint_every,
                 keep: self.keep,
                 store: self.store,
+                data_parallel: self.data_parallel,
             };
             let mut shifted = |model: &CausalLm<B>, step: usize| validate(model, offset + step);
             let trained = run.train(policy, &mut shifted, session, device, on_progress)?;

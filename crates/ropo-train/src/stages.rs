@@ -16,6 +16,7 @@ use ropo_models::CausalLm;
 
 use crate::{
     config::PreferenceStage,
+    data_parallel::{DataParallel, PeerGroup},
     optim::Trainer,
     records::{Progress, StepRecord},
     reference::PairReference,
@@ -138,6 +139,8 @@ pub struct PreferenceRun<'a, B: TrainingBackend> {
     pub keep: usize,
     /// The run's checkpoint folder; an existing checkpoint there is resumed.
     pub store: Option<&'a Path>,
+    /// The ranks that share each step (see [`crate::data_parallel`]).
+    pub data_parallel: DataParallel,
 }
 
 impl<B: TrainingBackend> PreferenceRun<'_, B> {
@@ -173,14 +176,14 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
             total: stage.steps,
             decay: Decay::Cosine,
         };
-        let trainer = || Trainer::new(schedule, stage.weight_decay.unwrap_or(0.0), Some(1.0));
+        let new_trainer = || Trainer::new(schedule, stage.weight_decay.unwrap_or(0.0), Some(1.0));
         // A checkpoint whose checksums hold but whose files do not load is set aside, and the
         // one before it is tried.
         let restored = loop {
             let Some(path) = self.resumable(on_progress)? else {
                 break None;
             };
-            match checkpoint::load(&path, model.clone(), trainer(), device) {
+            match checkpoint::load(&path, model.clone(), new_trainer(), device) {
                 Ok(restored) => break Some(restored),
                 Err(e) => snapshot::set_aside(&path, &e.to_string(), &mut |warning| {
                     on_progress(Progress::Warning(format!(
@@ -195,7 +198,7 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
             manifest,
         } = restored.unwrap_or_else(|| Restored {
             model,
-            trainer: trainer(),
+            trainer: new_trainer(),
             manifest: Manifest {
                 step: 0,
                 cursor: BatchCursor::default(),
@@ -212,6 +215,17 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
             manifest.cursor,
         );
         let (mut history, mut curve) = (manifest.history, manifest.curve);
+        let mut peers = match self.data_parallel.peers {
+            0 | 1 => None,
+            _ => Some(PeerGroup::start(
+                &model,
+                &trainer,
+                &new_trainer,
+                self.loss,
+                self.data_parallel,
+                device,
+            )?),
+        };
         for step in manifest.step..stage.steps {
             // The backend's random stream (LoRA dropout) restarts at every step from the run's
             // seed and the step, so a resumed run draws the masks an uninterrupted one draws.
@@ -225,15 +239,27 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
                 .refs
                 .of_batch(self.reference, &batch, &indices, device)?;
             let started = std::time::Instant::now();
-            let (next, report) = preference_step(
-                model,
-                &mut trainer,
-                self.loss,
-                &batch,
-                &batch_refs,
-                stage.grad_accum.unwrap_or(1),
-                device,
-            )?;
+            let accum = stage.grad_accum.unwrap_or(1);
+            let (next, report) = match peers.as_mut() {
+                Some(peers) => peers.step(
+                    model,
+                    &mut trainer,
+                    self.loss,
+                    &batch,
+                    &batch_refs,
+                    accum,
+                    device,
+                )?,
+                None => preference_step(
+                    model,
+                    &mut trainer,
+                    self.loss,
+                    &batch,
+                    &batch_refs,
+                    accum,
+                    device,
+                )?,
+            };
             model = next;
             let record = report.record(step + 1, started.elapsed().as_secs_f64());
             on_progress(Progress::Step(record));

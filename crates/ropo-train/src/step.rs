@@ -48,12 +48,12 @@ impl PreferenceStep {
 }
 
 /// A batch's metrics as the weighted sum of its micro-batches, field by field.
-#[derive(Default)]
-struct WeightedMetrics(PreferenceMetrics);
+#[derive(Default, Debug, Clone, Copy)]
+pub(crate) struct WeightedMetrics(pub(crate) PreferenceMetrics);
 
 impl WeightedMetrics {
     /// Adds a micro-batch's `metrics`, weighted by its share of the batch.
-    fn add(&mut self, metrics: &PreferenceMetrics, weight: f64) {
+    pub(crate) fn add(&mut self, metrics: &PreferenceMetrics, weight: f64) {
         let sum = &mut self.0;
         sum.loss += metrics.loss * weight;
         sum.rewards_chosen += metrics.rewards_chosen * weight;
@@ -76,22 +76,63 @@ pub fn preference_step<B: TrainingBackend>(
     micro_batches: usize,
     device: &B::Device,
 ) -> Result<(CausalLm<B>, PreferenceStep), TrainError> {
-    let total = pairs.len() as f64;
-    let mut accumulator = GradientsAccumulator::<CausalLm<B>>::new();
-    let mut metrics = WeightedMetrics::default();
-    let micro = pairs.len().div_ceil(micro_batches.max(1)).max(1);
-    for (chunk, refs) in pairs.chunks(micro).zip(reference.chunks(micro)) {
-        let logps = pair_logps(&model, chunk, refs, device)?;
-        let output = loss.forward(&logps);
-        let weight = chunk.len() as f64 / total;
-        metrics.add(&PreferenceMetrics::of_batch(&output, &logps), weight);
-        let scaled: Tensor<B, 1> = output.losses.sum().mul_scalar(1.0 / total);
-        let grads = GradientsParams::from_grads(scaled.backward(), &model);
-        accumulator.accumulate(&model, grads);
+    let share = Share {
+        pairs,
+        reference,
+        batch: pairs.len(),
+        micro_batches,
+    };
+    let (grads, metrics) = share.gradients(&model, loss, device)?;
+    check_finite(trainer.steps_done() + 1, "loss", metrics.0.loss)?;
+    apply(model, trainer, grads, metrics, pairs)
+}
+
+/// One rank's part of a batch: its pairs and their reference log-probs, the size of the whole
+/// batch (every loss is divided by it, so the parts' gradients sum to the batch's), and the
+/// forwards it is split into.
+pub(crate) struct Share<'a> {
+    pub(crate) pairs: &'a [&'a TokenizedPair],
+    pub(crate) reference: &'a [ReferenceLogps],
+    pub(crate) batch: usize,
+    pub(crate) micro_batches: usize,
+}
+
+impl Share<'_> {
+    /// The gradient of this share's summed losses over the batch size, accumulated over its
+    /// micro-batches, and its metrics weighted by its part of the batch.
+    pub(crate) fn gradients<B: TrainingBackend>(
+        &self,
+        model: &CausalLm<B>,
+        loss: &LossConfig,
+        device: &B::Device,
+    ) -> Result<(GradientsParams, WeightedMetrics), TrainError> {
+        let total = self.batch as f64;
+        let mut accumulator = GradientsAccumulator::<CausalLm<B>>::new();
+        let mut metrics = WeightedMetrics::default();
+        let micro = self.pairs.len().div_ceil(self.micro_batches.max(1)).max(1);
+        for (chunk, refs) in self.pairs.chunks(micro).zip(self.reference.chunks(micro)) {
+            let logps = pair_logps(model, chunk, refs, device)?;
+            let output = loss.forward(&logps);
+            let weight = chunk.len() as f64 / total;
+            metrics.add(&PreferenceMetrics::of_batch(&output, &logps), weight);
+            let scaled: Tensor<B, 1> = output.losses.sum().mul_scalar(1.0 / total);
+            let grads = GradientsParams::from_grads(scaled.backward(), model);
+            accumulator.accumulate(model, grads);
+        }
+        Ok((accumulator.grads(), metrics))
     }
-    let metrics = metrics.0;
-    check_finite(trainer.steps_done() + 1, "loss", metrics.loss)?;
-    let (model, optim) = trainer.step(model, accumulator.grads());
+}
+
+/// Applies a whole batch's gradients and reports the step (its `metrics`, the optimiser's
+/// numbers and the batch's tokens).
+pub(crate) fn apply<B: TrainingBackend>(
+    model: CausalLm<B>,
+    trainer: &mut Trainer<CausalLm<B>, B>,
+    grads: GradientsParams,
+    metrics: WeightedMetrics,
+    pairs: &[&TokenizedPair],
+) -> Result<(CausalLm<B>, PreferenceStep), TrainError> {
+    let (model, optim) = trainer.step(model, grads);
     check_finite(trainer.steps_done(), "grad_norm", optim.grad_norm)?;
     let tokens = pairs
         .iter()
@@ -100,7 +141,7 @@ pub fn preference_step<B: TrainingBackend>(
     Ok((
         model,
         PreferenceStep {
-            metrics,
+            metrics: metrics.0,
             optim,
             tokens,
         },
@@ -149,7 +190,7 @@ pub fn sft_step<B: TrainingBackend>(
     Ok((model, value, report))
 }
 
-fn check_finite(step: usize, what: &'static str, value: f64) -> Result<(), TrainError> {
+pub(crate) fn check_finite(step: usize, what: &'static str, value: f64) -> Result<(), TrainError> {
     if value.is_finite() {
         Ok(())
     } else {

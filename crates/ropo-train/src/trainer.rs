@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     config::PreferenceStage,
+    data_parallel::DataParallel,
     eval::eval_metrics,
     framework::{Resampling, Scorer},
     loss_entry::{DataStep, IpoForm},
@@ -148,6 +149,11 @@ pub struct TrainerConfig {
     /// Recompute activations in the backward instead of keeping them (TRL:
     /// `gradient_checkpointing`); the caller picks the checkpointing training backend.
     pub gradient_checkpointing: bool,
+    /// The ranks that share each preference step and how long rank 0 waits for one
+    /// (`--data-parallel`, `--peer-timeout`). Not kept in the run's config: a run resumes with
+    /// any number of ranks.
+    #[serde(skip)]
+    pub data_parallel: DataParallel,
 }
 
 impl Default for TrainerConfig {
@@ -201,6 +207,7 @@ impl Default for TrainerConfig {
             max_records: ropo_data::formats::DEFAULT_MAX_RECORDS,
             max_shard_size: ropo_models::weights_file::DEFAULT_MAX_SHARD_BYTES,
             gradient_checkpointing: false,
+            data_parallel: DataParallel::default(),
         }
     }
 }
@@ -277,6 +284,21 @@ impl TrainerConfig {
             if value == 0 {
                 return fail(format!("{field}: must be at least 1"));
             }
+        }
+        let peers = self.data_parallel.peers;
+        if peers == 0 || peers > self.batch {
+            return fail(format!(
+                "data_parallel: {peers} ranks for batches of {} pairs; give 1 to {0}",
+                self.batch
+            ));
+        }
+        if peers > 1 && self.lora_rank > 0 && self.lora_dropout > 0.0 {
+            return fail(format!(
+                "data_parallel: {peers} ranks with LoRA dropout {} would draw the dropout masks \
+                 in thread order, so runs would not repeat; give --lora-dropout 0 or \
+                 --data-parallel 1",
+                self.lora_dropout
+            ));
         }
         if self.steps == Some(0) || (self.steps.is_none() && self.epochs == 0) {
             return fail("steps / epochs: must be at least 1".into());
@@ -580,6 +602,7 @@ impl TrainerConfig {
             checkpoint_every: self.save_every,
             keep: self.keep_checkpoints,
             store: Some(store),
+            data_parallel: self.data_parallel,
             ..Run::new(&method, &set, &stage, (self.seeds(), self.seed), &reference)
         };
         let loss = method.loss;

@@ -5,7 +5,11 @@
 //! - `pause:NAME` — with the snapshot's files written, not yet sealed or renamed, print
 //!   `fault: paused inside the write of PATH` to stderr and wait, so a test can kill the
 //!   process at exactly that moment;
-//! - `disk-full:NAME` — fail that write with the operating system's "No space left on device".
+//! - `disk-full:NAME` — fail that write with the operating system's "No space left on device";
+//!
+//! or inside one data-parallel peer (`crate::data_parallel`) as it starts a step's share:
+//! - `peer-dies:RANK@STEP` — the peer's thread panics;
+//! - `peer-hangs:RANK@STEP` — the peer waits forever.
 
 use std::{path::Path, str::FromStr};
 
@@ -24,12 +28,36 @@ pub enum Fault {
         /// The snapshot's name.
         snapshot: String,
     },
+    /// Data-parallel peer `rank` panics at preference step `step`.
+    PeerDies {
+        /// The peer's rank.
+        rank: usize,
+        /// The preference step (1-based).
+        step: usize,
+    },
+    /// Data-parallel peer `rank` waits forever at preference step `step`.
+    PeerHangs {
+        /// The peer's rank.
+        rank: usize,
+        /// The preference step (1-based).
+        step: usize,
+    },
 }
 
 impl FromStr for Fault {
     type Err = TrainError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let unknown = || {
+            TrainError::Config(format!(
+                "fault: `{text}` is not `pause:NAME`, `disk-full:NAME`, `peer-dies:RANK@STEP` \
+                 or `peer-hangs:RANK@STEP`"
+            ))
+        };
+        let at = |place: &str| -> Option<(usize, usize)> {
+            let (rank, step) = place.split_once('@')?;
+            Some((rank.parse().ok()?, step.parse().ok()?))
+        };
         match text.split_once(':') {
             Some(("pause", name)) => Ok(Self::Pause {
                 snapshot: name.into(),
@@ -37,9 +65,13 @@ impl FromStr for Fault {
             Some(("disk-full", name)) => Ok(Self::DiskFull {
                 snapshot: name.into(),
             }),
-            _ => Err(TrainError::Config(format!(
-                "fault: `{text}` is not `pause:NAME` or `disk-full:NAME`"
-            ))),
+            Some(("peer-dies", place)) => at(place)
+                .map(|(rank, step)| Self::PeerDies { rank, step })
+                .ok_or_else(unknown),
+            Some(("peer-hangs", place)) => at(place)
+                .map(|(rank, step)| Self::PeerHangs { rank, step })
+                .ok_or_else(unknown),
+            _ => Err(unknown()),
         }
     }
 }
@@ -87,3 +119,25 @@ pub(super) fn inside_write(name: &str, tmp: &Path) -> Result<(), TrainError> {
 pub(super) fn inside_write(_name: &str, _tmp: &Path) -> Result<(), TrainError> {
     Ok(())
 }
+
+/// Called by each data-parallel peer as it starts its share of preference step `step`: fires
+/// the planned fault if it is about this rank and step.
+#[cfg(feature = "fault-injection")]
+pub(crate) fn in_peer(rank: usize, step: usize) {
+    match PLANNED.get() {
+        Some(Fault::PeerDies { rank: r, step: s }) if (*r, *s) == (rank, step) => {
+            panic!("fault: peer {rank} dies at step {step}")
+        }
+        Some(Fault::PeerHangs { rank: r, step: s }) if (*r, *s) == (rank, step) => {
+            eprintln!("fault: peer {rank} hangs at step {step}");
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Does nothing: this build has no fault injection.
+#[cfg(not(feature = "fault-injection"))]
+pub(crate) fn in_peer(_rank: usize, _step: usize) {}

@@ -1,0 +1,210 @@
+//! `cargo xtask train … --data-parallel N` on the tiny Llama fixture: N ranks (threads sharing
+//! the CPU device, joined by burn-collective) give the metrics and weights of one rank with the
+//! same global batch, a run resumes with another N, and a peer that dies or hangs ends the run
+//! with an error naming it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// The largest difference allowed between N ranks and one: the ranks sum the same gradients
+/// in another order, and each forward pads its share alone. Measured: weights within 9.5e-7 (N = 2)
+/// and 2.0e-6 (N = 4), metrics within 1.9e-7 and 2.9e-7.
+const TOLERANCE: f64 = 1e-5;
+
+/// A fresh, empty scratch folder for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ropo-dp-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+/// `xtask train --model tiny_llama --data tiny_pairs.jsonl` with batches of 4 pairs, 6 steps,
+/// writing `out`, plus `extra`; run to its end.
+fn trainer(out: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "--quiet", "--model"])
+        .arg(fixtures().join("tiny_llama"))
+        .arg("--data")
+        .arg(fixtures().join("tiny_pairs.jsonl"))
+        .args(["--template", "plain", "--max-length", "32", "--batch", "4"])
+        .args(["--lr", "1e-3", "--steps", "6", "--out"])
+        .arg(out)
+        .args(extra)
+        .output()
+        .expect("xtask runs")
+}
+
+fn ok(output: &Output) {
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Every numeric field of each line of a run's `metrics.jsonl`.
+fn metrics(run: &Path) -> Vec<BTreeMap<String, f64>> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    text.lines()
+        .map(|line| {
+            let record: BTreeMap<String, serde_json::Value> = serde_json::from_str(line).unwrap();
+            record
+                .into_iter()
+                .filter_map(|(name, value)| Some((name, value.as_f64()?)))
+                .collect()
+        })
+        .collect()
+}
+
+/// Every tensor of a float32 safetensors file, by name.
+fn weights(run: &Path) -> BTreeMap<String, Vec<f32>> {
+    let bytes = std::fs::read(run.join("model/model.safetensors")).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let data = &bytes[8 + header_len..];
+    header
+        .into_iter()
+        .filter(|(name, _)| name != "__metadata__")
+        .map(|(name, entry)| {
+            assert_eq!(entry["dtype"], "F32", "{name}");
+            let offsets = entry["data_offsets"].as_array().unwrap();
+            let [start, end] = [0, 1].map(|i| offsets[i].as_u64().unwrap() as usize);
+            let values = data[start..end]
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            (name, values)
+        })
+        .collect()
+}
+
+/// The largest difference between two runs' metrics (relative to the larger of 1 and the
+/// value) and weights (absolute). `rewards/accuracies` counts margins above 0, so where both
+/// runs' mean margin is 0 within the tolerance (step 1, policy = reference) float noise may
+/// break the ties either way, and it is not compared there.
+fn difference(a: &Path, b: &Path) -> (f64, f64) {
+    let (ma, mb) = (metrics(a), metrics(b));
+    assert_eq!(ma.len(), mb.len(), "the runs logged different lines");
+    let mut metric = 0.0f64;
+    for (x, y) in ma.iter().zip(&mb) {
+        assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>());
+        let margin = |m: &BTreeMap<String, f64>| m.get("rewards/margins").map_or(1.0, |v| v.abs());
+        let tied = margin(x).max(margin(y)) < TOLERANCE;
+        for (name, value) in x {
+            if tied && name == "rewards/accuracies" {
+                continue;
+            }
+            metric = metric.max((value - y[name]).abs() / value.abs().max(1.0));
+        }
+    }
+    let (wa, wb) = (weights(a), weights(b));
+    assert_eq!(wa.keys().collect::<Vec<_>>(), wb.keys().collect::<Vec<_>>());
+    let weight = wa
+        .iter()
+        .flat_map(|(name, x)| x.iter().zip(&wb[name]))
+        .map(|(x, y)| f64::from((x - y).abs()))
+        .fold(0.0, f64::max);
+    (metric, weight)
+}
+
+#[test]
+fn two_and_four_ranks_give_the_metrics_and_weights_of_one() {
+    let dir = scratch("ranks");
+    let one = dir.join("1");
+    ok(&trainer(&one, &[]));
+    for ranks in ["2", "4"] {
+        let run = dir.join(ranks);
+        ok(&trainer(&run, &["--data-parallel", ranks]));
+        let (metric, weight) = difference(&one, &run);
+        println!("{ranks} ranks: metrics within {metric:.1e}, weights within {weight:.1e}");
+        assert!(metric < TOLERANCE && weight < TOLERANCE);
+        assert!(
+            weight > 0.0,
+            "{ranks} ranks wrote exactly one rank's weights: were the shares run at all?"
+        );
+    }
+}
+
+#[test]
+fn a_run_stopped_with_two_ranks_resumes_with_one() {
+    let dir = scratch("resume");
+    let (whole, split) = (dir.join("whole"), dir.join("split"));
+    ok(&trainer(&whole, &["--data-parallel", "2"]));
+    let stopped = trainer(&split, &["--data-parallel", "2", "--stop-after-steps", "3"]);
+    ok(&stopped);
+    let resumed = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "--quiet", "--resume"])
+        .arg(&split)
+        .args(["--data-parallel", "1"])
+        .output()
+        .unwrap();
+    ok(&resumed);
+    let (metric, weight) = difference(&whole, &split);
+    assert!(
+        metric < TOLERANCE && weight < TOLERANCE,
+        "{metric} {weight}"
+    );
+}
+
+#[test]
+fn a_peer_that_dies_ends_the_run_with_an_error_naming_it() {
+    let dir = scratch("dies");
+    let started = Instant::now();
+    let output = trainer(
+        &dir.join("run"),
+        &["--data-parallel", "2", "--fault", "peer-dies:1@3"],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("data-parallel peer 1: died: fault: peer 1 dies at step 3"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn a_peer_that_hangs_ends_the_run_after_the_timeout() {
+    let dir = scratch("hangs");
+    let started = Instant::now();
+    let output = trainer(
+        &dir.join("run"),
+        &[
+            "--data-parallel",
+            "3",
+            "--peer-timeout",
+            "2",
+            "--fault",
+            "peer-hangs:2@2",
+        ],
+    );
+    let waited = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("data-parallel peer 2: sent no report on step 2 within 2s"),
+        "{stderr}"
+    );
+    assert!(waited >= Duration::from_secs(2) && waited < Duration::from_secs(60));
+}
+
+#[test]
+fn more_ranks_than_pairs_in_a_batch_are_refused() {
+    let dir = scratch("too-many");
+    let output = trainer(&dir.join("run"), &["--data-parallel", "5"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("data_parallel: 5 ranks for batches of 4 pairs"),
+        "{stderr}"
+    );
+}
