@@ -329,26 +329,35 @@ macro_rules! cases {
 
 #[test]
 fn each_operations_gradient_agrees_with_flex() {
+    assert_agree(
+        "gradients",
+        cases![
+            matmul,
+            matmul_with_own_transpose,
+            log_softmax,
+            log_sum_exp,
+            gather_targets,
+            embedding_with_repeated_ids,
+            rms_norm,
+            silu,
+            causal_softmax,
+            attention,
+            attention_grouped,
+            attention_grouped_padded,
+            rotary,
+            rotary_query_heads,
+            attention_layer_padded,
+            attention_layer_scoring,
+            target_logps,
+        ],
+    );
+}
+
+/// Asserts each case's gradient within [`TOLERANCE`] of flex's, printing every difference and
+/// naming every case that disagrees (`what` says which set failed).
+fn assert_agree<const N: usize>(what: &str, cases: [(&str, Vec<f64>, Vec<f64>); N]) {
     let mut failed = Vec::new();
-    for (name, selected, flex) in cases![
-        matmul,
-        matmul_with_own_transpose,
-        log_softmax,
-        log_sum_exp,
-        gather_targets,
-        embedding_with_repeated_ids,
-        rms_norm,
-        silu,
-        causal_softmax,
-        attention,
-        attention_grouped,
-        attention_grouped_padded,
-        rotary,
-        rotary_query_heads,
-        attention_layer_padded,
-        attention_layer_scoring,
-        target_logps,
-    ] {
+    for (name, selected, flex) in cases {
         let worst = difference(&selected, &flex);
         println!("{name}: worst difference {worst:.1e} of the largest gradient");
         if worst > TOLERANCE {
@@ -357,7 +366,7 @@ fn each_operations_gradient_agrees_with_flex() {
     }
     assert!(
         failed.is_empty(),
-        "{} gradients disagree with flex: {}",
+        "{} {what} disagree with flex: {}",
         ropo::backend::NAME,
         failed.join(", ")
     );
@@ -403,25 +412,15 @@ fn large_sums_of_squares_agree_with_flex() {
 /// at a time, so a disagreement that needs a stack (one layer agrees) is narrowed down.
 #[test]
 fn stacked_attention_layers_agree_with_flex() {
-    let mut failed = Vec::new();
-    for (name, selected, flex) in cases![
-        stacked_model,
-        stacked_mha,
-        stacked_no_rotary,
-        stacked_own_angles,
-        stacked_own_masks,
-        stacked_own_both,
-    ] {
-        let worst = difference(&selected, &flex);
-        println!("{name}: worst difference {worst:.1e} of the largest gradient");
-        if worst > TOLERANCE {
-            failed.push(format!("{name} ({worst:.1e})"));
-        }
-    }
-    assert!(
-        failed.is_empty(),
-        "{} gradients of stacked attention layers disagree with flex: {}",
-        ropo::backend::NAME,
-        failed.join(", ")
+    assert_agree(
+        "gradients of stacked attention layers",
+        cases![
+            stacked_model,
+            stacked_mha,
+            stacked_no_rotary,
+            stacked_own_angles,
+            stacked_own_masks,
+            stacked_own_both,
+        ],
     );
 }

@@ -2,16 +2,12 @@
 //! writes, resume after a stop giving byte-identical metrics and weights, suspect labels from
 //! filter rounds, and flags that do not apply being refused.
 
+mod common;
+
+use common::{ok, scratch};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-/// A fresh, empty scratch folder for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ropo-align-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
@@ -52,15 +48,6 @@ fn resume(folder: &Path, extra: &[&str]) -> Output {
         .args(extra)
         .output()
         .expect("xtask runs")
-}
-
-fn ok(output: &Output) {
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 fn read(path: &Path) -> Vec<u8> {

@@ -3,6 +3,10 @@
 //! same global batch, a run resumes with another N, and a peer that dies or hangs ends the run
 //! with an error naming it.
 
+mod common;
+
+use common::{ok, scratch};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -12,14 +16,6 @@ use std::time::{Duration, Instant};
 /// in another order, and each forward pads its share alone. Measured: weights within 9.5e-7 (N = 2)
 /// and 2.0e-6 (N = 4), metrics within 1.9e-7 and 2.9e-7.
 const TOLERANCE: f64 = 1e-5;
-
-/// A fresh, empty scratch folder for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ropo-dp-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
@@ -39,15 +35,6 @@ fn trainer(out: &Path, extra: &[&str]) -> Output {
         .args(extra)
         .output()
         .expect("xtask runs")
-}
-
-fn ok(output: &Output) {
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// Every numeric field of each line of a run's `metrics.jsonl`.

@@ -4,13 +4,15 @@
 //! `HF_HUB_OFFLINE=1` and no server trains the same from the cache, and a missing repository
 //! is one clear error.
 
+mod common;
+
+use common::ok;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use ropo_hub::test_server::{HubServer, ServedRepo};
 use ropo_hub::RepoKind;
-
-mod common;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
@@ -62,15 +64,6 @@ fn train(
         command.env_remove("HF_HUB_OFFLINE");
     }
     command.output().expect("xtask runs")
-}
-
-fn ok(output: &Output) {
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 #[test]

@@ -37,7 +37,7 @@ use ropo_models::{attention::TrainingBackend, CausalLm};
 use crate::{
     optim::Trainer,
     reference::ReferenceLogps,
-    step::{apply, check_finite, PreferenceStep, Share, WeightedMetrics},
+    step::{apply, check_finite, preference_step, PreferenceStep, Share, WeightedMetrics},
     store::fault,
     TrainError,
 };
@@ -111,14 +111,15 @@ pub(crate) struct PeerGroup<B: TrainingBackend> {
     peers: Vec<Peer>,
     timeout: Duration,
     failed: bool,
-    _group: MutexGuard<'static, ()>,
+    /// Held while this group exists; `None` for a single rank, which joins no group.
+    group: Option<MutexGuard<'static, ()>>,
     backend: PhantomData<B>,
 }
 
 impl<B: TrainingBackend> PeerGroup<B> {
     /// Starts `settings.peers − 1` peer threads, each with a copy of `model` and of `trainer`
     /// (a fresh optimiser from `new_trainer` given `trainer`'s moments and position), and joins
-    /// all ranks into one burn-collective group.
+    /// all ranks into one burn-collective group. A single rank starts nothing.
     pub(crate) fn start(
         model: &CausalLm<B>,
         trainer: &Trainer<CausalLm<B>, B>,
@@ -127,15 +128,18 @@ impl<B: TrainingBackend> PeerGroup<B> {
         settings: DataParallel,
         device: &B::Device,
     ) -> Result<Self, TrainError> {
-        let guard = GROUP.lock().unwrap_or_else(PoisonError::into_inner);
-        let config = CollectiveConfig::default().with_num_devices(settings.peers);
         let mut group = Self {
-            peers: Vec::with_capacity(settings.peers - 1),
+            peers: Vec::new(),
             timeout: settings.timeout,
             failed: false,
-            _group: guard,
+            group: None,
             backend: PhantomData,
         };
+        if settings.peers <= 1 {
+            return Ok(group);
+        }
+        group.group = Some(GROUP.lock().unwrap_or_else(PoisonError::into_inner));
+        let config = CollectiveConfig::default().with_num_devices(settings.peers);
         for rank in 1..settings.peers {
             let (orders, inbox) = mpsc::channel();
             let (outbox, reports) = mpsc::channel();
@@ -174,7 +178,8 @@ impl<B: TrainingBackend> PeerGroup<B> {
 
     /// One preference step of the whole group on `pairs`: rank 0 takes the first share, each
     /// peer the next, each split into `micro_batches` forwards; the summed gradients update
-    /// every rank's policy alike. Returns rank 0's updated policy and the batch's metrics.
+    /// every rank's policy alike. Returns rank 0's updated policy and the batch's metrics. A
+    /// single rank takes the plain [`preference_step`].
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn step(
         &mut self,
@@ -186,6 +191,17 @@ impl<B: TrainingBackend> PeerGroup<B> {
         micro_batches: usize,
         device: &B::Device,
     ) -> Result<(CausalLm<B>, PreferenceStep), TrainError> {
+        if self.peers.is_empty() {
+            return preference_step(
+                model,
+                trainer,
+                loss,
+                pairs,
+                reference,
+                micro_batches,
+                device,
+            );
+        }
         let ranks = self.peers.len() + 1;
         if pairs.len() < ranks {
             return Err(TrainError::Config(format!(
@@ -288,6 +304,9 @@ impl<B: TrainingBackend> Drop for PeerGroup<B> {
     /// Closes every peer's orders, so each leaves the group and ends; after a failure, peers
     /// that have not ended are left behind (they may be stuck) and the group is reset.
     fn drop(&mut self) {
+        if self.group.is_none() {
+            return;
+        }
         let peers = std::mem::take(&mut self.peers);
         let threads: Vec<_> = peers
             .into_iter()

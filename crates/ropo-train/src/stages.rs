@@ -21,7 +21,7 @@ use crate::{
     records::{Progress, StepRecord},
     reference::PairReference,
     schedule::{Decay, LrSchedule},
-    step::{preference_step, sft_step},
+    step::sft_step,
     store::{
         checkpoint::{self, Manifest, Restored},
         snapshot,
@@ -215,17 +215,14 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
             manifest.cursor,
         );
         let (mut history, mut curve) = (manifest.history, manifest.curve);
-        let mut peers = match self.data_parallel.peers {
-            0 | 1 => None,
-            _ => Some(PeerGroup::start(
-                &model,
-                &trainer,
-                &new_trainer,
-                self.loss,
-                self.data_parallel,
-                device,
-            )?),
-        };
+        let mut ranks = PeerGroup::start(
+            &model,
+            &trainer,
+            &new_trainer,
+            self.loss,
+            self.data_parallel,
+            device,
+        )?;
         for step in manifest.step..stage.steps {
             // The backend's random stream (LoRA dropout) restarts at every step from the run's
             // seed and the step, so a resumed run draws the masks an uninterrupted one draws.
@@ -239,27 +236,15 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
                 .refs
                 .of_batch(self.reference, &batch, &indices, device)?;
             let started = std::time::Instant::now();
-            let accum = stage.grad_accum.unwrap_or(1);
-            let (next, report) = match peers.as_mut() {
-                Some(peers) => peers.step(
-                    model,
-                    &mut trainer,
-                    self.loss,
-                    &batch,
-                    &batch_refs,
-                    accum,
-                    device,
-                )?,
-                None => preference_step(
-                    model,
-                    &mut trainer,
-                    self.loss,
-                    &batch,
-                    &batch_refs,
-                    accum,
-                    device,
-                )?,
-            };
+            let (next, report) = ranks.step(
+                model,
+                &mut trainer,
+                self.loss,
+                &batch,
+                &batch_refs,
+                stage.grad_accum.unwrap_or(1),
+                device,
+            )?;
             model = next;
             let record = report.record(step + 1, started.elapsed().as_secs_f64());
             on_progress(Progress::Step(record));

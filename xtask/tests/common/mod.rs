@@ -66,3 +66,14 @@ pub fn xtask_ok<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) ->
     );
     output
 }
+
+/// Asserts that a finished command succeeded, showing its stdout and stderr if not.
+#[allow(dead_code)] // not every test binary that includes this module runs it
+pub fn ok(output: &Output) {
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
