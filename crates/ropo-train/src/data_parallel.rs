@@ -160,7 +160,7 @@ impl<B: TrainingBackend> PeerGroup<B> {
                         &outbox,
                     )
                 })
-                .map_err(|e| TrainError::Config(format!("could not start peer {rank}: {e}")))?;
+                .map_err(|e| group.fail(rank, format!("could not start its thread: {e}")))?;
             group.peers.push(Peer {
                 rank,
                 orders,
