@@ -174,6 +174,14 @@ const MODEL: Variant = Variant {
     shared_mask: true,
 };
 
+/// A fixed `[rows, cols]` weight divided by `√rows`, so that multiplying by it keeps values of
+/// order one (as a trained model's do): larger activations saturate the softmax, where float
+/// noise moves gradients by far more than any tolerance, on every backend alike.
+fn scaled<B: burn::tensor::backend::Backend>(weight: Tensor<B, 2>) -> Tensor<B, 2> {
+    let rows = weight.dims()[0] as f64;
+    weight.mul_scalar(rows.sqrt().recip())
+}
+
 /// Llama's attention sublayer as the model runs it, with stories260K's heads: projections,
 /// rotary queries and keys, grouped-query attention, output projection and residual, `layers`
 /// times; `[batch · seq, COLS]` of input rows mixed from `x`.
@@ -192,14 +200,14 @@ fn attention_layers<B: TrainingBackend>(
         Rotary::new(8, 8, 10_000.0, None).angles::<B>(mask.positions(), batch, &[8, kv], &device)
     };
     let angles = make_angles();
-    let mut x = fixed::<B>(batch * seq, ROWS, 0.3)
+    let mut x = scaled(fixed::<B>(batch * seq, ROWS, 0.3))
         .matmul(x)
         .reshape([batch, seq, COLS]);
     for layer in 0..layers {
         let phase = layer as f32;
         let project = |cols: usize, shift: f32| {
             x.clone()
-                .matmul(fixed::<B>(COLS, cols, phase + shift).unsqueeze::<3>())
+                .matmul(scaled(fixed::<B>(COLS, cols, phase + shift)).unsqueeze::<3>())
         };
         let own_angles = (!variant.shared_angles).then(make_angles);
         let angles = own_angles.as_ref().unwrap_or(&angles);
@@ -209,7 +217,7 @@ fn attention_layers<B: TrainingBackend>(
         let value = split_heads(project(8 * kv, 2.1), kv);
         let own_mask = (!variant.shared_mask).then(make_mask);
         let out = attend(query, key, value, own_mask.as_ref().unwrap_or(&mask))
-            .matmul(fixed::<B>(64, COLS, phase + 0.4).unsqueeze::<3>());
+            .matmul(scaled(fixed::<B>(64, COLS, phase + 0.4)).unsqueeze::<3>());
         x = x + out;
     }
     x.reshape([batch * seq, COLS])
