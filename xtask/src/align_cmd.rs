@@ -4,7 +4,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use clap::Args;
@@ -20,6 +20,7 @@ use ropo::train::{
 };
 
 use crate::{
+    distributed_flags::DistributedFlags,
     hub_paths,
     run_folder::open_run_folder,
     train_cmd::{anchor, entry, one_line, progress_bar, TrainArgs},
@@ -158,14 +159,8 @@ pub struct AlignFlags {
     /// unit (`5GB`, `500MB`, `2GiB`; default 5GB, as transformers).
     #[arg(long, help_heading = "Trainer", value_parser = parse_size)]
     max_shard_size: Option<u64>,
-    /// Ranks sharing each preference step, threads on this machine (default 1); each takes a
-    /// share of every batch, and their gradients are summed before clipping and AdamW. Not kept
-    /// in the run: a run resumes with any number.
-    #[arg(long, help_heading = "Distributed")]
-    data_parallel: Option<usize>,
-    /// Seconds rank 0 waits for a data-parallel peer before ending the run (default 600).
-    #[arg(long, help_heading = "Distributed")]
-    peer_timeout: Option<u64>,
+    #[command(flatten)]
+    distributed: DistributedFlags,
 }
 
 /// Whether the command line or config asks for the trainer: `--model`/`--data`, or a config
@@ -205,12 +200,7 @@ pub fn run(args: &TrainArgs) -> CmdResult {
             (config, out)
         }
     };
-    if let Some(peers) = args.align.data_parallel {
-        config.data_parallel.peers = peers;
-    }
-    if let Some(seconds) = args.align.peer_timeout {
-        config.data_parallel.timeout = Duration::from_secs(seconds);
-    }
+    args.align.distributed.apply(&mut config.data_parallel);
     config.validate().map_err(|e| with_source(args, e))?;
     config.check_fits_in_memory()?;
     if config.gradient_checkpointing && config.lora_rank > 0 {

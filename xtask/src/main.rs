@@ -29,6 +29,7 @@ mod bench_generate;
 mod bench_memory;
 mod bench_vocab;
 mod data_cmd;
+mod distributed_flags;
 mod doctor;
 mod hub_paths;
 mod loss_cmd;

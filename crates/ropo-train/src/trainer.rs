@@ -285,13 +285,10 @@ impl TrainerConfig {
                 return fail(format!("{field}: must be at least 1"));
             }
         }
+        self.data_parallel
+            .check(self.batch)
+            .map_err(TrainError::Config)?;
         let peers = self.data_parallel.peers;
-        if peers == 0 || peers > self.batch {
-            return fail(format!(
-                "data_parallel: {peers} ranks for batches of {} pairs; give 1 to {0}",
-                self.batch
-            ));
-        }
         if peers > 1 && self.lora_rank > 0 && self.lora_dropout > 0.0 {
             return fail(format!(
                 "data_parallel: {peers} ranks with LoRA dropout {} would draw the dropout masks \

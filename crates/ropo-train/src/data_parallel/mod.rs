@@ -1,0 +1,103 @@
+//! Data-parallel preference steps on one machine: `peers` ranks, each a thread with its own
+//! copy of the policy (on its own device where the backend has several) and of AdamW, each
+//! taking a contiguous share of every batch. Their gradients are summed by burn-collective's
+//! all-reduce (every loss is already divided by the whole batch's size), so each rank clips and
+//! applies the same update and the copies stay equal. Rank 0 is the calling thread: it alone
+//! validates, checkpoints and writes, and a resumed run starts every rank from rank 0's
+//! checkpoint, whatever the number of ranks.
+//!
+//! A step runs in two phases so that no rank waits inside the all-reduce for one that has
+//! failed: each peer computes its share and reports its metrics, and only when rank 0 has every
+//! report (and found the loss finite) does it tell the peers to reduce. A peer that dies, sends
+//! nothing within the timeout, or leaves the all-reduce unfinished ends the run with an error
+//! naming it.
+
+mod group;
+mod peer;
+
+use std::{ops::Range, time::Duration};
+
+use burn::tensor::backend::{Device, DeviceId};
+
+pub(crate) use group::PeerGroup;
+
+/// How many ranks share each preference step, and how long rank 0 waits for any of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataParallel {
+    /// Ranks, rank 0 included (1: no data parallelism).
+    pub peers: usize,
+    /// The longest rank 0 waits for a peer's report or for the all-reduce to finish.
+    pub timeout: Duration,
+}
+
+impl Default for DataParallel {
+    fn default() -> Self {
+        Self {
+            peers: 1,
+            timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+impl DataParallel {
+    /// Refuses a number of ranks no run can start with; `batch` is the global batch size.
+    pub fn check(&self, batch: usize) -> Result<(), String> {
+        if self.peers == 0 || self.peers > batch {
+            return Err(format!(
+                "data_parallel: {} ranks for batches of {batch} pairs; give 1 to {batch}",
+                self.peers
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `len` items in `ranks` contiguous shares whose sizes differ by at most one, the larger ones
+/// first.
+fn shares(len: usize, ranks: usize) -> Vec<Range<usize>> {
+    let (base, extra) = (len / ranks, len % ranks);
+    let mut start = 0;
+    (0..ranks)
+        .map(|rank| {
+            let size = base + usize::from(rank < extra);
+            start += size;
+            start - size..start
+        })
+        .collect()
+}
+
+/// The device of rank `rank`: the `rank`-th device of `first`'s kind after it (GPU `first +
+/// rank`; the CPU backend has one device, which every rank shares).
+fn rank_device<D: Device>(first: &D, rank: usize) -> D {
+    let id = first.to_id();
+    D::from_id(DeviceId {
+        type_id: id.type_id,
+        index_id: id.index_id + rank as u16,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_cover_the_batch_contiguously_and_evenly() {
+        assert_eq!(shares(8, 2), vec![0..4, 4..8]);
+        assert_eq!(shares(10, 4), vec![0..3, 3..6, 6..8, 8..10]);
+        assert_eq!(shares(3, 3), vec![0..1, 1..2, 2..3]);
+    }
+
+    #[test]
+    fn more_ranks_than_pairs_or_none_are_refused() {
+        let ranks = |peers| DataParallel {
+            peers,
+            ..DataParallel::default()
+        };
+        assert!(ranks(4).check(4).is_ok());
+        assert!(ranks(5)
+            .check(4)
+            .unwrap_err()
+            .contains("5 ranks for batches of 4 pairs"));
+        assert!(ranks(0).check(4).is_err());
+    }
+}

@@ -1,0 +1,107 @@
+//! A peer's life on its own thread: join the group, then for each share rank 0 sends, compute the share's gradients, report its metrics, and on rank 0's word sum the
+//! gradients with every rank's and step its own optimiser.
+
+use std::sync::mpsc::{Receiver, Sender};
+
+use burn::{
+    collective::{finish_collective, register, CollectiveConfig, PeerId, ReduceOperation},
+    optim::GradientsParams,
+    tensor::backend::AutodiffBackend,
+};
+use ropo_core::LossConfig;
+use ropo_data::TokenizedPair;
+use ropo_models::{attention::TrainingBackend, CausalLm};
+
+use crate::{
+    optim::Trainer,
+    reference::ReferenceLogps,
+    step::{Share, WeightedMetrics},
+    store::fault,
+};
+
+/// What rank 0 tells a peer.
+pub(super) enum Order {
+    /// Compute the gradients of this share of step `step`'s batch and report its metrics.
+    Share {
+        step: usize,
+        pairs: Vec<TokenizedPair>,
+        reference: Vec<ReferenceLogps>,
+        batch: usize,
+        micro_batches: usize,
+    },
+    /// Sum the gradients just computed with every rank's and apply them.
+    Reduce,
+}
+
+/// A peer's report on its share: its weighted metrics, or why it could not compute them.
+pub(super) type Report = Result<WeightedMetrics, String>;
+
+/// What a peer holds: its copy of the policy, its optimiser and the loss.
+pub(super) struct Replica<B: TrainingBackend> {
+    pub model: CausalLm<B>,
+    pub trainer: Trainer<CausalLm<B>, B>,
+    pub loss: LossConfig,
+    pub device: B::Device,
+}
+
+/// Serves rank 0's orders until it closes them (then leaves the group) or something fails
+/// (then returns at once; rank 0 finds out from the report or from the peer's absence).
+pub(super) fn serve<B: TrainingBackend>(
+    rank: usize,
+    replica: Replica<B>,
+    config: CollectiveConfig,
+    orders: &Receiver<Order>,
+    reports: &Sender<Report>,
+) {
+    let Replica {
+        mut model,
+        mut trainer,
+        loss,
+        device,
+    } = replica;
+    let peer = PeerId::from(rank);
+    if let Err(e) = register::<B::InnerBackend>(peer, device.clone(), config) {
+        let _ = reports.send(Err(format!("could not join the group: {e:?}")));
+        return;
+    }
+    while let Ok(Order::Share {
+        step,
+        pairs,
+        reference,
+        batch,
+        micro_batches,
+    }) = orders.recv()
+    {
+        fault::in_peer(rank, step);
+        let pairs: Vec<&TokenizedPair> = pairs.iter().collect();
+        let share = Share {
+            pairs: &pairs,
+            reference: &reference,
+            batch,
+            micro_batches,
+        };
+        let (grads, metrics) = match share.gradients(&model, &loss, &device) {
+            Ok(computed) => computed,
+            Err(e) => {
+                let _ = reports.send(Err(e.to_string()));
+                return;
+            }
+        };
+        if reports.send(Ok(metrics)).is_err() || !matches!(orders.recv(), Ok(Order::Reduce)) {
+            break;
+        }
+        let Ok(grads) = reduce::<B>(grads, peer) else {
+            return;
+        };
+        model = trainer.step(model, grads).0;
+    }
+    let _ = finish_collective::<B::InnerBackend>(peer);
+}
+
+/// This rank's gradients summed with every other rank's, parameter by parameter.
+pub(super) fn reduce<B: AutodiffBackend>(
+    grads: GradientsParams,
+    peer: PeerId,
+) -> Result<GradientsParams, burn::collective::CollectiveError> {
+    grads.all_reduce::<B::InnerBackend>(peer, ReduceOperation::Sum)
+}
