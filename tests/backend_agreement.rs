@@ -19,8 +19,9 @@ use ropo::models::{
 };
 use ropo::train::{
     optim::Trainer,
-    reference::{pair_logp_sums, ReferenceLogps},
+    reference::ReferenceLogps,
     schedule::LrSchedule,
+    scoring::pair_logp_sums,
     step::{preference_step, sft_step},
 };
 

@@ -10,7 +10,7 @@ use ropo::backend::{Selected, Training};
 use ropo::data::template::Template;
 use ropo::models::{checkpoint, peft, weights_file::SaveDtype};
 use ropo::train::{
-    reference::pair_logp_sums,
+    scoring::pair_logp_sums,
     trainer::TrainerConfig,
     trainer_output::{export_model, Export},
 };

@@ -117,7 +117,14 @@ fn ropo_epoch(
     let mut model = checkpoint::load::<Training>(&bench.model, &device)?;
     crate::memory::reset_peak();
     let start = Instant::now();
-    let refs = reference_logps(&model.valid(), pairs, 2 * bench.batch, &device, &mut |_| {})?;
+    let refs = reference_logps(
+        &model.valid(),
+        pairs,
+        2 * bench.batch,
+        1,
+        &device,
+        &mut |_| {},
+    )?;
     let lengths = pairs.iter().map(TokenizedPair::max_len).collect();
     let mut sampler = BatchSampler::new(lengths, bench.batch, bench.bucket, 0);
     let steps = sampler.batches_per_epoch();

@@ -188,8 +188,8 @@ impl DatasetExperiment {
             on_progress,
         )?;
         let reference = sft.valid();
-        let train_refs = reference_logps(&reference, &train, 16, device, on_progress)?;
-        let heldout_refs = reference_logps(&reference, &heldout, 16, device, on_progress)?;
+        let train_refs = reference_logps(&reference, &train, 16, 1, device, on_progress)?;
+        let heldout_refs = reference_logps(&reference, &heldout, 16, 1, device, on_progress)?;
         let methods = self
             .losses
             .iter()

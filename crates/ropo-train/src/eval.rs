@@ -7,10 +7,7 @@ use ropo_data::{gold::GoldTask, TokenizedPair};
 use ropo_models::attention::AttentionBackend;
 use ropo_models::{generate, CausalLm, SamplingConfig};
 
-use crate::{
-    reference::{pair_logp_sums, ReferenceLogps},
-    TrainError,
-};
+use crate::{reference::ReferenceLogps, scoring::score_batches, TrainError};
 
 /// How well a policy's implicit reward `β·(log π − log π_ref)` orders held-out pairs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -69,36 +66,39 @@ pub fn implicit_margins<B: AttentionBackend>(
     batch_size: usize,
     device: &B::Device,
 ) -> Result<Vec<f64>, TrainError> {
-    Ok(policy_logps(model, pairs, batch_size, device)?
+    Ok(policy_logps(model, pairs, batch_size, 1, device)?
         .into_iter()
         .zip(reference)
         .map(|((c, r), re)| beta * ((c - re.chosen) - (r - re.rejected)))
         .collect())
 }
 
-/// `(log π(y_w|x), log π(y_l|x))` of every pair, `batch_size` pairs per forward, in order.
+/// `(log π(y_w|x), log π(y_l|x))` of every pair, `batch_size` pairs per forward spread over
+/// `ranks` data-parallel ranks, in order.
 fn policy_logps<B: AttentionBackend>(
     model: &CausalLm<B>,
     pairs: &[TokenizedPair],
     batch_size: usize,
+    ranks: usize,
     device: &B::Device,
 ) -> Result<Vec<(f64, f64)>, TrainError> {
-    let mut sums = Vec::with_capacity(pairs.len());
-    for chunk in pairs.chunks(batch_size.max(1)) {
-        sums.extend(pair_logp_sums(model, chunk, device)?);
-    }
-    Ok(sums)
+    let order: Vec<usize> = (0..pairs.len()).collect();
+    let batches: Vec<&[usize]> = order.chunks(batch_size.max(1)).collect();
+    let scored = score_batches(model, pairs, &batches, ranks, device, &mut |_| {})?;
+    Ok(scored.into_iter().flatten().collect())
 }
 
-/// Loss and reward metrics of `model` on `pairs` (TRL's `eval_*`), 16 pairs per forward.
+/// Loss and reward metrics of `model` on `pairs` (TRL's `eval_*`), 16 pairs per forward
+/// spread over `ranks` data-parallel ranks (the same numbers for any number).
 pub fn eval_metrics<B: AttentionBackend>(
     model: &CausalLm<B>,
     pairs: &[TokenizedPair],
     reference: &[ReferenceLogps],
     loss: &LossConfig,
+    ranks: usize,
     device: &B::Device,
 ) -> Result<PreferenceMetrics, TrainError> {
-    let policy = policy_logps(model, pairs, 16, device)?;
+    let policy = policy_logps(model, pairs, 16, ranks, device)?;
     let tensor = |values: Vec<f64>| {
         burn::tensor::Tensor::<B, 1>::from_data(
             burn::tensor::TensorData::from(values.as_slice()),

@@ -58,7 +58,7 @@ impl EvalSet {
         device: &B::Device,
     ) -> Result<Self, TrainError> {
         let pairs = task.pairs(size.0, seeds.pairs);
-        let refs = reference_logps(reference, &pairs, 256, device, &mut |_| {})?;
+        let refs = reference_logps(reference, &pairs, 256, 1, device, &mut |_| {})?;
         let prompts = task.prompts(size.1, seeds.prompts);
         let baseline = sample_responses(reference, task, &prompts, seeds.baseline, device)?;
         Ok(Self {

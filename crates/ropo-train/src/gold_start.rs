@@ -47,7 +47,7 @@ impl GoldExperiment {
         let pairs = self
             .task
             .pairs(self.preference.pairs, self.seeds().train_pairs());
-        let refs = reference_logps(&reference, &pairs, 256, device, on_progress)?;
+        let refs = reference_logps(&reference, &pairs, 256, 1, device, on_progress)?;
         Ok(Start {
             store,
             sft,

@@ -24,6 +24,7 @@ pub mod report;
 pub mod rounds_report;
 pub mod run;
 pub mod schedule;
+pub mod scoring;
 pub mod seeds;
 pub mod stages;
 pub mod step;

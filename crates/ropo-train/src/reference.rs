@@ -3,9 +3,13 @@
 
 use ropo_data::TokenizedPair;
 use ropo_models::attention::AttentionBackend;
-use ropo_models::{score_pairs, CausalLm, PairRow};
+use ropo_models::CausalLm;
 
-use crate::{records::Progress, TrainError};
+use crate::{
+    records::Progress,
+    scoring::{pair_logp_sums, score_batches},
+    TrainError,
+};
 
 /// `log π_ref` of one pair's chosen and rejected responses (summed over response tokens).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -36,18 +40,25 @@ pub fn swap_flipped(refs: &[ReferenceLogps], flipped: &[bool]) -> Vec<ReferenceL
 }
 
 /// Scores every pair with `model`, `batch_size` pairs per forward (chosen and rejected of a
-/// batch in the same forward), reporting [`Progress::Reference`] after each batch. Pairs are
-/// batched in order of length, so a batch holds pairs of similar prompt and response lengths
-/// and little padding; the result is in the pairs' order.
+/// batch in the same forward) spread over `ranks` data-parallel ranks, reporting
+/// [`Progress::Reference`] after each batch. Pairs are batched in order of length, so a batch
+/// holds pairs of similar prompt and response lengths and little padding; the result is in the
+/// pairs' order, and the same for any number of ranks.
 pub fn reference_logps<B: AttentionBackend>(
     model: &CausalLm<B>,
     pairs: &[TokenizedPair],
     batch_size: usize,
+    ranks: usize,
     device: &B::Device,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<ReferenceLogps>, TrainError> {
     let mut order: Vec<usize> = (0..pairs.len()).collect();
     order.sort_by_key(|&i| (pairs[i].prompt.len(), pairs[i].max_len()));
+    let batches: Vec<&[usize]> = order.chunks(batch_size.max(1)).collect();
+    let total = pairs.len();
+    let scored = score_batches(model, pairs, &batches, ranks, device, &mut |done| {
+        on_progress(Progress::Reference { done, total })
+    })?;
     let mut out = vec![
         ReferenceLogps {
             chosen: 0.0,
@@ -55,17 +66,10 @@ pub fn reference_logps<B: AttentionBackend>(
         };
         pairs.len()
     ];
-    let mut done = 0;
-    for batch in order.chunks(batch_size.max(1)) {
-        let sums = pair_logp_sums(model, batch.iter().map(|&i| &pairs[i]), device)?;
+    for (batch, sums) in batches.iter().zip(scored) {
         for (&i, (chosen, rejected)) in batch.iter().zip(sums) {
             out[i] = ReferenceLogps { chosen, rejected };
         }
-        done += batch.len();
-        on_progress(Progress::Reference {
-            done,
-            total: pairs.len(),
-        });
     }
     Ok(out)
 }
@@ -98,30 +102,5 @@ impl PairReference {
                 .map(|(chosen, rejected)| ReferenceLogps { chosen, rejected })
                 .collect()),
         }
-    }
-}
-
-/// `(log π(y_w|x), log π(y_l|x))` of every pair of `chunk` under `model`, in one batch with
-/// each prompt computed once.
-pub fn pair_logp_sums<'p, B: AttentionBackend>(
-    model: &CausalLm<B>,
-    chunk: impl IntoIterator<Item = &'p TokenizedPair>,
-    device: &B::Device,
-) -> Result<Vec<(f64, f64)>, TrainError> {
-    let rows: Vec<PairRow<'_>> = chunk.into_iter().map(pair_row).collect();
-    let (chosen, rejected) = score_pairs(model, &rows, device)?;
-    let values = |t: burn::tensor::Tensor<B, 1>| t.into_data().iter::<f64>().collect::<Vec<f64>>();
-    Ok(values(chosen.sum)
-        .into_iter()
-        .zip(values(rejected.sum))
-        .collect())
-}
-
-/// A pair as `ropo-models` scores it.
-pub fn pair_row(pair: &TokenizedPair) -> PairRow<'_> {
-    PairRow {
-        prompt: &pair.prompt,
-        chosen: &pair.chosen,
-        rejected: &pair.rejected,
     }
 }

@@ -332,6 +332,7 @@ impl<B: TrainingBackend> Run<'_, B> {
                 self.reference,
                 &set.pairs,
                 16,
+                self.data_parallel.peers,
                 device,
                 on_progress,
             )?),

@@ -13,7 +13,8 @@ use ropo_models::{score, score_pairs, CausalLm, PairRow, ScoreRow};
 use crate::{
     optim::{StepReport, Trainer},
     records::StepRecord,
-    reference::{pair_row, ReferenceLogps},
+    reference::ReferenceLogps,
+    scoring::pair_row,
     TrainError,
 };
 
@@ -227,7 +228,7 @@ mod tests {
         B::seed(&device, 3);
         let model = experiment.model_config().init::<B>(&device);
         let pairs = GoldTask::default().pairs(16, 1);
-        let refs = reference_logps(&model, &pairs, 16, &device, &mut |_| {}).unwrap();
+        let refs = reference_logps(&model, &pairs, 16, 1, &device, &mut |_| {}).unwrap();
         (model, pairs, refs)
     }
 

@@ -547,6 +547,7 @@ impl TrainerConfig {
                 start = start.merged().with_lora(lora)?;
             }
         }
+        let ranks = self.data_parallel.peers;
         // With LoRA the reference shares the frozen base weights with the policy: one model.
         let reference = start.valid().without_adapters();
         let stage = self.stage(data.train.len());
@@ -565,6 +566,7 @@ impl TrainerConfig {
                 &reference,
                 &data.train,
                 16,
+                ranks,
                 device,
                 on_progress,
             )?)
@@ -575,7 +577,7 @@ impl TrainerConfig {
                 data.eval.len()
             )));
         }
-        let eval_refs = reference_logps(&reference, &data.eval, 16, device, on_progress)?;
+        let eval_refs = reference_logps(&reference, &data.eval, 16, ranks, device, on_progress)?;
         let set = PreferenceSet {
             pairs: data.train.clone(),
             reference: train_refs,
@@ -607,7 +609,8 @@ impl TrainerConfig {
             if data.eval.is_empty() {
                 return Ok(None);
             }
-            let metrics = eval_metrics(&model.valid(), &data.eval, &eval_refs, &loss, device)?;
+            let metrics =
+                eval_metrics(&model.valid(), &data.eval, &eval_refs, &loss, ranks, device)?;
             Ok(Some(EvalRecord::of(step, &metrics)))
         };
         let session = Session::new(stop_after);

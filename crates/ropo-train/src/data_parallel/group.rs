@@ -21,11 +21,12 @@ use ropo_models::{attention::TrainingBackend, CausalLm};
 
 use super::{
     peer::{reduce, serve, Order, Replica, Report},
-    rank_device, shares, DataParallel,
+    DataParallel,
 };
 use crate::{
     optim::Trainer,
     reference::ReferenceLogps,
+    scoring::{rank_device, shares},
     step::{apply, check_finite, preference_step, PreferenceStep, Share},
     TrainError,
 };

@@ -15,9 +15,7 @@
 mod group;
 mod peer;
 
-use std::{ops::Range, time::Duration};
-
-use burn::tensor::backend::{Device, DeviceId};
+use std::time::Duration;
 
 pub(crate) use group::PeerGroup;
 
@@ -52,40 +50,9 @@ impl DataParallel {
     }
 }
 
-/// `len` items in `ranks` contiguous shares whose sizes differ by at most one, the larger ones
-/// first.
-fn shares(len: usize, ranks: usize) -> Vec<Range<usize>> {
-    let (base, extra) = (len / ranks, len % ranks);
-    let mut start = 0;
-    (0..ranks)
-        .map(|rank| {
-            let size = base + usize::from(rank < extra);
-            start += size;
-            start - size..start
-        })
-        .collect()
-}
-
-/// The device of rank `rank`: the `rank`-th device of `first`'s kind after it (GPU `first +
-/// rank`; the CPU backend has one device, which every rank shares).
-fn rank_device<D: Device>(first: &D, rank: usize) -> D {
-    let id = first.to_id();
-    D::from_id(DeviceId {
-        type_id: id.type_id,
-        index_id: id.index_id + rank as u16,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shares_cover_the_batch_contiguously_and_evenly() {
-        assert_eq!(shares(8, 2), vec![0..4, 4..8]);
-        assert_eq!(shares(10, 4), vec![0..3, 3..6, 6..8, 8..10]);
-        assert_eq!(shares(3, 3), vec![0..1, 1..2, 2..3]);
-    }
 
     #[test]
     fn more_ranks_than_pairs_or_none_are_refused() {

@@ -1,0 +1,166 @@
+//! Log-probs of preference pairs under a model, on one rank or spread over the data-parallel
+//! ranks, and how work is dealt out to ranks: contiguous shares, rank `r` on device `r`.
+//!
+//! A no-grad pass (reference log-probs, evaluation) deals its batches out in contiguous runs:
+//! rank `r` scores its run on a copy of the model on device `r` while rank 0 (the calling
+//! thread) scores the first run and reports progress for all. Each batch is scored exactly as a
+//! single rank scores it, so any number of ranks gives the same numbers, bit for bit.
+
+use std::{ops::Range, sync::mpsc};
+
+use burn::{
+    module::Module,
+    tensor::backend::{Device, DeviceId},
+};
+use ropo_data::TokenizedPair;
+use ropo_models::{attention::AttentionBackend, score_pairs, CausalLm, PairRow};
+
+use crate::TrainError;
+
+/// `(log π(y_w|x), log π(y_l|x))` of every pair of `chunk` under `model`, in one batch with
+/// each prompt computed once.
+pub fn pair_logp_sums<'p, B: AttentionBackend>(
+    model: &CausalLm<B>,
+    chunk: impl IntoIterator<Item = &'p TokenizedPair>,
+    device: &B::Device,
+) -> Result<Vec<(f64, f64)>, TrainError> {
+    let rows: Vec<PairRow<'_>> = chunk.into_iter().map(pair_row).collect();
+    let (chosen, rejected) = score_pairs(model, &rows, device)?;
+    let values = |t: burn::tensor::Tensor<B, 1>| t.into_data().iter::<f64>().collect::<Vec<f64>>();
+    Ok(values(chosen.sum)
+        .into_iter()
+        .zip(values(rejected.sum))
+        .collect())
+}
+
+/// A pair as `ropo-models` scores it.
+pub fn pair_row(pair: &TokenizedPair) -> PairRow<'_> {
+    PairRow {
+        prompt: &pair.prompt,
+        chosen: &pair.chosen,
+        rejected: &pair.rejected,
+    }
+}
+
+/// `(log π(y_w|x), log π(y_l|x))` of the pairs of every batch of `batches` (indices into
+/// `pairs`) under `model`, in batch order, on `ranks` ranks. `on_batch(done)` is called on the
+/// calling thread with the pairs scored so far by all ranks.
+pub fn score_batches<B: AttentionBackend>(
+    model: &CausalLm<B>,
+    pairs: &[TokenizedPair],
+    batches: &[&[usize]],
+    ranks: usize,
+    device: &B::Device,
+    on_batch: &mut dyn FnMut(usize),
+) -> Result<Vec<Vec<(f64, f64)>>, TrainError> {
+    let score = |model: &CausalLm<B>, batch: &[usize], device: &B::Device| {
+        pair_logp_sums(model, batch.iter().map(|&i| &pairs[i]), device)
+    };
+    let runs = shares(batches.len(), ranks.clamp(1, batches.len().max(1)));
+    std::thread::scope(|scope| {
+        let (progress, scored) = mpsc::channel::<usize>();
+        let others: Vec<_> = runs[1..]
+            .iter()
+            .enumerate()
+            .map(|(index, run)| {
+                let device = rank_device(device, index + 1);
+                let model = model.clone().fork(&device);
+                let (run, progress) = (&batches[run.clone()], progress.clone());
+                scope.spawn(move || {
+                    run.iter()
+                        .map(|batch| {
+                            let sums = score(&model, batch, &device)?;
+                            let _ = progress.send(batch.len());
+                            Ok(sums)
+                        })
+                        .collect::<Result<Vec<_>, TrainError>>()
+                })
+            })
+            .collect();
+        drop(progress);
+        let mut done = 0;
+        let mut all = Vec::with_capacity(batches.len());
+        for batch in &batches[runs[0].clone()] {
+            all.push(score(model, batch, device)?);
+            done += batch.len() + scored.try_iter().sum::<usize>();
+            on_batch(done);
+        }
+        for count in scored {
+            done += count;
+            on_batch(done);
+        }
+        for (index, rank) in others.into_iter().enumerate() {
+            let run = rank.join().map_err(|_| TrainError::Peer {
+                rank: index + 1,
+                message: "died while scoring pairs".into(),
+            })??;
+            all.extend(run);
+        }
+        Ok(all)
+    })
+}
+
+/// `len` items in `ranks` contiguous shares whose sizes differ by at most one, the larger ones
+/// first.
+pub(crate) fn shares(len: usize, ranks: usize) -> Vec<Range<usize>> {
+    let (base, extra) = (len / ranks, len % ranks);
+    let mut start = 0;
+    (0..ranks)
+        .map(|rank| {
+            let size = base + usize::from(rank < extra);
+            start += size;
+            start - size..start
+        })
+        .collect()
+}
+
+/// The device of rank `rank`: the `rank`-th device of `first`'s kind after it (GPU `first +
+/// rank`; the CPU backend has one device, which every rank shares).
+pub(crate) fn rank_device<D: Device>(first: &D, rank: usize) -> D {
+    let id = first.to_id();
+    D::from_id(DeviceId {
+        type_id: id.type_id,
+        index_id: id.index_id + rank as u16,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Flex;
+    use burn::tensor::backend::Backend;
+    use ropo_data::gold::GoldTask;
+    use ropo_models::{config::ModelConfig, llama::LlamaConfig};
+
+    use super::*;
+
+    #[test]
+    fn shares_cover_the_batch_contiguously_and_evenly() {
+        assert_eq!(shares(8, 2), vec![0..4, 4..8]);
+        assert_eq!(shares(10, 4), vec![0..3, 3..6, 6..8, 8..10]);
+        assert_eq!(shares(3, 3), vec![0..1, 1..2, 2..3]);
+    }
+
+    #[test]
+    fn any_number_of_ranks_scores_every_batch_as_one_rank_does() {
+        let device = Default::default();
+        Flex::seed(&device, 3);
+        let task = GoldTask::default();
+        let config = LlamaConfig::new(task.vocab_size(), 32, 64, 2, 2, task.sequence_length());
+        let model = ModelConfig::Llama(config).init::<Flex>(&device);
+        let pairs = task.pairs(23, 1);
+        let order: Vec<usize> = (0..pairs.len()).rev().collect();
+        let batches: Vec<&[usize]> = order.chunks(4).collect();
+        let one = score_batches(&model, &pairs, &batches, 1, &device, &mut |_| {}).unwrap();
+        assert_eq!(one.iter().map(Vec::len).sum::<usize>(), 23);
+        for ranks in [2, 3, 7, 40] {
+            let mut reported = Vec::new();
+            let many = score_batches(&model, &pairs, &batches, ranks, &device, &mut |done| {
+                reported.push(done)
+            })
+            .unwrap();
+            assert_eq!(many, one, "{ranks} ranks");
+            assert_eq!(reported.last(), Some(&23), "{ranks} ranks");
+            assert!(reported.windows(2).all(|w| w[0] < w[1]), "{reported:?}");
+        }
+    }
+}
