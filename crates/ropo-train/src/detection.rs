@@ -22,7 +22,7 @@ pub fn flip_detection_auc<B: AttentionBackend>(
             "flip detection needs the pairs' reference log-probs as a table".into(),
         ));
     };
-    let (_, losses) = pair_losses(policy, &set.pairs, table, loss, device)?;
+    let (_, losses) = pair_losses(policy, &set.pairs, table, loss, 1, device)?;
     Ok(auc(&losses, &set.flipped))
 }
 

@@ -27,7 +27,7 @@ pub fn implicit_reward_eval<B: AttentionBackend>(
     batch_size: usize,
     device: &B::Device,
 ) -> Result<PairEval, TrainError> {
-    let margins = implicit_margins(model, pairs, reference, beta, batch_size, device)?;
+    let margins = implicit_margins(model, pairs, reference, beta, batch_size, 1, device)?;
     let n = margins.len().max(1) as f64;
     Ok(PairEval {
         accuracy: margins.iter().filter(|m| **m > 0.0).count() as f64 / n,
@@ -35,16 +35,18 @@ pub fn implicit_reward_eval<B: AttentionBackend>(
     })
 }
 
-/// The margin `h` and the loss of every pair under `model`: how the framework's filter and
-/// the flip detection rank pairs (a high loss says "this label looks wrong").
+/// The margin `h` and the loss of every pair under `model`, scored on `ranks` data-parallel
+/// ranks: how the framework's filter and the flip detection rank pairs (a high loss says
+/// "this label looks wrong").
 pub fn pair_losses<B: AttentionBackend>(
     model: &CausalLm<B>,
     pairs: &[TokenizedPair],
     reference: &[ReferenceLogps],
     loss: &LossConfig,
+    ranks: usize,
     device: &B::Device,
 ) -> Result<(Vec<f64>, Vec<f64>), TrainError> {
-    let scaled = implicit_margins(model, pairs, reference, loss.beta(), 256, device)?;
+    let scaled = implicit_margins(model, pairs, reference, loss.beta(), 256, ranks, device)?;
     let margins: Vec<f64> = scaled.iter().map(|m| m / loss.beta()).collect();
     let losses = loss
         .loss_of_margin(burn::tensor::Tensor::<B, 1>::from_data(
@@ -57,16 +59,18 @@ pub fn pair_losses<B: AttentionBackend>(
     Ok((margins, losses))
 }
 
-/// `β·[(log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l))]` of every pair.
+/// `β·[(log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l))]` of every pair, scored
+/// on `ranks` data-parallel ranks.
 pub fn implicit_margins<B: AttentionBackend>(
     model: &CausalLm<B>,
     pairs: &[TokenizedPair],
     reference: &[ReferenceLogps],
     beta: f64,
     batch_size: usize,
+    ranks: usize,
     device: &B::Device,
 ) -> Result<Vec<f64>, TrainError> {
-    Ok(policy_logps(model, pairs, batch_size, 1, device)?
+    Ok(policy_logps(model, pairs, batch_size, ranks, device)?
         .into_iter()
         .zip(reference)
         .map(|((c, r), re)| beta * ((c - re.chosen) - (r - re.rejected)))

@@ -337,7 +337,8 @@ impl<B: TrainingBackend> Run<'_, B> {
                 on_progress,
             )?),
         };
-        let (margins, losses) = pair_losses(policy, &set.pairs, &table, loss, device)?;
+        let ranks = self.data_parallel.peers;
+        let (margins, losses) = pair_losses(policy, &set.pairs, &table, loss, ranks, device)?;
         let keep = keep_lowest_loss(&losses, self.rounds.rho);
         let mut kept_losses: Vec<f64> = losses
             .iter()
