@@ -200,7 +200,10 @@ pub fn run(args: &TrainArgs) -> CmdResult {
             (config, out)
         }
     };
-    args.align.distributed.apply(&mut config.data_parallel);
+    let batch = config.batch;
+    args.align
+        .distributed
+        .apply(&mut config.data_parallel, batch)?;
     config.validate().map_err(|e| with_source(args, e))?;
     config.check_fits_in_memory()?;
     if config.gradient_checkpointing && config.lora_rank > 0 {

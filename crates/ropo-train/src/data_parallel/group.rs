@@ -170,10 +170,9 @@ impl<B: TrainingBackend> PeerGroup<B> {
                 micro_batches,
             });
         }
-        let own = shares[0].clone();
         let own = Share {
-            pairs: &pairs[own.clone()],
-            reference: &reference[own],
+            pairs: &pairs[shares[0].clone()],
+            reference: &reference[shares[0].clone()],
             batch: pairs.len(),
             micro_batches,
         };
@@ -263,16 +262,10 @@ impl<B: TrainingBackend> Drop for PeerGroup<B> {
             reset_collective::<B::InnerBackend>();
             return;
         }
-        let deadline = Instant::now() + self.timeout;
-        for thread in threads {
-            while !thread.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if thread.is_finished() {
+        let _ = bounded(self.timeout, || {
+            for thread in threads {
                 let _ = thread.join();
             }
-        }
-        let _ = bounded(self.timeout, || {
             finish_collective::<B::InnerBackend>(PeerId::from(0))
         });
     }

@@ -1,5 +1,6 @@
-//! A peer's life on its own thread: join the group, then for each share rank 0 sends, compute the share's gradients, report its metrics, and on rank 0's word sum the
-//! gradients with every rank's and step its own optimiser.
+//! A peer's life on its own thread: join the group, then for each share rank 0 sends, compute
+//! the share's gradients, report its metrics, and on rank 0's word sum the gradients with every
+//! rank's and step its own optimiser.
 
 use std::sync::mpsc::{Receiver, Sender};
 
