@@ -92,3 +92,27 @@ pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
         reason.lines().next().unwrap_or(reason).to_owned()
     })
 }
+
+/// The wgpu adapter burn picks for the default device, in one line: its name, kind, driver
+/// and graphics API, and the buffer limits that bound tensor sizes; an error (the first line
+/// of burn's panic) where no adapter can be found. A log that runs on wgpu prints it, so it
+/// shows which device (a GPU, or Mesa's lavapipe on the CPU) computed the results.
+#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+pub fn wgpu_adapter() -> Result<String, String> {
+    use burn::backend::wgpu::{graphics::AutoGraphicsApi, init_setup, RuntimeOptions, WgpuDevice};
+    let setup = catch_panic(|| {
+        init_setup::<AutoGraphicsApi>(&WgpuDevice::default(), RuntimeOptions::default())
+    })?;
+    let info = setup.adapter.get_info();
+    let limits = setup.adapter.limits();
+    Ok(format!(
+        "{} ({:?}, driver {} {}, {:?}); max buffer {} MiB, max storage binding {} MiB",
+        info.name,
+        info.device_type,
+        info.driver,
+        info.driver_info,
+        info.backend,
+        limits.max_buffer_size >> 20,
+        limits.max_storage_buffer_binding_size >> 20
+    ))
+}

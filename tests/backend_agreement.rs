@@ -1,6 +1,7 @@
 //! The backend this build selects (a GPU build's cuda or wgpu, or ndarray) against the CPU's
 //! flex on the same inputs: scoring, the shared-prompt path, greedy generation, SFT steps and
-//! preference steps of every loss, all from the real stories260K checkpoint.
+//! preference steps of every loss, a checkpointed and resumed run, all from the real
+//! stories260K checkpoint.
 //!
 //! Run it with the backend's feature, e.g. `cargo test --release --features wgpu --test
 //! backend_agreement` (`.ci/run` does, on Mesa's lavapipe); a default build compiles it out,
@@ -12,7 +13,7 @@ use std::path::PathBuf;
 use burn::backend::{Autodiff, Flex};
 use ropo::backend::{Selected, Training};
 use ropo::core::{Loss, LossConfig, LossParams};
-use ropo::data::TokenizedPair;
+use ropo::data::{batches::BatchCursor, TokenizedPair};
 use ropo::models::{
     attention::{AttentionBackend, TrainingBackend},
     checkpoint, generate, CausalLm, SamplingConfig,
@@ -23,6 +24,7 @@ use ropo::train::{
     schedule::LrSchedule,
     scoring::pair_logp_sums,
     step::{preference_step, sft_step},
+    store::checkpoint::{self, Manifest, Restored},
 };
 
 /// Inference: log-probs of the two builds agree to this relative error.
@@ -91,6 +93,16 @@ fn trainer<B: TrainingBackend>() -> Trainer<CausalLm<B>, B> {
     Trainer::new(LrSchedule::constant(1e-3, 2), 0.0, Some(1.0))
 }
 
+/// Names the device the selected backend computes on, so that a log run with `--nocapture`
+/// shows whether a GPU or Mesa's lavapipe computed the comparisons.
+#[test]
+fn the_selected_backend_starts_and_names_its_device() {
+    ropo::backend::probe().unwrap();
+    #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+    println!("wgpu adapter: {}", ropo::backend::wgpu_adapter().unwrap());
+    println!("backend: {}", ropo::backend::NAME);
+}
+
 #[test]
 fn shared_prompt_log_probs_agree_with_flex() {
     let pairs = pairs();
@@ -151,8 +163,10 @@ fn sft_steps_agree_with_flex() {
 }
 
 /// Two preference steps of `loss` on each backend, the reference being the initial model;
-/// the losses, gradient norms and the updated weights' log-probs.
-fn preference_run<B: TrainingBackend>(loss: &LossConfig) -> (Vec<f64>, Vec<f64>) {
+/// the losses, gradient norms and the updated weights' log-probs. With `resume`, the run is
+/// checkpointed after the first step (weights and AdamW moments, as `train` saves them) and
+/// the second step runs on a fresh model and optimiser restored from that checkpoint.
+fn preference_run<B: TrainingBackend>(loss: &LossConfig, resume: bool) -> (Vec<f64>, Vec<f64>) {
     let pairs = pairs();
     let batch: Vec<&TokenizedPair> = pairs.iter().collect();
     let mut model = model::<B>();
@@ -163,8 +177,8 @@ fn preference_run<B: TrainingBackend>(loss: &LossConfig) -> (Vec<f64>, Vec<f64>)
         .collect();
     let mut trainer = trainer::<B>();
     let mut numbers = Vec::new();
-    for _ in 0..2 {
-        let (next, step) = preference_step(
+    for step in 1..=2 {
+        let (next, report) = preference_step(
             model,
             &mut trainer,
             loss,
@@ -175,9 +189,45 @@ fn preference_run<B: TrainingBackend>(loss: &LossConfig) -> (Vec<f64>, Vec<f64>)
         )
         .unwrap();
         model = next;
-        numbers.extend([step.metrics.loss, step.optim.grad_norm]);
+        numbers.extend([report.metrics.loss, report.optim.grad_norm]);
+        if resume && step == 1 {
+            (model, trainer) = checkpoint_and_restore(model, trainer);
+        }
     }
     (numbers, pair_logps(&model, &pairs))
+}
+
+/// Saves `model` and `trainer` as a checkpoint, then restores them onto a freshly loaded model
+/// and a new optimiser.
+fn checkpoint_and_restore<B: TrainingBackend>(
+    model: CausalLm<B>,
+    trainer: Trainer<CausalLm<B>, B>,
+) -> (CausalLm<B>, Trainer<CausalLm<B>, B>) {
+    let folder = std::env::temp_dir().join(format!(
+        "ropo-backend-agreement-{}-{}",
+        ropo::backend::NAME.replace(' ', "-"),
+        std::process::id()
+    ));
+    let manifest = Manifest::<()> {
+        step: trainer.steps_done(),
+        cursor: BatchCursor { epoch: 0, batch: 1 },
+        history: Vec::new(),
+        curve: Vec::new(),
+    };
+    checkpoint::save(&folder, &model, &trainer, &manifest, 1).unwrap();
+    let saved = checkpoint::newest(&folder, &mut |warning| panic!("{warning}"))
+        .unwrap()
+        .expect("the checkpoint just saved");
+    let restored: Restored<B, ()> = checkpoint::load(
+        &saved,
+        model::<B>(),
+        self::trainer::<B>(),
+        &Default::default(),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(&folder).unwrap();
+    assert_eq!(restored.manifest, manifest);
+    (restored.model, restored.trainer)
 }
 
 #[test]
@@ -185,8 +235,8 @@ fn preference_steps_of_every_loss_agree_with_flex() {
     for name in Loss::NAMES {
         let loss = Loss::from_name(name, &LossParams::default()).unwrap();
         let config = LossConfig::new(loss, 0.1).unwrap();
-        let (selected, selected_logps) = preference_run::<Training>(&config);
-        let (flex, flex_logps) = preference_run::<Autodiff<Flex>>(&config);
+        let (selected, selected_logps) = preference_run::<Training>(&config, false);
+        let (flex, flex_logps) = preference_run::<Autodiff<Flex>>(&config, false);
         assert_relative(
             &format!("{name}: loss and gradient norm"),
             &selected,
@@ -200,6 +250,28 @@ fn preference_steps_of_every_loss_agree_with_flex() {
             STEP_TOLERANCE,
         );
     }
+}
+
+/// A ROPO run checkpointed after its first step and resumed on the selected backend ends where
+/// flex's uninterrupted run does.
+#[test]
+fn a_resumed_run_agrees_with_flex_uninterrupted() {
+    let loss = Loss::from_name("ropo", &LossParams::default()).unwrap();
+    let config = LossConfig::new(loss, 0.1).unwrap();
+    let (selected, selected_logps) = preference_run::<Training>(&config, true);
+    let (flex, flex_logps) = preference_run::<Autodiff<Flex>>(&config, false);
+    assert_relative(
+        "resumed ropo: loss and gradient norm",
+        &selected,
+        &flex,
+        STEP_TOLERANCE,
+    );
+    assert_relative(
+        "resumed ropo: log-probs after two steps",
+        &selected_logps,
+        &flex_logps,
+        STEP_TOLERANCE,
+    );
 }
 
 /// The norm of each parameter's gradient (in the model's visiting order, with its shape) after

@@ -80,27 +80,11 @@ fn backend_needs() {
     cuda_files();
 }
 
-/// The wgpu adapter burn picks for the default device, with the limits that bound tensor sizes.
+/// The wgpu adapter burn picks for the default device, or why there is none.
 #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
 fn wgpu_adapter() {
-    use burn::backend::wgpu::{graphics::AutoGraphicsApi, init_setup, RuntimeOptions, WgpuDevice};
-    match catch(|| init_setup::<AutoGraphicsApi>(&WgpuDevice::default(), RuntimeOptions::default()))
-    {
-        Ok(setup) => {
-            let info = setup.adapter.get_info();
-            let limits = setup.adapter.limits();
-            println!(
-                "wgpu adapter: {} ({:?}, driver {} {}, {:?}); max buffer {} MiB, max storage \
-                 binding {} MiB",
-                info.name,
-                info.device_type,
-                info.driver,
-                info.driver_info,
-                info.backend,
-                limits.max_buffer_size >> 20,
-                limits.max_storage_buffer_binding_size >> 20
-            );
-        }
+    match ropo::backend::wgpu_adapter() {
+        Ok(adapter) => println!("wgpu adapter: {adapter}"),
         Err(reason) => println!(
             "wgpu adapter: none ({reason}); install a Vulkan, Metal or DX12 driver (on Debian \
              without a GPU: mesa-vulkan-drivers, Mesa's lavapipe)"
