@@ -67,6 +67,10 @@ const NEEDS: &str = if cfg!(feature = "cuda") {
 /// instead of a panic from deep inside it.
 pub fn probe() -> Result<(), String> {
     use burn::tensor::Tensor;
+    #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+    wgpu_adapter().map_err(|reason| {
+        format!("the {NAME} backend cannot start on this machine ({NEEDS}): {reason}")
+    })?;
     catch_panic(|| {
         let device = Default::default();
         Tensor::<Selected, 1>::from_floats([1.0], &device).into_data();
@@ -97,22 +101,30 @@ pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 /// and graphics API, and the buffer limits that bound tensor sizes; an error (the first line
 /// of burn's panic) where no adapter can be found. A log that runs on wgpu prints it, so it
 /// shows which device (a GPU, or Mesa's lavapipe on the CPU) computed the results.
+///
+/// The first call sets up burn's wgpu runtime on the default device, which can be done only
+/// once and before any other wgpu work in the process ([`probe`] calls it first); later calls
+/// give the same answer.
 #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
 pub fn wgpu_adapter() -> Result<String, String> {
     use burn::backend::wgpu::{graphics::AutoGraphicsApi, init_setup, RuntimeOptions, WgpuDevice};
-    let setup = catch_panic(|| {
-        init_setup::<AutoGraphicsApi>(&WgpuDevice::default(), RuntimeOptions::default())
-    })?;
-    let info = setup.adapter.get_info();
-    let limits = setup.adapter.limits();
-    Ok(format!(
-        "{} ({:?}, driver {} {}, {:?}); max buffer {} MiB, max storage binding {} MiB",
-        info.name,
-        info.device_type,
-        info.driver,
-        info.driver_info,
-        info.backend,
-        limits.max_buffer_size >> 20,
-        limits.max_storage_buffer_binding_size >> 20
-    ))
+    static ADAPTER: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    let describe = || {
+        let setup = catch_panic(|| {
+            init_setup::<AutoGraphicsApi>(&WgpuDevice::default(), RuntimeOptions::default())
+        })?;
+        let info = setup.adapter.get_info();
+        let limits = setup.adapter.limits();
+        Ok(format!(
+            "{} ({:?}, driver {} {}, {:?}); max buffer {} MiB, max storage binding {} MiB",
+            info.name,
+            info.device_type,
+            info.driver,
+            info.driver_info,
+            info.backend,
+            limits.max_buffer_size >> 20,
+            limits.max_storage_buffer_binding_size >> 20
+        ))
+    };
+    ADAPTER.get_or_init(describe).clone()
 }

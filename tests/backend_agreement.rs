@@ -5,10 +5,11 @@
 //!
 //! Run it with the backend's feature, e.g. `cargo test --release --features wgpu --test
 //! backend_agreement` (`.ci/run` does, on Mesa's lavapipe); a default build compiles it out,
-//! since it would compare flex with itself.
+//! since it would compare flex with itself. Its paths are relative to the repository root,
+//! where cargo runs it, so that `bench/gpu.sh` can run a prebuilt copy there too.
 #![cfg(any(feature = "cuda", feature = "wgpu", feature = "ndarray"))]
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use burn::backend::{Autodiff, Flex};
 use ropo::backend::{Selected, Training};
@@ -24,7 +25,7 @@ use ropo::train::{
     schedule::LrSchedule,
     scoring::pair_logp_sums,
     step::{preference_step, sft_step},
-    store::checkpoint::{self, Manifest, Restored},
+    store::checkpoint::{self as run_checkpoint, Manifest, Restored},
 };
 
 /// Inference: log-probs of the two builds agree to this relative error.
@@ -34,15 +35,16 @@ const SCORE_TOLERANCE: f64 = 1e-4;
 const STEP_TOLERANCE: f64 = 1e-3;
 
 fn model<B: AttentionBackend>() -> CausalLm<B> {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/assets/models/stories260K.bin");
-    checkpoint::load(&path, &Default::default()).unwrap()
+    ropo::backend::probe().unwrap();
+    let path = Path::new("../shared/assets/models/stories260K.bin");
+    checkpoint::load(path, &Default::default()).unwrap()
 }
 
 /// The 2-layer Llama fixture (4 heads, untied head, vocabulary 96).
 fn tiny_llama<B: AttentionBackend>() -> CausalLm<B> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_llama");
-    checkpoint::load(&path, &Default::default()).unwrap()
+    ropo::backend::probe().unwrap();
+    let path = Path::new("tests/fixtures/tiny_llama");
+    checkpoint::load(path, &Default::default()).unwrap()
 }
 
 /// Six pairs with prompts and responses of different lengths, so both the left-padded prompts
@@ -94,7 +96,9 @@ fn trainer<B: TrainingBackend>() -> Trainer<CausalLm<B>, B> {
 }
 
 /// Names the device the selected backend computes on, so that a log run with `--nocapture`
-/// shows whether a GPU or Mesa's lavapipe computed the comparisons.
+/// shows whether a GPU or Mesa's lavapipe computed the comparisons. Every test starts the
+/// backend through `probe` (in `model` and `tiny_llama`) before any work, which on wgpu is
+/// where the adapter is chosen and described.
 #[test]
 fn the_selected_backend_starts_and_names_its_device() {
     ropo::backend::probe().unwrap();
@@ -214,13 +218,13 @@ fn checkpoint_and_restore<B: TrainingBackend>(
         history: Vec::new(),
         curve: Vec::new(),
     };
-    checkpoint::save(&folder, &model, &trainer, &manifest, 1).unwrap();
-    let saved = checkpoint::newest(&folder, &mut |warning| panic!("{warning}"))
+    run_checkpoint::save(&folder, &model, &trainer, &manifest, 1).unwrap();
+    let saved = run_checkpoint::newest(&folder, &mut |warning| panic!("{warning}"))
         .unwrap()
         .expect("the checkpoint just saved");
-    let restored: Restored<B, ()> = checkpoint::load(
+    let restored: Restored<B, ()> = run_checkpoint::load(
         &saved,
-        model::<B>(),
+        self::model::<B>(),
         self::trainer::<B>(),
         &Default::default(),
     )

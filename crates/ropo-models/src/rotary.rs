@@ -5,6 +5,8 @@
 //! (llama2.c) have their query/key rows permuted at load time so this one code path serves all.
 
 use burn::tensor::{backend::Backend, Tensor, TensorData};
+
+use crate::attention::AttentionBackend;
 use serde::{Deserialize, Serialize};
 
 /// RoPE settings as `config.json` writes them: transformers 5 nests them in
@@ -167,28 +169,24 @@ impl Rotary {
     }
 }
 
-impl<B: Backend> RotaryAngles<B> {
+impl<B: AttentionBackend> RotaryAngles<B> {
     /// Rotates the first `rot` dimensions of every head of `x`: `[batch, seq, heads, head_dim]`
     /// -> same shape; the remaining `head_dim − rot` dimensions pass through (GPT-NeoX's
     /// partial rotary). `x·cos + rotate_half(x)·sin`, where `rotate_half` is one matrix
     /// product: each of its outputs is one input times ±1, so the result is exact, and no
     /// slice or concatenation of the head (strided copies, forward and backward) is needed.
+    /// Under autodiff it is one node ([`AttentionBackend::rotary`]).
     ///
     /// # Panics
     /// If the angles were not built for `x`'s number of heads (a bug in the model code).
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [batch, seq, heads, head_dim] = x.dims();
+        let heads = x.dims()[2];
         let (_, cos, sin) = self
             .tables
             .iter()
             .find(|(count, _, _)| *count == heads)
             .expect("rotary angles built for this head count");
-        let turned = x
-            .clone()
-            .reshape([batch * seq * heads, head_dim])
-            .matmul(self.rotate_half.clone())
-            .reshape([batch, seq, heads, head_dim]);
-        x * cos.clone() + turned * sin.clone()
+        B::rotary(x, cos.clone(), sin.clone(), self.rotate_half.clone())
     }
 }
 

@@ -8,7 +8,7 @@ use burn::{
     tensor::{activation::softmax, Tensor, TensorData},
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use ropo_models::attention::{AttentionBackend, AttentionMask, KeyMask};
+use ropo_models::attention::{blocked, AttentionBackend, AttentionMask, KeyMask};
 
 type A = Autodiff<Flex>;
 
@@ -220,6 +220,62 @@ fn provided_attention_methods_equal_the_cpu_kernels() {
                 want,
                 1e-5,
             );
+        }
+    }
+}
+
+/// The provided methods' blocks of queries: cut into one query per block and into blocks of
+/// three (the last one shorter), forward and backward give what the CPU kernels give.
+#[test]
+fn attention_over_blocks_of_queries_equals_the_cpu_kernels() {
+    let mut rng = StdRng::seed_from_u64(13);
+    for (index, case) in cases().into_iter().enumerate() {
+        let mask = case.mask();
+        let [q, k, v, grad] = case.inputs(&mut rng).map(|t| t.inner());
+        let (kernel_out, kernel_lse) =
+            Flex::masked_attention_with_lse(q.clone(), k.clone(), v.clone(), &mask);
+        let kernel_grads = Flex::masked_attention_backward(
+            q.clone(),
+            k.clone(),
+            v.clone(),
+            kernel_out.clone(),
+            kernel_lse.clone(),
+            grad.clone(),
+            &mask,
+        );
+        for rows in [1, 3] {
+            let block_elements = rows * case.batch * case.heads * case.keys();
+            let what = format!("case {index}, blocks of {rows} queries");
+            let (out, lse) =
+                blocked::attention_with_lse(q.clone(), k.clone(), v.clone(), &mask, block_elements);
+            assert_close(
+                &format!("{what}, output"),
+                out.clone(),
+                kernel_out.clone(),
+                1e-5,
+            );
+            assert_close(
+                &format!("{what}, lse"),
+                lse.clone(),
+                kernel_lse.clone(),
+                1e-5,
+            );
+            let grads = blocked::attention_backward(
+                q.clone(),
+                k.clone(),
+                v.clone(),
+                out,
+                lse,
+                grad.clone(),
+                &mask,
+                block_elements,
+            );
+            for (name, (got, want)) in ["query", "key", "value"]
+                .iter()
+                .zip(grads.into_iter().zip(kernel_grads.clone()))
+            {
+                assert_close(&format!("{what}, {name} grad"), got, want, 1e-5);
+            }
         }
     }
 }

@@ -16,7 +16,7 @@ use burn::{
     tensor::{ops::FloatTensor, Tensor},
 };
 
-use super::{AttentionBackend, KeyMask};
+use super::{rotation, AttentionBackend, KeyMask};
 use crate::float_primitive::{unwrap, wrap};
 
 /// The attention node's backward step.
@@ -93,5 +93,14 @@ impl<B: AttentionBackend, C: CheckpointStrategy> AttentionBackend for Autodiff<B
             ))),
         };
         wrap(output)
+    }
+
+    fn rotary(
+        x: Tensor<Self, 4>,
+        cos: Tensor<Self, 4>,
+        sin: Tensor<Self, 4>,
+        rotate_half: Tensor<Self, 2>,
+    ) -> Tensor<Self, 4> {
+        rotation::rotate_tracked(x, cos, sin, rotate_half)
     }
 }

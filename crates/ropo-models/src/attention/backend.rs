@@ -4,8 +4,10 @@
 //! burn 0.21's `Autodiff` backend runs attention as separate tensor operations (scores, mask,
 //! softmax, weighted sum), each kept for the backward pass. This trait gives attention one
 //! backward step of its own instead (see `autodiff.rs`), so a backend can supply fused kernels
-//! for both passes: the CPU backend does (`flex.rs`); the others use the provided methods,
-//! which are built from burn tensor operations.
+//! for both passes: the CPU backend does (`flex.rs`); the others use the provided methods:
+//! burn's own attention for inference (a fused flash kernel on cuda and wgpu, where burn's
+//! autotune finds it faster) and, for training, burn tensor operations over blocks of queries
+//! (`blocked.rs`).
 
 use burn::tensor::{
     backend::{AutodiffBackend, Backend},
@@ -14,7 +16,10 @@ use burn::tensor::{
     Tensor,
 };
 
-use super::KeyMask;
+use super::{
+    blocked::{self, SCORE_BLOCK_ELEMENTS},
+    rotation, KeyMask,
+};
 use crate::vocab_logps::VocabBackend;
 
 /// A burn backend with scaled dot-product attention (scale `1/√head_dim`) for every head
@@ -54,25 +59,33 @@ pub trait AttentionBackend: VocabBackend {
 
     /// The attention output, `[batch, queries, heads, head_dim]`, and the log-sum-exp of each
     /// query's scaled scores, `[batch, heads, queries]`, which [`Self::masked_attention_backward`]
-    /// uses to rebuild the probabilities.
+    /// uses to rebuild the probabilities. Provided: one block of queries at a time
+    /// ([`blocked::attention_with_lse`]).
     fn masked_attention_with_lse(
         query: Tensor<Self, 4>,
         key: Tensor<Self, 4>,
         value: Tensor<Self, 4>,
         mask: &KeyMask,
     ) -> (Tensor<Self, 4>, Tensor<Self, 3>) {
-        let [query, key, value] = [query, key, value].map(|t| t.swap_dims(1, 2));
-        let heads = query.dims()[1];
-        let value = repeat_kv(value, heads);
-        let scores = masked_scores(query, key, mask);
-        let top = scores.clone().max_dim(3);
-        let lse = top.clone() + (scores.clone() - top).exp().sum_dim(3).log();
-        let probs = (scores - lse.clone()).exp();
-        (probs.matmul(value).swap_dims(1, 2), lse.squeeze_dim(3))
+        blocked::attention_with_lse(query, key, value, mask, SCORE_BLOCK_ELEMENTS)
+    }
+
+    /// The rotary embedding `x·cos + (x·R)·sin` over the last dimension of `x` (`[batch, seq,
+    /// heads, head_dim]`, `cos` and `sin` shaped like it), where `R` (`[head_dim, head_dim]`)
+    /// is the rotate-half matrix, antisymmetric. Provided: burn tensor operations; under
+    /// autodiff, one node whose backward multiplies by `R` as stored (`rotation.rs`).
+    fn rotary(
+        x: Tensor<Self, 4>,
+        cos: Tensor<Self, 4>,
+        sin: Tensor<Self, 4>,
+        rotate_half: Tensor<Self, 2>,
+    ) -> Tensor<Self, 4> {
+        rotation::rotate(x, cos, sin, rotate_half)
     }
 
     /// The gradients of `query`, `key` and `value` (shaped like them) from the gradient of the
-    /// output, `grad`, and what the forward gave (`output`, `lse`).
+    /// output, `grad`, and what the forward gave (`output`, `lse`). Provided: one block of
+    /// queries at a time ([`blocked::attention_backward`]).
     #[allow(clippy::too_many_arguments)]
     fn masked_attention_backward(
         query: Tensor<Self, 4>,
@@ -83,41 +96,17 @@ pub trait AttentionBackend: VocabBackend {
         grad: Tensor<Self, 4>,
         mask: &KeyMask,
     ) -> [Tensor<Self, 4>; 3] {
-        let [query, key, value, output, grad] =
-            [query, key, value, output, grad].map(|t| t.swap_dims(1, 2));
-        let [_, heads, _, head_dim] = query.dims();
-        let kv_heads = key.dims()[1];
-        let scale = (head_dim as f64).sqrt().recip();
-        let key = repeat_kv(key, heads);
-        let value = repeat_kv(value, heads);
-        let probs = (masked_scores(query.clone(), key.clone(), mask) - lse.unsqueeze_dim(3)).exp();
-        let grad_value = probs.clone().swap_dims(2, 3).matmul(grad.clone());
-        let grad_probs = grad.clone().matmul(value.swap_dims(2, 3));
-        let centre = (grad * output).sum_dim(3);
-        let grad_scores = (probs * (grad_probs - centre)).mul_scalar(scale);
-        let grad_query = grad_scores.clone().matmul(key);
-        let grad_key = grad_scores.swap_dims(2, 3).matmul(query);
-        [
-            grad_query,
-            sum_groups(grad_key, kv_heads),
-            sum_groups(grad_value, kv_heads),
-        ]
-        .map(|t| t.swap_dims(1, 2))
+        blocked::attention_backward(
+            query,
+            key,
+            value,
+            output,
+            lse,
+            grad,
+            mask,
+            SCORE_BLOCK_ELEMENTS,
+        )
     }
-}
-
-/// Scaled scores `q·kᵀ/√head_dim` with blocked keys at `−∞`, `[batch, heads, queries, keys]`.
-fn masked_scores<B: Backend>(
-    query: Tensor<B, 4>,
-    key: Tensor<B, 4>,
-    mask: &KeyMask,
-) -> Tensor<B, 4> {
-    let [_, heads, _, head_dim] = query.dims();
-    let blocked = mask.tensor::<B>(heads, &query.device());
-    query
-        .matmul(repeat_kv(key, heads).swap_dims(2, 3))
-        .mul_scalar((head_dim as f64).sqrt().recip())
-        .mask_fill(blocked, f32::NEG_INFINITY)
 }
 
 /// `[batch, kv_heads, keys, d]` -> `[batch, heads, keys, d]`, each kv head repeated in place.
@@ -130,18 +119,6 @@ fn repeat_kv<B: Backend>(x: Tensor<B, 4>, heads: usize) -> Tensor<B, 4> {
     x.unsqueeze_dim::<5>(2)
         .expand([batch, kv_heads, groups, keys, head_dim])
         .reshape([batch, heads, keys, head_dim])
-}
-
-/// The inverse of [`repeat_kv`] for gradients: `[batch, heads, keys, d]` -> `[batch, kv_heads,
-/// keys, d]`, summing the heads that share a kv head.
-fn sum_groups<B: Backend>(x: Tensor<B, 4>, kv_heads: usize) -> Tensor<B, 4> {
-    let [batch, heads, keys, head_dim] = x.dims();
-    if kv_heads == heads {
-        return x;
-    }
-    x.reshape([batch, kv_heads, heads / kv_heads, keys, head_dim])
-        .sum_dim(2)
-        .squeeze_dim(2)
 }
 
 #[cfg(feature = "ndarray")]

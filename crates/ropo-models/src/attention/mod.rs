@@ -3,11 +3,13 @@
 
 mod autodiff;
 mod backend;
+pub mod blocked;
 mod cpu;
 #[cfg(feature = "flex")]
 mod flex;
 mod lanes;
 mod mask;
+mod rotation;
 
 use burn::tensor::Tensor;
 
