@@ -67,17 +67,15 @@ const NEEDS: &str = if cfg!(feature = "cuda") {
 /// instead of a panic from deep inside it.
 pub fn probe() -> Result<(), String> {
     use burn::tensor::Tensor;
+    let cannot_start =
+        |reason| format!("the {NAME} backend cannot start on this machine ({NEEDS}): {reason}");
     #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
-    wgpu_adapter().map_err(|reason| {
-        format!("the {NAME} backend cannot start on this machine ({NEEDS}): {reason}")
-    })?;
+    wgpu_adapter().map_err(cannot_start)?;
     catch_panic(|| {
         let device = Default::default();
         Tensor::<Selected, 1>::from_floats([1.0], &device).into_data();
     })
-    .map_err(|reason| {
-        format!("the {NAME} backend cannot start on this machine ({NEEDS}): {reason}")
-    })
+    .map_err(cannot_start)
 }
 
 /// Runs `f`, turning a panic (how burn's GPU runtimes report a missing driver or adapter)

@@ -165,6 +165,29 @@ fn fused_attention_and_its_gradients_equal_plain_attention() {
     }
 }
 
+/// One attention call's output, log-sum-exp, and query, key and value gradients.
+type Results = (Tensor<Flex, 4>, Tensor<Flex, 3>, [Tensor<Flex, 4>; 3]);
+
+/// What flex's kernels give for `q`, `k`, `v` and the output gradient `grad`.
+fn kernel_results([q, k, v, grad]: [Tensor<Flex, 4>; 4], mask: &KeyMask) -> Results {
+    let (out, lse) = Flex::masked_attention_with_lse(q.clone(), k.clone(), v.clone(), mask);
+    let grads = Flex::masked_attention_backward(q, k, v, out.clone(), lse.clone(), grad, mask);
+    (out, lse, grads)
+}
+
+/// Asserts every tensor of `got` within 1e-5 of `want`'s, naming `what`.
+fn assert_results_close(what: &str, got: Results, want: Results) {
+    let ((out, lse, grads), (want_out, want_lse, want_grads)) = (got, want);
+    assert_close(&format!("{what}, output"), out, want_out, 1e-5);
+    assert_close(&format!("{what}, lse"), lse, want_lse, 1e-5);
+    for (name, (got, want)) in ["query", "key", "value"]
+        .iter()
+        .zip(grads.into_iter().zip(want_grads))
+    {
+        assert_close(&format!("{what}, {name} grad"), got, want, 1e-5);
+    }
+}
+
 /// The provided (backend-independent) forward and backward, which the GPU backends use, give
 /// what the CPU kernels give.
 #[test]
@@ -174,53 +197,22 @@ fn provided_attention_methods_equal_the_cpu_kernels() {
         let mask = case.mask();
         let [q, k, v, grad] = case.inputs(&mut rng);
         let (out, lse) = A::masked_attention_with_lse(q.clone(), k.clone(), v.clone(), &mask);
-        let (kernel_out, kernel_lse) = Flex::masked_attention_with_lse(
-            q.clone().inner(),
-            k.clone().inner(),
-            v.clone().inner(),
-            &mask,
-        );
-        assert_close(
-            &format!("case {index}, output"),
-            out.clone().inner(),
-            kernel_out.clone(),
-            1e-5,
-        );
-        assert_close(
-            &format!("case {index}, lse"),
-            lse.clone().inner(),
-            kernel_lse.clone(),
-            1e-5,
-        );
-        let provided = A::masked_attention_backward(
+        let grads = A::masked_attention_backward(
             q.clone(),
             k.clone(),
             v.clone(),
-            out,
-            lse,
+            out.clone(),
+            lse.clone(),
             grad.clone(),
             &mask,
+        )
+        .map(|t| t.inner());
+        let want = kernel_results([q, k, v, grad].map(|t| t.inner()), &mask);
+        assert_results_close(
+            &format!("case {index}"),
+            (out.inner(), lse.inner(), grads),
+            want,
         );
-        let kernel = Flex::masked_attention_backward(
-            q.inner(),
-            k.inner(),
-            v.inner(),
-            kernel_out,
-            kernel_lse,
-            grad.inner(),
-            &mask,
-        );
-        for (name, (got, want)) in ["query", "key", "value"]
-            .iter()
-            .zip(provided.into_iter().zip(kernel))
-        {
-            assert_close(
-                &format!("case {index}, {name} grad"),
-                got.inner(),
-                want,
-                1e-5,
-            );
-        }
     }
 }
 
@@ -232,50 +224,26 @@ fn attention_over_blocks_of_queries_equals_the_cpu_kernels() {
     for (index, case) in cases().into_iter().enumerate() {
         let mask = case.mask();
         let [q, k, v, grad] = case.inputs(&mut rng).map(|t| t.inner());
-        let (kernel_out, kernel_lse) =
-            Flex::masked_attention_with_lse(q.clone(), k.clone(), v.clone(), &mask);
-        let kernel_grads = Flex::masked_attention_backward(
-            q.clone(),
-            k.clone(),
-            v.clone(),
-            kernel_out.clone(),
-            kernel_lse.clone(),
-            grad.clone(),
-            &mask,
-        );
+        let want = kernel_results([q.clone(), k.clone(), v.clone(), grad.clone()], &mask);
         for rows in [1, 3] {
             let block_elements = rows * case.batch * case.heads * case.keys();
-            let what = format!("case {index}, blocks of {rows} queries");
             let (out, lse) =
                 blocked::attention_with_lse(q.clone(), k.clone(), v.clone(), &mask, block_elements);
-            assert_close(
-                &format!("{what}, output"),
-                out.clone(),
-                kernel_out.clone(),
-                1e-5,
-            );
-            assert_close(
-                &format!("{what}, lse"),
-                lse.clone(),
-                kernel_lse.clone(),
-                1e-5,
-            );
             let grads = blocked::attention_backward(
                 q.clone(),
                 k.clone(),
                 v.clone(),
-                out,
-                lse,
+                out.clone(),
+                lse.clone(),
                 grad.clone(),
                 &mask,
                 block_elements,
             );
-            for (name, (got, want)) in ["query", "key", "value"]
-                .iter()
-                .zip(grads.into_iter().zip(kernel_grads.clone()))
-            {
-                assert_close(&format!("{what}, {name} grad"), got, want, 1e-5);
-            }
+            assert_results_close(
+                &format!("case {index}, blocks of {rows} queries"),
+                (out, lse, grads),
+                want.clone(),
+            );
         }
     }
 }
