@@ -4,26 +4,29 @@
 
 use std::{
     path::{Path, PathBuf},
+    sync::{atomic::Ordering, Arc},
     time::Instant,
 };
 
-use clap::Args;
+use clap::{parser::ValueSource, ArgMatches, Args};
 use ropo::backend::{CheckpointedTraining, Training};
 use ropo::data::template::Template;
 use ropo::models::lora::LoraTarget;
 use ropo::train::{
     loss_entry::IpoForm,
     records::Progress,
+    stages::Session,
     trainer::TrainerConfig,
-    trainer_output::{export_model, write_records, Export},
+    trainer_output::{export_model, steps_per_epoch, write_records, Export, LiveMetrics},
     TrainError,
 };
 
 use crate::{
     distributed_flags::DistributedFlags,
-    hub_paths,
+    hub_paths, interrupt,
     run_folder::open_run_folder,
-    train_cmd::{anchor, entry, one_line, progress_bar, TrainArgs},
+    train_cmd::{anchor, entry, one_line, TrainArgs},
+    trainer_progress::TrainerProgress,
     CmdResult,
 };
 
@@ -33,11 +36,11 @@ use crate::{
 pub struct AlignFlags {
     /// The model to align: a Hugging Face folder or Hub id (`org/name[@revision]`), a
     /// `.safetensors` file, or a llama2.c `.bin`.
-    #[arg(long, help_heading = "Trainer")]
+    #[arg(long, help_heading = "Trainer", aliases = ["model_name_or_path", "model-name-or-path"])]
     model: Option<PathBuf>,
     /// The preference data in any format ropo reads: a JSONL (`.gz` allowed) or parquet file,
     /// a folder of them, or a Hub dataset id.
-    #[arg(long, help_heading = "Trainer")]
+    #[arg(long, help_heading = "Trainer", aliases = ["dataset_name", "dataset-name"])]
     data: Option<PathBuf>,
     /// Tokenizer file, folder or Hub id (default: the model's folder).
     #[arg(long, help_heading = "Trainer")]
@@ -47,7 +50,7 @@ pub struct AlignFlags {
     #[arg(long, help_heading = "Trainer")]
     template: Option<String>,
     /// The loss (default ropo): sigmoid (DPO), ropo, ipo, cdpo, rdpo, hinge, simpo, …
-    #[arg(long, help_heading = "Trainer")]
+    #[arg(long, help_heading = "Trainer", aliases = ["loss_type", "loss-type"])]
     loss: Option<String>,
     /// β (default 0.1).
     #[arg(long, help_heading = "Trainer")]
@@ -56,40 +59,49 @@ pub struct AlignFlags {
     #[arg(long, help_heading = "Trainer")]
     alpha: Option<f64>,
     /// cDPO's/rDPO's ε, TRL's label_smoothing (default 0.1).
-    #[arg(long, help_heading = "Trainer")]
+    #[arg(long, help_heading = "Trainer", aliases = ["label_smoothing", "label-smoothing"])]
     epsilon: Option<f64>,
     /// SimPO's γ.
-    #[arg(long, help_heading = "Trainer")]
+    #[arg(long, help_heading = "Trainer", aliases = ["simpo_gamma", "simpo-gamma"])]
     gamma: Option<f64>,
     /// IPO's margin: averaged (default, as TRL) or summed.
     #[arg(long, help_heading = "Trainer")]
     ipo_margin: Option<String>,
     /// Weight of an NLL term on the chosen responses (TRL's rpo_alpha).
-    #[arg(long, help_heading = "Trainer")]
+    #[arg(long, help_heading = "Trainer", aliases = ["rpo_alpha", "rpo-alpha"])]
     nll_weight: Option<f64>,
     /// Peak learning rate (default 1e-6, as TRL).
-    #[arg(long, help_heading = "Trainer")]
+    #[arg(long, help_heading = "Trainer", aliases = ["learning_rate", "learning-rate"])]
     lr: Option<f64>,
     /// AdamW weight decay (default 0).
-    #[arg(long, help_heading = "Trainer")]
+    #[arg(long, help_heading = "Trainer", alias = "weight_decay")]
     weight_decay: Option<f64>,
     /// Warmup steps (default 0).
-    #[arg(long, help_heading = "Trainer")]
+    #[arg(long, help_heading = "Trainer", aliases = ["warmup_steps", "warmup-steps"])]
     warmup: Option<usize>,
     /// Passes over the pairs (default 1; --steps overrides).
-    #[arg(long, help_heading = "Trainer")]
+    #[arg(long, help_heading = "Trainer", aliases = ["num_train_epochs", "num-train-epochs"])]
     epochs: Option<usize>,
     /// Pairs per optimiser step (default 8).
     #[arg(long, help_heading = "Trainer")]
     batch: Option<usize>,
+    /// TRL's per_device_train_batch_size: pairs per forward on each rank. ropo's --batch is
+    /// the pairs per optimiser step, this × --grad-accum × --data-parallel, and is set so.
+    #[arg(
+        long,
+        hide = true,
+        conflicts_with = "batch",
+        alias = "per_device_train_batch_size"
+    )]
+    per_device_train_batch_size: Option<usize>,
     /// Forwards per step, gradients accumulated (default 1).
-    #[arg(long, help_heading = "Trainer")]
+    #[arg(long, help_heading = "Trainer", aliases = ["gradient_accumulation_steps", "gradient-accumulation-steps"])]
     grad_accum: Option<usize>,
     /// Most tokens in prompt plus response (default 1024).
-    #[arg(long, help_heading = "Trainer")]
+    #[arg(long, help_heading = "Trainer", alias = "max_length")]
     max_length: Option<usize>,
     /// Most prompt tokens; longer prompts keep their end (default 512).
-    #[arg(long, help_heading = "Trainer")]
+    #[arg(long, help_heading = "Trainer", alias = "max_prompt_length")]
     max_prompt_length: Option<usize>,
     /// Fraction of pairs held out for evaluation (default 0: train on everything).
     #[arg(long, help_heading = "Trainer")]
@@ -99,13 +111,14 @@ pub struct AlignFlags {
     eval_data: Option<PathBuf>,
     /// The split of --data to train on, where it is a folder or Hub dataset holding several
     /// (e.g. train_prefs; TRL: dataset_train_split). Default: every data file.
-    #[arg(long, help_heading = "Trainer")]
+    #[arg(long, help_heading = "Trainer", aliases = ["dataset_train_split", "dataset-train-split"])]
     split: Option<String>,
-    /// The split of --eval-data (e.g. test_prefs; TRL: dataset_test_split).
-    #[arg(long, help_heading = "Trainer")]
+    /// The split of --eval-data, or of --data without --eval-data, to evaluate on (e.g.
+    /// test_prefs; TRL: dataset_test_split).
+    #[arg(long, help_heading = "Trainer", aliases = ["dataset_test_split", "dataset-test-split"])]
     eval_data_split: Option<String>,
     /// Evaluate every this many steps (default 0: at the end only).
-    #[arg(long, help_heading = "Trainer")]
+    #[arg(long, help_heading = "Trainer", aliases = ["eval_steps", "eval-steps"])]
     eval_every: Option<usize>,
     /// SFT steps on the chosen responses first (default 0: the model is the reference).
     #[arg(long, help_heading = "Trainer")]
@@ -114,7 +127,7 @@ pub struct AlignFlags {
     #[arg(long, help_heading = "Trainer")]
     seed: Option<u64>,
     /// Checkpoint every this many steps (default 0: only when stopping early).
-    #[arg(long, help_heading = "Trainer")]
+    #[arg(long, help_heading = "Trainer", aliases = ["save_steps", "save-steps"])]
     save_every: Option<usize>,
     /// ROPO framework: filter rounds (default 0: none).
     #[arg(long, help_heading = "Trainer")]
@@ -129,22 +142,29 @@ pub struct AlignFlags {
     #[arg(long, help_heading = "Trainer")]
     save_dtype: Option<String>,
     /// LoRA rank (default 0: full fine-tuning); the base is frozen and is the reference.
-    #[arg(long, help_heading = "LoRA")]
+    #[arg(long, help_heading = "LoRA", aliases = ["lora_r", "lora-r"])]
     lora_rank: Option<usize>,
     /// LoRA α (default: twice the rank).
-    #[arg(long, help_heading = "LoRA")]
+    #[arg(long, help_heading = "LoRA", alias = "lora_alpha")]
     lora_alpha: Option<f64>,
     /// Dropout on the adapters' input (default 0.05).
-    #[arg(long, help_heading = "LoRA")]
+    #[arg(long, help_heading = "LoRA", alias = "lora_dropout")]
     lora_dropout: Option<f64>,
-    /// Projections to adapt, comma-separated: q,k,v,o,gate,up,down (default: all).
-    #[arg(long, help_heading = "LoRA", value_delimiter = ',')]
+    /// Projections to adapt, comma- or space-separated: q,k,v,o,gate,up,down, or their
+    /// `_proj` names, or all-linear (default: all).
+    #[arg(
+        long,
+        help_heading = "LoRA",
+        value_delimiter = ',',
+        num_args = 1..,
+        aliases = ["lora_target_modules", "lora-target-modules"]
+    )]
     lora_targets: Option<Vec<String>>,
     /// Write the adapter alone as a PEFT folder (OUT/model/) instead of the merged model.
     #[arg(long, help_heading = "LoRA")]
     save_adapter: bool,
     /// Recompute activations in the backward instead of keeping them: less memory, more time.
-    #[arg(long, help_heading = "Trainer")]
+    #[arg(long, help_heading = "Trainer", alias = "gradient_checkpointing")]
     gradient_checkpointing: bool,
     /// The longest line of the data files read, in bytes (default 1 MiB).
     #[arg(long, help_heading = "Trainer")]
@@ -161,6 +181,16 @@ pub struct AlignFlags {
     max_shard_size: Option<u64>,
     #[command(flatten)]
     distributed: DistributedFlags,
+}
+
+/// The trainer's flags given on the command line (`matches`: clap's for `train`), by their
+/// names (`--warmup`), for the modes they do not apply to to refuse.
+pub fn trainer_flags_given(matches: &ArgMatches) -> Vec<String> {
+    AlignFlags::augment_args(clap::Command::new("train"))
+        .get_arguments()
+        .filter(|arg| matches.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine))
+        .filter_map(|arg| arg.get_long().map(|long| format!("--{long}")))
+        .collect()
 }
 
 /// Whether the command line or config asks for the trainer: `--model`/`--data`, or a config
@@ -228,35 +258,38 @@ pub fn run(args: &TrainArgs) -> CmdResult {
         steps,
         config.method()?.name
     );
-    let bar = progress_bar(steps as u64, args.quiet, "eta {eta} ");
+    let mut view = TrainerProgress::new(steps as u64, args.quiet);
+    let mut metrics = LiveMetrics::open(&out, steps_per_epoch(&config, &data))?;
     let mut done = 0u64;
-    let mut on_progress = |progress| match progress {
-        Progress::Sft { step, total, loss } => {
-            bar.set_message(format!("sft {step}/{total} loss {loss:.3}"))
+    let mut failed = None;
+    let mut on_progress = |progress: Progress| {
+        done += u64::from(matches!(progress, Progress::Step(_)));
+        if let Err(e) = metrics.record(&progress) {
+            failed.get_or_insert(e);
         }
-        Progress::Step(s) => {
-            done += 1;
-            bar.set_position(s.step as u64);
-            bar.set_message(format!(
-                "loss {:.4} acc {:.2} lr {:.1e} {:.0} tok/s",
-                s.loss, s.accuracy, s.lr, s.tokens_per_s
-            ));
-        }
-        Progress::Stage(stage) => bar.suspend(|| eprintln!("{stage}")),
-        Progress::Reference { done, total } => {
-            bar.set_message(format!("reference log-probs {done}/{total} pairs"))
-        }
-        Progress::Warning(warning) => bar.suspend(|| eprintln!("warning: {warning}")),
-        Progress::RunStarted { .. } | Progress::RunFinished(_) => {}
+        view.show(&progress);
     };
-    let (device, stop) = (Default::default(), args.stop_after_steps);
+    let interrupted = interrupt::on_signal()?;
+    let session = Session::new(args.stop_after_steps).with_interrupt(Arc::clone(&interrupted));
+    let device = Default::default();
     let outcome = if config.gradient_checkpointing {
-        config.train::<CheckpointedTraining>(&data, &store, stop, &device, &mut on_progress)
+        config.train::<CheckpointedTraining>(&data, &store, &session, &device, &mut on_progress)
     } else {
-        config.train::<Training>(&data, &store, stop, &device, &mut on_progress)
+        config.train::<Training>(&data, &store, &session, &device, &mut on_progress)
     };
-    bar.finish_and_clear();
+    view.finish();
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
     let outcome = match outcome {
+        Err(TrainError::Stopped(steps)) if interrupted.load(Ordering::SeqCst) => {
+            return Err(format!(
+                "interrupted after {steps} steps, checkpointed; continue with: cargo xtask \
+                 train --resume {}",
+                out.display()
+            )
+            .into());
+        }
         Err(TrainError::Stopped(steps)) => {
             println!(
                 "stopped after {steps} steps; continue with: cargo xtask train --resume {}",
@@ -411,11 +444,15 @@ fn with_flags(
         config.lora_alpha = flags.lora_alpha;
     }
     if let Some(names) = &flags.lora_targets {
-        config.lora_targets = names
-            .iter()
-            .map(|name| LoraTarget::parse(name))
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("--lora-targets: {e}"))?;
+        config.lora_targets = match names.as_slice() {
+            // PEFT's name for every linear layer but the head, as ropo's default.
+            [all] if all == "all-linear" => LoraTarget::ALL.to_vec(),
+            names => names
+                .iter()
+                .map(|name| LoraTarget::parse(name))
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("--lora-targets: {e}"))?,
+        };
     }
     if flags.save_adapter {
         config.save_adapter = true;
@@ -464,6 +501,24 @@ fn with_flags(
     }
     if let Some(steps) = args.steps {
         config.steps = Some(steps);
+    }
+    if let Some(per_device) = flags.per_device_train_batch_size {
+        config.batch = per_device
+            .checked_mul(config.grad_accum)
+            .and_then(|b| b.checked_mul(flags.distributed.ranks()))
+            .ok_or("--per-device-train-batch-size: too large")?;
+    }
+    if flags.epsilon.is_some() && !matches!(config.loss.as_str(), "cdpo" | "rdpo") {
+        return Err(format!(
+            "--epsilon (TRL's label_smoothing) is cDPO's and rDPO's ε, and --loss {} does not \
+             use it; TRL's sigmoid loss with label_smoothing is --loss cdpo",
+            config.loss
+        )
+        .into());
+    }
+    // TRL's dataset_test_split names a split of dataset_name.
+    if config.eval_data.is_none() && config.eval_data_split.is_some() {
+        config.eval_data = Some(config.data.clone());
     }
     if let Some(noise) = &args.noise {
         match noise.as_slice() {

@@ -32,6 +32,7 @@ mod data_cmd;
 mod distributed_flags;
 mod doctor;
 mod hub_paths;
+mod interrupt;
 mod loss_cmd;
 mod memory;
 mod model_cmds;
@@ -39,10 +40,12 @@ mod plot_losses;
 mod run_folder;
 mod tokenize_bench;
 mod train_cmd;
+mod trl_names;
+mod trainer_progress;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// ropo's entry points.
 #[derive(Parser)]
@@ -77,7 +80,13 @@ enum Command {
 fn main() -> ExitCode {
     keep_freed_memory();
     std::panic::set_hook(Box::new(keep_panic));
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Err(error) = trl_names::refuse_unoffered(&args) {
+        eprintln!("error: {error}");
+        return ExitCode::FAILURE;
+    }
+    let matches = Cli::command().get_matches_from(&args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let probed = match cli.command {
         Command::Doctor => Ok(()),
         _ => ropo::backend::probe(),
@@ -86,7 +95,7 @@ fn main() -> ExitCode {
         eprintln!("error: {error}");
         return ExitCode::FAILURE;
     }
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli)))
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli, &matches)))
         .unwrap_or_else(|_| Err(last_panic().into()));
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -142,8 +151,9 @@ fn last_panic() -> String {
         .unwrap_or_else(|_| "internal error".into())
 }
 
-/// Runs the chosen subcommand.
-fn run(cli: Cli) -> CmdResult {
+/// Runs the chosen subcommand (`matches`: what clap read, for `train` to tell which flags were
+/// given).
+fn run(cli: Cli, matches: &ArgMatches) -> CmdResult {
     match cli.command {
         Command::Loss(args) => loss_cmd::run(&args),
         Command::PlotLosses(args) => plot_losses::run(&args),
@@ -152,7 +162,13 @@ fn run(cli: Cli) -> CmdResult {
         Command::Bench(args) => bench::run(&args),
         Command::Doctor => doctor::run(),
         Command::Data(args) => data_cmd::run(&args),
-        Command::Train(args) => train_cmd::run(&args),
+        Command::Train(args) => {
+            let given = matches
+                .subcommand_matches("train")
+                .map(align_cmd::trainer_flags_given)
+                .unwrap_or_default();
+            train_cmd::run(&args, &given)
+        }
     }
 }
 

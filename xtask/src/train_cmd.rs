@@ -42,10 +42,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub(crate) seeds: Option<u64>,
     /// Preference steps per run (overrides the config; for the trainer, instead of --epochs).
-    #[arg(long)]
+    #[arg(long, aliases = ["max_steps", "max-steps"])]
     pub(crate) steps: Option<usize>,
     /// The run folder.
-    #[arg(long, default_value = "runs/gold")]
+    #[arg(long, default_value = "runs/gold", aliases = ["output_dir", "output-dir"])]
     pub(crate) out: PathBuf,
     /// Continue the run in this folder where it stopped (its config.toml is used as is).
     #[arg(long, conflicts_with_all = ["config", "losses", "noise", "seeds", "steps", "out", "experiment", "noise_model", "scorer"])]
@@ -181,8 +181,9 @@ impl TrainArgs {
     }
 }
 
-/// Runs the experiment, writes the run folder and prints the result tables.
-pub fn run(args: &TrainArgs) -> CmdResult {
+/// Runs the experiment, writes the run folder and prints the result tables. `trainer_flags`:
+/// the trainer's flags given on the command line, which only the trainer takes.
+pub fn run(args: &TrainArgs, trainer_flags: &[String]) -> CmdResult {
     if args.stop_after_steps == Some(0) {
         return Err(
             "--stop-after-steps: must be at least 1 (leave it out to run to the end)".into(),
@@ -203,11 +204,13 @@ pub fn run(args: &TrainArgs) -> CmdResult {
             return align_cmd::run(args);
         }
         if table.contains_key("dataset") {
+            refuse_trainer_flags(trainer_flags, "a [dataset] comparison")?;
             return run_dataset(args, path, &text);
         }
     } else if align_cmd::wanted(args, None) {
         return align_cmd::run(args);
     }
+    refuse_trainer_flags(trainer_flags, "the gold experiment")?;
     let (experiment, out) = match &args.resume {
         Some(folder) => (read_config(&folder.join("config.toml"))?, folder.clone()),
         None => {
@@ -255,9 +258,10 @@ pub fn run(args: &TrainArgs) -> CmdResult {
         }
         Progress::Warning(warning) => bar.suspend(|| eprintln!("warning: {warning}")),
         Progress::Stage(stage) => bar.suspend(|| eprintln!("{stage}")),
-        Progress::Reference { done, total } => {
-            bar.set_message(format!("reference log-probs {done}/{total} pairs"))
+        Progress::Scoring { pass, done, total } => {
+            bar.set_message(format!("{pass} {done}/{total} pairs"))
         }
+        Progress::Evaluated(_) => {}
         Progress::RunFinished(r) => {
             if args.quiet {
                 eprintln!(
@@ -298,6 +302,21 @@ pub fn run(args: &TrainArgs) -> CmdResult {
         out.display()
     );
     Ok(())
+}
+
+/// Refuses the trainer's flags in an experiment (`mode`), which takes its settings from its
+/// config, as the trainer refuses the experiments' flags (`--losses`, `--seeds`, …).
+fn refuse_trainer_flags(trainer_flags: &[String], mode: &str) -> CmdResult {
+    match trainer_flags {
+        [] => Ok(()),
+        flags => Err(format!(
+            "{} belong{} to the trainer (with --model and --data); {mode} takes its settings \
+             from a --config file (e.g. [preference] warmup, lr; docs/training.md)",
+            flags.join(", "),
+            if flags.len() == 1 { "s" } else { "" }
+        )
+        .into()),
+    }
 }
 
 /// A real-data experiment (`[dataset]` in the config): SFT, then each loss and noise rate,

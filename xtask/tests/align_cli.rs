@@ -325,9 +325,8 @@ fn a_run_killed_after_a_checkpoint_resumes_to_the_same_metrics_and_weights() {
 fn filter_rounds_write_every_dropped_pair_to_suspect_labels() {
     let dir = scratch("align-suspects");
     let out = dir.join("run");
+    // One epoch: 12 steps of 4 pairs, so every pair is trained on, scored and filtered.
     ok(&trainer(&[
-        "--steps",
-        "6",
         "--filter-rounds",
         "2",
         "--filter-rho",
@@ -415,4 +414,197 @@ fn flags_a_dataset_comparison_cannot_honour_are_refused() {
     let stderr = String::from_utf8_lossy(&resumed.stderr);
     assert!(!resumed.status.success());
     assert!(stderr.contains("keeps no checkpoints"), "{stderr}");
+}
+
+#[test]
+fn a_filter_run_shorter_than_an_epoch_scores_and_filters_only_the_pairs_it_trains_on() {
+    let dir = scratch("align-filter-subset");
+    let out = dir.join("run");
+    let run = trainer(&[
+        "--steps",
+        "6",
+        "--filter-rounds",
+        "2",
+        "--filter-rho",
+        "0.25",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    ok(&run);
+    // 6 steps of 4 pairs: 24 of the 48 pairs, a quarter of them dropped after each of two rounds.
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("24 pairs left out"), "{stderr}");
+    assert!(
+        stderr.contains("2 filter round(s) scoring the 24 training pairs"),
+        "{stderr}"
+    );
+    let text = String::from_utf8(read(&out.join("suspect_labels.jsonl"))).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2 * 6);
+    let data = std::fs::read_to_string(fixtures().join("tiny_pairs.jsonl")).unwrap();
+    let lines: Vec<&str> = data.lines().collect();
+    for record in &records {
+        let index = record["index"].as_u64().unwrap() as usize;
+        let line: serde_json::Value = serde_json::from_str(lines[index]).unwrap();
+        assert_eq!(record["record"], line);
+    }
+}
+
+#[test]
+fn filter_rounds_follow_one_learning_rate_schedule() {
+    let dir = scratch("align-schedule");
+    let out = dir.join("run");
+    ok(&trainer(&[
+        "--steps",
+        "8",
+        "--filter-rounds",
+        "1",
+        "--warmup",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let text = String::from_utf8(read(&out.join("metrics.jsonl"))).unwrap();
+    let rates: Vec<f64> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|line| line["learning_rate"].as_f64().unwrap())
+        .collect();
+    // Warmup over steps 1–2 to 1e-3, then one cosine to zero at step 8, across both rounds.
+    let expected: Vec<f64> = (0..8)
+        .map(|step| match step {
+            0 | 1 => 1e-3 * (step + 1) as f64 / 2.0,
+            _ => {
+                let progress = (step - 2) as f64 / 6.0;
+                1e-3 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+        })
+        .collect();
+    assert_eq!(rates.len(), 8);
+    for (step, (rate, want)) in rates.iter().zip(&expected).enumerate() {
+        assert!(
+            (rate - want).abs() < 1e-12,
+            "step {}: lr {rate}, want {want}",
+            step + 1
+        );
+    }
+}
+
+#[test]
+fn a_max_length_beyond_the_models_positions_is_refused_naming_the_flag() {
+    let dir = scratch("align-context");
+    let run = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "--quiet", "--model"])
+        .arg(fixtures().join("tiny_llama"))
+        .arg("--data")
+        .arg(fixtures().join("tiny_pairs.jsonl"))
+        .args(["--template", "plain", "--max-length", "100", "--out"])
+        .arg(dir.join("run"))
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("max_length: 100 is longer than the 64 positions")
+            && stderr.contains("--max-length 64"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("scoring passes"), "{stderr}");
+}
+
+#[test]
+fn progress_names_every_pass_and_the_export_keeps_the_chat_template() {
+    let dir = scratch("align-progress");
+    let out = dir.join("run");
+    // Not --quiet; stderr is a pipe, so each phase prints lines rather than a bar.
+    let run = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "--model"])
+        .arg(fixtures().join("tiny_llama"))
+        .arg("--tokenizer")
+        .arg(fixtures().join("tiny_chat"))
+        .arg("--data")
+        .arg(fixtures().join("tiny_pairs.jsonl"))
+        .args([
+            "--max-length",
+            "48",
+            "--batch",
+            "4",
+            "--lr",
+            "1e-3",
+            "--steps",
+            "8",
+        ])
+        .args(["--eval-split", "0.25", "--filter-rounds", "1", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    ok(&run);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    for line in [
+        "scoring passes: reference log-probs of 32 training pairs",
+        "reference log-probs 32/32 (100%)",
+        "reference log-probs 12/12 (100%)",
+        "filter scoring 32/32 (100%)",
+        "evaluation 12/12 (100%)",
+        "preference steps 4/8 (50%)",
+        "preference steps 8/8 (100%)",
+    ] {
+        assert!(stderr.contains(line), "no {line:?} in:\n{stderr}");
+    }
+    let template = |dir: &Path| read(&dir.join("chat_template.jinja"));
+    assert_eq!(
+        template(&out.join("model")),
+        template(&fixtures().join("tiny_chat"))
+    );
+}
+
+#[test]
+fn an_interrupted_run_checkpoints_keeps_its_metrics_and_resumes_to_the_same_result() {
+    let dir = scratch("align-interrupt");
+    let (whole, stopped) = (dir.join("whole"), dir.join("stopped"));
+    let common = [
+        "--steps",
+        "60",
+        "--eval-split",
+        "0.25",
+        "--eval-every",
+        "20",
+    ];
+    ok(&trainer(
+        &[&common[..], &["--out", whole.to_str().unwrap()]].concat(),
+    ));
+    let mut child = trainer_command(&[&common[..], &["--out", stopped.to_str().unwrap()]].concat())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metrics = stopped.join("metrics.jsonl");
+    let logged = || std::fs::read_to_string(&metrics).map_or(0, |t| t.lines().count());
+    let start = std::time::Instant::now();
+    while logged() < 3 && child.try_wait().unwrap().is_none() && start.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // SAFETY: signals a child process this test started and still holds.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "the run ended before the interrupt"
+    );
+    assert!(stderr.contains("interrupted after"), "{stderr}");
+    assert!(!stopped.join("model").exists());
+    let steps_logged = logged();
+    assert!((3..60).contains(&steps_logged), "{steps_logged} lines");
+    let resumed = resume(&stopped, &[]);
+    ok(&resumed);
+    for file in ["metrics.jsonl", "model/model.safetensors"] {
+        let same = read(&whole.join(file)) == read(&stopped.join(file));
+        assert!(
+            same,
+            "{file} differs between the whole and the interrupted-and-resumed run"
+        );
+    }
 }

@@ -22,7 +22,7 @@ pub fn flip_detection_auc<B: AttentionBackend>(
             "flip detection needs the pairs' reference log-probs as a table".into(),
         ));
     };
-    let (_, losses) = pair_losses(policy, &set.pairs, table, loss, 1, device)?;
+    let (_, losses) = pair_losses(policy, &set.pairs, table, loss, 1, device, &mut |_| {})?;
     Ok(auc(&losses, &set.flipped))
 }
 

@@ -7,7 +7,12 @@ use ropo_data::{gold::GoldTask, TokenizedPair};
 use ropo_models::attention::AttentionBackend;
 use ropo_models::{generate, CausalLm, SamplingConfig};
 
-use crate::{reference::ReferenceLogps, scoring::score_batches, TrainError};
+use crate::{
+    records::{Progress, ScoringPass},
+    reference::ReferenceLogps,
+    scoring::score_all,
+    TrainError,
+};
 
 /// How well a policy's implicit reward `β·(log π − log π_ref)` orders held-out pairs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -27,7 +32,15 @@ pub fn implicit_reward_eval<B: AttentionBackend>(
     batch_size: usize,
     device: &B::Device,
 ) -> Result<PairEval, TrainError> {
-    let margins = implicit_margins(model, pairs, reference, beta, batch_size, 1, device)?;
+    let margins = implicit_margins(
+        model,
+        pairs,
+        reference,
+        beta,
+        (batch_size, 1),
+        device,
+        &mut |_| {},
+    )?;
     let n = margins.len().max(1) as f64;
     Ok(PairEval {
         accuracy: margins.iter().filter(|m| **m > 0.0).count() as f64 / n,
@@ -36,8 +49,8 @@ pub fn implicit_reward_eval<B: AttentionBackend>(
 }
 
 /// The margin `h` and the loss of every pair under `model`, scored on `ranks` data-parallel
-/// ranks: how the framework's filter and the flip detection rank pairs (a high loss says
-/// "this label looks wrong").
+/// ranks and reported as [`ScoringPass::Filter`]: how the framework's filter and the flip
+/// detection rank pairs (a high loss says "this label looks wrong").
 pub fn pair_losses<B: AttentionBackend>(
     model: &CausalLm<B>,
     pairs: &[TokenizedPair],
@@ -45,8 +58,24 @@ pub fn pair_losses<B: AttentionBackend>(
     loss: &LossConfig,
     ranks: usize,
     device: &B::Device,
+    on_progress: &mut dyn FnMut(Progress),
 ) -> Result<(Vec<f64>, Vec<f64>), TrainError> {
-    let scaled = implicit_margins(model, pairs, reference, loss.beta(), 256, ranks, device)?;
+    let total = pairs.len();
+    let scaled = implicit_margins(
+        model,
+        pairs,
+        reference,
+        loss.beta(),
+        (256, ranks),
+        device,
+        &mut |done| {
+            on_progress(Progress::Scoring {
+                pass: ScoringPass::Filter,
+                done,
+                total,
+            })
+        },
+    )?;
     let margins: Vec<f64> = scaled.iter().map(|m| m / loss.beta()).collect();
     let losses = loss
         .loss_of_margin(burn::tensor::Tensor::<B, 1>::from_data(
@@ -59,41 +88,28 @@ pub fn pair_losses<B: AttentionBackend>(
     Ok((margins, losses))
 }
 
-/// `β·[(log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l))]` of every pair, scored
-/// on `ranks` data-parallel ranks.
+/// `β·[(log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l))]` of every pair, at most
+/// `max_pairs` pairs per forward on `ranks` data-parallel ranks; `on_batch(done)` reports the
+/// pairs scored so far.
 pub fn implicit_margins<B: AttentionBackend>(
     model: &CausalLm<B>,
     pairs: &[TokenizedPair],
     reference: &[ReferenceLogps],
     beta: f64,
-    batch_size: usize,
-    ranks: usize,
+    (max_pairs, ranks): (usize, usize),
     device: &B::Device,
+    on_batch: &mut dyn FnMut(usize),
 ) -> Result<Vec<f64>, TrainError> {
-    Ok(policy_logps(model, pairs, batch_size, ranks, device)?
+    Ok(score_all(model, pairs, max_pairs, ranks, device, on_batch)?
         .into_iter()
         .zip(reference)
         .map(|((c, r), re)| beta * ((c - re.chosen) - (r - re.rejected)))
         .collect())
 }
 
-/// `(log π(y_w|x), log π(y_l|x))` of every pair, `batch_size` pairs per forward spread over
-/// `ranks` data-parallel ranks, in order.
-fn policy_logps<B: AttentionBackend>(
-    model: &CausalLm<B>,
-    pairs: &[TokenizedPair],
-    batch_size: usize,
-    ranks: usize,
-    device: &B::Device,
-) -> Result<Vec<(f64, f64)>, TrainError> {
-    let order: Vec<usize> = (0..pairs.len()).collect();
-    let batches: Vec<&[usize]> = order.chunks(batch_size.max(1)).collect();
-    let scored = score_batches(model, pairs, &batches, ranks, device, &mut |_| {})?;
-    Ok(scored.into_iter().flatten().collect())
-}
-
-/// Loss and reward metrics of `model` on `pairs` (TRL's `eval_*`), 16 pairs per forward
-/// spread over `ranks` data-parallel ranks (the same numbers for any number).
+/// Loss and reward metrics of `model` on `pairs` (TRL's `eval_*`), at most 16 pairs per
+/// forward spread over `ranks` data-parallel ranks (the same numbers for any number), reported
+/// as [`ScoringPass::Evaluation`].
 pub fn eval_metrics<B: AttentionBackend>(
     model: &CausalLm<B>,
     pairs: &[TokenizedPair],
@@ -101,8 +117,16 @@ pub fn eval_metrics<B: AttentionBackend>(
     loss: &LossConfig,
     ranks: usize,
     device: &B::Device,
+    on_progress: &mut dyn FnMut(Progress),
 ) -> Result<PreferenceMetrics, TrainError> {
-    let policy = policy_logps(model, pairs, 16, ranks, device)?;
+    let total = pairs.len();
+    let policy = score_all(model, pairs, 16, ranks, device, &mut |done| {
+        on_progress(Progress::Scoring {
+            pass: ScoringPass::Evaluation,
+            done,
+            total,
+        })
+    })?;
     let tensor = |values: Vec<f64>| {
         burn::tensor::Tensor::<B, 1>::from_data(
             burn::tensor::TensorData::from(values.as_slice()),

@@ -13,7 +13,11 @@ use ropo_models::attention::AttentionBackend;
 use ropo_models::{generate, score, CausalLm, SamplingConfig, ScoreRow};
 use serde::{Deserialize, Serialize};
 
-use crate::{reference::ReferenceLogps, TrainError};
+use crate::{
+    reference::ReferenceLogps,
+    scoring::{runs_within, SCORING_TOKENS},
+    TrainError,
+};
 
 /// The framework's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -103,6 +107,10 @@ pub enum Scorer {
 /// as training sees it — is below `max_loss` (the kept pairs' median: a new pair must be at
 /// least as confident as a typical retained one). Returns the pairs with their reference
 /// log-probs.
+///
+/// Prompts are sampled and scored in runs of at most twice [`SCORING_TOKENS`] tokens of
+/// responses and prompts, so memory stays bounded however many prompts were dropped; run `k`
+/// draws from `seed` mixed with `k` (run 0 from `seed` itself).
 #[allow(clippy::too_many_arguments)]
 pub fn resample_pairs<B: AttentionBackend>(
     policy: &CausalLm<B>,
@@ -110,6 +118,37 @@ pub fn resample_pairs<B: AttentionBackend>(
     prompts: &[&[u32]],
     loss: &LossConfig,
     max_loss: f64,
+    settings: &Resampling,
+    seed: u64,
+    device: &B::Device,
+) -> Result<Vec<(TokenizedPair, ReferenceLogps)>, TrainError> {
+    let tokens = |run: std::ops::Range<usize>| {
+        let longest = prompts[run.clone()].iter().map(|p| p.len()).max();
+        run.len() * settings.samples * (longest.unwrap_or(0) + settings.max_new_tokens)
+    };
+    let mut pairs = Vec::new();
+    for (index, run) in runs_within(prompts.len(), usize::MAX, 2 * SCORING_TOKENS, tokens)
+        .into_iter()
+        .enumerate()
+    {
+        let run_seed = seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        pairs.extend(resample_run(
+            (policy, reference),
+            &prompts[run],
+            (loss, max_loss),
+            settings,
+            run_seed,
+            device,
+        )?);
+    }
+    Ok(pairs)
+}
+
+/// [`resample_pairs`] for one run of prompts, sampled and scored in one batch.
+fn resample_run<B: AttentionBackend>(
+    (policy, reference): (&CausalLm<B>, &CausalLm<B>),
+    prompts: &[&[u32]],
+    (loss, max_loss): (&LossConfig, f64),
     settings: &Resampling,
     seed: u64,
     device: &B::Device,

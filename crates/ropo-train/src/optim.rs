@@ -15,6 +15,7 @@ pub struct Trainer<M: AutodiffModule<B>, B: AutodiffBackend> {
     schedule: LrSchedule,
     max_grad_norm: Option<f64>,
     step: usize,
+    first_step: usize,
 }
 
 /// AdamW's first and second moments of every parameter, by parameter id.
@@ -41,7 +42,15 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> Trainer<M, B> {
             schedule,
             max_grad_norm,
             step: 0,
+            first_step: 0,
         }
+    }
+
+    /// This optimiser with its first step at position `first_step` of the schedule: a round of
+    /// a longer run continues the run's one schedule rather than starting its own.
+    pub fn starting_at(mut self, first_step: usize) -> Self {
+        self.first_step = first_step;
+        self
     }
 
     /// Optimiser steps taken so far.
@@ -70,7 +79,7 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> Trainer<M, B> {
                 scale_grads::<M, B>(&model, &mut grads, max / grad_norm);
             }
         }
-        let lr = self.schedule.at(self.step);
+        let lr = self.schedule.at(self.first_step + self.step);
         let model = self.optimizer.step(lr, model, grads);
         self.step += 1;
         (model, StepReport { lr, grad_norm })

@@ -268,12 +268,16 @@ pub enum Progress {
     },
     /// A preference step finished.
     Step(StepRecord),
+    /// The trainer evaluated the policy on its evaluation pairs.
+    Evaluated(EvalRecord),
     /// A preference run of the gold experiment finished.
     RunFinished(RunResult),
     /// Something was recovered from and the run goes on (e.g. a corrupt checkpoint set aside).
     Warning(String),
-    /// Reference log-probs of `done` of `total` pairs are computed.
-    Reference {
+    /// A pass that scores pairs without training has scored `done` of its `total` pairs.
+    Scoring {
+        /// Which pass.
+        pass: ScoringPass,
         /// Pairs scored so far.
         done: usize,
         /// Pairs to score.
@@ -281,6 +285,27 @@ pub enum Progress {
     },
     /// A stage without steps of its own began (e.g. computing reference log-probs).
     Stage(String),
+}
+
+/// A pass over pairs that scores them without training, as progress names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoringPass {
+    /// The reference model's log-probs of the training or evaluation pairs.
+    Reference,
+    /// The policy on the evaluation pairs.
+    Evaluation,
+    /// The policy on the training pairs, for the filter between rounds.
+    Filter,
+}
+
+impl std::fmt::Display for ScoringPass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Reference => "reference log-probs",
+            Self::Evaluation => "evaluation",
+            Self::Filter => "filter scoring",
+        })
+    }
 }
 
 #[cfg(test)]

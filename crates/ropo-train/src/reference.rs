@@ -6,8 +6,8 @@ use ropo_models::attention::AttentionBackend;
 use ropo_models::CausalLm;
 
 use crate::{
-    records::Progress,
-    scoring::{pair_logp_sums, score_batches},
+    records::{Progress, ScoringPass},
+    scoring::{pair_logp_sums, score_all},
     TrainError,
 };
 
@@ -39,39 +39,31 @@ pub fn swap_flipped(refs: &[ReferenceLogps], flipped: &[bool]) -> Vec<ReferenceL
         .collect()
 }
 
-/// Scores every pair with `model`, `batch_size` pairs per forward (chosen and rejected of a
-/// batch in the same forward) spread over `ranks` data-parallel ranks, reporting
-/// [`Progress::Reference`] after each batch. Pairs are batched in order of length, so a batch
-/// holds pairs of similar prompt and response lengths and little padding; the result is in the
-/// pairs' order, and the same for any number of ranks.
+/// Scores every pair with `model`, at most `max_pairs` pairs per forward (chosen and rejected
+/// of a batch in the same forward, pairs of similar lengths together, see
+/// [`crate::scoring::score_all`]) spread over `ranks` data-parallel ranks, reporting
+/// [`Progress::Scoring`] after each batch. The result is in the pairs' order, and the same for
+/// any number of ranks.
 pub fn reference_logps<B: AttentionBackend>(
     model: &CausalLm<B>,
     pairs: &[TokenizedPair],
-    batch_size: usize,
+    max_pairs: usize,
     ranks: usize,
     device: &B::Device,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<ReferenceLogps>, TrainError> {
-    let mut order: Vec<usize> = (0..pairs.len()).collect();
-    order.sort_by_key(|&i| (pairs[i].prompt.len(), pairs[i].max_len()));
-    let batches: Vec<&[usize]> = order.chunks(batch_size.max(1)).collect();
     let total = pairs.len();
-    let scored = score_batches(model, pairs, &batches, ranks, device, &mut |done| {
-        on_progress(Progress::Reference { done, total })
+    let scored = score_all(model, pairs, max_pairs, ranks, device, &mut |done| {
+        on_progress(Progress::Scoring {
+            pass: ScoringPass::Reference,
+            done,
+            total,
+        })
     })?;
-    let mut out = vec![
-        ReferenceLogps {
-            chosen: 0.0,
-            rejected: 0.0
-        };
-        pairs.len()
-    ];
-    for (batch, sums) in batches.iter().zip(scored) {
-        for (&i, (chosen, rejected)) in batch.iter().zip(sums) {
-            out[i] = ReferenceLogps { chosen, rejected };
-        }
-    }
-    Ok(out)
+    Ok(scored
+        .into_iter()
+        .map(|(chosen, rejected)| ReferenceLogps { chosen, rejected })
+        .collect())
 }
 
 /// The reference log-probs of a set's pairs.

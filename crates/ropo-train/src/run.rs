@@ -270,6 +270,7 @@ impl<B: TrainingBackend> Run<'_, B> {
             };
             let run = PreferenceRun {
                 stage: &round_stage,
+                schedule_span: (offset, rounds * round_stage.steps),
                 loss: &self.method.loss,
                 pairs,
                 refs,
@@ -283,7 +284,17 @@ impl<B: TrainingBackend> Run<'_, B> {
                 data_parallel: self.data_parallel,
             };
             let mut shifted = |model: &CausalLm<B>, step: usize| validate(model, offset + step);
-            let trained = run.train(policy, &mut shifted, session, device, on_progress)?;
+            // Steps are numbered across rounds in what the caller sees, as in the history.
+            let mut report = |progress: Progress| {
+                on_progress(match progress {
+                    Progress::Step(r) => Progress::Step(StepRecord {
+                        step: r.step + offset,
+                        ..r
+                    }),
+                    other => other,
+                })
+            };
+            let trained = run.train(policy, &mut shifted, session, device, &mut report)?;
             policy = trained.model;
             state
                 .history
@@ -338,7 +349,13 @@ impl<B: TrainingBackend> Run<'_, B> {
             )?),
         };
         let ranks = self.data_parallel.peers;
-        let (margins, losses) = pair_losses(policy, &set.pairs, &table, loss, ranks, device)?;
+        on_progress(Progress::Stage(format!(
+            "filter after round {}: scoring {} training pairs",
+            round + 1,
+            set.pairs.len()
+        )));
+        let (margins, losses) =
+            pair_losses(policy, &set.pairs, &table, loss, ranks, device, on_progress)?;
         let keep = keep_lowest_loss(&losses, self.rounds.rho);
         let mut kept_losses: Vec<f64> = losses
             .iter()

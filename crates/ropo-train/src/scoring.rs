@@ -1,10 +1,12 @@
 //! Log-probs of preference pairs under a model, on one rank or spread over the data-parallel
 //! ranks, and how work is dealt out to ranks: contiguous shares, rank `r` on device `r`.
 //!
-//! A no-grad pass (reference log-probs, evaluation) deals its batches out in contiguous runs:
-//! rank `r` scores its run on a copy of the model on device `r` while rank 0 (the calling
-//! thread) scores the first run and reports progress for all. Each batch is scored exactly as a
-//! single rank scores it, so any number of ranks gives the same numbers, bit for bit.
+//! A no-grad pass (reference log-probs, evaluation, the filter's scoring) batches its pairs in
+//! order of length under a token budget ([`scoring_batches`]), so that its peak memory is one
+//! batch's whatever the number of pairs, and deals the batches out in contiguous runs: rank `r`
+//! scores its run on a copy of the model on device `r` while rank 0 (the calling thread) scores
+//! the first run and reports progress for all. Each batch is scored exactly as a single rank
+//! scores it, so any number of ranks gives the same numbers, bit for bit.
 
 use std::{ops::Range, sync::mpsc};
 
@@ -16,6 +18,78 @@ use ropo_data::TokenizedPair;
 use ropo_models::{attention::AttentionBackend, score_pairs, CausalLm, PairRow};
 
 use crate::TrainError;
+
+/// The most tokens one scoring forward holds, counted as pairs × (longest prompt + both
+/// longest responses) of its batch: 16 pairs of 512 such tokens (SmolLM2 at `max_length` 256
+/// holds about 0.4 GB of keys and values at this size), 256 of the gold task's short pairs.
+pub const SCORING_TOKENS: usize = 8192;
+
+/// `(log π(y_w|x), log π(y_l|x))` of every pair under `model`, in the pairs' order: at most
+/// `max_pairs` pairs and [`SCORING_TOKENS`] tokens per forward, pairs of similar lengths
+/// together, on `ranks` ranks. `on_batch(done)` reports the pairs scored so far.
+pub fn score_all<B: AttentionBackend>(
+    model: &CausalLm<B>,
+    pairs: &[TokenizedPair],
+    max_pairs: usize,
+    ranks: usize,
+    device: &B::Device,
+    on_batch: &mut dyn FnMut(usize),
+) -> Result<Vec<(f64, f64)>, TrainError> {
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    order.sort_by_key(|&i| (pairs[i].prompt.len(), pairs[i].max_len()));
+    let batches = scoring_batches(pairs, &order, max_pairs);
+    let scored = score_batches(model, pairs, &batches, ranks, device, on_batch)?;
+    let mut out = vec![(0.0, 0.0); pairs.len()];
+    for (batch, sums) in batches.iter().zip(scored) {
+        for (&i, sums) in batch.iter().zip(sums) {
+            out[i] = sums;
+        }
+    }
+    Ok(out)
+}
+
+/// `order` (indices into `pairs`) cut into consecutive batches of at most `max_pairs` pairs and
+/// [`SCORING_TOKENS`] tokens; a pair over the budget alone is a batch of its own.
+pub fn scoring_batches<'o>(
+    pairs: &[TokenizedPair],
+    order: &'o [usize],
+    max_pairs: usize,
+) -> Vec<&'o [usize]> {
+    let tokens = |batch: &[usize]| {
+        let longest = |f: fn(&TokenizedPair) -> usize| batch.iter().map(|&i| f(&pairs[i])).max();
+        let prompt = longest(|p| p.prompt.len()).unwrap_or(0);
+        let response = longest(|p| p.chosen.len().max(p.rejected.len())).unwrap_or(0);
+        batch.len() * (prompt + 2 * response)
+    };
+    runs_within(order.len(), max_pairs, SCORING_TOKENS, |run| {
+        tokens(&order[run])
+    })
+    .into_iter()
+    .map(|run| &order[run])
+    .collect()
+}
+
+/// `0..len` cut into consecutive runs of at most `max_items` items whose `cost` stays within
+/// `budget` (a single item over it is a run of its own), greedily from the start.
+pub fn runs_within(
+    len: usize,
+    max_items: usize,
+    budget: usize,
+    cost: impl Fn(Range<usize>) -> usize,
+) -> Vec<Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for end in 2..=len {
+        if end - start > 1 && (end - start > max_items.max(1) || cost(start..end) > budget) {
+            runs.push(start..end - 1);
+            start = end - 1;
+        }
+    }
+    if start < len {
+        runs.push(start..len);
+    }
+    runs
+}
 
 /// `(log π(y_w|x), log π(y_l|x))` of every pair of `chunk` under `model`, in one batch with
 /// each prompt computed once.
@@ -138,6 +212,27 @@ mod tests {
         assert_eq!(shares(8, 2), vec![0..4, 4..8]);
         assert_eq!(shares(10, 4), vec![0..3, 3..6, 6..8, 8..10]);
         assert_eq!(shares(3, 3), vec![0..1, 1..2, 2..3]);
+    }
+
+    #[test]
+    fn scoring_batches_keep_to_the_token_budget_and_the_pair_cap_in_order() {
+        let pair = |prompt: usize, response: usize| TokenizedPair {
+            prompt: vec![1; prompt],
+            chosen: vec![2; response],
+            rejected: vec![3; response / 2],
+        };
+        // 40 short pairs (16 a batch), then 6 pairs of 100 + 2 × 700 tokens (5 fit in 8192),
+        // then one over the budget alone.
+        let pairs: Vec<TokenizedPair> = (0..40)
+            .map(|_| pair(10, 10))
+            .chain((0..6).map(|_| pair(100, 700)))
+            .chain([pair(5000, 4000)])
+            .collect();
+        let order: Vec<usize> = (0..pairs.len()).collect();
+        let batches = scoring_batches(&pairs, &order, 16);
+        let sizes: Vec<usize> = batches.iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, vec![16, 16, 8, 5, 1, 1], "{sizes:?}");
+        assert_eq!(batches.concat(), order);
     }
 
     #[test]

@@ -53,6 +53,11 @@ impl Seeds {
         self.base
     }
 
+    /// The subset of a dataset's training pairs that a run shorter than an epoch trains on.
+    pub fn subset(self) -> u64 {
+        self.base + 6
+    }
+
     /// The clean held-out set, with the samples of seed index `run`.
     pub fn held_out(self, run: u64) -> EvalSeeds {
         Self::eval(self.base + 3, 1000 + run)

@@ -4,7 +4,10 @@
 use ropo_models::attention::TrainingBackend;
 use std::{
     path::Path,
-    sync::atomic::{AtomicUsize, Ordering},
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
 };
 
 use ropo_core::LossConfig;
@@ -73,6 +76,7 @@ pub fn run_sft<B: TrainingBackend>(
 pub struct Session {
     steps: AtomicUsize,
     stop_after: Option<usize>,
+    interrupt: Option<Arc<AtomicBool>>,
 }
 
 impl Session {
@@ -82,13 +86,28 @@ impl Session {
         Self {
             steps: AtomicUsize::new(0),
             stop_after,
+            interrupt: None,
+        }
+    }
+
+    /// This session, also ended after the step during which `interrupt` becomes true (set by a
+    /// signal handler: Ctrl-C checkpoints the run instead of losing it).
+    pub fn with_interrupt(self, interrupt: Arc<AtomicBool>) -> Self {
+        Self {
+            interrupt: Some(interrupt),
+            ..self
         }
     }
 
     /// Counts one finished step; returns the steps so far, and whether the session ends now.
     fn count_step(&self) -> (usize, bool) {
         let steps = self.steps.fetch_add(1, Ordering::SeqCst) + 1;
-        (steps, self.stop_after.is_some_and(|limit| steps >= limit))
+        let interrupted = self
+            .interrupt
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::SeqCst));
+        let limit = self.stop_after.is_some_and(|limit| steps >= limit);
+        (steps, limit || interrupted)
     }
 }
 
@@ -119,6 +138,11 @@ pub struct TrainedRun<B: TrainingBackend, P> {
 pub struct PreferenceRun<'a, B: TrainingBackend> {
     /// Steps, batch size, learning rate, warmup.
     pub stage: &'a PreferenceStage,
+    /// Where this run's steps sit in the learning-rate schedule: `(first, total)`, the position
+    /// of its first step and the length of the schedule, which warms up over the stage's warmup
+    /// steps from position 0 and decays to zero at `total` (a round of the ROPO framework is a
+    /// stretch of its whole run's one schedule; a run of its own is `(0, stage.steps)`).
+    pub schedule_span: (usize, usize),
     /// The loss.
     pub loss: &'a LossConfig,
     /// Training pairs as the run sees them.
@@ -170,13 +194,17 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<TrainedRun<B, P>, TrainError> {
         let stage = self.stage;
+        let (first_step, total) = self.schedule_span;
         let schedule = LrSchedule {
             peak: stage.lr,
             warmup: stage.warmup,
-            total: stage.steps,
+            total,
             decay: Decay::Cosine,
         };
-        let new_trainer = || Trainer::new(schedule, stage.weight_decay.unwrap_or(0.0), Some(1.0));
+        let new_trainer = || {
+            Trainer::new(schedule, stage.weight_decay.unwrap_or(0.0), Some(1.0))
+                .starting_at(first_step)
+        };
         // A checkpoint whose checksums hold but whose files do not load is set aside, and the
         // one before it is tried.
         let restored = loop {

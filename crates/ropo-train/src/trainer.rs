@@ -4,7 +4,10 @@
 //! filtering (and rejection sampling) when rounds are asked for. Returns the trained policy and
 //! what the run measured; writing it out is [`crate::trainer_output`]'s job.
 
-use std::path::{Path, PathBuf};
+use std::{
+    cell::RefCell,
+    path::{Path, PathBuf},
+};
 
 use burn::{module::AutodiffModule, tensor::backend::Backend};
 use ropo_core::LossConfig;
@@ -227,6 +230,10 @@ pub struct TrainerData {
     /// Pairs dropped by tokenization (refused by the template, or the prompt alone over
     /// budget) in the data file.
     pub dropped: usize,
+    /// Training pairs left out because a run with filter rounds that ends within its first
+    /// epoch trains on a seeded subset of `steps × batch` pairs, and scores and filters only
+    /// those.
+    pub unused: usize,
     /// The tokenizer's end-of-sequence id (ends resampled responses).
     pub eos: Option<u32>,
     /// How conversations were rendered: a built-in template's name, or the model's chat
@@ -390,12 +397,11 @@ impl TrainerConfig {
     }
 
     /// How many of `pairs` training pairs the run trains on, when that is fewer than all: a run
-    /// without filter rounds that ends within its first epoch (an epoch has ⌈pairs / batch⌉
-    /// batches) uses at most `steps × batch` pairs, each once. `None`: every pair is used.
+    /// that ends within its first epoch (an epoch has ⌈pairs / batch⌉ batches) uses at most
+    /// `steps × batch` pairs. `None`: every pair is used.
     pub fn pairs_used(&self, pairs: usize) -> Option<usize> {
         let steps = self.total_steps(pairs);
-        (self.filter_rounds == 0 && steps < pairs.div_ceil(self.batch))
-            .then_some(steps * self.batch)
+        (steps < pairs.div_ceil(self.batch)).then_some(steps * self.batch)
     }
 
     /// The method: the loss and, with filter rounds, its data step.
@@ -452,6 +458,12 @@ impl TrainerConfig {
         let tokenized = tokenize(&records, tokenizer.as_ref(), &options)?;
         let dropped = tokenized.report.dropped.len();
         let (held, mut train) = held_out(tokenized.pairs, self.eval_split, self.seeds().split());
+        let all = train.len();
+        if let Some(used) = self.pairs_used(all).filter(|_| self.filter_rounds > 0) {
+            let (subset, _) = held_out(train, used as f64 / all as f64, self.seeds().subset());
+            train = subset.into_iter().map(|(_, pair)| pair).collect();
+        }
+        let unused = all - train.len();
         train.sort_unstable_by_key(|(i, _)| *i);
         let mut eval: Vec<TokenizedPair> = held.into_iter().map(|(_, p)| p).collect();
         if let Some(path) = &self.eval_data {
@@ -487,6 +499,7 @@ impl TrainerConfig {
             flipped: noisy.flipped,
             eval,
             dropped,
+            unused,
             eos: tokenizer.eos_id(),
             chat_format: options.template.to_string(),
         })
@@ -517,12 +530,52 @@ impl TrainerConfig {
         Seeds { base: self.seed }
     }
 
-    /// Trains on `data`, keeping checkpoints in `store` (resumed when they are there).
+    /// What the run will score besides its training steps, said before it starts: each pass
+    /// over pairs without training costs about a third of a training step per pair.
+    pub fn scoring_plan(&self, data: &TrainerData) -> String {
+        let (train, eval) = (data.train.len(), data.eval.len());
+        let mut passes = Vec::new();
+        match self.pairs_used(train) {
+            Some(used) => passes.push(format!(
+                "reference log-probs computed batch by batch (the run trains on at most {used} of \
+                 {train} pairs)"
+            )),
+            None => passes.push(format!("reference log-probs of {train} training pairs")),
+        }
+        if eval > 0 {
+            let evaluations = match self.eval_every {
+                0 => 1,
+                every => self.total_steps(train).div_ceil(every),
+            };
+            passes.push(format!(
+                "reference log-probs of {eval} evaluation pairs, then {evaluations} evaluation(s) \
+                 of them"
+            ));
+        }
+        if self.filter_rounds > 0 {
+            passes.push(format!(
+                "{} filter round(s) scoring the {train} training pairs",
+                self.filter_rounds
+            ));
+        }
+        if data.unused > 0 {
+            passes.push(format!(
+                "{} pairs left out: with filter rounds, a run shorter than an epoch trains on, \
+                 scores and filters a seeded subset of steps × batch pairs (give --epochs \
+                 without --steps to filter every pair)",
+                data.unused
+            ));
+        }
+        format!("scoring passes: {}", passes.join("; "))
+    }
+
+    /// Trains on `data`, keeping checkpoints in `store` (resumed when they are there), until
+    /// the end or until `session` says to stop (then the run is checkpointed first).
     pub fn train<B: TrainingBackend>(
         &self,
         data: &TrainerData,
         store: &Path,
-        stop_after: Option<usize>,
+        session: &Session,
         device: &B::Device,
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<TrainerOutcome<B::InnerBackend>, TrainError> {
@@ -530,6 +583,15 @@ impl TrainerConfig {
         B::seed(device, self.seeds().init());
         let lora = self.lora();
         let mut start = checkpoint::load::<B>(&self.model, device)?;
+        let context = start.context_length();
+        if self.max_length > context {
+            return Err(TrainError::Config(format!(
+                "max_length: {} is longer than the {context} positions of {}; give \
+                 --max-length {context} or less",
+                self.max_length,
+                self.model.display()
+            )));
+        }
         if let Some(lora) = &lora {
             start = start.with_lora(lora)?;
         }
@@ -551,33 +613,27 @@ impl TrainerConfig {
         // With LoRA the reference shares the frozen base weights with the policy: one model.
         let reference = start.valid().without_adapters();
         let stage = self.stage(data.train.len());
-        let train_refs = if let Some(used) = self.pairs_used(data.train.len()) {
-            on_progress(Progress::Stage(format!(
-                "reference log-probs: computed batch by batch (the run trains on at most {used} of {} pairs)",
-                data.train.len()
-            )));
+        // Evaluation reports from inside the run's loop, which holds the callback too.
+        let progress = RefCell::new(on_progress);
+        let report = |event: Progress| {
+            let mut callback = progress.borrow_mut();
+            (*callback)(event)
+        };
+        report(Progress::Stage(self.scoring_plan(data)));
+        let train_refs = if self.pairs_used(data.train.len()).is_some() {
             PairReference::PerBatch
         } else {
-            on_progress(Progress::Stage(format!(
-                "reference log-probs of {} training pairs",
-                data.train.len()
-            )));
             PairReference::Table(reference_logps(
                 &reference,
                 &data.train,
                 16,
                 ranks,
                 device,
-                on_progress,
+                &mut { report },
             )?)
         };
-        if !data.eval.is_empty() {
-            on_progress(Progress::Stage(format!(
-                "reference log-probs of {} evaluation pairs",
-                data.eval.len()
-            )));
-        }
-        let eval_refs = reference_logps(&reference, &data.eval, 16, ranks, device, on_progress)?;
+        let eval_refs =
+            reference_logps(&reference, &data.eval, 16, ranks, device, &mut { report })?;
         let set = PreferenceSet {
             pairs: data.train.clone(),
             reference: train_refs,
@@ -609,12 +665,14 @@ impl TrainerConfig {
             if data.eval.is_empty() {
                 return Ok(None);
             }
+            let (valid, pairs, mut report) = (model.valid(), &data.eval, report);
             let metrics =
-                eval_metrics(&model.valid(), &data.eval, &eval_refs, &loss, ranks, device)?;
-            Ok(Some(EvalRecord::of(step, &metrics)))
+                eval_metrics(&valid, pairs, &eval_refs, &loss, ranks, device, &mut report)?;
+            let record = EvalRecord::of(step, &metrics);
+            report(Progress::Evaluated(record));
+            Ok(Some(record))
         };
-        let session = Session::new(stop_after);
-        let outcome = run.train(start, &mut evaluate, &session, device, on_progress)?;
+        let outcome = run.train(start, &mut evaluate, session, device, &mut { report })?;
         Ok(TrainerOutcome {
             model: outcome.model.valid(),
             steps: stage.steps,

@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::{
     plots,
     records::RoundReport,
-    records::{EvalRecord, StepRecord},
+    records::{EvalRecord, Progress, StepRecord},
     run::DroppedPair,
     store::write_atomic,
     trainer::{TrainerConfig, TrainerData},
@@ -23,8 +23,9 @@ use crate::{
 };
 
 /// Files of a model folder copied beside the weights when the input has them.
-const COPIED: [&str; 7] = [
+const COPIED: [&str; 8] = [
     "tokenizer.json",
+    "chat_template.jinja",
     "tokenizer_config.json",
     "special_tokens_map.json",
     "generation_config.json",
@@ -104,31 +105,84 @@ pub fn export_model<B: Backend>(
 /// step it followed.
 pub fn metrics_lines(history: &[StepRecord], evals: &[EvalRecord], steps_per_epoch: f64) -> String {
     let mut out = String::new();
-    let epoch = |step: usize| step as f64 / steps_per_epoch.max(1.0);
     let mut pending = evals.iter().peekable();
     for s in history {
-        let line = json!({
-            "step": s.step, "epoch": epoch(s.step), "loss": s.loss,
-            "learning_rate": s.lr, "grad_norm": s.grad_norm,
-            "rewards/chosen": s.rewards_chosen, "rewards/rejected": s.rewards_rejected,
-            "rewards/accuracies": s.accuracy, "rewards/margins": s.margin,
-            "logps/chosen": s.logps_chosen, "logps/rejected": s.logps_rejected,
-        });
-        out += &line.to_string();
-        out.push('\n');
+        out += &step_line(s, steps_per_epoch);
         while let Some(e) = pending.next_if(|e| e.step <= s.step) {
-            let line = json!({
-                "step": e.step, "epoch": epoch(e.step), "eval_loss": e.loss,
-                "eval_rewards/chosen": e.rewards_chosen,
-                "eval_rewards/rejected": e.rewards_rejected,
-                "eval_rewards/accuracies": e.accuracy, "eval_rewards/margins": e.margin,
-                "eval_logps/chosen": e.logps_chosen, "eval_logps/rejected": e.logps_rejected,
-            });
-            out += &line.to_string();
-            out.push('\n');
+            out += &eval_line(e, steps_per_epoch);
         }
     }
     out
+}
+
+/// One step's line of `metrics.jsonl`, ending in a newline.
+pub fn step_line(s: &StepRecord, steps_per_epoch: f64) -> String {
+    let line = json!({
+        "step": s.step, "epoch": s.step as f64 / steps_per_epoch.max(1.0), "loss": s.loss,
+        "learning_rate": s.lr, "grad_norm": s.grad_norm,
+        "rewards/chosen": s.rewards_chosen, "rewards/rejected": s.rewards_rejected,
+        "rewards/accuracies": s.accuracy, "rewards/margins": s.margin,
+        "logps/chosen": s.logps_chosen, "logps/rejected": s.logps_rejected,
+    });
+    format!("{line}\n")
+}
+
+/// One evaluation's line of `metrics.jsonl`, ending in a newline.
+pub fn eval_line(e: &EvalRecord, steps_per_epoch: f64) -> String {
+    let line = json!({
+        "step": e.step, "epoch": e.step as f64 / steps_per_epoch.max(1.0), "eval_loss": e.loss,
+        "eval_rewards/chosen": e.rewards_chosen,
+        "eval_rewards/rejected": e.rewards_rejected,
+        "eval_rewards/accuracies": e.accuracy, "eval_rewards/margins": e.margin,
+        "eval_logps/chosen": e.logps_chosen, "eval_logps/rejected": e.logps_rejected,
+    });
+    format!("{line}\n")
+}
+
+/// Steps in one epoch of the trainer's pairs (the `epoch` of `metrics.jsonl`).
+pub fn steps_per_epoch(config: &TrainerConfig, data: &TrainerData) -> f64 {
+    data.train.len().div_ceil(config.batch) as f64
+}
+
+/// `metrics.jsonl` as the run goes: each step's and evaluation's line appended and flushed as
+/// it comes, so a run that is stopped or dies leaves its metrics so far (a resumed run appends
+/// again from its checkpoint, so a step may appear twice: the later line holds). The finished
+/// run rewrites the file whole.
+pub struct LiveMetrics {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+    steps_per_epoch: f64,
+}
+
+impl LiveMetrics {
+    /// Opens `dir/metrics.jsonl` for appending.
+    pub fn open(dir: &Path, steps_per_epoch: f64) -> Result<Self, TrainError> {
+        let path = dir.join("metrics.jsonl");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(TrainError::io(&path))?;
+        Ok(Self {
+            file,
+            path,
+            steps_per_epoch,
+        })
+    }
+
+    /// Appends the line of a step or an evaluation; other progress is not a metric.
+    pub fn record(&mut self, progress: &Progress) -> Result<(), TrainError> {
+        use std::io::Write;
+        let line = match progress {
+            Progress::Step(s) => step_line(s, self.steps_per_epoch),
+            Progress::Evaluated(e) => eval_line(e, self.steps_per_epoch),
+            _ => return Ok(()),
+        };
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|()| self.file.flush())
+            .map_err(TrainError::io(&self.path))
+    }
 }
 
 /// `suspect_labels.jsonl`: each dropped pair as read from the data file (`record`), its line
@@ -280,10 +334,9 @@ pub fn write_records(
     evals: &[EvalRecord],
     (rounds, dropped): (&[RoundReport], &[DroppedPair]),
 ) -> Result<(), TrainError> {
-    let per_epoch = data.train.len() as f64 / config.batch as f64;
     write_atomic(
         &dir.join("metrics.jsonl"),
-        &metrics_lines(history, evals, per_epoch.ceil()),
+        &metrics_lines(history, evals, steps_per_epoch(config, data)),
     )?;
     let method = config.method()?;
     let run = [(method.name.as_str(), config.noise, config.seed, history)];
