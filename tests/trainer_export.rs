@@ -11,6 +11,7 @@ use ropo::data::template::Template;
 use ropo::models::{checkpoint, peft, weights_file::SaveDtype};
 use ropo::train::{
     scoring::pair_logp_sums,
+    stages::Session,
     trainer::TrainerConfig,
     trainer_output::{export_model, Export},
 };
@@ -56,7 +57,13 @@ fn exported_model_reloads_with_the_trained_policys_log_probs_and_the_inputs_conf
     let dir = scratch("export");
     let device = Default::default();
     let outcome = config
-        .train::<Training>(&data, &dir.join("checkpoints"), None, &device, &mut |_| {})
+        .train::<Training>(
+            &data,
+            &dir.join("checkpoints"),
+            &Session::default(),
+            &device,
+            &mut |_| {},
+        )
         .unwrap();
     assert_eq!(outcome.history.len(), 5);
     let folder = dir.join("model");
@@ -232,7 +239,13 @@ fn a_lora_run_trains_only_its_adapters_and_exports_them_merged_or_as_peft() {
     let dir = scratch("lora");
     let device = Default::default();
     let outcome = config
-        .train::<Training>(&data, &dir.join("checkpoints"), None, &device, &mut |_| {})
+        .train::<Training>(
+            &data,
+            &dir.join("checkpoints"),
+            &Session::default(),
+            &device,
+            &mut |_| {},
+        )
         .unwrap();
     let trained = outcome.model.clone();
     assert!(trained.has_adapters());

@@ -174,6 +174,20 @@ impl ChatFormat {
         matches!(self, ChatFormat::Builtin(_))
     }
 
+    /// A prompt alone as generation starts from it: a conversation through a Jinja template
+    /// rendered with the generation prompt (transformers' `apply_chat_template(messages,
+    /// add_generation_prompt=True)`), anything else as [`Template::prompt`] renders it (text
+    /// as it is). An error (a sentence) where the template refuses the conversation.
+    pub fn render_prompt(&self, prompt: &Prompt) -> Result<Vec<Piece>, String> {
+        match (self, prompt) {
+            (ChatFormat::Jinja(chat), Prompt::Messages(messages)) => {
+                Ok(vec![Piece::Text(chat.render(messages, true)?)])
+            }
+            (ChatFormat::Jinja(_), Prompt::Text(_)) => Template::Plain.prompt(prompt),
+            (ChatFormat::Builtin(template), _) => template.prompt(prompt),
+        }
+    }
+
     /// The pair as the model sees it. A text prompt and its answers are left as they are. A
     /// conversation with a Jinja template is rendered three times, as TRL does: with the
     /// generation prompt, and with each answer as a final assistant message; the prompt is

@@ -21,6 +21,9 @@
 //! TRL's DPO trainer splits at the common prefix; so `prompt ++ response` is always the
 //! tokenization of the whole text. Such pairs are counted in
 //! [`TokenizeReport::boundary_mismatches`].
+//!
+//! [`tokenize_prompt`] gives a prompt alone the same way (BOS included), for scoring and
+//! generation.
 
 use std::fmt;
 
@@ -217,27 +220,9 @@ fn tokenize_one(
         rejected,
     } = rendered;
     let mut notes = Notes::default();
-    let mut prompt = Vec::new();
-    // The prompt's last piece when it is text, and its ids, for the boundary with each response.
-    let (mut tail, mut tail_ids): (&str, Vec<u32>) = ("", Vec::new());
-    for piece in &pieces {
-        (tail, tail_ids) = match piece {
-            Piece::Text(text) => (text.as_str(), tokenizer.encode(text)?),
-            Piece::Bos => ("", tokenizer.bos_id().into_iter().collect()),
-            Piece::Eos => ("", tokenizer.eos_id().into_iter().collect()),
-        };
-        prompt.extend_from_slice(&tail_ids);
-        if tail.is_empty() {
-            tail_ids.clear();
-        }
-    }
     let special_tokens = options.template.adds_special_tokens();
+    let (mut prompt, tail, tail_ids) = encode_pieces(&pieces, tokenizer, special_tokens)?;
     let bos = tokenizer.bos_id();
-    if let Some(bos) = bos.filter(|_| special_tokens) {
-        if prompt.first() != Some(&bos) {
-            prompt.insert(0, bos);
-        }
-    }
 
     // Each response is tokenized together with the prompt's last text piece; where the
     // joint ids leave that piece's ids behind, the prompt ends where both joints still agree
@@ -292,6 +277,48 @@ fn tokenize_one(
         },
         notes,
     })
+}
+
+/// The ids of `pieces`, with BOS in front where `special_tokens` asks for it and the ids do not
+/// already start with it; and the last piece when it is text, with its ids (empty otherwise),
+/// for the boundary with a response.
+fn encode_pieces<'a>(
+    pieces: &'a [Piece],
+    tokenizer: &dyn Tokenizer,
+    special_tokens: bool,
+) -> Result<(Vec<u32>, &'a str, Vec<u32>), DataError> {
+    let mut ids = Vec::new();
+    let (mut tail, mut tail_ids): (&str, Vec<u32>) = ("", Vec::new());
+    for piece in pieces {
+        (tail, tail_ids) = match piece {
+            Piece::Text(text) => (text.as_str(), tokenizer.encode(text)?),
+            Piece::Bos => ("", tokenizer.bos_id().into_iter().collect()),
+            Piece::Eos => ("", tokenizer.eos_id().into_iter().collect()),
+        };
+        ids.extend_from_slice(&tail_ids);
+        if tail.is_empty() {
+            tail_ids.clear();
+        }
+    }
+    if let Some(bos) = tokenizer.bos_id().filter(|_| special_tokens) {
+        if ids.first() != Some(&bos) {
+            ids.insert(0, bos);
+        }
+    }
+    Ok((ids, tail, tail_ids))
+}
+
+/// The token ids of `pieces`, a prompt alone as [`ChatFormat::render_prompt`] renders it
+/// (for scoring or generation), with BOS as [`tokenize`] puts it before a pair's prompt: in
+/// front where `format` adds special tokens (a built-in template) unless the ids already start
+/// with it, as a template that writes BOS as text does; never by a model's own template, which
+/// writes BOS itself where the model wants it. No length limit.
+pub fn tokenize_prompt(
+    pieces: &[Piece],
+    tokenizer: &dyn Tokenizer,
+    format: &ChatFormat,
+) -> Result<Vec<u32>, DataError> {
+    encode_pieces(pieces, tokenizer, format.adds_special_tokens()).map(|(ids, _, _)| ids)
 }
 
 #[cfg(test)]
@@ -586,6 +613,64 @@ mod tests {
             &unsplit
         ));
         assert_eq!(out.pairs[1].prompt, [vec![bos], encode("Say:")].concat());
+    }
+
+    /// `tests/fixtures/tiny_chat`: SmolLM2-Instruct's shape, BOS `<|im_start|>` (id 1) and a
+    /// chat template that starts every turn with `<|im_start|>` (see its `make_tiny_chat.py`).
+    fn tiny_chat() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny_chat")
+    }
+
+    #[test]
+    fn bos_written_by_the_template_as_im_start_is_not_doubled() {
+        let folder = tiny_chat();
+        let tokenizer = load_tokenizer(&folder).unwrap();
+        let (bos, eos) = (tokenizer.bos_id().unwrap(), tokenizer.eos_id().unwrap());
+        assert_eq!((bos, eos), (1, 2), "<|im_start|> and <|im_end|>");
+        let encode = |text: &str| tokenizer.encode(text).unwrap();
+        let user = Message {
+            role: "user".into(),
+            content: "the cat sat".into(),
+        };
+        let pair = ChatPair {
+            prompt: Prompt::Messages(vec![user]),
+            chosen: "yes".into(),
+            rejected: "no".into(),
+        };
+        let system = "<|im_start|>system\nyou help and you are kind<|im_end|>\n";
+        let rendered =
+            format!("{system}<|im_start|>user\nthe cat sat<|im_end|>\n<|im_start|>assistant\n");
+        let own = ChatFormat::resolve(Template::Auto, &folder).unwrap();
+        assert!(matches!(own, ChatFormat::Jinja(_)), "{own}");
+        for format in [own, Template::ChatMl.into()] {
+            let out = tokenize(
+                std::slice::from_ref(&pair),
+                tokenizer.as_ref(),
+                &TokenizeOptions::new(format.clone(), 1000),
+            )
+            .unwrap();
+            let prompt = &out.pairs[0].prompt;
+            assert_eq!(prompt[0], bos, "{format}");
+            assert_ne!(prompt[1], bos, "{format}: BOS twice");
+            if let ChatFormat::Jinja(_) = format {
+                assert_eq!(prompt, &encode(&rendered));
+                assert_eq!(out.pairs[0].chosen, encode("yes<|im_end|>\n"));
+            }
+            let pieces = format.render_prompt(&pair.prompt).unwrap();
+            let alone = tokenize_prompt(&pieces, tokenizer.as_ref(), &format).unwrap();
+            assert_eq!(&alone, prompt, "{format}: the prompt alone as in a pair");
+        }
+        // Text that starts with BOS written out gets no second one from a built-in template.
+        let text = Prompt::Text("<|im_start|>user\nthe cat".into());
+        let plain: ChatFormat = Template::Plain.into();
+        let pieces = plain.render_prompt(&text).unwrap();
+        let ids = tokenize_prompt(&pieces, tokenizer.as_ref(), &plain).unwrap();
+        assert_eq!(ids, encode("<|im_start|>user\nthe cat"));
+        let pieces = plain
+            .render_prompt(&Prompt::Text("the cat".into()))
+            .unwrap();
+        let ids = tokenize_prompt(&pieces, tokenizer.as_ref(), &plain).unwrap();
+        assert_eq!(ids, [vec![bos], encode("the cat")].concat());
     }
 
     fn pair_prompt_is_a_proper_prefix(prompt: &[u32], unsplit: &[u32]) -> bool {

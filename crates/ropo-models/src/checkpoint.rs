@@ -21,19 +21,23 @@ use serde::Deserialize;
 
 use crate::{
     config::ModelConfig,
-    integrity, llama2c,
+    integrity, llama2c, peft,
     weights_file::{self, SaveDtype},
     CausalLm, ModelError,
 };
 
 /// Opens a model from a checkpoint folder (`config.json` + safetensors), a `.safetensors` file
-/// whose folder holds `config.json`, or a llama2.c `.bin` file.
+/// whose folder holds `config.json`, or a llama2.c `.bin` file. A PEFT adapter folder is an
+/// error naming its base (see [`peft::load_adapter`] to apply one).
 pub fn load<B: Backend>(path: &Path, device: &B::Device) -> Result<CausalLm<B>, ModelError> {
     if !path.exists() {
         return Err(ModelError::io(path)(std::io::Error::new(
             std::io::ErrorKind::NotFound,
             "no such checkpoint file or folder",
         )));
+    }
+    if peft::is_adapter(path) {
+        return Err(peft::not_a_model(path));
     }
     if path.extension().is_some_and(|ext| ext == "bin") {
         return llama2c::load(path, device);
@@ -117,6 +121,9 @@ struct ShardIndex {
 /// The configuration of the checkpoint at `path` (read from its `config.json`, without loading
 /// any weight); `None` for a llama2.c `.bin`, whose header [`load`] reads.
 pub fn config_of(path: &Path) -> Result<Option<ModelConfig>, ModelError> {
+    if peft::is_adapter(path) {
+        return Err(peft::not_a_model(path));
+    }
     if path.extension().is_some_and(|ext| ext == "bin") {
         return Ok(None);
     }
@@ -131,6 +138,9 @@ pub fn config_of(path: &Path) -> Result<Option<ModelConfig>, ModelError> {
 /// The type `path`'s weights are stored in (a checkpoint [`load`] accepts; a llama2.c `.bin`
 /// holds f32), so that a trained model can be saved as its input came.
 pub fn stored_dtype(path: &Path) -> Result<SaveDtype, ModelError> {
+    if peft::is_adapter(path) {
+        return Err(peft::not_a_model(path));
+    }
     if path.extension().is_some_and(|ext| ext == "bin") {
         return Ok(SaveDtype::F32);
     }

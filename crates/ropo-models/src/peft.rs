@@ -145,6 +145,48 @@ pub fn save_adapter<B: Backend>(
     integrity::seal(folder, &[CONFIG_FILE.to_string(), WEIGHTS_FILE.to_string()])
 }
 
+/// Whether `path` is a PEFT adapter folder: it holds `adapter_config.json` and no model
+/// `config.json`, so it is opened over its base ([`base_of`], [`load_adapter`]).
+pub fn is_adapter(path: &Path) -> bool {
+    path.is_dir() && path.join(CONFIG_FILE).is_file() && !path.join("config.json").is_file()
+}
+
+/// The base model the adapter in `folder` names in `base_model_name_or_path` (a path or a
+/// Hub id, as written). An error naming the field where it is absent, null or empty.
+pub fn base_of(folder: &Path) -> Result<String, ModelError> {
+    let path = folder.join(CONFIG_FILE);
+    let text = crate::text_file::read_settings(&path)?;
+    let bad = |message: String| ModelError::Config {
+        path: path.clone(),
+        message,
+    };
+    let config: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    match config.get("base_model_name_or_path") {
+        Some(serde_json::Value::String(base)) if !base.trim().is_empty() => Ok(base.clone()),
+        _ => Err(bad(
+            "base_model_name_or_path does not name the base model this adapter applies to; \
+             set it to the base's folder or Hub id"
+                .into(),
+        )),
+    }
+}
+
+/// The error for a PEFT adapter folder given where a whole model is wanted: it names the base
+/// to give instead.
+pub(crate) fn not_a_model(folder: &Path) -> ModelError {
+    let base = base_of(folder).map_or_else(
+        |_| "base_model_name_or_path is not set".to_owned(),
+        |base| format!("base_model_name_or_path = {base:?}"),
+    );
+    ModelError::Config {
+        path: folder.join(CONFIG_FILE),
+        message: format!(
+            "a PEFT adapter, not a model: give its base ({base}) as the model; `score` and \
+             `generate` take the adapter folder and apply it"
+        ),
+    }
+}
+
 /// `model` (the base) with the PEFT adapter of `folder` attached: every module its
 /// `target_modules` names gets the stored factors. Refuses what ropo cannot reproduce
 /// (DoRA, rsLoRA, trained biases, a pattern for `target_modules`) and any missing, extra or

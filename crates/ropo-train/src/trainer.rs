@@ -543,10 +543,10 @@ impl TrainerConfig {
             None => passes.push(format!("reference log-probs of {train} training pairs")),
         }
         if eval > 0 {
-            let evaluations = match self.eval_every {
-                0 => 1,
-                every => self.total_steps(train).div_ceil(every),
-            };
+            // Every round evaluates at its end and every `eval_every` of its own steps.
+            let rounds = self.filter_rounds + 1;
+            let round_steps = self.total_steps(train) / rounds;
+            let evaluations = rounds * round_steps.div_ceil(self.eval_every.max(round_steps));
             passes.push(format!(
                 "reference log-probs of {eval} evaluation pairs, then {evaluations} evaluation(s) \
                  of them"
