@@ -15,7 +15,9 @@ model is built from the config with random weights (seeded), which times the sam
 Prints one JSON line on stdout and nothing else: {"model", "backend", "batch", "seq",
 "tokens_per_s", "step_ms_p50", "step_ms_p90", "peak_rss_mib", "peak_gpu_mib", "mfu",
 "params", "trainable_params", ...}. Anything the libraries print goes to stderr.
-Needs torch and transformers, and peft for `--lora-rank` > 0.
+Needs torch and transformers, and peft for `--lora-rank` > 0. `--check-args` prints the
+parsed options as JSON and exits before importing torch: xtask's test of the options it passes
+uses it.
 """
 
 import argparse
@@ -26,9 +28,41 @@ import os
 import sys
 import time
 
-import torch
-import torch.nn.functional as F
-from torch_pref_step import peak_rss_mib
+
+def parse_args(argv=None):
+    """The parser and the options, as `cargo xtask bench step --model DIR --vs-torch` passes
+    them (bench.rs)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", required=True, help="a Hugging Face model folder")
+    parser.add_argument("--batch", type=int, default=4, help="pairs per step")
+    parser.add_argument("--seq", type=int, default=256, help="tokens per sequence")
+    parser.add_argument("--iters", type=int, default=5, help="timed steps after 2 warm-up steps")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--dtype", default="f32", choices=["f32", "bf16", "f16"])
+    parser.add_argument("--lora-rank", type=int, default=0, help="0: full fine-tuning")
+    parser.add_argument("--lora-alpha", type=float, default=None, help="default 2 * rank")
+    parser.add_argument("--lora-dropout", type=float, default=0.0)
+    parser.add_argument("--lora-targets", default=None,
+                        help="comma list of HF module names (default: every linear layer)")
+    parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--peak-tflops", type=float, default=989.0,
+                        help="the device's peak TFLOP/s for --dtype, for `mfu` "
+                             "(default: H100/H200 bf16 dense)")
+    parser.add_argument("--check-args", action="store_true",
+                        help="print the parsed options as JSON and exit (needs no torch)")
+    return parser, parser.parse_args(argv)
+
+
+# Before torch is imported, so that the options can be checked where torch is not installed.
+if __name__ == "__main__":
+    PARSER, ARGS = parse_args()
+    if ARGS.check_args:
+        print(json.dumps(vars(ARGS)))
+        sys.exit(0)
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch_pref_step import peak_rss_mib  # noqa: E402
 
 DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
 
@@ -94,24 +128,7 @@ def check_args(parser, args):
         parser.error("--iters must be at least 1")
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model", required=True, help="a Hugging Face model folder")
-    parser.add_argument("--batch", type=int, default=4, help="pairs per step")
-    parser.add_argument("--seq", type=int, default=256, help="tokens per sequence")
-    parser.add_argument("--iters", type=int, default=5, help="timed steps after 2 warm-up steps")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--dtype", default="f32", choices=DTYPES)
-    parser.add_argument("--lora-rank", type=int, default=0, help="0: full fine-tuning")
-    parser.add_argument("--lora-alpha", type=float, default=None, help="default 2 * rank")
-    parser.add_argument("--lora-dropout", type=float, default=0.0)
-    parser.add_argument("--lora-targets", default=None,
-                        help="comma list of HF module names (default: every linear layer)")
-    parser.add_argument("--gradient-checkpointing", action="store_true")
-    parser.add_argument("--peak-tflops", type=float, default=989.0,
-                        help="the device's peak TFLOP/s for --dtype, for `mfu` "
-                             "(default: H100/H200 bf16 dense)")
-    args = parser.parse_args()
+def main(parser, args):
     check_args(parser, args)
 
     # Libraries print banners and notices on stdout; the caller parses stdout as one JSON
@@ -228,4 +245,4 @@ def backend_detail(device):
 
 
 if __name__ == "__main__":
-    main()
+    main(PARSER, ARGS)

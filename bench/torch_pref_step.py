@@ -4,24 +4,50 @@ config and the same DPO step as ropo's benchmark (policy forward + backward on c
 rejected in one batch, cached reference log-probs, AdamW update), in plain eager PyTorch.
 
     python3 bench/torch_pref_step.py --model llama-4x256 --batch 8 --seq 256 --iters 10
+    python3 bench/torch_pref_step.py --model stories260K --lora-rank 16
 
 Prints one JSON line: {"model", "backend": "torch", "tokens_per_s", "step_ms_p50", ...}.
-Only PyTorch (CPU build is enough) is needed.
+Only PyTorch (CPU build is enough) is needed. `--check-args` prints the parsed options as
+JSON and exits before importing torch: xtask's test of the options it passes uses it.
 """
 
 import argparse
 import json
-import math
+import sys
 import time
-
-import torch
-import torch.nn.functional as F
 
 CONFIGS = {
     # dim, hidden, layers, heads, kv_heads, vocab
     "stories260K": (64, 172, 5, 8, 4, 512),
     "llama-4x256": (256, 1024, 4, 8, 8, 512),
 }
+
+
+def parse_args(argv=None):
+    """The options, as `cargo xtask bench step --vs-torch` passes them (bench.rs)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="llama-4x256", choices=CONFIGS)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seq", type=int, default=256)
+    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--lora-rank", type=int, default=0,
+                        help="LoRA rank on every projection, alpha twice the rank, the rest "
+                             "frozen, as ropo's bench (0: full fine-tuning)")
+    parser.add_argument("--check-args", action="store_true",
+                        help="print the parsed options as JSON and exit (needs no torch)")
+    return parser.parse_args(argv)
+
+
+# Before torch is imported, so that the options can be checked where torch is not installed.
+if __name__ == "__main__":
+    ARGS = parse_args()
+    if ARGS.check_args:
+        print(json.dumps(vars(ARGS)))
+        sys.exit(0)
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 
 class Block(torch.nn.Module):
@@ -51,6 +77,31 @@ class Block(torch.nn.Module):
         x = x + self.o(a.transpose(1, 2).reshape(b, s, -1))
         h = self.n2(x)
         return x + self.down(F.silu(self.gate(h)) * self.up(h))
+
+
+class LoraLinear(torch.nn.Module):
+    """`base(x) + (alpha / rank) * b(a(x))` with `base` frozen and `b` starting at zero, as
+    ropo's (and PEFT's) adapters with no dropout."""
+
+    def __init__(self, base, rank, alpha):
+        super().__init__()
+        self.base = base.requires_grad_(False)
+        self.a = torch.nn.Linear(base.in_features, rank, bias=False)
+        self.b = torch.nn.Linear(rank, base.out_features, bias=False)
+        torch.nn.init.zeros_(self.b.weight)
+        self.scale = alpha / rank
+
+    def forward(self, x):
+        return self.base(x) + self.scale * self.b(self.a(x))
+
+
+def add_lora(model, rank):
+    """Freezes every weight of `model` and adapts every projection of its blocks (ropo's
+    `LoraTarget::ALL`) with rank `rank` and alpha twice the rank."""
+    model.requires_grad_(False)
+    for block in model.blocks:
+        for name in ("q", "k", "v", "o", "gate", "up", "down"):
+            setattr(block, name, LoraLinear(getattr(block, name), rank, 2.0 * rank))
 
 
 def rotate(x, cos, sin):
@@ -94,19 +145,15 @@ def peak_rss_mib():
     return None
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="llama-4x256", choices=CONFIGS)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seq", type=int, default=256)
-    parser.add_argument("--iters", type=int, default=10)
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    args = parser.parse_args()
+def main(args):
     torch.manual_seed(0)
     torch.set_default_device(args.device)
     dim, hidden, layers, heads, kv, vocab = CONFIGS[args.model]
     model = Model(dim, hidden, layers, heads, kv, vocab, args.seq)
-    optim = torch.optim.AdamW(model.parameters(), lr=1e-4, eps=1e-8, weight_decay=0.0)
+    if args.lora_rank > 0:
+        add_lora(model, args.lora_rank)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=1e-4, eps=1e-8, weight_decay=0.0)
     prompt = min(32, args.seq // 2)
     rows = torch.arange(args.batch).unsqueeze(1)
     pos = torch.arange(args.seq).unsqueeze(0)
@@ -124,7 +171,7 @@ def main():
         loss = -F.logsigmoid(0.1 * h).mean()
         optim.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         optim.step()
         if args.device == "cuda":
             torch.cuda.synchronize()  # the step is done when the GPU is, as ropo's read-back
@@ -156,4 +203,4 @@ def backend_name(device):
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

@@ -98,8 +98,11 @@ struct ScoreResult {
     peak_rss_mib: Option<f64>,
 }
 
-/// Runs the chosen benchmark and prints JSON lines, then a table.
+/// Runs the chosen benchmark and prints the CPU, JSON lines, then a table.
 pub fn run(args: &BenchArgs) -> CmdResult {
+    if !matches!(&args.what, BenchKind::Vocab(bench) if bench.is_child()) {
+        println!("{}", cpu_line());
+    }
     match &args.what {
         BenchKind::Score(bench) => score(bench),
         BenchKind::Step(bench) => step(bench),
@@ -181,6 +184,29 @@ fn torch_step(
     } else {
         ("cpu", "torch cpu")
     };
+    let (script, args) = torch_step_command(name, device, bench)?;
+    let line = run_python_bench(script, &args)?;
+    let number = |key: &str| line[key].as_f64().unwrap_or(f64::NAN);
+    Ok(ScoreResult {
+        model: format!("{label} (PyTorch)"),
+        backend,
+        batch: bench.batch,
+        seq: bench.seq,
+        tokens_per_s: number("tokens_per_s"),
+        step_ms_p50: number("step_ms_p50"),
+        step_ms_p90: number("step_ms_p90"),
+        peak_rss_mib: line["peak_rss_mib"].as_f64(),
+    })
+}
+
+/// The PyTorch reference script of `bench step --vs-torch` on model `name` and its arguments:
+/// `bench/torch_hf_step.py` on `--model`, else `bench/torch_pref_step.py` on a built-in model
+/// (whose options the test below checks against the script's own parser).
+fn torch_step_command(
+    name: &str,
+    device: &str,
+    bench: &ScoreBench,
+) -> Result<(&'static str, Vec<String>), String> {
     if bench.gradient_checkpointing && bench.model.is_none() {
         return Err("--gradient-checkpointing with --vs-torch needs --model (the built-in models' PyTorch script has no checkpointing)".into());
     }
@@ -188,7 +214,7 @@ fn torch_step(
         Some(dir) => ("bench/torch_hf_step.py", dir.display().to_string()),
         None => ("bench/torch_pref_step.py", name.to_string()),
     };
-    let args = [
+    let mut args = vec![
         "--model".to_string(),
         model,
         "--batch".into(),
@@ -202,23 +228,38 @@ fn torch_step(
         "--lora-rank".into(),
         bench.lora_rank.to_string(),
     ];
-    let args = if bench.gradient_checkpointing {
-        [&args[..], &["--gradient-checkpointing".to_string()]].concat()
-    } else {
-        args.to_vec()
+    if bench.gradient_checkpointing {
+        args.push("--gradient-checkpointing".into());
+    }
+    Ok((script, args))
+}
+
+/// The first line of every `bench` output: the CPU it ran on, as results differ between
+/// machines, most with the bf16 instructions (`avx512_bf16`, `amx_bf16`).
+fn cpu_line() -> String {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    match std::fs::read_to_string("/proc/cpuinfo") {
+        Ok(cpuinfo) => describe_cpu(&cpuinfo, threads),
+        Err(_) => format!("cpu: unknown (no /proc/cpuinfo), {threads} threads"),
+    }
+}
+
+/// [`cpu_line`] of the text of `/proc/cpuinfo`: the first processor's model name and flags.
+fn describe_cpu(cpuinfo: &str, threads: usize) -> String {
+    let field = |key: &str| {
+        cpuinfo.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            (name.trim() == key).then(|| value.trim())
+        })
     };
-    let line = run_python_bench(script, &args)?;
-    let number = |key: &str| line[key].as_f64().unwrap_or(f64::NAN);
-    Ok(ScoreResult {
-        model: format!("{label} (PyTorch)"),
-        backend,
-        batch: bench.batch,
-        seq: bench.seq,
-        tokens_per_s: number("tokens_per_s"),
-        step_ms_p50: number("step_ms_p50"),
-        step_ms_p90: number("step_ms_p90"),
-        peak_rss_mib: line["peak_rss_mib"].as_f64(),
-    })
+    let model = field("model name").unwrap_or("unknown");
+    let flags: Vec<&str> = field("flags").map_or(Vec::new(), |f| f.split_whitespace().collect());
+    let has = |flag: &str| if flags.contains(&flag) { "yes" } else { "no" };
+    format!(
+        "cpu: {model}, {threads} threads; avx512_bf16 {}, amx_bf16 {}",
+        has("avx512_bf16"),
+        has("amx_bf16")
+    )
 }
 
 /// Runs the PyTorch reference `script` with `args` under `$ROPO_PYTHON` (else `python3`) and
@@ -385,5 +426,73 @@ fn summarise(name: &str, bench: &ScoreBench, tokens: usize, mut times: Vec<f64>)
         step_ms_p50: percentile(0.5),
         step_ms_p90: percentile(0.9),
         peak_rss_mib: crate::memory::peak_mib(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `bench step`'s options with `lora_rank`, on `model` (`None`: the built-in models).
+    fn step_bench(
+        lora_rank: usize,
+        model: Option<&str>,
+        gradient_checkpointing: bool,
+    ) -> ScoreBench {
+        ScoreBench {
+            batch: 2,
+            seq: 64,
+            iters: 3,
+            stories: PathBuf::from("stories260K.bin"),
+            vs_torch: true,
+            model: model.map(PathBuf::from),
+            lora_rank,
+            gradient_checkpointing,
+        }
+    }
+
+    #[test]
+    fn the_pytorch_scripts_accept_the_arguments_bench_step_passes() {
+        let python = std::env::var("ROPO_PYTHON").unwrap_or_else(|_| "python3".into());
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let cases = [
+            ("stories260K", step_bench(0, None, false)),
+            ("llama-4x256", step_bench(4, None, false)),
+            ("m", step_bench(0, Some("some/hf-folder"), false)),
+            ("m", step_bench(8, Some("some/hf-folder"), true)),
+        ];
+        for (name, bench) in cases {
+            let (script, args) = torch_step_command(name, "cpu", &bench).unwrap();
+            // `--check-args` parses as the script would and exits before importing torch.
+            let output = std::process::Command::new(&python)
+                .arg(script)
+                .arg("--check-args")
+                .args(&args)
+                .current_dir(&root)
+                .output()
+                .unwrap_or_else(|e| panic!("{python} (stdlib only is needed): {e}"));
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(output.status.success(), "{script} {args:?}: {stderr}");
+            let parsed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+            assert_eq!(parsed["lora_rank"], bench.lora_rank, "{script}");
+            assert_eq!(parsed["batch"], bench.batch, "{script}");
+            assert_eq!(parsed["device"], "cpu", "{script}");
+            if bench.model.is_some() {
+                assert_eq!(
+                    parsed["gradient_checkpointing"], bench.gradient_checkpointing,
+                    "{script}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_cpu_line_names_the_model_and_the_bf16_instructions() {
+        let cpuinfo = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n\
+                       flags\t\t: fpu avx512f avx512_bf16 amx_tile\n\nprocessor\t: 1\n";
+        assert_eq!(
+            describe_cpu(cpuinfo, 2),
+            "cpu: Intel(R) Xeon(R) Platinum 8480+, 2 threads; avx512_bf16 yes, amx_bf16 no"
+        );
     }
 }

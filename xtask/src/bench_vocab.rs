@@ -44,6 +44,14 @@ struct VocabResult {
     peak_extra_mib: Option<f64>,
 }
 
+impl VocabBench {
+    /// Whether this process measures one path for a parent `bench vocab` (which reads its
+    /// stdout as one JSON value).
+    pub fn is_child(&self) -> bool {
+        self.only.is_some()
+    }
+}
+
 /// Runs each path in a child process (or, with `--only`, one path here) and prints both.
 pub fn run(bench: &VocabBench) -> CmdResult {
     if let Some(path) = &bench.only {

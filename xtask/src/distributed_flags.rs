@@ -17,11 +17,17 @@ pub struct DistributedFlags {
     data_parallel: Option<usize>,
     /// Seconds rank 0 waits for a data-parallel peer, or for the all-reduce, before ending the
     /// run (default 600).
-    #[arg(long, help_heading = "Distributed")]
+    #[arg(long, help_heading = "Distributed", aliases = ["ddp_timeout", "ddp-timeout"])]
     peer_timeout: Option<u64>,
 }
 
 impl DistributedFlags {
+    /// The ranks the flags ask for (1 without `--data-parallel`).
+    pub fn ranks(&self) -> usize {
+        self.data_parallel
+            .unwrap_or(ropo::train::data_parallel::DataParallel::default().peers)
+    }
+
     /// Applies the flags given to `settings` (the rest keep their defaults) and checks the
     /// ranks against the run's `batch`. These settings come only from the command line (a run
     /// folder does not keep them), so their errors name no config file.

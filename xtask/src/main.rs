@@ -40,8 +40,8 @@ mod plot_losses;
 mod run_folder;
 mod tokenize_bench;
 mod train_cmd;
-mod trl_names;
 mod trainer_progress;
+mod trl_names;
 
 use std::process::ExitCode;
 

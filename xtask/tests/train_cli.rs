@@ -337,3 +337,78 @@ fn noise_detection_records_the_loss_auc_of_the_flips_at_each_validation_point() 
         }
     }
 }
+
+#[test]
+fn trainer_flags_are_refused_by_the_experiments_naming_the_flag() {
+    let dir = scratch("grid-trainer-flags");
+    let config = dir.join("tiny.toml");
+    std::fs::write(&config, TINY).unwrap();
+    let dataset = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/hh-stories260k.toml");
+    let out = dir.join("run");
+    let default = ["train", "--quiet", "--warmup", "0"];
+    let gold = [
+        "train",
+        "--quiet",
+        "--config",
+        config.to_str().unwrap(),
+        "--lr",
+        "1e-4",
+    ];
+    let real = [
+        "train",
+        "--quiet",
+        "--config",
+        dataset.to_str().unwrap(),
+        "--seed",
+        "1",
+    ];
+    for (args, expected) in [
+        (&default[..], "--warmup belongs to the trainer"),
+        (&gold[..], "--lr belongs to the trainer"),
+        (&real[..], "--seed belongs to the trainer"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} was accepted");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(!out.exists(), "{args:?} started a run");
+    }
+}
+
+#[test]
+fn a_partial_preference_table_runs_with_the_defaults_for_the_rest() {
+    let dir = scratch("partial-preference");
+    let (start, _) = TINY.split_once("[preference]").unwrap();
+    let config = dir.join("partial.toml");
+    std::fs::write(
+        &config,
+        format!("{start}[preference]\npairs = 64\nsteps = 12\nbatch = 16\nlr = 1e-4\n"),
+    )
+    .unwrap();
+    let out = dir.join("run");
+    xtask_ok([
+        "train",
+        "--quiet",
+        "--stop-after-steps",
+        "1",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let written = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    let written: toml::Table = toml::from_str(&written).unwrap();
+    let preference = &written["preference"];
+    assert_eq!(preference["lr"].as_float(), Some(1e-4));
+    // The defaults `cargo xtask train` runs with (docs/training.md).
+    assert_eq!(preference["warmup"].as_integer(), Some(10));
+    assert_eq!(preference["beta"].as_float(), Some(0.1));
+    assert_eq!(preference["alpha"].as_float(), Some(14.0));
+    assert_eq!(preference["epsilon"].as_float(), Some(0.2));
+}

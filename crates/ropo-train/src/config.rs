@@ -62,7 +62,8 @@ pub struct GoldExperiment {
     pub framework: Framework,
 }
 
-/// Shape of the experiment's transformer.
+/// Shape of the experiment's transformer (a `[model]` table gives every field: they only make
+/// sense together).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TinyModel {
@@ -76,9 +77,9 @@ pub struct TinyModel {
     pub intermediate: usize,
 }
 
-/// The SFT stage.
+/// The SFT stage; fields left out keep their defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct SftStage {
     /// Training examples.
     pub examples: usize,
@@ -90,9 +91,9 @@ pub struct SftStage {
     pub lr: f64,
 }
 
-/// The preference stage and the loss hyper-parameters.
+/// The preference stage and the loss hyper-parameters; fields left out keep their defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct PreferenceStage {
     /// Training pairs (before noise).
     pub pairs: usize,
@@ -174,6 +175,37 @@ pub const DEFAULT_METHODS: [&str; 8] = [
     "ropo+filter+rs",
 ];
 
+impl Default for SftStage {
+    fn default() -> Self {
+        Self {
+            examples: 4000,
+            steps: 150,
+            batch: 64,
+            lr: 1e-2,
+        }
+    }
+}
+
+impl Default for PreferenceStage {
+    fn default() -> Self {
+        Self {
+            pairs: 1500,
+            steps: 200,
+            batch: 32,
+            lr: 1e-3,
+            warmup: 10,
+            beta: 0.1,
+            alpha: 14.0,
+            epsilon: 0.2,
+            gamma: None,
+            ipo_margin: None,
+            nll_weight: None,
+            weight_decay: None,
+            grad_accum: None,
+        }
+    }
+}
+
 impl Default for GoldExperiment {
     fn default() -> Self {
         Self {
@@ -184,27 +216,8 @@ impl Default for GoldExperiment {
                 heads: 4,
                 intermediate: 64,
             },
-            sft: SftStage {
-                examples: 4000,
-                steps: 150,
-                batch: 64,
-                lr: 1e-2,
-            },
-            preference: PreferenceStage {
-                pairs: 1500,
-                steps: 200,
-                batch: 32,
-                lr: 1e-3,
-                warmup: 10,
-                beta: 0.1,
-                alpha: 14.0,
-                epsilon: 0.2,
-                gamma: None,
-                ipo_margin: None,
-                nll_weight: None,
-                weight_decay: None,
-                grad_accum: None,
-            },
+            sft: SftStage::default(),
+            preference: PreferenceStage::default(),
             losses: DEFAULT_METHODS.map(LossEntry::from).to_vec(),
             noise: vec![0.0, 0.2, 0.4],
             noise_model: NoiseModel::Symmetric,
@@ -456,6 +469,28 @@ mod tests {
         assert_eq!(
             config.loss_names(),
             ["ropo", "ropo{beta=0.5,alpha=6}", "simpo{gamma=1.5}"]
+        );
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn a_partial_stage_table_takes_the_defaults_for_the_fields_it_leaves_out() {
+        let config: GoldExperiment =
+            toml::from_str("[preference]\nlr = 1e-4\n\n[sft]\nsteps = 3\n").unwrap();
+        let default = GoldExperiment::default();
+        assert_eq!(
+            config.preference,
+            PreferenceStage {
+                lr: 1e-4,
+                ..default.preference
+            }
+        );
+        assert_eq!(
+            config.sft,
+            SftStage {
+                steps: 3,
+                ..default.sft
+            }
         );
         assert!(config.validate().is_ok());
     }
