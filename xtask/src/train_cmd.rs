@@ -10,7 +10,7 @@ use ropo::models::text_file::read_settings;
 use ropo::train::{
     config::GoldExperiment,
     dataset_experiment::DatasetExperiment,
-    framework::Scorer,
+    framework::{RoundSchedule, Scorer},
     label_noise::NoiseModel,
     loss_entry::LossEntry,
     records::Progress,
@@ -48,7 +48,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "runs/gold", aliases = ["output_dir", "output-dir"])]
     pub(crate) out: PathBuf,
     /// Continue the run in this folder where it stopped (its config.toml is used as is).
-    #[arg(long, conflicts_with_all = ["config", "losses", "noise", "seeds", "steps", "out", "experiment", "noise_model", "scorer"])]
+    #[arg(long, conflicts_with_all = ["config", "losses", "noise", "seeds", "steps", "out", "experiment", "noise_model", "scorer", "round_schedule"])]
     pub(crate) resume: Option<PathBuf>,
     /// Start afresh in a run folder that holds an earlier run, removing what it holds.
     #[arg(long, conflicts_with = "resume")]
@@ -74,6 +74,10 @@ pub struct TrainArgs {
     /// default `policy_log_prob_per_token`; `implicit_reward` is the paper's form).
     #[arg(long, value_enum)]
     pub(crate) scorer: Option<ScorerChoice>,
+    /// How the learning rate runs over the ROPO framework's rounds: `restart` (each round its
+    /// own warmup and cosine decay; the default) or `continuous` (one schedule over all rounds).
+    #[arg(long, value_enum)]
+    pub(crate) round_schedule: Option<RoundScheduleChoice>,
     /// Worker threads, each training one seed's runs at a time (default: the machine's
     /// cores); the results do not depend on it.
     #[arg(long)]
@@ -154,6 +158,25 @@ impl From<ScorerChoice> for Scorer {
     }
 }
 
+/// How the learning rate runs over rounds (`--round-schedule`), as ropo-train's
+/// [`RoundSchedule`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RoundScheduleChoice {
+    /// Each round its own warmup and decay.
+    Restart,
+    /// One warmup and decay over all rounds.
+    Continuous,
+}
+
+impl From<RoundScheduleChoice> for RoundSchedule {
+    fn from(choice: RoundScheduleChoice) -> Self {
+        match choice {
+            RoundScheduleChoice::Restart => Self::Restart,
+            RoundScheduleChoice::Continuous => Self::Continuous,
+        }
+    }
+}
+
 impl TrainArgs {
     /// Applies the command-line overrides to the fields every experiment has.
     fn override_into(
@@ -226,7 +249,7 @@ pub fn run(args: &TrainArgs, trainer_flags: &[String]) -> CmdResult {
     experiment
         .validate()
         .map_err(|e| in_config(config_file(args).as_deref(), e))?;
-    let _folder = open_run_folder(&out, &experiment, experiment.seed, entry(args))?;
+    let _folder = open_run_folder(&out, &experiment, experiment.seed, entry(args), &[])?;
     let steps_per_seed: usize = experiment
         .losses
         .iter()
@@ -335,6 +358,7 @@ fn run_dataset(args: &TrainArgs, path: &std::path::Path, text: &str) -> CmdResul
         (args.stop_after_steps.is_some(), "--stop-after-steps"),
         (args.experiment.is_some(), "--experiment"),
         (args.scorer.is_some(), "--scorer"),
+        (args.round_schedule.is_some(), "--round-schedule"),
         (args.noise_model.is_some(), "--noise-model"),
         (args.jobs.is_some(), "--jobs"),
     ] {
@@ -367,11 +391,13 @@ fn run_dataset(args: &TrainArgs, path: &std::path::Path, text: &str) -> CmdResul
     experiment
         .validate()
         .map_err(|e| in_config(Some(path), e))?;
+    let source = &experiment.dataset;
     let _folder = open_run_folder(
         &args.out,
         &experiment,
-        experiment.dataset.split_seed,
+        source.split_seed,
         entry(args),
+        &[&source.model, &source.tokenizer, &source.pairs],
     )?;
     let start = Instant::now();
     let (counts, runs) = experiment.run::<Training>(&Default::default(), &mut |progress| {
@@ -458,6 +484,9 @@ fn resolve(args: &TrainArgs) -> Result<GoldExperiment, Box<dyn std::error::Error
     }
     if let Some(scorer) = args.scorer {
         experiment.framework.scorer = scorer.into();
+    }
+    if let Some(schedule) = args.round_schedule {
+        experiment.framework.schedule = schedule.into();
     }
     Ok(experiment)
 }

@@ -454,42 +454,43 @@ fn a_filter_run_shorter_than_an_epoch_scores_and_filters_only_the_pairs_it_train
 }
 
 #[test]
-fn filter_rounds_follow_one_learning_rate_schedule() {
+fn filter_rounds_restart_the_learning_rate_schedule_or_continue_it_as_asked() {
     let dir = scratch("align-schedule");
-    let out = dir.join("run");
-    ok(&trainer(&[
-        "--steps",
-        "8",
-        "--filter-rounds",
-        "1",
-        "--warmup",
-        "2",
-        "--out",
-        out.to_str().unwrap(),
-    ]));
-    let text = String::from_utf8(read(&out.join("metrics.jsonl"))).unwrap();
-    let rates: Vec<f64> = text
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .map(|line| line["learning_rate"].as_f64().unwrap())
-        .collect();
-    // Warmup over steps 1–2 to 1e-3, then one cosine to zero at step 8, across both rounds.
-    let expected: Vec<f64> = (0..8)
-        .map(|step| match step {
-            0 | 1 => 1e-3 * (step + 1) as f64 / 2.0,
-            _ => {
-                let progress = (step - 2) as f64 / 6.0;
-                1e-3 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
-            }
-        })
-        .collect();
-    assert_eq!(rates.len(), 8);
-    for (step, (rate, want)) in rates.iter().zip(&expected).enumerate() {
-        assert!(
-            (rate - want).abs() < 1e-12,
-            "step {}: lr {rate}, want {want}",
-            step + 1
-        );
+    // Warmup then cosine to zero: the rate of 0-based `step` of a schedule of `total` steps.
+    let cosine = |step: usize, total: usize| match step {
+        0 | 1 => 1e-3 * (step + 1) as f64 / 2.0,
+        _ => {
+            let progress = (step - 2) as f64 / (total - 2) as f64;
+            1e-3 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+        }
+    };
+    let restart: Vec<f64> = (0..8).map(|step| cosine(step % 4, 4)).collect();
+    let continuous: Vec<f64> = (0..8).map(|step| cosine(step, 8)).collect();
+    for (schedule, expected) in [("restart", restart), ("continuous", continuous)] {
+        let out = dir.join(schedule);
+        ok(&trainer(&[
+            "--steps",
+            "8",
+            "--filter-rounds",
+            "1",
+            "--warmup",
+            "2",
+            "--round-schedule",
+            schedule,
+            "--out",
+            out.to_str().unwrap(),
+        ]));
+        let text = String::from_utf8(read(&out.join("metrics.jsonl"))).unwrap();
+        let rates: Vec<f64> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|line| line["learning_rate"].as_f64().unwrap())
+            .collect();
+        assert_eq!(rates.len(), 8);
+        for (step, (rate, want)) in rates.iter().zip(&expected).enumerate() {
+            let step = step + 1;
+            assert!((rate - want).abs() < 1e-12, "{schedule} step {step}: lr {rate}, want {want}");
+        }
     }
 }
 

@@ -204,6 +204,7 @@ impl GoldExperiment {
                 eos: ropo_data::gold::EOS,
                 scorer: framework.scorer,
             }),
+            schedule: framework.schedule,
         }
     }
 }

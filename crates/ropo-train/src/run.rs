@@ -15,7 +15,7 @@ use crate::{
     config::PreferenceStage,
     data_parallel::DataParallel,
     eval::pair_losses,
-    framework::{keep_lowest_loss, resample_pairs, Resampling},
+    framework::{keep_lowest_loss, resample_pairs, Resampling, RoundSchedule},
     loss_entry::{DataStep, LossEntry},
     records::{FilterQuality, LossHistogram, Progress, RoundReport, StepRecord},
     reference::{reference_logps, swap_flipped, PairReference, ReferenceLogps},
@@ -101,6 +101,8 @@ pub struct Rounds {
     pub rho: f64,
     /// How dropped prompts are resampled (needed by [`DataStep::FilterResample`]).
     pub resampling: Option<Resampling>,
+    /// How the learning rate runs over the rounds.
+    pub schedule: RoundSchedule,
 }
 
 impl Rounds {
@@ -110,6 +112,7 @@ impl Rounds {
             count: 1,
             rho: 0.0,
             resampling: None,
+            schedule: RoundSchedule::default(),
         }
     }
 }
@@ -270,7 +273,10 @@ impl<B: TrainingBackend> Run<'_, B> {
             };
             let run = PreferenceRun {
                 stage: &round_stage,
-                schedule_span: (offset, rounds * round_stage.steps),
+                schedule_span: match self.rounds.schedule {
+                    RoundSchedule::Restart => (0, round_stage.steps),
+                    RoundSchedule::Continuous => (offset, rounds * round_stage.steps),
+                },
                 loss: &self.method.loss,
                 pairs,
                 refs,

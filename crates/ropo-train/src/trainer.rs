@@ -22,6 +22,7 @@ use ropo_data::{
 use ropo_models::{
     attention::TrainingBackend,
     checkpoint,
+    config::ModelConfig,
     lora::{LoraConfig, LoraTarget},
     weights_file::SaveDtype,
     CausalLm,
@@ -32,13 +33,14 @@ use crate::{
     config::PreferenceStage,
     data_parallel::DataParallel,
     eval::eval_metrics,
-    framework::{Resampling, Scorer},
+    framework::{Resampling, RoundSchedule, Scorer},
     loss_entry::{DataStep, IpoForm},
     records::{EvalRecord, Progress, RoundReport, StepRecord},
     reference::{reference_logps, PairReference},
     run::{DroppedPair, Method, PreferenceSet, Rounds, Run},
     seeds::Seeds,
     stages::{run_sft, Session},
+    step::check_trained,
     TrainError,
 };
 
@@ -123,6 +125,9 @@ pub struct TrainerConfig {
     pub resample: usize,
     /// How rejection sampling ranks its candidates.
     pub scorer: Scorer,
+    /// How the learning rate runs over filter rounds: each round its own warmup and decay
+    /// (`restart`, the default), or one schedule over the whole run (`continuous`).
+    pub round_schedule: RoundSchedule,
     /// Sampling temperature of rejection sampling.
     pub temperature: f64,
     /// Most new tokens of a resampled response.
@@ -197,6 +202,7 @@ impl Default for TrainerConfig {
             filter_rho: 0.2,
             resample: 0,
             scorer: Scorer::PolicyLogProbPerToken,
+            round_schedule: RoundSchedule::default(),
             temperature: 1.0,
             max_new_tokens: 128,
             save_dtype: None,
@@ -505,16 +511,26 @@ impl TrainerConfig {
         })
     }
 
-    /// Refuses a model whose weights (and, for full fine-tuning, gradients and AdamW state)
-    /// exceed the memory available, from its `config.json` alone: call it before
+    /// Refuses a model whose weights and, for full fine-tuning, gradients and AdamW state (with
+    /// LoRA: the adapters' weights, gradients and AdamW state) exceed the memory available, and
+    /// a LoRA rank above the model's projections, from its `config.json` alone: call it before
     /// [`TrainerConfig::prepare`] and [`TrainerConfig::train`], so that nothing is read first.
     pub fn check_fits_in_memory(&self) -> Result<(), TrainError> {
         match checkpoint::config_of(&self.model)? {
-            Some(model) => model
-                .check_training_fits_in_memory(self.lora_rank == 0)
-                .map_err(|e| TrainError::Config(format!("{}: {e}", self.model.display()))),
+            Some(model) => self.check_model_fits(&model, false),
             None => Ok(()),
         }
+    }
+
+    /// [`TrainerConfig::check_fits_in_memory`] for `model`'s configuration, whose weights are
+    /// already in memory when `loaded` (a llama2.c model, whose header is its configuration).
+    fn check_model_fits(&self, model: &ModelConfig, loaded: bool) -> Result<(), TrainError> {
+        let fits = match self.lora() {
+            Some(lora) => model.check_lora_fits(lora.rank, &lora.targets, loaded),
+            None if loaded => Ok(()),
+            None => model.check_training_fits_in_memory(true),
+        };
+        fits.map_err(|e| TrainError::Config(format!("{}: {e}", self.model.display())))
     }
 
     /// The type to save the trained weights in: `save_dtype`, or the input's.
@@ -593,6 +609,7 @@ impl TrainerConfig {
             )));
         }
         if let Some(lora) = &lora {
+            self.check_model_fits(&start.config(), true)?;
             start = start.with_lora(lora)?;
         }
         if self.sft_steps > 0 {
@@ -651,6 +668,7 @@ impl TrainerConfig {
                     eos,
                     scorer: self.scorer,
                 }),
+                schedule: self.round_schedule,
             },
             bucket: 4,
             eval_every: self.eval_every,
@@ -673,8 +691,12 @@ impl TrainerConfig {
             Ok(Some(record))
         };
         let outcome = run.train(start, &mut evaluate, session, device, &mut { report })?;
+        let model = outcome.model.valid();
+        if let Some(pair) = data.train.first() {
+            check_trained(&model, pair, stage.steps, device)?;
+        }
         Ok(TrainerOutcome {
-            model: outcome.model.valid(),
+            model,
             steps: stage.steps,
             history: outcome.history,
             evals: outcome.curve,
