@@ -244,7 +244,14 @@ pub fn run(args: &TrainArgs) -> CmdResult {
         );
     }
     let store = out.join("checkpoints");
-    let _folder = open_run_folder(&out, &config, config.seed, entry(args))?;
+    let tokenizer = config.tokenizer_path();
+    let mut inputs = vec![
+        config.model.as_path(),
+        config.data.as_path(),
+        tokenizer.as_path(),
+    ];
+    inputs.extend(config.eval_data.as_deref());
+    let _folder = open_run_folder(&out, &config, config.seed, entry(args), &inputs)?;
     let start = Instant::now();
     let data = config.prepare()?;
     let steps = config.total_steps(data.train.len());
@@ -402,7 +409,26 @@ fn with_flags(
     if let Some(scorer) = args.scorer {
         config.scorer = scorer.into();
     }
+    if let Some(schedule) = args.round_schedule {
+        config.round_schedule = schedule.into();
+    }
     let flags = &args.align;
+    for (flag, value) in [
+        ("--batch", flags.batch),
+        (
+            "--per-device-train-batch-size",
+            flags.per_device_train_batch_size,
+        ),
+        ("--grad-accum", flags.grad_accum),
+        ("--max-length", flags.max_length),
+        ("--max-prompt-length", flags.max_prompt_length),
+        ("--epochs", flags.epochs),
+        ("--steps", args.steps),
+    ] {
+        if value == Some(0) {
+            return Err(format!("{flag}: must be at least 1").into());
+        }
+    }
     macro_rules! set {
         ($($field:ident),*) => {$(
             if let Some(value) = &flags.$field {

@@ -489,7 +489,10 @@ fn filter_rounds_restart_the_learning_rate_schedule_or_continue_it_as_asked() {
         assert_eq!(rates.len(), 8);
         for (step, (rate, want)) in rates.iter().zip(&expected).enumerate() {
             let step = step + 1;
-            assert!((rate - want).abs() < 1e-12, "{schedule} step {step}: lr {rate}, want {want}");
+            assert!(
+                (rate - want).abs() < 1e-12,
+                "{schedule} step {step}: lr {rate}, want {want}"
+            );
         }
     }
 }

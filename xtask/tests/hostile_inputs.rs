@@ -2,15 +2,20 @@
 //! petabytes, shard indexes that point outside their folder, NaN weights, outputs over the
 //! input or a folder, a second run into one folder): each must end in one `error: …` line that
 //! names the input, with a non-zero exit, within 10 s and under a 1 GiB address-space limit.
+//! The trainer's run folder (issue 37, items 5–9): `--overwrite` in a folder ropo did not make,
+//! `--out` at the input or at `/`, a run that diverges, LoRA ranks and batches no run can
+//! take, and an export killed half-way; each ends within 60 s, writes nothing outside its run
+//! folder and removes no file of the user's.
 
 // Each test binary uses a part of the shared helpers.
 #[allow(dead_code)]
 mod common;
 
-use std::io::Write;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{scratch, TINY};
@@ -21,6 +26,9 @@ const MEMORY_LIMIT: u64 = 1 << 30;
 /// How long each command may take.
 const TIME_LIMIT: Duration = Duration::from_secs(10);
 
+/// How long a trainer run on the tiny fixtures may take.
+const TRAIN_LIMIT: Duration = Duration::from_secs(60);
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -28,6 +36,51 @@ fn root() -> PathBuf {
 /// Runs xtask with `args` from the workspace root under the limits, and returns its stderr
 /// after checking it failed with one error line holding each of `expected`.
 fn refused(args: &[&str], expected: &[&str]) -> String {
+    let (status, stderr) = run_limited(args, TIME_LIMIT);
+    assert!(!status.success(), "{args:?} succeeded; stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines.len() == 1 && lines[0].starts_with("error: "),
+        "{args:?}: not one error line: {stderr}"
+    );
+    for needle in expected {
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: lacks {needle:?}: {stderr}"
+        );
+    }
+    stderr
+}
+
+/// Runs xtask with `args` as [`refused`] does, within [`TRAIN_LIMIT`], for a command that
+/// stops part-way (after the trainer's lines saying what it will do): it must fail, its last
+/// line must be its one `error: …` line, holding each of `expected`, and no line a panic.
+fn stops(args: &[&str], expected: &[&str]) -> String {
+    let (status, stderr) = run_limited(args, TRAIN_LIMIT);
+    assert!(!status.success(), "{args:?} succeeded; stderr: {stderr}");
+    let errors = stderr.lines().filter(|l| l.starts_with("error")).count();
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        errors == 1 && last.starts_with("error: ") && !stderr.contains("panicked"),
+        "{args:?}: not one error line at the end: {stderr}"
+    );
+    for needle in expected {
+        assert!(
+            last.contains(needle),
+            "{args:?}: lacks {needle:?}: {stderr}"
+        );
+    }
+    last.to_string()
+}
+
+/// Runs xtask with `args` under the limits within [`TRAIN_LIMIT`], which must succeed.
+fn succeeds(args: &[&str]) {
+    let (status, stderr) = run_limited(args, TRAIN_LIMIT);
+    assert!(status.success(), "{args:?} failed: {stderr}");
+}
+
+/// Starts xtask with `args` from the workspace root under the memory limit, its stderr piped.
+fn spawn_limited(args: &[&str]) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
     command
         .args(args)
@@ -49,33 +102,32 @@ fn refused(args: &[&str], expected: &[&str]) -> String {
             }
         });
     }
+    command.spawn().expect("xtask starts")
+}
+
+/// Runs xtask with `args` under the memory limit, killing it past `limit`: its exit status
+/// and stderr.
+fn run_limited(args: &[&str], limit: Duration) -> (ExitStatus, String) {
     let start = Instant::now();
-    let mut child = command.spawn().expect("xtask starts");
+    let mut child = spawn_limited(args);
+    // Read as it comes, so that a long stderr never blocks the child.
+    let mut pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut pipe, &mut text).unwrap();
+        text
+    });
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        if start.elapsed() > TIME_LIMIT {
+        if start.elapsed() > limit {
             let _ = child.kill();
-            panic!("{args:?}: still running after {} s", TIME_LIMIT.as_secs());
+            panic!("{args:?}: still running after {} s", limit.as_secs());
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(!status.success(), "{args:?} succeeded; stderr: {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert!(
-        lines.len() == 1 && lines[0].starts_with("error: "),
-        "{args:?}: not one error line: {stderr}"
-    );
-    for needle in expected {
-        assert!(
-            stderr.contains(needle),
-            "{args:?}: lacks {needle:?}: {stderr}"
-        );
-    }
-    stderr
+    (status, reader.join().unwrap())
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -427,9 +479,9 @@ fn inputs_once_silently_accepted_are_refused_or_read_as_meant() {
     assert!(stderr.len() < 1000, "{} bytes of error", stderr.len());
 }
 
-#[test]
-fn full_fine_tuning_that_cannot_fit_is_refused_before_loading_with_the_estimate() {
-    let dir = scratch("train-size");
+/// A Llama `config.json` (no weights) in `dir/big` whose f32 weights take about half of this
+/// machine's `MemAvailable`: they fit, and four times them (full fine-tuning) do not.
+fn model_half_the_memory(dir: &Path) -> PathBuf {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
     let available_kib: u128 = meminfo
         .lines()
@@ -442,14 +494,22 @@ fn full_fine_tuning_that_cannot_fit_is_refused_before_loading_with_the_estimate(
     // that (weights, gradients, two AdamW moments) does not.
     let target = available_kib * 1024 / 8;
     let layers = (target / 202_383_360).max(1) as u64;
-    let model = model_with_config(&dir, "big", |c| {
+    let model = model_with_config(dir, "big", |c| {
         c["hidden_size"] = 4096.into();
         c["intermediate_size"] = 11008.into();
         c["num_attention_heads"] = 32.into();
         c["num_key_value_heads"] = 32.into();
+        c["head_dim"] = 128.into();
         c["num_hidden_layers"] = layers.into();
     });
     std::fs::remove_file(model.join("model.safetensors")).unwrap();
+    model
+}
+
+#[test]
+fn full_fine_tuning_that_cannot_fit_is_refused_before_loading_with_the_estimate() {
+    let dir = scratch("train-size");
+    let model = model_half_the_memory(&dir);
     let data = root().join("tests/fixtures/tiny_pairs.jsonl");
     let (model, data) = (path_str(&model), path_str(&data));
     let (out, lora_out) = (dir.join("run"), dir.join("lora"));
@@ -477,4 +537,319 @@ fn full_fine_tuning_that_cannot_fit_is_refused_before_loading_with_the_estimate(
         stderr.contains("no model.safetensors") && !stderr.contains("AdamW"),
         "{stderr}"
     );
+}
+
+/// The tiny Llama fixture and pairs, as the trainer's flags, with `extra` after them.
+fn trainer_args(model: &Path, extra: &[&str]) -> Vec<String> {
+    let data = root().join("tests/fixtures/tiny_pairs.jsonl");
+    let mut args: Vec<String> = ["train", "--quiet", "--model", path_str(model), "--data"]
+        .map(String::from)
+        .to_vec();
+    args.push(path_str(&data).into());
+    for arg in ["--template", "plain", "--max-length", "32"]
+        .iter()
+        .chain(extra)
+    {
+        args.push(arg.to_string());
+    }
+    args
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// A copy of the tiny Llama fixture in `dir/name`.
+fn tiny_model(dir: &Path, name: &str) -> PathBuf {
+    model_with_config(dir, name, |_| {})
+}
+
+/// Every file and folder under `dir` (not following links) with its content (empty for a
+/// folder): what a test compares to show that nothing was written or removed.
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut found = BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let content = if meta.is_dir() {
+                pending.push(path.clone());
+                Vec::new()
+            } else if meta.is_symlink() {
+                std::fs::read_link(&path)
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes()
+            } else {
+                std::fs::read(&path).unwrap()
+            };
+            found.insert(path.strip_prefix(dir).unwrap().to_path_buf(), content);
+        }
+    }
+    found
+}
+
+/// Names of the entries of `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn overwrite_clears_only_what_ropo_wrote_and_only_in_a_run_folder_ropo_made() {
+    let dir = scratch("overwrite");
+    let model = tiny_model(&dir, "model");
+    // A project whose config.toml is its own, with sources and documents named as ropo's
+    // files are: not a run folder, whatever it holds.
+    let project = dir.join("project");
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    std::fs::create_dir_all(project.join("model")).unwrap();
+    for (file, text) in [
+        ("config.toml", "[package]\nname = \"mine\"\n"),
+        ("src/main.rs", "fn main() {}\n"),
+        ("report.md", "# my report\n"),
+        ("metrics.jsonl", "{}\n"),
+        ("model/weights.bin", "mine"),
+    ] {
+        std::fs::write(project.join(file), text).unwrap();
+    }
+    let before = tree(&dir);
+    let args = trainer_args(
+        &model,
+        &["--steps", "1", "--out", path_str(&project), "--overwrite"],
+    );
+    refused(
+        &strs(&args),
+        &[
+            "--overwrite clears only a run folder ropo made",
+            "not a ropo trainer",
+        ],
+    );
+    // A trainer config kept in the project is a ropo config, but ropo made no run here.
+    let config = format!("model = {:?}\nlr = 1e-5\n", path_str(&model));
+    std::fs::write(project.join("config.toml"), &config).unwrap();
+    let before_config = tree(&dir);
+    refused(&strs(&args), &["holds no environment.json that ropo wrote"]);
+    assert_eq!(tree(&dir), before_config, "the project changed");
+    std::fs::write(project.join("config.toml"), "[package]\nname = \"mine\"\n").unwrap();
+    assert_eq!(tree(&dir), before, "the project changed");
+
+    // A run folder ropo made, where the user keeps notes, a plot and the data beside the run,
+    // and an interrupted export and write were left behind.
+    let run = dir.join("run");
+    succeeds(&strs(&trainer_args(
+        &model,
+        &["--steps", "1", "--out", path_str(&run)],
+    )));
+    std::fs::create_dir_all(run.join("data")).unwrap();
+    std::fs::create_dir_all(run.join(".tmp-model")).unwrap();
+    let data = run.join("data/pairs.jsonl");
+    std::fs::copy(root().join("tests/fixtures/tiny_pairs.jsonl"), &data).unwrap();
+    for (file, text) in [
+        ("notes.txt", "mine"),
+        ("mine.svg", "<svg/>"),
+        (".tmp-model/model.safetensors", "half"),
+        ("metrics.tmp", "half"),
+    ] {
+        std::fs::write(run.join(file), text).unwrap();
+    }
+    let kept = |tree: &BTreeMap<PathBuf, Vec<u8>>| -> Vec<(PathBuf, Vec<u8>)> {
+        ["notes.txt", "mine.svg", "data", "data/pairs.jsonl"]
+            .iter()
+            .map(|name| {
+                let path = Path::new("run").join(name);
+                (path.clone(), tree[&path].clone())
+            })
+            .collect()
+    };
+    let user_files = kept(&tree(&dir));
+    let mut args = trainer_args(
+        &model,
+        &["--steps", "1", "--out", path_str(&run), "--overwrite"],
+    );
+    args[5] = path_str(&data).into();
+    succeeds(&strs(&args));
+    assert_eq!(
+        kept(&tree(&dir)),
+        user_files,
+        "a file of the user's changed"
+    );
+    assert!(!run.join(".tmp-model").exists() && !run.join("metrics.tmp").exists());
+    assert!(run.join("model/SHA256SUMS").is_file());
+    assert_eq!(names_in(&dir), ["model", "project", "run"]);
+
+    // The input inside what --overwrite would remove: refused, nothing removed.
+    let inside = run.join("model");
+    let before = tree(&dir);
+    let args = trainer_args(
+        &inside,
+        &["--steps", "1", "--out", path_str(&run), "--overwrite"],
+    );
+    refused(
+        &strs(&args),
+        &["would remove", "holds the input", "nothing was removed"],
+    );
+    assert_eq!(tree(&dir), before);
+}
+
+#[test]
+fn a_folder_that_is_refused_is_left_without_a_lock_file() {
+    let dir = scratch("refused-lock");
+    let model = tiny_model(&dir, "model");
+    let link = dir.join("out-link");
+    std::os::unix::fs::symlink(&model, &link).unwrap();
+    let docs = dir.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(docs.join("notes.txt"), "mine").unwrap();
+    let before = tree(&dir);
+    for extra in [&[][..], &["--overwrite"][..]] {
+        let out = [&["--steps", "1", "--out", path_str(&link)][..], extra].concat();
+        refused(
+            &strs(&trainer_args(&model, &out)),
+            &["is the input", path_str(&model)],
+        );
+        let out = [&["--steps", "1", "--out", path_str(&docs)][..], extra].concat();
+        refused(
+            &strs(&trainer_args(&model, &out)),
+            &[path_str(&docs), "notes.txt"],
+        );
+    }
+    assert_eq!(
+        tree(&dir),
+        before,
+        "a refused run wrote or removed something"
+    );
+    let root_lock = Path::new("/.lock");
+    let had_lock = root_lock.exists();
+    for extra in [&[][..], &["--overwrite"][..]] {
+        let out = [&["--steps", "1", "--out", "/"][..], extra].concat();
+        refused(&strs(&trainer_args(&model, &out)), &["/: "]);
+    }
+    assert_eq!(root_lock.exists(), had_lock, "a refused run left /.lock");
+}
+
+#[test]
+fn a_diverging_run_stops_naming_the_step_and_exports_no_model() {
+    let dir = scratch("diverge");
+    let model = tiny_model(&dir, "model");
+    let before = tree(&model);
+    // One step at lr 1e10 leaves finite weights of about 1e10, whose forward overflows.
+    let run = dir.join("run");
+    let args = trainer_args(
+        &model,
+        &["--lr", "1e10", "--steps", "1", "--out", path_str(&run)],
+    );
+    stops(&strs(&args), &["step 1", "diverged", "without exporting"]);
+    // Three: the next step's loss is not finite, and the run stops there.
+    let longer = dir.join("longer");
+    let args = trainer_args(
+        &model,
+        &["--lr", "1e10", "--steps", "3", "--out", path_str(&longer)],
+    );
+    stops(&strs(&args), &["step 2", "not finite"]);
+    for run in [&run, &longer] {
+        assert!(!run.join("model").exists() && !run.join(".tmp-model").exists());
+    }
+    assert_eq!(names_in(&dir), ["longer", "model", "run"]);
+    assert_eq!(tree(&model), before);
+}
+
+#[test]
+fn lora_ranks_the_model_cannot_take_and_zero_batches_are_one_line_errors() {
+    let dir = scratch("lora-batch");
+    let model = tiny_model(&dir, "model");
+    let out = dir.join("run");
+    let out = path_str(&out);
+    // 10^9 columns of each adapter would be a 128 GB allocation: refused from config.json.
+    let args = trainer_args(&model, &["--lora-rank", "1000000000", "--out", out]);
+    refused(
+        &strs(&args),
+        &["--lora-rank", "q_proj (32 × 32)", "32 or less"],
+    );
+    let args = trainer_args(&model, &["--batch", "0", "--out", out]);
+    let stderr = refused(&strs(&args), &["--batch: must be at least 1"]);
+    assert!(!stderr.contains("give 1 to 0"), "{stderr}");
+    let config = dir.join("zero-batch.toml");
+    let data = root().join("tests/fixtures/tiny_pairs.jsonl");
+    let text = format!(
+        "model = {:?}\ndata = {:?}\ntemplate = \"plain\"\nbatch = 0\n",
+        path_str(&model),
+        path_str(&data)
+    );
+    std::fs::write(&config, text).unwrap();
+    let config = path_str(&config);
+    refused(
+        &["train", "--config", config, "--out", out],
+        &[config, "batch: must be at least 1"],
+    );
+    // Rank 4096 on a model whose f32 weights take half the memory: the adapters, their
+    // gradients and AdamW's moments do not fit beside them (rank 8 does; see above).
+    let big = model_half_the_memory(&dir);
+    let args = trainer_args(&big, &["--lora-rank", "4096", "--out", out]);
+    refused(&strs(&args), &["LoRA rank 4096 adds", "AdamW", "GiB"]);
+    assert_eq!(names_in(&dir), ["big", "model", "zero-batch.toml"]);
+}
+
+#[test]
+fn the_exported_model_appears_whole_under_its_name_or_not_at_all() {
+    let dir = scratch("export");
+    let model = tiny_model(&dir, "model");
+    let run = dir.join("run");
+    let args = trainer_args(
+        &model,
+        &[
+            "--steps",
+            "1",
+            "--out",
+            path_str(&run),
+            "--fault",
+            "pause:model",
+        ],
+    );
+    let mut child = spawn_limited(&strs(&args));
+    let stderr = child.stderr.take().unwrap();
+    let (sender, paused) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let line = BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .find(|line| line.starts_with("fault: paused inside the write of"));
+        let _ = sender.send(line);
+    });
+    let line = paused.recv_timeout(TRAIN_LIMIT);
+    // SIGKILL with every file of the model written, before the rename.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let line = line
+        .expect("the export paused in time")
+        .expect("the fault fired");
+    let temporary = run.join(".tmp-model");
+    assert!(line.ends_with(path_str(&temporary)), "{line}");
+    assert!(temporary.join("model.safetensors").is_file());
+    assert!(temporary.join("SHA256SUMS").is_file());
+    assert!(
+        !run.join("model").exists(),
+        "a model folder before it was complete"
+    );
+    // The next run replaces the leftover and renames a complete folder into place.
+    succeeds(&["train", "--quiet", "--resume", path_str(&run)]);
+    assert!(!temporary.exists());
+    assert!(run.join("model/SHA256SUMS").is_file());
+    let exported = run.join("model");
+    let name = path_str(&exported);
+    succeeds(&[
+        "score",
+        "--model",
+        name,
+        "--prompt",
+        "a",
+        "--response",
+        " b",
+    ]);
+    assert_eq!(names_in(&dir), ["model", "run"]);
 }

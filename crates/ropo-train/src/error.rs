@@ -30,6 +30,18 @@ pub enum TrainError {
         /// Where the last good state is.
         last_good: String,
     },
+    /// A step's update left weights that are not finite, or the trained model gives
+    /// non-finite log-probs: the run diverged, and nothing is exported.
+    #[error(
+        "step {step}: {what}; the run diverged (lower the learning rate), so it stops without \
+         exporting a model"
+    )]
+    Diverged {
+        /// The optimiser step (1-based) whose update it was.
+        step: usize,
+        /// What was found.
+        what: String,
+    },
     /// A checkpoint could not be written, or is missing, truncated or corrupt.
     #[error("checkpoint {0}")]
     Checkpoint(String),

@@ -1,5 +1,6 @@
 //! The optimiser: burn's AdamW, with global-norm gradient clipping and the learning-rate
-//! schedule, one place for every training stage.
+//! schedule, one place for every training stage; and the check that an update left the
+//! weights finite.
 
 use burn::{
     module::{AutodiffModule, ModuleVisitor, Param},
@@ -7,7 +8,7 @@ use burn::{
     tensor::{backend::AutodiffBackend, ElementConversion, Tensor},
 };
 
-use crate::schedule::LrSchedule;
+use crate::{schedule::LrSchedule, TrainError};
 
 /// AdamW plus the schedule and clipping of one training stage.
 pub struct Trainer<M: AutodiffModule<B>, B: AutodiffBackend> {
@@ -16,6 +17,9 @@ pub struct Trainer<M: AutodiffModule<B>, B: AutodiffBackend> {
     max_grad_norm: Option<f64>,
     step: usize,
     first_step: usize,
+    /// The step last taken and the sum of the weights it trained, queued on the device and
+    /// read by [`Trainer::check_last_update`].
+    last_update: Option<(usize, Tensor<B::InnerBackend, 1>)>,
 }
 
 /// AdamW's first and second moments of every parameter, by parameter id.
@@ -43,6 +47,7 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> Trainer<M, B> {
             max_grad_norm,
             step: 0,
             first_step: 0,
+            last_update: None,
         }
     }
 
@@ -82,8 +87,57 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> Trainer<M, B> {
         let lr = self.schedule.at(self.first_step + self.step);
         let model = self.optimizer.step(lr, model, grads);
         self.step += 1;
+        self.last_update = trained_sum::<M, B>(&model).map(|sum| (self.step, sum));
         (model, StepReport { lr, grad_norm })
     }
+
+    /// Refuses the last step's update if it left a trained weight NaN or infinite (a
+    /// learning rate far too high), naming that step. The check is one sum over the trained
+    /// weights, queued on the device by [`Trainer::step`] and read here: call it when the
+    /// device has caught up anyway (after the next step's loss is read, or after the last
+    /// step), so it adds no wait.
+    pub fn check_last_update(&mut self) -> Result<(), TrainError> {
+        let Some((step, sum)) = self.last_update.take() else {
+            return Ok(());
+        };
+        let value = sum.into_scalar().elem::<f64>();
+        if value.is_finite() {
+            return Ok(());
+        }
+        Err(TrainError::Diverged {
+            step,
+            what: format!(
+                "its update left trained weights that are not finite (their sum is {value})"
+            ),
+        })
+    }
+}
+
+/// `Σθ` over the weights `model` trains (those that take a gradient: with LoRA the adapters
+/// only), not yet read: not finite exactly when a weight is NaN or infinite, or when the
+/// weights are so large that their sum overflows f32, which is divergence too.
+fn trained_sum<M: AutodiffModule<B>, B: AutodiffBackend>(
+    model: &M,
+) -> Option<Tensor<B::InnerBackend, 1>> {
+    struct Sum<B: AutodiffBackend> {
+        total: Option<Tensor<B::InnerBackend, 1>>,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Sum<B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let value = param.val();
+            if !value.is_require_grad() {
+                return;
+            }
+            let sum = value.inner().sum();
+            self.total = Some(match self.total.take() {
+                Some(total) => total + sum,
+                None => sum,
+            });
+        }
+    }
+    let mut visitor = Sum::<B> { total: None };
+    model.visit(&mut visitor);
+    visitor.total
 }
 
 /// `sqrt(Σ‖g‖²)` over every parameter's gradient.

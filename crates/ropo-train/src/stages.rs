@@ -67,6 +67,7 @@ pub fn run_sft<B: TrainingBackend>(
             loss,
         });
     }
+    trainer.check_last_update()?;
     Ok(model)
 }
 
@@ -298,6 +299,7 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
                 return Err(TrainError::Stopped(session_steps));
             }
         }
+        trainer.check_last_update()?;
         Ok(TrainedRun {
             model,
             history,

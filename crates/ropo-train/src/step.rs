@@ -84,6 +84,7 @@ pub fn preference_step<B: TrainingBackend>(
         micro_batches,
     };
     let (grads, metrics) = share.gradients(&model, loss, device)?;
+    trainer.check_last_update()?;
     check_finite(trainer.steps_done() + 1, "loss", metrics.0.loss)?;
     apply(model, trainer, grads, metrics, pairs)
 }
@@ -184,11 +185,37 @@ pub fn sft_step<B: TrainingBackend>(
     let scores = score(&model, &rows, device)?;
     let loss = scores.sum.sum().neg() / scores.count.sum().clamp_min(1.0);
     let value = loss.clone().into_scalar().elem::<f64>();
+    trainer.check_last_update()?;
     check_finite(trainer.steps_done() + 1, "loss", value)?;
     let grads = GradientsParams::from_grads(loss.backward(), &model);
     let (model, report) = trainer.step(model, grads);
     check_finite(trainer.steps_done(), "grad_norm", report.grad_norm)?;
     Ok((model, value, report))
+}
+
+/// Refuses a trained `model` (after `step` steps) whose log-probs of `pair` are not finite:
+/// an update can leave every weight finite yet so large (a learning rate far too high) that
+/// the forward overflows, and such a model must not be exported. One forward of one pair.
+pub fn check_trained<B: AttentionBackend>(
+    model: &CausalLm<B>,
+    pair: &TokenizedPair,
+    step: usize,
+    device: &B::Device,
+) -> Result<(), TrainError> {
+    let (chosen, rejected) = score_pairs(model, &[pair_row(pair)], device)?;
+    for (response, logps) in [("chosen", chosen.sum), ("rejected", rejected.sum)] {
+        let value = logps.into_data().iter::<f64>().next().unwrap_or(f64::NAN);
+        if !value.is_finite() {
+            return Err(TrainError::Diverged {
+                step,
+                what: format!(
+                    "the trained model's log-prob of a training pair's {response} response is \
+                     {value}"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn check_finite(step: usize, what: &'static str, value: f64) -> Result<(), TrainError> {
@@ -315,6 +342,32 @@ mod tests {
         {
             assert!((x - y).abs() <= 1e-6, "{x} vs {y}");
         }
+    }
+
+    #[test]
+    fn an_update_that_leaves_weights_not_finite_stops_the_next_step_naming_it() {
+        let (model, pairs, refs) = setup();
+        let device = Default::default();
+        let batch: Vec<&TokenizedPair> = pairs.iter().collect();
+        let loss = LossConfig::new(Loss::Sigmoid, 0.1).unwrap();
+        // A learning rate beyond f32's range: the first update makes the weights infinite.
+        let schedule = LrSchedule {
+            peak: 1e300,
+            warmup: 0,
+            total: 10,
+            decay: Decay::Constant,
+        };
+        let mut trainer = Trainer::new(schedule, 0.0, Some(1.0));
+        let (model, _) =
+            preference_step(model, &mut trainer, &loss, &batch, &refs, 1, &device).unwrap();
+        let error = preference_step(model, &mut trainer, &loss, &batch, &refs, 1, &device)
+            .expect_err("the weights step 1 left must stop step 2");
+        assert!(
+            matches!(error, TrainError::Diverged { step: 1, .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("not finite"), "{error}");
+        assert_eq!(trainer.steps_done(), 1);
     }
 
     #[test]

@@ -546,8 +546,8 @@ impl TrainerConfig {
         Seeds { base: self.seed }
     }
 
-    /// What the run will score besides its training steps, said before it starts: each pass
-    /// over pairs without training costs about a third of a training step per pair.
+    /// What the run will score besides its training steps (the passes over pairs without
+    /// training), said before it starts, since on a real model those passes take minutes.
     pub fn scoring_plan(&self, data: &TrainerData) -> String {
         let (train, eval) = (data.train.len(), data.eval.len());
         let mut passes = Vec::new();

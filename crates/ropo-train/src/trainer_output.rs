@@ -17,7 +17,7 @@ use crate::{
     records::RoundReport,
     records::{EvalRecord, Progress, StepRecord},
     run::DroppedPair,
-    store::write_atomic,
+    store::{snapshot, write_atomic},
     trainer::{TrainerConfig, TrainerData},
     TrainError,
 };
@@ -50,7 +50,30 @@ pub enum Export<'a> {
 /// the input's own `config.json` when it has one (so `architectures` and every other field
 /// stay as they were). Adapter: `adapter_config.json` and `adapter_model.safetensors`, which
 /// `peft.PeftModel.from_pretrained(input, dir)` loads.
+///
+/// The folder is written whole under a temporary name beside it (`.tmp-model`) and renamed
+/// into place, as checkpoints are, so `dir` never holds weights without their `SHA256SUMS`: a
+/// write that is killed leaves only the temporary folder, which the next export replaces.
 pub fn export_model<B: Backend>(
+    model: &CausalLm<B>,
+    input: &Path,
+    tokenizer: &Path,
+    dir: &Path,
+    export: Export<'_>,
+) -> Result<(), TrainError> {
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| TrainError::Config(format!("{}: not a folder name", dir.display())))?;
+    snapshot::place(parent, name, |tmp| {
+        write_model_folder(model, input, tokenizer, tmp, export)
+    })?;
+    Ok(())
+}
+
+/// The files of [`export_model`], written into `dir`.
+fn write_model_folder<B: Backend>(
     model: &CausalLm<B>,
     input: &Path,
     tokenizer: &Path,

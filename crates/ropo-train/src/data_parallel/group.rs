@@ -197,7 +197,10 @@ impl<B: TrainingBackend> PeerGroup<B> {
             let rank = peer.rank;
             return Err(self.fail(rank, reason));
         }
-        check_finite(step, "loss", metrics.0.loss).inspect_err(|_| self.failed = true)?;
+        trainer
+            .check_last_update()
+            .and_then(|()| check_finite(step, "loss", metrics.0.loss))
+            .inspect_err(|_| self.failed = true)?;
         for peer in &self.peers {
             let _ = peer.orders.send(Order::Reduce);
         }

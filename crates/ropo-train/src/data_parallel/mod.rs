@@ -40,7 +40,8 @@ impl Default for DataParallel {
 impl DataParallel {
     /// Refuses a number of ranks no run can start with; `batch` is the global batch size.
     pub fn check(&self, batch: usize) -> Result<(), String> {
-        if self.peers == 0 || self.peers > batch {
+        // A batch of 0 is the trainer's own error (`batch: must be at least 1`), not this one.
+        if self.peers == 0 || (batch > 0 && self.peers > batch) {
             return Err(format!(
                 "data_parallel: {} ranks for batches of {batch} pairs; give 1 to {batch}",
                 self.peers

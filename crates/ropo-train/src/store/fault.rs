@@ -4,7 +4,7 @@
 //! --fault …`) and fires inside the write of one named snapshot:
 //! - `pause:NAME` — with the snapshot's files written, not yet sealed or renamed, print
 //!   `fault: paused inside the write of PATH` to stderr and wait, so a test can kill the
-//!   process at exactly that moment;
+//!   process at exactly that moment (`pause:model`: inside the trainer's export of `model/`);
 //! - `disk-full:NAME` — fail that write with the operating system's "No space left on device";
 //!
 //! or inside one data-parallel peer (`crate::data_parallel`) as it starts a step's share:
@@ -96,7 +96,8 @@ pub fn plan(fault: Fault) -> Result<(), TrainError> {
 }
 
 /// Called by [`super::snapshot::save`] between writing snapshot `name`'s files into `tmp` and
-/// sealing them: fires the planned fault if it is about `name`.
+/// sealing them, and by [`super::snapshot::place`] (the trainer's exported `model`) before
+/// the rename: fires the planned fault if it is about `name`.
 #[cfg(feature = "fault-injection")]
 pub(super) fn inside_write(name: &str, tmp: &Path) -> Result<(), TrainError> {
     match PLANNED.get() {

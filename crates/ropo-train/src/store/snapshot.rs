@@ -20,16 +20,43 @@ pub fn save(
     name: &str,
     write: impl FnOnce(&Path) -> Result<(), TrainError>,
 ) -> Result<PathBuf, TrainError> {
+    write_folder(folder, name, |tmp| {
+        write(tmp)?;
+        fault::inside_write(name, tmp)?;
+        seal(tmp)
+    })
+}
+
+/// Writes the folder `folder/name` whole or not at all, as [`save`] does but without sealing
+/// it (for a folder whose `write` seals what it must itself, such as an exported model):
+/// `write` fills `.tmp-NAME` (one left by an interrupted write is removed first), which is
+/// renamed to `NAME`, replacing the folder there. On failure the temporary folder is removed
+/// and `folder/name`, if it existed, is untouched. The fault `pause:NAME` or `disk-full:NAME`
+/// fires with the files written, before the rename.
+pub fn place(
+    folder: &Path,
+    name: &str,
+    write: impl FnOnce(&Path) -> Result<(), TrainError>,
+) -> Result<PathBuf, TrainError> {
+    write_folder(folder, name, |tmp| {
+        write(tmp)?;
+        fault::inside_write(name, tmp)
+    })
+}
+
+/// Fills `folder/.tmp-NAME` with `write` and renames it to `folder/NAME`.
+fn write_folder(
+    folder: &Path,
+    name: &str,
+    write: impl FnOnce(&Path) -> Result<(), TrainError>,
+) -> Result<PathBuf, TrainError> {
     let target = folder.join(name);
     let tmp = folder.join(format!(".tmp-{name}"));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(TrainError::io(&tmp))?;
     }
     std::fs::create_dir_all(&tmp).map_err(TrainError::io(&tmp))?;
-    let written = write(&tmp)
-        .and_then(|()| fault::inside_write(name, &tmp))
-        .and_then(|()| seal(&tmp));
-    if let Err(e) = written {
+    if let Err(e) = write(&tmp) {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
