@@ -79,7 +79,7 @@ impl TrainerProgress {
             Progress::Scoring { pass, done, total } => self.advance(
                 Phase::Scoring(*pass),
                 (*done as u64, *total as u64),
-                "pairs".into(),
+                String::new(),
             ),
             Progress::Step(s) => self.advance(
                 Phase::Steps,
@@ -111,7 +111,12 @@ impl TrainerProgress {
     }
 
     /// Prints a line above the bar.
-    fn line(&self, text: &str) {
+    /// Without a terminal the phase in progress prints where it stands first, so the lines
+    /// read in the order things happened.
+    fn line(&mut self, text: &str) {
+        if !self.terminal {
+            self.finish();
+        }
         match &self.current {
             Some(current) => current.bar.suspend(|| eprintln!("{text}")),
             None => eprintln!("{text}"),
@@ -172,7 +177,7 @@ impl TrainerProgress {
     }
 }
 
-/// `[   42 s] reference log-probs 320/2354 (13%) 7.62/s, eta 4m 27s: pairs` (the speed and
+/// `[   42 s] preference steps 12/80 (15%) 0.21/s, eta 5m 24s: loss …` (the speed and
 /// ETA once the phase has moved since its first event, until its end).
 fn status_line(current: &Current) -> String {
     let (position, total, message) = (current.position, current.total, &current.message);
@@ -185,8 +190,13 @@ fn status_line(current: &Current) -> String {
         String::new()
     };
     let percent = 100 * position / total.max(1);
+    let message = if message.is_empty() {
+        String::new()
+    } else {
+        format!(": {message}")
+    };
     format!(
-        "[{elapsed:>5.0} s] {} {position}/{total} ({percent}%){speed}: {message}",
+        "[{elapsed:>5.0} s] {} {position}/{total} ({percent}%){speed}{message}",
         current.phase
     )
 }
