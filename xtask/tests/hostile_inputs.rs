@@ -5,7 +5,9 @@
 //! The trainer's run folder (issue 37, items 5–9): `--overwrite` in a folder ropo did not make,
 //! `--out` at the input or at `/`, a run that diverges, LoRA ranks and batches no run can
 //! take, and an export killed half-way; each ends within 60 s, writes nothing outside its run
-//! folder and removes no file of the user's.
+//! folder and removes no file of the user's. A hostile Hub (issue 37, items 1–3: paths in its
+//! answers, silence, bodies without end) and chat templates without bound (item 4) end the
+//! same way, nothing written outside the cache.
 
 // Each test binary uses a part of the shared helpers.
 #[allow(dead_code)]
@@ -81,6 +83,12 @@ fn succeeds(args: &[&str]) {
 
 /// Starts xtask with `args` from the workspace root under the memory limit, its stderr piped.
 fn spawn_limited(args: &[&str]) -> Child {
+    limited(args).spawn().expect("xtask starts")
+}
+
+/// xtask with `args` from the workspace root, its address space limited to [`MEMORY_LIMIT`],
+/// its stderr piped.
+fn limited(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
     command
         .args(args)
@@ -102,14 +110,19 @@ fn spawn_limited(args: &[&str]) -> Child {
             }
         });
     }
-    command.spawn().expect("xtask starts")
+    command
 }
 
 /// Runs xtask with `args` under the memory limit, killing it past `limit`: its exit status
 /// and stderr.
 fn run_limited(args: &[&str], limit: Duration) -> (ExitStatus, String) {
+    run_until(limited(args), args, limit)
+}
+
+/// Runs `command` (xtask with `args`), killing it past `limit`: its exit status and stderr.
+fn run_until(mut command: Command, args: &[&str], limit: Duration) -> (ExitStatus, String) {
     let start = Instant::now();
-    let mut child = spawn_limited(args);
+    let mut child = command.spawn().expect("xtask starts");
     // Read as it comes, so that a long stderr never blocks the child.
     let mut pipe = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || {
@@ -852,4 +865,200 @@ fn the_exported_model_appears_whole_under_its_name_or_not_at_all() {
         " b",
     ]);
     assert_eq!(names_in(&dir), ["model", "run"]);
+}
+
+/// `dir/name`: `tiny_chat`'s tokenizer with `template` as its `chat_template.jinja`.
+fn tokenizer_with_template(dir: &Path, name: &str, template: &str) -> PathBuf {
+    let folder = dir.join(name);
+    std::fs::create_dir_all(&folder).unwrap();
+    for file in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(
+            root().join("tests/fixtures/tiny_chat").join(file),
+            folder.join(file),
+        )
+        .unwrap();
+    }
+    std::fs::write(folder.join("chat_template.jinja"), template).unwrap();
+    folder
+}
+
+/// Conversational pairs (TRL's form: a list of messages as the prompt, one assistant message
+/// per answer), which a model's chat template renders.
+fn conversations(dir: &Path) -> PathBuf {
+    let path = dir.join("conversations.jsonl");
+    let line = |i: usize| {
+        serde_json::json!({
+            "prompt": [{"role": "user", "content": format!("what is the cat {i}")}],
+            "chosen": [{"role": "assistant", "content": "the cat is nice"}],
+            "rejected": [{"role": "assistant", "content": "the cat is bad"}],
+        })
+        .to_string()
+    };
+    let text: Vec<String> = (0..8).map(line).collect();
+    std::fs::write(&path, text.join("\n") + "\n").unwrap();
+    path
+}
+
+#[test]
+fn chat_templates_without_bound_stop_naming_their_file() {
+    let dir = scratch("hostile-templates");
+    let model = tiny_model(&dir, "model");
+    let data = conversations(&dir);
+    let cases = [
+        (
+            "loops",
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+            "instructions",
+        ),
+        (
+            "writes",
+            "{% for i in range(100000) %}{{ 'y' * 100000 }}{% endfor %}",
+            "16 MiB",
+        ),
+        (
+            "recurses",
+            "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+            "recursion",
+        ),
+        (
+            "repeats",
+            "{% for i in [0] * 100000000 %}{{ i }}{% endfor %}",
+            "instructions",
+        ),
+        (
+            "raises",
+            "{{ raise_exception('this template takes no conversations') }}",
+            "8 of 8 were refused by the chat template (pair 1: ",
+        ),
+    ];
+    for (name, template, expected) in cases {
+        let tokenizer = tokenizer_with_template(&dir, name, template);
+        let out = dir.join(format!("run-{name}"));
+        let args = [
+            "train",
+            "--quiet",
+            "--model",
+            path_str(&model),
+            "--tokenizer",
+            path_str(&tokenizer),
+            "--data",
+            path_str(&data),
+            "--max-length",
+            "48",
+            "--steps",
+            "1",
+            "--out",
+            path_str(&out),
+        ];
+        let line = stops(&args, &[expected]);
+        assert!(
+            line.contains(path_str(&tokenizer.join("chat_template.jinja"))),
+            "{name}: {line}"
+        );
+    }
+}
+
+/// The tiny Llama's files, served by a loopback Hub as `ropo-test/tiny` with `fault`.
+fn hostile_hub(fault: ropo_hub::test_server::Fault) -> ropo_hub::test_server::HubServer {
+    use ropo_hub::test_server::{HubServer, ServedRepo};
+    let folder = root().join("tests/fixtures/tiny_llama");
+    let files = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            (name, std::fs::read(&path).unwrap())
+        })
+        .collect();
+    let mut served = ServedRepo::new(ropo_hub::RepoKind::Model, "ropo-test/tiny", files);
+    served.fault = fault;
+    HubServer::start(vec![served])
+}
+
+/// Runs xtask with `args` as [`run_limited`] does, within [`TRAIN_LIMIT`], with the Hub's
+/// variables set to `endpoint` and `cache` and timeouts of 2 s.
+fn run_against_hub(args: &[&str], endpoint: &str, cache: &Path) -> (ExitStatus, String) {
+    let mut command = limited(args);
+    command
+        .env("HF_ENDPOINT", endpoint)
+        .env("HF_HUB_CACHE", cache)
+        .env("HF_HUB_ETAG_TIMEOUT", "2")
+        .env("HF_HUB_DOWNLOAD_TIMEOUT", "2")
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_HUB_OFFLINE");
+    run_until(command, args, TRAIN_LIMIT)
+}
+
+#[test]
+fn a_hostile_hub_cannot_write_outside_the_cache_or_hang_a_run() {
+    use ropo_hub::test_server::Fault;
+    let dir = scratch("hostile-hub");
+    let outside = dir.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let score = |fault: Fault, name: &str| {
+        let server = hostile_hub(fault);
+        let args = [
+            "score",
+            "--model",
+            "ropo-test/tiny",
+            "--prompt",
+            "the cat",
+            "--response",
+            " is",
+        ];
+        run_against_hub(&args, server.endpoint(), &dir.join(name))
+    };
+    let cases = [
+        (
+            Fault::PathHeaders(path_str(&outside.join("etag")).to_owned()),
+            None,
+        ),
+        (
+            Fault::PathCommit(path_str(&outside.join("commit")).to_owned()),
+            Some("sha"),
+        ),
+        (
+            Fault::PathFile("../../outside/config.json".into()),
+            Some("the file"),
+        ),
+        (
+            Fault::PathBlob("../../outside/blob".into()),
+            Some("the blob"),
+        ),
+        (Fault::Silent, Some("HF_HUB_ETAG_TIMEOUT")),
+        (Fault::Stall, Some("HF_HUB_DOWNLOAD_TIMEOUT")),
+        (Fault::Endless, None),
+        (Fault::EndlessListing, Some("longer than 64 MiB")),
+    ];
+    for (i, (fault, expected)) in cases.into_iter().enumerate() {
+        let shown = format!("{fault:?}");
+        let (status, stderr) = score(fault, &format!("cache-{i}"));
+        match expected {
+            None => assert!(status.success(), "{shown}: {stderr}"),
+            Some(expected) => {
+                assert!(!status.success(), "{shown} succeeded: {stderr}");
+                let lines: Vec<&str> = stderr.lines().collect();
+                assert!(
+                    lines.len() == 1
+                        && lines[0].starts_with("error: ")
+                        && lines[0].contains(expected),
+                    "{shown}: not one error line with {expected:?}: {stderr}"
+                );
+            }
+        }
+        assert_eq!(
+            names_in(&outside),
+            Vec::<String>::new(),
+            "{shown} wrote outside the cache"
+        );
+        let stray: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| {
+                let name = path.file_name().unwrap().to_str().unwrap();
+                !(name.starts_with("cache-") || name == "outside")
+            })
+            .collect();
+        assert_eq!(stray, Vec::<PathBuf>::new(), "{shown}");
+    }
 }

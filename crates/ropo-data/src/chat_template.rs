@@ -8,11 +8,18 @@
 //! `add_generation_prompt` and the tokenizer's special tokens (`bos_token`, `eos_token`, ...).
 //! [`ChatTemplate`] does the same with minijinja, whose Python-compatibility callback supplies
 //! the string and dict methods templates call (`.strip()`, `.items()`, ...).
+//!
+//! A template is a program from the model's folder, so its work is bounded: at most
+//! [`TEMPLATE_FUEL`] instructions and [`TEMPLATE_OUTPUT_BYTES`] of text per rendering, and
+//! minijinja's own limits (500 nested calls, strings and lists repeated to at most 10⁸ items).
+//! A template that passes a limit is a [`RenderError::Failed`] naming its file; one that
+//! refuses a conversation (`raise_exception`, or an error on it) is a [`RenderError::Refused`].
 
 mod clock;
 mod tojson;
 
 use std::fmt;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use minijinja::value::Value;
@@ -26,6 +33,46 @@ const TEMPLATE_FILE: &str = "chat_template.jinja";
 const CONFIG_FILE: &str = "tokenizer_config.json";
 /// The template's name inside the environment, as error messages show it.
 const NAME: &str = "chat_template";
+
+/// The most instructions one rendering may run (minijinja's fuel). Rendering a conversation of
+/// a hundred turns with a real model's template takes about 10⁴; this bounds a template that
+/// loops without end to well under a second.
+pub const TEMPLATE_FUEL: u64 = 10_000_000;
+
+/// The most text one rendering may write: 16 MiB, far above any conversation a model's
+/// context can hold.
+pub const TEMPLATE_OUTPUT_BYTES: usize = 16 << 20;
+
+/// Why a chat template rendered no text for a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenderError {
+    /// The template refuses this conversation (its `raise_exception`, an error of its own on
+    /// this conversation, or a built-in template's rule): the pair is dropped and the others
+    /// go on.
+    Refused(String),
+    /// The template passes a limit: [`TEMPLATE_FUEL`], [`TEMPLATE_OUTPUT_BYTES`], minijinja's
+    /// depth of nested calls or its longest repetition. A template that does this for one
+    /// conversation is not one to train with, so the run stops.
+    Failed {
+        /// The file the template was read from.
+        path: PathBuf,
+        /// What went wrong and where (`… (line 3)`).
+        problem: String,
+    },
+}
+
+impl fmt::Display for RenderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RenderError::Refused(problem) => f.write_str(problem),
+            RenderError::Failed { path, problem } => {
+                write!(f, "the chat template of {}: {problem}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for RenderError {}
 
 /// A compiled chat template with the special tokens it is rendered with.
 pub struct ChatTemplate {
@@ -60,6 +107,7 @@ impl ChatTemplate {
                 .build()
                 .expect("the default delimiters are valid"),
         );
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", clock::strftime_now);
@@ -126,13 +174,14 @@ impl ChatTemplate {
     }
 
     /// The conversation as the template renders it, with the assistant's generation prompt
-    /// at the end when `add_generation_prompt`. An error (a sentence naming the template's
-    /// file and line) where the template raises (`raise_exception`) or fails.
+    /// at the end when `add_generation_prompt`. [`RenderError::Failed`] where the template
+    /// passes a limit, [`RenderError::Refused`] where it raises (`raise_exception`) or fails
+    /// otherwise; either names the template's file and line.
     pub fn render(
         &self,
         messages: &[Message],
         add_generation_prompt: bool,
-    ) -> Result<String, String> {
+    ) -> Result<String, RenderError> {
         let messages: Vec<Value> = messages
             .iter()
             .map(|m| {
@@ -151,14 +200,57 @@ impl ChatTemplate {
             ("messages", Value::from(messages)),
             ("add_generation_prompt", Value::from(add_generation_prompt)),
         ]);
-        let template = self.env.get_template(NAME).map_err(|e| describe(&e))?;
-        template.render(Value::from_pairs(context)).map_err(|e| {
-            format!(
+        let failed = |problem: String| RenderError::Failed {
+            path: self.origin.clone(),
+            problem,
+        };
+        let template = self
+            .env
+            .get_template(NAME)
+            .map_err(|e| failed(describe(&e)))?;
+        let mut output = Capped(Vec::new());
+        let limit = match template.render_captured_to(Value::from_pairs(context), &mut output) {
+            Ok(_) => return String::from_utf8(output.0).map_err(|e| failed(e.to_string())),
+            Err(e) => e,
+        };
+        let line = limit.line().unwrap_or_default();
+        let detail = limit.detail().unwrap_or_default();
+        Err(match limit.kind() {
+            ErrorKind::WriteFailure => failed(format!(
+                "its text passes {} MiB (line {line})",
+                TEMPLATE_OUTPUT_BYTES >> 20
+            )),
+            ErrorKind::OutOfFuel => failed(format!(
+                "it runs past {TEMPLATE_FUEL} instructions (line {line})"
+            )),
+            ErrorKind::InvalidOperation
+                if detail.contains("recursion limit") || detail.contains("too large") =>
+            {
+                failed(describe(&limit))
+            }
+            _ => RenderError::Refused(format!(
                 "the chat template of {}: {}",
                 self.origin.display(),
-                describe(&e)
-            )
+                describe(&limit)
+            )),
         })
+    }
+}
+
+/// A buffer that refuses to grow past [`TEMPLATE_OUTPUT_BYTES`].
+struct Capped(Vec<u8>);
+
+impl Write for Capped {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + bytes.len() > TEMPLATE_OUTPUT_BYTES {
+            return Err(std::io::Error::other("the rendered text is too long"));
+        }
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -242,11 +334,44 @@ mod tests {
             "{% if messages|length > 1 %}\n{{ raise_exception('one turn only') }}\n{% endif %}x",
         );
         let error = chat.render(&[user("a"), user("b")], false).unwrap_err();
+        assert!(matches!(error, RenderError::Refused(_)), "{error}");
+        let error = error.to_string();
         assert!(
             error.contains("test.jinja") && error.contains("one turn only"),
             "{error}"
         );
         assert!(error.contains("line 2"), "{error}");
+    }
+
+    /// Renders `source` (which must fail on a limit) and returns the error's text after
+    /// checking it names the template's file.
+    fn past_a_limit(source: &str) -> String {
+        let error = template(source).render(&[user("a")], true).unwrap_err();
+        assert!(
+            matches!(error, RenderError::Failed { .. }),
+            "{source}: {error}"
+        );
+        let error = error.to_string();
+        assert!(error.contains("test.jinja"), "{error}");
+        error
+    }
+
+    #[test]
+    fn templates_that_loop_recurse_or_write_without_bound_stop_at_a_limit() {
+        let started = std::time::Instant::now();
+        let nested =
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}";
+        let error = past_a_limit(nested);
+        assert!(error.contains("instructions"), "{error}");
+        let wide = "{% for i in range(100000) %}{{ 'y' * 10000 }}{% endfor %}";
+        let error = past_a_limit(wide);
+        assert!(error.contains("passes 16 MiB"), "{error}");
+        let recursive = "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}";
+        let error = past_a_limit(recursive);
+        assert!(error.contains("recursion"), "{error}");
+        let repeated = "{{ 'z' * 1000000000 }}{{ [0] * 1000000000 }}";
+        past_a_limit(repeated);
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::chat_template::ChatTemplate;
+use crate::chat_template::{ChatTemplate, RenderError};
 use crate::{ChatPair, DataError, Message, Prompt};
 
 /// A chat template by name (in configs and on the command line: `auto`, `plain`, `hh`,
@@ -177,14 +177,18 @@ impl ChatFormat {
     /// A prompt alone as generation starts from it: a conversation through a Jinja template
     /// rendered with the generation prompt (transformers' `apply_chat_template(messages,
     /// add_generation_prompt=True)`), anything else as [`Template::prompt`] renders it (text
-    /// as it is). An error (a sentence) where the template refuses the conversation.
-    pub fn render_prompt(&self, prompt: &Prompt) -> Result<Vec<Piece>, String> {
+    /// as it is). An error where the template refuses the conversation or passes a limit.
+    pub fn render_prompt(&self, prompt: &Prompt) -> Result<Vec<Piece>, RenderError> {
         match (self, prompt) {
             (ChatFormat::Jinja(chat), Prompt::Messages(messages)) => {
                 Ok(vec![Piece::Text(chat.render(messages, true)?)])
             }
-            (ChatFormat::Jinja(_), Prompt::Text(_)) => Template::Plain.prompt(prompt),
-            (ChatFormat::Builtin(template), _) => template.prompt(prompt),
+            (ChatFormat::Jinja(_), Prompt::Text(_)) => {
+                Template::Plain.prompt(prompt).map_err(RenderError::Refused)
+            }
+            (ChatFormat::Builtin(template), _) => {
+                template.prompt(prompt).map_err(RenderError::Refused)
+            }
         }
     }
 
@@ -192,15 +196,17 @@ impl ChatFormat {
     /// conversation with a Jinja template is rendered three times, as TRL does: with the
     /// generation prompt, and with each answer as a final assistant message; the prompt is
     /// what the three renderings share from their start, each answer the rest of its own. An
-    /// error (a sentence) where the template refuses the conversation.
-    pub fn render(&self, pair: &ChatPair) -> Result<RenderedPair, String> {
+    /// error where the template refuses the conversation or passes a limit.
+    pub fn render(&self, pair: &ChatPair) -> Result<RenderedPair, RenderError> {
         let (ChatFormat::Jinja(chat), Prompt::Messages(messages)) = (self, &pair.prompt) else {
             let template = match self {
                 ChatFormat::Builtin(template) => *template,
                 ChatFormat::Jinja(_) => Template::Plain,
             };
             return Ok(RenderedPair {
-                prompt: template.prompt(&pair.prompt)?,
+                prompt: template
+                    .prompt(&pair.prompt)
+                    .map_err(RenderError::Refused)?,
                 chosen: template.response(&pair.prompt, &pair.chosen),
                 rejected: template.response(&pair.prompt, &pair.rejected),
             });

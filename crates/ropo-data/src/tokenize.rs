@@ -29,6 +29,7 @@ use std::fmt;
 
 use rayon::prelude::*;
 
+use crate::chat_template::RenderError;
 use crate::template::{ChatFormat, Piece, RenderedPair};
 use crate::{ChatPair, DataError, TokenizedPair, Tokenizer};
 
@@ -212,7 +213,16 @@ fn tokenize_one(
 ) -> Result<Outcome, DataError> {
     let rendered = match options.template.render(pair) {
         Ok(rendered) => rendered,
-        Err(problem) => return Ok(Outcome::Dropped(DropReason::Template(problem))),
+        Err(RenderError::Refused(problem)) => {
+            return Ok(Outcome::Dropped(DropReason::Template(problem)))
+        }
+        Err(RenderError::Failed { path, problem }) => {
+            return Err(DataError::Malformed {
+                path,
+                location: "chat template".into(),
+                problem,
+            })
+        }
     };
     let RenderedPair {
         prompt: pieces,

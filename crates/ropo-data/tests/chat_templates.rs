@@ -58,6 +58,7 @@ fn five_family_templates_render_as_transformers_renders_them() {
                     assert_eq!(text, expected, "{name}, {render}")
                 }
                 (Err(problem), None, Some(Value::String(expected))) => {
+                    let problem = problem.to_string();
                     assert!(problem.contains(expected.as_str()), "{name}: {problem}");
                     assert!(problem.contains(&format!("{name}.jinja")), "{problem}");
                 }

@@ -2,8 +2,16 @@
 //! `huggingface_hub` reads.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-/// The Hub's address, the cache folder, the token and whether to stay offline.
+use crate::HubError;
+
+/// What `huggingface_hub` waits by default for the Hub to connect and to answer, in seconds
+/// (its `HF_HUB_ETAG_TIMEOUT` and `HF_HUB_DOWNLOAD_TIMEOUT`).
+const DEFAULT_TIMEOUT_S: u64 = 10;
+
+/// The Hub's address, the cache folder, the token, whether to stay offline and how long to
+/// wait for an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubConfig {
     /// The Hub's base URL (`HF_ENDPOINT`; `https://huggingface.co`).
@@ -14,6 +22,12 @@ pub struct HubConfig {
     pub token: Option<String>,
     /// Read the cache only, never the network (`HF_HUB_OFFLINE=1`).
     pub offline: bool,
+    /// The longest wait to connect and for each read of a repository listing
+    /// (`HF_HUB_ETAG_TIMEOUT`, seconds; 10).
+    pub etag_timeout: Duration,
+    /// The longest wait to connect and for each read of a file's download
+    /// (`HF_HUB_DOWNLOAD_TIMEOUT`, seconds; 10).
+    pub download_timeout: Duration,
 }
 
 impl HubConfig {
@@ -23,13 +37,16 @@ impl HubConfig {
     /// - endpoint: `HF_ENDPOINT`, else `https://huggingface.co`;
     /// - token: `HF_TOKEN`, else the file `HF_TOKEN_PATH` (default `$HF_HOME/token`) that
     ///   `huggingface-cli login` writes;
-    /// - offline: `HF_HUB_OFFLINE` set to `1`, `true`, `on` or `yes` (any case).
-    pub fn from_env() -> Self {
+    /// - offline: `HF_HUB_OFFLINE` set to `1`, `true`, `on` or `yes` (any case);
+    /// - timeouts: `HF_HUB_ETAG_TIMEOUT` and `HF_HUB_DOWNLOAD_TIMEOUT`, whole seconds, 10 each.
+    ///
+    /// A timeout that is not a positive whole number of seconds is an error naming the variable.
+    pub fn from_env() -> Result<Self, HubError> {
         Self::from_vars(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
     }
 
     /// [`HubConfig::from_env`] over any source of variables (tests pass a map).
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, HubError> {
         let home = var("HOME").map(PathBuf::from).unwrap_or_default();
         let hf_home = var("HF_HOME").map(PathBuf::from).unwrap_or_else(|| {
             var("XDG_CACHE_HOME")
@@ -55,14 +72,27 @@ impl HubConfig {
                 "1" | "true" | "on" | "yes"
             )
         });
-        Self {
+        let timeout = |name: &'static str| match var(name) {
+            None => Ok(Duration::from_secs(DEFAULT_TIMEOUT_S)),
+            Some(value) => match value.trim().parse::<u64>() {
+                Ok(seconds) if seconds > 0 => Ok(Duration::from_secs(seconds)),
+                _ => Err(HubError::Setting {
+                    variable: name,
+                    value,
+                    expected: "a whole number of seconds, at least 1",
+                }),
+            },
+        };
+        Ok(Self {
             endpoint: var("HF_ENDPOINT")
                 .map(|endpoint| endpoint.trim_end_matches('/').to_owned())
                 .unwrap_or_else(|| "https://huggingface.co".to_owned()),
             cache: absolute(&cache),
             token,
             offline,
-        }
+            etag_timeout: timeout("HF_HUB_ETAG_TIMEOUT")?,
+            download_timeout: timeout("HF_HUB_DOWNLOAD_TIMEOUT")?,
+        })
     }
 }
 
@@ -81,7 +111,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        HubConfig::from_vars(|name| vars.get(name).cloned())
+        HubConfig::from_vars(|name| vars.get(name).cloned()).unwrap()
     }
 
     #[test]
@@ -114,5 +144,29 @@ mod tests {
         assert_eq!(set.token.as_deref(), Some("hf_x"));
         assert!(set.offline);
         assert!(!config(&[("HF_HUB_OFFLINE", "0")]).offline);
+    }
+
+    #[test]
+    fn timeouts_default_to_ten_seconds_and_a_bad_value_names_its_variable() {
+        let defaults = config(&[]);
+        assert_eq!(defaults.etag_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.download_timeout, Duration::from_secs(10));
+        let set = config(&[
+            ("HF_HUB_ETAG_TIMEOUT", "3"),
+            ("HF_HUB_DOWNLOAD_TIMEOUT", "60"),
+        ]);
+        assert_eq!(set.etag_timeout, Duration::from_secs(3));
+        assert_eq!(set.download_timeout, Duration::from_secs(60));
+        for bad in ["0", "-1", "ten", "1.5"] {
+            let error = HubConfig::from_vars(|name| {
+                (name == "HF_HUB_DOWNLOAD_TIMEOUT").then(|| bad.to_owned())
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(
+                error.contains("HF_HUB_DOWNLOAD_TIMEOUT") && error.contains(bad),
+                "{error}"
+            );
+        }
     }
 }

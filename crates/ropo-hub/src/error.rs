@@ -57,6 +57,30 @@ pub enum HubError {
         detail: String,
     },
 
+    /// The Hub connected but did not answer in time, or did not connect in time.
+    #[error("{what}: {endpoint} did not answer within {seconds} s; on a slow network raise {variable} (seconds)")]
+    TimedOut {
+        /// The repository listing or file waited for.
+        what: String,
+        /// The Hub's address.
+        endpoint: String,
+        /// The limit that passed.
+        seconds: u64,
+        /// The environment variable that sets it (`HF_HUB_ETAG_TIMEOUT`, `HF_HUB_DOWNLOAD_TIMEOUT`).
+        variable: &'static str,
+    },
+
+    /// An environment variable of the Hub's holds a value that cannot be used.
+    #[error("{variable}={value}: expected {expected}")]
+    Setting {
+        /// The variable.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+        /// What it should hold.
+        expected: &'static str,
+    },
+
     /// A download that ended early or does not match what the Hub lists.
     #[error("{file}: the download is damaged: {problem}; it was removed from the cache, run again to fetch it anew")]
     Damaged {
@@ -67,7 +91,8 @@ pub enum HubError {
     },
 
     /// A download that stopped before its end (the connection dropped); what was received is
-    /// kept as `blobs/*.part` and the next run resumes from it.
+    /// kept as `blobs/*.incomplete` (never more than the size the Hub lists) and the next run
+    /// resumes from it.
     #[error("{file}: the download stopped before its end ({detail}); run again to resume it")]
     Interrupted {
         /// `org/name@rev/path`.

@@ -1,15 +1,25 @@
 //! Fetching a repository's files into the shared cache, and finding them there offline.
+//!
+//! Every request has the connect and read timeouts of [`HubConfig`]; the listing is read into
+//! memory up to [`LISTING_BYTES`]; a file is read up to the size the listing announces
+//! ([`crate::download`]). Paths come only from checked values: the repository id, the
+//! revision, the listing's commit and file names, and each file's LFS SHA-256 or git blob id
+//! ([`crate::cache`]). What the server puts in `ETag`, `X-Repo-Commit` or a redirect never
+//! names a path.
 
-use std::fs::File;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::io::{ErrorKind, Read};
+use std::path::PathBuf;
+use std::time::Duration;
 
-use hf_hub::api::sync::{Api, ApiBuilder, ApiError};
-use hf_hub::{Cache, Repo, RepoType};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
+use crate::cache::{self, RepoCache};
+use crate::download::{self, Expected, Failure, Hash};
 use crate::{HubConfig, HubError, HubId};
+
+/// The most bytes of a repository listing read into memory (a listing of 100,000 files is
+/// about 30 MB).
+pub const LISTING_BYTES: u64 = 64 << 20;
 
 /// What kind of repository an id names (the Hub keeps models and datasets apart).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +42,8 @@ struct RepoInfo {
 struct Sibling {
     rfilename: String,
     size: Option<u64>,
+    #[serde(rename = "blobId")]
+    blob_id: Option<String>,
     lfs: Option<Lfs>,
 }
 
@@ -42,30 +54,47 @@ struct Lfs {
     size: u64,
 }
 
+/// A file to fetch, its listing checked: its path, blob name and size.
+struct Wanted<'a> {
+    path: PathBuf,
+    name: &'a str,
+    blob: &'a str,
+    size: u64,
+    hash: Hash<'a>,
+}
+
 /// A client of the Hub and its cache (see the crate's doc).
 pub struct Hub {
     config: HubConfig,
-    api: Api,
+    progress: bool,
+    /// Listings: connect and read within `etag_timeout`.
+    listing: ureq::Agent,
+    /// Downloads: connect and read within `download_timeout`.
+    files: ureq::Agent,
 }
 
 impl Hub {
     /// A client with `config`; `progress` draws a bar per downloaded file on stderr.
     pub fn new(config: HubConfig, progress: bool) -> Result<Self, HubError> {
-        let api = ApiBuilder::from_cache(Cache::new(config.cache.clone()))
-            .with_endpoint(config.endpoint.clone())
-            .with_token(config.token.clone())
-            .with_progress(progress)
-            .build()
-            .map_err(|e| HubError::Protocol {
-                id: config.endpoint.clone(),
-                detail: e.to_string(),
-            })?;
-        Ok(Self { config, api })
+        let agent = |timeout: Duration| {
+            ureq::AgentBuilder::new()
+                .timeout_connect(timeout)
+                .timeout_read(timeout)
+                .timeout_write(timeout)
+                .user_agent(concat!("ropo/", env!("CARGO_PKG_VERSION")))
+                .build()
+        };
+        Ok(Self {
+            listing: agent(config.etag_timeout),
+            files: agent(config.download_timeout),
+            config,
+            progress,
+        })
     }
 
     /// A client configured from the environment ([`HubConfig::from_env`]).
     pub fn from_env(progress: bool) -> Result<Self, HubError> {
-        Self::new(HubConfig::from_env(), progress)
+        Self::new(HubConfig::from_env()?, progress)
     }
 
     /// The snapshot folder of `id` in the cache, holding every file of the repository for
@@ -79,27 +108,24 @@ impl Hub {
         kind: RepoKind,
         wanted: &dyn Fn(&str) -> bool,
     ) -> Result<PathBuf, HubError> {
-        let repo = Repo::with_revision(id.repo.clone(), kind.repo_type(), id.revision.clone());
-        let folder = self.config.cache.join(repo.folder_name());
+        let repo = RepoCache::new(&self.config.cache, id, kind)?;
         if self.config.offline {
-            return self.cached_snapshot(id, &folder);
+            return self.cached_snapshot(id, &repo);
         }
-        let api = self.api.repo(repo.clone());
-        let info: RepoInfo = api
-            .info_request()
-            .query("blobs", "true")
-            .call()
-            .map_err(|e| self.request_error(id, None, e))?
-            .into_json()
-            .map_err(|e| HubError::Protocol {
-                id: id.to_string(),
-                detail: format!("the repository listing is not the JSON expected: {e}"),
-            })?;
-        let files: Vec<&Sibling> = info
-            .siblings
-            .iter()
-            .filter(|file| wanted(&file.rfilename))
-            .collect();
+        let info = self.list(id, kind)?;
+        let unsafe_listing = |detail: String| HubError::Protocol {
+            id: id.to_string(),
+            detail: format!("the repository listing names {detail}; nothing was written"),
+        };
+        let commit = cache::commit(&info.sha).map_err(|e| unsafe_listing(format!("sha {e}")))?;
+        for file in &info.siblings {
+            cache::relative(&file.rfilename)
+                .map_err(|e| unsafe_listing(format!("the file {e}")))?;
+        }
+        let mut files = Vec::new();
+        for file in info.siblings.iter().filter(|file| wanted(&file.rfilename)) {
+            files.push(checked(file).map_err(unsafe_listing)?);
+        }
         if files.is_empty() {
             let listed: Vec<&str> = info
                 .siblings
@@ -112,41 +138,152 @@ impl Hub {
                 listed: listed.join(", "),
             });
         }
-        let snapshot = folder.join("snapshots").join(&info.sha);
-        for file in files {
-            if !is_complete(&snapshot.join(&file.rfilename), file) {
-                let path = api.download(&file.rfilename).map_err(|e| match e {
-                    ApiError::RequestError(e) => self.request_error(id, Some(&file.rfilename), *e),
-                    ApiError::IoError(e) => HubError::Interrupted {
-                        file: format!("{id}/{}", file.rfilename),
-                        detail: e.to_string(),
-                    },
-                    other => HubError::Protocol {
-                        id: format!("{id}/{}", file.rfilename),
-                        detail: other.to_string(),
-                    },
-                })?;
-                check_download(&path, file).map_err(|problem| {
-                    discard(&path);
-                    HubError::Damaged {
-                        file: format!("{id}/{}", file.rfilename),
-                        problem,
-                    }
-                })?;
+        let snapshot = repo.snapshot(commit);
+        for file in &files {
+            let here = snapshot.join(&file.path);
+            let whole = std::fs::metadata(&here).is_ok_and(|m| m.is_file() && m.len() == file.size);
+            if !whole {
+                self.fetch(id, kind, &repo, commit, file)?;
             }
         }
-        Cache::new(self.config.cache.clone())
-            .repo(repo)
-            .create_ref(&info.sha)
-            .map_err(|source| HubError::Io {
-                path: folder.join("refs"),
-                source,
-            })?;
+        repo.write_ref(&id.revision, commit)?;
         Ok(snapshot)
     }
 
+    /// The listing of `id`'s revision, read up to [`LISTING_BYTES`].
+    fn list(&self, id: &HubId, kind: RepoKind) -> Result<RepoInfo, HubError> {
+        let api = match kind {
+            RepoKind::Model => "models",
+            RepoKind::Dataset => "datasets",
+        };
+        let url = format!(
+            "{}/api/{api}/{}/revision/{}?blobs=true",
+            self.config.endpoint,
+            id.repo,
+            encode(&id.revision, false)
+        );
+        let what = format!("{id} (its listing)");
+        let timed_out = || self.timed_out(&what, self.config.etag_timeout, "HF_HUB_ETAG_TIMEOUT");
+        let response =
+            self.authorized(self.listing.get(&url))
+                .call()
+                .map_err(|error| match error {
+                    ureq::Error::Transport(t) if download::timed_out(&t) => timed_out(),
+                    error => self.request_error(id, None, error),
+                })?;
+        let mut body = Vec::new();
+        response
+            .into_reader()
+            .take(LISTING_BYTES + 1)
+            .read_to_end(&mut body)
+            .map_err(|error| match error.kind() {
+                ErrorKind::TimedOut | ErrorKind::WouldBlock => timed_out(),
+                _ => HubError::Interrupted {
+                    file: what.clone(),
+                    detail: error.to_string(),
+                },
+            })?;
+        if body.len() as u64 > LISTING_BYTES {
+            return Err(HubError::Protocol {
+                id: id.to_string(),
+                detail: format!(
+                    "the repository listing is longer than {} MiB",
+                    LISTING_BYTES >> 20
+                ),
+            });
+        }
+        serde_json::from_slice(&body).map_err(|e| HubError::Protocol {
+            id: id.to_string(),
+            detail: format!("the repository listing is not the JSON expected: {e}"),
+        })
+    }
+
+    /// Downloads `file` into its blob (once, under the blob's lock) and links it into the
+    /// snapshot of `commit`.
+    fn fetch(
+        &self,
+        id: &HubId,
+        kind: RepoKind,
+        repo: &RepoCache,
+        commit: &str,
+        file: &Wanted,
+    ) -> Result<(), HubError> {
+        let blob = repo.blob(file.blob);
+        let io = |source| HubError::Io {
+            path: blob.clone(),
+            source,
+        };
+        std::fs::create_dir_all(repo.folder.join("blobs")).map_err(io)?;
+        let _lock = repo.lock(file.blob)?;
+        let cached = std::fs::metadata(&blob).is_ok_and(|m| m.is_file() && m.len() == file.size);
+        if !cached {
+            let prefix = match kind {
+                RepoKind::Model => "",
+                RepoKind::Dataset => "datasets/",
+            };
+            let url = format!(
+                "{}/{prefix}{}/resolve/{commit}/{}",
+                self.config.endpoint,
+                id.repo,
+                encode(file.name, true)
+            );
+            let request = |from: u64| {
+                let request = self.authorized(self.files.get(&url));
+                let request = if from > 0 {
+                    request.set("Range", &format!("bytes={from}-"))
+                } else {
+                    request
+                };
+                request.call().map_err(Box::new)
+            };
+            let expected = Expected {
+                size: file.size,
+                hash: file.hash,
+            };
+            let label = self.progress.then_some(file.name);
+            let name = format!("{id}/{}", file.name);
+            download::download(&request, &blob, &expected, label).map_err(
+                |failure| match failure {
+                    Failure::Request(error) => self.request_error(id, Some(file.name), *error),
+                    Failure::TimedOut => self.timed_out(
+                        &name,
+                        self.config.download_timeout,
+                        "HF_HUB_DOWNLOAD_TIMEOUT",
+                    ),
+                    Failure::Interrupted(detail) => HubError::Interrupted {
+                        file: name.clone(),
+                        detail,
+                    },
+                    Failure::Damaged(problem) => HubError::Damaged {
+                        file: name.clone(),
+                        problem,
+                    },
+                    Failure::Io(path, source) => HubError::Io { path, source },
+                },
+            )?;
+        }
+        repo.link(commit, &file.path, file.blob)
+    }
+
+    /// `request` with the token, where there is one.
+    fn authorized(&self, request: ureq::Request) -> ureq::Request {
+        match &self.config.token {
+            Some(token) => request.set("Authorization", &format!("Bearer {token}")),
+            None => request,
+        }
+    }
+
+    fn timed_out(&self, what: &str, limit: Duration, variable: &'static str) -> HubError {
+        HubError::TimedOut {
+            what: what.to_owned(),
+            endpoint: self.config.endpoint.clone(),
+            seconds: limit.as_secs(),
+            variable,
+        }
+    }
+
     /// The cached snapshot of `id`: the commit its ref names (or the commit it is).
-    fn cached_snapshot(&self, id: &HubId, folder: &Path) -> Result<PathBuf, HubError> {
+    fn cached_snapshot(&self, id: &HubId, repo: &RepoCache) -> Result<PathBuf, HubError> {
         let not_cached = || HubError::NotCached {
             id: id.to_string(),
             cache: self.config.cache.clone(),
@@ -154,12 +291,9 @@ impl Hub {
         let commit = if id.is_commit() {
             id.revision.clone()
         } else {
-            std::fs::read_to_string(folder.join("refs").join(&id.revision))
-                .map_err(|_| not_cached())?
-                .trim()
-                .to_owned()
+            repo.read_ref(&id.revision).ok_or_else(not_cached)?
         };
-        let snapshot = folder.join("snapshots").join(commit);
+        let snapshot = repo.snapshot(&commit);
         if snapshot.is_dir() {
             Ok(snapshot)
         } else {
@@ -224,72 +358,44 @@ impl Hub {
     }
 }
 
-impl RepoKind {
-    fn repo_type(self) -> RepoType {
-        match self {
-            RepoKind::Model => RepoType::Model,
-            RepoKind::Dataset => RepoType::Dataset,
+/// A listed file checked before any of it becomes a path: a plain relative name, a blob name
+/// that is a hash, and a size. What is wrong, as a phrase, otherwise. The blob is named as
+/// `huggingface_hub` names it: an LFS file by its SHA-256, a git file by its blob id.
+fn checked(file: &Sibling) -> Result<Wanted<'_>, String> {
+    let name = file.rfilename.as_str();
+    let path = cache::relative(name).map_err(|e| format!("the file {e}"))?;
+    let (blob, size) = match (&file.lfs, &file.blob_id) {
+        (Some(lfs), _) => (lfs.sha256.as_str(), lfs.size),
+        (None, Some(blob_id)) => {
+            let size = file.size.ok_or_else(|| format!("no size for {name:?}"))?;
+            (blob_id.as_str(), size)
         }
-    }
+        (None, None) => return Err(format!("neither a blobId nor an LFS hash for {name:?}")),
+    };
+    let blob = cache::blob_name(blob).map_err(|e| format!("for {name:?} the blob {e}"))?;
+    let hash = match file.lfs {
+        Some(_) => Hash::Sha256(blob),
+        None => Hash::GitBlob(blob),
+    };
+    Ok(Wanted {
+        path,
+        name,
+        blob,
+        size,
+        hash,
+    })
 }
 
-/// The size the Hub lists for a file.
-fn listed_size(file: &Sibling) -> Option<u64> {
-    file.lfs.as_ref().map(|lfs| lfs.size).or(file.size)
-}
-
-/// Whether the cache already holds `file` whole at `path`.
-fn is_complete(path: &Path, file: &Sibling) -> bool {
-    match (std::fs::metadata(path), listed_size(file)) {
-        (Ok(meta), Some(size)) => meta.is_file() && meta.len() == size,
-        (Ok(meta), None) => meta.is_file(),
-        (Err(_), _) => false,
-    }
-}
-
-/// Checks a download against its listing: its size, and an LFS file's SHA-256. The problem,
-/// as a phrase, where it differs.
-fn check_download(path: &Path, file: &Sibling) -> Result<(), String> {
-    let len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
-    if let Some(size) = listed_size(file) {
-        if len != size {
-            return Err(format!("{len} of the {size} bytes the Hub lists"));
-        }
-    }
-    if let Some(lfs) = &file.lfs {
-        let digest = sha256(path).map_err(|e| e.to_string())?;
-        if !digest.eq_ignore_ascii_case(&lfs.sha256) {
-            return Err(format!(
-                "SHA-256 {digest} where the Hub lists {}",
-                lfs.sha256
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn sha256(path: &Path) -> std::io::Result<String> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let read = file.read(&mut buf)?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buf[..read]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect())
-}
-
-/// Removes a damaged download: the snapshot's link and the blob it points to.
-fn discard(path: &Path) {
-    if let Ok(blob) = std::fs::canonicalize(path) {
-        let _ = std::fs::remove_file(blob);
-    }
-    let _ = std::fs::remove_file(path);
+/// `text` percent-encoded for a URL path: every byte but letters, digits and `-._~` (and `/`
+/// between a file's folders, where `keep_slash`).
+fn encode(text: &str, keep_slash: bool) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (byte as char).to_string()
+            }
+            b'/' if keep_slash => "/".to_owned(),
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
 }

@@ -3,7 +3,8 @@
 //! (`GET /api/{models,datasets}/org/name/revision/rev`) and file resolution
 //! (`GET [/datasets]/org/name/resolve/rev/path`, with `ETag`, `X-Repo-Commit` and byte
 //! ranges), with the Hub's error codes (`X-Error-Code`), tokens, gated repositories and, on
-//! request, downloads cut short.
+//! request, a hostile server's answers ([`Fault`]): downloads cut short or corrupted, paths in
+//! headers and listings, endless bodies, silence.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -26,8 +27,8 @@ pub enum Access {
     Gated,
 }
 
-/// What goes wrong when a served file is downloaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What goes wrong when a served repository is listed or downloaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
     /// Nothing.
     None,
@@ -35,6 +36,23 @@ pub enum Fault {
     CutShort,
     /// Every byte sent is inverted (the listing keeps the true size and SHA-256).
     Corrupt,
+    /// Each file's answer gives this path as its `ETag`, `X-Linked-Etag` and `X-Repo-Commit`,
+    /// as a server that wants a client to write there would.
+    PathHeaders(String),
+    /// The listing gives this path as the commit (`sha`).
+    PathCommit(String),
+    /// The listing names one more file, at this path.
+    PathFile(String),
+    /// The listing gives this path as every file's blob id and LFS SHA-256.
+    PathBlob(String),
+    /// Each file's body goes on after its bytes, without end and without a `Content-Length`.
+    Endless,
+    /// The listing's body never ends (no `Content-Length`).
+    EndlessListing,
+    /// Every request is read and never answered.
+    Silent,
+    /// Each file's answer sends its headers and half its bytes, then nothing more.
+    Stall,
 }
 
 /// A repository the server serves at one commit, reachable as `main` or by its commit.
@@ -94,8 +112,9 @@ impl HubServer {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
                         Ok((stream, _)) => {
-                            let (repos, requests) = (repos.clone(), requests.clone());
-                            std::thread::spawn(move || serve(stream, &repos, &requests));
+                            let (repos, requests, stop) =
+                                (repos.clone(), requests.clone(), stop.clone());
+                            std::thread::spawn(move || serve(stream, &repos, &requests, &stop));
                         }
                         Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
                     }
@@ -130,8 +149,9 @@ impl Drop for HubServer {
     }
 }
 
-/// One request on `stream` (every answer closes the connection).
-fn serve(stream: TcpStream, repos: &[ServedRepo], requests: &AtomicUsize) {
+/// One request on `stream` (every answer closes the connection); a silent or stalled answer
+/// waits until the server stops.
+fn serve(stream: TcpStream, repos: &[ServedRepo], requests: &AtomicUsize, stop: &AtomicBool) {
     let _ = stream.set_nonblocking(false);
     let mut reader = BufReader::new(match stream.try_clone() {
         Ok(stream) => stream,
@@ -163,7 +183,7 @@ fn serve(stream: TcpStream, repos: &[ServedRepo], requests: &AtomicUsize) {
         .unwrap_or(target)
         .replace("%2F", "/");
     let answer = route(&path, repos, authorization.as_deref(), range.as_deref());
-    let _ = answer.write(stream);
+    let _ = answer.write(stream, stop);
 }
 
 /// An HTTP answer.
@@ -173,6 +193,21 @@ struct Answer {
     body: Vec<u8>,
     /// Bytes of `body` actually sent (fewer than announced for a cut download).
     sent: usize,
+    /// What follows the bytes sent.
+    after: After,
+}
+
+/// What an answer does after its bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum After {
+    /// Closes the connection.
+    Close,
+    /// Sends its headers with no `Content-Length` and then `filler` bytes without end.
+    Endless { filler: u8 },
+    /// Waits, sending nothing more.
+    Stall,
+    /// Sends nothing at all, not even its status line, and waits.
+    Silence,
 }
 
 impl Answer {
@@ -183,6 +218,7 @@ impl Answer {
             headers: Vec::new(),
             body,
             sent,
+            after: After::Close,
         }
     }
 
@@ -192,7 +228,16 @@ impl Answer {
         answer
     }
 
-    fn write(self, mut stream: TcpStream) -> std::io::Result<()> {
+    fn write(self, mut stream: TcpStream, stop: &AtomicBool) -> std::io::Result<()> {
+        let wait = || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        };
+        if self.after == After::Silence {
+            wait();
+            return Ok(());
+        }
         let reason = match self.status {
             200 => "OK",
             206 => "Partial Content",
@@ -201,18 +246,31 @@ impl Answer {
             404 => "Not Found",
             _ => "Error",
         };
-        let mut head = format!(
-            "HTTP/1.1 {} {reason}\r\nContent-Length: {}\r\nConnection: close\r\n",
-            self.status,
-            self.body.len()
-        );
+        let mut head = format!("HTTP/1.1 {} {reason}\r\nConnection: close\r\n", self.status);
+        if !matches!(self.after, After::Endless { .. }) {
+            head.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
+        }
         for (name, value) in &self.headers {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
         head.push_str("\r\n");
         stream.write_all(head.as_bytes())?;
         stream.write_all(&self.body[..self.sent])?;
-        stream.flush()
+        stream.flush()?;
+        match self.after {
+            After::Close | After::Silence => Ok(()),
+            After::Stall => {
+                wait();
+                Ok(())
+            }
+            After::Endless { filler } => {
+                let chunk = vec![filler; 1 << 16];
+                while !stop.load(Ordering::Relaxed) {
+                    stream.write_all(&chunk)?;
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -244,6 +302,11 @@ fn route(
     let Some(repo) = repos.iter().find(|r| r.kind == kind && r.id == id) else {
         return Answer::error(404, "RepoNotFound");
     };
+    if repo.fault == Fault::Silent {
+        let mut answer = Answer::new(200, Vec::new());
+        answer.after = After::Silence;
+        return answer;
+    }
     match &repo.access {
         Access::Public => {}
         Access::Token(token) if authorization == Some(&format!("Bearer {token}")) => {}
@@ -278,20 +341,42 @@ fn route(
 }
 
 /// The repository listing with sizes and LFS hashes (as with `?blobs=true`).
+/// JSON files are plain git files (a blob id, no LFS entry), the rest LFS files, as on the Hub.
 fn listing(repo: &ServedRepo) -> Answer {
-    let siblings: Vec<serde_json::Value> = repo
+    let mut siblings: Vec<serde_json::Value> = repo
         .files
         .iter()
         .map(|(path, bytes)| {
-            serde_json::json!({
-                "rfilename": path,
-                "size": bytes.len(),
-                "lfs": {"sha256": hex(&Sha256::digest(bytes)), "size": bytes.len(), "pointerSize": 134},
-            })
+            let sha256 = match &repo.fault {
+                Fault::PathBlob(path) => path.clone(),
+                _ => hex(&Sha256::digest(bytes)),
+            };
+            if is_git_file(path) {
+                serde_json::json!({"rfilename": path, "size": bytes.len(), "blobId": blob_id(repo, bytes)})
+            } else {
+                serde_json::json!({
+                    "rfilename": path,
+                    "size": bytes.len(),
+                    "blobId": blob_id(repo, bytes),
+                    "lfs": {"sha256": sha256, "size": bytes.len(), "pointerSize": 134},
+                })
+            }
         })
         .collect();
-    let body = serde_json::json!({"id": repo.id, "sha": repo.commit, "siblings": siblings});
+    if let Fault::PathFile(path) = &repo.fault {
+        siblings.push(serde_json::json!({"rfilename": path, "size": 2, "blobId": "0".repeat(40)}));
+    }
+    let sha = match &repo.fault {
+        Fault::PathCommit(path) => path.clone(),
+        _ => repo.commit.clone(),
+    };
+    let body = serde_json::json!({"id": repo.id, "sha": sha, "siblings": siblings});
     let mut answer = Answer::new(200, body.to_string().into_bytes());
+    if repo.fault == Fault::EndlessListing {
+        answer.body.truncate(answer.body.len() / 2);
+        answer.sent = answer.body.len();
+        answer.after = After::Endless { filler: b' ' };
+    }
     answer
         .headers
         .push(("Content-Type".into(), "application/json".into()));
@@ -320,15 +405,22 @@ fn resolve(repo: &ServedRepo, bytes: &[u8], range: Option<&str>) -> Answer {
         body.iter_mut().for_each(|byte| *byte = !*byte);
     }
     let mut answer = Answer::new(if range.is_some() { 206 } else { 200 }, body);
-    if repo.fault == Fault::CutShort && !probe {
+    if matches!(repo.fault, Fault::CutShort | Fault::Stall) && !probe {
         answer.sent = answer.body.len() / 2;
     }
+    answer.after = match repo.fault {
+        Fault::Stall => After::Stall,
+        Fault::Endless => After::Endless { filler: b'x' },
+        _ => After::Close,
+    };
+    let (etag, commit) = match &repo.fault {
+        Fault::PathHeaders(path) => (path.clone(), path.clone()),
+        _ => (hex(&Sha256::digest(bytes)), repo.commit.clone()),
+    };
     answer.headers.extend([
-        (
-            "ETag".into(),
-            format!("\"{}\"", hex(&Sha256::digest(bytes))),
-        ),
-        ("X-Repo-Commit".into(), repo.commit.clone()),
+        ("ETag".into(), format!("\"{etag}\"")),
+        ("X-Linked-Etag".into(), format!("\"{etag}\"")),
+        ("X-Repo-Commit".into(), commit),
         ("Accept-Ranges".into(), "bytes".into()),
         (
             "Content-Range".into(),
@@ -336,6 +428,25 @@ fn resolve(repo: &ServedRepo, bytes: &[u8], range: Option<&str>) -> Answer {
         ),
     ]);
     answer
+}
+
+/// Whether the Hub keeps `path` in git itself rather than in LFS (small text files).
+fn is_git_file(path: &str) -> bool {
+    path.ends_with(".json") || path.ends_with(".txt") || path.ends_with(".jinja")
+}
+
+/// A file's git blob id as the listing gives it (SHA-1 of `blob {len}\0` and the bytes), or
+/// the hostile path of [`Fault::PathBlob`].
+fn blob_id(repo: &ServedRepo, bytes: &[u8]) -> String {
+    match &repo.fault {
+        Fault::PathBlob(path) => path.clone(),
+        _ => {
+            let mut hasher = sha1::Sha1::new();
+            hasher.update(format!("blob {}\0", bytes.len()).as_bytes());
+            hasher.update(bytes);
+            hex(&hasher.finalize())
+        }
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {

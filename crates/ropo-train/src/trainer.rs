@@ -16,7 +16,7 @@ use ropo_data::{
     load_tokenizer,
     split::held_out,
     template::{ChatFormat, Template},
-    tokenize::{tokenize, TokenizeOptions},
+    tokenize::{tokenize, DropReason, TokenizeOptions},
     ChatPair, TokenizedPair,
 };
 use ropo_models::{
@@ -483,12 +483,32 @@ impl TrainerConfig {
             .unzip();
         let noisy = ropo_data::noise::symmetric(clean, self.noise, self.seeds().noise(self.seed))?;
         if noisy.pairs.is_empty() {
-            return Err(TrainError::Config(format!(
-                "data: {} has no pair that fits max_length {} / max_prompt_length {}",
-                self.data.display(),
-                self.max_length,
-                self.max_prompt_length
-            )));
+            let refused = tokenized
+                .report
+                .dropped
+                .iter()
+                .find(|d| matches!(d.reason, DropReason::Template(_)));
+            return Err(TrainError::Config(match refused {
+                Some(first) => format!(
+                    "data: {}: no pair is left; {} of {} were refused by the chat template (pair {}: {})",
+                    self.data.display(),
+                    tokenized
+                        .report
+                        .dropped
+                        .iter()
+                        .filter(|d| matches!(d.reason, DropReason::Template(_)))
+                        .count(),
+                    tokenized.report.pairs,
+                    first.index + 1,
+                    first.reason
+                ),
+                None => format!(
+                    "data: {} has no pair that fits max_length {} / max_prompt_length {}",
+                    self.data.display(),
+                    self.max_length,
+                    self.max_prompt_length
+                ),
+            }));
         }
         if self.batch > noisy.pairs.len() {
             return Err(TrainError::Config(format!(
