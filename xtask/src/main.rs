@@ -39,6 +39,7 @@ mod model_cmds;
 mod plot_losses;
 mod run_folder;
 mod tokenize_bench;
+mod train_args;
 mod train_cmd;
 mod trainer_progress;
 mod trl_names;
@@ -74,7 +75,7 @@ enum Command {
     Doctor,
     /// The main job: SFT, then every loss under label noise, side by side; with --model and
     /// --data, the trainer: one method on your model and pairs (docs/align.md).
-    Train(Box<train_cmd::TrainArgs>),
+    Train(Box<train_args::TrainArgs>),
 }
 
 fn main() -> ExitCode {

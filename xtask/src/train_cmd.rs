@@ -3,14 +3,11 @@
 
 use std::{path::PathBuf, time::Instant};
 
-use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use ropo::backend::Training;
 use ropo::models::text_file::read_settings;
 use ropo::train::{
     config::GoldExperiment,
     dataset_experiment::DatasetExperiment,
-    framework::{RoundSchedule, Scorer},
     label_noise::NoiseModel,
     loss_entry::LossEntry,
     records::Progress,
@@ -20,162 +17,13 @@ use ropo::train::{
 };
 
 use crate::{
-    align_cmd::{self, AlignFlags},
-    run_folder::{open_run_folder, Entry},
+    align_cmd,
+    run_folder::open_run_folder,
+    train_args::{
+        anchor, entry, one_line, progress_bar, ExperimentKind, NoiseModelChoice, TrainArgs,
+    },
     CmdResult,
 };
-
-/// Run the noisy-preference experiment (with no arguments: the embedded default).
-#[derive(Args)]
-pub struct TrainArgs {
-    /// A TOML experiment config; fields left out keep their defaults (see docs/training.md).
-    #[arg(long)]
-    pub(crate) config: Option<PathBuf>,
-    /// Losses to compare, comma-separated (overrides the config).
-    #[arg(long, value_delimiter = ',')]
-    pub(crate) losses: Option<Vec<String>>,
-    /// Label-noise rates, comma-separated (overrides the config); the trainer takes one rate,
-    /// injected into your pairs (default 0: labels as read).
-    #[arg(long, value_delimiter = ',')]
-    pub(crate) noise: Option<Vec<f64>>,
-    /// Seeds per (loss, noise) (overrides the config).
-    #[arg(long)]
-    pub(crate) seeds: Option<u64>,
-    /// Preference steps per run (overrides the config; for the trainer, instead of --epochs).
-    #[arg(long, aliases = ["max_steps", "max-steps"])]
-    pub(crate) steps: Option<usize>,
-    /// The run folder.
-    #[arg(long, default_value = "runs/gold", aliases = ["output_dir", "output-dir"])]
-    pub(crate) out: PathBuf,
-    /// Continue the run in this folder where it stopped (its config.toml is used as is).
-    #[arg(long, conflicts_with_all = ["config", "losses", "noise", "seeds", "steps", "out", "experiment", "noise_model", "scorer", "round_schedule"])]
-    pub(crate) resume: Option<PathBuf>,
-    /// Start afresh in a run folder that holds an earlier run, removing what it holds.
-    #[arg(long, conflicts_with = "resume")]
-    pub(crate) overwrite: bool,
-    /// End this session after this many preference steps (a checkpoint is written; continue
-    /// with --resume).
-    #[arg(long)]
-    pub(crate) stop_after_steps: Option<usize>,
-    /// Log one line per finished run instead of a progress bar.
-    #[arg(long)]
-    pub(crate) quiet: bool,
-    /// `practical`: the default run under a Bradley–Terry judge of the gold reward instead of
-    /// symmetric flips (in runs/practical unless --out says otherwise); `length`: DPO, ROPO and
-    /// ropo+filter at η = 0.4 for 10 epochs, validated every epoch with the flip-detection
-    /// AUC of the loss (in runs/length).
-    #[arg(long, value_enum)]
-    pub(crate) experiment: Option<ExperimentKind>,
-    /// How labels are flipped at each noise rate: `symmetric` or `bradley_terry` (overrides
-    /// the config).
-    #[arg(long, value_enum)]
-    pub(crate) noise_model: Option<NoiseModelChoice>,
-    /// How rejection sampling (`+filter+rs` methods) ranks candidates (overrides the config;
-    /// default `policy_log_prob_per_token`; `implicit_reward` is the paper's form).
-    #[arg(long, value_enum)]
-    pub(crate) scorer: Option<ScorerChoice>,
-    /// How the learning rate runs over the ROPO framework's rounds: `restart` (each round its
-    /// own warmup and cosine decay; the default) or `continuous` (one schedule over all rounds).
-    #[arg(long, value_enum)]
-    pub(crate) round_schedule: Option<RoundScheduleChoice>,
-    /// Worker threads, each training one seed's runs at a time (default: the machine's
-    /// cores); the results do not depend on it.
-    #[arg(long)]
-    pub(crate) jobs: Option<usize>,
-    /// For the reliability tests: a fault inside one snapshot write (`pause:NAME`,
-    /// `disk-full:NAME`); needs a build with ropo-train's `fault-injection` feature.
-    #[arg(long, hide = true)]
-    pub(crate) fault: Option<String>,
-    /// The trainer's options (with --model and --data).
-    #[command(flatten)]
-    pub(crate) align: AlignFlags,
-}
-
-/// The experiments `--experiment` names (without it: the default grid, or a config's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum ExperimentKind {
-    /// The default grid under practical (Bradley–Terry) noise.
-    Practical,
-    /// Where DPO memorises: win rate and flip detection against training length.
-    Length,
-}
-
-impl ExperimentKind {
-    /// The run folder the experiment writes when `--out` is not given.
-    fn folder(self) -> &'static str {
-        match self {
-            Self::Practical => "runs/practical",
-            Self::Length => "runs/length",
-        }
-    }
-}
-
-/// How labels are flipped (`--noise-model`), as ropo-train's [`NoiseModel`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum NoiseModelChoice {
-    /// Each label flipped with probability η.
-    #[value(name = "symmetric")]
-    Symmetric,
-    /// A Bradley–Terry judge of the gold reward, wrong on a share η of the labels.
-    #[value(name = "bradley_terry")]
-    BradleyTerry,
-}
-
-impl From<NoiseModelChoice> for NoiseModel {
-    fn from(choice: NoiseModelChoice) -> Self {
-        match choice {
-            NoiseModelChoice::Symmetric => Self::Symmetric,
-            NoiseModelChoice::BradleyTerry => Self::BradleyTerry,
-        }
-    }
-}
-
-/// How rejection sampling ranks candidates (`--scorer`), as ropo-train's [`Scorer`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum ScorerChoice {
-    /// The implicit reward.
-    #[value(name = "implicit_reward")]
-    ImplicitReward,
-    /// The implicit reward per response token.
-    #[value(name = "implicit_reward_per_token")]
-    ImplicitRewardPerToken,
-    /// The policy's own log-probability.
-    #[value(name = "policy_log_prob")]
-    PolicyLogProb,
-    /// The policy's log-probability per response token.
-    #[value(name = "policy_log_prob_per_token")]
-    PolicyLogProbPerToken,
-}
-
-impl From<ScorerChoice> for Scorer {
-    fn from(choice: ScorerChoice) -> Self {
-        match choice {
-            ScorerChoice::ImplicitReward => Self::ImplicitReward,
-            ScorerChoice::ImplicitRewardPerToken => Self::ImplicitRewardPerToken,
-            ScorerChoice::PolicyLogProb => Self::PolicyLogProb,
-            ScorerChoice::PolicyLogProbPerToken => Self::PolicyLogProbPerToken,
-        }
-    }
-}
-
-/// How the learning rate runs over rounds (`--round-schedule`), as ropo-train's
-/// [`RoundSchedule`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum RoundScheduleChoice {
-    /// Each round its own warmup and decay.
-    Restart,
-    /// One warmup and decay over all rounds.
-    Continuous,
-}
-
-impl From<RoundScheduleChoice> for RoundSchedule {
-    fn from(choice: RoundScheduleChoice) -> Self {
-        match choice {
-            RoundScheduleChoice::Restart => Self::Restart,
-            RoundScheduleChoice::Continuous => Self::Continuous,
-        }
-    }
-}
 
 impl TrainArgs {
     /// Applies the command-line overrides to the fields every experiment has.
@@ -522,16 +370,6 @@ fn read_config(path: &std::path::Path) -> Result<GoldExperiment, Box<dyn std::er
         .map_err(|e| format!("{}: {}", path.display(), one_line(&e.to_string())))?)
 }
 
-/// How `args` enter their run folder: `--resume`, or fresh (`--overwrite` clearing it).
-pub(crate) fn entry(args: &TrainArgs) -> Entry {
-    match args.resume {
-        Some(_) => Entry::Resume,
-        None => Entry::Fresh {
-            overwrite: args.overwrite,
-        },
-    }
-}
-
 /// The config file the experiment comes from: the run folder's on resume, else `--config`.
 fn config_file(args: &TrainArgs) -> Option<PathBuf> {
     match &args.resume {
@@ -546,41 +384,4 @@ fn in_config(path: Option<&std::path::Path>, error: TrainError) -> Box<dyn std::
         Some(path) => format!("{}: {error}", path.display()).into(),
         None => error.into(),
     }
-}
-
-/// A bar of `total` steps (hidden when `quiet`): elapsed time, the bar, the position,
-/// `extra` (e.g. `eta {eta}`) and the message.
-pub(crate) fn progress_bar(total: u64, quiet: bool, extra: &str) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let template = format!("{{elapsed:>4}} [{{bar:30}}] {{pos}}/{{len}} {extra}{{msg}}");
-    let style = ProgressStyle::with_template(&template)
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-    ProgressBar::new(total).with_style(style)
-}
-
-/// Makes a path a config names absolute, resolving a relative one against `base` (the config
-/// file's folder; empty for the current folder). An empty path stays empty, for validation to
-/// name, and a Hub id (`org/name[@rev]` where no such path exists) stays as it is, for
-/// [`crate::hub_paths`] to fetch.
-pub(crate) fn anchor(path: &mut PathBuf, base: &std::path::Path) {
-    if path.as_os_str().is_empty() || crate::hub_paths::is_hub_id(path, base) {
-        return;
-    }
-    let joined = base.join(&*path);
-    *path = std::path::absolute(&joined).unwrap_or(joined);
-}
-
-/// toml's errors span several lines (a snippet of the file); keep them to one.
-pub(crate) fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .map(str::trim)
-        .filter(|l| {
-            !l.is_empty() && !l.starts_with('|') && !l.chars().all(|c| c == '^' || c == ' ')
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }

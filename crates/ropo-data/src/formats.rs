@@ -23,6 +23,7 @@ mod hh;
 mod jsonl;
 mod orca;
 mod parquet_rows;
+mod raw;
 mod reader;
 mod summarize;
 mod trl;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use flate2::bufread::MultiGzDecoder;
 use serde_json::Value;
 
-use super::reader::{record_error, Raw};
+use super::raw::{record_error, Raw};
 use super::{fields::FieldError, unique_keys, FileKind};
 use crate::DataError;
 

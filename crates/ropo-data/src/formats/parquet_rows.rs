@@ -19,7 +19,7 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::reader::RowIter;
 use parquet::schema::types::Type;
 
-use super::reader::{record_error, Raw};
+use super::raw::{record_error, Raw};
 use super::FileKind;
 use crate::DataError;
 

@@ -13,8 +13,9 @@ use serde_json::Value;
 use super::{
     data_files,
     fields::{describe_keys, FieldError},
-    hh, jsonl, parquet_rows, Degenerate, FileKind, Format, OnInvalid, ReadOptions, ReadReport,
-    Record,
+    hh, jsonl, parquet_rows,
+    raw::{record_error, Raw},
+    Degenerate, FileKind, Format, OnInvalid, ReadOptions, ReadReport, Record,
 };
 use crate::{ChatPair, DataError};
 
@@ -71,16 +72,6 @@ pub struct PairReader {
     finished: bool,
 }
 
-/// One line of a JSONL file or one row of a parquet file, before it is read as a pair.
-pub(super) struct Raw {
-    /// Its line (row), from 1.
-    pub(super) line: u64,
-    /// The bytes read for it, counted against [`ReadOptions::max_total_bytes`].
-    pub(super) bytes: u64,
-    /// The record as JSON, or what is wrong with it; `None` for a blank line.
-    pub(super) value: Option<Result<Value, FieldError>>,
-}
-
 /// Where a file's records come from.
 enum Source {
     Jsonl(jsonl::Lines),
@@ -107,17 +98,6 @@ impl Source {
             Source::Jsonl(lines) => lines.next(),
             Source::Parquet(rows) => rows.next(),
         }
-    }
-}
-
-/// A [`DataError::InvalidRecord`] of the file at `path` with no field at fault.
-pub(super) fn record_error(path: &Path, kind: FileKind, line: u64, problem: String) -> DataError {
-    DataError::InvalidRecord {
-        path: path.to_owned(),
-        kind,
-        line,
-        field: None,
-        problem,
     }
 }
 
