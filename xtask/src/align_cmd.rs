@@ -354,6 +354,12 @@ fn with_flags(
     if flags.nll_weight.is_some() {
         config.nll_weight = flags.nll_weight;
     }
+    if flags.drdpo_beta_prime.is_some() {
+        config.drdpo_beta_prime = flags.drdpo_beta_prime;
+    }
+    if flags.holder_gamma.is_some() {
+        config.holder_gamma = flags.holder_gamma;
+    }
     if let Some(name) = &flags.template {
         config.template = name
             .parse::<Template>()
@@ -387,6 +393,18 @@ fn with_flags(
             config.loss
         )
         .into());
+    }
+    for (flag, given, loss) in [
+        ("--drdpo-beta-prime", flags.drdpo_beta_prime, "drdpo"),
+        ("--holder-gamma", flags.holder_gamma, "holder"),
+    ] {
+        if given.is_some() && config.loss != loss {
+            return Err(format!(
+                "{flag} is --loss {loss}'s, and --loss {} does not use it",
+                config.loss
+            )
+            .into());
+        }
     }
     // TRL's dataset_test_split names a split of dataset_name.
     if config.eval_data.is_none() && config.eval_data_split.is_some() {

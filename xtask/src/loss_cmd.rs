@@ -12,7 +12,9 @@ use crate::CmdResult;
 #[derive(Args)]
 #[command(allow_negative_numbers = true)]
 pub struct LossArgs {
-    /// The loss: sigmoid (or dpo), ropo, na, cdpo, rdpo, ipo, hinge, simpo.
+    /// The loss: sigmoid (or dpo), ropo, na, cdpo, rdpo, ipo, hinge, simpo, drdpo, holder.
+    /// With --margins, drdpo gives each pair's DPO loss and gradient (its batch weights need
+    /// the log-prob vectors: then `loss` holds the batch form whose mean is Dr. DPO's loss).
     #[arg(long)]
     loss: String,
     /// Inverse temperature β.
@@ -30,6 +32,12 @@ pub struct LossArgs {
     /// IPO's margin: averaged (per token) or summed.
     #[arg(long, default_value = "averaged")]
     ipo_margin: IpoMargin,
+    /// Dr. DPO's β′.
+    #[arg(long, default_value_t = LossParams::default().drdpo_beta_prime)]
+    drdpo_beta_prime: f64,
+    /// Hölder-DPO's γ.
+    #[arg(long, default_value_t = LossParams::default().holder_gamma)]
+    holder_gamma: f64,
     /// Weight of the NLL term on the chosen response (log-prob input only).
     #[arg(long, default_value_t = 0.0)]
     nll_weight: f64,
@@ -70,6 +78,8 @@ pub fn run(args: &LossArgs) -> CmdResult {
         epsilon: args.epsilon,
         gamma: args.gamma,
         ipo_margin: args.ipo_margin,
+        drdpo_beta_prime: args.drdpo_beta_prime,
+        holder_gamma: args.holder_gamma,
     };
     let config = LossConfig::new(Loss::from_name(&args.loss, &params)?, args.beta)?
         .with_nll_weight(args.nll_weight)?;

@@ -23,7 +23,8 @@ pub struct PlotArgs {
 }
 
 /// Draws `−∂ℓ/∂h` against `βh ∈ [−10, 10]` for DPO, cDPO, rDPO (ε = 0.1) and ROPO with
-/// α ∈ {2, 6, 14, 30}, in units of β so the curves read the same at any β.
+/// α ∈ {2, 6, 14, 30} and Hölder-DPO (γ = 2), in units of β so the curves read the same at
+/// any β. (Dr. DPO's per-pair weight is DPO's times a batch weight, so it has no curve here.)
 pub fn run(args: &PlotArgs) -> CmdResult {
     let curves = [
         ("DPO", Loss::Sigmoid),
@@ -33,6 +34,7 @@ pub fn run(args: &PlotArgs) -> CmdResult {
         ("ROPO α=6", Loss::Ropo { alpha: 6.0 }),
         ("ROPO α=14", Loss::Ropo { alpha: 14.0 }),
         ("ROPO α=30", Loss::Ropo { alpha: 30.0 }),
+        ("Hölder-DPO γ=2", Loss::Holder { gamma: 2.0 }),
     ];
     let scaled: Vec<f64> = (-400..=400).map(|i| f64::from(i) / 40.0).collect();
     let margins: Vec<f64> = scaled.iter().map(|z| z / args.beta).collect();

@@ -50,8 +50,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub(crate) quiet: bool,
     /// `practical`: the default run under a Bradley–Terry judge of the gold reward instead of
-    /// symmetric flips (in runs/practical unless --out says otherwise); `length`: DPO, ROPO and
-    /// ropo+filter at η = 0.4 for 10 epochs, validated every epoch with the flip-detection
+    /// symmetric flips (in runs/practical unless --out says otherwise); `length`: DPO, ROPO,
+    /// Dr. DPO, Hölder-DPO and ropo+filter at η = 0.4 for 10 epochs, validated every epoch with the flip-detection
     /// AUC of the loss (in runs/length).
     #[arg(long, value_enum)]
     pub(crate) experiment: Option<ExperimentKind>,
@@ -185,7 +185,8 @@ pub struct AlignFlags {
     /// tokenizer folder, else chatml; the default), plain, hh, chatml, llama2.
     #[arg(long, help_heading = "Trainer")]
     pub(crate) template: Option<String>,
-    /// The loss (default ropo): sigmoid (DPO), ropo, ipo, cdpo, rdpo, hinge, simpo, …
+    /// The loss (default ropo): sigmoid (DPO), ropo, ipo, cdpo, rdpo, hinge, simpo, drdpo
+    /// (Dr. DPO), holder (Hölder-DPO), …
     #[arg(long, help_heading = "Trainer", aliases = ["loss_type", "loss-type"])]
     pub(crate) loss: Option<String>,
     /// β (default 0.1).
@@ -206,6 +207,12 @@ pub struct AlignFlags {
     /// Weight of an NLL term on the chosen responses (TRL's rpo_alpha).
     #[arg(long, help_heading = "Trainer", aliases = ["rpo_alpha", "rpo-alpha"])]
     pub(crate) nll_weight: Option<f64>,
+    /// Dr. DPO's β′ (default 1.0).
+    #[arg(long, help_heading = "Trainer", alias = "drdpo_beta_prime")]
+    pub(crate) drdpo_beta_prime: Option<f64>,
+    /// Hölder-DPO's γ (default 2.0).
+    #[arg(long, help_heading = "Trainer", alias = "holder_gamma")]
+    pub(crate) holder_gamma: Option<f64>,
     /// Peak learning rate (default 1e-6, as TRL).
     #[arg(long, help_heading = "Trainer", aliases = ["learning_rate", "learning-rate"])]
     pub(crate) lr: Option<f64>,

@@ -3,7 +3,7 @@
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::{
-    stable::{sigmoid, softplus},
+    stable::{log_sigmoid, sigmoid, softplus},
     CoreError, PairLogps,
 };
 
@@ -50,6 +50,24 @@ pub enum Loss {
         /// Target reward margin γ.
         gamma: f64,
     },
+    /// Dr. DPO (Wu et al., ICLR 2025, arXiv 2407.07880): over each forward's `N` pairs,
+    /// `L = −β′·log((1/N)·Σᵢ exp(−ℓᵢ/β′))` of the DPO losses `ℓᵢ = −log σ(zᵢ)`. It couples the
+    /// pairs of a batch: pair `i` gets DPO's gradient times `wᵢ = N·softmax(−ℓ/β′)ᵢ` (mean 1),
+    /// so pairs whose loss is high beside their batch-mates' count little. Its per-pair
+    /// loss (the filter's ranking, [`LossConfig::loss_of_margin`]) is DPO's; see
+    /// [`LossConfig::forward`] for how the batch loss is returned.
+    DrDpo {
+        /// β′ > 0: small values down-weight high-loss pairs hard; large ones give DPO.
+        beta_prime: f64,
+    },
+    /// Hölder-DPO (NeurIPS 2025, arXiv 2505.17859), a redescending loss:
+    /// `ℓ = −(1+γ)·σ(z)^γ + γ·σ(z)^(1+γ) = −σ(z)^γ·(1 + γ·σ(−z))`. Its gradient weight
+    /// `βγ(1+γ)·σ(z)^γ·σ(−z)²` vanishes as `h → −∞`: a pair the policy strongly contradicts
+    /// stops pulling. Values lie in (−1, 0).
+    Holder {
+        /// γ > 0: the power of the density-power divergence (paper default 2).
+        gamma: f64,
+    },
 }
 
 /// How IPO forms its margin from the log-ratios.
@@ -85,6 +103,10 @@ pub struct LossParams {
     pub gamma: f64,
     /// IPO's margin mode (default averaged).
     pub ipo_margin: IpoMargin,
+    /// Dr. DPO's β′ (default 1.0, the paper's and its code's).
+    pub drdpo_beta_prime: f64,
+    /// Hölder-DPO's γ (default 2.0, the paper's).
+    pub holder_gamma: f64,
 }
 
 impl Default for LossParams {
@@ -94,14 +116,16 @@ impl Default for LossParams {
             epsilon: 0.1,
             gamma: 0.5,
             ipo_margin: IpoMargin::Averaged,
+            drdpo_beta_prime: 1.0,
+            holder_gamma: 2.0,
         }
     }
 }
 
 impl Loss {
     /// Every loss name [`Loss::from_name`] accepts (`dpo` is also accepted for `sigmoid`).
-    pub const NAMES: [&'static str; 8] = [
-        "sigmoid", "ropo", "na", "cdpo", "rdpo", "ipo", "hinge", "simpo",
+    pub const NAMES: [&'static str; 10] = [
+        "sigmoid", "ropo", "na", "cdpo", "rdpo", "ipo", "hinge", "simpo", "drdpo", "holder",
     ];
 
     /// The loss called `name`, with its hyper-parameters taken from `params`.
@@ -125,6 +149,12 @@ impl Loss {
             "simpo" => Self::Simpo {
                 gamma: params.gamma,
             },
+            "drdpo" => Self::DrDpo {
+                beta_prime: params.drdpo_beta_prime,
+            },
+            "holder" => Self::Holder {
+                gamma: params.holder_gamma,
+            },
             other => return Err(CoreError::UnknownLoss(shortened(other))),
         })
     }
@@ -140,6 +170,8 @@ impl Loss {
             Self::Ipo { .. } => "ipo",
             Self::Hinge => "hinge",
             Self::Simpo { .. } => "simpo",
+            Self::DrDpo { .. } => "drdpo",
+            Self::Holder { .. } => "holder",
         }
     }
 
@@ -164,6 +196,18 @@ impl Loss {
                 "rDPO needs 0 <= epsilon < 0.5",
             ),
             Self::Simpo { gamma } => require("gamma", gamma, gamma.is_finite(), "must be finite"),
+            Self::DrDpo { beta_prime } => require(
+                "drdpo_beta_prime",
+                beta_prime,
+                beta_prime.is_finite() && beta_prime > 0.0,
+                "must be finite and > 0",
+            ),
+            Self::Holder { gamma } => require(
+                "holder_gamma",
+                gamma,
+                gamma.is_finite() && gamma > 0.0,
+                "must be finite and > 0",
+            ),
             Self::Sigmoid | Self::NoiseAware | Self::Ipo { .. } | Self::Hinge => Ok(()),
         }
     }
@@ -181,7 +225,9 @@ pub struct LossConfig {
 /// What a loss gives back for a batch, every field `[batch]` and unreduced.
 #[derive(Debug, Clone)]
 pub struct LossOutput<B: Backend> {
-    /// Per-pair loss, including the NLL term when its weight is non-zero.
+    /// Per-pair loss, including the NLL term when its weight is non-zero. Their mean is the
+    /// batch's loss and its gradient, for every loss; for a loss that couples the pairs of a
+    /// batch (Dr. DPO) that is all they mean.
     pub losses: Tensor<B, 1>,
     /// The margin `h` the loss is a function of (see [`Loss`]).
     pub margins: Tensor<B, 1>,
@@ -240,9 +286,18 @@ impl LossConfig {
     }
 
     /// Per-pair losses, margins and rewards of a batch; all outputs `[batch]`.
+    ///
+    /// Dr. DPO's batch loss `L` is returned as `ℓᵢ·sg(wᵢ) + sg(L − mean(sg(w)·ℓ))` (`sg`:
+    /// detached): their mean is `L` and their gradient is exactly `∇L`, so the trainer reduces
+    /// it as any other loss (its batch is each forward's pairs, as in the paper's code).
     pub fn forward<B: Backend>(&self, logps: &PairLogps<B>) -> LossOutput<B> {
         let margins = self.margin(logps);
-        let mut losses = self.loss_of_margin(margins.clone());
+        let mut losses = match self.loss {
+            Loss::DrDpo { beta_prime } => {
+                dr_dpo_batch(self.loss_of_margin(margins.clone()), beta_prime)
+            }
+            _ => self.loss_of_margin(margins.clone()),
+        };
         if self.nll_weight > 0.0 {
             let nll = PairLogps::per_token(logps.policy_chosen.clone(), &logps.chosen_tokens).neg();
             losses = losses + nll.mul_scalar(self.nll_weight);
@@ -301,6 +356,11 @@ impl LossConfig {
             Loss::Ipo { .. } => margins.sub_scalar(0.5 / beta).powf_scalar(2.0),
             Loss::Hinge => burn::tensor::activation::relu(z.neg().add_scalar(1.0)),
             Loss::Simpo { gamma } => softplus(z.sub_scalar(gamma).neg()),
+            Loss::DrDpo { .. } => softplus(z.neg()),
+            Loss::Holder { gamma } => {
+                let sigmoid_power = log_sigmoid(z.clone()).mul_scalar(gamma).exp();
+                (sigmoid_power * sigmoid(z.neg()).mul_scalar(gamma).add_scalar(1.0)).neg()
+            }
         }
     }
 
@@ -325,9 +385,36 @@ impl LossConfig {
             Loss::Ipo { .. } => return margins.sub_scalar(0.5 / beta).mul_scalar(2.0),
             Loss::Hinge => z.lower_elem(1.0).float(),
             Loss::Simpo { gamma } => sigmoid(z.sub_scalar(gamma).neg()),
+            Loss::DrDpo { .. } => sigmoid(z.neg()),
+            Loss::Holder { gamma } => {
+                let sigmoid_power = log_sigmoid(z.clone()).mul_scalar(gamma).exp();
+                sigmoid_power
+                    * sigmoid(z.neg())
+                        .powf_scalar(2.0)
+                        .mul_scalar(gamma * (1.0 + gamma))
+            }
         };
         weight.mul_scalar(-beta)
     }
+}
+
+/// Dr. DPO's batch loss over the DPO losses `ℓ` of one forward, `[n] -> [n]`, in the form
+/// [`LossConfig::forward`] states. The weights and `L` come from detached values, through
+/// the max-shifted log-sum-exp, so they stay finite for any losses.
+fn dr_dpo_batch<B: Backend>(losses: Tensor<B, 1>, beta_prime: f64) -> Tensor<B, 1> {
+    let n = losses.dims()[0];
+    if n == 0 {
+        return losses;
+    }
+    let scaled = losses.clone().detach().div_scalar(-beta_prime);
+    let top = scaled.clone().max();
+    let shifted = (scaled - top.clone()).exp();
+    let total = shifted.clone().sum();
+    let weights = (shifted / total.clone()).mul_scalar(n as f64);
+    let batch_loss = (total.div_scalar(n as f64).log() + top).mul_scalar(-beta_prime);
+    let weighted = losses * weights;
+    let offset = batch_loss - weighted.clone().detach().mean();
+    weighted + offset
 }
 
 /// ROPO's two coefficients `(4α/(1+α)², 4α²/(1+α)²)`: of the DPO term and the noise-aware term.

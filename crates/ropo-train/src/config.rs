@@ -120,6 +120,12 @@ pub struct PreferenceStage {
     /// Weight of an NLL term on the chosen responses, added to every loss (left out: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nll_weight: Option<f64>,
+    /// Dr. DPO's β′ (left out: ropo-core's default, 1.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drdpo_beta_prime: Option<f64>,
+    /// Hölder-DPO's γ (left out: ropo-core's default, 2.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_gamma: Option<f64>,
     /// AdamW's decoupled weight decay (left out: 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight_decay: Option<f64>,
@@ -140,12 +146,15 @@ impl PreferenceStage {
             gamma: own.gamma.or(self.gamma),
             ipo_margin: own.ipo_margin.or(self.ipo_margin),
             nll_weight: own.nll_weight.or(self.nll_weight),
+            drdpo_beta_prime: own.drdpo_beta_prime.or(self.drdpo_beta_prime),
+            holder_gamma: own.holder_gamma.or(self.holder_gamma),
             ..*self
         };
         tuned.loss(name)
     }
 
-    /// The loss called `name` with this stage's β, α, ε, γ, IPO margin and NLL weight.
+    /// The loss called `name` with this stage's β, α, ε, γ, IPO margin, Dr. DPO's β′,
+    /// Hölder-DPO's γ and NLL weight.
     pub fn loss(&self, name: &str) -> Result<LossConfig, TrainError> {
         let defaults = LossParams::default();
         let params = LossParams {
@@ -153,6 +162,8 @@ impl PreferenceStage {
             epsilon: self.epsilon,
             gamma: self.gamma.unwrap_or(defaults.gamma),
             ipo_margin: self.ipo_margin.map_or(defaults.ipo_margin, IpoMargin::from),
+            drdpo_beta_prime: self.drdpo_beta_prime.unwrap_or(defaults.drdpo_beta_prime),
+            holder_gamma: self.holder_gamma.unwrap_or(defaults.holder_gamma),
         };
         let config = LossConfig::new(Loss::from_name(name, &params)?, self.beta)?;
         Ok(match self.nll_weight {
@@ -162,14 +173,17 @@ impl PreferenceStage {
     }
 }
 
-/// The methods of the embedded run: the baselines, the ROPO loss, and the framework's filter
-/// (with DPO's loss too, to tell the loss's part from the filter's) and rejection sampling.
-pub const DEFAULT_METHODS: [&str; 8] = [
+/// The methods of the embedded run: the baselines, the ROPO loss, the robust losses that came
+/// after it (Dr. DPO, Hölder-DPO), and the framework's filter (with DPO's loss too, to tell
+/// the loss's part from the filter's) and rejection sampling.
+pub const DEFAULT_METHODS: [&str; 10] = [
     "dpo",
     "cdpo",
     "rdpo",
     "ipo",
     "ropo",
+    "drdpo",
+    "holder",
     "dpo+filter",
     "ropo+filter",
     "ropo+filter+rs",
@@ -200,6 +214,8 @@ impl Default for PreferenceStage {
             gamma: None,
             ipo_margin: None,
             nll_weight: None,
+            drdpo_beta_prime: None,
+            holder_gamma: None,
             weight_decay: None,
             grad_accum: None,
         }

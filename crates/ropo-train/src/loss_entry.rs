@@ -92,6 +92,12 @@ pub struct LossOverrides {
     /// Weight of an NLL term on the chosen responses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nll_weight: Option<f64>,
+    /// Dr. DPO's β′.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drdpo_beta_prime: Option<f64>,
+    /// Hölder-DPO's γ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_gamma: Option<f64>,
 }
 
 impl<'de> Deserialize<'de> for LossEntry {
@@ -109,7 +115,7 @@ impl<'de> Deserialize<'de> for LossEntry {
                 return Err(D::Error::custom(
                     "a loss is a name (\"ropo\") or a table of one loss and its parameters \
                      ({ropo = {alpha = 6}}; parameters: beta, alpha, epsilon, gamma, \
-                     ipo_margin, nll_weight)",
+                     ipo_margin, nll_weight, drdpo_beta_prime, holder_gamma)",
                 ))
             }
         };
@@ -138,6 +144,8 @@ impl LossEntry {
                         ("epsilon", o.epsilon),
                         ("gamma", o.gamma),
                         ("nll_weight", o.nll_weight),
+                        ("drdpo_beta_prime", o.drdpo_beta_prime),
+                        ("holder_gamma", o.holder_gamma),
                     ]
                     .into_iter()
                     .filter_map(|(key, value)| value.map(|v| format!("{key}={v}")))

@@ -92,6 +92,10 @@ pub struct TrainerConfig {
     pub ipo_margin: Option<IpoForm>,
     /// Weight of an NLL term on the chosen responses (TRL: `rpo_alpha`).
     pub nll_weight: Option<f64>,
+    /// Dr. DPO's β′ (left out: ropo-core's default).
+    pub drdpo_beta_prime: Option<f64>,
+    /// Hölder-DPO's γ (left out: ropo-core's default).
+    pub holder_gamma: Option<f64>,
     /// Peak learning rate (TRL: `learning_rate`, 1e-6).
     pub lr: f64,
     /// AdamW weight decay.
@@ -187,6 +191,8 @@ impl Default for TrainerConfig {
             gamma: None,
             ipo_margin: None,
             nll_weight: None,
+            drdpo_beta_prime: None,
+            holder_gamma: None,
             lr: 1e-6,
             weight_decay: 0.0,
             warmup: 0,
@@ -382,6 +388,8 @@ impl TrainerConfig {
             gamma: self.gamma,
             ipo_margin: self.ipo_margin,
             nll_weight: self.nll_weight,
+            drdpo_beta_prime: self.drdpo_beta_prime,
+            holder_gamma: self.holder_gamma,
             weight_decay: Some(self.weight_decay),
             grad_accum: Some(self.grad_accum),
         }

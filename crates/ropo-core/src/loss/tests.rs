@@ -462,3 +462,148 @@ fn metrics_use_trl_names_and_strict_accuracy() {
         ]
     );
 }
+
+/// Margins of `fixtures/robust_losses.json` (written by `fixtures/robust_losses.py`, numpy).
+const ROBUST_MARGINS: [f64; 7] = [-50.0, -10.0, -1.0, 0.0, 1.0, 10.0, 50.0];
+
+#[test]
+fn holder_dpo_matches_its_formula_by_hand_and_the_numpy_reference() {
+    // At h = 0, σ = ½: ℓ = −(1+γ)/2^γ + γ/2^(1+γ), ∂ℓ/∂h = −βγ(1+γ)/2^(γ+2).
+    for gamma in [1.0f64, 2.0, 3.5] {
+        let holder = config(Loss::Holder { gamma }, 0.1);
+        let at_zero = values(holder.loss_of_margin(tensor::<Cpu>(&[0.0])))[0];
+        let by_hand = -(1.0 + gamma) / 2f64.powf(gamma) + gamma / 2f64.powf(1.0 + gamma);
+        assert_close(&[at_zero], &[by_hand], 1e-6);
+        let slope = values(holder.dloss_dmargin(tensor::<Cpu>(&[0.0])))[0];
+        assert_close(
+            &[slope],
+            &[-0.1 * gamma * (1.0 + gamma) / 2f64.powf(gamma + 2.0)],
+            1e-6,
+        );
+    }
+    let holder = config(Loss::Holder { gamma: 2.0 }, 0.1);
+    assert_close(
+        &values(holder.loss_of_margin(tensor::<Cpu>(&ROBUST_MARGINS))),
+        &[
+            -0.00013378315796229255,
+            -0.1780836736970467,
+            -0.4625623907995922,
+            -0.5,
+            -0.5374376092004078,
+            -0.8219163263029533,
+            -0.9998662168420377,
+        ],
+        1e-5,
+    );
+    assert_close(
+        &values(holder.dloss_dmargin(tensor::<Cpu>(&ROBUST_MARGINS))),
+        &[
+            -2.651799449882247e-05,
+            -0.023193751375771756,
+            -0.03731304565337212,
+            -0.0375,
+            -0.03731304565337212,
+            -0.023193751375771756,
+            -2.651799449882247e-05,
+        ],
+        1e-5,
+    );
+}
+
+#[test]
+fn holder_dpo_gives_a_strongly_contradicted_pair_less_weight_than_dpo() {
+    let margins = tensor::<Cpu>(&[-100.0, -30.0, 0.0]);
+    let holder = values(config(Loss::Holder { gamma: 2.0 }, 0.1).dloss_dmargin(margins.clone()));
+    let dpo = values(config(Loss::Sigmoid, 0.1).dloss_dmargin(margins));
+    // DPO pushes hardest (−β) on the pair it contradicts most; Hölder-DPO lets it go.
+    assert!(
+        holder[0].abs() < 0.01 * dpo[0].abs(),
+        "{holder:?} vs {dpo:?}"
+    );
+    assert!(holder[0].abs() < holder[1].abs() && holder[1].abs() < holder[2].abs());
+}
+
+/// Policy log-probs that make the margins `h` (reference 0, rejected 0, one token each).
+fn margins_as_logps<B: Backend>(h: Tensor<B, 1>) -> PairLogps<B> {
+    let zeros = h.zeros_like();
+    let ones = h.ones_like();
+    PairLogps {
+        policy_chosen: h,
+        policy_rejected: zeros.clone(),
+        reference_chosen: zeros.clone(),
+        reference_rejected: zeros,
+        chosen_tokens: ones.clone(),
+        rejected_tokens: ones,
+    }
+}
+
+#[test]
+fn dr_dpo_batch_loss_and_gradient_match_the_log_mean_exp_of_dpo_losses() {
+    // The batch [−20, −2, 0, 3, 30] at β = 0.1 (fixtures/robust_losses.json): the mean of
+    // the returned losses is L = −β′·log mean exp(−ℓᵢ/β′), the gradient is ∂L/∂hᵢ.
+    let margins = [-20.0, -2.0, 0.0, 3.0, 30.0];
+    let cases = [
+        (
+            1.0,
+            0.6553176006055512,
+            [
+                -0.004043836427209973,
+                -0.009533120801844312,
+                -0.009628770204553182,
+                -0.009415331631452913,
+                -0.001739982700632977,
+            ],
+        ),
+        (
+            0.1,
+            0.20868440071929545,
+            [
+                -8.223935807932052e-11,
+                -3.0289587195318567e-05,
+                -7.870546339774326e-05,
+                -0.0002683853633333357,
+                -0.004702599370718868,
+            ],
+        ),
+    ];
+    for (beta_prime, batch_loss, gradient) in cases {
+        let dr_dpo = config(Loss::DrDpo { beta_prime }, 0.1);
+        let h = tensor::<Grad>(&margins).require_grad();
+        let output = dr_dpo.forward(&margins_as_logps(h.clone()));
+        let mean = output.losses.mean();
+        assert_close(&values(mean.clone().inner()), &[batch_loss], 1e-5);
+        let grads = mean.backward();
+        assert_close(&values(h.grad(&grads).unwrap()), &gradient, 1e-5);
+        // By hand, with the DPO losses ℓᵢ of the reference: L lies below their mean (the
+        // log-mean-exp of −ℓ/β′ is at least the mean of −ℓ/β′) and above their least.
+        let dpo = values(config(Loss::Sigmoid, 0.1).loss_of_margin(tensor::<Cpu>(&margins)));
+        let mean_dpo = dpo.iter().sum::<f64>() / dpo.len() as f64;
+        let least = dpo.iter().cloned().fold(f64::INFINITY, f64::min);
+        assert!(least < batch_loss && batch_loss < mean_dpo);
+    }
+}
+
+#[test]
+fn dr_dpo_with_equal_losses_is_dpo_and_stays_finite_at_extreme_margins() {
+    let margins = [4.0, 4.0, 4.0];
+    let dr_dpo = config(Loss::DrDpo { beta_prime: 0.5 }, 0.1);
+    let dpo = config(Loss::Sigmoid, 0.1);
+    let of = |loss: &LossConfig| {
+        let h = tensor::<Grad>(&margins).require_grad();
+        let mean = loss.forward(&margins_as_logps(h.clone())).losses.mean();
+        let value = values(mean.clone().inner());
+        (value, values(h.grad(&mean.backward()).unwrap()))
+    };
+    let (dr_value, dr_grad) = of(&dr_dpo);
+    let (dpo_value, dpo_grad) = of(&dpo);
+    assert_close(&dr_value, &dpo_value, 1e-6);
+    assert_close(&dr_grad, &dpo_grad, 1e-6);
+    let h = tensor::<Grad>(&[1e5, -1e5, 0.0]).require_grad();
+    let mean = dr_dpo.forward(&margins_as_logps(h.clone())).losses.mean();
+    let all = [
+        values(mean.clone().inner()),
+        values(h.grad(&mean.backward()).unwrap()),
+    ]
+    .concat();
+    assert!(all.iter().all(|v| v.is_finite()), "{all:?}");
+}
