@@ -290,3 +290,54 @@ fn a_lora_run_trains_only_its_adapters_and_exports_them_merged_or_as_peft() {
     assert!(gap <= 1e-6, "the PEFT adapter differs by {gap:e} relative");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_gguf_input_exports_a_hugging_face_folder_with_the_gguf_tokenizer() {
+    let gguf_fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crates/ropo-gguf/fixtures");
+    // The GGUF file sits beside another model's files, which must not be taken for its own.
+    let dir = scratch("gguf");
+    let gguf = dir.join("tiny-llama.gguf");
+    std::fs::copy(gguf_fixtures.join("tiny-llama.gguf"), &gguf).unwrap();
+    for name in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fixtures().join("tiny_llama").join(name), dir.join(name)).unwrap();
+    }
+    let config = TrainerConfig {
+        model: gguf.clone(),
+        ..config()
+    };
+    assert_eq!(config.tokenizer_path(), gguf);
+    assert_eq!(config.output_dtype().unwrap(), SaveDtype::F32, "quantised");
+    let data = config.prepare().unwrap();
+    let device = Default::default();
+    let model = checkpoint::load::<Selected>(&gguf, &device).unwrap();
+    let folder = dir.join("model");
+    let export = Export::Merged(SaveDtype::F32, u64::MAX);
+    export_model(&model, &gguf, &config.tokenizer_path(), &folder, export).unwrap();
+
+    let reloaded = checkpoint::load::<Selected>(&folder, &device).unwrap();
+    let pairs = &data.train[..4];
+    let gap = relative_gap(
+        &pair_logp_sums(&model, pairs, &device).unwrap(),
+        &pair_logp_sums(&reloaded, pairs, &device).unwrap(),
+    );
+    assert!(gap <= 1e-6, "reloaded log-probs differ by {gap:e} relative");
+    let exported: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        exported["vocab_size"], 513,
+        "the GGUF's config, not the folder's"
+    );
+    let (from_gguf, from_folder) = (
+        ropo::data::load_tokenizer(&gguf).unwrap(),
+        ropo::data::load_tokenizer(&folder).unwrap(),
+    );
+    let text = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n";
+    assert_eq!(
+        from_gguf.encode(text).unwrap(),
+        from_folder.encode(text).unwrap()
+    );
+    assert_eq!(from_folder.eos_id(), Some(511));
+    assert!(folder.join("chat_template.jinja").is_file());
+    assert!(folder.join("generation_config.json").is_file());
+}

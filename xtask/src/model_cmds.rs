@@ -18,7 +18,8 @@ use crate::CmdResult;
 #[derive(Args)]
 pub struct ModelArgs {
     /// A Hugging Face checkpoint folder or Hub id (`org/name[@revision]`), a `.safetensors`
-    /// file, a llama2.c `.bin` file, or a PEFT adapter folder (applied to the base its
+    /// file, a llama2.c `.bin` file, a llama.cpp `.gguf` file (its tokenizer and chat template
+    /// come from the same file), or a PEFT adapter folder (applied to the base its
     /// `adapter_config.json` names).
     #[arg(long)]
     model: PathBuf,
@@ -151,8 +152,8 @@ struct Opened {
 fn open(args: &ModelArgs) -> Result<Opened, Box<dyn std::error::Error>> {
     let mut model_path = args.model.clone();
     crate::hub_paths::fetch_model(&mut model_path, false)?;
-    // Folders to look for the tokenizer in, nearest first.
-    let mut beside = vec![if model_path.is_dir() {
+    // Folders to look for the tokenizer in, nearest first; a GGUF file holds its own.
+    let mut beside = vec![if model_path.is_dir() || checkpoint::is_gguf(&model_path) {
         model_path.clone()
     } else {
         model_path.parent().unwrap_or(Path::new(".")).to_path_buf()

@@ -107,7 +107,10 @@ fn trl_options_ropo_lacks_are_one_line_errors_saying_what_it_offers() {
         ("--label_smoothing 0.1", "--loss ropo does not use it"),
         // A robust loss's own parameter with another loss.
         ("--drdpo-beta-prime 0.5", "--loss drdpo's, and --loss ropo"),
-        ("--loss dpo --holder_gamma 3", "--loss holder's, and --loss dpo"),
+        (
+            "--loss dpo --holder_gamma 3",
+            "--loss holder's, and --loss dpo",
+        ),
     ] {
         let args: Vec<String> = spelt(base, "-", &data, &out)
             .into_iter()

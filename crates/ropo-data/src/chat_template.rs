@@ -1,6 +1,6 @@
 //! The model's own chat template: the Jinja template a Hugging Face tokenizer folder ships
-//! (`chat_template.jinja`, or `chat_template` in `tokenizer_config.json`), rendered as
-//! transformers' `apply_chat_template` renders it.
+//! (`chat_template.jinja`, or `chat_template` in `tokenizer_config.json`) or a GGUF file holds
+//! (`tokenizer.chat_template`), rendered as transformers' `apply_chat_template` renders it.
 //!
 //! transformers compiles chat templates in a sandboxed Jinja environment with `trim_blocks`,
 //! `lstrip_blocks` and loop controls, gives them `raise_exception`, `strftime_now` and a
@@ -130,7 +130,17 @@ impl ChatTemplate {
     /// of its `tokenizer_config.json` (a string, or a list of `{name, template}` of which the
     /// one named `default` is taken). `None` when the folder has neither. The special tokens
     /// are the config's string-valued `*_token` fields (`bos_token`, `eos_token`, ...).
+    ///
+    /// A llama.cpp `.gguf` file holds its own: `tokenizer.chat_template`, with the special
+    /// tokens its `tokenizer.ggml.*_token_id` keys name (see [`crate::GgufVocab`]).
     pub fn find(tokenizer: &Path) -> Result<Option<Self>, DataError> {
+        if crate::tokenizer::is_gguf(tokenizer) && tokenizer.is_file() {
+            let vocab = crate::GgufVocab::read(tokenizer)?;
+            return match vocab.chat_template() {
+                Some(source) => Self::new(source, tokenizer, vocab.special_tokens()).map(Some),
+                None => Ok(None),
+            };
+        }
         let folder = if tokenizer.is_dir() {
             tokenizer
         } else {

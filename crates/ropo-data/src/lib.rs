@@ -7,7 +7,8 @@
 //! ([`noise`]), resumable length-bucketed batching ([`batches`]) and the built-in gold-reward
 //! task ([`gold`]). It knows nothing of models: [`Tokenizer`] is the whole
 //! contract between text and a model, and [`load_tokenizer`] opens any tokenizer it reads
-//! (Hugging Face `tokenizer.json`, GPT-2's `encoder.json` + `vocab.bpe`, llama2.c `.bin`).
+//! (Hugging Face `tokenizer.json`, GPT-2's `encoder.json` + `vocab.bpe`, llama2.c `.bin`, the
+//! `tokenizer.*` keys of a llama.cpp `.gguf` file).
 //! Every fallible function returns [`DataError`], whose message names the file and the place
 //! in it.
 
@@ -28,4 +29,4 @@ mod test_support;
 
 pub use error::DataError;
 pub use pair::{ChatPair, Message, Preference, Prompt, TextPair, TokenizedPair};
-pub use tokenizer::{load_tokenizer, HfTokenizer, Llama2cTokenizer, Tokenizer};
+pub use tokenizer::{load_tokenizer, GgufVocab, HfTokenizer, Llama2cTokenizer, Tokenizer};

@@ -5,17 +5,21 @@
 //! - [`HfTokenizer`]: a Hugging Face `tokenizer.json` (GPT-2, GPT-NeoX/Pythia, Llama, ...), or
 //!   GPT-2's original `encoder.json` + `vocab.bpe` ([`HfTokenizer::from_gpt2_files`]);
 //! - [`Llama2cTokenizer`]: llama2.c's `.bin` format (e.g. `tok512.bin`), encoded exactly as
-//!   llama2.c's `run.c` does.
+//!   llama2.c's `run.c` does;
+//! - a llama.cpp `.gguf` file's `tokenizer.ggml.*` keys, built into an [`HfTokenizer`]
+//!   ([`GgufVocab`], [`HfTokenizer::from_gguf`]).
 //!
 //! Conventions shared by all of them: `encode` adds no BOS/EOS (chat and prompt templates do),
 //! `decode` skips special tokens, and ids at or past [`Tokenizer::vocab_size`] are errors.
 
+mod gguf;
 mod gpt2;
 mod hf;
 mod llama2c;
 
 use std::path::{Path, PathBuf};
 
+pub use gguf::GgufVocab;
 pub use hf::HfTokenizer;
 pub use llama2c::Llama2cTokenizer;
 
@@ -43,7 +47,8 @@ pub trait Tokenizer: Send + Sync {
 /// Opens a tokenizer from a path:
 /// - a file: `*.json` is a Hugging Face `tokenizer.json`, except `encoder.json` which with
 ///   `vocab.bpe` beside it is GPT-2 (and so is `vocab.bpe` with `encoder.json` beside it);
-///   `*.bin` is a llama2.c tokenizer (e.g. `tok512.bin`);
+///   `*.bin` is a llama2.c tokenizer (e.g. `tok512.bin`); `*.gguf` a llama.cpp GGUF file, whose
+///   `tokenizer.ggml.*` keys describe its tokenizer;
 /// - a folder, looked in for, in this order: `tokenizer.json`; `encoder.json` + `vocab.bpe`;
 ///   `tokenizer.bin`; a single `tok*.bin`.
 ///
@@ -74,6 +79,7 @@ fn load_from_file(path: &Path) -> Result<Box<dyn Tokenizer>, DataError> {
         }
         _ if name.ends_with(".json") => Ok(Box::new(HfTokenizer::open(path)?)),
         _ if name.ends_with(".bin") => Ok(Box::new(Llama2cTokenizer::open(path)?)),
+        _ if is_gguf(path) => Ok(Box::new(HfTokenizer::from_gguf(path)?)),
         _ => Err(DataError::UnknownFormat { path: path.into() }),
     }
 }
@@ -115,6 +121,13 @@ fn load_from_dir(dir: &Path) -> Result<Box<dyn Tokenizer>, DataError> {
             candidates,
         }),
     }
+}
+
+/// Whether `path` names a llama.cpp GGUF file (by its `.gguf` extension), which holds its
+/// tokenizer and chat template in its metadata.
+pub fn is_gguf(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("gguf"))
 }
 
 const GPT2_ENCODER: &str = "encoder.json";

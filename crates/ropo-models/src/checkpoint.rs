@@ -5,6 +5,10 @@
 //! `PyTorchToBurnAdapter` transposes exactly the tensors that belong to a burn `Linear`.
 //! GPT-2's `Conv1D` weights are already `[in, out]` and live in a module of their own, so the
 //! adapter leaves them alone. Half-precision tensors are upcast to f32 as they load.
+//!
+//! A path ending in `.gguf` is a llama.cpp GGUF file, read by `gguf.rs` (a Llama, de-quantised
+//! to f32); a path ending in `.bin` a llama2.c checkpoint. Both save as the usual Hugging Face
+//! folder.
 
 use std::{
     collections::BTreeSet,
@@ -21,14 +25,15 @@ use serde::Deserialize;
 
 use crate::{
     config::ModelConfig,
-    integrity, llama2c, peft,
+    gguf, integrity, llama2c, peft,
     weights_file::{self, SaveDtype},
     CausalLm, ModelError,
 };
 
 /// Opens a model from a checkpoint folder (`config.json` + safetensors), a `.safetensors` file
-/// whose folder holds `config.json`, or a llama2.c `.bin` file. A PEFT adapter folder is an
-/// error naming its base (see [`peft::load_adapter`] to apply one).
+/// whose folder holds `config.json`, a llama2.c `.bin` file or a llama.cpp `.gguf` file (see
+/// [`is_gguf`]). A PEFT adapter folder is an error naming its base (see [`peft::load_adapter`]
+/// to apply one).
 pub fn load<B: Backend>(path: &Path, device: &B::Device) -> Result<CausalLm<B>, ModelError> {
     if !path.exists() {
         return Err(ModelError::io(path)(std::io::Error::new(
@@ -41,6 +46,9 @@ pub fn load<B: Backend>(path: &Path, device: &B::Device) -> Result<CausalLm<B>, 
     }
     if path.extension().is_some_and(|ext| ext == "bin") {
         return llama2c::load(path, device);
+    }
+    if is_gguf(path) {
+        return gguf::load(path, device);
     }
     let folder = if path.is_dir() {
         path
@@ -118,14 +126,25 @@ struct ShardIndex {
     weight_map: std::collections::BTreeMap<String, String>,
 }
 
-/// The configuration of the checkpoint at `path` (read from its `config.json`, without loading
-/// any weight); `None` for a llama2.c `.bin`, whose header [`load`] reads.
+/// Whether `path` names a llama.cpp GGUF file (by its `.gguf` extension), which [`load`] reads
+/// as a Llama model and whose tokenizer `ropo-data` builds from the same file.
+pub fn is_gguf(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("gguf"))
+}
+
+/// The configuration of the checkpoint at `path` (read from its `config.json`, or a GGUF
+/// file's metadata, without loading any weight); `None` for a llama2.c `.bin`, whose header
+/// [`load`] reads.
 pub fn config_of(path: &Path) -> Result<Option<ModelConfig>, ModelError> {
     if peft::is_adapter(path) {
         return Err(peft::not_a_model(path));
     }
     if path.extension().is_some_and(|ext| ext == "bin") {
         return Ok(None);
+    }
+    if is_gguf(path) {
+        return gguf::config_of(path).map(Some);
     }
     let folder = if path.is_dir() {
         path
@@ -136,13 +155,17 @@ pub fn config_of(path: &Path) -> Result<Option<ModelConfig>, ModelError> {
 }
 
 /// The type `path`'s weights are stored in (a checkpoint [`load`] accepts; a llama2.c `.bin`
-/// holds f32), so that a trained model can be saved as its input came.
+/// holds f32; a GGUF file f16 or bf16 where all its matrices are, else f32, since de-quantised
+/// values need it), so that a trained model can be saved as its input came.
 pub fn stored_dtype(path: &Path) -> Result<SaveDtype, ModelError> {
     if peft::is_adapter(path) {
         return Err(peft::not_a_model(path));
     }
     if path.extension().is_some_and(|ext| ext == "bin") {
         return Ok(SaveDtype::F32);
+    }
+    if is_gguf(path) {
+        return gguf::stored_dtype(path);
     }
     let files = if path.is_dir() {
         weight_files(path)?

@@ -5,7 +5,8 @@
 //! shares lives once: the attention core and masks ([`attention`]), rotary embeddings
 //! ([`rotary`]), the KV cache ([`cache`]), response log-probs and sampling. Checkpoints load
 //! from Hugging Face folders (`config.json` + `*.safetensors`, sharded or not, f32/f16/bf16,
-//! including the original un-prefixed `gpt2`) and llama2.c `.bin` files ([`checkpoint`]).
+//! including the original un-prefixed `gpt2`), llama2.c `.bin` files and llama.cpp's GGUF
+//! files (llama architecture, de-quantised to f32 through `ropo-gguf`) ([`checkpoint`]).
 //! The crate sees token ids only: text and tokenizers belong to `ropo-data`.
 
 pub mod activation;
@@ -16,6 +17,7 @@ pub mod config;
 mod error;
 mod float_primitive;
 mod generate;
+mod gguf;
 pub mod gpt2;
 pub mod gpt_neox;
 pub mod head;

@@ -178,8 +178,9 @@ impl Reader<'_> {
 
 /// Reorders the output rows of a q/k projection `[heads·head_dim, width]` so that, within each
 /// head, row `2i + j` (llama2.c's adjacent pair `i`, member `j`) moves to `j·head_dim/2 + i`
-/// (Hugging Face's rotate-half layout).
-fn adjacent_to_half_rotation(
+/// (Hugging Face's rotate-half layout). llama.cpp's GGUF files store q/k rows in the same
+/// adjacent-pair order ([`crate::gguf`]).
+pub(crate) fn adjacent_to_half_rotation(
     values: &[f32],
     heads: usize,
     head_dim: usize,

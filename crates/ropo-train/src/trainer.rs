@@ -441,10 +441,11 @@ impl TrainerConfig {
         )
     }
 
-    /// The tokenizer's path: given, or the model's folder.
+    /// The tokenizer's path: given, or the model's folder (a GGUF file itself, which holds its
+    /// tokenizer and chat template).
     pub fn tokenizer_path(&self) -> PathBuf {
         self.tokenizer.clone().unwrap_or_else(|| {
-            if self.model.is_dir() {
+            if self.model.is_dir() || checkpoint::is_gguf(&self.model) {
                 self.model.clone()
             } else {
                 self.model.parent().unwrap_or(Path::new(".")).to_path_buf()

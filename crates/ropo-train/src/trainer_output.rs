@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
-use ropo_data::{ChatPair, Prompt};
+use ropo_data::{ChatPair, GgufVocab, Prompt};
 use ropo_models::{
     checkpoint, integrity, lora::LoraConfig, peft, weights_file::SaveDtype, CausalLm,
 };
@@ -45,7 +45,9 @@ pub enum Export<'a> {
 }
 
 /// Writes `model` into `dir` as `export` says, beside the tokenizer and generation files found
-/// with the input (or in `tokenizer`). Merged: a Hugging Face folder, `model.safetensors` (or
+/// with the input (or in `tokenizer`; a GGUF tokenizer is written out as `tokenizer.json`,
+/// `tokenizer_config.json`, `generation_config.json` and `chat_template.jinja`, see
+/// [`GgufVocab::hugging_face_files`]). Merged: a Hugging Face folder, `model.safetensors` (or
 /// shards with their index) and
 /// the input's own `config.json` when it has one (so `architectures` and every other field
 /// stay as they were). Adapter: `adapter_config.json` and `adapter_model.safetensors`, which
@@ -93,7 +95,8 @@ fn write_model_folder<B: Backend>(
         Export::Merged(dtype, max_shard_bytes) => {
             let files = checkpoint::save(model, dir, dtype, max_shard_bytes)?;
             let input_config = folder.join("config.json");
-            let is_hf = input.extension().is_none_or(|ext| ext != "bin");
+            let is_hf =
+                input.extension().is_none_or(|ext| ext != "bin") && !checkpoint::is_gguf(input);
             if is_hf && input_config.is_file() {
                 let text = std::fs::read(&input_config).map_err(TrainError::io(&input_config))?;
                 integrity::write_atomic(&dir.join("config.json"), &text)?;
@@ -101,16 +104,25 @@ fn write_model_folder<B: Backend>(
             }
         }
     }
+    if checkpoint::is_gguf(tokenizer) && tokenizer.is_file() {
+        for (name, bytes) in GgufVocab::read(tokenizer)?.hugging_face_files()? {
+            integrity::write_atomic(&dir.join(name), &bytes)?;
+        }
+        return Ok(());
+    }
     let tokenizer_folder = if tokenizer.is_dir() {
         tokenizer
     } else {
         tokenizer.parent().unwrap_or(Path::new("."))
     };
+    // A GGUF file's folder is no model folder: its files belong to no model of ours.
+    let folders: &[&Path] = if checkpoint::is_gguf(input) {
+        &[tokenizer_folder]
+    } else {
+        &[folder, tokenizer_folder]
+    };
     for name in COPIED {
-        let from = [folder, tokenizer_folder]
-            .into_iter()
-            .map(|f| f.join(name))
-            .find(|p| p.is_file());
+        let from = folders.iter().map(|f| f.join(name)).find(|p| p.is_file());
         if let Some(from) = from {
             let bytes = std::fs::read(&from).map_err(TrainError::io(&from))?;
             integrity::write_atomic(&dir.join(name), &bytes)?;

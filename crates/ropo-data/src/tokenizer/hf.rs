@@ -125,6 +125,16 @@ impl HfTokenizer {
         })
     }
 
+    /// The same tokenizer with BOS and EOS set to these ids (a GGUF file names them by id).
+    pub(super) fn with_bos_eos(self, bos: Option<u32>, eos: Option<u32>) -> Self {
+        Self { bos, eos, ..self }
+    }
+
+    /// The library tokenizer inside.
+    pub(super) fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+
     /// Takes `bos_token` and `eos_token` from a `tokenizer_config.json` where it sets them.
     fn apply_config(&mut self, config: &Path) -> Result<(), DataError> {
         let text = std::fs::read(config).map_err(DataError::io(config))?;
