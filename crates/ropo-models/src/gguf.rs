@@ -27,7 +27,7 @@ use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, TensorSnapshot, TensorSna
 use ropo_gguf::{GgmlType, GgufError, GgufFile};
 
 use crate::{
-    checkpoint::WeightReport, config::ModelConfig, llama::LlamaConfig, llama2c,
+    config::ModelConfig, llama::LlamaConfig, llama2c, weight_report::WeightReport,
     weights_file::SaveDtype, CausalLm, ModelError,
 };
 

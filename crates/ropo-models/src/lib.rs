@@ -34,6 +34,7 @@ pub mod rotary;
 mod shared_prompt;
 pub mod text_file;
 pub mod vocab_logps;
+mod weight_report;
 pub mod weights_file;
 
 pub use error::ModelError;

@@ -14,7 +14,7 @@ use burn::tensor::{backend::Backend, TensorData};
 use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, TensorSnapshot};
 
 use crate::{
-    checkpoint::WeightReport, config::ModelConfig, llama::LlamaConfig, CausalLm, ModelError,
+    config::ModelConfig, llama::LlamaConfig, weight_report::WeightReport, CausalLm, ModelError,
 };
 
 const HEADER_BYTES: usize = 7 * 4;
