@@ -13,7 +13,7 @@ use ropo::backend::{CheckpointedTraining, Training};
 use ropo::data::template::Template;
 use ropo::models::lora::LoraTarget;
 use ropo::train::{
-    loss_entry::IpoForm,
+    loss_entry::{IpoForm, RePoForm},
     records::Progress,
     stages::Session,
     trainer::TrainerConfig,
@@ -360,6 +360,19 @@ fn with_flags(
     if flags.holder_gamma.is_some() {
         config.holder_gamma = flags.holder_gamma;
     }
+    if let Some(base) = &flags.repo_base {
+        config.repo_base = Some(match base.as_str() {
+            "ipo" => RePoForm::Ipo,
+            "simpo" => RePoForm::Simpo,
+            _ => RePoForm::Sigmoid,
+        });
+    }
+    if flags.repo_eta0.is_some() {
+        config.repo_eta0 = flags.repo_eta0;
+    }
+    if flags.repo_momentum.is_some() {
+        config.repo_momentum = flags.repo_momentum;
+    }
     if let Some(name) = &flags.template {
         config.template = name
             .parse::<Template>()
@@ -395,10 +408,17 @@ fn with_flags(
         .into());
     }
     for (flag, given, loss) in [
-        ("--drdpo-beta-prime", flags.drdpo_beta_prime, "drdpo"),
-        ("--holder-gamma", flags.holder_gamma, "holder"),
+        (
+            "--drdpo-beta-prime",
+            flags.drdpo_beta_prime.is_some(),
+            "drdpo",
+        ),
+        ("--holder-gamma", flags.holder_gamma.is_some(), "holder"),
+        ("--repo-base", flags.repo_base.is_some(), "repo"),
+        ("--repo-eta0", flags.repo_eta0.is_some(), "repo"),
+        ("--repo-momentum", flags.repo_momentum.is_some(), "repo"),
     ] {
-        if given.is_some() && config.loss != loss {
+        if given && config.loss != loss {
             return Err(format!(
                 "{flag} is --loss {loss}'s, and --loss {} does not use it",
                 config.loss

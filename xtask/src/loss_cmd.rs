@@ -3,7 +3,7 @@
 use burn::tensor::{Tensor, TensorData};
 use clap::Args;
 use ropo::backend::Selected;
-use ropo::core::{IpoMargin, Loss, LossConfig, LossParams, PairLogps};
+use ropo::core::{IpoMargin, Loss, LossConfig, LossParams, PairLogps, RePoBase};
 use serde::Serialize;
 
 use crate::CmdResult;
@@ -12,7 +12,8 @@ use crate::CmdResult;
 #[derive(Args)]
 #[command(allow_negative_numbers = true)]
 pub struct LossArgs {
-    /// The loss: sigmoid (or dpo), ropo, na, cdpo, rdpo, ipo, hinge, simpo, drdpo, holder.
+    /// The loss: sigmoid (or dpo), ropo, na, cdpo, rdpo, ipo, hinge, simpo, drdpo, holder,
+    /// repo.
     /// With --margins, drdpo gives each pair's DPO loss and gradient (its batch weights need
     /// the log-prob vectors: then `loss` holds the batch form whose mean is Dr. DPO's loss).
     #[arg(long)]
@@ -38,6 +39,12 @@ pub struct LossArgs {
     /// Hölder-DPO's γ.
     #[arg(long, default_value_t = LossParams::default().holder_gamma)]
     holder_gamma: f64,
+    /// The loss RE-PO wraps: sigmoid, ipo or simpo (with --gamma).
+    #[arg(long, default_value = "sigmoid")]
+    repo_base: RePoBase,
+    /// RE-PO's reliability η (its starting value in training).
+    #[arg(long, default_value_t = LossParams::default().repo_eta0)]
+    repo_eta0: f64,
     /// Weight of the NLL term on the chosen response (log-prob input only).
     #[arg(long, default_value_t = 0.0)]
     nll_weight: f64,
@@ -80,6 +87,9 @@ pub fn run(args: &LossArgs) -> CmdResult {
         ipo_margin: args.ipo_margin,
         drdpo_beta_prime: args.drdpo_beta_prime,
         holder_gamma: args.holder_gamma,
+        repo_base: args.repo_base,
+        repo_eta0: args.repo_eta0,
+        repo_momentum: LossParams::default().repo_momentum,
     };
     let config = LossConfig::new(Loss::from_name(&args.loss, &params)?, args.beta)?
         .with_nll_weight(args.nll_weight)?;

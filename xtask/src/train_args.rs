@@ -51,7 +51,7 @@ pub struct TrainArgs {
     pub(crate) quiet: bool,
     /// `practical`: the default run under a Bradley–Terry judge of the gold reward instead of
     /// symmetric flips (in runs/practical unless --out says otherwise); `length`: DPO, ROPO,
-    /// Dr. DPO, Hölder-DPO and ropo+filter at η = 0.4 for 10 epochs, validated every epoch with the flip-detection
+    /// Dr. DPO, Hölder-DPO, RE-PO and ropo+filter at η = 0.4 for 10 epochs, validated every epoch with the flip-detection
     /// AUC of the loss (in runs/length).
     #[arg(long, value_enum)]
     pub(crate) experiment: Option<ExperimentKind>,
@@ -186,7 +186,7 @@ pub struct AlignFlags {
     #[arg(long, help_heading = "Trainer")]
     pub(crate) template: Option<String>,
     /// The loss (default ropo): sigmoid (DPO), ropo, ipo, cdpo, rdpo, hinge, simpo, drdpo
-    /// (Dr. DPO), holder (Hölder-DPO), …
+    /// (Dr. DPO), holder (Hölder-DPO), repo (RE-PO), …
     #[arg(long, help_heading = "Trainer", aliases = ["loss_type", "loss-type"])]
     pub(crate) loss: Option<String>,
     /// β (default 0.1).
@@ -213,6 +213,15 @@ pub struct AlignFlags {
     /// Hölder-DPO's γ (default 2.0).
     #[arg(long, help_heading = "Trainer", alias = "holder_gamma")]
     pub(crate) holder_gamma: Option<f64>,
+    /// The loss RE-PO wraps: sigmoid (default), ipo or simpo.
+    #[arg(long, help_heading = "Trainer", alias = "repo_base", value_parser = ["sigmoid", "ipo", "simpo"])]
+    pub(crate) repo_base: Option<String>,
+    /// RE-PO's starting reliability η₀, in (0.5, 1] (default 0.9).
+    #[arg(long, help_heading = "Trainer", alias = "repo_eta0")]
+    pub(crate) repo_eta0: Option<f64>,
+    /// RE-PO's moving-average step α, in (0, 1] (default 0.1).
+    #[arg(long, help_heading = "Trainer", alias = "repo_momentum")]
+    pub(crate) repo_momentum: Option<f64>,
     /// Peak learning rate (default 1e-6, as TRL).
     #[arg(long, help_heading = "Trainer", aliases = ["learning_rate", "learning-rate"])]
     pub(crate) lr: Option<f64>,

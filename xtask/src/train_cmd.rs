@@ -306,7 +306,7 @@ fn resolve(args: &TrainArgs) -> Result<GoldExperiment, Box<dyn std::error::Error
     check_flags(args, &experiment.preference)?;
     if args.experiment == Some(ExperimentKind::Length) {
         // 1,500 pairs in batches of 32: 47 steps are one epoch.
-        experiment.losses = ["dpo", "ropo", "drdpo", "holder", "ropo+filter"]
+        experiment.losses = ["dpo", "ropo", "drdpo", "holder", "repo", "ropo+filter"]
             .map(LossEntry::from)
             .to_vec();
         experiment.noise = vec![0.4];

@@ -612,3 +612,53 @@ fn an_interrupted_run_checkpoints_keeps_its_metrics_and_resumes_to_the_same_resu
         );
     }
 }
+
+#[test]
+fn re_po_learns_its_reliability_and_a_resumed_run_continues_from_it() {
+    let dir = scratch("align-repo");
+    let (whole, split) = (dir.join("whole"), dir.join("split"));
+    let common = ["--loss", "repo", "--steps", "6", "--save-every", "2"];
+    ok(&trainer(
+        &[&common[..], &["--out", whole.to_str().unwrap()]].concat(),
+    ));
+    let stopped = trainer(
+        &[
+            &common[..],
+            &["--out", split.to_str().unwrap(), "--stop-after-steps", "3"],
+        ]
+        .concat(),
+    );
+    ok(&stopped);
+    assert!(
+        !split.join("model").exists(),
+        "the stopped run exported a model"
+    );
+    ok(&resume(&split, &[]));
+    for file in ["metrics.jsonl", "model/model.safetensors"] {
+        assert!(
+            read(&whole.join(file)) == read(&split.join(file)),
+            "{file} differs between the whole and the stopped-and-resumed run"
+        );
+    }
+    let text = String::from_utf8(read(&whole.join("metrics.jsonl"))).unwrap();
+    let etas: Vec<f64> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|line| line["repo/reliability"].as_f64())
+        .collect();
+    assert_eq!(etas.len(), 6, "{text}");
+    assert!(etas.iter().all(|eta| (0.5..1.0).contains(eta)), "{etas:?}");
+    assert!(
+        etas.windows(2).any(|w| w[0] != w[1]),
+        "η never moved: {etas:?}"
+    );
+    let dpo = trainer(&[
+        "--loss",
+        "dpo",
+        "--repo-eta0",
+        "0.8",
+        "--out",
+        dir.join("x").to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&dpo.stderr).contains("--repo-eta0 is --loss repo's"));
+}

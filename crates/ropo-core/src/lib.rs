@@ -19,6 +19,6 @@ mod stable;
 
 pub use error::CoreError;
 pub use logps::PairLogps;
-pub use loss::{IpoMargin, Loss, LossConfig, LossOutput, LossParams};
+pub use loss::{IpoMargin, Loss, LossConfig, LossOutput, LossParams, RePoBase};
 pub use metrics::PreferenceMetrics;
 pub use stable::{log_sigmoid, sigmoid, softplus};

@@ -68,6 +68,52 @@ pub enum Loss {
         /// γ > 0: the power of the density-power divergence (paper default 2).
         gamma: f64,
     },
+    /// RE-PO (Cao et al., ICLR 2026, arXiv 2509.24159) around a base loss `ℓ_b`: with
+    /// `Δ(h) = ℓ_b(−h) − ℓ_b(h)` (the base's log-odds that the label is right) and the labels'
+    /// reliability η, `ℓ = −log(η·σ(Δ) + (1−η)·σ(−Δ))`, the marginal likelihood of the label.
+    /// Its gradient is that of the paper's EM step (the posterior `w = η·σ(Δ)/m` held fixed), and
+    /// it vanishes for a pair the policy strongly contradicts. η is learned: after each step
+    /// `η ← (1−α)·η + α·mean(w)` ([`LossConfig::next_reliability`]).
+    RePo {
+        /// The loss RE-PO wraps, which gives `Δ` and the margin.
+        base: RePoBase,
+        /// The current reliability η ∈ (½, 1]: the share of labels taken to be right.
+        eta: f64,
+        /// The step size α ∈ (0, 1] of η's moving average.
+        momentum: f64,
+    },
+}
+
+/// The losses RE-PO wraps, each with its `Δ(h) = ℓ(−h) − ℓ(h)` on its own margin.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RePoBase {
+    /// DPO: `Δ = β·h`.
+    Sigmoid,
+    /// IPO on the per-token averaged margin `h̄`: `Δ = 2·h̄/β` (the paper's logistic surrogate,
+    /// which keeps no target margin).
+    Ipo,
+    /// SimPO with target margin γ: `Δ = softplus(β·h̄_π + γ) − softplus(γ − β·h̄_π)`.
+    Simpo {
+        /// SimPO's γ.
+        gamma: f64,
+    },
+}
+
+impl std::str::FromStr for RePoBase {
+    type Err = CoreError;
+
+    /// `sigmoid` (or `dpo`), `ipo` or `simpo` (with SimPO's default γ; [`Loss::from_name`]
+    /// sets the configured one).
+    fn from_str(name: &str) -> Result<Self, CoreError> {
+        match name {
+            "sigmoid" | "dpo" => Ok(Self::Sigmoid),
+            "ipo" => Ok(Self::Ipo),
+            "simpo" => Ok(Self::Simpo {
+                gamma: LossParams::default().gamma,
+            }),
+            other => Err(CoreError::UnknownRePoBase(shortened(other))),
+        }
+    }
 }
 
 /// How IPO forms its margin from the log-ratios.
@@ -107,6 +153,12 @@ pub struct LossParams {
     pub drdpo_beta_prime: f64,
     /// Hölder-DPO's γ (default 2.0, the paper's).
     pub holder_gamma: f64,
+    /// The loss RE-PO wraps (default DPO's).
+    pub repo_base: RePoBase,
+    /// RE-PO's starting reliability η₀ (default 0.9, the paper's).
+    pub repo_eta0: f64,
+    /// RE-PO's moving-average step α (default 0.1, the paper's).
+    pub repo_momentum: f64,
 }
 
 impl Default for LossParams {
@@ -118,14 +170,17 @@ impl Default for LossParams {
             ipo_margin: IpoMargin::Averaged,
             drdpo_beta_prime: 1.0,
             holder_gamma: 2.0,
+            repo_base: RePoBase::Sigmoid,
+            repo_eta0: 0.9,
+            repo_momentum: 0.1,
         }
     }
 }
 
 impl Loss {
     /// Every loss name [`Loss::from_name`] accepts (`dpo` is also accepted for `sigmoid`).
-    pub const NAMES: [&'static str; 10] = [
-        "sigmoid", "ropo", "na", "cdpo", "rdpo", "ipo", "hinge", "simpo", "drdpo", "holder",
+    pub const NAMES: [&'static str; 11] = [
+        "sigmoid", "ropo", "na", "cdpo", "rdpo", "ipo", "hinge", "simpo", "drdpo", "holder", "repo",
     ];
 
     /// The loss called `name`, with its hyper-parameters taken from `params`.
@@ -155,6 +210,16 @@ impl Loss {
             "holder" => Self::Holder {
                 gamma: params.holder_gamma,
             },
+            "repo" => Self::RePo {
+                base: match params.repo_base {
+                    RePoBase::Simpo { .. } => RePoBase::Simpo {
+                        gamma: params.gamma,
+                    },
+                    base => base,
+                },
+                eta: params.repo_eta0,
+                momentum: params.repo_momentum,
+            },
             other => return Err(CoreError::UnknownLoss(shortened(other))),
         })
     }
@@ -172,6 +237,7 @@ impl Loss {
             Self::Simpo { .. } => "simpo",
             Self::DrDpo { .. } => "drdpo",
             Self::Holder { .. } => "holder",
+            Self::RePo { .. } => "repo",
         }
     }
 
@@ -208,6 +274,30 @@ impl Loss {
                 gamma.is_finite() && gamma > 0.0,
                 "must be finite and > 0",
             ),
+            Self::RePo {
+                base,
+                eta,
+                momentum,
+            } => {
+                require(
+                    "repo_eta0",
+                    eta,
+                    eta > 0.5 && eta <= 1.0,
+                    "must be in (0.5, 1]: at 0.5 every label is a coin toss and nothing trains",
+                )?;
+                require(
+                    "repo_momentum",
+                    momentum,
+                    momentum > 0.0 && momentum <= 1.0,
+                    "must be in (0, 1]",
+                )?;
+                match base {
+                    RePoBase::Simpo { gamma } => {
+                        require("gamma", gamma, gamma.is_finite(), "must be finite")
+                    }
+                    RePoBase::Sigmoid | RePoBase::Ipo => Ok(()),
+                }
+            }
             Self::Sigmoid | Self::NoiseAware | Self::Ipo { .. } | Self::Hinge => Ok(()),
         }
     }
@@ -236,6 +326,9 @@ pub struct LossOutput<B: Backend> {
     pub chosen_rewards: Tensor<B, 1>,
     /// Implicit reward of the rejected responses, as for `chosen_rewards`.
     pub rejected_rewards: Tensor<B, 1>,
+    /// RE-PO's posterior that each label is right ([`LossConfig::label_posteriors`]),
+    /// detached; `None` for every other loss.
+    pub label_posteriors: Option<Tensor<B, 1>>,
 }
 
 impl LossConfig {
@@ -303,7 +396,11 @@ impl LossConfig {
             losses = losses + nll.mul_scalar(self.nll_weight);
         }
         let (chosen, rejected) = match self.loss {
-            Loss::Simpo { .. } => (
+            Loss::Simpo { .. }
+            | Loss::RePo {
+                base: RePoBase::Simpo { .. },
+                ..
+            } => (
                 PairLogps::per_token(logps.policy_chosen.clone(), &logps.chosen_tokens),
                 PairLogps::per_token(logps.policy_rejected.clone(), &logps.rejected_tokens),
             ),
@@ -311,6 +408,7 @@ impl LossConfig {
         };
         LossOutput {
             losses,
+            label_posteriors: self.label_posteriors(margins.clone().detach()),
             margins,
             chosen_rewards: chosen.detach().mul_scalar(self.beta),
             rejected_rewards: rejected.detach().mul_scalar(self.beta),
@@ -322,11 +420,19 @@ impl LossConfig {
         match self.loss {
             Loss::Ipo {
                 margin: IpoMargin::Averaged,
+            }
+            | Loss::RePo {
+                base: RePoBase::Ipo,
+                ..
             } => {
                 PairLogps::per_token(logps.chosen_log_ratio(), &logps.chosen_tokens)
                     - PairLogps::per_token(logps.rejected_log_ratio(), &logps.rejected_tokens)
             }
-            Loss::Simpo { .. } => {
+            Loss::Simpo { .. }
+            | Loss::RePo {
+                base: RePoBase::Simpo { .. },
+                ..
+            } => {
                 PairLogps::per_token(logps.policy_chosen.clone(), &logps.chosen_tokens)
                     - PairLogps::per_token(logps.policy_rejected.clone(), &logps.rejected_tokens)
             }
@@ -361,6 +467,9 @@ impl LossConfig {
                 let sigmoid_power = log_sigmoid(z.clone()).mul_scalar(gamma).exp();
                 (sigmoid_power * sigmoid(z.neg()).mul_scalar(gamma).add_scalar(1.0)).neg()
             }
+            Loss::RePo { base, eta, .. } => {
+                log_marginal(re_po_delta(base, margins, beta), eta).neg()
+            }
         }
     }
 
@@ -393,9 +502,106 @@ impl LossConfig {
                         .powf_scalar(2.0)
                         .mul_scalar(gamma * (1.0 + gamma))
             }
+            Loss::RePo { base, eta, .. } => {
+                // ∂ℓ/∂h = −(2η−1)·σ(Δ)σ(−Δ)/m · Δ′(h), each factor from logs.
+                let delta = re_po_delta(base, margins.clone(), beta);
+                let log_m = log_marginal(delta.clone(), eta);
+                let pq_over_m =
+                    (log_sigmoid(delta.clone()) + log_sigmoid(delta.neg()) - log_m).exp();
+                let slope = match base {
+                    RePoBase::Sigmoid => margins.ones_like().mul_scalar(beta),
+                    RePoBase::Ipo => margins.ones_like().mul_scalar(2.0 / beta),
+                    RePoBase::Simpo { gamma } => {
+                        let z = margins.mul_scalar(beta);
+                        (sigmoid(z.clone().add_scalar(gamma)) + sigmoid(z.neg().add_scalar(gamma)))
+                            .mul_scalar(beta)
+                    }
+                };
+                return (pq_over_m * slope).mul_scalar(-(2.0 * eta - 1.0));
+            }
         };
         weight.mul_scalar(-beta)
     }
+
+    /// RE-PO's posterior that each pair's label is right, `w = η·σ(Δ)/m`, `[n] -> [n]`, from
+    /// the margins; `None` for every other loss. Its mean over a batch moves η
+    /// ([`LossConfig::next_reliability`]); `1 − w` is RE-PO's mislabel score.
+    pub fn label_posteriors<B: Backend>(&self, margins: Tensor<B, 1>) -> Option<Tensor<B, 1>> {
+        let Loss::RePo { base, eta, .. } = self.loss else {
+            return None;
+        };
+        let delta = re_po_delta(base, margins, self.beta);
+        let log_m = log_marginal(delta.clone(), eta);
+        Some((log_sigmoid(delta).add_scalar(eta.ln()) - log_m).exp())
+    }
+
+    /// RE-PO's current reliability η; `None` for every other loss.
+    pub fn reliability(&self) -> Option<f64> {
+        match self.loss {
+            Loss::RePo { eta, .. } => Some(eta),
+            _ => None,
+        }
+    }
+
+    /// This loss with RE-PO's reliability set to `eta` (a resumed run's); every other loss as
+    /// it is.
+    pub fn with_reliability(&self, eta: f64) -> Self {
+        match self.loss {
+            Loss::RePo { base, momentum, .. } => Self {
+                loss: Loss::RePo {
+                    base,
+                    eta,
+                    momentum,
+                },
+                ..*self
+            },
+            _ => *self,
+        }
+    }
+
+    /// This loss after a step whose pairs' mean posterior was `mean_posterior`: RE-PO's
+    /// `η ← (1−α)·η + α·mean(w)` (the paper's Eq. 7); every other loss as it is.
+    pub fn next_reliability(&self, mean_posterior: f64) -> Self {
+        match self.loss {
+            Loss::RePo {
+                base,
+                eta,
+                momentum,
+            } => Self {
+                loss: Loss::RePo {
+                    base,
+                    eta: (1.0 - momentum) * eta + momentum * mean_posterior,
+                    momentum,
+                },
+                ..*self
+            },
+            _ => *self,
+        }
+    }
+}
+
+/// RE-PO's `Δ(h)` for `base` (see [`RePoBase`]), `[n] -> [n]`.
+fn re_po_delta<B: Backend>(base: RePoBase, margins: Tensor<B, 1>, beta: f64) -> Tensor<B, 1> {
+    match base {
+        RePoBase::Sigmoid => margins.mul_scalar(beta),
+        RePoBase::Ipo => margins.mul_scalar(2.0 / beta),
+        RePoBase::Simpo { gamma } => {
+            let z = margins.mul_scalar(beta);
+            softplus(z.clone().add_scalar(gamma)) - softplus(z.neg().add_scalar(gamma))
+        }
+    }
+}
+
+/// `log m = log(η·σ(Δ) + (1−η)·σ(−Δ))`, as the max-shifted log-sum-exp of its two terms (the
+/// second dropped at η = 1), so it stays finite and differentiable for any Δ.
+fn log_marginal<B: Backend>(delta: Tensor<B, 1>, eta: f64) -> Tensor<B, 1> {
+    let right = log_sigmoid(delta.clone()).add_scalar(eta.ln());
+    if eta >= 1.0 {
+        return right;
+    }
+    let wrong = log_sigmoid(delta.neg()).add_scalar((1.0 - eta).ln());
+    let top = right.clone().max_pair(wrong.clone()).detach();
+    ((right - top.clone()).exp() + (wrong - top.clone()).exp()).log() + top
 }
 
 /// Dr. DPO's batch loss over the DPO losses `ℓ` of one forward, `[n] -> [n]`, in the form

@@ -19,6 +19,8 @@ pub struct PreferenceMetrics {
     pub logps_chosen: f64,
     /// `logps/rejected`: mean summed policy log-prob of the rejected responses.
     pub logps_rejected: f64,
+    /// RE-PO's mean posterior that a label is right (`None` for every other loss).
+    pub label_posterior: Option<f64>,
 }
 
 impl PreferenceMetrics {
@@ -34,6 +36,7 @@ impl PreferenceMetrics {
             rewards_margins: mean(chosen - rejected),
             logps_chosen: mean(logps.policy_chosen.clone()),
             logps_rejected: mean(logps.policy_rejected.clone()),
+            label_posterior: output.label_posteriors.clone().map(mean),
         }
     }
 

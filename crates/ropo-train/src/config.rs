@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     framework::Framework,
     label_noise::NoiseModel,
-    loss_entry::{self, DataStep, IpoForm, LossEntry},
+    loss_entry::{self, DataStep, IpoForm, LossEntry, RePoForm},
     seeds::Seeds,
     TrainError,
 };
@@ -126,6 +126,15 @@ pub struct PreferenceStage {
     /// Hölder-DPO's γ (left out: ropo-core's default, 2.0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holder_gamma: Option<f64>,
+    /// The loss RE-PO wraps (left out: DPO's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_base: Option<RePoForm>,
+    /// RE-PO's starting reliability η₀ (left out: ropo-core's default, 0.9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_eta0: Option<f64>,
+    /// RE-PO's moving-average step α (left out: ropo-core's default, 0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_momentum: Option<f64>,
     /// AdamW's decoupled weight decay (left out: 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight_decay: Option<f64>,
@@ -148,13 +157,16 @@ impl PreferenceStage {
             nll_weight: own.nll_weight.or(self.nll_weight),
             drdpo_beta_prime: own.drdpo_beta_prime.or(self.drdpo_beta_prime),
             holder_gamma: own.holder_gamma.or(self.holder_gamma),
+            repo_base: own.repo_base.or(self.repo_base),
+            repo_eta0: own.repo_eta0.or(self.repo_eta0),
+            repo_momentum: own.repo_momentum.or(self.repo_momentum),
             ..*self
         };
         tuned.loss(name)
     }
 
     /// The loss called `name` with this stage's β, α, ε, γ, IPO margin, Dr. DPO's β′,
-    /// Hölder-DPO's γ and NLL weight.
+    /// Hölder-DPO's γ, RE-PO's base, η₀ and α, and NLL weight.
     pub fn loss(&self, name: &str) -> Result<LossConfig, TrainError> {
         let defaults = LossParams::default();
         let params = LossParams {
@@ -164,6 +176,11 @@ impl PreferenceStage {
             ipo_margin: self.ipo_margin.map_or(defaults.ipo_margin, IpoMargin::from),
             drdpo_beta_prime: self.drdpo_beta_prime.unwrap_or(defaults.drdpo_beta_prime),
             holder_gamma: self.holder_gamma.unwrap_or(defaults.holder_gamma),
+            repo_base: self.repo_base.map_or(defaults.repo_base, |form| {
+                form.base(self.gamma.unwrap_or(defaults.gamma))
+            }),
+            repo_eta0: self.repo_eta0.unwrap_or(defaults.repo_eta0),
+            repo_momentum: self.repo_momentum.unwrap_or(defaults.repo_momentum),
         };
         let config = LossConfig::new(Loss::from_name(name, &params)?, self.beta)?;
         Ok(match self.nll_weight {
@@ -174,9 +191,9 @@ impl PreferenceStage {
 }
 
 /// The methods of the embedded run: the baselines, the ROPO loss, the robust losses that came
-/// after it (Dr. DPO, Hölder-DPO), and the framework's filter (with DPO's loss too, to tell
+/// after it (Dr. DPO, Hölder-DPO, RE-PO), and the framework's filter (with DPO's loss too, to tell
 /// the loss's part from the filter's) and rejection sampling.
-pub const DEFAULT_METHODS: [&str; 10] = [
+pub const DEFAULT_METHODS: [&str; 11] = [
     "dpo",
     "cdpo",
     "rdpo",
@@ -184,6 +201,7 @@ pub const DEFAULT_METHODS: [&str; 10] = [
     "ropo",
     "drdpo",
     "holder",
+    "repo",
     "dpo+filter",
     "ropo+filter",
     "ropo+filter+rs",
@@ -216,6 +234,9 @@ impl Default for PreferenceStage {
             nll_weight: None,
             drdpo_beta_prime: None,
             holder_gamma: None,
+            repo_base: None,
+            repo_eta0: None,
+            repo_momentum: None,
             weight_decay: None,
             grad_accum: None,
         }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use ropo_core::IpoMargin;
+use ropo_core::{IpoMargin, RePoBase};
 use serde::{de::Error as _, Deserialize, Deserializer, Serialize};
 
 use crate::TrainError;
@@ -24,6 +24,29 @@ impl From<IpoForm> for IpoMargin {
         match form {
             IpoForm::Averaged => Self::Averaged,
             IpoForm::Summed => Self::Summed,
+        }
+    }
+}
+
+/// The loss RE-PO wraps, as a config names it (`sigmoid`, `ipo` or `simpo`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RePoForm {
+    /// DPO.
+    Sigmoid,
+    /// IPO (its per-token averaged margin).
+    Ipo,
+    /// SimPO (with the stage's γ).
+    Simpo,
+}
+
+impl RePoForm {
+    /// ropo-core's base, SimPO's with target margin `gamma`.
+    pub fn base(self, gamma: f64) -> RePoBase {
+        match self {
+            Self::Sigmoid => RePoBase::Sigmoid,
+            Self::Ipo => RePoBase::Ipo,
+            Self::Simpo => RePoBase::Simpo { gamma },
         }
     }
 }
@@ -98,6 +121,15 @@ pub struct LossOverrides {
     /// Hölder-DPO's γ.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holder_gamma: Option<f64>,
+    /// The loss RE-PO wraps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_base: Option<RePoForm>,
+    /// RE-PO's starting reliability η₀.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_eta0: Option<f64>,
+    /// RE-PO's moving-average step α.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_momentum: Option<f64>,
 }
 
 impl<'de> Deserialize<'de> for LossEntry {
@@ -115,7 +147,8 @@ impl<'de> Deserialize<'de> for LossEntry {
                 return Err(D::Error::custom(
                     "a loss is a name (\"ropo\") or a table of one loss and its parameters \
                      ({ropo = {alpha = 6}}; parameters: beta, alpha, epsilon, gamma, \
-                     ipo_margin, nll_weight, drdpo_beta_prime, holder_gamma)",
+                     ipo_margin, nll_weight, drdpo_beta_prime, holder_gamma, repo_base, \
+                     repo_eta0, repo_momentum)",
                 ))
             }
         };
@@ -146,12 +179,18 @@ impl LossEntry {
                         ("nll_weight", o.nll_weight),
                         ("drdpo_beta_prime", o.drdpo_beta_prime),
                         ("holder_gamma", o.holder_gamma),
+                        ("repo_eta0", o.repo_eta0),
+                        ("repo_momentum", o.repo_momentum),
                     ]
                     .into_iter()
                     .filter_map(|(key, value)| value.map(|v| format!("{key}={v}")))
                     .chain(
                         o.ipo_margin
                             .map(|m| format!("ipo_margin={m:?}").to_lowercase()),
+                    )
+                    .chain(
+                        o.repo_base
+                            .map(|b| format!("repo_base={b:?}").to_lowercase()),
                     )
                     .collect();
                     format!("{name}{{{}}}", set.join(","))

@@ -30,6 +30,10 @@ pub struct StepRecord {
     pub grad_norm: f64,
     /// Training tokens processed per second in this step.
     pub tokens_per_s: f64,
+    /// RE-PO's reliability η after this step (`None` for every other loss); a resumed run
+    /// continues from the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reliability: Option<f64>,
 }
 
 /// Validation metrics after some number of preference steps.

@@ -244,6 +244,17 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
             manifest.cursor,
         );
         let (mut history, mut curve) = (manifest.history, manifest.curve);
+        if self.loss.reliability().is_some() && self.data_parallel.peers > 1 {
+            return Err(TrainError::Config(
+                "RE-PO (--loss repo) learns its reliability on one rank; drop --data-parallel"
+                    .into(),
+            ));
+        }
+        // RE-PO's reliability as the last step left it (its start on a fresh run).
+        let mut loss = history
+            .last()
+            .and_then(|r| r.reliability)
+            .map_or(*self.loss, |eta| self.loss.with_reliability(eta));
         let mut ranks = PeerGroup::start(
             &model,
             &trainer,
@@ -268,14 +279,18 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
             let (next, report) = ranks.step(
                 model,
                 &mut trainer,
-                self.loss,
+                &loss,
                 &batch,
                 &batch_refs,
                 stage.grad_accum.unwrap_or(1),
                 device,
             )?;
             model = next;
-            let record = report.record(step + 1, started.elapsed().as_secs_f64());
+            let mut record = report.record(step + 1, started.elapsed().as_secs_f64());
+            if let Some(posterior) = report.metrics.label_posterior {
+                loss = loss.next_reliability(posterior);
+                record.reliability = loss.reliability();
+            }
             on_progress(Progress::Step(record));
             history.push(record);
             let done = step + 1;

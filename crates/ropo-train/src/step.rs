@@ -44,6 +44,7 @@ impl PreferenceStep {
             lr: self.optim.lr,
             grad_norm: self.optim.grad_norm,
             tokens_per_s: self.tokens as f64 / seconds.max(1e-9),
+            reliability: None,
         }
     }
 }
@@ -63,6 +64,9 @@ impl WeightedMetrics {
         sum.rewards_margins += metrics.rewards_margins * weight;
         sum.logps_chosen += metrics.logps_chosen * weight;
         sum.logps_rejected += metrics.logps_rejected * weight;
+        if let Some(posterior) = metrics.label_posterior {
+            sum.label_posterior = Some(sum.label_posterior.unwrap_or(0.0) + posterior * weight);
+        }
     }
 }
 

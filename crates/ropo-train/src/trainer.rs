@@ -34,7 +34,7 @@ use crate::{
     data_parallel::DataParallel,
     eval::eval_metrics,
     framework::{Resampling, RoundSchedule, Scorer},
-    loss_entry::{DataStep, IpoForm},
+    loss_entry::{DataStep, IpoForm, RePoForm},
     records::{EvalRecord, Progress, RoundReport, StepRecord},
     reference::{reference_logps, PairReference},
     run::{DroppedPair, Method, PreferenceSet, Rounds, Run},
@@ -96,6 +96,12 @@ pub struct TrainerConfig {
     pub drdpo_beta_prime: Option<f64>,
     /// Hölder-DPO's γ (left out: ropo-core's default).
     pub holder_gamma: Option<f64>,
+    /// The loss RE-PO wraps (left out: DPO's).
+    pub repo_base: Option<RePoForm>,
+    /// RE-PO's starting reliability η₀ (left out: ropo-core's default).
+    pub repo_eta0: Option<f64>,
+    /// RE-PO's moving-average step α (left out: ropo-core's default).
+    pub repo_momentum: Option<f64>,
     /// Peak learning rate (TRL: `learning_rate`, 1e-6).
     pub lr: f64,
     /// AdamW weight decay.
@@ -193,6 +199,9 @@ impl Default for TrainerConfig {
             nll_weight: None,
             drdpo_beta_prime: None,
             holder_gamma: None,
+            repo_base: None,
+            repo_eta0: None,
+            repo_momentum: None,
             lr: 1e-6,
             weight_decay: 0.0,
             warmup: 0,
@@ -390,6 +399,9 @@ impl TrainerConfig {
             nll_weight: self.nll_weight,
             drdpo_beta_prime: self.drdpo_beta_prime,
             holder_gamma: self.holder_gamma,
+            repo_base: self.repo_base,
+            repo_eta0: self.repo_eta0,
+            repo_momentum: self.repo_momentum,
             weight_decay: Some(self.weight_decay),
             grad_accum: Some(self.grad_accum),
         }

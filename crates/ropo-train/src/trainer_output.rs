@@ -152,13 +152,16 @@ pub fn metrics_lines(history: &[StepRecord], evals: &[EvalRecord], steps_per_epo
 
 /// One step's line of `metrics.jsonl`, ending in a newline.
 pub fn step_line(s: &StepRecord, steps_per_epoch: f64) -> String {
-    let line = json!({
+    let mut line = json!({
         "step": s.step, "epoch": s.step as f64 / steps_per_epoch.max(1.0), "loss": s.loss,
         "learning_rate": s.lr, "grad_norm": s.grad_norm,
         "rewards/chosen": s.rewards_chosen, "rewards/rejected": s.rewards_rejected,
         "rewards/accuracies": s.accuracy, "rewards/margins": s.margin,
         "logps/chosen": s.logps_chosen, "logps/rejected": s.logps_rejected,
     });
+    if let Some(eta) = s.reliability {
+        line["repo/reliability"] = json!(eta);
+    }
     format!("{line}\n")
 }
 

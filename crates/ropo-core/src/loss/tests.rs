@@ -209,6 +209,13 @@ fn every_loss() -> Vec<Loss> {
     losses.push(Loss::Ipo {
         margin: IpoMargin::Summed,
     });
+    for base in [RePoBase::Ipo, RePoBase::Simpo { gamma: 0.5 }] {
+        losses.push(Loss::RePo {
+            base,
+            eta: 0.7,
+            momentum: 0.1,
+        });
+    }
     losses
 }
 
@@ -606,4 +613,121 @@ fn dr_dpo_with_equal_losses_is_dpo_and_stays_finite_at_extreme_margins() {
     ]
     .concat();
     assert!(all.iter().all(|v| v.is_finite()), "{all:?}");
+}
+
+fn re_po(eta: f64) -> LossConfig {
+    config(
+        Loss::RePo {
+            base: RePoBase::Sigmoid,
+            eta,
+            momentum: 0.1,
+        },
+        0.1,
+    )
+}
+
+#[test]
+fn re_po_matches_its_formula_by_hand_and_the_numpy_reference() {
+    // At h = 0, σ(Δ) = ½ whatever η: ℓ = log 2, w = η, ∂ℓ/∂h = −(2η−1)·β/2.
+    for eta in [0.6, 0.9, 1.0] {
+        let at_zero = tensor::<Cpu>(&[0.0]);
+        let loss = re_po(eta);
+        assert_close(&values(loss.loss_of_margin(at_zero.clone())), &[LN_2], 1e-6);
+        assert_close(
+            &values(loss.label_posteriors(at_zero.clone()).unwrap()),
+            &[eta],
+            1e-6,
+        );
+        assert_close(
+            &values(loss.dloss_dmargin(at_zero)),
+            &[-(2.0 * eta - 1.0) * 0.05],
+            1e-6,
+        );
+    }
+    // fixtures/robust_losses.json, DPO base, η = 0.9.
+    let loss = re_po(0.9);
+    let margins = tensor::<Cpu>(&ROBUST_MARGINS);
+    assert_close(
+        &values(loss.loss_of_margin(margins.clone())),
+        &[
+            2.250427, 1.154697, 0.733934, LN_2, 0.653958, 0.378560, 0.111327,
+        ],
+        1e-5,
+    );
+    assert_close(
+        &values(loss.dloss_dmargin(margins.clone())),
+        &[
+            -0.0050482,
+            -0.0499089,
+            -0.0415612,
+            -0.04,
+            -0.0383668,
+            -0.0229671,
+            -0.00059448,
+        ],
+        1e-5,
+    );
+    assert_close(
+        &values(loss.label_posteriors(margins).unwrap()),
+        &[
+            0.057174, 0.768031, 0.890633, 0.9, 0.908647, 0.960730, 0.999252,
+        ],
+        1e-5,
+    );
+}
+
+#[test]
+fn re_po_at_full_reliability_is_dpo_and_learns_its_reliability_from_the_posteriors() {
+    let margins = [-20.0, -2.0, 0.0, 3.0, 30.0];
+    let dpo = config(Loss::Sigmoid, 0.1);
+    assert_close(
+        &values(re_po(1.0).loss_of_margin(tensor::<Cpu>(&margins))),
+        &values(dpo.loss_of_margin(tensor::<Cpu>(&margins))),
+        1e-6,
+    );
+    // The paper's Eq. 7 on the reference batch: w = [0.54915, 0.88051, 0.9, 0.92395, 0.99450],
+    // η = 0.9·0.9 + 0.1·mean(w) = 0.894962.
+    let loss = re_po(0.9);
+    let posteriors = values(loss.label_posteriors(tensor::<Cpu>(&margins)).unwrap());
+    assert_close(
+        &posteriors,
+        &[0.54915, 0.88051, 0.9, 0.92395, 0.99450],
+        1e-5,
+    );
+    let mean = posteriors.iter().sum::<f64>() / posteriors.len() as f64;
+    let Loss::RePo { eta, .. } = loss.next_reliability(mean).loss() else {
+        panic!("RE-PO stays RE-PO");
+    };
+    assert_close(&[eta], &[0.894962], 1e-5);
+    assert!(config(Loss::Sigmoid, 0.1)
+        .label_posteriors(tensor::<Cpu>(&margins))
+        .is_none());
+    assert_eq!(dpo.next_reliability(0.3), dpo);
+}
+
+#[test]
+fn re_po_lets_a_contradicted_pair_go_where_dpo_pushes_hardest() {
+    let margins = tensor::<Cpu>(&[-100.0, 0.0]);
+    let re_po = values(re_po(0.9).dloss_dmargin(margins.clone()));
+    let dpo = values(config(Loss::Sigmoid, 0.1).dloss_dmargin(margins));
+    assert!(re_po[0].abs() < 0.01 * dpo[0].abs(), "{re_po:?} vs {dpo:?}");
+    assert!(re_po[0].abs() < re_po[1].abs());
+}
+
+#[test]
+fn re_po_refuses_a_reliability_of_a_coin_toss() {
+    for eta in [0.5, 0.2, 1.5] {
+        let result = LossConfig::new(
+            Loss::RePo {
+                base: RePoBase::Sigmoid,
+                eta,
+                momentum: 0.1,
+            },
+            0.1,
+        );
+        assert!(
+            result.unwrap_err().to_string().contains("repo_eta0"),
+            "{eta}"
+        );
+    }
 }
