@@ -1,9 +1,6 @@
 //! `cargo xtask bench`: throughput measurements (never in tests).
 
-use std::{
-    path::{Path, PathBuf},
-    time::Instant,
-};
+use std::{path::PathBuf, time::Instant};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use clap::{Args, Subcommand};
@@ -11,7 +8,7 @@ use ropo::backend::{CheckpointedTraining, Selected, Training, NAME};
 use ropo::core::{Loss, LossConfig};
 use ropo::data::TokenizedPair;
 use ropo::models::{
-    attention::{AttentionBackend, AttentionMask, TrainingBackend},
+    attention::{AttentionMask, TrainingBackend},
     checkpoint,
     config::ModelConfig,
     llama::LlamaConfig,
@@ -23,7 +20,7 @@ use ropo::train::{
 };
 use serde::Serialize;
 
-use crate::CmdResult;
+use crate::{bench_support, CmdResult};
 
 /// Which benchmark.
 #[derive(Args)]
@@ -126,7 +123,10 @@ fn step(bench: &ScoreBench) -> CmdResult {
 fn step_on<B: TrainingBackend<Device = Device<Selected>>>(bench: &ScoreBench) -> CmdResult {
     let device = Default::default();
     let models = match &bench.model {
-        Some(dir) => vec![(folder_name(dir), model_or_config::<B>(dir, &device)?)],
+        Some(dir) => vec![(
+            bench_support::folder_name(dir),
+            bench_support::model_or_config::<B>(dir, &device)?,
+        )],
         None => vec![
             (
                 "stories260K".to_string(),
@@ -185,7 +185,7 @@ fn torch_step(
         ("cpu", "torch cpu")
     };
     let (script, args) = torch_step_command(name, device, bench)?;
-    let line = run_python_bench(script, &args)?;
+    let line = bench_support::run_python_bench(script, &args)?;
     let number = |key: &str| line[key].as_f64().unwrap_or(f64::NAN);
     Ok(ScoreResult {
         model: format!("{label} (PyTorch)"),
@@ -262,28 +262,6 @@ fn describe_cpu(cpuinfo: &str, threads: usize) -> String {
     )
 }
 
-/// Runs the PyTorch reference `script` with `args` under `$ROPO_PYTHON` (else `python3`) and
-/// parses the one JSON line it prints.
-pub fn run_python_bench(
-    script: &str,
-    args: &[String],
-) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
-    let python = std::env::var("ROPO_PYTHON").unwrap_or_else(|_| "python3".into());
-    let output = std::process::Command::new(&python)
-        .arg(script)
-        .args(args)
-        .output()
-        .map_err(|e| {
-            format!("cannot run {python}: {e} (set ROPO_PYTHON to a Python with torch)")
-        })?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr.lines().last().unwrap_or("no message");
-        return Err(format!("{script} failed: {last}").into());
-    }
-    Ok(serde_json::from_slice(&output.stdout)?)
-}
-
 /// Times `bench.iters` DPO steps on pairs with a 32-token prompt and responses filling `seq`.
 fn time_steps<B: TrainingBackend<Device = Device<Selected>>>(
     name: &str,
@@ -352,32 +330,6 @@ fn print_results(what: &str, results: &[ScoreResult]) -> CmdResult {
         );
     }
     Ok(())
-}
-
-/// The model in folder `dir`: its checkpoint, or random weights when the folder holds
-/// `config.json` alone.
-pub fn model_or_config<B: AttentionBackend>(
-    dir: &Path,
-    device: &B::Device,
-) -> Result<CausalLm<B>, Box<dyn std::error::Error>> {
-    let has_weights = !dir.is_dir()
-        || std::fs::read_dir(dir)?
-            .flatten()
-            .any(|entry| entry.path().extension().is_some_and(|e| e == "safetensors"));
-    if has_weights {
-        Ok(checkpoint::load::<B>(dir, device)?)
-    } else {
-        let config = ModelConfig::from_file(&dir.join("config.json"))?;
-        Ok(config.init::<B>(device))
-    }
-}
-
-/// The last component of `path`, to name its rows.
-pub fn folder_name(path: &Path) -> String {
-    path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    )
 }
 
 /// The reference shape: 4 layers, d_model 256, 8 heads, SwiGLU 4×, vocab 512.
@@ -454,7 +406,7 @@ mod tests {
     #[test]
     fn the_pytorch_scripts_accept_the_arguments_bench_step_passes() {
         let python = std::env::var("ROPO_PYTHON").unwrap_or_else(|_| "python3".into());
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let cases = [
             ("stories260K", step_bench(0, None, false)),
             ("llama-4x256", step_bench(4, None, false)),

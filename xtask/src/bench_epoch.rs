@@ -171,7 +171,7 @@ fn torch_epoch(
         "--batch".into(),
         bench.batch.to_string(),
     ];
-    let line = crate::bench::run_python_bench("bench/torch_epoch.py", &args);
+    let line = crate::bench_support::run_python_bench("bench/torch_epoch.py", &args);
     let _ = std::fs::remove_file(&file);
     let line = line?;
     let number = |key: &str| line[key].as_f64().unwrap_or(f64::NAN);

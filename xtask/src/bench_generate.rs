@@ -51,7 +51,7 @@ struct GenerateResult {
 pub fn run(bench: &GenerateBench) -> CmdResult {
     let device = Default::default();
     crate::memory::reset_peak();
-    let model = crate::bench::model_or_config::<Selected>(&bench.model, &device)?;
+    let model = crate::bench_support::model_or_config::<Selected>(&bench.model, &device)?;
     let modulus = 500.min(model.vocab_size().saturating_sub(3)).max(1);
     let prompts: Vec<Vec<u32>> = (0..bench.batch)
         .map(|row| {
@@ -79,7 +79,7 @@ pub fn run(bench: &GenerateBench) -> CmdResult {
     }
     seconds /= bench.iters.max(1) as f64;
     let ours = GenerateResult {
-        model: crate::bench::folder_name(&bench.model),
+        model: crate::bench_support::folder_name(&bench.model),
         backend: NAME,
         batch: bench.batch,
         prompt_len: bench.prompt_len,
@@ -109,7 +109,7 @@ pub fn run(bench: &GenerateBench) -> CmdResult {
             "--device".into(),
             device.into(),
         ];
-        let torch = crate::bench::run_python_bench("bench/torch_hf_generate.py", &args)?;
+        let torch = crate::bench_support::run_python_bench("bench/torch_hf_generate.py", &args)?;
         println!("{torch}");
         let theirs = torch["tokens_per_s"].as_f64().unwrap_or(f64::NAN);
         println!(

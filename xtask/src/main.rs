@@ -27,6 +27,7 @@ mod bench;
 mod bench_epoch;
 mod bench_generate;
 mod bench_memory;
+mod bench_support;
 mod bench_vocab;
 mod data_cmd;
 mod distributed_flags;
