@@ -54,26 +54,36 @@ fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-#[test]
-fn a_stopped_and_resumed_run_writes_the_same_metrics_and_weights_as_an_uninterrupted_one() {
-    let dir = scratch("align-resume");
+/// Runs the trainer with `common` into `NAME/whole`, and again into `NAME/split` stopped after
+/// 3 steps (no model exported yet) and then resumed: the two folders and the stopped run's
+/// output.
+fn whole_and_resumed(name: &str, common: &[&str]) -> (PathBuf, PathBuf, Output) {
+    let dir = scratch(name);
     let (whole, split) = (dir.join("whole"), dir.join("split"));
-    let common = ["--steps", "8", "--eval-split", "0.25", "--eval-every", "4"];
     ok(&trainer(
-        &[&common[..], &["--out", whole.to_str().unwrap()]].concat(),
+        &[common, &["--out", whole.to_str().unwrap()]].concat(),
     ));
     let stopped = trainer(
         &[
-            &common[..],
+            common,
             &["--out", split.to_str().unwrap(), "--stop-after-steps", "3"],
         ]
         .concat(),
     );
     ok(&stopped);
+    assert!(
+        !split.join("model").exists(),
+        "the stopped run exported a model"
+    );
+    ok(&resume(&split, &[]));
+    (whole, split, stopped)
+}
+
+#[test]
+fn a_stopped_and_resumed_run_writes_the_same_metrics_and_weights_as_an_uninterrupted_one() {
+    let common = ["--steps", "8", "--eval-split", "0.25", "--eval-every", "4"];
+    let (whole, split, stopped) = whole_and_resumed("align-resume", &common);
     assert!(String::from_utf8_lossy(&stopped.stdout).contains("--resume"));
-    assert!(!split.join("model").exists());
-    let resumed = resume(&split, &[]);
-    ok(&resumed);
     for file in [
         "metrics.jsonl",
         "model/model.safetensors",
@@ -615,25 +625,9 @@ fn an_interrupted_run_checkpoints_keeps_its_metrics_and_resumes_to_the_same_resu
 
 #[test]
 fn re_po_learns_its_reliability_and_a_resumed_run_continues_from_it() {
-    let dir = scratch("align-repo");
-    let (whole, split) = (dir.join("whole"), dir.join("split"));
     let common = ["--loss", "repo", "--steps", "6", "--save-every", "2"];
-    ok(&trainer(
-        &[&common[..], &["--out", whole.to_str().unwrap()]].concat(),
-    ));
-    let stopped = trainer(
-        &[
-            &common[..],
-            &["--out", split.to_str().unwrap(), "--stop-after-steps", "3"],
-        ]
-        .concat(),
-    );
-    ok(&stopped);
-    assert!(
-        !split.join("model").exists(),
-        "the stopped run exported a model"
-    );
-    ok(&resume(&split, &[]));
+    let (whole, split, _) = whole_and_resumed("align-repo", &common);
+    let dir = whole.parent().unwrap().to_path_buf();
     for file in ["metrics.jsonl", "model/model.safetensors"] {
         assert!(
             read(&whole.join(file)) == read(&split.join(file)),
