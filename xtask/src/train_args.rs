@@ -213,8 +213,8 @@ pub struct AlignFlags {
     /// Hölder-DPO's γ (default 2.0).
     #[arg(long, help_heading = "Trainer", alias = "holder_gamma")]
     pub(crate) holder_gamma: Option<f64>,
-    /// The loss RE-PO wraps: sigmoid (default), ipo or simpo.
-    #[arg(long, help_heading = "Trainer", alias = "repo_base", value_parser = ["sigmoid", "ipo", "simpo"])]
+    /// The loss RE-PO wraps: sigmoid (or dpo; the default), ipo or simpo.
+    #[arg(long, help_heading = "Trainer", alias = "repo_base", value_parser = ["sigmoid", "dpo", "ipo", "simpo"])]
     pub(crate) repo_base: Option<String>,
     /// RE-PO's starting reliability η₀, in (0.5, 1] (default 0.9).
     #[arg(long, help_heading = "Trainer", alias = "repo_eta0")]

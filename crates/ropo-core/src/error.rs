@@ -14,7 +14,10 @@ pub enum CoreError {
         requirement: &'static str,
     },
     /// A loss name that is none of [`crate::Loss::NAMES`].
-    #[error("unknown loss '{0}': expected one of sigmoid (or dpo), ropo, na, cdpo, rdpo, ipo, hinge, simpo")]
+    #[error(
+        "unknown loss '{0}': expected one of sigmoid (or dpo), {names}",
+        names = crate::Loss::NAMES[1..].join(", ")
+    )]
     UnknownLoss(String),
     /// An IPO margin mode that is neither `averaged` nor `summed`.
     #[error("unknown IPO margin '{0}': expected averaged or summed")]
