@@ -7,6 +7,7 @@ and gradient checkpointing).
 
     python3 bench/torch_hf_step.py --model DIR --batch 4 --seq 256 --iters 5
     python3 bench/torch_hf_step.py --model DIR --device cuda --dtype bf16 --lora-rank 16
+    python3 bench/torch_hf_step.py --model DIR --autocast bf16
 
 DIR holds a `config.json` and, optionally, weights (`*.safetensors`). Without weights the
 model is built from the config with random weights (seeded), which times the same work.
@@ -45,6 +46,8 @@ def parse_args(argv=None):
     parser.add_argument("--lora-targets", default=None,
                         help="comma list of HF module names (default: every linear layer)")
     parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--autocast", default="none", choices=["none", "bf16"],
+                        help="bf16: the forward under torch.autocast(device, dtype=torch.bfloat16)")
     parser.add_argument("--peak-tflops", type=float, default=989.0,
                         help="the device's peak TFLOP/s for --dtype, for `mfu` "
                              "(default: H100/H200 bf16 dense)")
@@ -182,8 +185,12 @@ def run(args, parser):
     ref = torch.full((args.batch,), -500.0, device=device)
     beta = 0.1
 
+    from torch_pref_step import autocast
+
     def step():
-        logits = model(input_ids=ids, use_cache=False).logits[:, :-1].float()
+        with autocast(args):
+            logits = model(input_ids=ids, use_cache=False).logits[:, :-1]
+        logits = logits.float()
         logps = torch.log_softmax(logits, -1).gather(2, ids[:, 1:].unsqueeze(2)).squeeze(2)
         sums = (logps * mask).sum(1)
         h = (sums[: args.batch] - ref) - (sums[args.batch :] - ref)
@@ -230,6 +237,7 @@ def run(args, parser):
         "dtype": args.dtype,
         "lora_rank": args.lora_rank,
         "gradient_checkpointing": args.gradient_checkpointing,
+        "autocast": args.autocast,
         "loss": loss.item(),
         "detail": backend_detail(args.device),
     }

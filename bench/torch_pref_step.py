@@ -5,6 +5,7 @@ rejected in one batch, cached reference log-probs, AdamW update), in plain eager
 
     python3 bench/torch_pref_step.py --model llama-4x256 --batch 8 --seq 256 --iters 10
     python3 bench/torch_pref_step.py --model stories260K --lora-rank 16
+    python3 bench/torch_pref_step.py --model stories260K --autocast bf16
 
 Prints one JSON line: {"model", "backend": "torch", "tokens_per_s", "step_ms_p50", ...}.
 Only PyTorch (CPU build is enough) is needed. `--check-args` prints the parsed options as
@@ -12,6 +13,7 @@ JSON and exits before importing torch: xtask's test of the options it passes use
 """
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -34,6 +36,8 @@ def parse_args(argv=None):
     parser.add_argument("--lora-rank", type=int, default=0,
                         help="LoRA rank on every projection, alpha twice the rank, the rest "
                              "frozen, as ropo's bench (0: full fine-tuning)")
+    parser.add_argument("--autocast", default="none", choices=["none", "bf16"],
+                        help="bf16: the forward under torch.autocast(device, dtype=torch.bfloat16)")
     parser.add_argument("--check-args", action="store_true",
                         help="print the parsed options as JSON and exit (needs no torch)")
     return parser.parse_args(argv)
@@ -164,8 +168,9 @@ def main(args):
     ref = torch.full((args.batch,), -500.0)
 
     def step():
-        logits = model(ids)[:, :-1]
-        logps = torch.log_softmax(logits, -1).gather(2, ids[:, 1:].unsqueeze(2)).squeeze(2)
+        with autocast(args):
+            logits = model(ids)[:, :-1]
+        logps = torch.log_softmax(logits.float(), -1).gather(2, ids[:, 1:].unsqueeze(2)).squeeze(2)
         sums = (logps * mask).sum(1)
         h = (sums[: args.batch] - ref) - (sums[args.batch :] - ref)
         loss = -F.logsigmoid(0.1 * h).mean()
@@ -193,7 +198,16 @@ def main(args):
         "step_ms_p50": pct(0.5), "step_ms_p90": pct(0.9),
         "peak_rss_mib": peak_rss_mib(),
         "peak_device_mib": torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else None,
+        "autocast": args.autocast,
     }))
+
+
+def autocast(args):
+    """The forward's context: `torch.autocast(device, dtype=torch.bfloat16)` for `--autocast
+    bf16` (matrix products in bf16, softmax and reductions in f32), else none."""
+    if args.autocast == "bf16":
+        return torch.autocast(args.device, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def backend_name(device):

@@ -157,16 +157,27 @@ fn step_on<B: TrainingBackend<Device = Device<Selected>>>(bench: &ScoreBench) ->
         if bench.gradient_checkpointing {
             label.push_str(" checkpointed");
         }
-        results.push(time_steps(&label, model, bench)?);
+        let ours = time_steps(&format!("{label}{}", precision_label()), model, bench)?;
+        let ours_tokens_per_s = ours.tokens_per_s;
+        results.push(ours);
         if bench.vs_torch {
-            let torch = torch_step(&name, &label, bench)?;
-            let ours = results[results.len() - 1].tokens_per_s;
+            let torch: Vec<ScoreResult> = TORCH_AUTOCASTS
+                .iter()
+                .map(|autocast| torch_step(&name, &label, bench, autocast))
+                .collect::<Result<_, _>>()?;
+            let best = torch
+                .iter()
+                .max_by(|a, b| a.tokens_per_s.total_cmp(&b.tokens_per_s))
+                .expect("PyTorch ran");
             println!(
-                "{label}: ropo {ours:.0} tokens/s, PyTorch {:.0} tokens/s, ratio {:.2}",
-                torch.tokens_per_s,
-                ours / torch.tokens_per_s
+                "{label}: ropo{} {ours_tokens_per_s:.0} tokens/s; PyTorch f32 {:.0}, bf16 \
+                 autocast {:.0} tokens/s; ratio to PyTorch's faster {:.2}",
+                precision_label(),
+                torch[0].tokens_per_s,
+                torch[1].tokens_per_s,
+                ours_tokens_per_s / best.tokens_per_s
             );
-            results.push(torch);
+            results.extend(torch);
         }
     }
     print_results("DPO step", &results)
@@ -178,17 +189,23 @@ fn torch_step(
     name: &str,
     label: &str,
     bench: &ScoreBench,
+    autocast: &str,
 ) -> Result<ScoreResult, Box<dyn std::error::Error>> {
     let (device, backend) = if cfg!(feature = "cuda") {
         ("cuda", "torch cuda")
     } else {
         ("cpu", "torch cpu")
     };
-    let (script, args) = torch_step_command(name, device, bench)?;
+    let (script, mut args) = torch_step_command(name, device, bench)?;
+    args.extend(["--autocast".to_string(), autocast.to_string()]);
     let line = bench_support::run_python_bench(script, &args)?;
     let number = |key: &str| line[key].as_f64().unwrap_or(f64::NAN);
+    let under = match autocast {
+        "none" => "",
+        _ => " bf16 autocast",
+    };
     Ok(ScoreResult {
-        model: format!("{label} (PyTorch)"),
+        model: format!("{label} (PyTorch{under})"),
         backend,
         batch: bench.batch,
         seq: bench.seq,
@@ -197,6 +214,19 @@ fn torch_step(
         step_ms_p90: number("step_ms_p90"),
         peak_rss_mib: line["peak_rss_mib"].as_f64(),
     })
+}
+
+/// The forward precisions PyTorch's step runs at beside ropo's (`--autocast` of its scripts):
+/// f32, then under `torch.autocast(dtype=torch.bfloat16)`, so that a ratio is against
+/// PyTorch's faster configuration on the machine.
+const TORCH_AUTOCASTS: [&str; 2] = ["none", "bf16"];
+
+/// ` bf16` when products run in bf16 (`--dtype bf16`), for result labels.
+fn precision_label() -> &'static str {
+    match ropo::models::product::matmul_precision() {
+        ropo::models::product::MatmulPrecision::F32 => "",
+        ropo::models::product::MatmulPrecision::Bf16 => " bf16",
+    }
 }
 
 /// The PyTorch reference script of `bench step --vs-torch` on model `name` and its arguments:

@@ -55,6 +55,18 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Matrix products in f32, or in bf16 (inputs rounded to bf16 and multiplied on the CPU's
+    /// AMX tiles, sums, weights, gradients and optimiser state in f32, as under PyTorch's CPU
+    /// autocast; f32 where the machine has no AMX-BF16).
+    #[arg(long, global = true, value_enum, default_value_t = Dtype::F32)]
+    dtype: Dtype,
+}
+
+/// `--dtype`: the precision of matrix products.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Dtype {
+    F32,
+    Bf16,
 }
 
 #[derive(Subcommand)]
@@ -89,6 +101,13 @@ fn main() -> ExitCode {
     }
     let matches = Cli::command().get_matches_from(&args);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Dtype::Bf16 = cli.dtype {
+        use ropo::models::product::{bf16_matrix_units, set_matmul_precision, MatmulPrecision};
+        set_matmul_precision(MatmulPrecision::Bf16);
+        if !bf16_matrix_units() {
+            eprintln!("note: --dtype bf16: this CPU has no AMX-BF16 tiles; products stay f32");
+        }
+    }
     let probed = match cli.command {
         Command::Doctor => Ok(()),
         _ => ropo::backend::probe(),

@@ -12,11 +12,12 @@ use std::ffi::OsString;
 const NOT_OFFERED: &[(&[&str], &str)] = &[
     (
         &["bf16", "fp16", "tf32", "bf16_full_eval", "fp16_full_eval"],
-        "ropo trains in f32 (bf16 training: not yet); --save-dtype bf16 writes the trained \
+        "--dtype bf16 computes the matrix products in bf16 (f32 weights, gradients and \
+         optimiser state, as under torch.autocast); --save-dtype bf16 writes the trained \
          weights in bf16",
     ),
     (
-        &["torch_dtype", "dtype"],
+        &["torch_dtype"],
         "ropo loads the weights in f32 whatever their type on disk; --save-dtype f32|f16|bf16 \
          picks the saved weights' type (default: the input's)",
     ),
@@ -172,5 +173,9 @@ mod tests {
     fn other_subcommands_and_ropos_own_flags_pass() {
         assert!(check(&["xtask", "loss", "--bf16"]).is_ok());
         assert!(check(&["xtask", "train", "--save-dtype", "bf16", "--warmup", "3"]).is_ok());
+        assert!(check(&["xtask", "train", "--dtype", "bf16"]).is_ok());
+        assert!(check(&["xtask", "train", "--bf16"])
+            .unwrap_err()
+            .contains("--dtype bf16"));
     }
 }

@@ -8,7 +8,7 @@
 use burn::{
     module::{Initializer, Module, Param},
     nn::{Embedding, EmbeddingConfig, Linear, LinearConfig},
-    tensor::{backend::Backend, module::linear, Int, Tensor},
+    tensor::{backend::Backend, Int, Tensor},
 };
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +19,7 @@ use crate::{
     head::Head,
     lora::{Adapted, LoraAdapter, LoraTarget, Site},
     norm::LayerNorm,
+    product::{project, ProductBackend},
 };
 
 /// A GPT-2 `config.json`, with Hugging Face's field names and defaults.
@@ -285,7 +286,7 @@ impl<B: AttentionBackend> Gpt2Attention<B> {
     }
 }
 
-impl<B: Backend> Gpt2Mlp<B> {
+impl<B: ProductBackend> Gpt2Mlp<B> {
     /// `x`: `[batch, seq, d_model]` -> same shape.
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         self.c_proj.forward(self.act.forward(self.c_fc.forward(x)))
@@ -305,10 +306,12 @@ impl<B: Backend> Conv1D<B> {
             lora: None,
         }
     }
+}
 
+impl<B: ProductBackend> Conv1D<B> {
     /// `x`: `[batch, seq, in]` -> `[batch, seq, out]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let base = linear(x.clone(), self.weight.val(), Some(self.bias.val()));
+        let base = project(x.clone(), self.weight.val(), Some(self.bias.val()));
         match &self.lora {
             Some(adapter) => base + adapter.forward(x),
             None => base,

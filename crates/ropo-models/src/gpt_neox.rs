@@ -328,7 +328,7 @@ impl<B: AttentionBackend> GptNeoxAttention<B> {
     }
 }
 
-impl<B: Backend> GptNeoxMlp<B> {
+impl<B: crate::product::ProductBackend> GptNeoxMlp<B> {
     /// `x`: `[batch, seq, d_model]` -> same shape.
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         self.dense_4h_to_h

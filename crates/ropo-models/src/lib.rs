@@ -30,6 +30,7 @@ mod model;
 pub mod model_size;
 pub mod norm;
 pub mod peft;
+pub mod product;
 pub mod rotary;
 mod shared_prompt;
 pub mod text_file;

@@ -364,7 +364,7 @@ impl<B: AttentionBackend> LlamaAttention<B> {
     }
 }
 
-impl<B: Backend> LlamaMlp<B> {
+impl<B: crate::product::ProductBackend> LlamaMlp<B> {
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let gate = self.act.forward(self.gate_proj.forward(x.clone()));
         self.down_proj.forward(gate * self.up_proj.forward(x))

@@ -11,12 +11,15 @@
 use burn::{
     module::{Module, Param},
     nn::{Dropout, DropoutConfig},
-    tensor::{backend::Backend, module::linear, Tensor, TensorData},
+    tensor::{backend::Backend, Tensor, TensorData},
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::{CausalLm, ModelError};
+use crate::{
+    product::{project, ProductBackend},
+    CausalLm, ModelError,
+};
 
 /// A projection role that adapters can target, by the short names users give (`q`, `k`, `v`,
 /// `o`, `gate`, `up`, `down`). Each family maps its modules onto roles: GPT-NeoX's fused
@@ -166,16 +169,18 @@ impl<B: Backend> LoraAdapter<B> {
         Self::from_factors(a, b, config.scale(), config.dropout)
     }
 
-    /// The update of `x` (`[batch, seq, d_in]` -> `[batch, seq, d_out]`), computed through the
-    /// rank (two thin products, never the `[d_in, d_out]` matrix).
-    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let low = linear(self.dropout.forward(x), self.a.val(), None);
-        linear(low, self.b.val(), None).mul_scalar(self.scale)
-    }
-
     /// The update as a weight, `scale·A·B`, `[d_in, d_out]`.
     pub fn weight_delta(&self) -> Tensor<B, 2> {
         self.a.val().matmul(self.b.val()).mul_scalar(self.scale)
+    }
+}
+
+impl<B: ProductBackend> LoraAdapter<B> {
+    /// The update of `x` (`[batch, seq, d_in]` -> `[batch, seq, d_out]`), computed through the
+    /// rank (two thin products, never the `[d_in, d_out]` matrix).
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let low = project(self.dropout.forward(x), self.a.val(), None);
+        project(low, self.b.val(), None).mul_scalar(self.scale)
     }
 }
 
@@ -202,10 +207,10 @@ impl<B: Backend> From<burn::nn::Linear<B>> for Linear<B> {
     }
 }
 
-impl<B: Backend> Linear<B> {
+impl<B: ProductBackend> Linear<B> {
     /// `x`: `[batch, seq, d_in]` -> `[batch, seq, d_out]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let base = linear(
+        let base = project(
             x.clone(),
             self.weight.val(),
             self.bias.as_ref().map(Param::val),

@@ -12,7 +12,9 @@
 
 mod autodiff;
 
-use burn::tensor::{backend::Backend, Int, Tensor};
+use burn::tensor::{Int, Tensor};
+
+use crate::product::ProductBackend;
 
 /// Elements of one block's `[rows, columns]` logits (64 MiB of f32): enough columns for the
 /// matrix products to run at full speed, few enough that the block is small beside the model.
@@ -26,7 +28,7 @@ pub fn block_columns(rows: usize) -> usize {
 /// A burn backend that scores target tokens block by block. The provided methods are built
 /// from burn tensor operations; `Autodiff` overrides the forward to record one graph node whose
 /// backward is [`VocabBackend::target_logps_backward`].
-pub trait VocabBackend: Backend {
+pub trait VocabBackend: ProductBackend {
     /// `log softmax(hidden · weight)[row, targets[row]]` for every row, `[rows]`, computed
     /// `block` vocabulary columns at a time. `hidden`: `[rows, d_model]`; `weight`: the output
     /// head `[d_model, vocab]`; `targets`: `[rows]`.
@@ -65,16 +67,16 @@ pub trait VocabBackend: Backend {
         for start in (0..vocab).step_by(block.max(1)) {
             let len = block.min(vocab - start);
             let columns = weight.clone().narrow(1, start, len);
-            let probs = (hidden.clone().matmul(columns.clone()) - lse.clone()).exp();
+            let probs = (Self::product(hidden.clone(), columns.clone()) - lse.clone()).exp();
             let ids = Tensor::<Self, 1, Int>::arange(start as i64..(start + len) as i64, &device)
                 .unsqueeze_dim::<2>(0)
                 .expand([rows, len]);
             let one_hot = targets.clone().expand([rows, len]).equal(ids).float();
             let grad_logits = (one_hot - probs) * grad.clone();
             if weight_grad {
-                grad_weight.push(hidden_t.clone().matmul(grad_logits.clone()));
+                grad_weight.push(Self::product(hidden_t.clone(), grad_logits.clone()));
             }
-            grad_hidden = grad_hidden + grad_logits.matmul(columns.transpose());
+            grad_hidden = grad_hidden + Self::product(grad_logits, columns.transpose());
         }
         (
             grad_hidden,
@@ -85,7 +87,7 @@ pub trait VocabBackend: Backend {
 
 /// The log-probs `[rows]` and the log-sum-exp of each row's logits `[rows]`, the log-sum-exp
 /// accumulated over blocks of columns with a running maximum.
-pub(crate) fn target_logps_with_lse<B: Backend>(
+pub(crate) fn target_logps_with_lse<B: ProductBackend>(
     hidden: Tensor<B, 2>,
     weight: Tensor<B, 2>,
     targets: Tensor<B, 1, Int>,
@@ -95,7 +97,7 @@ pub(crate) fn target_logps_with_lse<B: Backend>(
     let mut running: Option<(Tensor<B, 2>, Tensor<B, 2>)> = None;
     for start in (0..vocab).step_by(block.max(1)) {
         let len = block.min(vocab - start);
-        let logits = hidden.clone().matmul(weight.clone().narrow(1, start, len));
+        let logits = B::product(hidden.clone(), weight.clone().narrow(1, start, len));
         let block_max = logits.clone().max_dim(1);
         running = Some(match running {
             None => {

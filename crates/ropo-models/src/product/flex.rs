@@ -1,0 +1,80 @@
+//! burn's `flex` CPU backend multiplies on AMX tiles at [`MatmulPrecision::Bf16`] where the CPU
+//! has them (`amx.rs`), reading transposed and narrowed operands in place; otherwise, and for
+//! products too thin to fill a tile, it uses burn's f32 `matmul`.
+
+use burn::{
+    backend::Flex,
+    tensor::{DType, Tensor},
+};
+
+use super::{matmul_precision, MatmulPrecision, ProductBackend};
+
+impl ProductBackend for Flex {
+    fn product(a: Tensor<Self, 2>, b: Tensor<Self, 2>) -> Tensor<Self, 2> {
+        #[cfg(target_arch = "x86_64")]
+        if tiles_fit(&a, &b) {
+            return tiles::product(a, b);
+        }
+        a.matmul(b)
+    }
+}
+
+/// Smallest rows, columns and depth a product runs on tiles with: below them (a generation
+/// step's single row, a LoRA rank) padding a tile costs more than f32 does.
+const MIN_ROWS: usize = 16;
+const MIN_COLUMNS: usize = 32;
+const MIN_DEPTH: usize = 32;
+
+/// Whether `a · b` runs on AMX tiles: bf16 products asked for, tiles present, f32 operands big
+/// enough.
+#[cfg(target_arch = "x86_64")]
+fn tiles_fit(a: &Tensor<Flex, 2>, b: &Tensor<Flex, 2>) -> bool {
+    let ([m, k], [_, n]) = (a.dims(), b.dims());
+    matmul_precision() == MatmulPrecision::Bf16
+        && m >= MIN_ROWS
+        && n >= MIN_COLUMNS
+        && k >= MIN_DEPTH
+        && a.dtype() == DType::F32
+        && b.dtype() == DType::F32
+        && super::amx::available()
+}
+
+#[cfg(target_arch = "x86_64")]
+mod tiles {
+    use burn::{
+        backend::{flex::FlexTensor, Flex},
+        tensor::{Tensor, TensorData},
+    };
+
+    use crate::product::amx::{self, Strided};
+
+    /// `a · b` on AMX tiles.
+    pub(super) fn product(a: Tensor<Flex, 2>, b: Tensor<Flex, 2>) -> Tensor<Flex, 2> {
+        let ([m, k], [_, n]) = (a.dims(), b.dims());
+        let device = a.device();
+        let [a, b] = [a, b].map(|t| forward_strides(t.into_primitive().tensor()));
+        let mut c = vec![0f32; m * n];
+        amx::product(m, n, k, strided(&a), strided(&b), &mut c);
+        Tensor::from_data(TensorData::new(c, [m, n]), &device)
+    }
+
+    /// The tensor itself when its strides are non-negative, else a contiguous copy.
+    fn forward_strides(tensor: FlexTensor) -> FlexTensor {
+        if tensor.layout().strides().iter().all(|&s| s >= 0) {
+            tensor
+        } else {
+            tensor.to_contiguous()
+        }
+    }
+
+    /// The matrix as the kernel reads it, in place.
+    fn strided(tensor: &FlexTensor) -> Strided<'_> {
+        let layout = tensor.layout();
+        let strides = layout.strides();
+        Strided {
+            data: &tensor.storage::<f32>()[layout.start_offset()..],
+            row_stride: strides[0] as usize,
+            col_stride: strides[1] as usize,
+        }
+    }
+}
