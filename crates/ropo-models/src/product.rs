@@ -15,6 +15,8 @@ mod amx_pack;
 mod autodiff;
 #[cfg(feature = "flex")]
 mod flex;
+#[cfg(all(feature = "flex", target_arch = "x86_64"))]
+mod pack_cache;
 #[cfg(test)]
 mod tests;
 

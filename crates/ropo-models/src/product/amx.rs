@@ -3,13 +3,13 @@
 //! and every sum kept in f32, as PyTorch's bf16 autocast computes a product on the CPU.
 //!
 //! `A` is packed once into chunks of 32 rows (`[32, kp]` bf16, `kp` the depth rounded up to 32),
-//! `B` one block of columns at a time into panels of 16 columns in the tiles' pair layout
-//! (`[kp / 2, 16]` words, each word two bf16 of consecutive depths). One call of the kernel
+//! `B` into panels of 16 columns in the tiles' pair layout (`[kp / 2, 16]` words, each word two
+//! bf16 of consecutive depths; [`PackedB`], which the caller may keep for a frozen weight). One call of the kernel
 //! multiplies a chunk by two panels into a `[32, 32]` block of `C` over the whole depth, in
 //! tiles 0–3, from `A` tiles 4–5 and `B` tiles 6–7. Chunks of rows run in parallel (rayon).
 //! The instructions are written with `asm!`, since Rust's AMX intrinsics are not stable.
 
-use std::{arch::asm, sync::OnceLock};
+use std::{arch::asm, mem::MaybeUninit, sync::OnceLock};
 
 use rayon::prelude::*;
 
@@ -71,16 +71,59 @@ fn request_tile_data() -> bool {
     status == 0
 }
 
-/// `c` (`[m, n]`, row-major, overwritten) `= a · b`, `a` `[m, k]` and `b` `[k, n]`, both
-/// rounded to bf16 (to nearest, ties to even), the sums in f32. Call only when
-/// [`available`].
-pub fn product(m: usize, n: usize, k: usize, a: Strided, b: Strided, c: &mut [f32]) {
-    assert!(available(), "AMX-BF16 tiles are not available");
-    assert_eq!(c.len(), m * n, "the product is [m, n]");
-    if m == 0 || n == 0 {
-        return;
+/// `B` (`[k, n]`) rounded to bf16 and packed for the tiles: panels of 16 columns in the tiles'
+/// pair layout (`[depth / 2, 16]` words, `depth` the depth rounded up to 32), an even number of
+/// them, the columns past `n` zero. Packed once, it serves any number of products (a frozen
+/// weight's, step after step).
+pub struct PackedB {
+    depth: usize,
+    columns: usize,
+    panels: Vec<u32>,
+}
+
+impl PackedB {
+    /// Packs `b` (`[k, n]`), panels in parallel.
+    pub fn new(b: Strided, k: usize, n: usize) -> Self {
+        let depth = k.div_ceil(DEPTH_STEP).max(1) * DEPTH_STEP;
+        let panel_len = depth / 2 * PANEL;
+        let mut panels = vec![0u32; n.div_ceil(2 * PANEL) * 2 * panel_len];
+        panels
+            .par_chunks_mut(panel_len)
+            .enumerate()
+            .for_each(|(p, panel)| pack_panel(b, k, n, p * PANEL, panel));
+        PackedB {
+            depth,
+            columns: n,
+            panels,
+        }
     }
-    let depth = k.div_ceil(DEPTH_STEP).max(1) * DEPTH_STEP;
+
+    /// Bytes the packed panels hold.
+    pub fn bytes(&self) -> usize {
+        self.panels.len() * size_of::<u32>()
+    }
+}
+
+/// `a · b` (`[m, n]`, row-major), `a` `[m, k]` rounded to bf16 (to nearest, ties to even) and
+/// `b` packed, the sums in f32. Call only when [`available`].
+pub fn product(m: usize, k: usize, a: Strided, b: &PackedB) -> Vec<f32> {
+    assert!(available(), "AMX-BF16 tiles are not available");
+    assert!(k <= b.depth, "the depth of a is that of b");
+    let n = b.columns;
+    let mut c = Vec::with_capacity(m * n);
+    if m > 0 && n > 0 {
+        product_into(m, k, a, b, &mut c.spare_capacity_mut()[..m * n]);
+        // SAFETY: `product_into` wrote every element of the `[m, n]` product: each chunk of
+        // rows its live rows, each pair of panels its columns.
+        unsafe { c.set_len(m * n) };
+    }
+    c
+}
+
+/// Writes `a · b` into `c` (`[m, n]`, every element written, none read), one block of columns
+/// of `b` (about 1 MiB of panels, so that it stays in a core's L2 cache) at a time.
+fn product_into(m: usize, k: usize, a: Strided, b: &PackedB, c: &mut [MaybeUninit<f32>]) {
+    let (depth, n) = (b.depth, b.columns);
     let mut chunks = vec![0u16; m.div_ceil(ROWS) * ROWS * depth];
     chunks
         .par_chunks_mut(ROWS * depth)
@@ -88,15 +131,10 @@ pub fn product(m: usize, n: usize, k: usize, a: Strided, b: Strided, c: &mut [f3
         .for_each(|(i, chunk)| pack_rows(a, m, k, i * ROWS, depth, chunk));
     let panel_len = depth / 2 * PANEL;
     let block_columns = (B_BLOCK_BYTES / (depth * 2) / (2 * PANEL) * (2 * PANEL)).max(2 * PANEL);
-    let mut panels = vec![0u32; block_columns / PANEL * panel_len];
     for first in (0..n).step_by(block_columns) {
-        let columns = block_columns.min(n - first);
-        let pairs = columns.div_ceil(2 * PANEL);
-        panels[..2 * pairs * panel_len]
-            .par_chunks_mut(panel_len)
-            .enumerate()
-            .for_each(|(p, panel)| pack_panel(b, k, n, first + p * PANEL, panel));
-        let (chunks, panels) = (&chunks, &panels);
+        let pairs = block_columns.min(n - first).div_ceil(2 * PANEL);
+        let panels = &b.panels[first / PANEL * panel_len..];
+        let chunks = &chunks;
         c.par_chunks_mut(ROWS * n)
             .enumerate()
             .for_each(|(i, rows)| {
@@ -113,8 +151,11 @@ pub fn product(m: usize, n: usize, k: usize, a: Strided, b: Strided, c: &mut [f3
                     let column = first + pair * 2 * PANEL;
                     let width = (2 * PANEL).min(n - column);
                     for r in 0..live {
-                        rows[r * n + column..r * n + column + width]
-                            .copy_from_slice(&block[r * 2 * PANEL..r * 2 * PANEL + width]);
+                        let out = &mut rows[r * n + column..r * n + column + width];
+                        let sums = &block[r * 2 * PANEL..r * 2 * PANEL + width];
+                        for (out, &sum) in out.iter_mut().zip(sums) {
+                            out.write(sum);
+                        }
                     }
                 }
             });

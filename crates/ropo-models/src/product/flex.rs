@@ -19,8 +19,9 @@ impl ProductBackend for Flex {
     }
 }
 
-/// Smallest rows, columns and depth a product runs on tiles with: below them (a generation
-/// step's single row, a LoRA rank) padding a tile costs more than f32 does.
+/// Smallest rows, columns and depth a product runs on tiles with (one tile's 16 each): below
+/// them (a generation step's single row) padding a tile costs more than f32 does. A LoRA
+/// rank of 16 or more still fills them.
 const MIN_ROWS: usize = 16;
 const MIN_COLUMNS: usize = 32;
 const MIN_DEPTH: usize = 32;
@@ -46,15 +47,18 @@ mod tiles {
         tensor::{Tensor, TensorData},
     };
 
-    use crate::product::amx::{self, Strided};
+    use crate::product::{
+        amx::{self, PackedB, Strided},
+        pack_cache,
+    };
 
     /// `a · b` on AMX tiles.
     pub(super) fn product(a: Tensor<Flex, 2>, b: Tensor<Flex, 2>) -> Tensor<Flex, 2> {
         let ([m, k], [_, n]) = (a.dims(), b.dims());
         let device = a.device();
         let [a, b] = [a, b].map(|t| forward_strides(t.into_primitive().tensor()));
-        let mut c = vec![0f32; m * n];
-        amx::product(m, n, k, strided(&a), strided(&b), &mut c);
+        let b = pack_cache::packed(&b, || PackedB::new(strided(&b), k, n));
+        let c = amx::product(m, k, strided(&a), &b);
         Tensor::from_data(TensorData::new(c, [m, n]), &device)
     }
 

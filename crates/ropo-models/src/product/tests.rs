@@ -63,7 +63,17 @@ fn frozen_operand_has_no_gradient() {
 
 #[cfg(target_arch = "x86_64")]
 mod tiles {
-    use super::super::amx::{available, product, Strided};
+    use std::sync::Arc;
+
+    use burn::{
+        backend::{flex::FlexTensor, Flex},
+        tensor::{Tensor, TensorData},
+    };
+
+    use super::super::{
+        amx::{available, product, PackedB, Strided},
+        pack_cache::packed,
+    };
 
     /// `x` rounded to bf16 as the kernel rounds it (to nearest, ties to even).
     fn round(x: f32) -> f64 {
@@ -94,7 +104,13 @@ mod tiles {
             eprintln!("skipped: this CPU has no AMX-BF16 tiles");
             return;
         }
-        for (m, n, k) in [(16, 32, 32), (33, 47, 7), (70, 45, 601), (40, 1100, 300)] {
+        for (m, n, k) in [
+            (16, 32, 32),
+            (16, 16, 16),
+            (33, 47, 7),
+            (70, 45, 601),
+            (40, 1100, 300),
+        ] {
             let a = values(m * k, 1);
             let b = values(k * (n + 3), 2);
             let row_major_a = Strided {
@@ -129,8 +145,7 @@ mod tiles {
                 (column_major_a, column_major_b),
                 (row_major_a, narrowed_b),
             ] {
-                let mut c = vec![f32::NAN; m * n];
-                product(m, n, k, a, b, &mut c);
+                let c = product(m, k, a, &PackedB::new(b, k, n));
                 for i in 0..m {
                     for j in 0..n {
                         let exact: f64 = (0..k)
@@ -149,5 +164,62 @@ mod tiles {
                 }
             }
         }
+    }
+
+    /// A weight's packing is kept from its second product on and reused, and a changed weight
+    /// (a new buffer, since burn-flex cannot write in place to one the cache points at) or
+    /// another view of the same buffer is packed anew.
+    #[test]
+    fn a_kept_packing_is_reused_and_never_stale() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AMX-BF16 tiles");
+            return;
+        }
+        let primitive = |t: &Tensor<Flex, 2>| -> FlexTensor { t.clone().into_primitive().tensor() };
+        let pack = |t: &FlexTensor| {
+            let [k, n] = [t.layout().shape()[0], t.layout().shape()[1]];
+            let strides = t.layout().strides();
+            let view = Strided {
+                data: &t.storage::<f32>()[t.layout().start_offset()..],
+                row_stride: strides[0] as usize,
+                col_stride: strides[1] as usize,
+            };
+            PackedB::new(view, k, n)
+        };
+        let device = Default::default();
+        let weight =
+            Tensor::<Flex, 2>::from_data(TensorData::new(values(64 * 48, 3), [64, 48]), &device);
+        let first = packed(&primitive(&weight), || pack(&primitive(&weight)));
+        let second = packed(&primitive(&weight), || pack(&primitive(&weight)));
+        let third = packed(&primitive(&weight), || pack(&primitive(&weight)));
+        assert!(
+            !Arc::ptr_eq(&first, &second),
+            "the first sight only notes the operand"
+        );
+        assert!(
+            Arc::ptr_eq(&second, &third),
+            "the second sight's packing is kept"
+        );
+        {
+            let transposed = weight.clone().transpose();
+            let other_view = packed(&primitive(&transposed), || pack(&primitive(&transposed)));
+            assert!(!Arc::ptr_eq(&third, &other_view));
+        }
+        // `weight` is the buffer's only owner here: an in-place add would be allowed but for
+        // the cache's `Weak`.
+        let changed = weight.add_scalar(1.0);
+        let fresh = packed(&primitive(&changed), || pack(&primitive(&changed)));
+        assert!(
+            !Arc::ptr_eq(&third, &fresh),
+            "a changed weight is packed anew"
+        );
+        let expected = pack(&primitive(&changed));
+        let ones = vec![1f32; 64];
+        let row = Strided {
+            data: &ones,
+            row_stride: 64,
+            col_stride: 1,
+        };
+        assert_eq!(product(1, 64, row, &fresh), product(1, 64, row, &expected));
     }
 }
