@@ -8,6 +8,7 @@ and gradient checkpointing).
     python3 bench/torch_hf_step.py --model DIR --batch 4 --seq 256 --iters 5
     python3 bench/torch_hf_step.py --model DIR --device cuda --dtype bf16 --lora-rank 16
     python3 bench/torch_hf_step.py --model DIR --autocast bf16
+    python3 bench/torch_hf_step.py --model DIR --score   # `bench score --model DIR --vs-torch`
 
 DIR holds a `config.json` and, optionally, weights (`*.safetensors`). Without weights the
 model is built from the config with random weights (seeded), which times the same work.
@@ -48,6 +49,9 @@ def parse_args(argv=None):
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--autocast", default="none", choices=["none", "bf16"],
                         help="bf16: the forward under torch.autocast(device, dtype=torch.bfloat16)")
+    parser.add_argument("--score", action="store_true",
+                        help="time the reference pass's scoring instead of a step: the same "
+                             "sequences' log-prob sums under torch.no_grad(), in eval mode")
     parser.add_argument("--peak-tflops", type=float, default=989.0,
                         help="the device's peak TFLOP/s for --dtype, for `mfu` "
                              "(default: H100/H200 bf16 dense)")
@@ -187,6 +191,17 @@ def run(args, parser):
 
     from torch_pref_step import autocast
 
+    def score():
+        with torch.no_grad():
+            with autocast(args):
+                logits = model(input_ids=ids, use_cache=False).logits[:, :-1]
+            logits = logits.float()
+            logps = torch.log_softmax(logits, -1).gather(2, ids[:, 1:].unsqueeze(2)).squeeze(2)
+            sums = (logps * mask).sum(1)
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        return sums[0]
+
     def step():
         with autocast(args):
             logits = model(input_ids=ids, use_cache=False).logits[:, :-1]
@@ -203,6 +218,9 @@ def run(args, parser):
             torch.cuda.synchronize()  # the step is done when the GPU is, as ropo's read-back
         return loss.detach()
 
+    if args.score:
+        model.eval()
+        step = score
     for _ in range(2):
         step()
     if args.device == "cuda":
@@ -217,10 +235,12 @@ def run(args, parser):
     tokens_per_s = 2 * args.batch * args.seq / (sum(times) / len(times))
 
     cuda = args.device == "cuda"
-    # Model FLOPs per token: forward 2N, backward 2N for activation gradients plus 2N per
+    # Model FLOPs per token (a step's): forward 2N, backward 2N for activation gradients plus 2N per
     # trained weight for weight gradients (6N for full fine-tuning). Attention scores are
     # left out, as in the usual 6N approximation.
     flops_per_token = 6 * n_total if args.lora_rank == 0 else 4 * n_total + 2 * n_trainable
+    if args.score:
+        flops_per_token = 2 * n_total  # a forward only
     return {
         "model": os.path.basename(os.path.normpath(args.model)) + " (PyTorch)",
         "backend": "torch cuda" if cuda else "torch cpu",
@@ -238,6 +258,7 @@ def run(args, parser):
         "lora_rank": args.lora_rank,
         "gradient_checkpointing": args.gradient_checkpointing,
         "autocast": args.autocast,
+        "score": args.score,
         "loss": loss.item(),
         "detail": backend_detail(args.device),
     }

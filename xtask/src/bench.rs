@@ -16,7 +16,10 @@ use ropo::models::{
     CausalLm,
 };
 use ropo::train::{
-    optim::Trainer, reference::ReferenceLogps, schedule::LrSchedule, step::preference_step,
+    optim::Trainer,
+    reference::{reference_logps, ReferenceLogps},
+    schedule::LrSchedule,
+    step::preference_step,
 };
 use serde::Serialize;
 
@@ -31,7 +34,9 @@ pub struct BenchArgs {
 
 #[derive(Subcommand)]
 enum BenchKind {
-    /// Forward (scoring) throughput of stories260K and a 4-layer d=256 Llama.
+    /// Forward (scoring) throughput of stories260K and a 4-layer d=256 Llama, or with
+    /// `--model` the reference pass's scoring of `--batch` pairs (chosen and rejected log-prob
+    /// sums, no autodiff) beside PyTorch's `torch.no_grad()` forward.
     Score(ScoreBench),
     /// Preference training steps (DPO: forward + backward on chosen and rejected, cached
     /// reference, AdamW update) on the same two models.
@@ -65,13 +70,15 @@ struct ScoreBench {
     /// The stories260K checkpoint.
     #[arg(long, default_value = "../shared/assets/models/stories260K.bin")]
     stories: PathBuf,
-    /// (`step` only) After each model, run the PyTorch reference with the same shapes
-    /// (`bench/torch_pref_step.py`, or `bench/torch_hf_step.py` on `--model`) and print the
-    /// ratio; the interpreter is `$ROPO_PYTHON`, else `python3`.
+    /// (`step`, and `score` with `--model`) After each model, run the PyTorch reference with
+    /// the same shapes (`bench/torch_pref_step.py`, or `bench/torch_hf_step.py` on `--model`),
+    /// in f32 and under bf16 autocast, and print the ratio to the faster; the interpreter is
+    /// `$ROPO_PYTHON`, else `python3`.
     #[arg(long)]
     vs_torch: bool,
-    /// (`step` only) A Hugging Face model folder to time instead of the two built-in models;
-    /// a folder with `config.json` alone gets random weights (`bench/make_random_model.py`).
+    /// (`step` and `score`) A Hugging Face model folder to time instead of the two built-in
+    /// models; a folder with `config.json` alone gets random weights
+    /// (`bench/make_random_model.py`).
     #[arg(long)]
     model: Option<PathBuf>,
     /// (`step` only) LoRA rank on every projection (0: full fine-tuning), α twice the rank.
@@ -158,29 +165,43 @@ fn step_on<B: TrainingBackend<Device = Device<Selected>>>(bench: &ScoreBench) ->
             label.push_str(" checkpointed");
         }
         let ours = time_steps(&format!("{label}{}", precision_label()), model, bench)?;
-        let ours_tokens_per_s = ours.tokens_per_s;
         results.push(ours);
         if bench.vs_torch {
-            let torch: Vec<ScoreResult> = TORCH_AUTOCASTS
-                .iter()
-                .map(|autocast| torch_step(&name, &label, bench, autocast))
-                .collect::<Result<_, _>>()?;
-            let best = torch
-                .iter()
-                .max_by(|a, b| a.tokens_per_s.total_cmp(&b.tokens_per_s))
-                .expect("PyTorch ran");
-            println!(
-                "{label}: ropo{} {ours_tokens_per_s:.0} tokens/s; PyTorch f32 {:.0}, bf16 \
-                 autocast {:.0} tokens/s; ratio to PyTorch's faster {:.2}",
-                precision_label(),
-                torch[0].tokens_per_s,
-                torch[1].tokens_per_s,
-                ours_tokens_per_s / best.tokens_per_s
-            );
-            results.extend(torch);
+            beside_torch(&name, &label, bench, &[], &mut results)?;
         }
     }
     print_results("DPO step", &results)
+}
+
+/// Runs PyTorch's reference (`extra`: its mode's arguments) in f32 and under bf16 autocast,
+/// prints ropo's tokens/s (the last of `results`) against both and the ratio to the faster,
+/// and adds PyTorch's rows to `results`.
+fn beside_torch(
+    name: &str,
+    label: &str,
+    bench: &ScoreBench,
+    extra: &[&str],
+    results: &mut Vec<ScoreResult>,
+) -> CmdResult {
+    let ours = results.last().expect("ropo ran first").tokens_per_s;
+    let torch: Vec<ScoreResult> = TORCH_AUTOCASTS
+        .iter()
+        .map(|autocast| torch_step(name, label, bench, autocast, extra))
+        .collect::<Result<_, _>>()?;
+    let best = torch
+        .iter()
+        .map(|result| result.tokens_per_s)
+        .fold(f64::NAN, f64::max);
+    println!(
+        "{label}: ropo{} {ours:.0} tokens/s; PyTorch f32 {:.0}, bf16 autocast {:.0} tokens/s; \
+         ratio to PyTorch's faster {:.2}",
+        precision_label(),
+        torch[0].tokens_per_s,
+        torch[1].tokens_per_s,
+        ours / best
+    );
+    results.extend(torch);
+    Ok(())
 }
 
 /// Runs the PyTorch reference step of model `name` on the same shapes, on the GPU when this
@@ -190,6 +211,7 @@ fn torch_step(
     label: &str,
     bench: &ScoreBench,
     autocast: &str,
+    extra: &[&str],
 ) -> Result<ScoreResult, Box<dyn std::error::Error>> {
     let (device, backend) = if cfg!(feature = "cuda") {
         ("cuda", "torch cuda")
@@ -198,6 +220,7 @@ fn torch_step(
     };
     let (script, mut args) = torch_step_command(name, device, bench)?;
     args.extend(["--autocast".to_string(), autocast.to_string()]);
+    args.extend(extra.iter().map(|arg| arg.to_string()));
     let line = bench_support::run_python_bench(script, &args)?;
     let number = |key: &str| line[key].as_f64().unwrap_or(f64::NAN);
     let under = match autocast {
@@ -300,18 +323,7 @@ fn time_steps<B: TrainingBackend<Device = Device<Selected>>>(
 ) -> Result<ScoreResult, Box<dyn std::error::Error>> {
     crate::memory::reset_peak();
     let device = Default::default();
-    let prompt_len = 32.min(bench.seq / 2);
-    let ids = 500.min(model.vocab_size().saturating_sub(3)).max(1);
-    let pairs: Vec<TokenizedPair> = (0..bench.batch)
-        .map(|row| {
-            let token = |i: usize| ((i * 7 + row * 13) % ids) as u32 + 3;
-            TokenizedPair {
-                prompt: (0..prompt_len).map(token).collect(),
-                chosen: (prompt_len..bench.seq).map(token).collect(),
-                rejected: (prompt_len..bench.seq).map(|i| token(i + 1)).collect(),
-            }
-        })
-        .collect();
+    let pairs = synthetic_pairs(bench, model.vocab_size());
     let refs = vec![
         ReferenceLogps {
             chosen: -500.0,
@@ -335,7 +347,29 @@ fn time_steps<B: TrainingBackend<Device = Device<Selected>>>(
     Ok(summarise(name, bench, 2 * bench.batch * bench.seq, times))
 }
 
+/// `bench.batch` pairs of `bench.seq` tokens, as PyTorch's scripts build them
+/// (`synthetic_pairs` of `bench/torch_hf_step.py`): a prompt of min(32, seq / 2) tokens, token
+/// (pos·7 + row·13) mod 500 + 3 at position pos of the chosen sequence, the rejected one the
+/// next position's token.
+fn synthetic_pairs(bench: &ScoreBench, vocab: usize) -> Vec<TokenizedPair> {
+    let prompt_len = 32.min(bench.seq / 2);
+    let ids = 500.min(vocab.saturating_sub(3)).max(1);
+    (0..bench.batch)
+        .map(|row| {
+            let token = |i: usize| ((i * 7 + row * 13) % ids) as u32 + 3;
+            TokenizedPair {
+                prompt: (0..prompt_len).map(token).collect(),
+                chosen: (prompt_len..bench.seq).map(token).collect(),
+                rejected: (prompt_len..bench.seq).map(|i| token(i + 1)).collect(),
+            }
+        })
+        .collect()
+}
+
 fn score(bench: &ScoreBench) -> CmdResult {
+    if let Some(dir) = &bench.model {
+        return score_model(dir, bench);
+    }
     let device = Default::default();
     let stories = checkpoint::load::<Selected>(&bench.stories, &device)?;
     let llama = ModelConfig::Llama(llama_4x256()).init::<Selected>(&device);
@@ -344,6 +378,34 @@ fn score(bench: &ScoreBench) -> CmdResult {
         results.push(time_forward(name, model, bench));
     }
     print_results("forward", &results)
+}
+
+/// The reference pass's scoring on `--model`: `bench.batch` pairs (chosen and rejected in one
+/// forward on the inner backend, log-prob sums of the responses), beside PyTorch's
+/// `torch.no_grad()` forward of the same sequences.
+fn score_model(dir: &std::path::Path, bench: &ScoreBench) -> CmdResult {
+    let device = Default::default();
+    crate::memory::reset_peak();
+    let model = bench_support::model_or_config::<Selected>(dir, &device)?;
+    let pairs = synthetic_pairs(bench, model.vocab_size());
+    let score = || reference_logps(&model, &pairs, bench.batch, 1, &device, &mut |_| {});
+    for _ in 0..2 {
+        score()?;
+    }
+    let mut times = Vec::with_capacity(bench.iters);
+    for _ in 0..bench.iters {
+        let start = Instant::now();
+        score()?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    let name = bench_support::folder_name(dir);
+    let label = format!("{name}{}", precision_label());
+    // Each pair is two sequences of `seq` tokens.
+    let mut results = vec![summarise(&label, bench, 2 * bench.batch * bench.seq, times)];
+    if bench.vs_torch {
+        beside_torch(&name, &name, bench, &["--score"], &mut results)?;
+    }
+    print_results("scoring (no grad)", &results)
 }
 
 fn print_results(what: &str, results: &[ScoreResult]) -> CmdResult {
