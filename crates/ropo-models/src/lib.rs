@@ -34,6 +34,7 @@ pub mod product;
 pub mod rotary;
 mod shared_prompt;
 pub mod text_file;
+mod vector_exp;
 pub mod vocab_logps;
 mod weight_report;
 pub mod weights_file;

@@ -11,6 +11,8 @@
 //! block being summed.
 
 mod autodiff;
+#[cfg(feature = "flex")]
+mod flex;
 
 use burn::tensor::{Int, Tensor};
 
@@ -41,6 +43,12 @@ pub trait VocabBackend: ProductBackend {
         target_logps_with_lse(hidden, weight, targets, block).0
     }
 
+    /// `exp(x − shift)`, `x` `[rows, columns]`, `shift` `[rows, 1]`: a block's softmax
+    /// numerators. burn-flex overrides it with one vectorised pass (`vocab_logps/flex.rs`).
+    fn exp_shifted(x: Tensor<Self, 2>, shift: Tensor<Self, 2>) -> Tensor<Self, 2> {
+        (x - shift).exp()
+    }
+
     /// The gradients of `hidden` (`[rows, d_model]`) and, when `weight_grad` asks (a head
     /// that trains), of `weight` (`[d_model, vocab]`), from the gradient of the log-probs,
     /// `grad` (`[rows]`), and the forward's log-sum-exp `lse` (`[rows]`): per block of columns,
@@ -67,7 +75,8 @@ pub trait VocabBackend: ProductBackend {
         for start in (0..vocab).step_by(block.max(1)) {
             let len = block.min(vocab - start);
             let columns = weight.clone().narrow(1, start, len);
-            let probs = (Self::product(hidden.clone(), columns.clone()) - lse.clone()).exp();
+            let probs =
+                Self::exp_shifted(Self::product(hidden.clone(), columns.clone()), lse.clone());
             let ids = Tensor::<Self, 1, Int>::arange(start as i64..(start + len) as i64, &device)
                 .unsqueeze_dim::<2>(0)
                 .expand([rows, len]);
@@ -87,7 +96,7 @@ pub trait VocabBackend: ProductBackend {
 
 /// The log-probs `[rows]` and the log-sum-exp of each row's logits `[rows]`, the log-sum-exp
 /// accumulated over blocks of columns with a running maximum.
-pub(crate) fn target_logps_with_lse<B: ProductBackend>(
+pub(crate) fn target_logps_with_lse<B: VocabBackend>(
     hidden: Tensor<B, 2>,
     weight: Tensor<B, 2>,
     targets: Tensor<B, 1, Int>,
@@ -101,12 +110,13 @@ pub(crate) fn target_logps_with_lse<B: ProductBackend>(
         let block_max = logits.clone().max_dim(1);
         running = Some(match running {
             None => {
-                let sum = (logits - block_max.clone()).exp().sum_dim(1);
+                let sum = B::exp_shifted(logits, block_max.clone()).sum_dim(1);
                 (block_max, sum)
             }
             Some((max, sum)) => {
                 let top = max.clone().max_pair(block_max);
-                let sum = sum * (max - top.clone()).exp() + (logits - top.clone()).exp().sum_dim(1);
+                let sum = sum * (max - top.clone()).exp()
+                    + B::exp_shifted(logits, top.clone()).sum_dim(1);
                 (top, sum)
             }
         });
@@ -118,9 +128,6 @@ pub(crate) fn target_logps_with_lse<B: ProductBackend>(
         .squeeze_dim::<1>(1);
     (picked - lse.clone(), lse)
 }
-
-#[cfg(feature = "flex")]
-impl VocabBackend for burn::backend::Flex {}
 
 #[cfg(feature = "ndarray")]
 impl VocabBackend for burn::backend::NdArray {}

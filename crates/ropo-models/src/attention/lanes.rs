@@ -3,6 +3,8 @@
 //! so it would stay scalar). Each is `#[inline(always)]`, so it takes the instruction set of the
 //! kernel it is inlined into (AVX2 + FMA where the CPU has them).
 
+use crate::vector_exp::exp;
+
 /// Lanes per accumulator: one AVX2 register of `f32`.
 pub const LANES: usize = 8;
 
@@ -126,54 +128,9 @@ pub fn sum(xs: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
 }
 
-/// `e^x` for `x ≤ 0` without branches, library calls or float-to-integer conversions, so
-/// that loops over it vectorize: Cody–Waite reduction `x = n·ln2 + r` with `|r| ≤ ln2/2`,
-/// Cephes' degree-6 polynomial for `e^r` (relative error about 2e-7), and `2^n` built in the
-/// exponent bits. `x < −87` gives 0; NaN stays NaN.
-#[inline(always)]
-pub fn exp(x: f32) -> f32 {
-    const LOG2_E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding 1.5·2²³ rounds to an integer, which then sits in the low mantissa bits.
-    const ROUND: f32 = 12_582_912.0;
-    let clamped = if x < -87.0 { -87.0 } else { x };
-    let shifted = clamped * LOG2_E + ROUND;
-    let n = shifted - ROUND;
-    let r = clamped - n * LN2_HI - n * LN2_LO;
-    let poly = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2)
-        * r
-        + 1.666_666_5e-1)
-        * r
-        + 0.5;
-    let e_r = poly * r * r + r + 1.0;
-    let n_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
-    let two_n = f32::from_bits(n_bits.wrapping_add(127) << 23);
-    if x < -87.0 {
-        0.0
-    } else {
-        e_r * two_n
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exp_matches_the_library_within_two_ulps_relative() {
-        let mut worst = 0.0f32;
-        for step in 0..=870_000 {
-            let x = -(step as f32) * 1e-4;
-            let expected = x.exp();
-            worst = worst.max((exp(x) - expected).abs() / expected);
-        }
-        assert!(worst < 3e-7, "largest relative error {worst}");
-        assert_eq!(exp(-87.5), 0.0);
-        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
-        assert_eq!(exp(0.0), 1.0);
-        assert!(exp(f32::NAN).is_nan());
-    }
 
     #[test]
     fn lane_loops_equal_their_plain_definitions() {
