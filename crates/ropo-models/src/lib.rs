@@ -15,7 +15,10 @@ pub mod cache;
 pub mod checkpoint;
 pub mod config;
 mod error;
+#[cfg(feature = "flex")]
+mod flex_storage;
 mod float_primitive;
+pub mod gated;
 mod generate;
 mod gguf;
 pub mod gpt2;

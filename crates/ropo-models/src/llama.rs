@@ -364,9 +364,11 @@ impl<B: AttentionBackend> LlamaAttention<B> {
     }
 }
 
-impl<B: crate::product::ProductBackend> LlamaMlp<B> {
+impl<B: crate::product::ProductBackend + crate::gated::GatedBackend> LlamaMlp<B> {
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = self.act.forward(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        let gate = self.gate_proj.forward(x.clone());
+        let up = self.up_proj.forward(x);
+        self.down_proj
+            .forward(crate::gated::gated(self.act, gate, up))
     }
 }

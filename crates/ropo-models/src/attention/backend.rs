@@ -20,15 +20,16 @@ use super::{
     blocked::{self, SCORE_BLOCK_ELEMENTS},
     rotation, KeyMask,
 };
-use crate::vocab_logps::VocabBackend;
+use crate::{gated::GatedBackend, vocab_logps::VocabBackend};
 
 /// A burn backend with scaled dot-product attention (scale `1/√head_dim`) for every head
 /// layout ropo's models use, in the projections' layout: `query` `[batch, queries, heads,
 /// head_dim]`, `key` and `value` `[batch, keys, kv_heads, head_dim]`, where query head `h` reads
 /// kv head `h / (heads / kv_heads)` (grouped-query attention), and `mask` says which keys each
 /// query may see. The provided methods swap to burn's `[batch, heads, seq, head_dim]` and back.
-/// It is also a [`VocabBackend`], so one bound gives a model everything it runs.
-pub trait AttentionBackend: VocabBackend {
+/// It is also a [`VocabBackend`] and a [`GatedBackend`], so one bound gives a model everything
+/// it runs.
+pub trait AttentionBackend: VocabBackend + GatedBackend {
     /// The attention output, `[batch, queries, heads, head_dim]`.
     fn masked_attention(
         query: Tensor<Self, 4>,

@@ -3,12 +3,15 @@
 //! that calls the library's `expf` once per element.
 
 use burn::{
-    backend::{flex::FlexTensor, Flex},
+    backend::Flex,
     tensor::{DType, Tensor, TensorData},
 };
 
 use super::VocabBackend;
-use crate::vector_exp::exp_shifted_rows;
+use crate::{
+    flex_storage::{contiguous, f32s},
+    vector_exp::exp_shifted_rows,
+};
 
 impl VocabBackend for Flex {
     fn exp_shifted(x: Tensor<Self, 2>, shift: Tensor<Self, 2>) -> Tensor<Self, 2> {
@@ -21,19 +24,4 @@ impl VocabBackend for Flex {
         let out = exp_shifted_rows(f32s(&x), columns, f32s(&shift));
         Tensor::from_data(TensorData::new(out, [rows, columns]), &device)
     }
-}
-
-/// The tensor with its elements in row-major order from the first.
-fn contiguous(tensor: FlexTensor) -> FlexTensor {
-    match tensor.as_slice::<f32>() {
-        Some(_) => tensor,
-        None => tensor.to_contiguous(),
-    }
-}
-
-/// The elements of a contiguous f32 tensor.
-fn f32s(tensor: &FlexTensor) -> &[f32] {
-    tensor
-        .as_slice::<f32>()
-        .expect("made contiguous by `contiguous`")
 }
