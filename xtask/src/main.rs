@@ -60,6 +60,16 @@ struct Cli {
     /// autocast; f32 where the machine has no AMX-BF16).
     #[arg(long, global = true, value_enum, default_value_t = Dtype::F32)]
     dtype: Dtype,
+    /// TRL's `--bf16` (`--bf16`, `--bf16 true|false`): `--dtype bf16`.
+    #[arg(
+        long,
+        global = true,
+        hide = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    bf16: Option<bool>,
 }
 
 /// `--dtype`: the precision of matrix products.
@@ -101,10 +111,16 @@ fn main() -> ExitCode {
     }
     let matches = Cli::command().get_matches_from(&args);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    if let Dtype::Bf16 = cli.dtype {
+    if matches!(cli.dtype, Dtype::Bf16) || cli.bf16 == Some(true) {
         use ropo::models::product::{bf16_matrix_units, set_matmul_precision, MatmulPrecision};
         set_matmul_precision(MatmulPrecision::Bf16);
-        if !bf16_matrix_units() {
+        if ropo::backend::NAME != "cpu (flex)" {
+            eprintln!(
+                "note: --dtype bf16 computes in bf16 on the cpu backend only; on {} products \
+                 stay f32",
+                ropo::backend::NAME
+            );
+        } else if !bf16_matrix_units() {
             eprintln!("note: --dtype bf16: this CPU has no AMX-BF16 tiles; products stay f32");
         }
     }

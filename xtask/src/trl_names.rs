@@ -11,10 +11,10 @@ use std::ffi::OsString;
 /// TRL options ropo does not take (by their underscore names) and what ropo offers instead.
 const NOT_OFFERED: &[(&[&str], &str)] = &[
     (
-        &["bf16", "fp16", "tf32", "bf16_full_eval", "fp16_full_eval"],
-        "--dtype bf16 computes the matrix products in bf16 (f32 weights, gradients and \
-         optimiser state, as under torch.autocast); --save-dtype bf16 writes the trained \
-         weights in bf16",
+        &["fp16", "tf32", "bf16_full_eval", "fp16_full_eval"],
+        "--dtype bf16 (or TRL's --bf16) computes the matrix products in bf16 (f32 weights, \
+         gradients and optimiser state, as under torch.autocast); --save-dtype bf16 writes \
+         the trained weights in bf16",
     ),
     (
         &["torch_dtype"],
@@ -174,7 +174,8 @@ mod tests {
         assert!(check(&["xtask", "loss", "--bf16"]).is_ok());
         assert!(check(&["xtask", "train", "--save-dtype", "bf16", "--warmup", "3"]).is_ok());
         assert!(check(&["xtask", "train", "--dtype", "bf16"]).is_ok());
-        assert!(check(&["xtask", "train", "--bf16"])
+        assert!(check(&["xtask", "train", "--bf16"]).is_ok());
+        assert!(check(&["xtask", "train", "--fp16"])
             .unwrap_err()
             .contains("--dtype bf16"));
     }

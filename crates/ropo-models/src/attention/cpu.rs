@@ -41,7 +41,7 @@ impl Dims {
     }
 
     /// Keys rounded up to whole lanes: the row length of every transposed `[head_dim,
-    /// key_stride]` buffer, so that the kernels' loops run over whole 8-wide tiles (the padding
+    /// key_stride]` buffer, so that the kernels' loops run over whole `LANES`-wide tiles (the padding
     /// holds zeros).
     fn key_stride(&self) -> usize {
         self.keys.next_multiple_of(LANES)
@@ -298,6 +298,11 @@ struct HeadGrads<'a> {
 
 fn run_forward(input: &HeadInput<'_>, output: &mut [f32], lse: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, checked just above.
+        return unsafe { forward_head_avx512(input, output, lse) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has AVX2 and FMA, checked just above.
         return unsafe { forward_head_avx2(input, output, lse) };
@@ -307,10 +312,29 @@ fn run_forward(input: &HeadInput<'_>, output: &mut [f32], lse: &mut [f32]) {
 
 fn run_backward(input: &HeadInput<'_>, grads: HeadGrads<'_>) {
     #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, checked just above.
+        return unsafe { backward_head_avx512(input, grads) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has AVX2 and FMA, checked just above.
         return unsafe { backward_head_avx2(input, grads) };
     }
+    backward_head(input, grads)
+}
+
+/// [`forward_head`] compiled for AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn forward_head_avx512(input: &HeadInput<'_>, output: &mut [f32], lse: &mut [f32]) {
+    forward_head(input, output, lse)
+}
+
+/// [`backward_head`] compiled for AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn backward_head_avx512(input: &HeadInput<'_>, grads: HeadGrads<'_>) {
     backward_head(input, grads)
 }
 
@@ -535,12 +559,20 @@ fn scatter_transposed(
 mod tests {
     use super::*;
 
-    /// The kernels compiled for AVX2 + FMA and the portable build (what a CPU without them
-    /// runs) give bit-identical results: the compiler fuses no multiply-adds on its own, so
-    /// only the vector width differs.
+    /// Which build of the kernels a run uses.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Build {
+        Avx512,
+        Avx2,
+        Portable,
+    }
+
+    /// The kernels compiled for AVX-512, for AVX2 + FMA and the portable build (what a CPU
+    /// without them runs) give bit-identical results: the compiler fuses no multiply-adds on
+    /// its own, so only the vector width differs.
     #[test]
     #[cfg(target_arch = "x86_64")]
-    fn avx2_and_portable_kernels_agree_bit_for_bit() {
+    fn avx512_avx2_and_portable_kernels_agree_bit_for_bit() {
         if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
             return;
         }
@@ -561,18 +593,18 @@ mod tests {
         let blocked: Vec<bool> = (0..dims.queries * dims.keys).map(|i| i % 7 == 3).collect();
         let row = RowInput::new(&query, &key, &value, (Some(&blocked), None), dims, 0);
         let input = row.head(1);
-        let run = |avx2: bool| {
+        let run = |build: Build| {
             let mut output = vec![0.0; dims.queries * dims.head_dim];
             let mut lse = vec![0.0; dims.queries];
             let grad = values(output.len(), 4.0);
             let mut grad_query = vec![0.0; output.len()];
             let mut key_t = vec![0.0; dims.key_stride() * dims.head_dim];
             let mut value_t = key_t.clone();
-            if avx2 {
-                // SAFETY: the CPU has AVX2 and FMA, checked at the top.
-                unsafe { forward_head_avx2(&input, &mut output, &mut lse) };
-            } else {
-                forward_head(&input, &mut output, &mut lse);
+            // SAFETY: the CPU has AVX2 and FMA, checked at the top, and AVX-512 where asked.
+            match build {
+                Build::Avx512 => unsafe { forward_head_avx512(&input, &mut output, &mut lse) },
+                Build::Avx2 => unsafe { forward_head_avx2(&input, &mut output, &mut lse) },
+                Build::Portable => forward_head(&input, &mut output, &mut lse),
             }
             let grads = HeadGrads {
                 output: &output,
@@ -582,21 +614,25 @@ mod tests {
                 key_t: &mut key_t,
                 value_t: &mut value_t,
             };
-            if avx2 {
-                // SAFETY: as above.
-                unsafe { backward_head_avx2(&input, grads) };
-            } else {
-                backward_head(&input, grads);
+            // SAFETY: as above.
+            match build {
+                Build::Avx512 => unsafe { backward_head_avx512(&input, grads) },
+                Build::Avx2 => unsafe { backward_head_avx2(&input, grads) },
+                Build::Portable => backward_head(&input, grads),
             }
             [output, lse, grad_query, key_t, value_t]
         };
         let bits =
             |parts: [Vec<f32>; 5]| parts.map(|p| p.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
-        let fast = run(true);
+        let fast = run(Build::Avx2);
         assert!(
             fast.iter().all(|part| part.iter().any(|x| *x != 0.0)),
             "every result is used"
         );
-        assert_eq!(bits(fast), bits(run(false)));
+        let portable = bits(run(Build::Portable));
+        assert_eq!(bits(fast), portable);
+        if std::is_x86_feature_detected!("avx512f") {
+            assert_eq!(bits(run(Build::Avx512)), portable);
+        }
     }
 }

@@ -1,12 +1,12 @@
-//! The short loops the CPU attention kernel is made of, written over 8 independent lanes so
+//! The short loops the CPU attention kernel is made of, written over 16 independent lanes so
 //! that the compiler turns them into SIMD code (a plain `sum()` of floats cannot be reordered,
 //! so it would stay scalar). Each is `#[inline(always)]`, so it takes the instruction set of the
-//! kernel it is inlined into (AVX2 + FMA where the CPU has them).
+//! kernel it is inlined into (AVX-512, or AVX2 + FMA, where the CPU has them).
 
 use crate::vector_exp::exp;
 
-/// Lanes per accumulator: one AVX2 register of `f32`.
-pub const LANES: usize = 8;
+/// Lanes per accumulator: one AVX-512 register of `f32` (two AVX2 ones).
+pub const LANES: usize = 16;
 
 /// Rows processed together by the block loops, so each value loaded serves four rows.
 pub const ROWS: usize = 4;
