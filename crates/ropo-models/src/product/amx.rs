@@ -13,12 +13,9 @@ use std::{arch::asm, mem::MaybeUninit, sync::OnceLock};
 
 use rayon::prelude::*;
 
-use super::amx_pack::{pack_panel, pack_rows};
+pub use super::amx_pack::Strided;
+use super::amx_pack::{pack_panel, pack_rows, PANEL, ROWS};
 
-/// Rows of `A` per kernel call: two tiles of 16.
-pub(super) const ROWS: usize = 32;
-/// Columns of `B` per packed panel: one tile's 16.
-pub(super) const PANEL: usize = 16;
 /// Depth per tile step: 32 bf16 (one 64-byte tile row).
 const DEPTH_STEP: usize = 32;
 /// Bytes of packed `B` per block of columns, so that a block stays in a core's L2 cache.
@@ -27,18 +24,6 @@ const B_BLOCK_BYTES: usize = 1 << 20;
 const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
 const XFEATURE_XTILEDATA: i64 = 18;
 const SYS_ARCH_PRCTL: i64 = 158;
-
-/// A read-only strided matrix: element `(row, col)` at `data[row * row_stride + col *
-/// col_stride]`.
-#[derive(Clone, Copy, Debug)]
-pub struct Strided<'a> {
-    /// The elements, from the matrix's first.
-    pub data: &'a [f32],
-    /// Elements between consecutive rows.
-    pub row_stride: usize,
-    /// Elements between consecutive columns.
-    pub col_stride: usize,
-}
 
 /// Whether this CPU has AMX-BF16 tiles and Linux lets this process use them (asked once).
 pub fn available() -> bool {

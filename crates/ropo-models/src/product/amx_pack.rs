@@ -5,7 +5,22 @@
 
 use std::arch::x86_64::*;
 
-use super::amx::{Strided, PANEL, ROWS};
+/// Rows of `A` per kernel call: two tiles of 16.
+pub(super) const ROWS: usize = 32;
+/// Columns of `B` per packed panel: one tile's 16.
+pub(super) const PANEL: usize = 16;
+
+/// A read-only strided matrix: element `(row, col)` at `data[row * row_stride + col *
+/// col_stride]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Strided<'a> {
+    /// The elements, from the matrix's first.
+    pub data: &'a [f32],
+    /// Elements between consecutive rows.
+    pub row_stride: usize,
+    /// Elements between consecutive columns.
+    pub col_stride: usize,
+}
 
 /// Rows `first..first + 32` of `a` into `chunk`, `[32, depth]` bf16, zero past `m` and `k`.
 pub(super) fn pack_rows(
