@@ -87,10 +87,10 @@ fn trl_options_ropo_lacks_are_one_line_errors_saying_what_it_offers() {
     let data = fixtures().join("tiny_pairs.jsonl");
     for (extra, expected) in [
         (
-            "--bf16",
-            "error: --bf16 is TRL's and ropo has no such option: ropo trains in f32",
+            "--fp16",
+            "error: --fp16 is TRL's and ropo has no such option: --dtype bf16",
         ),
-        ("--fp16", "--save-dtype bf16"),
+        ("--tf32", "--save-dtype bf16"),
         ("--logging_steps 10", "every step to metrics.jsonl"),
         ("--logging-steps=10", "error: --logging-steps is TRL's"),
         ("--report_to wandb", "no wandb"),
