@@ -367,8 +367,22 @@ fn synthetic_pairs(bench: &ScoreBench, vocab: usize) -> Vec<TokenizedPair> {
 }
 
 fn score(bench: &ScoreBench) -> CmdResult {
+    if bench.lora_rank > 0 || bench.gradient_checkpointing {
+        return Err(
+            "--lora-rank and --gradient-checkpointing are `bench step`'s: `score` times \
+                    the reference pass, which runs the base model without autodiff"
+                .into(),
+        );
+    }
     if let Some(dir) = &bench.model {
         return score_model(dir, bench);
+    }
+    if bench.vs_torch {
+        return Err(
+            "`bench score --vs-torch` needs --model DIR (PyTorch's scoring reference \
+                    runs a Hugging Face folder)"
+                .into(),
+        );
     }
     let device = Default::default();
     let stories = checkpoint::load::<Selected>(&bench.stories, &device)?;
