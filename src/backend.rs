@@ -53,6 +53,22 @@ pub const NAME: &str = if cfg!(feature = "cuda") {
     "cpu (flex)"
 };
 
+/// The precision the selected backend's matrix products run in: bf16 only where
+/// `--dtype bf16` asked for it and this build computes on the CPU backend of a CPU with AMX-BF16
+/// tiles ([`ropo_models::product`]); f32 everywhere else.
+pub fn products_precision() -> ropo_models::product::MatmulPrecision {
+    use ropo_models::product::{bf16_matrix_units, matmul_precision, MatmulPrecision};
+    let flex = cfg!(all(
+        feature = "cpu",
+        not(any(feature = "cuda", feature = "wgpu", feature = "ndarray"))
+    ));
+    let on_tiles = flex && bf16_matrix_units();
+    match matmul_precision() {
+        MatmulPrecision::Bf16 if on_tiles => MatmulPrecision::Bf16,
+        _ => MatmulPrecision::F32,
+    }
+}
+
 /// What the selected backend needs at run time, for the error when it is missing.
 const NEEDS: &str = if cfg!(feature = "cuda") {
     "it needs an NVIDIA GPU with its driver: libcuda and libnvrtc, CUDA_PATH or /usr/local/cuda"

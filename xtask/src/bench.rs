@@ -244,9 +244,9 @@ fn torch_step(
 /// PyTorch's faster configuration on the machine.
 const TORCH_AUTOCASTS: [&str; 2] = ["none", "bf16"];
 
-/// ` bf16` when products run in bf16 (`--dtype bf16`), for result labels.
+/// ` bf16` when products run in bf16 (`--dtype bf16` on AMX tiles), for result labels.
 fn precision_label() -> &'static str {
-    match ropo::models::product::matmul_precision() {
+    match ropo::backend::products_precision() {
         ropo::models::product::MatmulPrecision::F32 => "",
         ropo::models::product::MatmulPrecision::Bf16 => " bf16",
     }

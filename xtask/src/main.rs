@@ -112,16 +112,14 @@ fn main() -> ExitCode {
     let matches = Cli::command().get_matches_from(&args);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if matches!(cli.dtype, Dtype::Bf16) || cli.bf16 == Some(true) {
-        use ropo::models::product::{bf16_matrix_units, set_matmul_precision, MatmulPrecision};
+        use ropo::models::product::{set_matmul_precision, MatmulPrecision};
         set_matmul_precision(MatmulPrecision::Bf16);
-        if ropo::backend::NAME != "cpu (flex)" {
+        if ropo::backend::products_precision() == MatmulPrecision::F32 {
             eprintln!(
-                "note: --dtype bf16 computes in bf16 on the cpu backend only; on {} products \
-                 stay f32",
+                "note: --dtype bf16 computes in bf16 on the cpu backend of a CPU with AMX-BF16 \
+                 tiles; on this one ({}) products stay f32",
                 ropo::backend::NAME
             );
-        } else if !bf16_matrix_units() {
-            eprintln!("note: --dtype bf16: this CPU has no AMX-BF16 tiles; products stay f32");
         }
     }
     let probed = match cli.command {

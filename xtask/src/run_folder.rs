@@ -111,6 +111,10 @@ pub fn open_run_folder(
     let environment = serde_json::json!({
         "seed": seed,
         "backend": ropo::backend::NAME,
+        "matmul_precision": match ropo::backend::products_precision() {
+            ropo::models::product::MatmulPrecision::F32 => "f32",
+            ropo::models::product::MatmulPrecision::Bf16 => "bf16",
+        },
         "ropo": env!("CARGO_PKG_VERSION"),
         "libraries": libraries,
         "rustc": env!("ROPO_RUSTC_VERSION"),
