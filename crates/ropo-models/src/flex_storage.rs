@@ -1,5 +1,5 @@
 //! Reading a burn-flex tensor's f32 elements as a slice, for ropo's fused CPU loops
-//! (`gated/flex.rs`, `vocab_logps/flex.rs`).
+//! (`activation_backend/flex.rs`, `attention/flex.rs`, `vocab_logps/flex.rs`).
 
 use burn::backend::flex::FlexTensor;
 

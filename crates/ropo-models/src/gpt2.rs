@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     activation::Activation,
+    activation_backend::ActivationBackend,
     attention::{attend, split_heads, AttentionBackend, AttentionMask},
     cache::{with_cache, KvCache},
     head::Head,
@@ -286,7 +287,7 @@ impl<B: AttentionBackend> Gpt2Attention<B> {
     }
 }
 
-impl<B: ProductBackend> Gpt2Mlp<B> {
+impl<B: ProductBackend + ActivationBackend> Gpt2Mlp<B> {
     /// `x`: `[batch, seq, d_model]` -> same shape.
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         self.c_proj.forward(self.act.forward(self.c_fc.forward(x)))

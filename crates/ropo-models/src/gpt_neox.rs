@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     activation::Activation,
+    activation_backend::ActivationBackend,
     attention::{attend, split_heads, AttentionBackend, AttentionMask},
     cache::{with_cache, KvCache},
     head::Head,
@@ -328,7 +329,7 @@ impl<B: AttentionBackend> GptNeoxAttention<B> {
     }
 }
 
-impl<B: crate::product::ProductBackend> GptNeoxMlp<B> {
+impl<B: crate::product::ProductBackend + ActivationBackend> GptNeoxMlp<B> {
     /// `x`: `[batch, seq, d_model]` -> same shape.
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         self.dense_4h_to_h

@@ -10,6 +10,7 @@
 //! The crate sees token ids only: text and tokenizers belong to `ropo-data`.
 
 pub mod activation;
+pub mod activation_backend;
 pub mod attention;
 pub mod cache;
 pub mod checkpoint;
@@ -18,7 +19,6 @@ mod error;
 #[cfg(feature = "flex")]
 mod flex_storage;
 mod float_primitive;
-pub mod gated;
 mod generate;
 mod gguf;
 pub mod gpt2;

@@ -364,11 +364,10 @@ impl<B: AttentionBackend> LlamaAttention<B> {
     }
 }
 
-impl<B: crate::product::ProductBackend + crate::gated::GatedBackend> LlamaMlp<B> {
+impl<B: crate::product::ProductBackend + crate::activation_backend::ActivationBackend> LlamaMlp<B> {
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let gate = self.gate_proj.forward(x.clone());
         let up = self.up_proj.forward(x);
-        self.down_proj
-            .forward(crate::gated::gated(self.act, gate, up))
+        self.down_proj.forward(self.act.gated(gate, up))
     }
 }

@@ -6,7 +6,7 @@
 
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 
-use crate::attention::AttentionBackend;
+use crate::attention::{AttentionBackend, RotateHalf};
 use serde::{Deserialize, Serialize};
 
 /// RoPE settings as `config.json` writes them: transformers 5 nests them in
@@ -95,11 +95,11 @@ pub struct Rotary {
 /// every head, `[batch, seq, heads, head_dim]` each (both halves of the rotated part; 1 and 0
 /// over the dimensions that are not rotated), so that applying them multiplies tensors of one
 /// shape (burn's CPU backend copies element by element to broadcast); and the "rotate half"
-/// map as a `[head_dim, head_dim]` matrix of 0 and ±1.
+/// map ([`RotateHalf`]).
 #[derive(Debug, Clone)]
 pub struct RotaryAngles<B: Backend> {
     tables: Vec<(usize, Tensor<B, 4>, Tensor<B, 4>)>,
-    rotate_half: Tensor<B, 2>,
+    rotate_half: RotateHalf<B>,
 }
 
 impl Rotary {
@@ -147,13 +147,6 @@ impl Rotary {
                 .collect();
             Tensor::from_data(TensorData::new(data, [batch, seq, heads, head_dim]), device)
         };
-        // (x · rotate_half)[i] = −x[i + rot/2] for i < rot/2, x[i − rot/2] for i < rot, else 0.
-        let half = rot / 2;
-        let mut rotate_half = vec![0.0f32; head_dim * head_dim];
-        for i in 0..half {
-            rotate_half[(i + half) * head_dim + i] = -1.0;
-            rotate_half[i * head_dim + i + half] = 1.0;
-        }
         let mut counts = head_counts.to_vec();
         counts.dedup();
         RotaryAngles {
@@ -161,10 +154,7 @@ impl Rotary {
                 .into_iter()
                 .map(|heads| (heads, table(&cos, heads), table(&sin, heads)))
                 .collect(),
-            rotate_half: Tensor::from_data(
-                TensorData::new(rotate_half, [head_dim, head_dim]),
-                device,
-            ),
+            rotate_half: RotateHalf::new(head_dim, rot, device),
         }
     }
 }
@@ -172,10 +162,10 @@ impl Rotary {
 impl<B: AttentionBackend> RotaryAngles<B> {
     /// Rotates the first `rot` dimensions of every head of `x`: `[batch, seq, heads, head_dim]`
     /// -> same shape; the remaining `head_dim − rot` dimensions pass through (GPT-NeoX's
-    /// partial rotary). `x·cos + rotate_half(x)·sin`, where `rotate_half` is one matrix
-    /// product: each of its outputs is one input times ±1, so the result is exact, and no
-    /// slice or concatenation of the head (strided copies, forward and backward) is needed.
-    /// Under autodiff it is one node ([`AttentionBackend::rotary`]).
+    /// partial rotary). `x·cos + rotate_half(x)·sin` through [`AttentionBackend::rotary`]: one
+    /// pass by index on the CPU, one matrix product elsewhere (each output is one input times
+    /// ±1, so the result is exact), with no slice or concatenation of the head; under autodiff
+    /// one node.
     ///
     /// # Panics
     /// If the angles were not built for `x`'s number of heads (a bug in the model code).
@@ -186,7 +176,7 @@ impl<B: AttentionBackend> RotaryAngles<B> {
             .iter()
             .find(|(count, _, _)| *count == heads)
             .expect("rotary angles built for this head count");
-        B::rotary(x, cos.clone(), sin.clone(), self.rotate_half.clone())
+        B::rotary(x, cos.clone(), sin.clone(), &self.rotate_half)
     }
 }
 

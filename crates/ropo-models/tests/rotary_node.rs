@@ -1,6 +1,7 @@
 //! The rotary embedding's autodiff node against the same formula differentiated by burn:
 //! outputs and input gradients, for a full rotation (Llama) and a partial one (GPT-NeoX's
-//! quarter), with query and kv head counts side by side, as the models build them.
+//! quarter), with query and kv head counts side by side, as the models build them, on
+//! contiguous heads and on a view into a fused projection.
 
 use burn::{
     backend::{Autodiff, Flex},
@@ -62,12 +63,14 @@ fn the_rotary_node_equals_the_formula_differentiated_by_burn() {
     for (rot, head_dim) in [(8, 8), (4, 16)] {
         let rotary = Rotary::new(rot, head_dim, 10_000.0, None);
         let angles = rotary.angles::<A>(&positions, batch, &[6, 2], &Default::default());
-        for heads in [6, 2] {
-            let x = random(&mut rng, [batch, seq, heads, head_dim]);
+        // `parts` 3: each head's q, k, v side by side, the middle one rotated (a strided view,
+        // as GPT-NeoX's fused projection gives).
+        for (heads, parts) in [(6, 1), (2, 1), (6, 3)] {
+            let x = random(&mut rng, [batch, seq, heads, parts * head_dim]);
             let weights = random(&mut rng, [batch, seq, heads, head_dim]);
             let run = |f: &dyn Fn(Tensor<A, 4>) -> Tensor<A, 4>| {
                 let x = x.clone().require_grad();
-                let out = f(x.clone());
+                let out = f(x.clone().narrow(3, (parts / 2) * head_dim, head_dim));
                 let grads = (out.clone() * weights.clone()).sum().backward();
                 let data = |t: Tensor<Flex, 4>| t.into_data().to_vec::<f32>().unwrap();
                 (data(out.inner()), data(x.grad(&grads).unwrap()))

@@ -16,7 +16,7 @@ use burn::{
     tensor::{ops::FloatTensor, Tensor},
 };
 
-use super::{rotation, AttentionBackend, KeyMask};
+use super::{rotation::RotateHalf, rotation_node, AttentionBackend, KeyMask};
 use crate::float_primitive::{unwrap, wrap};
 
 /// The attention node's backward step.
@@ -99,8 +99,8 @@ impl<B: AttentionBackend, C: CheckpointStrategy> AttentionBackend for Autodiff<B
         x: Tensor<Self, 4>,
         cos: Tensor<Self, 4>,
         sin: Tensor<Self, 4>,
-        rotate_half: Tensor<Self, 2>,
+        rotate_half: &RotateHalf<Self>,
     ) -> Tensor<Self, 4> {
-        rotation::rotate_tracked(x, cos, sin, rotate_half)
+        rotation_node::rotate_tracked(x, cos, sin, rotate_half)
     }
 }

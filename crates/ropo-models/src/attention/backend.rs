@@ -18,18 +18,19 @@ use burn::tensor::{
 
 use super::{
     blocked::{self, SCORE_BLOCK_ELEMENTS},
-    rotation, KeyMask,
+    rotation::{self, RotateHalf},
+    KeyMask,
 };
-use crate::{gated::GatedBackend, vocab_logps::VocabBackend};
+use crate::{activation_backend::ActivationBackend, vocab_logps::VocabBackend};
 
 /// A burn backend with scaled dot-product attention (scale `1/√head_dim`) for every head
 /// layout ropo's models use, in the projections' layout: `query` `[batch, queries, heads,
 /// head_dim]`, `key` and `value` `[batch, keys, kv_heads, head_dim]`, where query head `h` reads
 /// kv head `h / (heads / kv_heads)` (grouped-query attention), and `mask` says which keys each
 /// query may see. The provided methods swap to burn's `[batch, heads, seq, head_dim]` and back.
-/// It is also a [`VocabBackend`] and a [`GatedBackend`], so one bound gives a model everything
+/// It is also a [`VocabBackend`] and a [`ActivationBackend`], so one bound gives a model everything
 /// it runs.
-pub trait AttentionBackend: VocabBackend + GatedBackend {
+pub trait AttentionBackend: VocabBackend + ActivationBackend {
     /// The attention output, `[batch, queries, heads, head_dim]`.
     fn masked_attention(
         query: Tensor<Self, 4>,
@@ -72,16 +73,28 @@ pub trait AttentionBackend: VocabBackend + GatedBackend {
     }
 
     /// The rotary embedding `x·cos + (x·R)·sin` over the last dimension of `x` (`[batch, seq,
-    /// heads, head_dim]`, `cos` and `sin` shaped like it), where `R` (`[head_dim, head_dim]`)
-    /// is the rotate-half matrix, antisymmetric. Provided: burn tensor operations; under
-    /// autodiff, one node whose backward multiplies by `R` as stored (`rotation.rs`).
+    /// heads, head_dim]`, `cos` and `sin` shaped like it), where `R` is the rotate-half map.
+    /// Provided: burn tensor operations, `R` as a matrix product; under autodiff, one node
+    /// whose backward is [`Self::rotary_backward`] (`rotation.rs`).
     fn rotary(
         x: Tensor<Self, 4>,
         cos: Tensor<Self, 4>,
         sin: Tensor<Self, 4>,
-        rotate_half: Tensor<Self, 2>,
+        rotate_half: &RotateHalf<Self>,
     ) -> Tensor<Self, 4> {
         rotation::rotate(x, cos, sin, rotate_half)
+    }
+
+    /// The gradient of [`Self::rotary`]'s `x` from that of its output, `grad` (both `[batch,
+    /// seq, heads, head_dim]`): `grad·cos − (grad·sin)·R`, the inverse rotation. Provided: burn
+    /// tensor operations.
+    fn rotary_backward(
+        grad: Tensor<Self, 4>,
+        cos: Tensor<Self, 4>,
+        sin: Tensor<Self, 4>,
+        rotate_half: &RotateHalf<Self>,
+    ) -> Tensor<Self, 4> {
+        rotation::rotate_back(grad, cos, sin, rotate_half)
     }
 
     /// The gradients of `query`, `key` and `value` (shaped like them) from the gradient of the

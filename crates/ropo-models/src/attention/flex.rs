@@ -1,6 +1,6 @@
 //! burn's `flex` CPU backend runs attention with the fused kernels of `cpu.rs`, reading the
 //! host mask directly: no mask tensor, no `[batch, heads, queries, keys]` intermediate, both
-//! cores busy.
+//! cores busy; and the rotary embedding by index (`rotation_cpu.rs`).
 
 use burn::{
     backend::{
@@ -10,7 +10,13 @@ use burn::{
     tensor::{DType, Tensor, TensorData},
 };
 
-use super::{cpu, AttentionBackend, KeyMask};
+use super::{
+    cpu,
+    rotation::{self, RotateHalf},
+    rotation_cpu::{self, Direction, HeadRows},
+    AttentionBackend, KeyMask,
+};
+use crate::flex_storage::{contiguous, f32s};
 
 impl AttentionBackend for Flex {
     fn masked_attention(
@@ -80,6 +86,24 @@ impl AttentionBackend for Flex {
             tensor(grad_value, kv_shape, dtype, &device),
         ]
     }
+
+    fn rotary(
+        x: Tensor<Self, 4>,
+        cos: Tensor<Self, 4>,
+        sin: Tensor<Self, 4>,
+        rotate_half: &RotateHalf<Self>,
+    ) -> Tensor<Self, 4> {
+        rotate_by_index(x, cos, sin, rotate_half, Direction::Forward)
+    }
+
+    fn rotary_backward(
+        grad: Tensor<Self, 4>,
+        cos: Tensor<Self, 4>,
+        sin: Tensor<Self, 4>,
+        rotate_half: &RotateHalf<Self>,
+    ) -> Tensor<Self, 4> {
+        rotate_by_index(grad, cos, sin, rotate_half, Direction::Back)
+    }
 }
 
 /// The kernel's sizes, checked against the mask.
@@ -129,5 +153,53 @@ fn tensor<const D: usize>(
         tensor
     } else {
         tensor.cast(dtype)
+    }
+}
+
+/// [`AttentionBackend::rotary`] or its backward on f32 tensors by index
+/// (`rotation_cpu.rs`), reading `x` in place when its last dimension is contiguous; burn's
+/// tensor form for other dtypes.
+fn rotate_by_index(
+    x: Tensor<Flex, 4>,
+    cos: Tensor<Flex, 4>,
+    sin: Tensor<Flex, 4>,
+    rotate_half: &RotateHalf<Flex>,
+    direction: Direction,
+) -> Tensor<Flex, 4> {
+    if [&x, &cos, &sin].iter().any(|t| t.dtype() != DType::F32) {
+        return match direction {
+            Direction::Forward => rotation::rotate(x, cos, sin, rotate_half),
+            Direction::Back => rotation::rotate_back(x, cos, sin, rotate_half),
+        };
+    }
+    let (dims, device) = (x.dims(), x.device());
+    let x = rows_in_place(x.into_primitive().tensor());
+    let [cos, sin] = [cos, sin].map(|t| contiguous(t.into_primitive().tensor()));
+    let layout = x.layout();
+    let strides = layout.strides();
+    let rows = HeadRows {
+        data: x.storage::<f32>(),
+        offset: layout.start_offset(),
+        strides: [0, 1, 2].map(|d| strides[d] as usize),
+    };
+    let out = rotation_cpu::rotate(
+        rows,
+        f32s(&cos),
+        f32s(&sin),
+        dims,
+        rotate_half.rotated,
+        direction,
+    );
+    Tensor::from_data(TensorData::new(out, dims), &device)
+}
+
+/// The tensor itself when its last dimension is contiguous and no stride is negative, else a
+/// contiguous copy.
+fn rows_in_place(tensor: FlexTensor) -> FlexTensor {
+    let strides = tensor.layout().strides();
+    if strides[3] == 1 && strides.iter().all(|&s| s >= 0) {
+        tensor
+    } else {
+        tensor.to_contiguous()
     }
 }

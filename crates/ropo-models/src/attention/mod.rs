@@ -10,11 +10,15 @@ mod flex;
 mod lanes;
 mod mask;
 mod rotation;
+#[cfg(feature = "flex")]
+mod rotation_cpu;
+mod rotation_node;
 
 use burn::tensor::Tensor;
 
 pub use backend::{AttentionBackend, TrainingBackend};
 pub use mask::{AttentionMask, KeyMask};
+pub use rotation::RotateHalf;
 
 /// Scaled dot-product attention with grouped-query heads.
 ///

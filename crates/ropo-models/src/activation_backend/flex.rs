@@ -1,18 +1,20 @@
-//! burn-flex computes `silu(gate) ∘ up` and its gradients in one vectorised pass each
-//! (`vector_exp`).
+//! burn-flex computes `silu(gate) ∘ up`, exact GELU and their gradients in one vectorised pass
+//! each (`vector_exp`).
 
 use burn::{
     backend::Flex,
     tensor::{DType, Device, Tensor, TensorData},
 };
 
-use super::{silu_gated_backward_by_ops, silu_gated_by_ops, GatedBackend};
+use super::{
+    erf_gelu_backward_by_ops, silu_gated_backward_by_ops, silu_gated_by_ops, ActivationBackend,
+};
 use crate::{
     flex_storage::{contiguous, f32s},
     vector_exp,
 };
 
-impl GatedBackend for Flex {
+impl ActivationBackend for Flex {
     fn silu_gated(gate: Tensor<Self, 1>, up: Tensor<Self, 1>) -> Tensor<Self, 1> {
         if !all_f32(&[&gate, &up]) {
             return silu_gated_by_ops(gate, up);
@@ -36,6 +38,27 @@ impl GatedBackend for Flex {
         let [grad_gate, grad_up] =
             vector_exp::silu_gated_backward(f32s(&gate), f32s(&up), f32s(&grad));
         (from_vec(grad_gate, &device), from_vec(grad_up, &device))
+    }
+
+    fn erf_gelu(x: Tensor<Self, 1>) -> Tensor<Self, 1> {
+        if !all_f32(&[&x]) {
+            return burn::tensor::activation::gelu(x);
+        }
+        let device = x.device();
+        let x = contiguous(x.into_primitive().tensor());
+        from_vec(vector_exp::erf_gelu(f32s(&x)), &device)
+    }
+
+    fn erf_gelu_backward(x: Tensor<Self, 1>, grad: Tensor<Self, 1>) -> Tensor<Self, 1> {
+        if !all_f32(&[&x, &grad]) {
+            return erf_gelu_backward_by_ops(x, grad);
+        }
+        let device = x.device();
+        let [x, grad] = [x, grad].map(|t| contiguous(t.into_primitive().tensor()));
+        from_vec(
+            vector_exp::erf_gelu_backward(f32s(&x), f32s(&grad)),
+            &device,
+        )
     }
 }
 
