@@ -49,7 +49,7 @@ pub(crate) fn exp_shifted_rows(x: &[f32], columns: usize, shift: &[f32]) -> Vec<
             .zip(x.par_chunks(columns))
             .zip(shift.par_iter())
             .for_each(|((out, row), &shift)| {
-                widest(|| {
+                widest(#[inline(always)] || {
                     for (out, &x) in out.iter_mut().zip(row) {
                         out.write(exp(x - shift));
                     }
@@ -85,7 +85,7 @@ pub(crate) fn silu_gated(gate: &[f32], up: &[f32]) -> Vec<f32> {
         .par_chunks_mut(TASK)
         .zip(gate.par_chunks(TASK).zip(up.par_chunks(TASK)))
         .for_each(|(out, (gate, up))| {
-            widest(|| {
+            widest(#[inline(always)] || {
                 for ((out, &g), &u) in out.iter_mut().zip(gate).zip(up) {
                     out.write(g * sigmoid(g) * u);
                 }
@@ -116,7 +116,7 @@ pub(crate) fn silu_gated_backward(gate: &[f32], up: &[f32], grad: &[f32]) -> [Ve
                 .zip(grad.par_chunks(TASK)),
         )
         .for_each(|((grad_gate, grad_up), ((gate, up), grad))| {
-            widest(|| {
+            widest(#[inline(always)] || {
                 let outputs = grad_gate.iter_mut().zip(grad_up.iter_mut());
                 for ((dg, du), ((&g, &u), &d)) in outputs.zip(gate.iter().zip(up).zip(grad)) {
                     let s = sigmoid(g);
@@ -174,7 +174,7 @@ pub(crate) fn erf_gelu(x: &[f32]) -> Vec<f32> {
         .par_chunks_mut(TASK)
         .zip(x.par_chunks(TASK))
         .for_each(|(out, x)| {
-            widest(|| {
+            widest(#[inline(always)] || {
                 for (out, &x) in out.iter_mut().zip(x) {
                     out.write(0.5 * x * twice_normal_cdf(x));
                 }
@@ -195,7 +195,7 @@ pub(crate) fn erf_gelu_backward(x: &[f32], grad: &[f32]) -> Vec<f32> {
         .par_chunks_mut(TASK)
         .zip(x.par_chunks(TASK).zip(grad.par_chunks(TASK)))
         .for_each(|(out, (x, grad))| {
-            widest(|| {
+            widest(#[inline(always)] || {
                 for ((out, &x), &d) in out.iter_mut().zip(x).zip(grad) {
                     let density = FRAC_1_SQRT_2PI * gaussian_times_exp(x.abs(), 0.0);
                     out.write(d * (0.5 * twice_normal_cdf(x) + x * density));
@@ -207,8 +207,9 @@ pub(crate) fn erf_gelu_backward(x: &[f32], grad: &[f32]) -> Vec<f32> {
     out
 }
 
-/// Runs `body` (inlined) compiled for the widest instruction set present: AVX-512, else AVX2 +
-/// FMA, else the build's baseline.
+/// Runs `body` compiled for the widest instruction set present: AVX-512, else AVX2 + FMA, else
+/// the build's baseline. `body` must be an `#[inline(always)]` closure: one the compiler does
+/// not inline into the wider function stays compiled for the baseline (SSE2).
 #[inline(always)]
 fn widest(body: impl FnOnce()) {
     #[cfg(target_arch = "x86_64")]
