@@ -49,11 +49,14 @@ pub(crate) fn exp_shifted_rows(x: &[f32], columns: usize, shift: &[f32]) -> Vec<
             .zip(x.par_chunks(columns))
             .zip(shift.par_iter())
             .for_each(|((out, row), &shift)| {
-                widest(#[inline(always)] || {
-                    for (out, &x) in out.iter_mut().zip(row) {
-                        out.write(exp(x - shift));
-                    }
-                })
+                widest(
+                    #[inline(always)]
+                    || {
+                        for (out, &x) in out.iter_mut().zip(row) {
+                            out.write(exp(x - shift));
+                        }
+                    },
+                )
             });
         // SAFETY: each of the rows wrote every one of its `columns` elements.
         unsafe { out.set_len(x.len()) };
@@ -85,11 +88,14 @@ pub(crate) fn silu_gated(gate: &[f32], up: &[f32]) -> Vec<f32> {
         .par_chunks_mut(TASK)
         .zip(gate.par_chunks(TASK).zip(up.par_chunks(TASK)))
         .for_each(|(out, (gate, up))| {
-            widest(#[inline(always)] || {
-                for ((out, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-                    out.write(g * sigmoid(g) * u);
-                }
-            })
+            widest(
+                #[inline(always)]
+                || {
+                    for ((out, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+                        out.write(g * sigmoid(g) * u);
+                    }
+                },
+            )
         });
     // SAFETY: every task wrote each element of its chunk.
     unsafe { out.set_len(gate.len()) };
@@ -116,14 +122,17 @@ pub(crate) fn silu_gated_backward(gate: &[f32], up: &[f32], grad: &[f32]) -> [Ve
                 .zip(grad.par_chunks(TASK)),
         )
         .for_each(|((grad_gate, grad_up), ((gate, up), grad))| {
-            widest(#[inline(always)] || {
-                let outputs = grad_gate.iter_mut().zip(grad_up.iter_mut());
-                for ((dg, du), ((&g, &u), &d)) in outputs.zip(gate.iter().zip(up).zip(grad)) {
-                    let s = sigmoid(g);
-                    dg.write(d * u * s * (1.0 + g * (1.0 - s)));
-                    du.write(d * g * s);
-                }
-            })
+            widest(
+                #[inline(always)]
+                || {
+                    let outputs = grad_gate.iter_mut().zip(grad_up.iter_mut());
+                    for ((dg, du), ((&g, &u), &d)) in outputs.zip(gate.iter().zip(up).zip(grad)) {
+                        let s = sigmoid(g);
+                        dg.write(d * u * s * (1.0 + g * (1.0 - s)));
+                        du.write(d * g * s);
+                    }
+                },
+            )
         });
     // SAFETY: every task wrote each element of its chunks.
     unsafe {
@@ -174,11 +183,14 @@ pub(crate) fn erf_gelu(x: &[f32]) -> Vec<f32> {
         .par_chunks_mut(TASK)
         .zip(x.par_chunks(TASK))
         .for_each(|(out, x)| {
-            widest(#[inline(always)] || {
-                for (out, &x) in out.iter_mut().zip(x) {
-                    out.write(0.5 * x * twice_normal_cdf(x));
-                }
-            })
+            widest(
+                #[inline(always)]
+                || {
+                    for (out, &x) in out.iter_mut().zip(x) {
+                        out.write(0.5 * x * twice_normal_cdf(x));
+                    }
+                },
+            )
         });
     // SAFETY: every task wrote each element of its chunk.
     unsafe { out.set_len(x.len()) };
@@ -195,12 +207,15 @@ pub(crate) fn erf_gelu_backward(x: &[f32], grad: &[f32]) -> Vec<f32> {
         .par_chunks_mut(TASK)
         .zip(x.par_chunks(TASK).zip(grad.par_chunks(TASK)))
         .for_each(|(out, (x, grad))| {
-            widest(#[inline(always)] || {
-                for ((out, &x), &d) in out.iter_mut().zip(x).zip(grad) {
-                    let density = FRAC_1_SQRT_2PI * gaussian_times_exp(x.abs(), 0.0);
-                    out.write(d * (0.5 * twice_normal_cdf(x) + x * density));
-                }
-            })
+            widest(
+                #[inline(always)]
+                || {
+                    for ((out, &x), &d) in out.iter_mut().zip(x).zip(grad) {
+                        let density = FRAC_1_SQRT_2PI * gaussian_times_exp(x.abs(), 0.0);
+                        out.write(d * (0.5 * twice_normal_cdf(x) + x * density));
+                    }
+                },
+            )
         });
     // SAFETY: every task wrote each element of its chunk.
     unsafe { out.set_len(x.len()) };

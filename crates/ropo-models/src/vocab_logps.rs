@@ -14,7 +14,7 @@ mod autodiff;
 #[cfg(feature = "flex")]
 mod flex;
 
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{backend::Backend, Bool, IndexingUpdateOp, Int, Tensor};
 
 use crate::product::ProductBackend;
 
@@ -52,7 +52,8 @@ pub trait VocabBackend: ProductBackend {
     /// The gradients of `hidden` (`[rows, d_model]`) and, when `weight_grad` asks (a head
     /// that trains), of `weight` (`[d_model, vocab]`), from the gradient of the log-probs,
     /// `grad` (`[rows]`), and the forward's log-sum-exp `lse` (`[rows]`): per block of columns,
-    /// `d logits = grad · (one_hot(target) − softmax)`.
+    /// `d logits = grad · (one_hot(target) − softmax)`, the one-hot part added at each row's
+    /// target rather than built as a `[rows, columns]` mask.
     #[allow(clippy::too_many_arguments)]
     fn target_logps_backward(
         hidden: Tensor<Self, 2>,
@@ -63,9 +64,7 @@ pub trait VocabBackend: ProductBackend {
         block: usize,
         weight_grad: bool,
     ) -> (Tensor<Self, 2>, Option<Tensor<Self, 2>>) {
-        let [rows, _] = hidden.dims();
         let vocab = weight.dims()[1];
-        let device = hidden.device();
         let grad = grad.unsqueeze_dim::<2>(1);
         let lse = lse.unsqueeze_dim::<2>(1);
         let targets = targets.unsqueeze_dim::<2>(1);
@@ -77,11 +76,10 @@ pub trait VocabBackend: ProductBackend {
             let columns = weight.clone().narrow(1, start, len);
             let probs =
                 Self::exp_shifted(Self::product(hidden.clone(), columns.clone()), lse.clone());
-            let ids = Tensor::<Self, 1, Int>::arange(start as i64..(start + len) as i64, &device)
-                .unsqueeze_dim::<2>(0)
-                .expand([rows, len]);
-            let one_hot = targets.clone().expand([rows, len]).equal(ids).float();
-            let grad_logits = (one_hot - probs) * grad.clone();
+            let (local, inside) = block_targets(&targets, start, len);
+            let at_target = grad.clone().mask_fill(inside.bool_not(), 0.0);
+            let grad_logits =
+                (probs * grad.clone().neg()).scatter(1, local, at_target, IndexingUpdateOp::Add);
             if weight_grad {
                 grad_weight.push(Self::product(hidden_t.clone(), grad_logits.clone()));
             }
@@ -94,8 +92,25 @@ pub trait VocabBackend: ProductBackend {
     }
 }
 
+/// Each row's target as a column of the block `start .. start + len`, `[rows, 1]` (clamped into
+/// the block), and whether it lies in the block, `[rows, 1]`. `targets`: `[rows, 1]`.
+fn block_targets<B: Backend>(
+    targets: &Tensor<B, 2, Int>,
+    start: usize,
+    len: usize,
+) -> (Tensor<B, 2, Int>, Tensor<B, 2, Bool>) {
+    let local = targets.clone().sub_scalar(start as i64);
+    let inside = local
+        .clone()
+        .greater_equal_elem(0)
+        .bool_and(local.clone().lower_elem(len as i64));
+    (local.clamp(0, len as i64 - 1), inside)
+}
+
 /// The log-probs `[rows]` and the log-sum-exp of each row's logits `[rows]`, the log-sum-exp
-/// accumulated over blocks of columns with a running maximum.
+/// accumulated over blocks of columns with a running maximum and each target's logit taken
+/// from the block that holds it (the same product the log-sum-exp sums, so a log-prob is never
+/// above 0).
 pub(crate) fn target_logps_with_lse<B: VocabBackend>(
     hidden: Tensor<B, 2>,
     weight: Tensor<B, 2>,
@@ -103,10 +118,19 @@ pub(crate) fn target_logps_with_lse<B: VocabBackend>(
     block: usize,
 ) -> (Tensor<B, 1>, Tensor<B, 1>) {
     let vocab = weight.dims()[1];
+    let rows = hidden.dims()[0];
+    let targets = targets.unsqueeze_dim::<2>(1);
+    let mut picked = Tensor::<B, 2>::zeros([rows, 1], &hidden.device());
     let mut running: Option<(Tensor<B, 2>, Tensor<B, 2>)> = None;
     for start in (0..vocab).step_by(block.max(1)) {
         let len = block.min(vocab - start);
         let logits = B::product(hidden.clone(), weight.clone().narrow(1, start, len));
+        let (local, inside) = block_targets(&targets, start, len);
+        picked = picked
+            + logits
+                .clone()
+                .gather(1, local)
+                .mask_fill(inside.bool_not(), 0.0);
         let block_max = logits.clone().max_dim(1);
         running = Some(match running {
             None => {
@@ -123,10 +147,7 @@ pub(crate) fn target_logps_with_lse<B: VocabBackend>(
     }
     let (max, sum) = running.expect("the vocabulary has at least one token");
     let lse = (max + sum.log()).squeeze_dim::<1>(1);
-    let picked = (hidden * weight.select(1, targets).transpose())
-        .sum_dim(1)
-        .squeeze_dim::<1>(1);
-    (picked - lse.clone(), lse)
+    (picked.squeeze_dim::<1>(1) - lse.clone(), lse)
 }
 
 #[cfg(feature = "ndarray")]
