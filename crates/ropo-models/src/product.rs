@@ -9,7 +9,7 @@
 //! the CPU has them (`amx.rs`); elsewhere, and on the other backends, products stay f32.
 
 #[cfg(all(feature = "flex", target_arch = "x86_64"))]
-mod amx;
+pub(crate) mod amx;
 #[cfg(all(feature = "flex", target_arch = "x86_64"))]
 mod amx_pack;
 mod autodiff;

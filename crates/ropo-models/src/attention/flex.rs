@@ -1,6 +1,7 @@
 //! burn's `flex` CPU backend runs attention with the fused kernels of `cpu.rs`, reading the
 //! host mask directly: no mask tensor, no `[batch, heads, queries, keys]` intermediate, both
-//! cores busy; and the rotary embedding by index (`rotation_cpu.rs`).
+//! cores busy; without gradients at bf16, on AMX tiles (`amx_forward.rs`); and the rotary
+//! embedding by index (`rotation_cpu.rs`).
 
 use burn::{
     backend::{
@@ -10,6 +11,8 @@ use burn::{
     tensor::{DType, Tensor, TensorData},
 };
 
+#[cfg(target_arch = "x86_64")]
+use super::amx_forward;
 use super::{
     cpu,
     rotation::{self, RotateHalf},
@@ -17,6 +20,8 @@ use super::{
     AttentionBackend, KeyMask,
 };
 use crate::flex_storage::{contiguous, f32s};
+#[cfg(target_arch = "x86_64")]
+use crate::product::{amx, matmul_precision, MatmulPrecision};
 
 impl AttentionBackend for Flex {
     fn masked_attention(
@@ -25,6 +30,20 @@ impl AttentionBackend for Flex {
         value: Tensor<Self, 4>,
         mask: &KeyMask,
     ) -> Tensor<Self, 4> {
+        #[cfg(target_arch = "x86_64")]
+        if on_tiles(&query) {
+            let dims = dims(&query, &key, mask);
+            let (dtype, device) = (query.dtype(), query.device());
+            let output = amx_forward::forward(
+                host(query).storage(),
+                host(key).storage(),
+                host(value).storage(),
+                mask.blocked_keys(),
+                dims,
+            );
+            let shape = [dims.batch, dims.queries, dims.heads, dims.head_dim];
+            return tensor(output, shape, dtype, &device);
+        }
         Self::masked_attention_with_lse(query, key, value, mask).0
     }
 
@@ -104,6 +123,19 @@ impl AttentionBackend for Flex {
     ) -> Tensor<Self, 4> {
         rotate_by_index(grad, cos, sin, rotate_half, Direction::Back)
     }
+}
+
+/// Whether attention without gradients runs on AMX tiles: bf16 products asked for, tiles
+/// present, f32 queries, at least one tile's 16 query rows (a generation step's single row
+/// stays f32) and heads at least 16 wide.
+#[cfg(target_arch = "x86_64")]
+fn on_tiles(query: &Tensor<Flex, 4>) -> bool {
+    let [_, queries, _, head_dim] = query.dims();
+    matmul_precision() == MatmulPrecision::Bf16
+        && queries >= 16
+        && head_dim >= 16
+        && query.dtype() == DType::F32
+        && amx::available()
 }
 
 /// The kernel's sizes, checked against the mask.
