@@ -58,19 +58,42 @@ pub fn rows_times(x: &[f32], cols: usize, m: &[f32], stride: usize, width: usize
 }
 
 /// `Σ_j a[r][j]·b[j]` for the `ROWS` rows of `a` (rows `stride` apart) over `b`'s length (a
-/// multiple of `LANES`).
+/// multiple of `LANES`). One accumulator per row, each updated in the same lane loop, so the
+/// loop vectorizes on its own rather than through the compiler's straight-line (SLP) pass,
+/// which stopped doing so when unrelated code changed its inlining.
 #[inline(always)]
 pub fn dots(a: &[f32], stride: usize, b: &[f32]) -> [f32; ROWS] {
-    let mut acc = [[0.0f32; LANES]; ROWS];
-    for (tile, b_tile) in b.chunks_exact(LANES).enumerate() {
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let a_tile = &a[r * stride + tile * LANES..][..LANES];
-            for lane in 0..LANES {
-                acc[lane] += a_tile[lane] * b_tile[lane];
-            }
+    let [a0, a1, a2, a3]: [&[f32]; ROWS] = std::array::from_fn(|r| &a[r * stride..][..b.len()]);
+    let (mut s0, mut s1, mut s2, mut s3) =
+        ([0.0f32; LANES], [0.0; LANES], [0.0; LANES], [0.0; LANES]);
+    let tiles = a0
+        .chunks_exact(LANES)
+        .zip(a1.chunks_exact(LANES))
+        .zip(a2.chunks_exact(LANES).zip(a3.chunks_exact(LANES)))
+        .zip(b.chunks_exact(LANES));
+    for (((t0, t1), (t2, t3)), tb) in tiles {
+        for lane in 0..LANES {
+            s0[lane] += t0[lane] * tb[lane];
+            s1[lane] += t1[lane] * tb[lane];
+            s2[lane] += t2[lane] * tb[lane];
+            s3[lane] += t3[lane] * tb[lane];
         }
     }
-    acc.map(|lanes| lanes.iter().sum())
+    [lane_sum(&s0), lane_sum(&s1), lane_sum(&s2), lane_sum(&s3)]
+}
+
+/// The sum of one accumulator's lanes, pairwise.
+#[inline(always)]
+fn lane_sum(acc: &[f32; LANES]) -> f32 {
+    let mut half = *acc;
+    let mut width = LANES / 2;
+    while width > 0 {
+        for lane in 0..width {
+            half[lane] += half[lane + width];
+        }
+        width /= 2;
+    }
+    half[0]
 }
 
 /// `m[c][j] += Σ_r x[r][c]·y[r][j]` for `c < cols` and `j < width`: `x` is `ROWS` rows of
