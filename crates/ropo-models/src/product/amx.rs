@@ -71,11 +71,14 @@ impl PackedB {
     pub fn new(b: Strided, k: usize, n: usize) -> Self {
         let depth = k.div_ceil(DEPTH_STEP).max(1) * DEPTH_STEP;
         let panel_len = depth / 2 * PANEL;
-        let mut panels = vec![0u32; n.div_ceil(2 * PANEL) * 2 * panel_len];
-        panels
+        let len = n.div_ceil(2 * PANEL) * 2 * panel_len;
+        let mut panels = Vec::with_capacity(len);
+        panels.spare_capacity_mut()[..len]
             .par_chunks_mut(panel_len)
             .enumerate()
             .for_each(|(p, panel)| pack_panel(b, k, n, p * PANEL, panel));
+        // SAFETY: each panel's task wrote every one of its elements (`pack_panel`).
+        unsafe { panels.set_len(len) };
         PackedB {
             depth,
             columns: n,
@@ -109,11 +112,14 @@ pub fn product(m: usize, k: usize, a: Strided, b: &PackedB) -> Vec<f32> {
 /// of `b` (about 1 MiB of panels, so that it stays in a core's L2 cache) at a time.
 fn product_into(m: usize, k: usize, a: Strided, b: &PackedB, c: &mut [MaybeUninit<f32>]) {
     let (depth, n) = (b.depth, b.columns);
-    let mut chunks = vec![0u16; m.div_ceil(ROWS) * ROWS * depth];
-    chunks
+    let len = m.div_ceil(ROWS) * ROWS * depth;
+    let mut chunks = Vec::with_capacity(len);
+    chunks.spare_capacity_mut()[..len]
         .par_chunks_mut(ROWS * depth)
         .enumerate()
         .for_each(|(i, chunk)| pack_rows(a, m, k, i * ROWS, depth, chunk));
+    // SAFETY: each chunk's task wrote every one of its elements (`pack_rows`).
+    unsafe { chunks.set_len(len) };
     let panel_len = depth / 2 * PANEL;
     let block_columns = (B_BLOCK_BYTES / (depth * 2) / (2 * PANEL) * (2 * PANEL)).max(2 * PANEL);
     for first in (0..n).step_by(block_columns) {

@@ -3,7 +3,7 @@
 //! layouts the tiles load. Row-major sources are read in runs of 16 floats; transposed
 //! (column-major) ones are read along their contiguous dimension and written with scatters.
 
-use std::arch::x86_64::*;
+use std::{arch::x86_64::*, mem::MaybeUninit};
 
 /// Rows of `A` per kernel call: two tiles of 16.
 pub(super) const ROWS: usize = 32;
@@ -29,9 +29,9 @@ pub(super) fn pack_rows(
     k: usize,
     first: usize,
     depth: usize,
-    chunk: &mut [u16],
+    chunk: &mut [MaybeUninit<u16>],
 ) {
-    chunk.fill(0);
+    let chunk = zeroed(chunk);
     let rows = ROWS.min(m - first);
     // SAFETY: AVX-512 BF16 is present wherever AMX-BF16 is (`amx::available`), and every
     // access stays inside `a` (rows < m, depths < k) and `chunk` ([32, depth]).
@@ -56,8 +56,14 @@ pub(super) fn pack_rows(
 
 /// Columns `first..first + 16` of `b` into `panel`, `[depth / 2, 16]` words of two bf16 of
 /// consecutive depths (the even one low), zero past `n` and `k`.
-pub(super) fn pack_panel(b: Strided, k: usize, n: usize, first: usize, panel: &mut [u32]) {
-    panel.fill(0);
+pub(super) fn pack_panel(
+    b: Strided,
+    k: usize,
+    n: usize,
+    first: usize,
+    panel: &mut [MaybeUninit<u32>],
+) {
+    let panel = zeroed(panel);
     let columns = PANEL.min(n.saturating_sub(first));
     if columns == 0 {
         return;
@@ -84,6 +90,15 @@ pub(super) fn pack_panel(b: Strided, k: usize, n: usize, first: usize, panel: &m
             }
         }
     }
+}
+
+/// `slice` with every element set to 0, as initialised integers: the packers write into
+/// fresh buffers, zeroed here one task's part at a time while it is about to be written
+/// rather than all at once beforehand.
+fn zeroed<T: Copy + Default>(slice: &mut [MaybeUninit<T>]) -> &mut [T] {
+    slice.fill(MaybeUninit::new(T::default()));
+    // SAFETY: every element was just initialised, and `MaybeUninit<T>` has `T`'s layout.
+    unsafe { &mut *(slice as *mut [MaybeUninit<T>] as *mut [T]) }
 }
 
 /// `x` rounded to bf16 as `vcvtne2ps2bf16` rounds it: to nearest, ties to even, denormals to
