@@ -82,23 +82,36 @@ fn sigmoid(x: f32) -> f32 {
 /// `silu(gate) ∘ up` (`gate · σ(gate) · up`) elementwise, in parallel and in the widest vectors
 /// the CPU has.
 pub(crate) fn silu_gated(gate: &[f32], up: &[f32]) -> Vec<f32> {
-    assert_eq!(gate.len(), up.len(), "gate and up are the same shape");
-    let mut out = Vec::with_capacity(gate.len());
-    out.spare_capacity_mut()[..gate.len()]
+    map_pairs(
+        gate,
+        up,
+        #[inline(always)]
+        |g, u| g * sigmoid(g) * u,
+    )
+}
+
+/// `f(a[i], b[i])` for every `i` of two slices of one length, in parallel chunks of `TASK`,
+/// each compiled for the widest vectors the CPU has (`f` must be `#[inline(always)]` for that,
+/// as [`widest`] says).
+#[inline(always)]
+fn map_pairs(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    assert_eq!(a.len(), b.len(), "both inputs are the same shape");
+    let mut out = Vec::with_capacity(a.len());
+    out.spare_capacity_mut()[..a.len()]
         .par_chunks_mut(TASK)
-        .zip(gate.par_chunks(TASK).zip(up.par_chunks(TASK)))
-        .for_each(|(out, (gate, up))| {
+        .zip(a.par_chunks(TASK).zip(b.par_chunks(TASK)))
+        .for_each(|(out, (a, b))| {
             widest(
                 #[inline(always)]
                 || {
-                    for ((out, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-                        out.write(g * sigmoid(g) * u);
+                    for ((out, &a), &b) in out.iter_mut().zip(a).zip(b) {
+                        out.write(f(a, b));
                     }
                 },
             )
         });
     // SAFETY: every task wrote each element of its chunk.
-    unsafe { out.set_len(gate.len()) };
+    unsafe { out.set_len(a.len()) };
     out
 }
 
@@ -200,26 +213,16 @@ pub(crate) fn erf_gelu(x: &[f32]) -> Vec<f32> {
 /// The gradient of `x` from `grad`, the gradient of [`erf_gelu`]'s output: `grad · (Φ(x) + x ·
 /// φ(x))`, `Φ` and `φ` the standard normal CDF and density.
 pub(crate) fn erf_gelu_backward(x: &[f32], grad: &[f32]) -> Vec<f32> {
-    assert_eq!(x.len(), grad.len(), "x and grad are the same shape");
     const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
-    let mut out = Vec::with_capacity(x.len());
-    out.spare_capacity_mut()[..x.len()]
-        .par_chunks_mut(TASK)
-        .zip(x.par_chunks(TASK).zip(grad.par_chunks(TASK)))
-        .for_each(|(out, (x, grad))| {
-            widest(
-                #[inline(always)]
-                || {
-                    for ((out, &x), &d) in out.iter_mut().zip(x).zip(grad) {
-                        let density = FRAC_1_SQRT_2PI * gaussian_times_exp(x.abs(), 0.0);
-                        out.write(d * (0.5 * twice_normal_cdf(x) + x * density));
-                    }
-                },
-            )
-        });
-    // SAFETY: every task wrote each element of its chunk.
-    unsafe { out.set_len(x.len()) };
-    out
+    map_pairs(
+        x,
+        grad,
+        #[inline(always)]
+        |x, d| {
+            let density = FRAC_1_SQRT_2PI * gaussian_times_exp(x.abs(), 0.0);
+            d * (0.5 * twice_normal_cdf(x) + x * density)
+        },
+    )
 }
 
 /// Runs `body` compiled for the widest instruction set present: AVX-512, else AVX2 + FMA, else

@@ -56,6 +56,13 @@ pub(super) fn forward(
                 let rows = QUERY_BLOCK.min(queries - first);
                 // The keys the block's last query sees: later keys get no weight in any row.
                 let width = (keys - queries + first + rows).min(keys);
+                let block = Block {
+                    first,
+                    rows,
+                    width,
+                    dims,
+                    blocked,
+                };
                 for kv_head in 0..kv_heads {
                     let key_t = PackedB::new(
                         Strided {
@@ -76,13 +83,6 @@ pub(super) fn forward(
                         head_dim,
                     );
                     for head in kv_head * groups..(kv_head + 1) * groups {
-                        let block = Block {
-                            first,
-                            rows,
-                            width,
-                            dims,
-                            blocked,
-                        };
                         let q = Strided {
                             data: &query[first * heads * head_dim + head * head_dim..],
                             row_stride: heads * head_dim,
