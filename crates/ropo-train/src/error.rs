@@ -56,6 +56,15 @@ pub enum TrainError {
         /// What went wrong.
         message: String,
     },
+    /// The nodes of a multi-node run disagree, or one stopped answering (`node`: the one
+    /// reporting it).
+    #[error("node {node}: {message}")]
+    Node {
+        /// The node that reports it.
+        node: usize,
+        /// What went wrong, naming the node at fault where it is known.
+        message: String,
+    },
     /// A file of the run could not be written or read.
     #[error("{path}: {source}")]
     Io {

@@ -241,6 +241,11 @@ impl<B: TrainingBackend> Run<'_, B> {
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<RunOutcome<B, P>, TrainError> {
         let rounds = self.rounds.count.max(1);
+        if rounds > 1 && self.data_parallel.nodes.is_some() {
+            return Err(TrainError::Config(
+                "filter rounds run on one machine; drop --filter-rounds or --nodes".into(),
+            ));
+        }
         let round_stage = PreferenceStage {
             steps: self.stage.steps / rounds,
             ..*self.stage
@@ -319,7 +324,7 @@ impl<B: TrainingBackend> Run<'_, B> {
                 state.dropped.extend(cleaned.dropped);
             }
             state.next_round = round + 1;
-            if let Some(dir) = self.store {
+            if let Some(dir) = self.store.filter(|_| self.data_parallel.writes()) {
                 snapshot::clear(dir, "step-")?;
                 save_round(dir, state.next_round, &policy, &state)?;
             }

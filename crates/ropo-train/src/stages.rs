@@ -19,7 +19,7 @@ use ropo_models::CausalLm;
 
 use crate::{
     config::PreferenceStage,
-    data_parallel::{DataParallel, PeerGroup},
+    data_parallel::{fingerprint, DataParallel, PeerGroup, RollCall},
     optim::Trainer,
     records::{Progress, StepRecord},
     reference::PairReference,
@@ -244,7 +244,7 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
             manifest.cursor,
         );
         let (mut history, mut curve) = (manifest.history, manifest.curve);
-        if self.loss.reliability().is_some() && self.data_parallel.peers > 1 {
+        if self.loss.reliability().is_some() && self.data_parallel.ranks() > 1 {
             return Err(TrainError::Config(
                 "RE-PO (--loss repo) learns its reliability on one rank; drop --data-parallel"
                     .into(),
@@ -261,6 +261,12 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
             &new_trainer,
             self.loss,
             self.data_parallel,
+            RollCall {
+                step: manifest.step,
+                pairs: self.pairs.len(),
+                ranks: self.data_parallel.peers,
+                fingerprint: fingerprint(self.pairs),
+            },
             device,
         )?;
         for step in manifest.step..stage.steps {
@@ -299,7 +305,7 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
             }
             let (session_steps, stopping) = session.count_step();
             let due = self.checkpoint_every > 0 && done % self.checkpoint_every == 0;
-            if let Some(store) = self.store {
+            if let Some(store) = self.store.filter(|_| self.data_parallel.writes()) {
                 if done < stage.steps && (due || stopping) {
                     let manifest = Manifest {
                         step: done,

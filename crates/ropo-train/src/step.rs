@@ -68,6 +68,38 @@ impl WeightedMetrics {
             sum.label_posterior = Some(sum.label_posterior.unwrap_or(0.0) + posterior * weight);
         }
     }
+
+    /// The sums as numbers to add up over nodes, in [`Self::from_values`]'s order (RE-PO's
+    /// posterior is not among them: RE-PO trains on one rank).
+    pub(crate) fn to_values(self) -> Vec<f32> {
+        let m = self.0;
+        [
+            m.loss,
+            m.rewards_chosen,
+            m.rewards_rejected,
+            m.rewards_accuracies,
+            m.rewards_margins,
+            m.logps_chosen,
+            m.logps_rejected,
+        ]
+        .map(|value| value as f32)
+        .to_vec()
+    }
+
+    /// The sums [`Self::to_values`] gave, after adding up.
+    pub(crate) fn from_values(values: &[f32]) -> Self {
+        let value = |i: usize| f64::from(values[i]);
+        Self(PreferenceMetrics {
+            loss: value(0),
+            rewards_chosen: value(1),
+            rewards_rejected: value(2),
+            rewards_accuracies: value(3),
+            rewards_margins: value(4),
+            logps_chosen: value(5),
+            logps_rejected: value(6),
+            label_posterior: None,
+        })
+    }
 }
 
 /// One preference step on `pairs` (one batch, split into `micro_batches` forwards whose

@@ -1,8 +1,10 @@
 //! The ranks of a data-parallel run as rank 0 (the calling thread) drives them: starting the
-//! peer threads, one step of the whole group, and leaving the group.
+//! peer threads, one step of the whole group, and leaving the group; across nodes, rank 0 of
+//! each node also makes its node's sums over the nodes (roll call, metrics).
 
 use std::{
     marker::PhantomData,
+    net::SocketAddr,
     sync::{
         mpsc::{self, Receiver, RecvTimeoutError, Sender},
         Mutex, MutexGuard, PoisonError,
@@ -20,14 +22,15 @@ use ropo_data::TokenizedPair;
 use ropo_models::{attention::TrainingBackend, CausalLm};
 
 use super::{
-    peer::{reduce, serve, Order, Replica, Report},
+    nodes::{Nodes, RollCall},
+    peer::{reduce, serve, sum, Order, Replica, Report},
     DataParallel,
 };
 use crate::{
     optim::Trainer,
     reference::ReferenceLogps,
     scoring::{rank_device, shares},
-    step::{apply, check_finite, preference_step, PreferenceStep, Share},
+    step::{apply, check_finite, preference_step, PreferenceStep, Share, WeightedMetrics},
     TrainError,
 };
 
@@ -65,6 +68,12 @@ pub(crate) struct PeerGroup<B: TrainingBackend> {
     peers: Vec<Peer>,
     timeout: Duration,
     failed: bool,
+    /// Ranks over every node.
+    ranks: usize,
+    /// The global rank of this node's rank 0.
+    first: usize,
+    /// The other machines, and every node's address as the roll call gave it.
+    nodes: Option<(Nodes, Vec<SocketAddr>)>,
     /// Held while this group exists; `None` for a single rank, which joins no group.
     group: Option<MutexGuard<'static, ()>>,
     backend: PhantomData<B>,
@@ -73,28 +82,37 @@ pub(crate) struct PeerGroup<B: TrainingBackend> {
 impl<B: TrainingBackend> PeerGroup<B> {
     /// Starts `settings.peers − 1` peer threads, each with a copy of `model` on its own device
     /// and of `trainer` (a fresh optimiser from `new_trainer` given `trainer`'s moments and
-    /// position), and joins all ranks into one burn-collective group. A single rank starts
-    /// nothing.
+    /// position), and joins all ranks into one burn-collective group; across nodes, the nodes
+    /// then check in a roll call that they all start `call`. A single rank starts nothing.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         model: &CausalLm<B>,
         trainer: &Trainer<CausalLm<B>, B>,
         new_trainer: &dyn Fn() -> Trainer<CausalLm<B>, B>,
         loss: &LossConfig,
         settings: DataParallel,
+        call: RollCall,
         device: &B::Device,
     ) -> Result<Self, TrainError> {
         let mut group = Self {
             peers: Vec::new(),
             timeout: settings.timeout,
             failed: false,
+            ranks: settings.ranks(),
+            first: settings.first_rank(),
+            nodes: None,
             group: None,
             backend: PhantomData,
         };
-        if settings.peers <= 1 {
+        if settings.ranks() <= 1 {
             return Ok(group);
         }
         group.group = Some(GROUP.lock().unwrap_or_else(PoisonError::into_inner));
-        let config = CollectiveConfig::default().with_num_devices(settings.peers);
+        let local = CollectiveConfig::default().with_num_devices(settings.peers);
+        let config = match settings.nodes {
+            Some(nodes) => nodes.collective(local),
+            None => local,
+        };
         for rank in 1..settings.peers {
             let (orders, inbox) = mpsc::channel();
             let (outbox, reports) = mpsc::channel();
@@ -117,12 +135,41 @@ impl<B: TrainingBackend> PeerGroup<B> {
                 thread: Some(thread),
             });
         }
-        let device = device.clone();
+        let own = device.clone();
         let joined = group.within("joining the group", move || {
-            register::<B::InnerBackend>(PeerId::from(0), device, config)
+            register::<B::InnerBackend>(PeerId::from(0), own, config)
         })?;
         joined.map_err(|e| group.fail(0, format!("could not join the group: {e:?}")))?;
+        if let Some(nodes) = settings.nodes {
+            let table = group.sum_over_nodes("the roll call", nodes.roll_call(call), device)?;
+            let addresses = nodes
+                .check_roll_call(call, &table)
+                .map_err(|message| group.fail_node(nodes.rank, message))?;
+            group.nodes = Some((nodes, addresses));
+        }
         Ok(group)
+    }
+
+    /// `values` summed with every other node's (each node's rank 0 gives its node's values,
+    /// its peers zeros), padded so the ring all-reduce can cut them in one slice per node.
+    fn sum_over_nodes(
+        &mut self,
+        what: &str,
+        mut values: Vec<f32>,
+        device: &B::Device,
+    ) -> Result<Vec<f32>, TrainError> {
+        let len = values.len();
+        values.resize(len.max(self.ranks), 0.0);
+        for peer in &self.peers {
+            let _ = peer.orders.send(Order::Sum { len: values.len() });
+        }
+        let device = device.clone();
+        let summed = self.within(what, move || {
+            sum::<B::InnerBackend>(values, &device, PeerId::from(0))
+        })?;
+        let mut summed = summed.map_err(|e| self.lost(what, format!("failed: {e:?}")))?;
+        summed.truncate(len);
+        Ok(summed)
     }
 
     /// One preference step of the whole group on `pairs`: rank `r` takes the `r`-th share,
@@ -140,7 +187,7 @@ impl<B: TrainingBackend> PeerGroup<B> {
         micro_batches: usize,
         device: &B::Device,
     ) -> Result<(CausalLm<B>, PreferenceStep), TrainError> {
-        if self.peers.is_empty() {
+        if self.group.is_none() {
             return preference_step(
                 model,
                 trainer,
@@ -151,7 +198,7 @@ impl<B: TrainingBackend> PeerGroup<B> {
                 device,
             );
         }
-        let ranks = self.peers.len() + 1;
+        let ranks = self.ranks;
         if pairs.len() < ranks {
             return Err(TrainError::Config(format!(
                 "--data-parallel {ranks} needs batches of at least {ranks} pairs; this batch has {}",
@@ -160,6 +207,7 @@ impl<B: TrainingBackend> PeerGroup<B> {
         }
         let step = trainer.steps_done() + 1;
         let shares = shares(pairs.len(), ranks);
+        let shares = &shares[self.first..self.first + self.peers.len() + 1];
         for (peer, range) in self.peers.iter().zip(&shares[1..]) {
             // A peer that is gone is found when its report is awaited below.
             let _ = peer.orders.send(Order::Share {
@@ -197,6 +245,14 @@ impl<B: TrainingBackend> PeerGroup<B> {
             let rank = peer.rank;
             return Err(self.fail(rank, reason));
         }
+        if self.nodes.is_some() {
+            let summed = self.sum_over_nodes(
+                &format!("summing step {step}'s metrics over the nodes"),
+                metrics.to_values(),
+                device,
+            )?;
+            metrics = WeightedMetrics::from_values(&summed);
+        }
         trainer
             .check_last_update()
             .and_then(|()| check_finite(step, "loss", metrics.0.loss))
@@ -207,7 +263,8 @@ impl<B: TrainingBackend> PeerGroup<B> {
         let reduced = self.within("the gradient all-reduce", move || {
             reduce::<B>(grads, PeerId::from(0))
         })?;
-        let grads = reduced.map_err(|e| self.fail(0, format!("the all-reduce failed: {e:?}")))?;
+        let grads =
+            reduced.map_err(|e| self.lost("the gradient all-reduce", format!("failed: {e:?}")))?;
         apply(model, trainer, grads, metrics, pairs)
     }
 
@@ -219,29 +276,49 @@ impl<B: TrainingBackend> PeerGroup<B> {
         what: &str,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, TrainError> {
-        let why = match bounded(self.timeout, work) {
-            Ok(result) => return Ok(result),
-            Err(why) => why,
-        };
-        reset_collective::<B::InnerBackend>();
+        match bounded(self.timeout, work) {
+            Ok(result) => Ok(result),
+            Err(why) => {
+                reset_collective::<B::InnerBackend>();
+                Err(self.lost(what, why))
+            }
+        }
+    }
+
+    /// The error of a wait on the group that did not end well: it names the nodes that no
+    /// longer answer, if any, else this node's peers whose threads ended.
+    fn lost(&mut self, what: &str, why: String) -> TrainError {
+        if let Some((nodes, addresses)) = &self.nodes {
+            let (nodes, gone) = (*nodes, nodes.gone(addresses));
+            if !gone.is_empty() {
+                let message = format!("{what} {why}; gone: {}", gone.join(", "));
+                return self.fail_node(nodes.rank, message);
+            }
+        }
         let gone: Vec<String> = self
             .peers
             .iter()
             .filter(|peer| peer.thread.as_ref().is_none_or(|t| t.is_finished()))
             .map(|peer| format!("peer {}", peer.rank))
             .collect();
-        let who = if gone.is_empty() {
-            "a peer (none has exited)".to_string()
-        } else {
-            gone.join(", ")
+        let who = match (gone.is_empty(), &self.nodes) {
+            (false, _) => gone.join(", "),
+            (true, None) => "a peer (none has exited)".to_string(),
+            (true, Some(_)) => "a peer or a node (every node still answers)".to_string(),
         };
-        Err(self.fail(0, format!("{what} {why}; waiting on {who}")))
+        self.fail(0, format!("{what} {why}; waiting on {who}"))
     }
 
     /// Marks the group failed and builds the error naming `rank`.
     fn fail(&mut self, rank: usize, message: String) -> TrainError {
         self.failed = true;
         TrainError::Peer { rank, message }
+    }
+
+    /// Marks the group failed and builds the error of node `node` (this one) about the nodes.
+    fn fail_node(&mut self, node: usize, message: String) -> TrainError {
+        self.failed = true;
+        TrainError::Node { node, message }
     }
 }
 

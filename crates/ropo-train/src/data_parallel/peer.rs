@@ -1,13 +1,20 @@
 //! A peer's life on its own thread: join the group, then for each share rank 0 sends, compute
 //! the share's gradients, report its metrics, and on rank 0's word sum the gradients with every
-//! rank's and step its own optimiser.
+//! rank's and step its own optimiser; across nodes, also take part in the sums rank 0 makes of
+//! its node's roll call and metrics.
 
 use std::sync::mpsc::{Receiver, Sender};
 
 use burn::{
-    collective::{finish_collective, register, CollectiveConfig, PeerId, ReduceOperation},
+    collective::{
+        all_reduce, finish_collective, register, CollectiveConfig, CollectiveError, PeerId,
+        ReduceOperation,
+    },
     optim::GradientsParams,
-    tensor::backend::AutodiffBackend,
+    tensor::{
+        backend::{AutodiffBackend, Backend},
+        Tensor, TensorData, TensorPrimitive,
+    },
 };
 use ropo_core::LossConfig;
 use ropo_data::TokenizedPair;
@@ -32,6 +39,12 @@ pub(super) enum Order {
     },
     /// Sum the gradients just computed with every rank's and apply them.
     Reduce,
+    /// Take part with zeros in a sum of `len` numbers over every rank, which rank 0 makes of
+    /// its node's values (the roll call, a step's metrics).
+    Sum {
+        /// How many numbers.
+        len: usize,
+    },
 }
 
 /// A peer's report on its share: its weighted metrics, or why it could not compute them.
@@ -65,38 +78,67 @@ pub(super) fn serve<B: TrainingBackend>(
         let _ = reports.send(Err(format!("could not join the group: {e:?}")));
         return;
     }
-    while let Ok(Order::Share {
-        step,
-        pairs,
-        reference,
-        batch,
-        micro_batches,
-    }) = orders.recv()
-    {
-        fault::in_peer(rank, step);
-        let pairs: Vec<&TokenizedPair> = pairs.iter().collect();
-        let share = Share {
-            pairs: &pairs,
-            reference: &reference,
-            batch,
-            micro_batches,
-        };
-        let (grads, metrics) = match share.gradients(&model, &loss, &device) {
-            Ok(computed) => computed,
-            Err(e) => {
-                let _ = reports.send(Err(e.to_string()));
-                return;
+    let mut computed = None;
+    while let Ok(order) = orders.recv() {
+        match order {
+            Order::Share {
+                step,
+                pairs,
+                reference,
+                batch,
+                micro_batches,
+            } => {
+                fault::in_peer(rank, step);
+                let pairs: Vec<&TokenizedPair> = pairs.iter().collect();
+                let share = Share {
+                    pairs: &pairs,
+                    reference: &reference,
+                    batch,
+                    micro_batches,
+                };
+                let (grads, metrics) = match share.gradients(&model, &loss, &device) {
+                    Ok(result) => result,
+                    Err(e) => {
+                        let _ = reports.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                computed = Some(grads);
+                if reports.send(Ok(metrics)).is_err() {
+                    break;
+                }
             }
-        };
-        if reports.send(Ok(metrics)).is_err() || !matches!(orders.recv(), Ok(Order::Reduce)) {
-            break;
+            Order::Sum { len } => {
+                if sum::<B::InnerBackend>(vec![0.0; len], &device, peer).is_err() {
+                    return;
+                }
+            }
+            Order::Reduce => {
+                let Some(grads) = computed.take() else {
+                    break;
+                };
+                let Ok(grads) = reduce::<B>(grads, peer) else {
+                    return;
+                };
+                model = trainer.step(model, grads).0;
+            }
         }
-        let Ok(grads) = reduce::<B>(grads, peer) else {
-            return;
-        };
-        model = trainer.step(model, grads).0;
     }
     let _ = finish_collective::<B::InnerBackend>(peer);
+}
+
+/// `values` summed entry by entry with every rank's (on `device`, as rank `peer`).
+pub(super) fn sum<B: Backend>(
+    values: Vec<f32>,
+    device: &B::Device,
+    peer: PeerId,
+) -> Result<Vec<f32>, CollectiveError> {
+    let len = values.len();
+    let tensor = Tensor::<B, 1>::from_data(TensorData::new(values, [len]), device);
+    let summed = all_reduce::<B>(peer, tensor.into_primitive().tensor(), ReduceOperation::Sum)?;
+    let summed = Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(summed));
+    let data = summed.into_data().convert::<f32>();
+    Ok(data.iter::<f32>().collect())
 }
 
 /// This rank's gradients summed with every other rank's, parameter by parameter.
