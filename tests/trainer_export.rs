@@ -59,7 +59,7 @@ fn exported_model_reloads_with_the_trained_policys_log_probs_and_the_inputs_conf
     let outcome = config
         .train::<Training>(
             &data,
-            &dir.join("checkpoints"),
+            Some(&dir.join("checkpoints")),
             &Session::default(),
             &device,
             &mut |_| {},
@@ -241,7 +241,7 @@ fn a_lora_run_trains_only_its_adapters_and_exports_them_merged_or_as_peft() {
     let outcome = config
         .train::<Training>(
             &data,
-            &dir.join("checkpoints"),
+            Some(&dir.join("checkpoints")),
             &Session::default(),
             &device,
             &mut |_| {},

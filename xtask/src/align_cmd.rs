@@ -97,7 +97,19 @@ pub fn run(args: &TrainArgs) -> CmdResult {
         tokenizer.as_path(),
     ];
     inputs.extend(config.eval_data.as_deref());
-    let _folder = open_run_folder(&out, &config, config.seed, entry(args), &inputs)?;
+    // Node 0 alone writes the run; the other nodes of a multi-node run read its checkpoints
+    // on --resume and write nothing.
+    let writes = config.data_parallel.writes();
+    let _folder = match writes {
+        true => Some(open_run_folder(
+            &out,
+            &config,
+            config.seed,
+            entry(args),
+            &inputs,
+        )?),
+        false => None,
+    };
     let start = Instant::now();
     let data = config.prepare()?;
     let steps = config.total_steps(data.train.len());
@@ -112,12 +124,15 @@ pub fn run(args: &TrainArgs) -> CmdResult {
         config.method()?.name
     );
     let mut view = TrainerProgress::new(steps as u64, args.quiet);
-    let mut metrics = LiveMetrics::open(&out, steps_per_epoch(&config, &data))?;
+    let mut metrics = match writes {
+        true => Some(LiveMetrics::open(&out, steps_per_epoch(&config, &data))?),
+        false => None,
+    };
     let mut done = 0u64;
     let mut failed = None;
     let mut on_progress = |progress: Progress| {
         done += u64::from(matches!(progress, Progress::Step(_)));
-        if let Err(e) = metrics.record(&progress) {
+        if let Some(Err(e)) = metrics.as_mut().map(|m| m.record(&progress)) {
             failed.get_or_insert(e);
         }
         view.show(&progress);
@@ -125,10 +140,11 @@ pub fn run(args: &TrainArgs) -> CmdResult {
     let interrupted = interrupt::on_signal()?;
     let session = Session::new(args.stop_after_steps).with_interrupt(Arc::clone(&interrupted));
     let device = Default::default();
+    let store = Some(store.as_path()).filter(|_| writes || args.resume.is_some());
     let outcome = if config.gradient_checkpointing {
-        config.train::<CheckpointedTraining>(&data, &store, &session, &device, &mut on_progress)
+        config.train::<CheckpointedTraining>(&data, store, &session, &device, &mut on_progress)
     } else {
-        config.train::<Training>(&data, &store, &session, &device, &mut on_progress)
+        config.train::<Training>(&data, store, &session, &device, &mut on_progress)
     };
     view.finish();
     if let Some(e) = failed {
@@ -152,6 +168,15 @@ pub fn run(args: &TrainArgs) -> CmdResult {
         }
         other => other?,
     };
+    if let Some(nodes) = config.data_parallel.nodes.filter(|_| !writes) {
+        println!(
+            "node {}: {} steps in {:.0} s ({done} this session); node 0 writes the run",
+            nodes.rank,
+            outcome.steps,
+            start.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     let model_dir = out.join("model");
     let lora = config.lora();
     let export = match (&lora, config.save_adapter) {
@@ -173,8 +198,8 @@ pub fn run(args: &TrainArgs) -> CmdResult {
         &outcome.evals,
         (&outcome.rounds, &outcome.dropped),
     )?;
-    if store.exists() {
-        std::fs::remove_dir_all(&store).map_err(|e| format!("{}: {e}", store.display()))?;
+    if let Some(store) = store.filter(|store| store.exists()) {
+        std::fs::remove_dir_all(store).map_err(|e| format!("{}: {e}", store.display()))?;
     }
     if let Some(last) = outcome.history.last() {
         println!(

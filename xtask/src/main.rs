@@ -99,10 +99,24 @@ enum Command {
     /// The main job: SFT, then every loss under label noise, side by side; with --model and
     /// --data, the trainer: one method on your model and pairs (docs/align.md).
     Train(Box<train_args::TrainArgs>),
+    /// Serve the nodes of one multi-node `train` run until stopped (docs/distributed.md).
+    Coordinator(CoordinatorArgs),
+}
+
+/// `coordinator`'s arguments.
+#[derive(clap::Args)]
+struct CoordinatorArgs {
+    /// The port every node's --coordinator HOST:PORT names (listens on every interface).
+    #[arg(long)]
+    port: u16,
 }
 
 fn main() -> ExitCode {
     keep_freed_memory();
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+        .try_init();
     std::panic::set_hook(Box::new(keep_panic));
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if let Err(error) = trl_names::refuse_unoffered(&args) {
@@ -123,7 +137,7 @@ fn main() -> ExitCode {
         }
     }
     let probed = match cli.command {
-        Command::Doctor => Ok(()),
+        Command::Doctor | Command::Coordinator(_) => Ok(()),
         _ => ropo::backend::probe(),
     };
     if let Err(error) = probed {
@@ -197,6 +211,10 @@ fn run(cli: Cli, matches: &ArgMatches) -> CmdResult {
         Command::Bench(args) => bench::run(&args),
         Command::Doctor => doctor::run(),
         Command::Data(args) => data_cmd::run(&args),
+        Command::Coordinator(args) => {
+            eprintln!("coordinator: serving on port {} until stopped", args.port);
+            Ok(ropo::train::data_parallel::serve_coordinator(args.port)?)
+        }
         Command::Train(args) => {
             let given = matches
                 .subcommand_matches("train")

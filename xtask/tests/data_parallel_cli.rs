@@ -5,114 +5,11 @@
 
 mod common;
 
+use common::trainer_runs::{difference, trainer, TOLERANCE};
 use common::{ok, scratch};
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// The largest difference allowed between N ranks and one: the ranks sum the same gradients
-/// in another order, and each forward pads its share alone. Measured: weights within 6.0e-8 (N = 2)
-/// and 6.3e-8 (N = 4), metrics (the sharded evaluation's included) within 3.8e-7 and 2.4e-7.
-const TOLERANCE: f64 = 1e-5;
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
-
-/// `xtask train --model tiny_llama --data tiny_pairs.jsonl` with batches of 4 pairs, 6 steps,
-/// a quarter of the pairs held out and evaluated every 3 steps, writing `out`, plus `extra`;
-/// run to its end.
-fn trainer(out: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["train", "--quiet", "--model"])
-        .arg(fixtures().join("tiny_llama"))
-        .arg("--data")
-        .arg(fixtures().join("tiny_pairs.jsonl"))
-        .args(["--template", "plain", "--max-length", "32", "--batch", "4"])
-        .args([
-            "--lr",
-            "1e-3",
-            "--steps",
-            "6",
-            "--eval-split",
-            "0.25",
-            "--eval-every",
-            "3",
-        ])
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .output()
-        .expect("xtask runs")
-}
-
-/// Every numeric field of each line of a run's `metrics.jsonl`.
-fn metrics(run: &Path) -> Vec<BTreeMap<String, f64>> {
-    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-    text.lines()
-        .map(|line| {
-            let record: BTreeMap<String, serde_json::Value> = serde_json::from_str(line).unwrap();
-            record
-                .into_iter()
-                .filter_map(|(name, value)| Some((name, value.as_f64()?)))
-                .collect()
-        })
-        .collect()
-}
-
-/// Every tensor of a float32 safetensors file, by name.
-fn weights(run: &Path) -> BTreeMap<String, Vec<f32>> {
-    let bytes = std::fs::read(run.join("model/model.safetensors")).unwrap();
-    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: BTreeMap<String, serde_json::Value> =
-        serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
-    let data = &bytes[8 + header_len..];
-    header
-        .into_iter()
-        .filter(|(name, _)| name != "__metadata__")
-        .map(|(name, entry)| {
-            assert_eq!(entry["dtype"], "F32", "{name}");
-            let offsets = entry["data_offsets"].as_array().unwrap();
-            let [start, end] = [0, 1].map(|i| offsets[i].as_u64().unwrap() as usize);
-            let values = data[start..end]
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                .collect();
-            (name, values)
-        })
-        .collect()
-}
-
-/// The largest difference between two runs' metrics (relative to the larger of 1 and the
-/// value) and weights (absolute). `rewards/accuracies` counts margins above 0, so where both
-/// runs' mean margin is 0 within the tolerance (step 1, policy = reference) float noise may
-/// break the ties either way, and it is not compared there.
-fn difference(a: &Path, b: &Path) -> (f64, f64) {
-    let (ma, mb) = (metrics(a), metrics(b));
-    assert_eq!(ma.len(), mb.len(), "the runs logged different lines");
-    let mut metric = 0.0f64;
-    for (x, y) in ma.iter().zip(&mb) {
-        assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>());
-        let margin = |m: &BTreeMap<String, f64>| m.get("rewards/margins").map_or(1.0, |v| v.abs());
-        let tied = margin(x).max(margin(y)) < TOLERANCE;
-        for (name, value) in x {
-            if tied && name == "rewards/accuracies" {
-                continue;
-            }
-            metric = metric.max((value - y[name]).abs() / value.abs().max(1.0));
-        }
-    }
-    let (wa, wb) = (weights(a), weights(b));
-    assert_eq!(wa.keys().collect::<Vec<_>>(), wb.keys().collect::<Vec<_>>());
-    let weight = wa
-        .iter()
-        .flat_map(|(name, x)| x.iter().zip(&wb[name]))
-        .map(|(x, y)| f64::from((x - y).abs()))
-        .fold(0.0, f64::max);
-    (metric, weight)
-}
 
 #[test]
 fn two_and_four_ranks_give_the_metrics_and_weights_of_one() {

@@ -626,12 +626,13 @@ impl TrainerConfig {
         format!("scoring passes: {}", passes.join("; "))
     }
 
-    /// Trains on `data`, keeping checkpoints in `store` (resumed when they are there), until
-    /// the end or until `session` says to stop (then the run is checkpointed first).
+    /// Trains on `data`, keeping checkpoints in `store` (resumed when they are there; `None`:
+    /// no checkpoints), until the end or until `session` says to stop (then the run is
+    /// checkpointed first). A node other than node 0 reads `store` and writes nothing there.
     pub fn train<B: TrainingBackend>(
         &self,
         data: &TrainerData,
-        store: &Path,
+        store: Option<&Path>,
         session: &Session,
         device: &B::Device,
         on_progress: &mut dyn FnMut(Progress),
@@ -715,7 +716,7 @@ impl TrainerConfig {
             eval_every: self.eval_every,
             checkpoint_every: self.save_every,
             keep: self.keep_checkpoints,
-            store: Some(store),
+            store,
             data_parallel: self.data_parallel,
             ..Run::new(&method, &set, &stage, (self.seeds(), self.seed), &reference)
         };

@@ -3,6 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[allow(dead_code)] // only the data-parallel and multi-node tests use it
+pub mod trainer_runs;
+
 /// A gold-task experiment small enough to train in seconds: 2 losses × 2 noise rates × 2
 /// seeds, 20 SFT steps and 10 preference steps per run.
 #[allow(dead_code)] // not every test binary that includes this module runs it

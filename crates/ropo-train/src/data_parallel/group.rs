@@ -31,6 +31,7 @@ use crate::{
     reference::ReferenceLogps,
     scoring::{rank_device, shares},
     step::{apply, check_finite, preference_step, PreferenceStep, Share, WeightedMetrics},
+    store::fault,
     TrainError,
 };
 
@@ -206,6 +207,7 @@ impl<B: TrainingBackend> PeerGroup<B> {
             )));
         }
         let step = trainer.steps_done() + 1;
+        fault::in_peer(0, step);
         let shares = shares(pairs.len(), ranks);
         let shares = &shares[self.first..self.first + self.peers.len() + 1];
         for (peer, range) in self.peers.iter().zip(&shares[1..]) {
@@ -260,8 +262,9 @@ impl<B: TrainingBackend> PeerGroup<B> {
         for peer in &self.peers {
             let _ = peer.orders.send(Order::Reduce);
         }
+        let order = model.clone();
         let reduced = self.within("the gradient all-reduce", move || {
-            reduce::<B>(grads, PeerId::from(0))
+            reduce(&order, grads, PeerId::from(0))
         })?;
         let grads =
             reduced.map_err(|e| self.lost("the gradient all-reduce", format!("failed: {e:?}")))?;
@@ -279,7 +282,7 @@ impl<B: TrainingBackend> PeerGroup<B> {
         match bounded(self.timeout, work) {
             Ok(result) => Ok(result),
             Err(why) => {
-                reset_collective::<B::InnerBackend>();
+                reset::<B>();
                 Err(self.lost(what, why))
             }
         }
@@ -339,7 +342,7 @@ impl<B: TrainingBackend> Drop for PeerGroup<B> {
             })
             .collect();
         if self.failed {
-            reset_collective::<B::InnerBackend>();
+            reset::<B>();
             return;
         }
         let _ = bounded(self.timeout, || {
@@ -349,6 +352,13 @@ impl<B: TrainingBackend> Drop for PeerGroup<B> {
             finish_collective::<B::InnerBackend>(PeerId::from(0))
         });
     }
+}
+
+/// Resets burn-collective's group so that the ranks still waiting in it return. Its server
+/// thread panics when another node's connection drops, and then the reset itself panics; a
+/// server that is gone holds no one, so that panic is let go.
+fn reset<B: TrainingBackend>() {
+    let _ = std::panic::catch_unwind(reset_collective::<B::InnerBackend>);
 }
 
 /// `work`'s result if it returns within `timeout` on a thread of its own; otherwise why not

@@ -17,12 +17,14 @@
 //! and takes that share of the batch; each step's metrics are summed over the nodes before the
 //! gradients, so every node checks the same loss and all stop together on a non-finite one.
 
+mod coordinator;
 mod group;
 mod nodes;
 mod peer;
 
 use std::time::Duration;
 
+pub use coordinator::serve_coordinator;
 pub(crate) use group::PeerGroup;
 pub use nodes::Nodes;
 pub(crate) use nodes::{fingerprint, RollCall};

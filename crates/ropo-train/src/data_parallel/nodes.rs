@@ -251,6 +251,9 @@ mod tests {
         };
         let gone = me.gone(&[me.address, open, closed]);
         assert_eq!(gone.len(), 1, "{gone:?}");
-        assert!(gone[0].starts_with(&format!("node 2 ({closed})")), "{gone:?}");
+        assert!(
+            gone[0].starts_with(&format!("node 2 ({closed})")),
+            "{gone:?}"
+        );
     }
 }

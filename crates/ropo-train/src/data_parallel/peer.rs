@@ -10,6 +10,7 @@ use burn::{
         all_reduce, finish_collective, register, CollectiveConfig, CollectiveError, PeerId,
         ReduceOperation,
     },
+    module::{Module, ModuleVisitor, Param},
     optim::GradientsParams,
     tensor::{
         backend::{AutodiffBackend, Backend},
@@ -117,7 +118,7 @@ pub(super) fn serve<B: TrainingBackend>(
                 let Some(grads) = computed.take() else {
                     break;
                 };
-                let Ok(grads) = reduce::<B>(grads, peer) else {
+                let Ok(grads) = reduce(&model, grads, peer) else {
                     return;
                 };
                 model = trainer.step(model, grads).0;
@@ -141,10 +142,55 @@ pub(super) fn sum<B: Backend>(
     Ok(data.iter::<f32>().collect())
 }
 
-/// This rank's gradients summed with every other rank's, parameter by parameter.
-pub(super) fn reduce<B: AutodiffBackend>(
+/// This rank's gradients summed with every other rank's, one all-reduce per parameter in
+/// `model`'s order (the order of its fields). Every rank of every node must reduce the same
+/// parameters in the same order; burn's `GradientsParams::all_reduce` sorts by parameter id,
+/// and ids are drawn afresh in each process, so across nodes it would pair one node's tensor
+/// with another's.
+pub(super) fn reduce<B: AutodiffBackend, M: Module<B>>(
+    model: &M,
     grads: GradientsParams,
     peer: PeerId,
-) -> Result<GradientsParams, burn::collective::CollectiveError> {
-    grads.all_reduce::<B::InnerBackend>(peer, ReduceOperation::Sum)
+) -> Result<GradientsParams, CollectiveError> {
+    let mut reducer = InOrder {
+        grads,
+        peer,
+        failed: None,
+    };
+    model.visit(&mut reducer);
+    match reducer.failed {
+        Some(e) => Err(e),
+        None => Ok(reducer.grads),
+    }
+}
+
+/// Visits a model's parameters in order, replacing each one's gradient by its sum over ranks;
+/// after a failure it leaves the rest alone.
+struct InOrder {
+    grads: GradientsParams,
+    peer: PeerId,
+    failed: Option<CollectiveError>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for InOrder {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if self.failed.is_some() {
+            return;
+        }
+        let Some(grad) = self.grads.remove::<B::InnerBackend, D>(param.id) else {
+            return;
+        };
+        let summed = all_reduce::<B::InnerBackend>(
+            self.peer,
+            grad.into_primitive().tensor(),
+            ReduceOperation::Sum,
+        );
+        match summed {
+            Ok(summed) => self.grads.register::<B::InnerBackend, D>(
+                param.id,
+                Tensor::from_primitive(TensorPrimitive::Float(summed)),
+            ),
+            Err(e) => self.failed = Some(e),
+        }
+    }
 }

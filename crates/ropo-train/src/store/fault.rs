@@ -9,7 +9,9 @@
 //!
 //! or inside one data-parallel peer (`crate::data_parallel`) as it starts a step's share:
 //! - `peer-dies:RANK@STEP` — the peer's thread panics;
-//! - `peer-hangs:RANK@STEP` — the peer waits forever.
+//! - `peer-hangs:RANK@STEP` — the peer waits forever; `peer-hangs:0@STEP` stops this node's
+//!   rank 0 (printing `fault: peer 0 hangs at step STEP`), so that a multi-node test can kill
+//!   the whole node at that moment.
 
 use std::{path::Path, str::FromStr};
 
@@ -121,8 +123,8 @@ pub(super) fn inside_write(_name: &str, _tmp: &Path) -> Result<(), TrainError> {
     Ok(())
 }
 
-/// Called by each data-parallel peer as it starts its share of preference step `step`: fires
-/// the planned fault if it is about this rank and step.
+/// Called by each data-parallel peer, rank 0 included, as it starts its share of preference
+/// step `step`: fires the planned fault if it is about this rank and step.
 #[cfg(feature = "fault-injection")]
 pub(crate) fn in_peer(rank: usize, step: usize) {
     match PLANNED.get() {

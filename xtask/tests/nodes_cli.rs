@@ -1,0 +1,162 @@
+//! `cargo xtask train … --nodes 2` on loopback: a coordinator and two node processes of two
+//! ranks each give the weights of one process of four ranks and of one rank; a node killed
+//! mid-run ends the other with an error naming it; the run then resumes on both nodes.
+
+mod common;
+
+use common::trainer_runs::{difference, trainer, trainer_command, TOLERANCE};
+use common::{ok, scratch};
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port free on loopback now (the listener that found it is closed again).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// `cargo xtask coordinator` on a free port, stopped when dropped.
+struct Coordinator {
+    port: u16,
+    process: Child,
+}
+
+impl Coordinator {
+    fn start() -> Self {
+        let port = free_port();
+        let process = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["coordinator", "--port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self { port, process }
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// The flags that make a trainer node `rank` of 2 with 2 ranks, joined through `coordinator`
+/// and reached at `port`.
+fn node_flags(rank: usize, coordinator: &Coordinator, port: u16) -> Vec<String> {
+    [
+        "--data-parallel",
+        "2",
+        "--nodes",
+        "2",
+        "--node-rank",
+        &rank.to_string(),
+        "--coordinator",
+        &format!("127.0.0.1:{}", coordinator.port),
+        "--node-address",
+        &format!("127.0.0.1:{port}"),
+        "--peer-timeout",
+        "20",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Starts `command` (a fresh trainer run or a `--resume`) as node `rank` of 2 reached at
+/// `port`, its output piped.
+fn node(mut command: Command, rank: usize, coordinator: &Coordinator, port: u16) -> Child {
+    command
+        .args(node_flags(rank, coordinator, port))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a node to end.
+fn finish(node: Child) -> Output {
+    node.wait_with_output().unwrap()
+}
+
+/// `xtask train --quiet --resume run`.
+fn resume(run: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command.args(["train", "--quiet", "--resume"]).arg(run);
+    command
+}
+
+#[test]
+fn two_nodes_of_two_ranks_give_the_weights_of_four_ranks_and_of_one() {
+    let dir = scratch("nodes");
+    let coordinator = Coordinator::start();
+    let ports = [free_port(), free_port()];
+    let run = dir.join("2x2");
+    let nodes =
+        [0, 1].map(|rank| node(trainer_command(&run, &[]), rank, &coordinator, ports[rank]));
+    let [zero, one] = nodes.map(finish);
+    ok(&zero);
+    ok(&one);
+    let stdout = String::from_utf8_lossy(&one.stdout);
+    assert!(stdout.contains("node 1: 6 steps"), "{stdout}");
+    let (single, four) = (dir.join("1"), dir.join("4"));
+    ok(&trainer(&single, &[]));
+    ok(&trainer(&four, &["--data-parallel", "4"]));
+    for other in [&single, &four] {
+        let (metric, weight) = difference(other, &run);
+        println!(
+            "2 nodes × 2 ranks against {}: metrics within {metric:.1e}, weights within {weight:.1e}",
+            other.display()
+        );
+        assert!(metric < TOLERANCE && weight < TOLERANCE);
+    }
+}
+
+#[test]
+fn a_killed_node_ends_the_other_with_an_error_naming_it_and_the_run_resumes() {
+    let dir = scratch("killed");
+    let whole = dir.join("whole");
+    ok(&trainer(&whole, &[]));
+    let run = dir.join("run");
+    let coordinator = Coordinator::start();
+    let ports = [free_port(), free_port()];
+    let save = ["--save-steps", "2"];
+    let zero = node(trainer_command(&run, &save), 0, &coordinator, ports[0]);
+    let fault = ["--save-steps", "2", "--fault", "peer-hangs:0@3"];
+    let mut one = node(trainer_command(&run, &fault), 1, &coordinator, ports[1]);
+    let mut said = String::new();
+    for line in BufReader::new(one.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        said.push_str(&line);
+        said.push('\n');
+        if line.contains("fault: peer 0 hangs at step 3") {
+            break;
+        }
+    }
+    assert!(said.contains("hangs at step 3"), "node 1 ended before step 3:\n{said}");
+    one.kill().unwrap();
+    one.wait().unwrap();
+    let killed = Instant::now();
+    let zero = finish(zero);
+    let waited = killed.elapsed();
+    let stderr = String::from_utf8_lossy(&zero.stderr);
+    assert!(!zero.status.success());
+    assert!(
+        stderr.contains(&format!("gone: node 1 (127.0.0.1:{})", ports[1])),
+        "{stderr}"
+    );
+    println!("node 0 ended {waited:?} after node 1 was killed");
+    assert!(waited < Duration::from_secs(20 + 10), "{waited:?}");
+    let coordinator = Coordinator::start();
+    let ports = [free_port(), free_port()];
+    let nodes = [0, 1].map(|rank| node(resume(&run), rank, &coordinator, ports[rank]));
+    let [zero, one] = nodes.map(finish);
+    ok(&zero);
+    ok(&one);
+    let (metric, weight) = difference(&whole, &run);
+    println!("resumed on 2 nodes: metrics within {metric:.1e}, weights within {weight:.1e}");
+    assert!(metric < TOLERANCE && weight < TOLERANCE);
+}
