@@ -11,12 +11,21 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-/// A port free on loopback now (the listener that found it is closed again).
+/// A port free on loopback now, below the range the kernel deals out to outgoing connections
+/// (32768 and up on Linux): the nodes open thousands of those, and one could take a port
+/// between this test finding it and a node opening it.
 fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = 20_000 + (std::process::id() % 1_000) as u16 * 10;
+    loop {
+        let port = start + NEXT.fetch_add(1, Ordering::SeqCst) % 2_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// `cargo xtask coordinator` on a free port, stopped when dropped.
@@ -136,7 +145,10 @@ fn a_killed_node_ends_the_other_with_an_error_naming_it_and_the_run_resumes() {
             break;
         }
     }
-    assert!(said.contains("hangs at step 3"), "node 1 ended before step 3:\n{said}");
+    assert!(
+        said.contains("hangs at step 3"),
+        "node 1 ended before step 3:\n{said}"
+    );
     one.kill().unwrap();
     one.wait().unwrap();
     let killed = Instant::now();
@@ -159,4 +171,32 @@ fn a_killed_node_ends_the_other_with_an_error_naming_it_and_the_run_resumes() {
     let (metric, weight) = difference(&whole, &run);
     println!("resumed on 2 nodes: metrics within {metric:.1e}, weights within {weight:.1e}");
     assert!(metric < TOLERANCE && weight < TOLERANCE);
+}
+
+#[test]
+fn a_node_without_its_coordinator_says_so() {
+    let dir = scratch("alone");
+    let absent = free_port();
+    let output = trainer(
+        &dir.join("run"),
+        &[
+            "--nodes",
+            "2",
+            "--node-rank",
+            "1",
+            "--coordinator",
+            &format!("127.0.0.1:{absent}"),
+            "--peer-timeout",
+            "2",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains(&format!(
+            "node 1: the coordinator 127.0.0.1:{absent} does not answer"
+        )),
+        "{stderr}"
+    );
+    assert!(!dir.join("run").exists(), "node 1 wrote the run folder");
 }

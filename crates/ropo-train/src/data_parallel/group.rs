@@ -108,6 +108,11 @@ impl<B: TrainingBackend> PeerGroup<B> {
         if settings.ranks() <= 1 {
             return Ok(group);
         }
+        if let Some(nodes) = settings.nodes {
+            nodes
+                .reach_coordinator(settings.timeout)
+                .map_err(|message| group.fail_node(nodes.rank, message))?;
+        }
         group.group = Some(GROUP.lock().unwrap_or_else(PoisonError::into_inner));
         let local = CollectiveConfig::default().with_num_devices(settings.peers);
         let config = match settings.nodes {

@@ -5,7 +5,7 @@
 
 use std::{
     net::{SocketAddr, TcpStream},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use burn::collective::CollectiveConfig;
@@ -47,6 +47,8 @@ const ADDRESS_BYTES: usize = 64;
 pub(crate) const ROW: usize = HEADER + ADDRESS_BYTES;
 /// How long [`Nodes::gone`] tries to reach each node.
 const PROBE: Duration = Duration::from_secs(2);
+/// How long a node waits for the coordinator to open its port.
+const COORDINATOR_WAIT: Duration = Duration::from_secs(60);
 
 impl Nodes {
     /// `config` joined to the other nodes through the coordinator.
@@ -139,6 +141,28 @@ impl Nodes {
             addresses.push(address);
         }
         Ok(addresses)
+    }
+
+    /// Waits until the coordinator accepts connections, at most `timeout` or
+    /// [`COORDINATOR_WAIT`] if shorter (nodes and coordinator are often started together);
+    /// burn-collective would otherwise retry in silence until the peer timeout.
+    pub(crate) fn reach_coordinator(&self, timeout: Duration) -> Result<(), String> {
+        let wait = timeout.min(COORDINATOR_WAIT);
+        let deadline = Instant::now() + wait;
+        loop {
+            match TcpStream::connect_timeout(&self.coordinator, PROBE) {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(format!(
+                        "the coordinator {} does not answer ({e}) after {wait:?}; \
+                         start `cargo xtask coordinator --port {}` there first",
+                        self.coordinator,
+                        self.coordinator.port()
+                    ))
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(250)),
+            }
+        }
     }
 
     /// The nodes among `addresses` (indexed by node rank) that no longer answer at their
