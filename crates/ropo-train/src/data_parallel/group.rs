@@ -145,7 +145,16 @@ impl<B: TrainingBackend> PeerGroup<B> {
         let joined = group.within("joining the group", move || {
             register::<B::InnerBackend>(PeerId::from(0), own, config)
         })?;
-        joined.map_err(|e| group.fail(0, format!("could not join the group: {e:?}")))?;
+        joined.map_err(|e| {
+            // burn-collective does not export its global error type; its name is in the text.
+            let error = format!("{e:?}");
+            let stale = settings.nodes.is_some() && error.contains("DoubleRegister");
+            let hint = match stale {
+                true => "; the coordinator still holds a run that failed: restart it",
+                false => "",
+            };
+            group.fail(0, format!("could not join the group: {error}{hint}"))
+        })?;
         if let Some(nodes) = settings.nodes {
             let table = group.sum_over_nodes("the roll call", nodes.roll_call(call), device)?;
             let addresses = nodes
