@@ -255,12 +255,18 @@ impl<A: AutodiffBackend<InnerBackend = B>, B: Backend> ModuleVisitor<A> for Unfl
         self.taken.next();
         let shape = param.val().shape();
         let entries = shape.num_elements();
-        let bucket_len = self.current.as_ref().map_or(0, |b| b.shape().num_elements());
+        let bucket_len = self
+            .current
+            .as_ref()
+            .map_or(0, |b| b.shape().num_elements());
         if self.offset == bucket_len {
             self.current = self.summed.next();
             self.offset = 0;
         }
-        let bucket = self.current.as_ref().expect("a bucket holds every taken gradient");
+        let bucket = self
+            .current
+            .as_ref()
+            .expect("a bucket holds every taken gradient");
         let grad = bucket
             .clone()
             .slice(self.offset..self.offset + entries)
