@@ -1,6 +1,7 @@
 //! `cargo xtask train … --nodes 2` on loopback: a coordinator and two node processes of two
-//! ranks each give the weights of one process of four ranks and of one rank; a node killed
-//! mid-run ends the other with an error naming it; the run then resumes on both nodes.
+//! ranks each (one placed by flags, one by torchrun's variables) give the weights of one
+//! process of four ranks and of one rank; a node killed mid-run ends the other with an error
+//! naming it; the run then resumes on both nodes.
 
 mod common;
 
@@ -54,32 +55,36 @@ impl Drop for Coordinator {
     }
 }
 
-/// The flags that make a trainer node `rank` of 2 with 2 ranks, joined through `coordinator`
-/// and reached at `port`.
-fn node_flags(rank: usize, coordinator: &Coordinator, port: u16) -> Vec<String> {
-    [
-        "--data-parallel",
-        "2",
-        "--nodes",
-        "2",
-        "--node-rank",
-        &rank.to_string(),
-        "--coordinator",
-        &format!("127.0.0.1:{}", coordinator.port),
-        "--node-address",
-        &format!("127.0.0.1:{port}"),
-        "--peer-timeout",
-        "20",
-    ]
-    .map(String::from)
-    .to_vec()
+/// How a node is told its place: by flags, or by torchrun's environment variables.
+#[derive(Clone, Copy)]
+enum Told {
+    Flags,
+    Torchrun,
 }
 
-/// Starts `command` (a fresh trainer run or a `--resume`) as node `rank` of 2 reached at
-/// `port`, its output piped.
-fn node(mut command: Command, rank: usize, coordinator: &Coordinator, port: u16) -> Child {
+/// Starts `command` (a fresh trainer run or a `--resume`) as node `rank` of 2 with 2 ranks,
+/// joined through `coordinator` and reached at `port`, its output piped.
+fn node(
+    mut command: Command,
+    rank: usize,
+    coordinator: &Coordinator,
+    port: u16,
+    told: Told,
+) -> Child {
+    let coordinator = format!("127.0.0.1:{}", coordinator.port);
+    match told {
+        Told::Flags => command
+            .args(["--nodes", "2", "--node-rank", &rank.to_string()])
+            .args(["--coordinator", &coordinator]),
+        Told::Torchrun => command
+            .env("WORLD_SIZE", "2")
+            .env("RANK", rank.to_string())
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", coordinator.rsplit(':').next().unwrap()),
+    };
     command
-        .args(node_flags(rank, coordinator, port))
+        .args(["--data-parallel", "2", "--peer-timeout", "20"])
+        .args(["--node-address", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -104,8 +109,12 @@ fn two_nodes_of_two_ranks_give_the_weights_of_four_ranks_and_of_one() {
     let coordinator = Coordinator::start();
     let ports = [free_port(), free_port()];
     let run = dir.join("2x2");
-    let nodes =
-        [0, 1].map(|rank| node(trainer_command(&run, &[]), rank, &coordinator, ports[rank]));
+    // Node 0 is told its place by flags, node 1 by torchrun's variables.
+    let told = [Told::Flags, Told::Torchrun];
+    let nodes = [0, 1].map(|rank| {
+        let command = trainer_command(&run, &[]);
+        node(command, rank, &coordinator, ports[rank], told[rank])
+    });
     let [zero, one] = nodes.map(finish);
     ok(&zero);
     ok(&one);
@@ -133,9 +142,21 @@ fn a_killed_node_ends_the_other_with_an_error_naming_it_and_the_run_resumes() {
     let coordinator = Coordinator::start();
     let ports = [free_port(), free_port()];
     let save = ["--save-steps", "2"];
-    let zero = node(trainer_command(&run, &save), 0, &coordinator, ports[0]);
+    let zero = node(
+        trainer_command(&run, &save),
+        0,
+        &coordinator,
+        ports[0],
+        Told::Flags,
+    );
     let fault = ["--save-steps", "2", "--fault", "peer-hangs:0@3"];
-    let mut one = node(trainer_command(&run, &fault), 1, &coordinator, ports[1]);
+    let mut one = node(
+        trainer_command(&run, &fault),
+        1,
+        &coordinator,
+        ports[1],
+        Told::Flags,
+    );
     let mut said = String::new();
     for line in BufReader::new(one.stderr.take().unwrap()).lines() {
         let line = line.unwrap();
@@ -164,7 +185,7 @@ fn a_killed_node_ends_the_other_with_an_error_naming_it_and_the_run_resumes() {
     assert!(waited < Duration::from_secs(20 + 10), "{waited:?}");
     let coordinator = Coordinator::start();
     let ports = [free_port(), free_port()];
-    let nodes = [0, 1].map(|rank| node(resume(&run), rank, &coordinator, ports[rank]));
+    let nodes = [0, 1].map(|rank| node(resume(&run), rank, &coordinator, ports[rank], Told::Flags));
     let [zero, one] = nodes.map(finish);
     ok(&zero);
     ok(&one);
