@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::trainer_runs::{difference, trainer, trainer_command, TOLERANCE};
+use common::trainer_runs::{difference, trainer, trainer_command, trainer_command_with, TOLERANCE};
 use common::{ok, scratch};
 
 use std::io::{BufRead, BufReader};
@@ -220,4 +220,29 @@ fn a_node_without_its_coordinator_says_so() {
         "{stderr}"
     );
     assert!(!dir.join("run").exists(), "node 1 wrote the run folder");
+}
+
+#[test]
+fn every_node_stops_on_a_non_finite_loss() {
+    let dir = scratch("diverges");
+    let coordinator = Coordinator::start();
+    let ports = [free_port(), free_port()];
+    let run = dir.join("run");
+    // One step at lr 1e10 leaves weights whose forward overflows at step 2.
+    let nodes = [0, 1].map(|rank| {
+        let command = trainer_command_with(&run, ("1e10", "3"), &[]);
+        node(command, rank, &coordinator, ports[rank], Told::Flags)
+    });
+    for (rank, output) in nodes.map(finish).iter().enumerate() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "node {rank} did not stop");
+        assert!(
+            stderr.contains("step 2") && stderr.contains("not finite"),
+            "node {rank}: {stderr}"
+        );
+    }
+    assert!(
+        !run.join("model").exists(),
+        "node 0 exported a diverged model"
+    );
 }

@@ -18,6 +18,11 @@ fn fixtures() -> PathBuf {
 /// a quarter of the pairs held out and evaluated every 3 steps, writing `out`, plus `extra`;
 /// not started.
 pub fn trainer_command(out: &Path, extra: &[&str]) -> Command {
+    trainer_command_with(out, ("1e-3", "6"), extra)
+}
+
+/// [`trainer_command`] with its own learning rate and number of steps.
+pub fn trainer_command_with(out: &Path, (lr, steps): (&str, &str), extra: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
     command
         .args(["train", "--quiet", "--model"])
@@ -25,7 +30,7 @@ pub fn trainer_command(out: &Path, extra: &[&str]) -> Command {
         .arg("--data")
         .arg(fixtures().join("tiny_pairs.jsonl"))
         .args(["--template", "plain", "--max-length", "32", "--batch", "4"])
-        .args(["--lr", "1e-3", "--steps", "6"])
+        .args(["--lr", lr, "--steps", steps])
         .args(["--eval-split", "0.25", "--eval-every", "3"])
         .arg("--out")
         .arg(out)
