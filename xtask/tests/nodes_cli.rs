@@ -246,3 +246,40 @@ fn every_node_stops_on_a_non_finite_loss() {
         "node 0 exported a diverged model"
     );
 }
+
+/// The `index` of every line of a run's `suspect_labels.jsonl`.
+fn suspects(run: &Path) -> Vec<u64> {
+    let text = std::fs::read_to_string(run.join("suspect_labels.jsonl")).unwrap();
+    text.lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            record["index"].as_u64().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn filter_rounds_over_two_nodes_drop_the_pairs_one_rank_drops() {
+    let dir = scratch("rounds");
+    let rounds = ["--filter-rounds", "1"];
+    let single = dir.join("1");
+    ok(&trainer(&single, &rounds));
+    let coordinator = Coordinator::start();
+    let ports = [free_port(), free_port()];
+    let run = dir.join("2x2");
+    let nodes = [0, 1].map(|rank| {
+        let command = trainer_command(&run, &rounds);
+        node(command, rank, &coordinator, ports[rank], Told::Flags)
+    });
+    let [zero, one] = nodes.map(finish);
+    ok(&zero);
+    ok(&one);
+    let dropped = suspects(&single);
+    assert!(!dropped.is_empty());
+    assert_eq!(suspects(&run), dropped);
+    let (metric, weight) = difference(&single, &run);
+    println!(
+        "2 rounds on 2 nodes × 2 ranks: metrics within {metric:.1e}, weights within {weight:.1e}"
+    );
+    assert!(metric < TOLERANCE && weight < TOLERANCE);
+}

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     config::PreferenceStage,
-    data_parallel::DataParallel,
+    data_parallel::{DataParallel, PeerGroup},
     eval::pair_losses,
     framework::{keep_lowest_loss, resample_pairs, Resampling, RoundSchedule},
     loss_entry::{DataStep, LossEntry},
@@ -241,11 +241,8 @@ impl<B: TrainingBackend> Run<'_, B> {
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<RunOutcome<B, P>, TrainError> {
         let rounds = self.rounds.count.max(1);
-        if rounds > 1 && self.data_parallel.nodes.is_some() {
-            return Err(TrainError::Config(
-                "filter rounds run on one machine; drop --filter-rounds or --nodes".into(),
-            ));
-        }
+        // One group for every round: across nodes, a process can join only one.
+        let mut ranks = PeerGroup::join(self.data_parallel, device)?;
         let round_stage = PreferenceStage {
             steps: self.stage.steps / rounds,
             ..*self.stage
@@ -305,7 +302,14 @@ impl<B: TrainingBackend> Run<'_, B> {
                     other => other,
                 })
             };
-            let trained = run.train(policy, &mut shifted, session, device, &mut report)?;
+            let trained = run.train_in(
+                &mut ranks,
+                policy,
+                &mut shifted,
+                session,
+                device,
+                &mut report,
+            )?;
             policy = trained.model;
             state
                 .history

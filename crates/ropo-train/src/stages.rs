@@ -194,6 +194,21 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
         device: &B::Device,
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<TrainedRun<B, P>, TrainError> {
+        let mut ranks = PeerGroup::join(self.data_parallel, device)?;
+        self.train_in(&mut ranks, model, validate, session, device, on_progress)
+    }
+
+    /// [`Self::train`] with the ranks of `ranks`, a group that outlives this stage (one per
+    /// run, as across nodes a process can join only one).
+    pub(crate) fn train_in<P: Clone + serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        ranks: &mut PeerGroup<B>,
+        model: CausalLm<B>,
+        validate: &mut Validator<'_, B, P>,
+        session: &Session,
+        device: &B::Device,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<TrainedRun<B, P>, TrainError> {
         let stage = self.stage;
         let (first_step, total) = self.schedule_span;
         let schedule = LrSchedule {
@@ -255,12 +270,11 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
             .last()
             .and_then(|r| r.reliability)
             .map_or(*self.loss, |eta| self.loss.with_reliability(eta));
-        let mut ranks = PeerGroup::start(
+        ranks.load(
             &model,
             &trainer,
             &new_trainer,
             self.loss,
-            self.data_parallel,
             RollCall {
                 step: manifest.step,
                 pairs: self.pairs.len(),

@@ -39,14 +39,14 @@ use crate::{
 static GROUP: Mutex<()> = Mutex::new(());
 
 /// One peer thread, as rank 0 sees it.
-struct Peer {
+struct Peer<B: TrainingBackend> {
     rank: usize,
-    orders: Sender<Order>,
+    orders: Sender<Order<B>>,
     reports: Receiver<Report>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Peer {
+impl<B: TrainingBackend> Peer<B> {
     /// Why the peer's thread ended: its panic message, if it panicked.
     fn death(&mut self) -> String {
         let panic = self.thread.take().and_then(|thread| thread.join().err());
@@ -64,44 +64,39 @@ impl Peer {
     }
 }
 
-/// The ranks 1.. of a data-parallel run, started from rank 0's policy and optimiser.
+/// The ranks 1.. of a data-parallel run, joined once for the whole run; each stage loads
+/// them with rank 0's policy and optimiser.
 pub(crate) struct PeerGroup<B: TrainingBackend> {
-    peers: Vec<Peer>,
+    peers: Vec<Peer<B>>,
     timeout: Duration,
     failed: bool,
     /// Ranks over every node.
     ranks: usize,
     /// The global rank of this node's rank 0.
     first: usize,
-    /// The other machines, and every node's address as the roll call gave it.
-    nodes: Option<(Nodes, Vec<SocketAddr>)>,
+    /// The other machines (`None`: this one alone).
+    machines: Option<Nodes>,
+    /// Every node's address as the last roll call gave it (empty before the first).
+    addresses: Vec<SocketAddr>,
     /// Held while this group exists; `None` for a single rank, which joins no group.
     group: Option<MutexGuard<'static, ()>>,
     backend: PhantomData<B>,
 }
 
 impl<B: TrainingBackend> PeerGroup<B> {
-    /// Starts `settings.peers − 1` peer threads, each with a copy of `model` on its own device
-    /// and of `trainer` (a fresh optimiser from `new_trainer` given `trainer`'s moments and
-    /// position), and joins all ranks into one burn-collective group; across nodes, the nodes
-    /// then check in a roll call that they all start `call`. A single rank starts nothing.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn start(
-        model: &CausalLm<B>,
-        trainer: &Trainer<CausalLm<B>, B>,
-        new_trainer: &dyn Fn() -> Trainer<CausalLm<B>, B>,
-        loss: &LossConfig,
-        settings: DataParallel,
-        call: RollCall,
-        device: &B::Device,
-    ) -> Result<Self, TrainError> {
+    /// Starts `settings.peers − 1` peer threads, each on its own device, and joins all ranks
+    /// (across nodes, through the coordinator) into one burn-collective group, which lasts
+    /// until the group is dropped: burn-collective lets a process join only one group across
+    /// nodes. A single rank starts nothing.
+    pub(crate) fn join(settings: DataParallel, device: &B::Device) -> Result<Self, TrainError> {
         let mut group = Self {
             peers: Vec::new(),
             timeout: settings.timeout,
             failed: false,
             ranks: settings.ranks(),
             first: settings.first_rank(),
-            nodes: None,
+            machines: settings.nodes,
+            addresses: Vec::new(),
             group: None,
             backend: PhantomData,
         };
@@ -123,16 +118,10 @@ impl<B: TrainingBackend> PeerGroup<B> {
             let (orders, inbox) = mpsc::channel();
             let (outbox, reports) = mpsc::channel();
             let device = rank_device(device, rank);
-            let replica = Replica {
-                model: model.clone().fork(&device),
-                trainer: new_trainer().with_moments(trainer.moments(), trainer.steps_done()),
-                loss: *loss,
-                device,
-            };
             let config = config.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("ropo-peer-{rank}"))
-                .spawn(move || serve(rank, replica, config, &inbox, &outbox))
+                .spawn(move || serve(rank, device, config, &inbox, &outbox))
                 .map_err(|e| group.fail(rank, format!("could not start its thread: {e}")))?;
             group.peers.push(Peer {
                 rank,
@@ -155,14 +144,41 @@ impl<B: TrainingBackend> PeerGroup<B> {
             };
             group.fail(0, format!("could not join the group: {error}{hint}"))
         })?;
-        if let Some(nodes) = settings.nodes {
-            let table = group.sum_over_nodes("the roll call", nodes.roll_call(call), device)?;
-            let addresses = nodes
-                .check_roll_call(call, &table)
-                .map_err(|message| group.fail_node(nodes.rank, message))?;
-            group.nodes = Some((nodes, addresses));
-        }
         Ok(group)
+    }
+
+    /// Gives every peer a copy of `model` on its own device and of `trainer` (a fresh
+    /// optimiser from `new_trainer` given `trainer`'s moments and position) for the stage
+    /// about to start; across nodes, the nodes then check in a roll call that they all start
+    /// `call`.
+    pub(crate) fn load(
+        &mut self,
+        model: &CausalLm<B>,
+        trainer: &Trainer<CausalLm<B>, B>,
+        new_trainer: &dyn Fn() -> Trainer<CausalLm<B>, B>,
+        loss: &LossConfig,
+        call: RollCall,
+        device: &B::Device,
+    ) -> Result<(), TrainError> {
+        if self.group.is_none() {
+            return Ok(());
+        }
+        for peer in &self.peers {
+            let replica = Replica {
+                model: model.clone().fork(&rank_device(device, peer.rank)),
+                trainer: new_trainer().with_moments(trainer.moments(), trainer.steps_done()),
+                loss: *loss,
+            };
+            // A peer that is gone is found when the group next waits on it.
+            let _ = peer.orders.send(Order::Load(Box::new(replica)));
+        }
+        if let Some(nodes) = self.machines {
+            let table = self.sum_over_nodes("the roll call", nodes.roll_call(call), device)?;
+            self.addresses = nodes
+                .check_roll_call(call, &table)
+                .map_err(|message| self.fail_node(nodes.rank, message))?;
+        }
+        Ok(())
     }
 
     /// `values` summed with every other node's (each node's rank 0 gives its node's values,
@@ -261,7 +277,7 @@ impl<B: TrainingBackend> PeerGroup<B> {
             let rank = peer.rank;
             return Err(self.fail(rank, reason));
         }
-        if self.nodes.is_some() {
+        if self.machines.is_some() {
             let summed = self.sum_over_nodes(
                 &format!("summing step {step}'s metrics over the nodes"),
                 metrics.to_values(),
@@ -305,8 +321,8 @@ impl<B: TrainingBackend> PeerGroup<B> {
     /// The error of a wait on the group that did not end well: it names the nodes that no
     /// longer answer, if any, else this node's peers whose threads ended.
     fn lost(&mut self, what: &str, why: String) -> TrainError {
-        if let Some((nodes, addresses)) = &self.nodes {
-            let (nodes, gone) = (*nodes, nodes.gone(addresses));
+        if let Some(nodes) = self.machines.filter(|_| !self.addresses.is_empty()) {
+            let gone = nodes.gone(&self.addresses);
             if !gone.is_empty() {
                 let message = format!("{what} {why}; gone: {}", gone.join(", "));
                 return self.fail_node(nodes.rank, message);
@@ -318,7 +334,7 @@ impl<B: TrainingBackend> PeerGroup<B> {
             .filter(|peer| peer.thread.as_ref().is_none_or(|t| t.is_finished()))
             .map(|peer| format!("peer {}", peer.rank))
             .collect();
-        let who = match (gone.is_empty(), &self.nodes) {
+        let who = match (gone.is_empty(), &self.machines) {
             (false, _) => gone.join(", "),
             (true, None) => "a peer (none has exited)".to_string(),
             (true, Some(_)) => "a peer or a node (every node still answers)".to_string(),

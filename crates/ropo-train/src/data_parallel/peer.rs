@@ -1,7 +1,7 @@
-//! A peer's life on its own thread: join the group, then for each share rank 0 sends, compute
-//! the share's gradients, report its metrics, and on rank 0's word sum the gradients with every
-//! rank's and step its own optimiser; across nodes, also take part in the sums rank 0 makes of
-//! its node's roll call and metrics.
+//! A peer's life on its own thread: join the group, take each stage's copy of the policy, then
+//! for each share rank 0 sends, compute the share's gradients, report its metrics, and on rank
+//! 0's word sum the gradients with every rank's and step its own optimiser; across nodes, also
+//! take part in the sums rank 0 makes of its node's roll call and metrics.
 
 use std::sync::mpsc::{Receiver, Sender};
 
@@ -29,7 +29,10 @@ use crate::{
 };
 
 /// What rank 0 tells a peer.
-pub(super) enum Order {
+pub(super) enum Order<B: TrainingBackend> {
+    /// Take this copy of the policy and optimiser for the stage about to start (a peer joins
+    /// the group once for the whole run; each stage loads its own starting point).
+    Load(Box<Replica<B>>),
     /// Compute the gradients of this share of step `step`'s batch and report its metrics.
     Share {
         step: usize,
@@ -51,37 +54,36 @@ pub(super) enum Order {
 /// A peer's report on its share: its weighted metrics, or why it could not compute them.
 pub(super) type Report = Result<WeightedMetrics, String>;
 
-/// What a peer holds: its copy of the policy, its optimiser and the loss.
+/// What a peer holds for a stage: its copy of the policy, its optimiser and the loss.
 pub(super) struct Replica<B: TrainingBackend> {
     pub model: CausalLm<B>,
     pub trainer: Trainer<CausalLm<B>, B>,
     pub loss: LossConfig,
-    pub device: B::Device,
 }
 
-/// Serves rank 0's orders until it closes them (then leaves the group) or something fails
-/// (then returns at once; rank 0 finds out from the report or from the peer's absence).
+/// Joins the group as `rank` on `device`, then serves rank 0's orders until it closes them
+/// (then leaves the group) or something fails (then returns at once; rank 0 finds out from
+/// the report or from the peer's absence).
 pub(super) fn serve<B: TrainingBackend>(
     rank: usize,
-    replica: Replica<B>,
+    device: B::Device,
     config: CollectiveConfig,
-    orders: &Receiver<Order>,
+    orders: &Receiver<Order<B>>,
     reports: &Sender<Report>,
 ) {
-    let Replica {
-        mut model,
-        mut trainer,
-        loss,
-        device,
-    } = replica;
     let peer = PeerId::from(rank);
     if let Err(e) = register::<B::InnerBackend>(peer, device.clone(), config) {
         let _ = reports.send(Err(format!("could not join the group: {e:?}")));
         return;
     }
+    let mut replica: Option<Replica<B>> = None;
     let mut computed = None;
     while let Ok(order) = orders.recv() {
         match order {
+            Order::Load(loaded) => {
+                replica = Some(*loaded);
+                computed = None;
+            }
             Order::Share {
                 step,
                 pairs,
@@ -90,6 +92,10 @@ pub(super) fn serve<B: TrainingBackend>(
                 micro_batches,
             } => {
                 fault::in_peer(rank, step);
+                let Some(own) = &replica else {
+                    let _ = reports.send(Err("was sent a share before a policy".into()));
+                    return;
+                };
                 let pairs: Vec<&TokenizedPair> = pairs.iter().collect();
                 let share = Share {
                     pairs: &pairs,
@@ -97,7 +103,7 @@ pub(super) fn serve<B: TrainingBackend>(
                     batch,
                     micro_batches,
                 };
-                let (grads, metrics) = match share.gradients(&model, &loss, &device) {
+                let (grads, metrics) = match share.gradients(&own.model, &own.loss, &device) {
                     Ok(result) => result,
                     Err(e) => {
                         let _ = reports.send(Err(e.to_string()));
@@ -115,13 +121,14 @@ pub(super) fn serve<B: TrainingBackend>(
                 }
             }
             Order::Reduce => {
-                let Some(grads) = computed.take() else {
+                let (Some(grads), Some(mut own)) = (computed.take(), replica.take()) else {
                     break;
                 };
-                let Ok(grads) = reduce(&model, grads, peer) else {
+                let Ok(grads) = reduce(&own.model, grads, peer) else {
                     return;
                 };
-                model = trainer.step(model, grads).0;
+                own.model = own.trainer.step(own.model, grads).0;
+                replica = Some(own);
             }
         }
     }
