@@ -7,7 +7,7 @@ use ropo_models::CausalLm;
 
 use crate::{
     records::{Progress, ScoringPass},
-    scoring::{pair_logp_sums, score_all},
+    scoring::{pair_logp_sums, score_node_share},
     TrainError,
 };
 
@@ -52,8 +52,23 @@ pub fn reference_logps<B: AttentionBackend>(
     device: &B::Device,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<ReferenceLogps>, TrainError> {
+    reference_share(model, pairs, max_pairs, ranks, (0, 1), device, on_progress)
+}
+
+/// [`reference_logps`] as node `node` of `nodes` computes its share (see
+/// [`score_node_share`]): the pairs of its run of the batches scored, every other pair left at
+/// 0, so that the nodes' shares summed are [`reference_logps`]'s table, bit for bit.
+pub fn reference_share<B: AttentionBackend>(
+    model: &CausalLm<B>,
+    pairs: &[TokenizedPair],
+    max_pairs: usize,
+    ranks: usize,
+    node: (usize, usize),
+    device: &B::Device,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<Vec<ReferenceLogps>, TrainError> {
     let total = pairs.len();
-    let scored = score_all(model, pairs, max_pairs, ranks, device, &mut |done| {
+    let scored = score_node_share(model, pairs, max_pairs, ranks, node, device, &mut |done| {
         on_progress(Progress::Scoring {
             pass: ScoringPass::Reference,
             done,

@@ -240,9 +240,22 @@ impl<B: TrainingBackend> Run<'_, B> {
         device: &B::Device,
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<RunOutcome<B, P>, TrainError> {
-        let rounds = self.rounds.count.max(1);
-        // One group for every round: across nodes, a process can join only one.
         let mut ranks = PeerGroup::join(self.data_parallel, device)?;
+        self.train_in(&mut ranks, start, validate, session, device, on_progress)
+    }
+
+    /// [`Self::train`] with the ranks of `ranks`, one group for every round (across nodes a
+    /// process can join only one), which the caller may have used before (the reference pass).
+    pub(crate) fn train_in<P: Clone + Serialize + serde::de::DeserializeOwned>(
+        &self,
+        ranks: &mut PeerGroup<B>,
+        start: CausalLm<B>,
+        validate: &mut Validator<'_, B, P>,
+        session: &Session,
+        device: &B::Device,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<RunOutcome<B, P>, TrainError> {
+        let rounds = self.rounds.count.max(1);
         let round_stage = PreferenceStage {
             steps: self.stage.steps / rounds,
             ..*self.stage
@@ -302,14 +315,8 @@ impl<B: TrainingBackend> Run<'_, B> {
                     other => other,
                 })
             };
-            let trained = run.train_in(
-                &mut ranks,
-                policy,
-                &mut shifted,
-                session,
-                device,
-                &mut report,
-            )?;
+            let trained =
+                run.train_in(ranks, policy, &mut shifted, session, device, &mut report)?;
             policy = trained.model;
             state
                 .history

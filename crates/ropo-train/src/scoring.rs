@@ -35,12 +35,28 @@ pub fn score_all<B: AttentionBackend>(
     device: &B::Device,
     on_batch: &mut dyn FnMut(usize),
 ) -> Result<Vec<(f64, f64)>, TrainError> {
+    score_node_share(model, pairs, max_pairs, ranks, (0, 1), device, on_batch)
+}
+
+/// [`score_all`] as node `node` of `nodes` computes its part: the same batches, cut into
+/// `nodes` contiguous runs, this node scoring its own run and leaving every other pair at
+/// `(0, 0)`, so that the nodes' tables summed are [`score_all`]'s, bit for bit.
+pub fn score_node_share<B: AttentionBackend>(
+    model: &CausalLm<B>,
+    pairs: &[TokenizedPair],
+    max_pairs: usize,
+    ranks: usize,
+    (node, nodes): (usize, usize),
+    device: &B::Device,
+    on_batch: &mut dyn FnMut(usize),
+) -> Result<Vec<(f64, f64)>, TrainError> {
     let mut order: Vec<usize> = (0..pairs.len()).collect();
     order.sort_by_key(|&i| (pairs[i].prompt.len(), pairs[i].max_len()));
     let batches = scoring_batches(pairs, &order, max_pairs);
-    let scored = score_batches(model, pairs, &batches, ranks, device, on_batch)?;
+    let own = &batches[shares(batches.len(), nodes.max(1))[node].clone()];
+    let scored = score_batches(model, pairs, own, ranks, device, on_batch)?;
     let mut out = vec![(0.0, 0.0); pairs.len()];
-    for (batch, sums) in batches.iter().zip(scored) {
+    for (batch, sums) in own.iter().zip(scored) {
         for (&i, sums) in batch.iter().zip(sums) {
             out[i] = sums;
         }
@@ -256,6 +272,38 @@ mod tests {
             assert_eq!(many, one, "{ranks} ranks");
             assert_eq!(reported.last(), Some(&23), "{ranks} ranks");
             assert!(reported.windows(2).all(|w| w[0] < w[1]), "{reported:?}");
+        }
+    }
+
+    #[test]
+    fn the_nodes_shares_summed_are_one_nodes_table_bit_for_bit() {
+        let device = Default::default();
+        Flex::seed(&device, 5);
+        let task = GoldTask::default();
+        let config = LlamaConfig::new(task.vocab_size(), 32, 64, 2, 2, task.sequence_length());
+        let model = ModelConfig::Llama(config).init::<Flex>(&device);
+        let pairs = task.pairs(37, 2);
+        let one = score_all(&model, &pairs, 4, 1, &device, &mut |_| {}).unwrap();
+        for nodes in [2, 3, 20] {
+            let mut summed = vec![(0.0, 0.0); pairs.len()];
+            let mut scored = 0;
+            for node in 0..nodes {
+                let share =
+                    score_node_share(&model, &pairs, 4, 2, (node, nodes), &device, &mut |_| {})
+                        .unwrap();
+                scored += share.iter().filter(|s| **s != (0.0, 0.0)).count();
+                for (total, (chosen, rejected)) in summed.iter_mut().zip(share) {
+                    // As the all-reduce sums them: in f32, each pair's values from one node.
+                    total.0 = f64::from(total.0 as f32 + chosen as f32);
+                    total.1 = f64::from(total.1 as f32 + rejected as f32);
+                }
+            }
+            assert_eq!(
+                scored,
+                pairs.len(),
+                "{nodes} nodes: a pair scored twice or never"
+            );
+            assert_eq!(summed, one, "{nodes} nodes");
         }
     }
 }

@@ -31,12 +31,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     config::PreferenceStage,
-    data_parallel::DataParallel,
+    data_parallel::{DataParallel, PeerGroup},
     eval::eval_metrics,
     framework::{Resampling, RoundSchedule, Scorer},
     loss_entry::{DataStep, IpoForm, RePoForm},
     records::{EvalRecord, Progress, RoundReport, StepRecord},
-    reference::{reference_logps, PairReference},
+    reference::{reference_share, PairReference},
     run::{DroppedPair, Method, PreferenceSet, Rounds, Run},
     seeds::Seeds,
     stages::{run_sft, Session},
@@ -679,20 +679,20 @@ impl TrainerConfig {
             (*callback)(event)
         };
         report(Progress::Stage(self.scoring_plan(data)));
+        // The run's one group, joined before the reference pass so that the nodes share it.
+        let mut group = PeerGroup::join(self.data_parallel, device)?;
+        let shared_reference = |pairs: &[TokenizedPair], group: &mut PeerGroup<B>| {
+            let node = group.node();
+            let share =
+                reference_share(&reference, pairs, 16, ranks, node, device, &mut { report })?;
+            group.sum_reference("the reference pass", share, device)
+        };
         let train_refs = if self.pairs_used(data.train.len()).is_some() {
             PairReference::PerBatch
         } else {
-            PairReference::Table(reference_logps(
-                &reference,
-                &data.train,
-                16,
-                ranks,
-                device,
-                &mut { report },
-            )?)
+            PairReference::Table(shared_reference(&data.train, &mut group)?)
         };
-        let eval_refs =
-            reference_logps(&reference, &data.eval, 16, ranks, device, &mut { report })?;
+        let eval_refs = shared_reference(&data.eval, &mut group)?;
         let set = PreferenceSet {
             pairs: data.train.clone(),
             reference: train_refs,
@@ -732,7 +732,9 @@ impl TrainerConfig {
             report(Progress::Evaluated(record));
             Ok(Some(record))
         };
-        let outcome = run.train(start, &mut evaluate, session, device, &mut { report })?;
+        let outcome = run.train_in(&mut group, start, &mut evaluate, session, device, &mut {
+            report
+        })?;
         let model = outcome.model.valid();
         if let Some(pair) = data.train.first() {
             check_trained(&model, pair, stage.steps, device)?;

@@ -181,6 +181,38 @@ impl<B: TrainingBackend> PeerGroup<B> {
         Ok(())
     }
 
+    /// `(this node's rank, nodes)`: `(0, 1)` on one machine.
+    pub(crate) fn node(&self) -> (usize, usize) {
+        self.machines
+            .map_or((0, 1), |nodes| (nodes.rank, nodes.count))
+    }
+
+    /// Reference log-probs summed over the nodes, each node having scored its share (the
+    /// others' pairs at 0); on one machine, `share` itself. The sums are exact: each pair's
+    /// values come from one node, and they are f32 values (summed by the model in f32).
+    pub(crate) fn sum_reference(
+        &mut self,
+        what: &str,
+        share: Vec<ReferenceLogps>,
+        device: &B::Device,
+    ) -> Result<Vec<ReferenceLogps>, TrainError> {
+        if self.machines.is_none() {
+            return Ok(share);
+        }
+        let values = share
+            .iter()
+            .flat_map(|r| [r.chosen as f32, r.rejected as f32])
+            .collect();
+        let summed = self.sum_over_nodes(what, values, device)?;
+        Ok(summed
+            .chunks_exact(2)
+            .map(|pair| ReferenceLogps {
+                chosen: f64::from(pair[0]),
+                rejected: f64::from(pair[1]),
+            })
+            .collect())
+    }
+
     /// `values` summed with every other node's (each node's rank 0 gives its node's values,
     /// its peers zeros), padded so the ring all-reduce can cut them in one slice per node.
     fn sum_over_nodes(
