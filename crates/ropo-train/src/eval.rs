@@ -10,7 +10,7 @@ use ropo_models::{generate, CausalLm, SamplingConfig};
 use crate::{
     records::{Progress, ScoringPass},
     reference::ReferenceLogps,
-    scoring::score_all,
+    scoring::{score_all, score_spread, Spread},
     TrainError,
 };
 
@@ -108,19 +108,19 @@ pub fn implicit_margins<B: AttentionBackend>(
 }
 
 /// Loss and reward metrics of `model` on `pairs` (TRL's `eval_*`), at most 16 pairs per
-/// forward spread over `ranks` data-parallel ranks (the same numbers for any number), reported
-/// as [`ScoringPass::Evaluation`].
+/// forward spread over ranks and nodes as `spread` says (the same numbers for any number),
+/// reported as [`ScoringPass::Evaluation`].
 pub fn eval_metrics<B: AttentionBackend>(
     model: &CausalLm<B>,
     pairs: &[TokenizedPair],
     reference: &[ReferenceLogps],
     loss: &LossConfig,
-    ranks: usize,
+    spread: Spread<'_>,
     device: &B::Device,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<PreferenceMetrics, TrainError> {
     let total = pairs.len();
-    let policy = score_all(model, pairs, 16, ranks, device, &mut |done| {
+    let policy = score_spread(model, pairs, 16, spread, device, &mut |done| {
         on_progress(Progress::Scoring {
             pass: ScoringPass::Evaluation,
             done,

@@ -3,7 +3,7 @@
 //! plausible and may add resampled ones (the ROPO framework). Every experiment and the trainer
 //! train through [`Run::train`]; the preference steps themselves are [`PreferenceRun`]'s.
 
-use std::{borrow::Cow, cmp::Ordering, path::Path};
+use std::{borrow::Cow, cell::RefCell, cmp::Ordering, path::Path};
 
 use burn::module::AutodiffModule;
 use ropo_core::LossConfig;
@@ -240,15 +240,16 @@ impl<B: TrainingBackend> Run<'_, B> {
         device: &B::Device,
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<RunOutcome<B, P>, TrainError> {
-        let mut ranks = PeerGroup::join(self.data_parallel, device)?;
-        self.train_in(&mut ranks, start, validate, session, device, on_progress)
+        let ranks = RefCell::new(PeerGroup::join(self.data_parallel, device)?);
+        self.train_in(&ranks, start, validate, session, device, on_progress)
     }
 
     /// [`Self::train`] with the ranks of `ranks`, one group for every round (across nodes a
-    /// process can join only one), which the caller may have used before (the reference pass).
+    /// process can join only one), which the caller may use before (the reference pass) and
+    /// in `validate`.
     pub(crate) fn train_in<P: Clone + Serialize + serde::de::DeserializeOwned>(
         &self,
-        ranks: &mut PeerGroup<B>,
+        ranks: &RefCell<PeerGroup<B>>,
         start: CausalLm<B>,
         validate: &mut Validator<'_, B, P>,
         session: &Session,

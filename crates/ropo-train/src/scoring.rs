@@ -38,6 +38,33 @@ pub fn score_all<B: AttentionBackend>(
     score_node_share(model, pairs, max_pairs, ranks, (0, 1), device, on_batch)
 }
 
+/// How a no-grad pass is spread: over this node's `ranks`, and over the nodes: `node` is
+/// `(this node, nodes)` and `sum` adds up the nodes' parts of a table (on one machine,
+/// `(0, 1)` and the table itself).
+pub struct Spread<'a> {
+    /// This node's data-parallel ranks.
+    pub ranks: usize,
+    /// `(this node's rank, nodes)`.
+    pub node: (usize, usize),
+    /// The nodes' parts of a `(chosen, rejected)` table, summed.
+    pub sum: &'a mut dyn FnMut(Vec<(f64, f64)>) -> Result<Vec<(f64, f64)>, TrainError>,
+}
+
+/// [`score_all`] spread as `spread` says: this node scores its part with its ranks, and the
+/// parts are summed over the nodes into the whole table.
+pub fn score_spread<B: AttentionBackend>(
+    model: &CausalLm<B>,
+    pairs: &[TokenizedPair],
+    max_pairs: usize,
+    spread: Spread<'_>,
+    device: &B::Device,
+    on_batch: &mut dyn FnMut(usize),
+) -> Result<Vec<(f64, f64)>, TrainError> {
+    let Spread { ranks, node, sum } = spread;
+    let part = score_node_share(model, pairs, max_pairs, ranks, node, device, on_batch)?;
+    sum(part)
+}
+
 /// [`score_all`] as node `node` of `nodes` computes its part: the same batches, cut into
 /// `nodes` contiguous runs, this node scoring its own run and leaving every other pair at
 /// `(0, 0)`, so that the nodes' tables summed are [`score_all`]'s, bit for bit.

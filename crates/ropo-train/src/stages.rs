@@ -3,6 +3,7 @@
 
 use ropo_models::attention::TrainingBackend;
 use std::{
+    cell::RefCell,
     path::Path,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -194,15 +195,16 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
         device: &B::Device,
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<TrainedRun<B, P>, TrainError> {
-        let mut ranks = PeerGroup::join(self.data_parallel, device)?;
-        self.train_in(&mut ranks, model, validate, session, device, on_progress)
+        let ranks = RefCell::new(PeerGroup::join(self.data_parallel, device)?);
+        self.train_in(&ranks, model, validate, session, device, on_progress)
     }
 
     /// [`Self::train`] with the ranks of `ranks`, a group that outlives this stage (one per
-    /// run, as across nodes a process can join only one).
+    /// run, as across nodes a process can join only one) and that `validate` may use between
+    /// steps.
     pub(crate) fn train_in<P: Clone + serde::Serialize + serde::de::DeserializeOwned>(
         &self,
-        ranks: &mut PeerGroup<B>,
+        ranks: &RefCell<PeerGroup<B>>,
         model: CausalLm<B>,
         validate: &mut Validator<'_, B, P>,
         session: &Session,
@@ -270,7 +272,7 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
             .last()
             .and_then(|r| r.reliability)
             .map_or(*self.loss, |eta| self.loss.with_reliability(eta));
-        ranks.load(
+        ranks.borrow_mut().load(
             &model,
             &trainer,
             &new_trainer,
@@ -296,7 +298,7 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
                 .refs
                 .of_batch(self.reference, &batch, &indices, device)?;
             let started = std::time::Instant::now();
-            let (next, report) = ranks.step(
+            let (next, report) = ranks.borrow_mut().step(
                 model,
                 &mut trainer,
                 &loss,

@@ -36,7 +36,8 @@ use crate::{
     framework::{Resampling, RoundSchedule, Scorer},
     loss_entry::{DataStep, IpoForm, RePoForm},
     records::{EvalRecord, Progress, RoundReport, StepRecord},
-    reference::{reference_share, PairReference},
+    reference::{reference_share, PairReference, ReferenceLogps},
+    scoring::Spread,
     run::{DroppedPair, Method, PreferenceSet, Rounds, Run},
     seeds::Seeds,
     stages::{run_sft, Session},
@@ -679,20 +680,29 @@ impl TrainerConfig {
             (*callback)(event)
         };
         report(Progress::Stage(self.scoring_plan(data)));
-        // The run's one group, joined before the reference pass so that the nodes share it.
-        let mut group = PeerGroup::join(self.data_parallel, device)?;
-        let shared_reference = |pairs: &[TokenizedPair], group: &mut PeerGroup<B>| {
+        // The run's one group, joined before the reference pass so that the nodes share it
+        // and the evaluation: each node scores its part, summed over the nodes.
+        let group = RefCell::new(PeerGroup::join(self.data_parallel, device)?);
+        let shared_reference = |pairs: &[TokenizedPair]| {
+            let mut group = group.borrow_mut();
             let node = group.node();
             let share =
                 reference_share(&reference, pairs, 16, ranks, node, device, &mut { report })?;
-            group.sum_reference("the reference pass", share, device)
+            let table = share.iter().map(|r| (r.chosen, r.rejected)).collect();
+            let summed = group.sum_scores("the reference pass", table, device)?;
+            Ok::<_, TrainError>(
+                summed
+                    .into_iter()
+                    .map(|(chosen, rejected)| ReferenceLogps { chosen, rejected })
+                    .collect::<Vec<_>>(),
+            )
         };
         let train_refs = if self.pairs_used(data.train.len()).is_some() {
             PairReference::PerBatch
         } else {
-            PairReference::Table(shared_reference(&data.train, &mut group)?)
+            PairReference::Table(shared_reference(&data.train)?)
         };
-        let eval_refs = shared_reference(&data.eval, &mut group)?;
+        let eval_refs = shared_reference(&data.eval)?;
         let set = PreferenceSet {
             pairs: data.train.clone(),
             reference: train_refs,
@@ -726,13 +736,21 @@ impl TrainerConfig {
                 return Ok(None);
             }
             let (valid, pairs, mut report) = (model.valid(), &data.eval, report);
+            let mut group = group.borrow_mut();
+            let node = group.node();
+            let mut sum = |table| group.sum_scores("the evaluation", table, device);
+            let spread = Spread {
+                ranks,
+                node,
+                sum: &mut sum,
+            };
             let metrics =
-                eval_metrics(&valid, pairs, &eval_refs, &loss, ranks, device, &mut report)?;
+                eval_metrics(&valid, pairs, &eval_refs, &loss, spread, device, &mut report)?;
             let record = EvalRecord::of(step, &metrics);
             report(Progress::Evaluated(record));
             Ok(Some(record))
         };
-        let outcome = run.train_in(&mut group, start, &mut evaluate, session, device, &mut {
+        let outcome = run.train_in(&group, start, &mut evaluate, session, device, &mut {
             report
         })?;
         let model = outcome.model.valid();

@@ -187,29 +187,27 @@ impl<B: TrainingBackend> PeerGroup<B> {
             .map_or((0, 1), |nodes| (nodes.rank, nodes.count))
     }
 
-    /// Reference log-probs summed over the nodes, each node having scored its share (the
-    /// others' pairs at 0); on one machine, `share` itself. The sums are exact: each pair's
-    /// values come from one node, and they are f32 values (summed by the model in f32).
-    pub(crate) fn sum_reference(
+    /// Per-pair `(chosen, rejected)` scores summed over the nodes, each node having scored
+    /// its share (see [`crate::scoring::score_node_share`]; the others' pairs at 0); on one
+    /// machine, `share` itself. The sums are exact: each pair's values come from one node, and
+    /// they are f32 values (the model sums log-probs in f32).
+    pub(crate) fn sum_scores(
         &mut self,
         what: &str,
-        share: Vec<ReferenceLogps>,
+        share: Vec<(f64, f64)>,
         device: &B::Device,
-    ) -> Result<Vec<ReferenceLogps>, TrainError> {
+    ) -> Result<Vec<(f64, f64)>, TrainError> {
         if self.machines.is_none() {
             return Ok(share);
         }
         let values = share
             .iter()
-            .flat_map(|r| [r.chosen as f32, r.rejected as f32])
+            .flat_map(|&(chosen, rejected)| [chosen as f32, rejected as f32])
             .collect();
         let summed = self.sum_over_nodes(what, values, device)?;
         Ok(summed
             .chunks_exact(2)
-            .map(|pair| ReferenceLogps {
-                chosen: f64::from(pair[0]),
-                rejected: f64::from(pair[1]),
-            })
+            .map(|pair| (f64::from(pair[0]), f64::from(pair[1])))
             .collect())
     }
 
