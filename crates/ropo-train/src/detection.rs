@@ -7,7 +7,9 @@
 use ropo_core::LossConfig;
 use ropo_models::{attention::AttentionBackend, CausalLm};
 
-use crate::{eval::pair_losses, reference::PairReference, run::PreferenceSet, TrainError};
+use crate::{
+    eval::pair_losses, reference::PairReference, run::PreferenceSet, scoring::Spread, TrainError,
+};
 
 /// The AUC of `loss` under `policy` as a detector of `set`'s flipped labels; `None` when the
 /// set has no flipped or no clean pair. Needs the set's reference log-probs as a table.
@@ -22,7 +24,15 @@ pub fn flip_detection_auc<B: AttentionBackend>(
             "flip detection needs the pairs' reference log-probs as a table".into(),
         ));
     };
-    let (_, losses) = pair_losses(policy, &set.pairs, table, loss, 1, device, &mut |_| {})?;
+    let (_, losses) = pair_losses(
+        policy,
+        &set.pairs,
+        table,
+        loss,
+        Spread::local(1),
+        device,
+        &mut |_| {},
+    )?;
     Ok(auc(&losses, &set.flipped))
 }
 

@@ -10,7 +10,7 @@ use ropo_models::{generate, CausalLm, SamplingConfig};
 use crate::{
     records::{Progress, ScoringPass},
     reference::ReferenceLogps,
-    scoring::{score_all, score_spread, Spread},
+    scoring::{score_spread, Spread},
     TrainError,
 };
 
@@ -37,7 +37,7 @@ pub fn implicit_reward_eval<B: AttentionBackend>(
         pairs,
         reference,
         beta,
-        (batch_size, 1),
+        (batch_size, Spread::local(1)),
         device,
         &mut |_| {},
     )?;
@@ -48,15 +48,15 @@ pub fn implicit_reward_eval<B: AttentionBackend>(
     })
 }
 
-/// The margin `h` and the loss of every pair under `model`, scored on `ranks` data-parallel
-/// ranks and reported as [`ScoringPass::Filter`]: how the framework's filter and the flip
-/// detection rank pairs (a high loss says "this label looks wrong").
+/// The margin `h` and the loss of every pair under `model`, scored spread over ranks and
+/// nodes as `spread` says and reported as [`ScoringPass::Filter`]: how the framework's filter
+/// and the flip detection rank pairs (a high loss says "this label looks wrong").
 pub fn pair_losses<B: AttentionBackend>(
     model: &CausalLm<B>,
     pairs: &[TokenizedPair],
     reference: &[ReferenceLogps],
     loss: &LossConfig,
-    ranks: usize,
+    spread: Spread<'_>,
     device: &B::Device,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<(Vec<f64>, Vec<f64>), TrainError> {
@@ -66,7 +66,7 @@ pub fn pair_losses<B: AttentionBackend>(
         pairs,
         reference,
         loss.beta(),
-        (256, ranks),
+        (256, spread),
         device,
         &mut |done| {
             on_progress(Progress::Scoring {
@@ -89,22 +89,24 @@ pub fn pair_losses<B: AttentionBackend>(
 }
 
 /// `β·[(log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l))]` of every pair, at most
-/// `max_pairs` pairs per forward on `ranks` data-parallel ranks; `on_batch(done)` reports the
-/// pairs scored so far.
+/// `max_pairs` pairs per forward spread as `spread` says; `on_batch(done)` reports the pairs
+/// scored so far (on this node).
 pub fn implicit_margins<B: AttentionBackend>(
     model: &CausalLm<B>,
     pairs: &[TokenizedPair],
     reference: &[ReferenceLogps],
     beta: f64,
-    (max_pairs, ranks): (usize, usize),
+    (max_pairs, spread): (usize, Spread<'_>),
     device: &B::Device,
     on_batch: &mut dyn FnMut(usize),
 ) -> Result<Vec<f64>, TrainError> {
-    Ok(score_all(model, pairs, max_pairs, ranks, device, on_batch)?
-        .into_iter()
-        .zip(reference)
-        .map(|((c, r), re)| beta * ((c - re.chosen) - (r - re.rejected)))
-        .collect())
+    Ok(
+        score_spread(model, pairs, max_pairs, spread, device, on_batch)?
+            .into_iter()
+            .zip(reference)
+            .map(|((c, r), re)| beta * ((c - re.chosen) - (r - re.rejected)))
+            .collect(),
+    )
 }
 
 /// Loss and reward metrics of `model` on `pairs` (TRL's `eval_*`), at most 16 pairs per

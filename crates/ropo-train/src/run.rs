@@ -18,7 +18,7 @@ use crate::{
     framework::{keep_lowest_loss, resample_pairs, Resampling, RoundSchedule},
     loss_entry::{DataStep, LossEntry},
     records::{FilterQuality, LossHistogram, Progress, RoundReport, StepRecord},
-    reference::{reference_logps, swap_flipped, PairReference, ReferenceLogps},
+    reference::{swap_flipped, PairReference, ReferenceLogps},
     seeds::Seeds,
     stages::{PreferenceRun, Session, Validator},
     store::{
@@ -330,7 +330,7 @@ impl<B: TrainingBackend> Run<'_, B> {
                 break;
             }
             if self.method.data_step != DataStep::None {
-                let cleaned = self.clean(&policy.valid(), round, device, on_progress)?;
+                let cleaned = self.clean(ranks, &policy.valid(), round, device, on_progress)?;
                 state.replaced = Some((cleaned.pairs, cleaned.reference));
                 state.rounds.push(cleaned.report);
                 state.dropped.extend(cleaned.dropped);
@@ -354,6 +354,7 @@ impl<B: TrainingBackend> Run<'_, B> {
     /// policy's loss and, for [`DataStep::FilterResample`], add resampled pairs.
     fn clean(
         &self,
+        ranks: &RefCell<PeerGroup<B>>,
         policy: &CausalLm<B::InnerBackend>,
         round: usize,
         device: &B::Device,
@@ -362,23 +363,32 @@ impl<B: TrainingBackend> Run<'_, B> {
         let (set, loss) = (self.set, &self.method.loss);
         let table: Cow<'_, [ReferenceLogps]> = match &set.reference {
             PairReference::Table(table) => Cow::Borrowed(table),
-            PairReference::PerBatch => Cow::Owned(reference_logps(
+            PairReference::PerBatch => Cow::Owned(ranks.borrow_mut().reference_logps(
                 self.reference,
                 &set.pairs,
-                16,
-                self.data_parallel.peers,
                 device,
                 on_progress,
             )?),
         };
-        let ranks = self.data_parallel.peers;
         on_progress(Progress::Stage(format!(
             "filter after round {}: scoring {} training pairs",
             round + 1,
             set.pairs.len()
         )));
         let (margins, losses) =
-            pair_losses(policy, &set.pairs, &table, loss, ranks, device, on_progress)?;
+            ranks
+                .borrow_mut()
+                .spread_over("the filter's scoring", device, |spread| {
+                    pair_losses(
+                        policy,
+                        &set.pairs,
+                        &table,
+                        loss,
+                        spread,
+                        device,
+                        on_progress,
+                    )
+                })?;
         let keep = keep_lowest_loss(&losses, self.rounds.rho);
         let mut kept_losses: Vec<f64> = losses
             .iter()

@@ -39,15 +39,25 @@ pub fn score_all<B: AttentionBackend>(
 }
 
 /// How a no-grad pass is spread: over this node's `ranks`, and over the nodes: `node` is
-/// `(this node, nodes)` and `sum` adds up the nodes' parts of a table (on one machine,
-/// `(0, 1)` and the table itself).
+/// `(this node, nodes)` and `sum` adds up the nodes' parts of a table (`None` on one machine).
 pub struct Spread<'a> {
     /// This node's data-parallel ranks.
     pub ranks: usize,
     /// `(this node's rank, nodes)`.
     pub node: (usize, usize),
     /// The nodes' parts of a `(chosen, rejected)` table, summed.
-    pub sum: &'a mut dyn FnMut(Vec<(f64, f64)>) -> Result<Vec<(f64, f64)>, TrainError>,
+    pub sum: Option<&'a mut dyn FnMut(Vec<(f64, f64)>) -> Result<Vec<(f64, f64)>, TrainError>>,
+}
+
+impl Spread<'_> {
+    /// `ranks` ranks of one machine.
+    pub fn local(ranks: usize) -> Self {
+        Self {
+            ranks,
+            node: (0, 1),
+            sum: None,
+        }
+    }
 }
 
 /// [`score_all`] spread as `spread` says: this node scores its part with its ranks, and the
@@ -62,7 +72,10 @@ pub fn score_spread<B: AttentionBackend>(
 ) -> Result<Vec<(f64, f64)>, TrainError> {
     let Spread { ranks, node, sum } = spread;
     let part = score_node_share(model, pairs, max_pairs, ranks, node, device, on_batch)?;
-    sum(part)
+    match sum {
+        Some(sum) => sum(part),
+        None => Ok(part),
+    }
 }
 
 /// [`score_all`] as node `node` of `nodes` computes its part: the same batches, cut into

@@ -36,8 +36,7 @@ use crate::{
     framework::{Resampling, RoundSchedule, Scorer},
     loss_entry::{DataStep, IpoForm, RePoForm},
     records::{EvalRecord, Progress, RoundReport, StepRecord},
-    reference::{reference_share, PairReference, ReferenceLogps},
-    scoring::Spread,
+    reference::PairReference,
     run::{DroppedPair, Method, PreferenceSet, Rounds, Run},
     seeds::Seeds,
     stages::{run_sft, Session},
@@ -669,7 +668,6 @@ impl TrainerConfig {
                 start = start.merged().with_lora(lora)?;
             }
         }
-        let ranks = self.data_parallel.peers;
         // With LoRA the reference shares the frozen base weights with the policy: one model.
         let reference = start.valid().without_adapters();
         let stage = self.stage(data.train.len());
@@ -684,18 +682,9 @@ impl TrainerConfig {
         // and the evaluation: each node scores its part, summed over the nodes.
         let group = RefCell::new(PeerGroup::join(self.data_parallel, device)?);
         let shared_reference = |pairs: &[TokenizedPair]| {
-            let mut group = group.borrow_mut();
-            let node = group.node();
-            let share =
-                reference_share(&reference, pairs, 16, ranks, node, device, &mut { report })?;
-            let table = share.iter().map(|r| (r.chosen, r.rejected)).collect();
-            let summed = group.sum_scores("the reference pass", table, device)?;
-            Ok::<_, TrainError>(
-                summed
-                    .into_iter()
-                    .map(|(chosen, rejected)| ReferenceLogps { chosen, rejected })
-                    .collect::<Vec<_>>(),
-            )
+            group
+                .borrow_mut()
+                .reference_logps(&reference, pairs, device, &mut { report })
         };
         let train_refs = if self.pairs_used(data.train.len()).is_some() {
             PairReference::PerBatch
@@ -736,16 +725,19 @@ impl TrainerConfig {
                 return Ok(None);
             }
             let (valid, pairs, mut report) = (model.valid(), &data.eval, report);
-            let mut group = group.borrow_mut();
-            let node = group.node();
-            let mut sum = |table| group.sum_scores("the evaluation", table, device);
-            let spread = Spread {
-                ranks,
-                node,
-                sum: &mut sum,
-            };
-            let metrics =
-                eval_metrics(&valid, pairs, &eval_refs, &loss, spread, device, &mut report)?;
+            let metrics = group
+                .borrow_mut()
+                .spread_over("the evaluation", device, |spread| {
+                    eval_metrics(
+                        &valid,
+                        pairs,
+                        &eval_refs,
+                        &loss,
+                        spread,
+                        device,
+                        &mut report,
+                    )
+                })?;
             let record = EvalRecord::of(step, &metrics);
             report(Progress::Evaluated(record));
             Ok(Some(record))

@@ -28,8 +28,9 @@ use super::{
 };
 use crate::{
     optim::Trainer,
-    reference::ReferenceLogps,
-    scoring::{rank_device, shares},
+    records::Progress,
+    reference::{reference_share, ReferenceLogps},
+    scoring::{rank_device, shares, Spread},
     step::{apply, check_finite, preference_step, PreferenceStep, Share, WeightedMetrics},
     store::fault,
     TrainError,
@@ -185,6 +186,43 @@ impl<B: TrainingBackend> PeerGroup<B> {
     pub(crate) fn node(&self) -> (usize, usize) {
         self.machines
             .map_or((0, 1), |nodes| (nodes.rank, nodes.count))
+    }
+
+    /// [`crate::reference::reference_logps`] of `pairs` under `model`, shared among this
+    /// node's ranks and the nodes (each node scores its part, summed over the nodes): the
+    /// same table on every node, one node's bit for bit.
+    pub(crate) fn reference_logps(
+        &mut self,
+        model: &CausalLm<B::InnerBackend>,
+        pairs: &[TokenizedPair],
+        device: &B::Device,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<Vec<ReferenceLogps>, TrainError> {
+        let ranks = self.peers.len() + 1;
+        let share = reference_share(model, pairs, 16, ranks, self.node(), device, on_progress)?;
+        let table = share.iter().map(|r| (r.chosen, r.rejected)).collect();
+        let summed = self.sum_scores("the reference pass", table, device)?;
+        Ok(summed
+            .into_iter()
+            .map(|(chosen, rejected)| ReferenceLogps { chosen, rejected })
+            .collect())
+    }
+
+    /// Runs `pass`, a no-grad scoring pass, spread over this group: this node's ranks, and
+    /// the nodes (each scores its part; the parts are summed over the nodes as `what`).
+    pub(crate) fn spread_over<T>(
+        &mut self,
+        what: &str,
+        device: &B::Device,
+        pass: impl FnOnce(Spread<'_>) -> Result<T, TrainError>,
+    ) -> Result<T, TrainError> {
+        let (ranks, node) = (self.peers.len() + 1, self.node());
+        let mut sum = |table| self.sum_scores(what, table, device);
+        pass(Spread {
+            ranks,
+            node,
+            sum: Some(&mut sum),
+        })
     }
 
     /// Per-pair `(chosen, rejected)` scores summed over the nodes, each node having scored
