@@ -38,6 +38,9 @@ pub fn score_all<B: AttentionBackend>(
     score_node_share(model, pairs, max_pairs, ranks, (0, 1), device, on_batch)
 }
 
+/// Sums the nodes' parts of a `(chosen, rejected)` table into the whole table.
+pub type SumOverNodes<'a> = dyn FnMut(Vec<(f64, f64)>) -> Result<Vec<(f64, f64)>, TrainError> + 'a;
+
 /// How a no-grad pass is spread: over this node's `ranks`, and over the nodes: `node` is
 /// `(this node, nodes)` and `sum` adds up the nodes' parts of a table (`None` on one machine).
 pub struct Spread<'a> {
@@ -46,7 +49,7 @@ pub struct Spread<'a> {
     /// `(this node's rank, nodes)`.
     pub node: (usize, usize),
     /// The nodes' parts of a `(chosen, rejected)` table, summed.
-    pub sum: Option<&'a mut dyn FnMut(Vec<(f64, f64)>) -> Result<Vec<(f64, f64)>, TrainError>>,
+    pub sum: Option<&'a mut SumOverNodes<'a>>,
 }
 
 impl Spread<'_> {
