@@ -124,9 +124,10 @@ pub fn run(args: &TrainArgs) -> CmdResult {
         config.method()?.name
     );
     let mut view = TrainerProgress::new(steps as u64, args.quiet);
-    let mut metrics = match writes {
-        true => Some(LiveMetrics::open(&out, steps_per_epoch(&config, &data))?),
-        false => None,
+    let mut metrics = if writes {
+        Some(LiveMetrics::open(&out, steps_per_epoch(&config, &data))?)
+    } else {
+        None
     };
     let mut done = 0u64;
     let mut failed = None;

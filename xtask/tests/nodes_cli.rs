@@ -96,6 +96,15 @@ fn finish(node: Child) -> Output {
     node.wait_with_output().unwrap()
 }
 
+/// Runs `command(rank)` as nodes 0 and 1 of a fresh coordinator, placed as `told` says, to
+/// their end.
+fn both_nodes(command: impl Fn(usize) -> Command, told: [Told; 2]) -> [Output; 2] {
+    let coordinator = Coordinator::start();
+    let ports = [free_port(), free_port()];
+    let nodes = [0, 1].map(|rank| node(command(rank), rank, &coordinator, ports[rank], told[rank]));
+    nodes.map(finish)
+}
+
 /// `xtask train --quiet --resume run`.
 fn resume(run: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
@@ -106,16 +115,10 @@ fn resume(run: &Path) -> Command {
 #[test]
 fn two_nodes_of_two_ranks_give_the_weights_of_four_ranks_and_of_one() {
     let dir = scratch("nodes");
-    let coordinator = Coordinator::start();
-    let ports = [free_port(), free_port()];
     let run = dir.join("2x2");
     // Node 0 is told its place by flags, node 1 by torchrun's variables.
     let told = [Told::Flags, Told::Torchrun];
-    let nodes = [0, 1].map(|rank| {
-        let command = trainer_command(&run, &[]);
-        node(command, rank, &coordinator, ports[rank], told[rank])
-    });
-    let [zero, one] = nodes.map(finish);
+    let [zero, one] = both_nodes(|_| trainer_command(&run, &[]), told);
     ok(&zero);
     ok(&one);
     let stdout = String::from_utf8_lossy(&one.stdout);
@@ -183,10 +186,7 @@ fn a_killed_node_ends_the_other_with_an_error_naming_it_and_the_run_resumes() {
     );
     println!("node 0 ended {waited:?} after node 1 was killed");
     assert!(waited < Duration::from_secs(20 + 10), "{waited:?}");
-    let coordinator = Coordinator::start();
-    let ports = [free_port(), free_port()];
-    let nodes = [0, 1].map(|rank| node(resume(&run), rank, &coordinator, ports[rank], Told::Flags));
-    let [zero, one] = nodes.map(finish);
+    let [zero, one] = both_nodes(|_| resume(&run), [Told::Flags; 2]);
     ok(&zero);
     ok(&one);
     let (metric, weight) = difference(&whole, &run);
@@ -225,15 +225,10 @@ fn a_node_without_its_coordinator_says_so() {
 #[test]
 fn every_node_stops_on_a_non_finite_loss() {
     let dir = scratch("diverges");
-    let coordinator = Coordinator::start();
-    let ports = [free_port(), free_port()];
     let run = dir.join("run");
     // One step at lr 1e10 leaves weights whose forward overflows at step 2.
-    let nodes = [0, 1].map(|rank| {
-        let command = trainer_command_with(&run, ("1e10", "3"), &[]);
-        node(command, rank, &coordinator, ports[rank], Told::Flags)
-    });
-    for (rank, output) in nodes.map(finish).iter().enumerate() {
+    let command = |_| trainer_command_with(&run, ("1e10", "3"), &[]);
+    for (rank, output) in both_nodes(command, [Told::Flags; 2]).iter().enumerate() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "node {rank} did not stop");
         assert!(
@@ -264,14 +259,8 @@ fn filter_rounds_over_two_nodes_drop_the_pairs_one_rank_drops() {
     let rounds = ["--filter-rounds", "1"];
     let single = dir.join("1");
     ok(&trainer(&single, &rounds));
-    let coordinator = Coordinator::start();
-    let ports = [free_port(), free_port()];
     let run = dir.join("2x2");
-    let nodes = [0, 1].map(|rank| {
-        let command = trainer_command(&run, &rounds);
-        node(command, rank, &coordinator, ports[rank], Told::Flags)
-    });
-    let [zero, one] = nodes.map(finish);
+    let [zero, one] = both_nodes(|_| trainer_command(&run, &rounds), [Told::Flags; 2]);
     ok(&zero);
     ok(&one);
     let dropped = suspects(&single);

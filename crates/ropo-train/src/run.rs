@@ -316,8 +316,7 @@ impl<B: TrainingBackend> Run<'_, B> {
                     other => other,
                 })
             };
-            let trained =
-                run.train_in(ranks, policy, &mut shifted, session, device, &mut report)?;
+            let trained = run.train(ranks, policy, &mut shifted, session, device, &mut report)?;
             policy = trained.model;
             state
                 .history

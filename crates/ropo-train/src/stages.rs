@@ -185,24 +185,11 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
         })
     }
 
-    /// Trains from `model` (or from the newest checkpoint in `store`) to `stage.steps`.
-    /// `validate` is called at each validation point and may add a point to the curve.
-    pub fn train<P: Clone + serde::Serialize + serde::de::DeserializeOwned>(
-        &self,
-        model: CausalLm<B>,
-        validate: &mut Validator<'_, B, P>,
-        session: &Session,
-        device: &B::Device,
-        on_progress: &mut dyn FnMut(Progress),
-    ) -> Result<TrainedRun<B, P>, TrainError> {
-        let ranks = RefCell::new(PeerGroup::join(self.data_parallel, device)?);
-        self.train_in(&ranks, model, validate, session, device, on_progress)
-    }
-
-    /// [`Self::train`] with the ranks of `ranks`, a group that outlives this stage (one per
-    /// run, as across nodes a process can join only one) and that `validate` may use between
-    /// steps.
-    pub(crate) fn train_in<P: Clone + serde::Serialize + serde::de::DeserializeOwned>(
+    /// Trains from `model` (or from the newest checkpoint in `store`) to `stage.steps` with
+    /// the ranks of `ranks`, the run's one group (across nodes a process can join only one),
+    /// which `validate` may use between steps. `validate` is called at each validation point
+    /// and may add a point to the curve.
+    pub(crate) fn train<P: Clone + serde::Serialize + serde::de::DeserializeOwned>(
         &self,
         ranks: &RefCell<PeerGroup<B>>,
         model: CausalLm<B>,

@@ -139,9 +139,10 @@ impl<B: TrainingBackend> PeerGroup<B> {
             // burn-collective does not export its global error type; its name is in the text.
             let error = format!("{e:?}");
             let stale = settings.nodes.is_some() && error.contains("DoubleRegister");
-            let hint = match stale {
-                true => "; the coordinator still holds a run that failed: restart it",
-                false => "",
+            let hint = if stale {
+                "; the coordinator still holds a run that failed: restart it"
+            } else {
+                ""
             };
             group.fail(0, format!("could not join the group: {error}{hint}"))
         })?;
