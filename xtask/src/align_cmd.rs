@@ -13,7 +13,6 @@ use ropo::backend::{CheckpointedTraining, Training};
 use ropo::data::template::Template;
 use ropo::models::lora::LoraTarget;
 use ropo::train::{
-    loss_entry::{IpoForm, RePoForm},
     records::Progress,
     stages::Session,
     trainer::TrainerConfig,
@@ -311,9 +310,6 @@ fn with_flags(
     set!(
         model,
         data,
-        beta,
-        alpha,
-        epsilon,
         lr,
         weight_decay,
         warmup,
@@ -374,44 +370,11 @@ fn with_flags(
             field.clone_from(value);
         }
     }
-    if flags.gamma.is_some() {
-        config.gamma = flags.gamma;
-    }
-    if flags.nll_weight.is_some() {
-        config.nll_weight = flags.nll_weight;
-    }
-    if flags.drdpo_beta_prime.is_some() {
-        config.drdpo_beta_prime = flags.drdpo_beta_prime;
-    }
-    if flags.holder_gamma.is_some() {
-        config.holder_gamma = flags.holder_gamma;
-    }
-    if let Some(base) = &flags.repo_base {
-        config.repo_base = Some(match base.as_str() {
-            "ipo" => RePoForm::Ipo,
-            "simpo" => RePoForm::Simpo,
-            _ => RePoForm::Sigmoid,
-        });
-    }
-    if flags.repo_eta0.is_some() {
-        config.repo_eta0 = flags.repo_eta0;
-    }
-    if flags.repo_momentum.is_some() {
-        config.repo_momentum = flags.repo_momentum;
-    }
+    config.loss_spec = flags.loss_spec.or(&config.loss_spec);
     if let Some(name) = &flags.template {
         config.template = name
             .parse::<Template>()
             .map_err(|e| format!("--template: {e}"))?;
-    }
-    if let Some(form) = &flags.ipo_margin {
-        config.ipo_margin = Some(match form.as_str() {
-            "averaged" => IpoForm::Averaged,
-            "summed" => IpoForm::Summed,
-            other => {
-                return Err(format!("--ipo-margin: {other:?} is not averaged or summed").into())
-            }
-        });
     }
     if let Some(name) = &flags.save_dtype {
         config.save_dtype = Some(name.parse().map_err(|e| format!("--save-dtype: {e}"))?);
@@ -425,32 +388,25 @@ fn with_flags(
             .and_then(|b| b.checked_mul(flags.distributed.ranks()))
             .ok_or("--per-device-train-batch-size: too large")?;
     }
-    if flags.epsilon.is_some() && !matches!(config.loss.as_str(), "cdpo" | "rdpo") {
+    if let Some(unused) = flags.loss_spec.unused_by(&config.loss) {
+        let users: Vec<String> = unused
+            .users
+            .iter()
+            .map(|loss| format!("--loss {loss}'s"))
+            .collect();
+        // TRL's sigmoid loss with label_smoothing is cDPO, which users coming from TRL look for.
+        let hint = if unused.name == "epsilon" {
+            "; TRL's sigmoid loss with label_smoothing is --loss cdpo"
+        } else {
+            ""
+        };
         return Err(format!(
-            "--epsilon (TRL's label_smoothing) is cDPO's and rDPO's ε, and --loss {} does not \
-             use it; TRL's sigmoid loss with label_smoothing is --loss cdpo",
+            "--{} is {}, and --loss {} does not use it{hint}",
+            unused.name.replace('_', "-"),
+            users.join(" and "),
             config.loss
         )
         .into());
-    }
-    for (flag, given, loss) in [
-        (
-            "--drdpo-beta-prime",
-            flags.drdpo_beta_prime.is_some(),
-            "drdpo",
-        ),
-        ("--holder-gamma", flags.holder_gamma.is_some(), "holder"),
-        ("--repo-base", flags.repo_base.is_some(), "repo"),
-        ("--repo-eta0", flags.repo_eta0.is_some(), "repo"),
-        ("--repo-momentum", flags.repo_momentum.is_some(), "repo"),
-    ] {
-        if given && config.loss != loss {
-            return Err(format!(
-                "{flag} is --loss {loss}'s, and --loss {} does not use it",
-                config.loss
-            )
-            .into());
-        }
     }
     // TRL's dataset_test_split names a split of dataset_name.
     if config.eval_data.is_none() && config.eval_data_split.is_some() {

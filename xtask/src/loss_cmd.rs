@@ -3,7 +3,7 @@
 use burn::tensor::{Tensor, TensorData};
 use clap::Args;
 use ropo::backend::Selected;
-use ropo::core::{IpoMargin, Loss, LossConfig, LossParams, PairLogps, RePoBase};
+use ropo::core::{LossSpec, PairLogps};
 use serde::Serialize;
 
 use crate::CmdResult;
@@ -18,36 +18,9 @@ pub struct LossArgs {
     /// the log-prob vectors: then `loss` holds the batch form whose mean is Dr. DPO's loss).
     #[arg(long)]
     loss: String,
-    /// Inverse temperature β.
-    #[arg(long, default_value_t = 0.1)]
-    beta: f64,
-    /// ROPO's α.
-    #[arg(long, default_value_t = LossParams::default().alpha)]
-    alpha: f64,
-    /// cDPO's and rDPO's flip rate ε.
-    #[arg(long, default_value_t = LossParams::default().epsilon)]
-    epsilon: f64,
-    /// SimPO's target margin γ.
-    #[arg(long, default_value_t = LossParams::default().gamma)]
-    gamma: f64,
-    /// IPO's margin: averaged (per token) or summed.
-    #[arg(long, default_value = "averaged")]
-    ipo_margin: IpoMargin,
-    /// Dr. DPO's β′.
-    #[arg(long, default_value_t = LossParams::default().drdpo_beta_prime)]
-    drdpo_beta_prime: f64,
-    /// Hölder-DPO's γ.
-    #[arg(long, default_value_t = LossParams::default().holder_gamma)]
-    holder_gamma: f64,
-    /// The loss RE-PO wraps: sigmoid, ipo or simpo (with --gamma).
-    #[arg(long, default_value = "sigmoid")]
-    repo_base: RePoBase,
-    /// RE-PO's reliability η (its starting value in training).
-    #[arg(long, default_value_t = LossParams::default().repo_eta0)]
-    repo_eta0: f64,
-    /// Weight of the NLL term on the chosen response (log-prob input only).
-    #[arg(long, default_value_t = 0.0)]
-    nll_weight: f64,
+    /// β and the loss's own parameters; the NLL weight needs the log-prob vectors.
+    #[command(flatten)]
+    params: LossSpec,
     /// Margins h, comma-separated (instead of the log-prob vectors).
     #[arg(long, value_delimiter = ',', conflicts_with_all = ["policy_chosen", "policy_rejected"])]
     margins: Option<Vec<f64>>,
@@ -80,22 +53,10 @@ struct LossReport {
 
 /// Prints `{"loss": [...], "dloss_dh": [...], "margins": [...]}` for the given inputs.
 pub fn run(args: &LossArgs) -> CmdResult {
-    let params = LossParams {
-        alpha: args.alpha,
-        epsilon: args.epsilon,
-        gamma: args.gamma,
-        ipo_margin: args.ipo_margin,
-        drdpo_beta_prime: args.drdpo_beta_prime,
-        holder_gamma: args.holder_gamma,
-        repo_base: args.repo_base,
-        repo_eta0: args.repo_eta0,
-        repo_momentum: LossParams::default().repo_momentum,
-    };
-    let config = LossConfig::new(Loss::from_name(&args.loss, &params)?, args.beta)?
-        .with_nll_weight(args.nll_weight)?;
+    let config = args.params.config(&args.loss)?;
     let (losses, margins) = match &args.margins {
         Some(margins) => {
-            if args.nll_weight > 0.0 {
+            if config.nll_weight() > 0.0 {
                 return Err("--nll-weight needs the log-prob vectors, not --margins".into());
             }
             let margins = tensor(margins);

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use ropo::core::LossSpec;
 use ropo::train::{
     framework::{RoundSchedule, Scorer},
     label_noise::NoiseModel,
@@ -189,39 +190,9 @@ pub struct AlignFlags {
     /// (Dr. DPO), holder (Hölder-DPO), repo (RE-PO), …
     #[arg(long, help_heading = "Trainer", aliases = ["loss_type", "loss-type"])]
     pub(crate) loss: Option<String>,
-    /// β (default 0.1).
-    #[arg(long, help_heading = "Trainer")]
-    pub(crate) beta: Option<f64>,
-    /// ROPO's α (default 14).
-    #[arg(long, help_heading = "Trainer")]
-    pub(crate) alpha: Option<f64>,
-    /// cDPO's/rDPO's ε, TRL's label_smoothing (default 0.1).
-    #[arg(long, help_heading = "Trainer", aliases = ["label_smoothing", "label-smoothing"])]
-    pub(crate) epsilon: Option<f64>,
-    /// SimPO's γ.
-    #[arg(long, help_heading = "Trainer", aliases = ["simpo_gamma", "simpo-gamma"])]
-    pub(crate) gamma: Option<f64>,
-    /// IPO's margin: averaged (default, as TRL) or summed.
-    #[arg(long, help_heading = "Trainer")]
-    pub(crate) ipo_margin: Option<String>,
-    /// Weight of an NLL term on the chosen responses (TRL's rpo_alpha).
-    #[arg(long, help_heading = "Trainer", aliases = ["rpo_alpha", "rpo-alpha"])]
-    pub(crate) nll_weight: Option<f64>,
-    /// Dr. DPO's β′ (default 1.0).
-    #[arg(long, help_heading = "Trainer", alias = "drdpo_beta_prime")]
-    pub(crate) drdpo_beta_prime: Option<f64>,
-    /// Hölder-DPO's γ (default 2.0).
-    #[arg(long, help_heading = "Trainer", alias = "holder_gamma")]
-    pub(crate) holder_gamma: Option<f64>,
-    /// The loss RE-PO wraps: sigmoid (or dpo; the default), ipo or simpo.
-    #[arg(long, help_heading = "Trainer", alias = "repo_base", value_parser = ["sigmoid", "dpo", "ipo", "simpo"])]
-    pub(crate) repo_base: Option<String>,
-    /// RE-PO's starting reliability η₀, in (0.5, 1] (default 0.9).
-    #[arg(long, help_heading = "Trainer", alias = "repo_eta0")]
-    pub(crate) repo_eta0: Option<f64>,
-    /// RE-PO's moving-average step α, in (0, 1] (default 0.1).
-    #[arg(long, help_heading = "Trainer", alias = "repo_momentum")]
-    pub(crate) repo_momentum: Option<f64>,
+    /// β and the loss's own parameters (ropo-core's `LossSpec`).
+    #[command(flatten, next_help_heading = "Loss")]
+    pub(crate) loss_spec: LossSpec,
     /// Peak learning rate (default 1e-6, as TRL).
     #[arg(long, help_heading = "Trainer", aliases = ["learning_rate", "learning-rate"])]
     pub(crate) lr: Option<f64>,

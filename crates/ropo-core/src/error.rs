@@ -19,10 +19,4 @@ pub enum CoreError {
         names = crate::Loss::NAMES[1..].join(", ")
     )]
     UnknownLoss(String),
-    /// An IPO margin mode that is neither `averaged` nor `summed`.
-    #[error("unknown IPO margin '{0}': expected averaged or summed")]
-    UnknownIpoMargin(String),
-    /// A base loss RE-PO cannot wrap.
-    #[error("unknown RE-PO base loss '{0}': expected sigmoid, ipo or simpo")]
-    UnknownRePoBase(String),
 }

@@ -1,6 +1,7 @@
 //! The preference losses: one enum lists them, one config pairs a loss with β.
 
 use burn::tensor::{backend::Backend, Tensor};
+use serde::{Deserialize, Serialize};
 
 use crate::{
     stable::{log_sigmoid, sigmoid, softplus},
@@ -99,25 +100,10 @@ pub enum RePoBase {
     },
 }
 
-impl std::str::FromStr for RePoBase {
-    type Err = CoreError;
-
-    /// `sigmoid` (or `dpo`), `ipo` or `simpo` (with SimPO's default γ; [`Loss::from_name`]
-    /// sets the configured one).
-    fn from_str(name: &str) -> Result<Self, CoreError> {
-        match name {
-            "sigmoid" | "dpo" => Ok(Self::Sigmoid),
-            "ipo" => Ok(Self::Ipo),
-            "simpo" => Ok(Self::Simpo {
-                gamma: LossParams::default().gamma,
-            }),
-            other => Err(CoreError::UnknownRePoBase(shortened(other))),
-        }
-    }
-}
-
 /// How IPO forms its margin from the log-ratios.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "snake_case")]
 pub enum IpoMargin {
     /// Per-token averaged log-ratios (TRL's choice, confirmed by IPO's authors); the default.
     Averaged,
@@ -125,105 +111,7 @@ pub enum IpoMargin {
     Summed,
 }
 
-impl std::str::FromStr for IpoMargin {
-    type Err = CoreError;
-
-    fn from_str(name: &str) -> Result<Self, CoreError> {
-        match name {
-            "averaged" => Ok(Self::Averaged),
-            "summed" => Ok(Self::Summed),
-            other => Err(CoreError::UnknownIpoMargin(other.to_string())),
-        }
-    }
-}
-
-/// The loss-specific hyper-parameters a caller may set by name, with the published defaults;
-/// [`Loss::from_name`] takes from it the ones its loss uses.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LossParams {
-    /// ROPO's α (default 14).
-    pub alpha: f64,
-    /// cDPO's and rDPO's flip rate ε (default 0.1).
-    pub epsilon: f64,
-    /// SimPO's target margin γ (default 0.5, TRL's).
-    pub gamma: f64,
-    /// IPO's margin mode (default averaged).
-    pub ipo_margin: IpoMargin,
-    /// Dr. DPO's β′ (default 1.0, the paper's and its code's).
-    pub drdpo_beta_prime: f64,
-    /// Hölder-DPO's γ (default 2.0, the paper's).
-    pub holder_gamma: f64,
-    /// The loss RE-PO wraps (default DPO's).
-    pub repo_base: RePoBase,
-    /// RE-PO's starting reliability η₀ (default 0.9, the paper's).
-    pub repo_eta0: f64,
-    /// RE-PO's moving-average step α (default 0.1, the paper's).
-    pub repo_momentum: f64,
-}
-
-impl Default for LossParams {
-    fn default() -> Self {
-        Self {
-            alpha: 14.0,
-            epsilon: 0.1,
-            gamma: 0.5,
-            ipo_margin: IpoMargin::Averaged,
-            drdpo_beta_prime: 1.0,
-            holder_gamma: 2.0,
-            repo_base: RePoBase::Sigmoid,
-            repo_eta0: 0.9,
-            repo_momentum: 0.1,
-        }
-    }
-}
-
 impl Loss {
-    /// Every loss name [`Loss::from_name`] accepts (`dpo` is also accepted for `sigmoid`).
-    pub const NAMES: [&'static str; 11] = [
-        "sigmoid", "ropo", "na", "cdpo", "rdpo", "ipo", "hinge", "simpo", "drdpo", "holder", "repo",
-    ];
-
-    /// The loss called `name`, with its hyper-parameters taken from `params`.
-    pub fn from_name(name: &str, params: &LossParams) -> Result<Self, CoreError> {
-        Ok(match name {
-            "sigmoid" | "dpo" => Self::Sigmoid,
-            "ropo" => Self::Ropo {
-                alpha: params.alpha,
-            },
-            "na" => Self::NoiseAware,
-            "cdpo" => Self::Cdpo {
-                epsilon: params.epsilon,
-            },
-            "rdpo" => Self::Rdpo {
-                epsilon: params.epsilon,
-            },
-            "ipo" => Self::Ipo {
-                margin: params.ipo_margin,
-            },
-            "hinge" => Self::Hinge,
-            "simpo" => Self::Simpo {
-                gamma: params.gamma,
-            },
-            "drdpo" => Self::DrDpo {
-                beta_prime: params.drdpo_beta_prime,
-            },
-            "holder" => Self::Holder {
-                gamma: params.holder_gamma,
-            },
-            "repo" => Self::RePo {
-                base: match params.repo_base {
-                    RePoBase::Simpo { .. } => RePoBase::Simpo {
-                        gamma: params.gamma,
-                    },
-                    base => base,
-                },
-                eta: params.repo_eta0,
-                momentum: params.repo_momentum,
-            },
-            other => return Err(CoreError::UnknownLoss(shortened(other))),
-        })
-    }
-
     /// The name this loss is known by in configs, metrics and the CLI.
     pub fn name(&self) -> &'static str {
         match self {
@@ -631,7 +519,7 @@ fn ropo_weights(alpha: f64) -> (f64, f64) {
 
 /// `name` as an error quotes it: whole up to 64 characters, else its first 64 and how many
 /// more, so that a huge value does not flood the terminal.
-fn shortened(name: &str) -> String {
+pub(crate) fn shortened(name: &str) -> String {
     const SHOWN: usize = 64;
     match name.char_indices().nth(SHOWN) {
         Some((end, _)) => format!(

@@ -2,7 +2,7 @@
 //! the losses × noise × seeds grid and the evaluation sizes, each with its default (the
 //! embedded run), and the checks that run before anything trains.
 
-use ropo_core::{IpoMargin, Loss, LossConfig, LossParams};
+use ropo_core::{LossConfig, LossParams, LossSpec, DEFAULT_BETA};
 use ropo_data::gold::GoldTask;
 use ropo_models::{config::ModelConfig, llama::LlamaConfig};
 use serde::{Deserialize, Serialize};
@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::{
     framework::Framework,
     label_noise::NoiseModel,
-    loss_entry::{self, DataStep, IpoForm, LossEntry, RePoForm},
+    loss_entry::{self, DataStep, LossEntry},
+    schedule::StepSchedule,
     seeds::Seeds,
     TrainError,
 };
@@ -105,36 +106,10 @@ pub struct PreferenceStage {
     pub lr: f64,
     /// Warmup steps.
     pub warmup: usize,
-    /// β of every loss.
-    pub beta: f64,
-    /// ROPO's α.
-    pub alpha: f64,
-    /// cDPO's and rDPO's ε.
-    pub epsilon: f64,
-    /// SimPO's target margin γ (left out: ropo-core's default, 0.5).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gamma: Option<f64>,
-    /// IPO's margin (left out: averaged per token).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ipo_margin: Option<IpoForm>,
-    /// Weight of an NLL term on the chosen responses, added to every loss (left out: none).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nll_weight: Option<f64>,
-    /// Dr. DPO's β′ (left out: ropo-core's default, 1.0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub drdpo_beta_prime: Option<f64>,
-    /// Hölder-DPO's γ (left out: ropo-core's default, 2.0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub holder_gamma: Option<f64>,
-    /// The loss RE-PO wraps (left out: DPO's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repo_base: Option<RePoForm>,
-    /// RE-PO's starting reliability η₀ (left out: ropo-core's default, 0.9).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repo_eta0: Option<f64>,
-    /// RE-PO's moving-average step α (left out: ropo-core's default, 0.1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repo_momentum: Option<f64>,
+    /// The loss parameters of every loss in `losses` (β, α, ε left out: 0.1, 14 and 0.2; the
+    /// others: ropo-core's defaults), in this table beside the stage's own keys.
+    #[serde(flatten, deserialize_with = "stage_loss")]
+    pub loss: LossSpec,
     /// AdamW's decoupled weight decay (left out: 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight_decay: Option<f64>,
@@ -147,47 +122,37 @@ impl PreferenceStage {
     /// The loss of a config's `losses` entry: the stage's parameters, overridden by the entry's
     /// own.
     pub fn loss_of(&self, entry: &LossEntry) -> Result<LossConfig, TrainError> {
-        let (name, own) = entry.parts()?;
-        let tuned = PreferenceStage {
-            beta: own.beta.unwrap_or(self.beta),
-            alpha: own.alpha.unwrap_or(self.alpha),
-            epsilon: own.epsilon.unwrap_or(self.epsilon),
-            gamma: own.gamma.or(self.gamma),
-            ipo_margin: own.ipo_margin.or(self.ipo_margin),
-            nll_weight: own.nll_weight.or(self.nll_weight),
-            drdpo_beta_prime: own.drdpo_beta_prime.or(self.drdpo_beta_prime),
-            holder_gamma: own.holder_gamma.or(self.holder_gamma),
-            repo_base: own.repo_base.or(self.repo_base),
-            repo_eta0: own.repo_eta0.or(self.repo_eta0),
-            repo_momentum: own.repo_momentum.or(self.repo_momentum),
-            ..*self
-        };
-        tuned.loss(name)
+        entry.loss(&self.loss)
     }
 
-    /// The loss called `name` with this stage's β, α, ε, γ, IPO margin, Dr. DPO's β′,
-    /// Hölder-DPO's γ, RE-PO's base, η₀ and α, and NLL weight.
-    pub fn loss(&self, name: &str) -> Result<LossConfig, TrainError> {
-        let defaults = LossParams::default();
-        let params = LossParams {
-            alpha: self.alpha,
-            epsilon: self.epsilon,
-            gamma: self.gamma.unwrap_or(defaults.gamma),
-            ipo_margin: self.ipo_margin.map_or(defaults.ipo_margin, IpoMargin::from),
-            drdpo_beta_prime: self.drdpo_beta_prime.unwrap_or(defaults.drdpo_beta_prime),
-            holder_gamma: self.holder_gamma.unwrap_or(defaults.holder_gamma),
-            repo_base: self.repo_base.map_or(defaults.repo_base, |form| {
-                form.base(self.gamma.unwrap_or(defaults.gamma))
-            }),
-            repo_eta0: self.repo_eta0.unwrap_or(defaults.repo_eta0),
-            repo_momentum: self.repo_momentum.unwrap_or(defaults.repo_momentum),
-        };
-        let config = LossConfig::new(Loss::from_name(name, &params)?, self.beta)?;
-        Ok(match self.nll_weight {
-            Some(weight) => config.with_nll_weight(weight)?,
-            None => config,
-        })
+    /// How the stage steps: its steps, batch, learning rate, warmup, weight decay and
+    /// accumulation.
+    pub fn schedule(&self) -> StepSchedule {
+        StepSchedule {
+            steps: self.steps,
+            batch: self.batch,
+            lr: self.lr,
+            warmup: self.warmup,
+            weight_decay: self.weight_decay.unwrap_or(0.0),
+            grad_accum: self.grad_accum.unwrap_or(1),
+        }
     }
+
+    /// The loss parameters a stage sets where its table leaves them out: they are written in
+    /// every stage table, so a run's config says the β, α and ε it trained with.
+    fn loss_defaults() -> LossSpec {
+        LossSpec {
+            beta: Some(DEFAULT_BETA),
+            alpha: Some(LossParams::default().alpha),
+            epsilon: Some(0.2),
+            ..LossSpec::default()
+        }
+    }
+}
+
+/// A stage table's loss parameters, those it leaves out taken from the stage's defaults.
+fn stage_loss<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<LossSpec, D::Error> {
+    Ok(LossSpec::deserialize(deserializer)?.or(&PreferenceStage::loss_defaults()))
 }
 
 /// The methods of the embedded run: the baselines, the ROPO loss, the robust losses that came
@@ -226,17 +191,7 @@ impl Default for PreferenceStage {
             batch: 32,
             lr: 1e-3,
             warmup: 10,
-            beta: 0.1,
-            alpha: 14.0,
-            epsilon: 0.2,
-            gamma: None,
-            ipo_margin: None,
-            nll_weight: None,
-            drdpo_beta_prime: None,
-            holder_gamma: None,
-            repo_base: None,
-            repo_eta0: None,
-            repo_momentum: None,
+            loss: Self::loss_defaults(),
             weight_decay: None,
             grad_accum: None,
         }
@@ -463,6 +418,8 @@ pub(crate) fn validate_grid(
 
 #[cfg(test)]
 mod tests {
+    use ropo_core::{IpoMargin, Loss};
+
     use super::*;
 
     #[test]
@@ -472,10 +429,10 @@ mod tests {
              alpha = 14.0\nepsilon = 0.2\ngamma = 1.5\nipo_margin = \"summed\"\nnll_weight = 0.5\n",
         )
         .unwrap();
-        let simpo = config.preference.loss("simpo").unwrap();
+        let simpo = config.preference.loss.config("simpo").unwrap();
         assert_eq!(simpo.loss(), Loss::Simpo { gamma: 1.5 });
         assert_eq!(simpo.nll_weight(), 0.5);
-        let ipo = config.preference.loss("ipo").unwrap();
+        let ipo = config.preference.loss.config("ipo").unwrap();
         assert_eq!(
             ipo.loss(),
             Loss::Ipo {
@@ -537,9 +494,9 @@ mod tests {
         let default = GoldExperiment::default();
         let written = toml::to_string_pretty(&default).unwrap();
         assert!(!written.contains("gamma") && !written.contains("nll_weight"));
-        let dpo = default.preference.loss("sigmoid").unwrap();
+        let dpo = default.preference.loss.config("sigmoid").unwrap();
         assert_eq!(dpo.nll_weight(), 0.0);
-        let simpo = default.preference.loss("simpo").unwrap();
+        let simpo = default.preference.loss.config("simpo").unwrap();
         assert_eq!(
             simpo.loss(),
             Loss::Simpo {

@@ -193,7 +193,7 @@ impl DatasetExperiment {
         let methods = self
             .losses
             .iter()
-            .map(|entry| Method::of(entry, &self.preference))
+            .map(|entry| Method::of(entry, &self.preference.loss))
             .collect::<Result<Vec<_>, _>>()?;
         let grid = Grid {
             methods: &methods,
@@ -211,7 +211,7 @@ impl DatasetExperiment {
             &|_, cell, on_progress| {
                 let run = Run {
                     bucket: 4,
-                    ..cell.run(&self.preference, self.seeds(), &reference)
+                    ..cell.run(self.preference.schedule(), self.seeds(), &reference)
                 };
                 let trained = run.train(
                     sft.clone(),

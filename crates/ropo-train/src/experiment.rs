@@ -6,6 +6,7 @@
 use std::{path::Path, sync::Mutex};
 
 use burn::module::AutodiffModule;
+use ropo_core::DEFAULT_BETA;
 use ropo_data::TokenizedPair;
 use ropo_models::{attention::TrainingBackend, CausalLm};
 
@@ -57,11 +58,11 @@ impl GoldExperiment {
             set,
         } = self.start::<B>(device, folder, stop_after, on_progress)?;
         let task = &self.task;
-        let beta = self.preference.beta;
+        let beta = self.preference.loss.beta.unwrap_or(DEFAULT_BETA);
         let methods = self
             .losses
             .iter()
-            .map(|entry| Method::of(entry, &self.preference))
+            .map(|entry| Method::of(entry, &self.preference.loss))
             .collect::<Result<Vec<_>, _>>()?;
         let labels = match self.noise_model {
             NoiseModel::Symmetric => LabelNoise::Symmetric,
@@ -114,7 +115,7 @@ impl GoldExperiment {
                     checkpoint_every: self.checkpoint_every,
                     keep: self.keep_checkpoints,
                     store: cell.store.as_deref(),
-                    ..cell.run(&self.preference, self.seeds(), &reference)
+                    ..cell.run(self.preference.schedule(), self.seeds(), &reference)
                 };
                 let mut validate = |model: &CausalLm<B>, step: usize| {
                     let policy = model.valid();

@@ -17,10 +17,10 @@ use ropo_models::{attention::TrainingBackend, CausalLm};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
-    config::PreferenceStage,
     label_noise::LabelNoise,
     records::Progress,
     run::{Method, PreferenceSet, Run},
+    schedule::StepSchedule,
     seeds::Seeds,
     store::finished::{load_finished, save_finished},
     TrainError,
@@ -52,15 +52,21 @@ pub struct Cell<'a> {
 }
 
 impl<'a> Cell<'a> {
-    /// The cell's run with `stage`, the grid's `seeds` and `reference`, and [`Run::new`]'s
+    /// The cell's run with `schedule`, the grid's `seeds` and `reference`, and [`Run::new`]'s
     /// defaults for the rest.
     pub fn run<B: TrainingBackend>(
         &'a self,
-        stage: &'a PreferenceStage,
+        schedule: StepSchedule,
         seeds: Seeds,
         reference: &'a CausalLm<B::InnerBackend>,
     ) -> Run<'a, B> {
-        Run::new(self.method, self.set, stage, (seeds, self.seed), reference)
+        Run::new(
+            self.method,
+            self.set,
+            schedule,
+            (seeds, self.seed),
+            reference,
+        )
     }
 }
 

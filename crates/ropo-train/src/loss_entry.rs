@@ -4,52 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use ropo_core::{IpoMargin, RePoBase};
+use ropo_core::{LossConfig, LossSpec};
 use serde::{de::Error as _, Deserialize, Deserializer, Serialize};
 
 use crate::TrainError;
-
-/// How IPO forms its margin, as a config names it (`averaged` or `summed`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IpoForm {
-    /// Per-token averaged log-ratios (TRL's choice).
-    Averaged,
-    /// Summed log-ratios, like every other loss's margin.
-    Summed,
-}
-
-impl From<IpoForm> for IpoMargin {
-    fn from(form: IpoForm) -> Self {
-        match form {
-            IpoForm::Averaged => Self::Averaged,
-            IpoForm::Summed => Self::Summed,
-        }
-    }
-}
-
-/// The loss RE-PO wraps, as a config names it (`sigmoid`, `ipo` or `simpo`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RePoForm {
-    /// DPO.
-    Sigmoid,
-    /// IPO (its per-token averaged margin).
-    Ipo,
-    /// SimPO (with the stage's γ).
-    Simpo,
-}
-
-impl RePoForm {
-    /// ropo-core's base, SimPO's with target margin `gamma`.
-    pub fn base(self, gamma: f64) -> RePoBase {
-        match self {
-            Self::Sigmoid => RePoBase::Sigmoid,
-            Self::Ipo => RePoBase::Ipo,
-            Self::Simpo => RePoBase::Simpo { gamma },
-        }
-    }
-}
 
 /// What a method does to its pairs between rounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,47 +47,8 @@ impl DataStep {
 pub enum LossEntry {
     /// A loss name with the stage's parameters.
     Name(String),
-    /// One loss name mapped to its own parameters.
-    Tuned(BTreeMap<String, LossOverrides>),
-}
-
-/// Parameters a [`LossEntry::Tuned`] sets for its loss; the rest come from the stage.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LossOverrides {
-    /// β.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub beta: Option<f64>,
-    /// ROPO's α.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alpha: Option<f64>,
-    /// cDPO's and rDPO's ε.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub epsilon: Option<f64>,
-    /// SimPO's γ.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gamma: Option<f64>,
-    /// IPO's margin form.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ipo_margin: Option<IpoForm>,
-    /// Weight of an NLL term on the chosen responses.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nll_weight: Option<f64>,
-    /// Dr. DPO's β′.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub drdpo_beta_prime: Option<f64>,
-    /// Hölder-DPO's γ.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub holder_gamma: Option<f64>,
-    /// The loss RE-PO wraps.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repo_base: Option<RePoForm>,
-    /// RE-PO's starting reliability η₀.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repo_eta0: Option<f64>,
-    /// RE-PO's moving-average step α.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repo_momentum: Option<f64>,
+    /// One loss name mapped to the parameters it sets itself (the rest come from the stage).
+    Tuned(BTreeMap<String, LossSpec>),
 }
 
 impl<'de> Deserialize<'de> for LossEntry {
@@ -138,18 +57,17 @@ impl<'de> Deserialize<'de> for LossEntry {
         #[serde(untagged)]
         enum Raw {
             Name(String),
-            Tuned(BTreeMap<String, LossOverrides>),
+            Tuned(BTreeMap<String, LossSpec>),
         }
         let entry = match Raw::deserialize(deserializer) {
             Ok(Raw::Name(name)) => LossEntry::Name(name),
             Ok(Raw::Tuned(table)) if table.len() == 1 => LossEntry::Tuned(table),
             _ => {
-                return Err(D::Error::custom(
+                return Err(D::Error::custom(format!(
                     "a loss is a name (\"ropo\") or a table of one loss and its parameters \
-                     ({ropo = {alpha = 6}}; parameters: beta, alpha, epsilon, gamma, \
-                     ipo_margin, nll_weight, drdpo_beta_prime, holder_gamma, repo_base, \
-                     repo_eta0, repo_momentum)",
-                ))
+                     ({{ropo = {{alpha = 6}}}}; parameters: {})",
+                    LossSpec::FIELDS.join(", ")
+                )))
             }
         };
         Ok(entry)
@@ -170,40 +88,16 @@ impl LossEntry {
             Self::Name(name) => name.clone(),
             Self::Tuned(table) => table
                 .iter()
-                .map(|(name, o)| {
-                    let set: Vec<String> = [
-                        ("beta", o.beta),
-                        ("alpha", o.alpha),
-                        ("epsilon", o.epsilon),
-                        ("gamma", o.gamma),
-                        ("nll_weight", o.nll_weight),
-                        ("drdpo_beta_prime", o.drdpo_beta_prime),
-                        ("holder_gamma", o.holder_gamma),
-                        ("repo_eta0", o.repo_eta0),
-                        ("repo_momentum", o.repo_momentum),
-                    ]
-                    .into_iter()
-                    .filter_map(|(key, value)| value.map(|v| format!("{key}={v}")))
-                    .chain(
-                        o.ipo_margin
-                            .map(|m| format!("ipo_margin={m:?}").to_lowercase()),
-                    )
-                    .chain(
-                        o.repo_base
-                            .map(|b| format!("repo_base={b:?}").to_lowercase()),
-                    )
-                    .collect();
-                    format!("{name}{{{}}}", set.join(","))
-                })
+                .map(|(name, own)| format!("{name}{{{}}}", own.describe().join(",")))
                 .collect(),
         }
     }
 
     /// The loss name (without a data step's suffix) and the parameters the entry sets itself
     /// (none for a bare name).
-    pub fn parts(&self) -> Result<(&str, LossOverrides), TrainError> {
+    pub fn parts(&self) -> Result<(&str, LossSpec), TrainError> {
         let (name, own) = match self {
-            Self::Name(name) => (name.as_str(), LossOverrides::default()),
+            Self::Name(name) => (name.as_str(), LossSpec::default()),
             Self::Tuned(table) => table
                 .iter()
                 .next()
@@ -222,6 +116,12 @@ impl LossEntry {
             )));
         }
         Ok((loss, own))
+    }
+
+    /// The loss this entry names, with the parameters it sets itself over `stage`'s.
+    pub fn loss(&self, stage: &LossSpec) -> Result<LossConfig, TrainError> {
+        let (name, own) = self.parts()?;
+        Ok(own.or(stage).config(name)?)
     }
 
     /// The data step the entry's name asks for between rounds (`ropo+filter`).
@@ -260,10 +160,7 @@ mod tests {
         );
         let (name, own) = listed.losses[1].parts().unwrap();
         assert_eq!((name, own.alpha, own.beta), ("ropo", Some(6.0), None));
-        assert_eq!(
-            listed.losses[0].parts().unwrap().1,
-            LossOverrides::default()
-        );
+        assert_eq!(listed.losses[0].parts().unwrap().1, LossSpec::default());
         let written = toml::to_string(&listed).unwrap();
         assert_eq!(toml::from_str::<Listed>(&written).unwrap(), listed);
     }

@@ -6,19 +6,19 @@
 use std::{borrow::Cow, cell::RefCell, cmp::Ordering, path::Path};
 
 use burn::module::AutodiffModule;
-use ropo_core::LossConfig;
+use ropo_core::{LossConfig, LossSpec};
 use ropo_data::TokenizedPair;
 use ropo_models::{attention::TrainingBackend, CausalLm};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    config::PreferenceStage,
     data_parallel::{DataParallel, PeerGroup},
     eval::pair_losses,
     framework::{keep_lowest_loss, resample_pairs, Resampling, RoundSchedule},
     loss_entry::{DataStep, LossEntry},
     records::{FilterQuality, LossHistogram, Progress, RoundReport, StepRecord},
     reference::{swap_flipped, PairReference, ReferenceLogps},
+    schedule::StepSchedule,
     seeds::Seeds,
     stages::{PreferenceRun, Session, Validator},
     store::{
@@ -81,12 +81,12 @@ pub struct Method {
 }
 
 impl Method {
-    /// The method a config entry names: its loss with the stage's parameters (and its own),
-    /// and the data step its name's suffix asks for (`ropo+filter`).
-    pub fn of(entry: &LossEntry, stage: &PreferenceStage) -> Result<Self, TrainError> {
+    /// The method a config entry names: its loss with the stage's parameters `stage` (and its
+    /// own), and the data step its name's suffix asks for (`ropo+filter`).
+    pub fn of(entry: &LossEntry, stage: &LossSpec) -> Result<Self, TrainError> {
         Ok(Self {
             name: entry.name(),
-            loss: stage.loss_of(entry)?,
+            loss: entry.loss(stage)?,
             data_step: entry.data_step(),
         })
     }
@@ -154,7 +154,7 @@ pub struct Run<'a, B: TrainingBackend> {
     /// The pairs (possibly noisy).
     pub set: &'a PreferenceSet,
     /// The whole run's steps, batch, learning rate and warmup.
-    pub stage: &'a PreferenceStage,
+    pub schedule: StepSchedule,
     /// Rounds and the data step's settings.
     pub rounds: Rounds,
     /// The experiment's seeds.
@@ -186,14 +186,14 @@ impl<'a, B: TrainingBackend> Run<'a, B> {
     pub fn new(
         method: &'a Method,
         set: &'a PreferenceSet,
-        stage: &'a PreferenceStage,
+        schedule: StepSchedule,
         (seeds, seed): (Seeds, u64),
         reference: &'a CausalLm<B::InnerBackend>,
     ) -> Self {
         Self {
             method,
             set,
-            stage,
+            schedule,
             rounds: Rounds::single(),
             seeds,
             seed,
@@ -257,9 +257,9 @@ impl<B: TrainingBackend> Run<'_, B> {
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<RunOutcome<B, P>, TrainError> {
         let rounds = self.rounds.count.max(1);
-        let round_stage = PreferenceStage {
-            steps: self.stage.steps / rounds,
-            ..*self.stage
+        let round_schedule = StepSchedule {
+            steps: self.schedule.steps / rounds,
+            ..self.schedule
         };
         let (mut policy, saved) = match self.store {
             Some(dir) => load_round(dir, start, device, &mut |w| {
@@ -278,7 +278,7 @@ impl<B: TrainingBackend> Run<'_, B> {
             dropped: Vec::new(),
         });
         for round in state.next_round..rounds {
-            let offset = round * round_stage.steps;
+            let offset = round * round_schedule.steps;
             let replaced_refs;
             let (pairs, refs) = match &state.replaced {
                 Some((pairs, refs)) => {
@@ -288,10 +288,10 @@ impl<B: TrainingBackend> Run<'_, B> {
                 None => (self.set.pairs.as_slice(), &self.set.reference),
             };
             let run = PreferenceRun {
-                stage: &round_stage,
+                schedule: round_schedule,
                 schedule_span: match self.rounds.schedule {
-                    RoundSchedule::Restart => (0, round_stage.steps),
-                    RoundSchedule::Continuous => (offset, rounds * round_stage.steps),
+                    RoundSchedule::Restart => (0, round_schedule.steps),
+                    RoundSchedule::Continuous => (offset, rounds * round_schedule.steps),
                 },
                 loss: &self.method.loss,
                 pairs,

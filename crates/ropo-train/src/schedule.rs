@@ -1,6 +1,26 @@
-//! Learning-rate schedules: linear warmup, then cosine or linear decay.
+//! How a preference run steps ([`StepSchedule`]) and its learning rate over the steps
+//! ([`LrSchedule`]: linear warmup, then cosine or linear decay).
 
 use serde::{Deserialize, Serialize};
+
+/// How a preference run steps: how many optimiser steps of how many pairs, and AdamW's
+/// learning rate, warmup and weight decay. The gold experiment's stage and the trainer's
+/// settings each give one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepSchedule {
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Pairs per step.
+    pub batch: usize,
+    /// Peak learning rate (cosine decay to 0 after warmup).
+    pub lr: f64,
+    /// Warmup steps.
+    pub warmup: usize,
+    /// AdamW's decoupled weight decay.
+    pub weight_decay: f64,
+    /// Forwards each batch is split into, their gradients accumulated.
+    pub grad_accum: usize,
+}
 
 /// How the learning rate decays after warmup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

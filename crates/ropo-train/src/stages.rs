@@ -19,12 +19,11 @@ use ropo_data::{
 use ropo_models::CausalLm;
 
 use crate::{
-    config::PreferenceStage,
     data_parallel::{fingerprint, DataParallel, PeerGroup, RollCall},
     optim::Trainer,
     records::{Progress, StepRecord},
     reference::PairReference,
-    schedule::{Decay, LrSchedule},
+    schedule::{Decay, LrSchedule, StepSchedule},
     step::sft_step,
     store::{
         checkpoint::{self, Manifest, Restored},
@@ -135,15 +134,15 @@ pub struct TrainedRun<B: TrainingBackend, P> {
     pub curve: Vec<P>,
 }
 
-/// One preference run: the stage settings, the loss, the (possibly noisy) pairs with their
+/// One preference run: its step schedule, the loss, the (possibly noisy) pairs with their
 /// cached reference log-probs, and where checkpoints go.
 pub struct PreferenceRun<'a, B: TrainingBackend> {
-    /// Steps, batch size, learning rate, warmup.
-    pub stage: &'a PreferenceStage,
+    /// Steps, batch size, learning rate, warmup, weight decay and accumulation.
+    pub schedule: StepSchedule,
     /// Where this run's steps sit in the learning-rate schedule: `(first, total)`, the position
     /// of its first step and the length of the schedule, which warms up over the stage's warmup
     /// steps from position 0 and decays to zero at `total` (a round of the ROPO framework is a
-    /// stretch of its whole run's one schedule; a run of its own is `(0, stage.steps)`).
+    /// stretch of its whole run's one schedule; a run of its own is `(0, schedule.steps)`).
     pub schedule_span: (usize, usize),
     /// The loss.
     pub loss: &'a LossConfig,
@@ -185,7 +184,7 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
         })
     }
 
-    /// Trains from `model` (or from the newest checkpoint in `store`) to `stage.steps` with
+    /// Trains from `model` (or from the newest checkpoint in `store`) to `schedule.steps` with
     /// the ranks of `ranks`, the run's one group (across nodes a process can join only one),
     /// which `validate` may use between steps. `validate` is called at each validation point
     /// and may add a point to the curve.
@@ -198,18 +197,16 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
         device: &B::Device,
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<TrainedRun<B, P>, TrainError> {
-        let stage = self.stage;
+        let plan = self.schedule;
         let (first_step, total) = self.schedule_span;
-        let schedule = LrSchedule {
-            peak: stage.lr,
-            warmup: stage.warmup,
+        let lr_schedule = LrSchedule {
+            peak: plan.lr,
+            warmup: plan.warmup,
             total,
             decay: Decay::Cosine,
         };
-        let new_trainer = || {
-            Trainer::new(schedule, stage.weight_decay.unwrap_or(0.0), Some(1.0))
-                .starting_at(first_step)
-        };
+        let new_trainer =
+            || Trainer::new(lr_schedule, plan.weight_decay, Some(1.0)).starting_at(first_step);
         // A checkpoint whose checksums hold but whose files do not load is set aside, and the
         // one before it is tried.
         let restored = loop {
@@ -235,18 +232,13 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
             manifest: Manifest {
                 step: 0,
                 cursor: BatchCursor::default(),
-                history: Vec::with_capacity(stage.steps),
+                history: Vec::with_capacity(plan.steps),
                 curve: Vec::new(),
             },
         });
         let lengths = self.pairs.iter().map(TokenizedPair::max_len).collect();
-        let mut sampler = BatchSampler::resume(
-            lengths,
-            stage.batch,
-            self.bucket,
-            self.seed,
-            manifest.cursor,
-        );
+        let mut sampler =
+            BatchSampler::resume(lengths, plan.batch, self.bucket, self.seed, manifest.cursor);
         let (mut history, mut curve) = (manifest.history, manifest.curve);
         if self.loss.reliability().is_some() && self.data_parallel.ranks() > 1 {
             return Err(TrainError::Config(
@@ -272,7 +264,7 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
             },
             device,
         )?;
-        for step in manifest.step..stage.steps {
+        for step in manifest.step..plan.steps {
             // The backend's random stream (LoRA dropout) restarts at every step from the run's
             // seed and the step, so a resumed run draws the masks an uninterrupted one draws.
             B::seed(
@@ -291,7 +283,7 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
                 &loss,
                 &batch,
                 &batch_refs,
-                stage.grad_accum.unwrap_or(1),
+                plan.grad_accum,
                 device,
             )?;
             model = next;
@@ -303,13 +295,13 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
             on_progress(Progress::Step(record));
             history.push(record);
             let done = step + 1;
-            if done == stage.steps || (self.eval_every > 0 && done % self.eval_every == 0) {
+            if done == plan.steps || (self.eval_every > 0 && done % self.eval_every == 0) {
                 curve.extend(validate(&model, done)?);
             }
             let (session_steps, stopping) = session.count_step();
             let due = self.checkpoint_every > 0 && done % self.checkpoint_every == 0;
             if let Some(store) = self.store.filter(|_| self.data_parallel.writes()) {
-                if done < stage.steps && (due || stopping) {
+                if done < plan.steps && (due || stopping) {
                     let manifest = Manifest {
                         step: done,
                         cursor: sampler.cursor(),
@@ -319,7 +311,7 @@ impl<B: TrainingBackend> PreferenceRun<'_, B> {
                     checkpoint::save(store, &model, &trainer, &manifest, self.keep)?;
                 }
             }
-            if stopping && done < stage.steps {
+            if stopping && done < plan.steps {
                 return Err(TrainError::Stopped(session_steps));
             }
         }

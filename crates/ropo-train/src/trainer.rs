@@ -10,7 +10,7 @@ use std::{
 };
 
 use burn::{module::AutodiffModule, tensor::backend::Backend};
-use ropo_core::LossConfig;
+use ropo_core::{LossConfig, LossParams, LossSpec, DEFAULT_BETA};
 use ropo_data::{
     formats::{open_split, ReadOptions},
     load_tokenizer,
@@ -30,14 +30,14 @@ use ropo_models::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    config::PreferenceStage,
     data_parallel::{DataParallel, PeerGroup},
     eval::eval_metrics,
     framework::{Resampling, RoundSchedule, Scorer},
-    loss_entry::{DataStep, IpoForm, RePoForm},
+    loss_entry::DataStep,
     records::{EvalRecord, Progress, RoundReport, StepRecord},
     reference::PairReference,
     run::{DroppedPair, Method, PreferenceSet, Rounds, Run},
+    schedule::StepSchedule,
     seeds::Seeds,
     stages::{run_sft, Session},
     step::check_trained,
@@ -80,28 +80,11 @@ pub struct TrainerConfig {
     pub seed: u64,
     /// The loss (`sigmoid`/`dpo`, `ropo`, `ipo`, `cdpo`, `rdpo`, `hinge`, `simpo`, …).
     pub loss: String,
-    /// β.
-    pub beta: f64,
-    /// ROPO's α.
-    pub alpha: f64,
-    /// cDPO's and rDPO's ε (TRL: `label_smoothing`).
-    pub epsilon: f64,
-    /// SimPO's γ (left out: ropo-core's default).
-    pub gamma: Option<f64>,
-    /// IPO's margin form (left out: averaged per token, as TRL).
-    pub ipo_margin: Option<IpoForm>,
-    /// Weight of an NLL term on the chosen responses (TRL: `rpo_alpha`).
-    pub nll_weight: Option<f64>,
-    /// Dr. DPO's β′ (left out: ropo-core's default).
-    pub drdpo_beta_prime: Option<f64>,
-    /// Hölder-DPO's γ (left out: ropo-core's default).
-    pub holder_gamma: Option<f64>,
-    /// The loss RE-PO wraps (left out: DPO's).
-    pub repo_base: Option<RePoForm>,
-    /// RE-PO's starting reliability η₀ (left out: ropo-core's default).
-    pub repo_eta0: Option<f64>,
-    /// RE-PO's moving-average step α (left out: ropo-core's default).
-    pub repo_momentum: Option<f64>,
+    /// β and the loss's own parameters (β, α, ε left out: 0.1, 14, 0.1; the others:
+    /// ropo-core's defaults), as keys beside the others (`beta = 0.1`, TRL's `rpo_alpha` is
+    /// `nll_weight`).
+    #[serde(flatten, deserialize_with = "trainer_loss")]
+    pub loss_spec: LossSpec,
     /// Peak learning rate (TRL: `learning_rate`, 1e-6).
     pub lr: f64,
     /// AdamW weight decay.
@@ -191,17 +174,7 @@ impl Default for TrainerConfig {
             noise: 0.0,
             seed: 0,
             loss: "ropo".into(),
-            beta: 0.1,
-            alpha: 14.0,
-            epsilon: 0.1,
-            gamma: None,
-            ipo_margin: None,
-            nll_weight: None,
-            drdpo_beta_prime: None,
-            holder_gamma: None,
-            repo_base: None,
-            repo_eta0: None,
-            repo_momentum: None,
+            loss_spec: trainer_loss_defaults(),
             lr: 1e-6,
             weight_decay: 0.0,
             warmup: 0,
@@ -260,6 +233,24 @@ pub struct TrainerData {
     /// How conversations were rendered: a built-in template's name, or the model's chat
     /// template and the file it came from.
     pub chat_format: String,
+}
+
+/// The loss parameters a trainer config writes whatever it was given, so a run's config says
+/// the β, α and ε it trained with.
+fn trainer_loss_defaults() -> LossSpec {
+    let published = LossParams::default();
+    LossSpec {
+        beta: Some(DEFAULT_BETA),
+        alpha: Some(published.alpha),
+        epsilon: Some(published.epsilon),
+        ..LossSpec::default()
+    }
+}
+
+/// A trainer config's loss parameters, those it leaves out taken from
+/// [`trainer_loss_defaults`].
+fn trainer_loss<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<LossSpec, D::Error> {
+    Ok(LossSpec::deserialize(deserializer)?.or(&trainer_loss_defaults()))
 }
 
 /// A finished trainer run (`B`: the backend without autodiff).
@@ -383,33 +374,21 @@ impl TrainerConfig {
         })
     }
 
-    /// The preference stage these settings describe, for `pairs` training pairs.
-    fn stage(&self, pairs: usize) -> PreferenceStage {
-        PreferenceStage {
-            pairs,
+    /// How the run steps, for `pairs` training pairs.
+    fn schedule(&self, pairs: usize) -> StepSchedule {
+        StepSchedule {
             steps: self.total_steps(pairs),
             batch: self.batch,
             lr: self.lr,
             warmup: self.warmup,
-            beta: self.beta,
-            alpha: self.alpha,
-            epsilon: self.epsilon,
-            gamma: self.gamma,
-            ipo_margin: self.ipo_margin,
-            nll_weight: self.nll_weight,
-            drdpo_beta_prime: self.drdpo_beta_prime,
-            holder_gamma: self.holder_gamma,
-            repo_base: self.repo_base,
-            repo_eta0: self.repo_eta0,
-            repo_momentum: self.repo_momentum,
-            weight_decay: Some(self.weight_decay),
-            grad_accum: Some(self.grad_accum),
+            weight_decay: self.weight_decay,
+            grad_accum: self.grad_accum,
         }
     }
 
     /// The loss with its parameters.
     pub fn loss_config(&self) -> Result<LossConfig, TrainError> {
-        self.stage(0).loss(&self.loss)
+        Ok(self.loss_spec.config(&self.loss)?)
     }
 
     /// Optimiser steps for `pairs` training pairs: `steps`, or `epochs` passes of whole
@@ -670,7 +649,7 @@ impl TrainerConfig {
         }
         // With LoRA the reference shares the frozen base weights with the policy: one model.
         let reference = start.valid().without_adapters();
-        let stage = self.stage(data.train.len());
+        let schedule = self.schedule(data.train.len());
         // Evaluation reports from inside the run's loop, which holds the callback too.
         let progress = RefCell::new(on_progress);
         let report = |event: Progress| {
@@ -717,7 +696,13 @@ impl TrainerConfig {
             keep: self.keep_checkpoints,
             store,
             data_parallel: self.data_parallel,
-            ..Run::new(&method, &set, &stage, (self.seeds(), self.seed), &reference)
+            ..Run::new(
+                &method,
+                &set,
+                schedule,
+                (self.seeds(), self.seed),
+                &reference,
+            )
         };
         let loss = method.loss;
         let mut evaluate = |model: &CausalLm<B>, step: usize| {
@@ -747,11 +732,11 @@ impl TrainerConfig {
         })?;
         let model = outcome.model.valid();
         if let Some(pair) = data.train.first() {
-            check_trained(&model, pair, stage.steps, device)?;
+            check_trained(&model, pair, schedule.steps, device)?;
         }
         Ok(TrainerOutcome {
             model,
-            steps: stage.steps,
+            steps: schedule.steps,
             history: outcome.history,
             evals: outcome.curve,
             rounds: outcome.rounds,

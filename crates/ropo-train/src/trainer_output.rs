@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
+use ropo_core::DEFAULT_BETA;
 use ropo_data::{ChatPair, GgufVocab, Prompt};
 use ropo_models::{
     checkpoint, integrity, lora::LoraConfig, peft, weights_file::SaveDtype, CausalLm,
@@ -268,7 +269,7 @@ pub fn report_md(
         data.eval.len(),
         data.dropped,
         config.model.display(),
-        config.beta,
+        config.loss_spec.beta.unwrap_or(DEFAULT_BETA),
         config.lr,
         config.batch,
         history.len(),

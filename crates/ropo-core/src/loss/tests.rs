@@ -5,7 +5,7 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::f64::consts::LN_2;
 
 use super::*;
-use crate::PreferenceMetrics;
+use crate::{LossParams, PreferenceMetrics};
 
 type Cpu = Flex;
 type Grad = Autodiff<Flex>;
