@@ -229,7 +229,7 @@ fn is_plain_file_name(name: &str) -> bool {
 }
 
 /// Loads every file into `model`, renamed by its family's
-/// [`ModelConfig::key_remapping`], and fails, naming the tensors, unless each parameter was
+/// [`FamilyConfig::key_remapping`](crate::family::FamilyConfig::key_remapping), and fails, naming the tensors, unless each parameter was
 /// found with the right shape and nothing unexpected was left over.
 fn apply_weights<B: Backend>(
     model: &mut CausalLm<B>,
@@ -238,8 +238,9 @@ fn apply_weights<B: Backend>(
 ) -> Result<(), ModelError> {
     let mut report = WeightReport::new(model);
     // The patterns are constants of this crate, so a failure here is a bug, not bad input.
-    let remapper = KeyRemapper::from_patterns(model.config().key_remapping())
-        .expect("key_remapping patterns are valid regexes");
+    let remapper =
+        KeyRemapper::from_patterns(model.family().family_config().key_remapping().to_vec())
+            .expect("key_remapping patterns are valid regexes");
     for file in files {
         if !file.exists() {
             return Err(ModelError::io(file)(std::io::Error::new(

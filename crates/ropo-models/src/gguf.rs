@@ -27,8 +27,8 @@ use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, TensorSnapshot, TensorSna
 use ropo_gguf::{GgmlType, GgufError, GgufFile};
 
 use crate::{
-    config::ModelConfig, llama::LlamaConfig, llama2c, weight_report::WeightReport,
-    weights_file::SaveDtype, CausalLm, ModelError,
+    config::ModelConfig, family::FamilyConfig, llama::LlamaConfig, llama2c,
+    weight_report::WeightReport, weights_file::SaveDtype, CausalLm, ModelError,
 };
 
 /// The architecture ropo reads from GGUF files.

@@ -2,8 +2,8 @@
 //! `gelu_new` MLP and a head tied to the token embedding. Parameter names follow Hugging Face's
 //! `GPT2LMHeadModel` (`transformer.h.0.attn.c_attn.weight`, ...). The original `gpt2`
 //! checkpoints on the hub name their tensors without the `transformer.` prefix and carry
-//! `attn.bias` / `attn.masked_bias` mask buffers; [`crate::config::ModelConfig::key_remapping`]
-//! and [`crate::config::ModelConfig::ignorable_tensors`] let those load too.
+//! `attn.bias` / `attn.masked_bias` mask buffers; [`FamilyConfig::key_remapping`]
+//! and [`FamilyConfig::ignorable_tensors`] let those load too.
 
 use burn::{
     module::{Initializer, Module, Param},
@@ -11,12 +11,14 @@ use burn::{
     tensor::{backend::Backend, Int, Tensor},
 };
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::{
     activation::Activation,
     activation_backend::ActivationBackend,
     attention::{attend, split_heads, AttentionBackend, AttentionMask},
     cache::{with_cache, KvCache},
+    family::{Family, FamilyConfig, ProjectionSite},
     head::Head,
     lora::{Adapted, LoraAdapter, LoraTarget, Site},
     norm::LayerNorm,
@@ -65,40 +67,15 @@ fn default_activation() -> Activation {
     Activation::GeluTanh
 }
 impl Gpt2Config {
+    /// The `model_type` values this family loads.
+    pub const MODEL_TYPES: &[&str] = &["gpt2"];
+
     /// Width of the MLP.
     pub fn inner_width(&self) -> usize {
         self.n_inner.unwrap_or(4 * self.n_embd)
     }
 
-    /// Checks what the config promises is buildable; returns a message naming the field.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) {
-            return Err(format!(
-                "n_embd ({}) must be a positive multiple of n_head ({})",
-                self.n_embd, self.n_head
-            ));
-        }
-        for (field, size) in [
-            ("vocab_size", self.vocab_size),
-            ("n_positions", self.n_positions),
-            ("n_embd", self.n_embd),
-            ("n_inner", self.inner_width()),
-        ] {
-            if size == 0 {
-                return Err(format!("{field} must be > 0"));
-            }
-        }
-        if !self.scale_attn_weights || self.scale_attn_by_inverse_layer_idx {
-            return Err(
-                "scale_attn_weights = false and scale_attn_by_inverse_layer_idx = true \
-                        are not supported"
-                    .into(),
-            );
-        }
-        Ok(())
-    }
-
-    /// A model with freshly initialised weights (call [`Gpt2Config::validate`] first).
+    /// A model with freshly initialised weights (call [`FamilyConfig::validate`] first).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Gpt2<B> {
         let d = self.n_embd;
         let eps = self.layer_norm_epsilon;
@@ -132,6 +109,97 @@ impl Gpt2Config {
             }),
             config: self.clone(),
         }
+    }
+}
+
+impl FamilyConfig for Gpt2Config {
+    /// Checks what the config promises is buildable; returns a message naming the field.
+    fn validate(&self) -> Result<(), String> {
+        if self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) {
+            return Err(format!(
+                "n_embd ({}) must be a positive multiple of n_head ({})",
+                self.n_embd, self.n_head
+            ));
+        }
+        for (field, size) in [
+            ("vocab_size", self.vocab_size),
+            ("n_positions", self.n_positions),
+            ("n_embd", self.n_embd),
+            ("n_inner", self.inner_width()),
+        ] {
+            if size == 0 {
+                return Err(format!("{field} must be > 0"));
+            }
+        }
+        if !self.scale_attn_weights || self.scale_attn_by_inverse_layer_idx {
+            return Err(
+                "scale_attn_weights = false and scale_attn_by_inverse_layer_idx = true \
+                        are not supported"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    fn norm_epsilon(&self) -> (&'static str, f64) {
+        ("layer_norm_epsilon", self.layer_norm_epsilon)
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    fn context_length(&self) -> usize {
+        self.n_positions
+    }
+
+    fn num_layers(&self) -> usize {
+        self.n_layer
+    }
+
+    fn parameter_count(&self) -> u128 {
+        let n = |x: usize| x as u128;
+        let (d, inner) = (n(self.n_embd), n(self.inner_width()));
+        let block = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (2 * d * inner + inner + d);
+        let head = if self.tie_word_embeddings {
+            0
+        } else {
+            n(self.vocab_size) * d
+        };
+        (n(self.vocab_size) + n(self.n_positions)) * d + n(self.n_layer) * block + 2 * d + head
+    }
+
+    fn projection_sites(&self) -> Vec<ProjectionSite> {
+        use LoraTarget::{Down, Up, K, O, Q, V};
+        let (d, inner) = (self.n_embd, self.inner_width());
+        vec![
+            ("attn.c_attn", &[Q, K, V], [d, d.saturating_mul(3)]),
+            ("attn.c_proj", &[O], [d, d]),
+            ("mlp.c_fc", &[Up], [d, inner]),
+            ("mlp.c_proj", &[Down], [inner, d]),
+        ]
+    }
+
+    fn ignorable_tensors(&self) -> &'static [&'static str] {
+        &[".attn.bias", ".attn.masked_bias"]
+    }
+
+    /// Checkpoints saved as the bare `GPT2Model` (the hub's original `gpt2`) lack the
+    /// `transformer.` prefix.
+    fn key_remapping(&self) -> &'static [(&'static str, &'static str)] {
+        &[(r"^(h|wte|wpe|ln_f)\.", "transformer.${1}.")]
+    }
+
+    fn transformers_names(&self) -> (&str, &'static str) {
+        ("gpt2", "GPT2LMHeadModel")
+    }
+
+    fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    fn fan_in_fan_out(&self) -> bool {
+        true
     }
 }
 
@@ -205,16 +273,19 @@ impl<B: Backend> Adapted<B> for Conv1D<B> {
     }
 }
 
-impl<B: AttentionBackend> Gpt2<B> {
+impl<B: Backend> Family<B> for Gpt2<B> {
     /// The final hidden states (after the last norm), `[batch, seq, d_model]`: what the
     /// output head reads. `tokens`: `[batch, seq]`; with a cache, `tokens` are the ones after
     /// those already cached, and the cache is extended.
-    pub fn hidden(
+    fn hidden(
         &self,
         tokens: Tensor<B, 2, Int>,
         mask: &AttentionMask<B>,
         mut cache: Option<&mut KvCache<B>>,
-    ) -> Tensor<B, 3> {
+    ) -> Tensor<B, 3>
+    where
+        B: AttentionBackend,
+    {
         let positions = mask.position_ids();
         let body = &self.transformer;
         let mut x = body.wte.forward(tokens) + body.wpe.forward(positions);
@@ -230,25 +301,22 @@ impl<B: AttentionBackend> Gpt2<B> {
         }
         body.ln_f.forward(x)
     }
-}
-
-impl<B: Backend> Gpt2<B> {
-    /// The configuration the model was built from.
-    pub fn config(&self) -> &Gpt2Config {
-        &self.config
-    }
 
     /// The output head: its own projection, or the token embedding when tied.
-    pub fn head(&self) -> Head<'_, B> {
+    fn head(&self) -> Head<'_, B> {
         Head {
             projection: self.lm_head.as_ref(),
             embedding: &self.transformer.wte,
         }
     }
 
+    fn family_config(&self) -> &dyn FamilyConfig {
+        &self.config
+    }
+
     /// Calls `visit` on each block's four projections (the fused `c_attn` serves q, k and v;
     /// see [`Site`]).
-    pub fn visit_sites(&mut self, visit: &mut dyn FnMut(Site<'_, B>)) {
+    fn visit_sites(&mut self, visit: &mut dyn FnMut(Site<'_, B>)) {
         use LoraTarget::{Down, Up, K, O, Q, V};
         for (index, block) in self.transformer.h.iter_mut().enumerate() {
             let (attn, mlp) = (&mut block.attn, &mut block.mlp);
@@ -266,6 +334,13 @@ impl<B: Backend> Gpt2<B> {
                 });
             }
         }
+    }
+}
+
+impl<B: Backend> Gpt2<B> {
+    /// The configuration the model was built from.
+    pub fn config(&self) -> &Gpt2Config {
+        &self.config
     }
 }
 

@@ -10,12 +10,14 @@ use burn::{
     tensor::{backend::Backend, Int, Tensor},
 };
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::{
     activation::Activation,
     activation_backend::ActivationBackend,
     attention::{attend, split_heads, AttentionBackend, AttentionMask},
     cache::{with_cache, KvCache},
+    family::{Family, FamilyConfig, ProjectionSite},
     head::Head,
     lora::{self, LoraTarget, Site},
     norm::LayerNorm,
@@ -84,6 +86,9 @@ fn default_activation() -> Activation {
 }
 
 impl GptNeoxConfig {
+    /// The `model_type` values this family loads.
+    pub const MODEL_TYPES: &[&str] = &["gpt_neox"];
+
     /// Per-head width.
     pub fn head_width(&self) -> usize {
         self.hidden_size / self.num_attention_heads
@@ -100,37 +105,6 @@ impl GptNeoxConfig {
         (self.head_width() as f64 * factor) as usize
     }
 
-    /// Checks what the config promises is buildable; returns a message naming the field.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.num_attention_heads == 0
-            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
-        {
-            return Err(format!(
-                "hidden_size ({}) must be a positive multiple of num_attention_heads ({})",
-                self.hidden_size, self.num_attention_heads
-            ));
-        }
-        for (field, size) in [
-            ("vocab_size", self.vocab_size),
-            ("hidden_size", self.hidden_size),
-            ("intermediate_size", self.intermediate_size),
-            ("max_position_embeddings", self.max_position_embeddings),
-        ] {
-            if size == 0 {
-                return Err(format!("{field} must be > 0"));
-            }
-        }
-        let rot = self.rotary_dims();
-        if rot == 0 || !rot.is_multiple_of(2) {
-            return Err(format!(
-                "partial_rotary_factor (rotary_pct) gives {rot} rotary dimensions of a head of {}; \
-                 they must be even and positive",
-                self.head_width()
-            ));
-        }
-        self.rope().map(|_| ())
-    }
-
     /// RoPE base and Llama-3 scaling, from whichever form the file used.
     fn rope(&self) -> Result<(f64, Option<Llama3Scaling>), String> {
         let params = self
@@ -144,7 +118,7 @@ impl GptNeoxConfig {
         Ok((theta, params.llama3_scaling()?))
     }
 
-    /// A model with freshly initialised weights (call [`GptNeoxConfig::validate`] first).
+    /// A model with freshly initialised weights (call [`FamilyConfig::validate`] first).
     pub fn init<B: Backend>(&self, device: &B::Device) -> GptNeox<B> {
         let d = self.hidden_size;
         let eps = self.layer_norm_eps;
@@ -180,6 +154,93 @@ impl GptNeoxConfig {
             rotary: Rotary::new(self.rotary_dims(), self.head_width(), theta, scaling),
             config: self.clone(),
         }
+    }
+}
+
+impl FamilyConfig for GptNeoxConfig {
+    /// Checks what the config promises is buildable; returns a message naming the field.
+    fn validate(&self) -> Result<(), String> {
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
+            return Err(format!(
+                "hidden_size ({}) must be a positive multiple of num_attention_heads ({})",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        for (field, size) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ] {
+            if size == 0 {
+                return Err(format!("{field} must be > 0"));
+            }
+        }
+        let rot = self.rotary_dims();
+        if rot == 0 || !rot.is_multiple_of(2) {
+            return Err(format!(
+                "partial_rotary_factor (rotary_pct) gives {rot} rotary dimensions of a head of {}; \
+                 they must be even and positive",
+                self.head_width()
+            ));
+        }
+        self.rope().map(|_| ())
+    }
+
+    fn norm_epsilon(&self) -> (&'static str, f64) {
+        ("layer_norm_eps", self.layer_norm_eps)
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    fn context_length(&self) -> usize {
+        self.max_position_embeddings
+    }
+
+    fn num_layers(&self) -> usize {
+        self.num_hidden_layers
+    }
+
+    fn parameter_count(&self) -> u128 {
+        let n = |x: usize| x as u128;
+        let (d, inner) = (n(self.hidden_size), n(self.intermediate_size));
+        let block = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (2 * d * inner + inner + d);
+        2 * n(self.vocab_size) * d + n(self.num_hidden_layers) * block + 2 * d
+    }
+
+    fn projection_sites(&self) -> Vec<ProjectionSite> {
+        use LoraTarget::{Down, Up, K, O, Q, V};
+        let (d, inner) = (self.hidden_size, self.intermediate_size);
+        vec![
+            (
+                "attention.query_key_value",
+                &[Q, K, V],
+                [d, d.saturating_mul(3)],
+            ),
+            ("attention.dense", &[O], [d, d]),
+            ("mlp.dense_h_to_4h", &[Up], [d, inner]),
+            ("mlp.dense_4h_to_h", &[Down], [inner, d]),
+        ]
+    }
+
+    fn ignorable_tensors(&self) -> &'static [&'static str] {
+        &[
+            ".attention.bias",
+            ".attention.masked_bias",
+            "rotary_emb.inv_freq",
+        ]
+    }
+
+    fn transformers_names(&self) -> (&str, &'static str) {
+        ("gpt_neox", "GPTNeoXForCausalLM")
+    }
+
+    fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }
 
@@ -231,16 +292,19 @@ pub struct GptNeoxMlp<B: Backend> {
     act: Activation,
 }
 
-impl<B: AttentionBackend> GptNeox<B> {
+impl<B: Backend> Family<B> for GptNeox<B> {
     /// The final hidden states (after the last norm), `[batch, seq, d_model]`: what the
     /// output head reads. `tokens`: `[batch, seq]`; with a cache, `tokens` are the ones after
     /// those already cached, and the cache is extended.
-    pub fn hidden(
+    fn hidden(
         &self,
         tokens: Tensor<B, 2, Int>,
         mask: &AttentionMask<B>,
         mut cache: Option<&mut KvCache<B>>,
-    ) -> Tensor<B, 3> {
+    ) -> Tensor<B, 3>
+    where
+        B: AttentionBackend,
+    {
         let heads = [self.config.num_attention_heads];
         let angles = self
             .rotary
@@ -266,25 +330,22 @@ impl<B: AttentionBackend> GptNeox<B> {
         }
         self.gpt_neox.final_layer_norm.forward(x)
     }
-}
-
-impl<B: Backend> GptNeox<B> {
-    /// The configuration the model was built from.
-    pub fn config(&self) -> &GptNeoxConfig {
-        &self.config
-    }
 
     /// The output head: its own projection, or the token embedding when tied.
-    pub fn head(&self) -> Head<'_, B> {
+    fn head(&self) -> Head<'_, B> {
         Head {
             projection: self.embed_out.as_ref(),
             embedding: &self.gpt_neox.embed_in,
         }
     }
 
+    fn family_config(&self) -> &dyn FamilyConfig {
+        &self.config
+    }
+
     /// Calls `visit` on each layer's four projections (the fused `query_key_value` serves q, k
     /// and v; see [`lora::Site`]).
-    pub fn visit_sites(&mut self, visit: &mut dyn FnMut(Site<'_, B>)) {
+    fn visit_sites(&mut self, visit: &mut dyn FnMut(Site<'_, B>)) {
         use LoraTarget::{Down, Up, K, O, Q, V};
         for (index, layer) in self.gpt_neox.layers.iter_mut().enumerate() {
             let (attn, mlp) = (&mut layer.attention, &mut layer.mlp);
@@ -306,6 +367,13 @@ impl<B: Backend> GptNeox<B> {
                 });
             }
         }
+    }
+}
+
+impl<B: Backend> GptNeox<B> {
+    /// The configuration the model was built from.
+    pub fn config(&self) -> &GptNeoxConfig {
+        &self.config
     }
 }
 

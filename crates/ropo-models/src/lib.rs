@@ -1,7 +1,9 @@
 //! Transformer language models for preference training, on burn.
 //!
 //! One file per family — [`gpt2`], [`gpt_neox`] (Pythia) and [`llama`] (Llama-2/3, Mistral,
-//! Qwen2) — each with its Hugging Face config, modules and parameter names. What every family
+//! Qwen2) — each with its Hugging Face config, modules and parameter names, implementing
+//! [`family::FamilyConfig`] and [`family::Family`], and registered in one line of
+//! [`families`]. What every family
 //! shares lives once: the attention core and masks ([`attention`]), rotary embeddings
 //! ([`rotary`]), the KV cache ([`cache`]), response log-probs and sampling. Checkpoints load
 //! from Hugging Face folders (`config.json` + `*.safetensors`, sharded or not, f32/f16/bf16,
@@ -16,6 +18,8 @@ pub mod cache;
 pub mod checkpoint;
 pub mod config;
 mod error;
+pub mod families;
+pub mod family;
 #[cfg(feature = "flex")]
 mod flex_storage;
 mod float_primitive;
@@ -43,7 +47,7 @@ mod weight_report;
 pub mod weights_file;
 
 pub use error::ModelError;
+pub use families::CausalLm;
 pub use generate::{generate, SamplingConfig};
 pub use logprobs::{score, token_logps, ResponseLogps, ScoreRow};
-pub use model::CausalLm;
 pub use shared_prompt::{score_pairs, PairRow};

@@ -9,11 +9,13 @@ use burn::{
     tensor::{backend::Backend, Int, Tensor},
 };
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::{
     activation::Activation,
     attention::{attend, split_heads, AttentionBackend, AttentionMask},
     cache::{with_cache, KvCache},
+    family::{Family, FamilyConfig, ProjectionSite},
     head::Head,
     lora::{self, LoraTarget, Site},
     norm::RmsNorm,
@@ -86,6 +88,9 @@ fn default_activation() -> Activation {
 }
 
 impl LlamaConfig {
+    /// The `model_type` values this family loads.
+    pub const MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2"];
+
     /// A plain Llama of the given shape: multi-head attention, untied head, no biases, SiLU,
     /// RoPE base 10000, RMSNorm ε 1e-5 (llama2.c's); change fields to taste.
     pub fn new(
@@ -128,40 +133,6 @@ impl LlamaConfig {
             .unwrap_or(self.hidden_size / self.num_attention_heads)
     }
 
-    /// Checks what the config promises is buildable; returns a message naming the field.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.num_attention_heads == 0 || self.kv_heads() == 0 {
-            return Err("num_attention_heads and num_key_value_heads must be > 0".into());
-        }
-        if !self.num_attention_heads.is_multiple_of(self.kv_heads()) {
-            return Err(format!(
-                "num_attention_heads ({}) must be a multiple of num_key_value_heads ({})",
-                self.num_attention_heads,
-                self.kv_heads()
-            ));
-        }
-        // A zero size builds, but makes a model that has nothing to compute or whose forward
-        // pass panics on empty tensors.
-        for (field, size) in [
-            ("vocab_size", self.vocab_size),
-            ("hidden_size", self.hidden_size),
-            ("intermediate_size", self.intermediate_size),
-            ("head_dim", self.head_width()),
-            ("max_position_embeddings", self.max_position_embeddings),
-        ] {
-            if size == 0 {
-                return Err(format!("{field} must be > 0"));
-            }
-        }
-        if !self.head_width().is_multiple_of(2) {
-            return Err(format!(
-                "head_dim ({}) must be even for RoPE",
-                self.head_width()
-            ));
-        }
-        self.rope().map(|_| ())
-    }
-
     /// RoPE base and Llama-3 scaling, from whichever form the file used.
     fn rope(&self) -> Result<(f64, Option<Llama3Scaling>), String> {
         let params = self
@@ -181,7 +152,7 @@ impl LlamaConfig {
         }
     }
 
-    /// A model with freshly initialised weights (call [`LlamaConfig::validate`] first).
+    /// A model with freshly initialised weights (call [`FamilyConfig::validate`] first).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Llama<B> {
         let d = self.hidden_size;
         let heads = self.num_attention_heads;
@@ -224,6 +195,111 @@ impl LlamaConfig {
             rotary: Rotary::new(hd, hd, theta, scaling),
             config: self.clone(),
         }
+    }
+}
+
+impl FamilyConfig for LlamaConfig {
+    /// Checks what the config promises is buildable; returns a message naming the field.
+    fn validate(&self) -> Result<(), String> {
+        if self.num_attention_heads == 0 || self.kv_heads() == 0 {
+            return Err("num_attention_heads and num_key_value_heads must be > 0".into());
+        }
+        if !self.num_attention_heads.is_multiple_of(self.kv_heads()) {
+            return Err(format!(
+                "num_attention_heads ({}) must be a multiple of num_key_value_heads ({})",
+                self.num_attention_heads,
+                self.kv_heads()
+            ));
+        }
+        // A zero size builds, but makes a model that has nothing to compute or whose forward
+        // pass panics on empty tensors.
+        for (field, size) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("head_dim", self.head_width()),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ] {
+            if size == 0 {
+                return Err(format!("{field} must be > 0"));
+            }
+        }
+        if !self.head_width().is_multiple_of(2) {
+            return Err(format!(
+                "head_dim ({}) must be even for RoPE",
+                self.head_width()
+            ));
+        }
+        self.rope().map(|_| ())
+    }
+
+    fn norm_epsilon(&self) -> (&'static str, f64) {
+        ("rms_norm_eps", self.rms_norm_eps)
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    fn context_length(&self) -> usize {
+        self.max_position_embeddings
+    }
+
+    fn num_layers(&self) -> usize {
+        self.num_hidden_layers
+    }
+
+    fn parameter_count(&self) -> u128 {
+        let n = |x: usize| x as u128;
+        let (d, inner, head) = (
+            n(self.hidden_size),
+            n(self.intermediate_size),
+            n(self.head_width()),
+        );
+        let (q, kv) = (
+            n(self.num_attention_heads) * head,
+            n(self.kv_heads()) * head,
+        );
+        let block = 2 * d + d * (q + 2 * kv) + q * d + 3 * d * inner;
+        let output = if self.tie_word_embeddings {
+            0
+        } else {
+            n(self.vocab_size) * d
+        };
+        n(self.vocab_size) * d + n(self.num_hidden_layers) * block + d + output
+    }
+
+    fn projection_sites(&self) -> Vec<ProjectionSite> {
+        use LoraTarget::{Down, Gate, Up, K, O, Q, V};
+        let (d, inner) = (self.hidden_size, self.intermediate_size);
+        let q = self.num_attention_heads.saturating_mul(self.head_width());
+        let kv = self.kv_heads().saturating_mul(self.head_width());
+        vec![
+            ("self_attn.q_proj", &[Q], [d, q]),
+            ("self_attn.k_proj", &[K], [d, kv]),
+            ("self_attn.v_proj", &[V], [d, kv]),
+            ("self_attn.o_proj", &[O], [q, d]),
+            ("mlp.gate_proj", &[Gate], [d, inner]),
+            ("mlp.up_proj", &[Up], [d, inner]),
+            ("mlp.down_proj", &[Down], [inner, d]),
+        ]
+    }
+
+    fn ignorable_tensors(&self) -> &'static [&'static str] {
+        &["rotary_emb.inv_freq"]
+    }
+
+    fn transformers_names(&self) -> (&str, &'static str) {
+        let architecture = match self.model_type.as_str() {
+            "mistral" => "MistralForCausalLM",
+            "qwen2" => "Qwen2ForCausalLM",
+            _ => "LlamaForCausalLM",
+        };
+        (self.model_type.as_str(), architecture)
+    }
+
+    fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }
 
@@ -278,16 +354,19 @@ pub struct LlamaMlp<B: Backend> {
     act: Activation,
 }
 
-impl<B: AttentionBackend> Llama<B> {
+impl<B: Backend> Family<B> for Llama<B> {
     /// The final hidden states (after the last norm), `[batch, seq, d_model]`: what the
     /// output head reads. `tokens`: `[batch, seq]`; with a cache, `tokens` are the ones after
     /// those already cached, and the cache is extended.
-    pub fn hidden(
+    fn hidden(
         &self,
         tokens: Tensor<B, 2, Int>,
         mask: &AttentionMask<B>,
         mut cache: Option<&mut KvCache<B>>,
-    ) -> Tensor<B, 3> {
+    ) -> Tensor<B, 3>
+    where
+        B: AttentionBackend,
+    {
         let heads = [self.config.num_attention_heads, self.config.kv_heads()];
         let angles = self
             .rotary
@@ -306,24 +385,21 @@ impl<B: AttentionBackend> Llama<B> {
         }
         self.model.norm.forward(x)
     }
-}
-
-impl<B: Backend> Llama<B> {
-    /// The configuration the model was built from.
-    pub fn config(&self) -> &LlamaConfig {
-        &self.config
-    }
 
     /// The output head: its own projection, or the token embedding when tied.
-    pub fn head(&self) -> Head<'_, B> {
+    fn head(&self) -> Head<'_, B> {
         Head {
             projection: self.lm_head.as_ref(),
             embedding: &self.model.embed_tokens,
         }
     }
 
+    fn family_config(&self) -> &dyn FamilyConfig {
+        &self.config
+    }
+
     /// Calls `visit` on each block's seven projections (see [`lora::Site`]).
-    pub fn visit_sites(&mut self, visit: &mut dyn FnMut(Site<'_, B>)) {
+    fn visit_sites(&mut self, visit: &mut dyn FnMut(Site<'_, B>)) {
         use LoraTarget::{Down, Gate, Up, K, O, Q, V};
         for (index, layer) in self.model.layers.iter_mut().enumerate() {
             let (attn, mlp) = (&mut layer.self_attn, &mut layer.mlp);
@@ -344,6 +420,13 @@ impl<B: Backend> Llama<B> {
                 });
             }
         }
+    }
+}
+
+impl<B: Backend> Llama<B> {
+    /// The configuration the model was built from.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
     }
 }
 

@@ -14,7 +14,8 @@ use burn::tensor::{backend::Backend, TensorData};
 use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, TensorSnapshot};
 
 use crate::{
-    config::ModelConfig, llama::LlamaConfig, weight_report::WeightReport, CausalLm, ModelError,
+    config::ModelConfig, family::FamilyConfig, llama::LlamaConfig, weight_report::WeightReport,
+    CausalLm, ModelError,
 };
 
 const HEADER_BYTES: usize = 7 * 4;

@@ -248,11 +248,7 @@ pub struct Site<'a, B: Backend> {
 impl<B: Backend> CausalLm<B> {
     /// Calls `visit` on every adaptable projection, in the order of the layers.
     pub fn visit_sites(&mut self, visit: &mut dyn FnMut(Site<'_, B>)) {
-        match self {
-            Self::Gpt2(model) => model.visit_sites(visit),
-            Self::GptNeox(model) => model.visit_sites(visit),
-            Self::Llama(model) => model.visit_sites(visit),
-        }
+        self.family_mut().visit_sites(visit)
     }
 
     /// This model with every weight frozen and fresh adapters on the projections whose roles

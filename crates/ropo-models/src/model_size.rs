@@ -8,43 +8,11 @@ use crate::{config::ModelConfig, lora::LoraTarget};
 /// Bytes of one f32 weight.
 const F32_BYTES: u128 = 4;
 
-/// A projection of a block: its module name, the LoRA roles it serves and `[d_in, d_out]`.
-type Site = (&'static str, &'static [LoraTarget], [usize; 2]);
-
 impl ModelConfig {
     /// The number of weights the model holds (embeddings, every block, final norm and head),
     /// computed without overflow.
     pub fn parameter_count(&self) -> u128 {
-        let n = |x: usize| x as u128;
-        match self {
-            Self::Gpt2(c) => {
-                let (d, inner) = (n(c.n_embd), n(c.inner_width()));
-                let block = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (2 * d * inner + inner + d);
-                let head = if c.tie_word_embeddings {
-                    0
-                } else {
-                    n(c.vocab_size) * d
-                };
-                (n(c.vocab_size) + n(c.n_positions)) * d + n(c.n_layer) * block + 2 * d + head
-            }
-            Self::GptNeox(c) => {
-                let (d, inner) = (n(c.hidden_size), n(c.intermediate_size));
-                let block = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (2 * d * inner + inner + d);
-                2 * n(c.vocab_size) * d + n(c.num_hidden_layers) * block + 2 * d
-            }
-            Self::Llama(c) => {
-                let (d, inner, head) =
-                    (n(c.hidden_size), n(c.intermediate_size), n(c.head_width()));
-                let (q, kv) = (n(c.num_attention_heads) * head, n(c.kv_heads()) * head);
-                let block = 2 * d + d * (q + 2 * kv) + q * d + 3 * d * inner;
-                let output = if c.tie_word_embeddings {
-                    0
-                } else {
-                    n(c.vocab_size) * d
-                };
-                n(c.vocab_size) * d + n(c.num_hidden_layers) * block + d + output
-            }
-        }
+        self.family().parameter_count()
     }
 
     /// Refuses a model whose f32 weights alone exceed the memory available on this machine
@@ -85,54 +53,7 @@ impl ModelConfig {
         &self,
         targets: &[LoraTarget],
     ) -> (usize, Vec<(&'static str, [usize; 2])>) {
-        use LoraTarget::{Down, Gate, Up, K, O, Q, V};
-        let (layers, sites): (usize, Vec<Site>) = match self {
-            Self::Gpt2(c) => {
-                let (d, inner) = (c.n_embd, c.inner_width());
-                (
-                    c.n_layer,
-                    vec![
-                        ("attn.c_attn", &[Q, K, V], [d, d.saturating_mul(3)]),
-                        ("attn.c_proj", &[O], [d, d]),
-                        ("mlp.c_fc", &[Up], [d, inner]),
-                        ("mlp.c_proj", &[Down], [inner, d]),
-                    ],
-                )
-            }
-            Self::GptNeox(c) => {
-                let (d, inner) = (c.hidden_size, c.intermediate_size);
-                (
-                    c.num_hidden_layers,
-                    vec![
-                        (
-                            "attention.query_key_value",
-                            &[Q, K, V],
-                            [d, d.saturating_mul(3)],
-                        ),
-                        ("attention.dense", &[O], [d, d]),
-                        ("mlp.dense_h_to_4h", &[Up], [d, inner]),
-                        ("mlp.dense_4h_to_h", &[Down], [inner, d]),
-                    ],
-                )
-            }
-            Self::Llama(c) => {
-                let (d, inner) = (c.hidden_size, c.intermediate_size);
-                let q = c.num_attention_heads.saturating_mul(c.head_width());
-                let kv = c.kv_heads().saturating_mul(c.head_width());
-                (
-                    c.num_hidden_layers,
-                    vec![
-                        ("self_attn.q_proj", &[Q], [d, q]),
-                        ("self_attn.k_proj", &[K], [d, kv]),
-                        ("self_attn.v_proj", &[V], [d, kv]),
-                        ("self_attn.o_proj", &[O], [q, d]),
-                        ("mlp.gate_proj", &[Gate], [d, inner]),
-                        ("mlp.up_proj", &[Up], [d, inner]),
-                        ("mlp.down_proj", &[Down], [inner, d]),
-                    ],
-                )
-            }
-        };
+        let (layers, sites) = (self.family().num_layers(), self.family().projection_sites());
         let adapted = sites
             .into_iter()
             .filter(|(_, roles, _)| roles.iter().any(|role| targets.contains(role)))

@@ -133,7 +133,7 @@ pub fn save_adapter<B: Backend>(
         lora_alpha: config.alpha,
         lora_dropout: config.dropout,
         target_modules: TargetModules::List(modules),
-        fan_in_fan_out: matches!(model, CausalLm::Gpt2(_)),
+        fan_in_fan_out: model.family().family_config().fan_in_fan_out(),
         bias: none(),
         use_rslora: false,
         use_dora: false,

@@ -12,7 +12,7 @@ use crate::{CausalLm, ModelError};
 /// What loading one or more weight sources into a model found, gathered so one error can list
 /// every missing, unexpected and wrongly shaped tensor.
 pub(crate) struct WeightReport {
-    ignorable: Vec<&'static str>,
+    ignorable: &'static [&'static str],
     applied: BTreeSet<String>,
     missing: Option<BTreeSet<String>>,
     unexpected: Vec<String>,
@@ -23,7 +23,7 @@ impl WeightReport {
     /// An empty report for `model` (whose family says which stored buffers to ignore).
     pub(crate) fn new<B: Backend>(model: &CausalLm<B>) -> Self {
         Self {
-            ignorable: model.config().ignorable_tensors(),
+            ignorable: model.family().family_config().ignorable_tensors(),
             applied: BTreeSet::new(),
             missing: None,
             unexpected: Vec::new(),

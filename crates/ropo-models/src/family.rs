@@ -1,0 +1,89 @@
+//! What a model family is to the rest of the crate: [`FamilyConfig`] for its `config.json`
+//! (checks, sizes, the names transformers knows it by) and [`Family`] for its model (hidden
+//! states, output head, the projections LoRA adapts). Scoring, generation, training, LoRA and
+//! loading are written once against these. A new family is its own file implementing both, an
+//! inherent `init` and `MODEL_TYPES` on its config, and one line in [`crate::families`].
+
+use burn::tensor::{backend::Backend, Int, Tensor};
+use serde_json::Value;
+
+use crate::{
+    attention::{AttentionBackend, AttentionMask},
+    cache::KvCache,
+    head::Head,
+    lora::{LoraTarget, Site},
+};
+
+/// A projection of one block as the family's configuration describes it: its module name
+/// (`self_attn.q_proj`), the LoRA roles it serves and `[d_in, d_out]`.
+pub type ProjectionSite = (&'static str, &'static [LoraTarget], [usize; 2]);
+
+/// A family's `config.json`, as the crate uses it whatever the family.
+pub trait FamilyConfig {
+    /// Checks the configuration can be built; the message names the field at fault.
+    fn validate(&self) -> Result<(), String>;
+
+    /// The name and value of the norms' ε (checked positive for every family).
+    fn norm_epsilon(&self) -> (&'static str, f64);
+
+    /// Vocabulary size.
+    fn vocab_size(&self) -> usize;
+
+    /// The longest sequence (prompt plus response) the model takes.
+    fn context_length(&self) -> usize;
+
+    /// Number of decoder layers.
+    fn num_layers(&self) -> usize;
+
+    /// The number of weights the model holds (embeddings, every block, final norm and head),
+    /// computed without overflow.
+    fn parameter_count(&self) -> u128;
+
+    /// The projections of one block, as the model's `visit_sites` lists them.
+    fn projection_sites(&self) -> Vec<ProjectionSite>;
+
+    /// Suffixes of tensors that checkpoints may hold but the model recomputes (buffers), and
+    /// which loading therefore skips.
+    fn ignorable_tensors(&self) -> &'static [&'static str];
+
+    /// `(regex, replacement)` renamings applied to a checkpoint's tensor names before they are
+    /// matched to the model's, for names that differ between releases of the family.
+    fn key_remapping(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+
+    /// `model_type` and the `architectures` entry transformers loads the model as.
+    fn transformers_names(&self) -> (&str, &'static str);
+
+    /// The configuration's own fields as `config.json` writes them.
+    fn to_value(&self) -> Value;
+
+    /// Whether the family stores its projections `[d_in, d_out]` (GPT-2's `Conv1D`), which a
+    /// PEFT adapter's `fan_in_fan_out` says.
+    fn fan_in_fan_out(&self) -> bool {
+        false
+    }
+}
+
+/// A family's model on backend `B`.
+pub trait Family<B: Backend> {
+    /// The final hidden states the output head reads, `[batch, seq, d_model]`, of `tokens`
+    /// `[batch, seq]` (the tokens after those already in `cache`, if any).
+    fn hidden(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        mask: &AttentionMask<B>,
+        cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 3>
+    where
+        B: AttentionBackend;
+
+    /// The output head.
+    fn head(&self) -> Head<'_, B>;
+
+    /// The configuration the model was built from.
+    fn family_config(&self) -> &dyn FamilyConfig;
+
+    /// Calls `visit` on every adaptable projection, in the order of the layers.
+    fn visit_sites(&mut self, visit: &mut dyn FnMut(Site<'_, B>));
+}
