@@ -50,11 +50,12 @@ pub struct TrainArgs {
     /// Log one line per finished run instead of a progress bar.
     #[arg(long)]
     pub(crate) quiet: bool,
-    /// `practical`: the default run under a Bradley–Terry judge of the gold reward instead of
-    /// symmetric flips (in runs/practical unless --out says otherwise); `length`: DPO, ROPO,
-    /// Dr. DPO, Hölder-DPO, RE-PO and ropo+filter at η = 0.4 for 10 epochs, validated every epoch with the flip-detection
-    /// AUC of the loss (in runs/length).
-    #[arg(long, value_enum)]
+    /// A preset config from configs/ (instead of --config): `practical`, the default run
+    /// under a Bradley–Terry judge of the gold reward instead of symmetric flips (in
+    /// runs/practical unless --out says otherwise); `length`, DPO, ROPO, Dr. DPO, Hölder-DPO,
+    /// RE-PO and ropo+filter at η = 0.4 for 10 epochs, validated every epoch with the
+    /// flip-detection AUC of the loss (in runs/length).
+    #[arg(long, value_enum, conflicts_with = "config")]
     pub(crate) experiment: Option<ExperimentKind>,
     /// How labels are flipped at each noise rate: `symmetric` or `bradley_terry` (overrides
     /// the config).
@@ -81,7 +82,8 @@ pub struct TrainArgs {
     pub(crate) align: AlignFlags,
 }
 
-/// The experiments `--experiment` names (without it: the default grid, or a config's).
+/// The preset experiments `--experiment` names, each a config file in `configs/` built into
+/// xtask (without it: the default grid, or `--config`'s).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum ExperimentKind {
     /// The default grid under practical (Bradley–Terry) noise.
@@ -91,6 +93,20 @@ pub(crate) enum ExperimentKind {
 }
 
 impl ExperimentKind {
+    /// The preset's config file, by its path in the repository, and its text.
+    pub(crate) fn preset(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Practical => (
+                "configs/practical.toml",
+                include_str!("../../configs/practical.toml"),
+            ),
+            Self::Length => (
+                "configs/length.toml",
+                include_str!("../../configs/length.toml"),
+            ),
+        }
+    }
+
     /// The run folder the experiment writes when `--out` is not given.
     pub(crate) fn folder(self) -> &'static str {
         match self {
@@ -382,4 +398,36 @@ fn parse_size(text: &str) -> Result<u64, String> {
         return Err(format!("{text:?}: must be at least 1 byte"));
     }
     Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use ropo::train::{config::GoldExperiment, label_noise::NoiseModel, loss_entry::LossEntry};
+
+    use super::ExperimentKind;
+
+    fn preset(kind: ExperimentKind) -> GoldExperiment {
+        toml::from_str(kind.preset().1).unwrap()
+    }
+
+    #[test]
+    fn each_preset_is_the_default_run_with_its_own_fields() {
+        let default = GoldExperiment::default();
+        assert_eq!(
+            preset(ExperimentKind::Practical),
+            GoldExperiment {
+                noise_model: NoiseModel::BradleyTerry,
+                ..default.clone()
+            }
+        );
+        let mut length = default.clone();
+        length.losses = ["dpo", "ropo", "drdpo", "holder", "repo", "ropo+filter"]
+            .map(LossEntry::from)
+            .to_vec();
+        length.noise = vec![0.4];
+        length.preference.steps = 470;
+        length.eval_every = 47;
+        length.noise_detection = true;
+        assert_eq!(preset(ExperimentKind::Length), length);
+    }
 }

@@ -8,7 +8,6 @@ use ropo::models::text_file::read_settings;
 use ropo::train::{
     config::GoldExperiment,
     dataset_experiment::DatasetExperiment,
-    label_noise::NoiseModel,
     loss_entry::LossEntry,
     records::Progress,
     report::{metrics_lines, timing_lines, write_run_folder},
@@ -297,23 +296,19 @@ fn run_dataset(args: &TrainArgs, path: &std::path::Path, text: &str) -> CmdResul
     Ok(())
 }
 
-/// The experiment: the config file (or the default) with the command-line overrides applied.
+/// The experiment: the config file (`--config`, a preset's, or the default) with the
+/// command-line overrides applied.
 fn resolve(args: &TrainArgs) -> Result<GoldExperiment, Box<dyn std::error::Error>> {
-    let mut experiment = match &args.config {
-        Some(path) => read_config(path)?,
-        None => GoldExperiment::default(),
+    let mut experiment = match (&args.config, args.experiment) {
+        (Some(path), _) => read_config(path)?,
+        (None, Some(kind)) => {
+            let (name, text) = kind.preset();
+            toml::from_str::<GoldExperiment>(text)
+                .map_err(|e| format!("{name}: {}", one_line(&e.to_string())))?
+        }
+        (None, None) => GoldExperiment::default(),
     };
     check_flags(args, &experiment.preference)?;
-    if args.experiment == Some(ExperimentKind::Length) {
-        // 1,500 pairs in batches of 32: 47 steps are one epoch.
-        experiment.losses = ["dpo", "ropo", "drdpo", "holder", "repo", "ropo+filter"]
-            .map(LossEntry::from)
-            .to_vec();
-        experiment.noise = vec![0.4];
-        experiment.preference.steps = 470;
-        experiment.eval_every = 47;
-        experiment.noise_detection = true;
-    }
     args.override_into(
         &mut experiment.losses,
         &mut experiment.noise,
@@ -328,7 +323,6 @@ fn resolve(args: &TrainArgs) -> Result<GoldExperiment, Box<dyn std::error::Error
                     .into(),
             )
         }
-        (Some(ExperimentKind::Practical), _) => experiment.noise_model = NoiseModel::BradleyTerry,
         (_, Some(model)) => experiment.noise_model = model.into(),
         (_, None) => {}
     }
