@@ -203,11 +203,17 @@ impl Grid<'_> {
                 }
                 let index =
                     (seed as usize * self.noise.len() + noise_index) * per_noise + method_index;
+                // Claimed and counted as done under one lock, so that a `finished.jsonl` written
+                // meanwhile by another worker never leaves it out.
                 let earlier = {
                     let mut finished = lock(finished);
                     let key = (method.name.as_str(), noise, seed);
                     let position = finished.earlier.iter().position(|r| r.key() == key);
-                    position.map(|p| finished.earlier.remove(p))
+                    position.map(|p| {
+                        let result = finished.earlier.remove(p);
+                        finished.done.push((index, result.clone()));
+                        result
+                    })
                 };
                 let result = match earlier {
                     Some(result) => result,
@@ -237,14 +243,15 @@ impl Grid<'_> {
                 if let Some(event) = result.finished_event() {
                     on_progress(event);
                 }
-                lock(finished).done.push((index, result));
             }
         }
         Ok(())
     }
 
-    /// Adds a newly trained run to `finished.jsonl` (every run finished so far, in grid order)
-    /// and removes the run's own state folder, which it no longer needs.
+    /// Adds a newly trained run to the results and, under the same lock (a run added after
+    /// the file is written would be missing from it), to `finished.jsonl` (every run finished
+    /// so far, in grid order), and removes the run's own state folder, which it no longer
+    /// needs.
     fn keep<R: GridResult>(
         &self,
         finished: &Mutex<Finished<R>>,
@@ -252,12 +259,12 @@ impl Grid<'_> {
         (index, result): (usize, &R),
         store: Option<PathBuf>,
     ) -> Result<(), TrainError> {
+        let mut finished = lock(finished);
+        finished.done.push((index, result.clone()));
         let (Some(path), Some(dir)) = (finished_file, store) else {
             return Ok(());
         };
-        let finished = lock(finished);
         let mut kept: Vec<(usize, &R)> = finished.done.iter().map(|(i, r)| (*i, r)).collect();
-        kept.push((index, result));
         kept.sort_by_key(|(i, _)| *i);
         let runs: Vec<R> = kept
             .into_iter()
