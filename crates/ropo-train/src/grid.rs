@@ -284,3 +284,66 @@ impl Grid<'_> {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Done {
+        method: String,
+        seed: u64,
+    }
+
+    impl GridResult for Done {
+        fn key(&self) -> (&str, f64, u64) {
+            (&self.method, 0.0, self.seed)
+        }
+    }
+
+    #[test]
+    fn a_kept_run_stays_in_finished_jsonl_whoever_writes_the_file_next() {
+        let dir = std::env::temp_dir().join(format!("ropo-grid-keep-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let grid = Grid {
+            methods: &[],
+            noise: &[],
+            labels: &LabelNoise::Symmetric,
+            seeds: 2,
+            streams: Seeds { base: 0 },
+            store: Some(&dir),
+            jobs: 2,
+        };
+        let finished = Mutex::new(Finished {
+            earlier: Vec::new(),
+            done: Vec::new(),
+        });
+        let file = dir.join("finished.jsonl");
+        // Two workers' runs kept one after the other, later grid position first: each write
+        // must hold every run kept before it.
+        for (index, seed) in [(1, 1), (0, 0)] {
+            let run_dir = dir.join(format!("run-{seed}"));
+            std::fs::create_dir_all(&run_dir).unwrap();
+            let done = Done {
+                method: "dpo".into(),
+                seed,
+            };
+            grid.keep(
+                &finished,
+                Some(&file),
+                (index, &done),
+                Some(run_dir.clone()),
+            )
+            .unwrap();
+            assert!(!run_dir.exists(), "a kept run's state folder is removed");
+        }
+        let kept: Vec<Done> = load_finished(&file).unwrap();
+        let seeds: Vec<u64> = kept.iter().map(|done| done.seed).collect();
+        assert_eq!(seeds, [0, 1], "every kept run, in grid order");
+        assert_eq!(lock(&finished).done.len(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
