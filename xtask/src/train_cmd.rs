@@ -350,8 +350,8 @@ fn check_flags(
         return Err(format!("--noise: rate {eta} must be in [0, 0.5)").into());
     }
     for name in args.losses.iter().flatten() {
-        preference
-            .loss_of(&LossEntry::from(name.as_str()))
+        LossEntry::from(name.as_str())
+            .loss(&preference.loss)
             .map_err(|e| format!("--losses: {e}"))?;
     }
     if args.steps == Some(0) || args.seeds == Some(0) || args.jobs == Some(0) {

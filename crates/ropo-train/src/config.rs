@@ -2,7 +2,7 @@
 //! the losses × noise × seeds grid and the evaluation sizes, each with its default (the
 //! embedded run), and the checks that run before anything trains.
 
-use ropo_core::{LossConfig, LossParams, LossSpec, DEFAULT_BETA};
+use ropo_core::{LossParams, LossSpec, DEFAULT_BETA};
 use ropo_data::gold::GoldTask;
 use ropo_models::{config::ModelConfig, llama::LlamaConfig};
 use serde::{Deserialize, Serialize};
@@ -119,12 +119,6 @@ pub struct PreferenceStage {
 }
 
 impl PreferenceStage {
-    /// The loss of a config's `losses` entry: the stage's parameters, overridden by the entry's
-    /// own.
-    pub fn loss_of(&self, entry: &LossEntry) -> Result<LossConfig, TrainError> {
-        entry.loss(&self.loss)
-    }
-
     /// How the stage steps: its steps, batch, learning rate, warmup, weight decay and
     /// accumulation.
     pub fn schedule(&self) -> StepSchedule {
@@ -391,7 +385,7 @@ pub(crate) fn validate_grid(
         )));
     }
     for entry in losses {
-        preference.loss_of(entry)?;
+        entry.loss(&preference.loss)?;
     }
     if preference.grad_accum == Some(0) {
         return Err(TrainError::Config(
@@ -448,8 +442,8 @@ mod tests {
         )
         .unwrap();
         let stage = config.preference;
-        let plain = stage.loss_of(&config.losses[0]).unwrap();
-        let tuned = stage.loss_of(&config.losses[1]).unwrap();
+        let plain = &config.losses[0].loss(&stage.loss).unwrap();
+        let tuned = &config.losses[1].loss(&stage.loss).unwrap();
         assert_eq!(
             (plain.loss(), plain.beta()),
             (Loss::Ropo { alpha: 14.0 }, 0.1)
@@ -458,7 +452,7 @@ mod tests {
             (tuned.loss(), tuned.beta()),
             (Loss::Ropo { alpha: 6.0 }, 0.5)
         );
-        let simpo = stage.loss_of(&config.losses[2]).unwrap();
+        let simpo = &config.losses[2].loss(&stage.loss).unwrap();
         assert_eq!(simpo.loss(), Loss::Simpo { gamma: 1.5 });
         assert_eq!(
             config.loss_names(),
