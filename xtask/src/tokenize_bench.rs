@@ -12,7 +12,9 @@ use ropo::data::tokenize::{tokenize, TokenizeOptions};
 use ropo::data::{load_tokenizer, ChatPair};
 use serde::Serialize;
 
-use crate::{data_cmd::io_error, CmdResult};
+use ropo_cli::data_cmd::io_error;
+
+use crate::CmdResult;
 
 /// Tokenization throughput: ropo's rayon-parallel `tokenize` beside Python `tokenizers`'
 /// `encode_batch` on the same texts.

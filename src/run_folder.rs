@@ -9,7 +9,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use ropo::train::{
+use crate::train::{
     config::GoldExperiment, dataset_experiment::DatasetExperiment, store::write_atomic,
     trainer::TrainerConfig,
 };
@@ -110,10 +110,10 @@ pub fn open_run_folder(
         .collect();
     let environment = serde_json::json!({
         "seed": seed,
-        "backend": ropo::backend::NAME,
-        "matmul_precision": match ropo::backend::products_precision() {
-            ropo::models::product::MatmulPrecision::F32 => "f32",
-            ropo::models::product::MatmulPrecision::Bf16 => "bf16",
+        "backend": crate::backend::NAME,
+        "matmul_precision": match crate::backend::products_precision() {
+            crate::models::product::MatmulPrecision::F32 => "f32",
+            crate::models::product::MatmulPrecision::Bf16 => "bf16",
         },
         "ropo": env!("CARGO_PKG_VERSION"),
         "libraries": libraries,

@@ -1,4 +1,4 @@
-//! `cargo xtask doctor`: what this build's backend finds on this machine and what is missing.
+//! `ropo doctor`: what this build's backend finds on this machine and what is missing.
 //!
 //! It prints the machine (cores, memory), then what the compiled backend needs at run time —
 //! wgpu: the adapter it picks (name, driver, graphics API, buffer limits); CUDA: the driver,

@@ -1,4 +1,4 @@
-//! `cargo xtask train --model M --data D`: the trainer. One method on the user's pairs →
+//! `ropo train --model M --data D`: the trainer. One method on the user's pairs →
 //! `OUT/model/` (a Hugging Face folder), `metrics.jsonl` with TRL's names, `report.md` and,
 //! with filter rounds, `suspect_labels.jsonl`.
 
@@ -8,10 +8,11 @@ use std::{
     time::Instant,
 };
 
-use clap::{parser::ValueSource, ArgMatches, Args};
 use ropo::backend::{CheckpointedTraining, Training};
 use ropo::data::template::Template;
 use ropo::models::lora::LoraTarget;
+use ropo::paths::{anchor, fetch_dataset, fetch_model};
+use ropo::run_folder::open_run_folder;
 use ropo::train::{
     records::Progress,
     stages::Session,
@@ -21,34 +22,13 @@ use ropo::train::{
 };
 
 use crate::{
-    hub_paths, interrupt,
-    run_folder::open_run_folder,
-    train_args::{anchor, entry, one_line, AlignFlags, TrainArgs},
-    trainer_progress::TrainerProgress,
-    CmdResult,
+    interrupt, run_flags::entry, settings::read_toml, trainer_args::TrainerArgs,
+    trainer_progress::TrainerProgress, CmdResult,
 };
 
-/// The trainer's flags given on the command line (`matches`: clap's for `train`), by their
-/// names (`--warmup`), for the modes they do not apply to to refuse.
-pub fn trainer_flags_given(matches: &ArgMatches) -> Vec<String> {
-    AlignFlags::augment_args(clap::Command::new("train"))
-        .get_arguments()
-        .filter(|arg| matches.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine))
-        .filter_map(|arg| arg.get_long().map(|long| format!("--{long}")))
-        .collect()
-}
-
-/// Whether the command line or config asks for the trainer: `--model`/`--data`, or a config
-/// whose `model` or `data` is a path (a gold config's `[model]` is a table).
-pub fn wanted(args: &TrainArgs, config: Option<&toml::Table>) -> bool {
-    let path = |t: &toml::Table, key: &str| t.get(key).is_some_and(toml::Value::is_str);
-    args.align.model.is_some()
-        || args.align.data.is_some()
-        || config.is_some_and(|t| path(t, "model") || path(t, "data"))
-}
-
 /// Runs the trainer and writes its folder.
-pub fn run(args: &TrainArgs) -> CmdResult {
+pub fn run(args: &TrainerArgs) -> CmdResult {
+    args.session.prepare()?;
     let (mut config, out) = match &args.resume {
         Some(folder) => {
             let stored = read(&folder.join("config.toml"))?;
@@ -56,7 +36,7 @@ pub fn run(args: &TrainArgs) -> CmdResult {
             for file in given.paths_mut() {
                 anchor(file, Path::new(""));
             }
-            fetch_hub_ids(&mut given, args.quiet)?;
+            fetch_hub_ids(&mut given, args.output.quiet)?;
             refuse_changes(folder, &stored, &given)?;
             (stored, folder.clone())
         }
@@ -66,17 +46,15 @@ pub fn run(args: &TrainArgs) -> CmdResult {
             for file in config.paths_mut() {
                 anchor(file, Path::new(""));
             }
-            fetch_hub_ids(&mut config, args.quiet)?;
-            let out = if args.out == Path::new("runs/gold") {
-                Path::new("runs").join(run_name(&config.data))
-            } else {
-                args.out.clone()
-            };
+            fetch_hub_ids(&mut config, args.output.quiet)?;
+            let out = args
+                .output
+                .folder(Path::new("runs").join(run_name(&config.data)));
             (config, out)
         }
     };
     let batch = config.batch;
-    args.align
+    args.flags
         .distributed
         .apply(&mut config.data_parallel, batch)?;
     config.validate().map_err(|e| with_source(args, e))?;
@@ -104,7 +82,7 @@ pub fn run(args: &TrainArgs) -> CmdResult {
             &out,
             &config,
             config.seed,
-            entry(args),
+            entry(args.resume.as_deref(), &args.output),
             &inputs,
         )?),
         false => None,
@@ -122,7 +100,7 @@ pub fn run(args: &TrainArgs) -> CmdResult {
         steps,
         config.method()?.name
     );
-    let mut view = TrainerProgress::new(steps as u64, args.quiet);
+    let mut view = TrainerProgress::new(steps as u64, args.output.quiet);
     let mut metrics = if writes {
         Some(LiveMetrics::open(&out, steps_per_epoch(&config, &data))?)
     } else {
@@ -138,7 +116,8 @@ pub fn run(args: &TrainArgs) -> CmdResult {
         view.show(&progress);
     };
     let interrupted = interrupt::on_signal()?;
-    let session = Session::new(args.stop_after_steps).with_interrupt(Arc::clone(&interrupted));
+    let session =
+        Session::new(args.session.stop_after_steps).with_interrupt(Arc::clone(&interrupted));
     let device = Default::default();
     let store = Some(store.as_path()).filter(|_| writes || args.resume.is_some());
     let outcome = if config.gradient_checkpointing {
@@ -153,15 +132,15 @@ pub fn run(args: &TrainArgs) -> CmdResult {
     let outcome = match outcome {
         Err(TrainError::Stopped(steps)) if interrupted.load(Ordering::SeqCst) => {
             return Err(format!(
-                "interrupted after {steps} steps, checkpointed; continue with: cargo xtask \
-                 train --resume {}",
+                "interrupted after {steps} steps, checkpointed; continue with \
+                 --resume {}",
                 out.display()
             )
             .into());
         }
         Err(TrainError::Stopped(steps)) => {
             println!(
-                "stopped after {steps} steps; continue with: cargo xtask train --resume {}",
+                "stopped after {steps} steps; continue with --resume {}",
                 out.display()
             );
             return Ok(());
@@ -239,19 +218,19 @@ pub fn run(args: &TrainArgs) -> CmdResult {
 /// Fetches the Hub ids among the config's paths (model and tokenizer as model repositories,
 /// data and evaluation data as dataset repositories) and puts their snapshot folders there.
 fn fetch_hub_ids(config: &mut TrainerConfig, quiet: bool) -> Result<(), String> {
-    hub_paths::fetch_model(&mut config.model, quiet)?;
+    fetch_model(&mut config.model, quiet)?;
     if let Some(tokenizer) = &mut config.tokenizer {
-        hub_paths::fetch_model(tokenizer, quiet)?;
+        fetch_model(tokenizer, quiet)?;
     }
-    hub_paths::fetch_dataset(&mut config.data, &mut config.split, quiet)?;
+    fetch_dataset(&mut config.data, &mut config.split, quiet)?;
     if let Some(eval_data) = &mut config.eval_data {
-        hub_paths::fetch_dataset(eval_data, &mut config.eval_data_split, quiet)?;
+        fetch_dataset(eval_data, &mut config.eval_data_split, quiet)?;
     }
     Ok(())
 }
 
 /// The trainer's config: `--config` (paths against its folder) or the defaults, then the flags.
-fn resolve(args: &TrainArgs) -> Result<TrainerConfig, Box<dyn std::error::Error>> {
+fn resolve(args: &TrainerArgs) -> Result<TrainerConfig, Box<dyn std::error::Error>> {
     let config = match &args.config {
         Some(path) => read(path)?,
         None => TrainerConfig::default(),
@@ -262,28 +241,15 @@ fn resolve(args: &TrainArgs) -> Result<TrainerConfig, Box<dyn std::error::Error>
 /// `config` with the trainer flags of `args` applied over it.
 fn with_flags(
     mut config: TrainerConfig,
-    args: &TrainArgs,
+    args: &TrainerArgs,
 ) -> Result<TrainerConfig, Box<dyn std::error::Error>> {
-    if args.losses.is_some()
-        || args.seeds.is_some()
-        || args.experiment.is_some()
-        || args.noise_model.is_some()
-        || args.jobs.is_some()
-    {
-        return Err(
-            "--losses, --seeds, --experiment, --noise-model and --jobs belong to the gold \
-             experiment; the trainer trains one method (--loss) with symmetric --noise, drop \
-             them or drop --model/--data"
-                .into(),
-        );
-    }
-    if let Some(scorer) = args.scorer {
+    if let Some(scorer) = args.framework.scorer {
         config.scorer = scorer.into();
     }
-    if let Some(schedule) = args.round_schedule {
+    if let Some(schedule) = args.framework.round_schedule {
         config.round_schedule = schedule.into();
     }
-    let flags = &args.align;
+    let flags = &args.flags;
     for (flag, value) in [
         ("--batch", flags.batch),
         (
@@ -412,11 +378,8 @@ fn with_flags(
     if config.eval_data.is_none() && config.eval_data_split.is_some() {
         config.eval_data = Some(config.data.clone());
     }
-    if let Some(noise) = &args.noise {
-        match noise.as_slice() {
-            [eta] => config.noise = *eta,
-            _ => return Err("--noise: the trainer takes one rate (e.g. --noise 0.2)".into()),
-        }
+    if let Some(noise) = args.noise {
+        config.noise = noise;
     }
     Ok(config)
 }
@@ -456,9 +419,7 @@ fn refuse_changes(
 
 /// A trainer config file, its relative paths resolved against its own folder.
 fn read(path: &Path) -> Result<TrainerConfig, Box<dyn std::error::Error>> {
-    let text = ropo::models::text_file::read_settings(path)?;
-    let mut config: TrainerConfig = toml::from_str(&text)
-        .map_err(|e| format!("{}: {}", path.display(), one_line(&e.to_string())))?;
+    let mut config: TrainerConfig = read_toml(path)?;
     let base = path.parent().unwrap_or(Path::new("."));
     for file in config.paths_mut() {
         anchor(file, base);
@@ -481,7 +442,7 @@ fn run_name(data: &Path) -> String {
 }
 
 /// A validation error, prefixed with the config file it is about (when there is one).
-fn with_source(args: &TrainArgs, error: TrainError) -> Box<dyn std::error::Error> {
+fn with_source(args: &TrainerArgs, error: TrainError) -> Box<dyn std::error::Error> {
     match (&args.resume, &args.config) {
         (Some(folder), _) => format!("{}: {error}", folder.join("config.toml").display()).into(),
         (None, Some(path)) => format!("{}: {error}", path.display()).into(),

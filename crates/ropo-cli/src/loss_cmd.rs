@@ -1,4 +1,4 @@
-//! `cargo xtask loss`: evaluate any preference loss from the command line.
+//! `ropo loss`: evaluate any preference loss from the command line.
 
 use burn::tensor::{Tensor, TensorData};
 use clap::Args;

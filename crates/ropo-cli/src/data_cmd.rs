@@ -1,4 +1,4 @@
-//! `cargo xtask data`: look inside a preference dataset (`inspect`), or write a copy of it
+//! `ropo data`: look inside a preference dataset (`inspect`), or write a copy of it
 //! with seeded label noise and its flip mask (`noise`).
 
 use std::collections::BTreeMap;
@@ -138,7 +138,7 @@ struct NoiseArgs {
     output: PathBuf,
 }
 
-/// Runs `cargo xtask data …`.
+/// Runs `ropo data …`.
 pub fn run(args: &DataArgs) -> CmdResult {
     match &args.command {
         DataCommand::Inspect(inspect_args) => inspect(inspect_args),
@@ -535,7 +535,8 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Box<dyn std::error::Error> {
+/// The error of a failed write to `path`, naming it.
+pub fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Box<dyn std::error::Error> {
     let path = path.to_owned();
     move |e| format!("{}: cannot write: {e}", path.display()).into()
 }

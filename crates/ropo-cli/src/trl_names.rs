@@ -1,10 +1,10 @@
-//! TRL's option names on `cargo xtask train`. Where an option of TRL's `DPOConfig`,
-//! `TrainingArguments`, `ModelConfig` or `ScriptArguments` means what a ropo flag means, that
-//! flag takes TRL's name as a clap alias, spelt both ways HfArgumentParser accepts
-//! (`--learning_rate`, `--learning-rate`; see the flags in `align_cmd.rs` and `train_cmd.rs`,
-//! and the table in docs/align.md). The options ropo has no equivalent for are listed here,
-//! with what ropo offers instead, so that a TRL command line gets one line saying so and not
-//! clap's bare "unexpected argument".
+//! TRL's option names on `ropo train` (and `cargo xtask train`). Where an option of TRL's
+//! `DPOConfig`, `TrainingArguments`, `ModelConfig` or `ScriptArguments` means what a ropo flag
+//! means, that flag takes TRL's name as a clap alias, spelt both ways HfArgumentParser accepts
+//! (`--learning_rate`, `--learning-rate`; see the flags in `trainer_args.rs` and
+//! `run_flags.rs`, and the table in docs/align.md). The options ropo has no equivalent for are
+//! listed here, with what ropo offers instead, so that a TRL command line gets one line saying
+//! so and not clap's bare "unexpected argument".
 
 use std::ffi::OsString;
 
@@ -125,7 +125,7 @@ const NOT_OFFERED: &[(&[&str], &str)] = &[
     ),
 ];
 
-/// Refuses the first TRL option in a `cargo xtask train` command line (`args` as the process
+/// Refuses the first TRL option in a `train` command line (`args` as the process
 /// got them) that ropo does not offer, with one line saying what ropo offers instead. Both
 /// spellings are caught, with or without a value: `--bf16`, `--report_to=wandb`,
 /// `--push-to-hub`.

@@ -1,4 +1,4 @@
-//! `cargo xtask score` and `cargo xtask generate`: a checkpoint (or a PEFT adapter over its
+//! `ropo score` and `ropo generate`: a checkpoint (or a PEFT adapter over its
 //! base) and its tokenizer from the command line, the prompt raw or through the model's chat
 //! template.
 
@@ -151,7 +151,7 @@ struct Opened {
 
 fn open(args: &ModelArgs) -> Result<Opened, Box<dyn std::error::Error>> {
     let mut model_path = args.model.clone();
-    crate::hub_paths::fetch_model(&mut model_path, false)?;
+    ropo::paths::fetch_model(&mut model_path, false)?;
     // Folders to look for the tokenizer in, nearest first; a GGUF file holds its own.
     let mut beside = vec![if model_path.is_dir() || checkpoint::is_gguf(&model_path) {
         model_path.clone()
@@ -173,7 +173,7 @@ fn open(args: &ModelArgs) -> Result<Opened, Box<dyn std::error::Error>> {
     let (tokenizer_path, tokenizer) = match &args.tokenizer {
         Some(path) => {
             let mut path = path.clone();
-            crate::hub_paths::fetch_model(&mut path, false)?;
+            ropo::paths::fetch_model(&mut path, false)?;
             let tokenizer = load_tokenizer(&path)?;
             (path, tokenizer)
         }
@@ -221,7 +221,7 @@ fn adapter_base(folder: &Path) -> Result<PathBuf, Box<dyn std::error::Error>> {
         folder.join(peft::CONFIG_FILE).display()
     );
     let mut base = PathBuf::from(&named);
-    crate::hub_paths::fetch_model(&mut base, false).map_err(|e| format!("{field}: {e}"))?;
+    ropo::paths::fetch_model(&mut base, false).map_err(|e| format!("{field}: {e}"))?;
     if !base.exists() {
         return Err(format!(
             "{field}: no such file or folder, nor a Hub id; give the base model's path there"

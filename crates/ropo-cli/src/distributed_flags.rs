@@ -31,7 +31,7 @@ pub struct DistributedFlags {
     /// writes the run folder; the others read its checkpoints on --resume.
     #[arg(long, help_heading = "Distributed")]
     node_rank: Option<usize>,
-    /// HOST:PORT of the run's `cargo xtask coordinator` (default: $MASTER_ADDR:$MASTER_PORT).
+    /// HOST:PORT of the run's `ropo coordinator` (default: $MASTER_ADDR:$MASTER_PORT).
     #[arg(long, help_heading = "Distributed")]
     coordinator: Option<String>,
     /// HOST:PORT where the other nodes reach this one (default: this machine's address toward
@@ -98,7 +98,7 @@ impl DistributedFlags {
                 let (Some(host), Some(port)) = (host, port) else {
                     return Err(format!(
                         "--nodes {count}: give --coordinator HOST:PORT (or MASTER_ADDR and \
-                         MASTER_PORT), where `cargo xtask coordinator` listens"
+                         MASTER_PORT), where `ropo coordinator` listens"
                     ));
                 };
                 resolve("MASTER_ADDR:MASTER_PORT", &format!("{host}:{port}"))?

@@ -7,7 +7,7 @@ use std::process::Command;
 const LIBRARIES: [&str; 5] = ["burn", "burn-store", "tokenizers", "rand", "rayon"];
 
 fn main() {
-    let lock_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock");
+    let lock_path = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock");
     println!("cargo:rerun-if-changed={lock_path}");
     let lock = std::fs::read_to_string(lock_path).unwrap_or_default();
     let versions: Vec<String> = LIBRARIES
