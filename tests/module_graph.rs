@@ -1,7 +1,8 @@
 //! The module graphs stay acyclic and one-way. In every crate (and `xtask`), no file's module
 //! reaches itself through the modules it imports. In `ropo-train`, the records module imports
 //! nothing of the crate, the training loop never imports a report or a plot, and
-//! `docs/architecture.md` draws exactly its top-level arrows.
+//! `docs/architecture.md` draws exactly its top-level arrows, as it draws exactly the
+//! dependencies between the workspace's crates.
 //!
 //! The graph is read from the sources at the granularity of files: a module is a file
 //! (`src/formats/reader.rs` is `formats::reader`; `src/formats.rs` is `formats`). An arrow
@@ -80,24 +81,69 @@ fn records_import_nothing_and_the_loop_imports_no_report_or_plot() {
 
 #[test]
 fn the_architecture_doc_draws_the_graph_as_it_is() {
-    let doc = std::fs::read_to_string(workspace().join("docs/architecture.md")).unwrap();
-    let drawn: BTreeSet<(String, String)> = doc
-        .lines()
-        .skip_while(|line| *line != "```mermaid")
-        .take_while(|line| *line != "```")
-        .filter_map(|line| line.trim().split_once(" --> "))
-        .map(|(from, to)| (from.trim().to_string(), to.trim().to_string()))
-        .collect();
+    let drawn = drawn_arrows("# ropo-train's architecture");
     let actual: BTreeSet<(String, String)> = train_graph()
         .into_iter()
         .flat_map(|(from, targets)| targets.into_iter().map(move |to| (from.clone(), to)))
         .collect();
+    assert_same_arrows(&drawn, &actual);
+}
+
+#[test]
+fn the_architecture_doc_draws_the_crates_as_they_depend() {
+    let drawn = drawn_arrows("## The crates");
+    let mut manifests = vec![
+        workspace().join("Cargo.toml"),
+        workspace().join("xtask/Cargo.toml"),
+    ];
+    for entry in std::fs::read_dir(workspace().join("crates")).unwrap() {
+        manifests.push(entry.unwrap().path().join("Cargo.toml"));
+    }
+    let packages: Vec<toml::Table> = manifests
+        .iter()
+        .map(|path| toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap())
+        .collect();
+    let name = |package: &toml::Table| package["package"]["name"].as_str().unwrap().to_owned();
+    let ours: BTreeSet<String> = packages.iter().map(name).collect();
+    let actual: BTreeSet<(String, String)> = packages
+        .iter()
+        .flat_map(|package| {
+            let from = name(package);
+            let dependencies = package
+                .get("dependencies")
+                .and_then(toml::Value::as_table)
+                .cloned()
+                .unwrap_or_default();
+            dependencies
+                .keys()
+                .filter(|dependency| ours.contains(*dependency))
+                .map(|dependency| (from.clone(), dependency.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_same_arrows(&drawn, &actual);
+}
+
+/// The arrows of the first mermaid graph after the line `heading` of docs/architecture.md.
+fn drawn_arrows(heading: &str) -> BTreeSet<(String, String)> {
+    let doc = std::fs::read_to_string(workspace().join("docs/architecture.md")).unwrap();
+    doc.lines()
+        .skip_while(|line| *line != heading)
+        .skip_while(|line| *line != "```mermaid")
+        .take_while(|line| *line != "```")
+        .filter_map(|line| line.trim().split_once(" --> "))
+        .map(|(from, to)| (from.trim().to_string(), to.trim().to_string()))
+        .collect()
+}
+
+/// Fails, listing the differences, unless the drawn arrows are the actual ones.
+fn assert_same_arrows(drawn: &BTreeSet<(String, String)>, actual: &BTreeSet<(String, String)>) {
     let missing: Vec<String> = actual
-        .difference(&drawn)
+        .difference(drawn)
         .map(|(a, b)| format!("    {a} --> {b}"))
         .collect();
     let stale: Vec<String> = drawn
-        .difference(&actual)
+        .difference(actual)
         .map(|(a, b)| format!("    {a} --> {b}"))
         .collect();
     assert!(

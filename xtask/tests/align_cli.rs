@@ -402,9 +402,15 @@ fn flags_a_dataset_comparison_cannot_honour_are_refused() {
     let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/hh-stories260k.toml");
     let out = scratch("dataset-refused").join("run");
     for (extra, expected) in [
-        (&["--stop-after-steps", "3"][..], "--stop-after-steps"),
-        (&["--experiment", "practical"][..], "--experiment"),
-        (&["--jobs", "2"][..], "--jobs"),
+        (
+            &["--stop-after-steps", "3"][..],
+            "unexpected argument '--stop-after-steps'",
+        ),
+        (
+            &["--experiment", "practical"][..],
+            "unexpected argument '--experiment'",
+        ),
+        (&["--jobs", "2"][..], "unexpected argument '--jobs'"),
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
             .args(["train", "--quiet", "--config"])
@@ -417,13 +423,17 @@ fn flags_a_dataset_comparison_cannot_honour_are_refused() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{extra:?} was accepted");
         assert!(stderr.contains(expected), "{extra:?}: {stderr}");
+        assert!(!out.exists(), "{extra:?} started a run");
     }
     std::fs::create_dir_all(&out).unwrap();
     std::fs::copy(&config, out.join("config.toml")).unwrap();
     let resumed = resume(&out, &[]);
     let stderr = String::from_utf8_lossy(&resumed.stderr);
     assert!(!resumed.status.success());
-    assert!(stderr.contains("keeps no checkpoints"), "{stderr}");
+    assert!(
+        stderr.contains("unexpected argument '--resume'"),
+        "{stderr}"
+    );
 }
 
 #[test]

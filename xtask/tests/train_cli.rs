@@ -363,9 +363,9 @@ fn trainer_flags_are_refused_by_the_experiments_naming_the_flag() {
         "1",
     ];
     for (args, expected) in [
-        (&default[..], "--warmup belongs to the trainer"),
-        (&gold[..], "--lr belongs to the trainer"),
-        (&real[..], "--seed belongs to the trainer"),
+        (&default[..], "unexpected argument '--warmup'"),
+        (&gold[..], "unexpected argument '--lr'"),
+        (&real[..], "unexpected argument '--seed'"),
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
             .args(args)
@@ -376,7 +376,6 @@ fn trainer_flags_are_refused_by_the_experiments_naming_the_flag() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{args:?} was accepted");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
-        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
         assert!(!out.exists(), "{args:?} started a run");
     }
 }

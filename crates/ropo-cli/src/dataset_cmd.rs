@@ -14,7 +14,9 @@ use ropo::train::{
 };
 
 use crate::{
-    experiment_args::DatasetArgs, experiment_cmd::in_config, run_flags::entry, settings::read_toml,
+    experiment_args::DatasetArgs,
+    run_flags::entry,
+    settings::{in_config, read_toml},
     CmdResult,
 };
 

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use ropo::train::loss_entry::LossEntry;
 
 use crate::{
     choices::{FrameworkFlags, NoiseModelChoice},
@@ -83,6 +84,33 @@ pub struct GridOverrides {
     /// Preference steps per run.
     #[arg(long, aliases = ["max_steps", "max-steps"])]
     pub steps: Option<usize>,
+}
+
+impl GridOverrides {
+    /// Applies the command-line overrides to the fields every experiment has.
+    pub fn override_into(
+        &self,
+        losses: &mut Vec<LossEntry>,
+        noise: &mut Vec<f64>,
+        seeds: &mut u64,
+        steps: &mut usize,
+    ) {
+        if let Some(value) = &self.losses {
+            *losses = value
+                .iter()
+                .map(|name| LossEntry::from(name.as_str()))
+                .collect();
+        }
+        if let Some(value) = &self.noise {
+            noise.clone_from(value);
+        }
+        if let Some(value) = self.seeds {
+            *seeds = value;
+        }
+        if let Some(value) = self.steps {
+            *steps = value;
+        }
+    }
 }
 
 /// `experiment dataset`: a real-data comparison, which keeps no checkpoints and trains its

@@ -14,10 +14,10 @@ use ropo::train::{
 use crate::{
     choices::NoiseModelChoice,
     dataset_cmd,
-    experiment_args::{ExperimentCommand, GridFlags, GridOverrides, Preset},
+    experiment_args::{ExperimentCommand, GridFlags, Preset},
     progress_bar::progress_bar,
     run_flags::entry,
-    settings::{parse_toml, read_toml},
+    settings::{in_config, parse_toml, read_toml},
     CmdResult,
 };
 
@@ -28,33 +28,6 @@ pub fn run(command: &ExperimentCommand) -> CmdResult {
         ExperimentCommand::Practical(flags) => run_grid(flags, None, Some(Preset::Practical)),
         ExperimentCommand::Length(flags) => run_grid(flags, None, Some(Preset::Length)),
         ExperimentCommand::Dataset(args) => dataset_cmd::run(args),
-    }
-}
-
-impl GridOverrides {
-    /// Applies the command-line overrides to the fields every experiment has.
-    pub fn override_into(
-        &self,
-        losses: &mut Vec<LossEntry>,
-        noise: &mut Vec<f64>,
-        seeds: &mut u64,
-        steps: &mut usize,
-    ) {
-        if let Some(value) = &self.losses {
-            *losses = value
-                .iter()
-                .map(|name| LossEntry::from(name.as_str()))
-                .collect();
-        }
-        if let Some(value) = &self.noise {
-            noise.clone_from(value);
-        }
-        if let Some(value) = self.seeds {
-            *seeds = value;
-        }
-        if let Some(value) = self.steps {
-            *steps = value;
-        }
     }
 }
 
@@ -230,12 +203,4 @@ fn check_flags(
         return Err("--steps, --seeds and --jobs: must be at least 1".into());
     }
     Ok(())
-}
-
-/// A validation error, prefixed with the config file it is about (when there is one).
-pub(crate) fn in_config(path: Option<&Path>, error: TrainError) -> Box<dyn std::error::Error> {
-    match path {
-        Some(path) => format!("{}: {error}", path.display()).into(),
-        None => error.into(),
-    }
 }

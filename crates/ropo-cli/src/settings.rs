@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use ropo::train::TrainError;
 use serde::de::DeserializeOwned;
 
 /// The settings in `path` (a TOML file of bounded size), or one line naming the file and what
@@ -29,4 +30,12 @@ pub fn one_line(message: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A validation error, prefixed with the config file it is about (when there is one).
+pub fn in_config(path: Option<&Path>, error: TrainError) -> Box<dyn std::error::Error> {
+    match path {
+        Some(path) => format!("{}: {error}", path.display()).into(),
+        None => error.into(),
+    }
 }
