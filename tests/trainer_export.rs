@@ -11,7 +11,7 @@ use ropo::data::template::Template;
 use ropo::models::{checkpoint, peft, weights_file::SaveDtype};
 use ropo::train::{
     scoring::pair_logp_sums,
-    stages::Session,
+    session::Session,
     trainer::TrainerConfig,
     trainer_output::{export_model, Export},
 };

@@ -1,5 +1,6 @@
 //! `ropo experiment dataset`: a comparison on real pairs (`[dataset]` in the config): SFT,
-//! then each loss and noise rate, judged by clean held-out accuracy.
+//! then each loss and noise rate, judged by clean held-out accuracy; ropo-train's
+//! `write_dataset_folder` writes the folder.
 
 use std::{path::Path, time::Instant};
 
@@ -7,10 +8,7 @@ use ropo::backend::Training;
 use ropo::paths::anchor;
 use ropo::run_folder::open_run_folder;
 use ropo::train::{
-    dataset_experiment::DatasetExperiment,
-    records::Progress,
-    report::{metrics_lines, timing_lines},
-    store::write_atomic,
+    dataset_experiment::DatasetExperiment, records::Progress, report::write_dataset_folder,
 };
 
 use crate::{
@@ -69,30 +67,8 @@ pub fn run(args: &DatasetArgs) -> CmdResult {
         }
     })?;
     let wall = start.elapsed().as_secs_f64();
-    let summary = experiment.summarise(&runs);
-    let names = ropo::train::loss_entry::names(&experiment.losses);
-    let table = summary.table((&names, &experiment.noise), "clean_accuracy");
-    let histories = || {
-        runs.iter()
-            .map(|r| (r.loss.as_str(), r.noise, r.seed, r.history.as_slice()))
-    };
-    write_atomic(&out.join("metrics.jsonl"), &metrics_lines(histories()))?;
-    write_atomic(&out.join("timing.jsonl"), &timing_lines(histories()))?;
-    let summary = serde_json::json!({ "results": summary.results, "data": counts });
-    write_atomic(
-        &out.join("summary.json"),
-        &serde_json::to_string_pretty(&summary)?,
-    )?;
-    let report = format!(
-        "# {}\n\n{} pairs read, {} dropped (prompt over budget), {} train, {} held out; \
-         wall time {wall:.0} s.\n\n{table}\n",
-        path.display(),
-        counts.read,
-        counts.dropped,
-        counts.train,
-        counts.heldout
-    );
-    write_atomic(&out.join("report.md"), &report)?;
+    let title = path.display().to_string();
+    let table = write_dataset_folder(&out, &title, &experiment, (&counts, &runs), wall)?;
     println!(
         "{table}\n\n{} runs in {wall:.0} s; run folder {}",
         runs.len(),

@@ -6,7 +6,7 @@ use std::sync::{
     Arc,
 };
 
-/// A flag that the first SIGINT or SIGTERM sets, for [`ropo::train::stages::Session`] to stop
+/// A flag that the first SIGINT or SIGTERM sets, for [`ropo::train::session::Session`] to stop
 /// on; the second signal exits with status 130 without waiting for the step.
 pub fn on_signal() -> Result<Arc<AtomicBool>, String> {
     let flag = Arc::new(AtomicBool::new(false));

@@ -15,9 +15,9 @@ use ropo::paths::{anchor, fetch_dataset, fetch_model};
 use ropo::run_folder::open_run_folder;
 use ropo::train::{
     records::Progress,
-    stages::Session,
+    session::Session,
     trainer::TrainerConfig,
-    trainer_output::{export_model, steps_per_epoch, write_records, Export, LiveMetrics},
+    trainer_output::{steps_per_epoch, write_run, LiveMetrics, CHECKPOINTS},
     TrainError,
 };
 
@@ -66,7 +66,7 @@ pub fn run(args: &TrainerArgs) -> CmdResult {
              docs/performance.md)"
         );
     }
-    let store = out.join("checkpoints");
+    let store = out.join(CHECKPOINTS);
     let tokenizer = config.tokenizer_path();
     let mut inputs = vec![
         config.model.as_path(),
@@ -156,30 +156,7 @@ pub fn run(args: &TrainerArgs) -> CmdResult {
         );
         return Ok(());
     }
-    let model_dir = out.join("model");
-    let lora = config.lora();
-    let export = match (&lora, config.save_adapter) {
-        (Some(lora), true) => Export::Adapter(lora),
-        _ => Export::Merged(config.output_dtype()?, config.max_shard_size),
-    };
-    export_model(
-        &outcome.model,
-        &config.model,
-        &config.tokenizer_path(),
-        &model_dir,
-        export,
-    )?;
-    write_records(
-        &out,
-        &config,
-        &data,
-        &outcome.history,
-        &outcome.evals,
-        (&outcome.rounds, &outcome.dropped),
-    )?;
-    if let Some(store) = store.filter(|store| store.exists()) {
-        std::fs::remove_dir_all(store).map_err(|e| format!("{}: {e}", store.display()))?;
-    }
+    let model_dir = write_run(&out, &config, &data, &outcome)?;
     if let Some(last) = outcome.history.last() {
         println!(
             "{} steps in {:.0} s ({done} this session); last step: loss {:.4}, rewards/accuracies {:.3}",

@@ -25,9 +25,10 @@ use crate::{
     loss_entry::{self, DataStep, LossEntry},
     records::{Progress, StepRecord},
     reference::reference_logps,
-    run::{Method, PreferenceSet, Run},
+    run::{no_validation, Method, PreferenceSet, Run},
     seeds::Seeds,
-    stages::{no_validation, run_sft, Session},
+    session::Session,
+    sft::run_sft,
     summary::Summary,
     TrainError,
 };

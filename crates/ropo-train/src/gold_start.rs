@@ -11,7 +11,8 @@ use crate::{
     records::Progress,
     reference::reference_logps,
     run::PreferenceSet,
-    stages::{run_sft, Session},
+    session::Session,
+    sft::run_sft,
     store::{checkpoint, snapshot},
     TrainError,
 };

@@ -1,5 +1,6 @@
-//! The run folder of an experiment: the resolved config, `metrics.jsonl`, `summary.json`,
-//! `report.md` and SVG plots. Every file is written under a temporary name and renamed, so an
+//! The run folder of an experiment, the gold grid's ([`write_run_folder`]) or a real-data
+//! comparison's ([`write_dataset_folder`]): the resolved config, `metrics.jsonl`,
+//! `timing.jsonl`, `summary.json`, `report.md` and, for the grid, SVG plots. Every file is written under a temporary name and renamed, so an
 //! interrupted run never leaves a half-written file.
 
 use std::{collections::BTreeSet, path::Path};
@@ -8,6 +9,7 @@ use serde_json::json;
 
 use crate::{
     config::GoldExperiment,
+    dataset_experiment::{DataCounts, DatasetExperiment, DatasetRun},
     plots::{self, CurveMetric, CURVE_METRICS},
     records::{ExperimentOutcome, RunResult, StepRecord},
     rounds_report::rounds_table,
@@ -71,6 +73,38 @@ pub fn write_run_folder(
         &report_md(experiment, outcome, &summary, wall_seconds),
     )?;
     Ok(summary)
+}
+
+/// Writes a real-data comparison's folder: `metrics.jsonl`, `timing.jsonl`, `summary.json`
+/// (the results with the counts of pairs) and `report.md` (headed `title`, the config's name).
+/// Returns the table of clean held-out accuracy the report holds.
+pub fn write_dataset_folder(
+    dir: &Path,
+    title: &str,
+    experiment: &DatasetExperiment,
+    (counts, runs): (&DataCounts, &[DatasetRun]),
+    wall_seconds: f64,
+) -> Result<String, TrainError> {
+    let summary = experiment.summarise(runs);
+    let names = crate::loss_entry::names(&experiment.losses);
+    let table = summary.table((&names, &experiment.noise), "clean_accuracy");
+    let histories = || {
+        runs.iter()
+            .map(|r| (r.loss.as_str(), r.noise, r.seed, r.history.as_slice()))
+    };
+    write_atomic(&dir.join("metrics.jsonl"), &metrics_lines(histories()))?;
+    write_atomic(&dir.join("timing.jsonl"), &timing_lines(histories()))?;
+    let summary = json!({ "results": summary.results, "data": counts });
+    let text = serde_json::to_string_pretty(&summary)
+        .map_err(|e| TrainError::Config(format!("cannot write the summary: {e}")))?;
+    write_atomic(&dir.join("summary.json"), &text)?;
+    let report = format!(
+        "# {title}\n\n{} pairs read, {} dropped (prompt over budget), {} train, {} held out; \
+         wall time {wall_seconds:.0} s.\n\n{table}\n",
+        counts.read, counts.dropped, counts.train, counts.heldout
+    );
+    write_atomic(&dir.join("report.md"), &report)?;
+    Ok(table)
 }
 
 /// `metrics.jsonl` lines of runs given as `(method, noise, seed, steps)`: what the run

@@ -1,27 +1,34 @@
-//! One training run: a policy trained with one [`Method`] on one [`PreferenceSet`], in one or
-//! more rounds; between rounds the method's data step drops the pairs the policy finds least
-//! plausible and may add resampled ones (the ROPO framework). Every experiment and the trainer
-//! train through [`Run::train`]; the preference steps themselves are [`PreferenceRun`]'s.
+//! The training loop: one run, a policy trained with one [`Method`] on one [`PreferenceSet`].
+//! Read top to bottom: [`Run::train`] goes round by round; each round ([`Run::train_round`])
+//! goes step by step, resuming from the newest checkpoint, validating and checkpointing as it
+//! goes; between rounds the method's data step ([`Run::clean`]) drops the pairs the policy
+//! finds least plausible and may add resampled ones (the ROPO framework). Every experiment and
+//! the trainer train through [`Run::train`].
 
 use std::{borrow::Cow, cell::RefCell, cmp::Ordering, path::Path};
 
 use burn::module::AutodiffModule;
 use ropo_core::{LossConfig, LossSpec};
-use ropo_data::TokenizedPair;
+use ropo_data::{
+    batches::{BatchCursor, BatchSampler},
+    TokenizedPair,
+};
 use ropo_models::{attention::TrainingBackend, CausalLm};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    data_parallel::{DataParallel, PeerGroup},
+    data_parallel::{fingerprint, DataParallel, PeerGroup, RollCall},
     eval::pair_losses,
     framework::{keep_lowest_loss, resample_pairs, Resampling, RoundSchedule},
     loss_entry::{DataStep, LossEntry},
+    optim::Trainer,
     records::{FilterQuality, LossHistogram, Progress, RoundReport, StepRecord},
     reference::{swap_flipped, PairReference, ReferenceLogps},
-    schedule::StepSchedule,
+    schedule::{Decay, LrSchedule, StepSchedule},
     seeds::Seeds,
-    stages::{PreferenceRun, Session, Validator},
+    session::Session,
     store::{
+        checkpoint::{self, Manifest, Restored},
         round::{load_round, save_round},
         snapshot,
     },
@@ -147,6 +154,18 @@ pub struct RunOutcome<B: TrainingBackend, P> {
 /// Orders a resampled pair as an oracle sees it (`Greater`: chosen is better), when one exists.
 pub type PairJudge<'a> = &'a dyn Fn(&TokenizedPair) -> Ordering;
 
+/// Called at each validation point with the policy and the steps done; may return a point
+/// `P` of the validation curve.
+pub type Validator<'a, B, P> = dyn FnMut(&CausalLm<B>, usize) -> Result<Option<P>, TrainError> + 'a;
+
+/// The validator of runs judged only at their end: it records nothing.
+pub fn no_validation<B: TrainingBackend>(
+    _: &CausalLm<B>,
+    _: usize,
+) -> Result<Option<()>, TrainError> {
+    Ok(None)
+}
+
 /// One run: what to train, on what, and where its state is kept.
 pub struct Run<'a, B: TrainingBackend> {
     /// The method.
@@ -229,6 +248,33 @@ struct Cleaned {
     dropped: Vec<DroppedPair>,
 }
 
+/// One round of a run: where its steps sit and what they train on.
+struct Round<'r, B: TrainingBackend> {
+    /// The policy the round starts from (a checkpoint of it in the store is resumed instead).
+    start: CausalLm<B>,
+    /// Steps, batch size, learning rate, warmup, weight decay and accumulation of the round.
+    schedule: StepSchedule,
+    /// Where the round's steps sit in the learning-rate schedule: `(first, total)`, the
+    /// position of its first step and the length of the schedule, which warms up over the
+    /// warmup steps from position 0 and decays to zero at `total` (a round of the ROPO
+    /// framework is a stretch of its whole run's one schedule under
+    /// [`RoundSchedule::Continuous`]; otherwise `(0, schedule.steps)`).
+    schedule_span: (usize, usize),
+    /// Training pairs as the round sees them.
+    pairs: &'r [TokenizedPair],
+    /// Reference log-probs of `pairs`, in the same order and orientation.
+    refs: &'r PairReference,
+    /// Seed of the batch order.
+    seed: u64,
+}
+
+/// A finished round: the policy and what was measured along the way.
+struct TrainedRound<B: TrainingBackend, P> {
+    model: CausalLm<B>,
+    history: Vec<StepRecord>,
+    curve: Vec<P>,
+}
+
 impl<B: TrainingBackend> Run<'_, B> {
     /// Trains from `start` (or from the newest round snapshot and checkpoint in the store)
     /// to the end of the last round. `validate` is called at each validation point.
@@ -287,23 +333,16 @@ impl<B: TrainingBackend> Run<'_, B> {
                 }
                 None => (self.set.pairs.as_slice(), &self.set.reference),
             };
-            let run = PreferenceRun {
+            let plan = Round {
+                start: policy,
                 schedule: round_schedule,
                 schedule_span: match self.rounds.schedule {
                     RoundSchedule::Restart => (0, round_schedule.steps),
                     RoundSchedule::Continuous => (offset, rounds * round_schedule.steps),
                 },
-                loss: &self.method.loss,
                 pairs,
                 refs,
-                reference: self.reference,
                 seed: self.seeds.order(self.seed, round),
-                bucket: self.bucket,
-                eval_every: self.eval_every,
-                checkpoint_every: self.checkpoint_every,
-                keep: self.keep,
-                store: self.store,
-                data_parallel: self.data_parallel,
             };
             let mut shifted = |model: &CausalLm<B>, step: usize| validate(model, offset + step);
             // Steps are numbered across rounds in what the caller sees, as in the history.
@@ -316,7 +355,8 @@ impl<B: TrainingBackend> Run<'_, B> {
                     other => other,
                 })
             };
-            let trained = run.train(ranks, policy, &mut shifted, session, device, &mut report)?;
+            let trained =
+                self.train_round(ranks, plan, &mut shifted, session, device, &mut report)?;
             policy = trained.model;
             state
                 .history
@@ -346,6 +386,167 @@ impl<B: TrainingBackend> Run<'_, B> {
             curve: state.curve,
             rounds: state.rounds,
             dropped: state.dropped,
+        })
+    }
+
+    /// The newest intact checkpoint in the run's store, reporting any corrupt one set aside.
+    fn resumable(
+        &self,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<Option<std::path::PathBuf>, TrainError> {
+        let Some(store) = self.store else {
+            return Ok(None);
+        };
+        checkpoint::newest(store, &mut |warning| {
+            on_progress(Progress::Warning(format!(
+                "{warning}; resuming from the checkpoint before it"
+            )))
+        })
+    }
+
+    /// Trains one round from `round.start` (or from the newest checkpoint in the store) to its
+    /// `schedule.steps` with the ranks of `ranks`, the run's one group (across nodes a process
+    /// can join only one), which `validate` may use between steps. `validate` is called at each
+    /// validation point and may add a point to the curve.
+    fn train_round<P: Clone + Serialize + serde::de::DeserializeOwned>(
+        &self,
+        ranks: &RefCell<PeerGroup<B>>,
+        round: Round<'_, B>,
+        validate: &mut Validator<'_, B, P>,
+        session: &Session,
+        device: &B::Device,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<TrainedRound<B, P>, TrainError> {
+        let plan = round.schedule;
+        let model = round.start;
+        let base_loss = &self.method.loss;
+        let (first_step, total) = round.schedule_span;
+        let lr_schedule = LrSchedule {
+            peak: plan.lr,
+            warmup: plan.warmup,
+            total,
+            decay: Decay::Cosine,
+        };
+        let new_trainer =
+            || Trainer::new(lr_schedule, plan.weight_decay, Some(1.0)).starting_at(first_step);
+        // A checkpoint whose checksums hold but whose files do not load is set aside, and the
+        // one before it is tried.
+        let restored = loop {
+            let Some(path) = self.resumable(on_progress)? else {
+                break None;
+            };
+            match checkpoint::load(&path, model.clone(), new_trainer(), device) {
+                Ok(restored) => break Some(restored),
+                Err(e) => snapshot::set_aside(&path, &e.to_string(), &mut |warning| {
+                    on_progress(Progress::Warning(format!(
+                        "{warning}; resuming from the checkpoint before it"
+                    )))
+                })?,
+            }
+        };
+        let Restored {
+            mut model,
+            mut trainer,
+            manifest,
+        } = restored.unwrap_or_else(|| Restored {
+            model,
+            trainer: new_trainer(),
+            manifest: Manifest {
+                step: 0,
+                cursor: BatchCursor::default(),
+                history: Vec::with_capacity(plan.steps),
+                curve: Vec::new(),
+            },
+        });
+        let lengths = round.pairs.iter().map(TokenizedPair::max_len).collect();
+        let mut sampler = BatchSampler::resume(
+            lengths,
+            plan.batch,
+            self.bucket,
+            round.seed,
+            manifest.cursor,
+        );
+        let (mut history, mut curve) = (manifest.history, manifest.curve);
+        if base_loss.reliability().is_some() && self.data_parallel.ranks() > 1 {
+            return Err(TrainError::Config(
+                "RE-PO (--loss repo) learns its reliability on one rank; drop --data-parallel"
+                    .into(),
+            ));
+        }
+        // RE-PO's reliability as the last step left it (its start on a fresh run).
+        let mut loss = history
+            .last()
+            .and_then(|r| r.reliability)
+            .map_or(*base_loss, |eta| base_loss.with_reliability(eta));
+        ranks.borrow_mut().load(
+            &model,
+            &trainer,
+            &new_trainer,
+            base_loss,
+            RollCall {
+                step: manifest.step,
+                pairs: round.pairs.len(),
+                ranks: self.data_parallel.peers,
+                fingerprint: fingerprint(round.pairs),
+            },
+            device,
+        )?;
+        for step in manifest.step..plan.steps {
+            // The backend's random stream (LoRA dropout) restarts at every step from the run's
+            // seed and the step, so a resumed run draws the masks an uninterrupted one draws.
+            B::seed(
+                device,
+                round.seed ^ (step as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
+            let indices = sampler.next_batch();
+            let batch: Vec<&TokenizedPair> = indices.iter().map(|i| &round.pairs[*i]).collect();
+            let batch_refs = round
+                .refs
+                .of_batch(self.reference, &batch, &indices, device)?;
+            let started = std::time::Instant::now();
+            let (next, report) = ranks.borrow_mut().step(
+                model,
+                &mut trainer,
+                &loss,
+                &batch,
+                &batch_refs,
+                plan.grad_accum,
+                device,
+            )?;
+            model = next;
+            let mut record = report.record(step + 1, started.elapsed().as_secs_f64());
+            if let Some(posterior) = report.metrics.label_posterior {
+                loss = loss.next_reliability(posterior);
+                record.reliability = loss.reliability();
+            }
+            on_progress(Progress::Step(record));
+            history.push(record);
+            let done = step + 1;
+            if done == plan.steps || (self.eval_every > 0 && done % self.eval_every == 0) {
+                curve.extend(validate(&model, done)?);
+            }
+            let (session_steps, stopping) = session.count_step();
+            let due = self.checkpoint_every > 0 && done % self.checkpoint_every == 0;
+            if let Some(store) = self.store.filter(|_| self.data_parallel.writes()) {
+                if done < plan.steps && (due || stopping) {
+                    let manifest = Manifest {
+                        step: done,
+                        cursor: sampler.cursor(),
+                        history: history.clone(),
+                        curve: curve.clone(),
+                    };
+                    checkpoint::save(store, &model, &trainer, &manifest, self.keep)?;
+                }
+            }
+            if stopping && done < plan.steps {
+                return Err(TrainError::Stopped(session_steps));
+            }
+        }
+        trainer.check_last_update()?;
+        Ok(TrainedRound {
+            model,
+            history,
+            curve,
         })
     }
 

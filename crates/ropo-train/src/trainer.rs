@@ -39,7 +39,8 @@ use crate::{
     run::{DroppedPair, Method, PreferenceSet, Rounds, Run},
     schedule::StepSchedule,
     seeds::Seeds,
-    stages::{run_sft, Session},
+    session::Session,
+    sft::run_sft,
     step::check_trained,
     TrainError,
 };

@@ -1,9 +1,9 @@
-//! What the trainer leaves in its folder: the aligned model as a Hugging Face folder
-//! (`model/`), `metrics.jsonl` with TRL's names, `suspect_labels.jsonl` (every pair the filter
-//! dropped), `report.md` and `config.toml`. Every file is written under a temporary name and
-//! renamed.
+//! What the trainer leaves in its folder ([`write_run`]): the aligned model as a Hugging Face
+//! folder (`model/`), `metrics.jsonl` with TRL's names, `suspect_labels.jsonl` (every pair the
+//! filter dropped), `report.md` and the curves (`config.toml` is written when the run starts).
+//! Every file is written under a temporary name and renamed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use ropo_core::DEFAULT_BETA;
@@ -19,9 +19,50 @@ use crate::{
     records::{EvalRecord, Progress, StepRecord},
     run::DroppedPair,
     store::{snapshot, write_atomic},
-    trainer::{TrainerConfig, TrainerData},
+    trainer::{TrainerConfig, TrainerData, TrainerOutcome},
     TrainError,
 };
+
+/// Writes a finished run into its folder `out`: the model (`out/model/`: merged, or the LoRA
+/// adapter alone where the config says `save_adapter`) and the records of [`write_records`];
+/// then removes the run's checkpoints (`out/checkpoints`), which a finished run no longer
+/// needs. Returns the model folder.
+pub fn write_run<B: Backend>(
+    out: &Path,
+    config: &TrainerConfig,
+    data: &TrainerData,
+    outcome: &TrainerOutcome<B>,
+) -> Result<PathBuf, TrainError> {
+    let model_dir = out.join("model");
+    let lora = config.lora();
+    let export = match (&lora, config.save_adapter) {
+        (Some(lora), true) => Export::Adapter(lora),
+        _ => Export::Merged(config.output_dtype()?, config.max_shard_size),
+    };
+    export_model(
+        &outcome.model,
+        &config.model,
+        &config.tokenizer_path(),
+        &model_dir,
+        export,
+    )?;
+    write_records(
+        out,
+        config,
+        data,
+        &outcome.history,
+        &outcome.evals,
+        (&outcome.rounds, &outcome.dropped),
+    )?;
+    let checkpoints = out.join(CHECKPOINTS);
+    if checkpoints.exists() {
+        std::fs::remove_dir_all(&checkpoints).map_err(TrainError::io(&checkpoints))?;
+    }
+    Ok(model_dir)
+}
+
+/// The folder of a trainer run's checkpoints, inside its run folder.
+pub const CHECKPOINTS: &str = "checkpoints";
 
 /// Files of a model folder copied beside the weights when the input has them.
 const COPIED: [&str; 8] = [
