@@ -42,7 +42,7 @@ const LOCK: &str = ".lock";
 const ENVIRONMENT: &str = "environment.json";
 
 /// The files ropo writes in a run folder besides the plots ([`is_plot`]): the trainer's
-/// (`crates/ropo-train/src/trainer_output.rs`), the experiments' (`report.rs`, `train_cmd.rs`)
+/// (`crates/ropo-train/src/trainer_output.rs`), the experiments' (`report.rs`)
 /// and this module's. `--overwrite` removes these, the plots, the folders of [`RUN_FOLDERS`]
 /// and their interrupted temporary files, and nothing else.
 const RUN_FILES: [&str; 7] = [
