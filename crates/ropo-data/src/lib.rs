@@ -3,7 +3,8 @@
 //! This crate turns text into the token ids that models see: readers of the common
 //! preference-dataset formats ([`formats`]), chat templates (built-in ones and the model's own
 //! Jinja template: [`template`], [`chat_template`]), tokenization with
-//! prompt/response masks and truncation ([`tokenize`]), seeded label noise with flip masks
+//! prompt/response masks and truncation ([`tokenize`]; [`encoder`] opens a tokenizer with its
+//! chat format and budgets for a run), seeded label noise with flip masks
 //! ([`noise`]), resumable length-bucketed batching ([`batches`]) and the built-in gold-reward
 //! task ([`gold`]). It knows nothing of models: [`Tokenizer`] is the whole
 //! contract between text and a model, and [`load_tokenizer`] opens any tokenizer it reads
@@ -14,6 +15,7 @@
 
 pub mod batches;
 pub mod chat_template;
+pub mod encoder;
 mod error;
 pub mod formats;
 pub mod gold;

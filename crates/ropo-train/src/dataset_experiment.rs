@@ -7,11 +7,10 @@ use std::path::PathBuf;
 
 use burn::module::AutodiffModule;
 use ropo_data::{
+    encoder::PairEncoder,
     formats::{read_pairs, ReadOptions},
-    load_tokenizer,
     split::held_out,
-    template::{ChatFormat, Template},
-    tokenize::{tokenize, TokenizeOptions},
+    template::Template,
     TokenizedPair,
 };
 use ropo_models::checkpoint;
@@ -256,19 +255,16 @@ impl DatasetExperiment {
     fn prepare(&self) -> Result<(Vec<TokenizedPair>, Vec<TokenizedPair>, DataCounts), TrainError> {
         let source = &self.dataset;
         let (pairs, _) = read_pairs(&source.pairs, &ReadOptions::default())?;
-        let tokenizer = load_tokenizer(&source.tokenizer)?;
         let template = source
             .template
             .parse::<Template>()
             .map_err(|e| TrainError::Config(format!("dataset.template: {e}")))?;
-        let options = TokenizeOptions {
-            max_prompt_length: Some(source.max_prompt_length),
-            ..TokenizeOptions::new(
-                ChatFormat::resolve(template, &source.tokenizer)?,
-                source.max_length,
-            )
-        };
-        let tokenized = tokenize(&pairs, tokenizer.as_ref(), &options)?;
+        let encoder = PairEncoder::open(
+            &source.tokenizer,
+            template,
+            (source.max_length, source.max_prompt_length),
+        )?;
+        let tokenized = encoder.encode(&pairs)?;
         let dropped = tokenized.report.dropped.len();
         let (held, train) = held_out(tokenized.pairs, source.heldout, self.seeds().split());
         let unindexed = |pairs: Vec<(usize, TokenizedPair)>| pairs.into_iter().map(|(_, p)| p);

@@ -12,11 +12,11 @@ use std::{
 use burn::{module::AutodiffModule, tensor::backend::Backend};
 use ropo_core::{LossConfig, LossParams, LossSpec, DEFAULT_BETA};
 use ropo_data::{
+    encoder::PairEncoder,
     formats::{open_split, ReadOptions},
-    load_tokenizer,
     split::held_out,
-    template::{ChatFormat, Template},
-    tokenize::{tokenize, DropReason, TokenizeOptions},
+    template::Template,
+    tokenize::DropReason,
     ChatPair, TokenizedPair,
 };
 use ropo_models::{
@@ -447,14 +447,11 @@ impl TrainerConfig {
 
     /// Reads and tokenizes the pairs, splits off the evaluation pairs and injects the noise.
     pub fn prepare(&self) -> Result<TrainerData, TrainError> {
-        let tokenizer = load_tokenizer(&self.tokenizer_path())?;
-        let options = TokenizeOptions {
-            max_prompt_length: Some(self.max_prompt_length),
-            ..TokenizeOptions::new(
-                ChatFormat::resolve(self.template, &self.tokenizer_path())?,
-                self.max_length,
-            )
-        };
+        let encoder = PairEncoder::open(
+            &self.tokenizer_path(),
+            self.template,
+            (self.max_length, self.max_prompt_length),
+        )?;
         let read = ReadOptions {
             max_line_bytes: self.max_line_bytes,
             max_total_bytes: self.max_total_bytes,
@@ -462,7 +459,7 @@ impl TrainerConfig {
             ..ReadOptions::default()
         };
         let (records, _) = open_split(&self.data, self.split.as_deref(), &read)?.into_pairs()?;
-        let tokenized = tokenize(&records, tokenizer.as_ref(), &options)?;
+        let tokenized = encoder.encode(&records)?;
         let dropped = tokenized.report.dropped.len();
         let (held, mut train) = held_out(tokenized.pairs, self.eval_split, self.seeds().split());
         let all = train.len();
@@ -476,7 +473,7 @@ impl TrainerConfig {
         if let Some(path) = &self.eval_data {
             let (eval_records, _) =
                 open_split(path, self.eval_data_split.as_deref(), &read)?.into_pairs()?;
-            eval = tokenize(&eval_records, tokenizer.as_ref(), &options)?.pairs;
+            eval = encoder.encode(&eval_records)?.pairs;
         }
         let (record_index, clean): (Vec<usize>, Vec<TokenizedPair>) = train
             .into_iter()
@@ -527,8 +524,8 @@ impl TrainerConfig {
             eval,
             dropped,
             unused,
-            eos: tokenizer.eos_id(),
-            chat_format: options.template.to_string(),
+            eos: encoder.tokenizer.eos_id(),
+            chat_format: encoder.options.template.to_string(),
         })
     }
 
