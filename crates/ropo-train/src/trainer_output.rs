@@ -180,20 +180,20 @@ fn write_model_folder<B: Backend>(
 /// `metrics.jsonl`: one line per step with TRL's names (`loss`, `learning_rate`, `grad_norm`,
 /// `epoch`, `rewards/*`, `logps/*`), and one line per evaluation with `eval_` names, after the
 /// step it followed.
-pub fn metrics_lines(history: &[StepRecord], evals: &[EvalRecord], steps_per_epoch: f64) -> String {
+fn trl_metrics_lines(history: &[StepRecord], evals: &[EvalRecord], steps_per_epoch: f64) -> String {
     let mut out = String::new();
     let mut pending = evals.iter().peekable();
     for s in history {
-        out += &step_line(s, steps_per_epoch);
+        out += &trl_step_line(s, steps_per_epoch);
         while let Some(e) = pending.next_if(|e| e.step <= s.step) {
-            out += &eval_line(e, steps_per_epoch);
+            out += &trl_eval_line(e, steps_per_epoch);
         }
     }
     out
 }
 
 /// One step's line of `metrics.jsonl`, ending in a newline.
-pub fn step_line(s: &StepRecord, steps_per_epoch: f64) -> String {
+fn trl_step_line(s: &StepRecord, steps_per_epoch: f64) -> String {
     let mut line = json!({
         "step": s.step, "epoch": s.step as f64 / steps_per_epoch.max(1.0), "loss": s.loss,
         "learning_rate": s.lr, "grad_norm": s.grad_norm,
@@ -208,7 +208,7 @@ pub fn step_line(s: &StepRecord, steps_per_epoch: f64) -> String {
 }
 
 /// One evaluation's line of `metrics.jsonl`, ending in a newline.
-pub fn eval_line(e: &EvalRecord, steps_per_epoch: f64) -> String {
+fn trl_eval_line(e: &EvalRecord, steps_per_epoch: f64) -> String {
     let line = json!({
         "step": e.step, "epoch": e.step as f64 / steps_per_epoch.max(1.0), "eval_loss": e.loss,
         "eval_rewards/chosen": e.rewards_chosen,
@@ -254,8 +254,8 @@ impl LiveMetrics {
     pub fn record(&mut self, progress: &Progress) -> Result<(), TrainError> {
         use std::io::Write;
         let line = match progress {
-            Progress::Step(s) => step_line(s, self.steps_per_epoch),
-            Progress::Evaluated(e) => eval_line(e, self.steps_per_epoch),
+            Progress::Step(s) => trl_step_line(s, self.steps_per_epoch),
+            Progress::Evaluated(e) => trl_eval_line(e, self.steps_per_epoch),
             _ => return Ok(()),
         };
         self.file
@@ -293,7 +293,7 @@ fn record_json(pair: &ChatPair) -> serde_json::Value {
 
 /// A short `report.md`: the data, the method, the last training and evaluation metrics and,
 /// with filter rounds, what the filter did.
-pub fn report_md(
+fn trainer_report_md(
     config: &TrainerConfig,
     data: &TrainerData,
     history: &[StepRecord],
@@ -416,7 +416,7 @@ pub fn write_records(
 ) -> Result<(), TrainError> {
     write_atomic(
         &dir.join("metrics.jsonl"),
-        &metrics_lines(history, evals, steps_per_epoch(config, data)),
+        &trl_metrics_lines(history, evals, steps_per_epoch(config, data)),
     )?;
     let method = config.method()?;
     let run = [(method.name.as_str(), config.noise, config.seed, history)];
@@ -435,6 +435,6 @@ pub fn write_records(
     }
     write_atomic(
         &dir.join("report.md"),
-        &report_md(config, data, history, evals, rounds),
+        &trainer_report_md(config, data, history, evals, rounds),
     )
 }
