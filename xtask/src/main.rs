@@ -44,7 +44,11 @@ enum Command {
 
 fn main() -> ExitCode {
     process::set_up();
-    let args = train_compat::ropo_command_line(std::env::args_os().collect());
+    let given: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if train_compat::asks_grid_help(&given) {
+        print!("{}", train_compat::GRID_HELP_PREFACE);
+    }
+    let args = train_compat::ropo_command_line(given);
     if let Err(error) = trl_names::refuse_unoffered(&args) {
         eprintln!("error: {error}");
         return ExitCode::FAILURE;

@@ -53,6 +53,25 @@ pub fn ropo_command_line(mut args: Vec<OsString>) -> Vec<OsString> {
     args
 }
 
+/// What `cargo xtask train --help` prints above the help of the command it stands for, when
+/// that is the gold experiment: that the same command is the trainer with `--model`/`--data`.
+pub const GRID_HELP_PREFACE: &str = "cargo xtask train is the trainer with --model/--data or a \
+trainer config (cargo xtask train --model M --help lists its flags), a real-data comparison with \
+a [dataset] config, and otherwise this experiment:\n";
+
+/// Whether `args` (a whole command line) ask `train` for its help where `train` stands for the
+/// gold experiment, which [`GRID_HELP_PREFACE`] then introduces.
+pub fn asks_grid_help(args: &[OsString]) -> bool {
+    let Some(at) = command_position(args) else {
+        return false;
+    };
+    let rest = &args[at + 1..];
+    args[at] == "train"
+        && rest.iter().any(|arg| arg == "--help" || arg == "-h")
+        && mode(rest) == Mode::Grid
+        && value_of(rest, &["--experiment"]).is_none()
+}
+
 /// What a `train` command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 enum Mode {
@@ -197,6 +216,20 @@ mod tests {
             ["x", "experiment", "practical"]
         );
         assert_eq!(translated(&["x", "bench", "step"]), ["x", "bench", "step"]);
+    }
+
+    #[test]
+    fn only_the_help_of_the_default_experiment_is_prefaced() {
+        let asks = |args: &[&str]| {
+            let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+            super::asks_grid_help(&args)
+        };
+        assert!(asks(&["x", "train", "--help"]));
+        assert!(asks(&["x", "--dtype", "f32", "train", "-h"]));
+        assert!(!asks(&["x", "train", "--model", "m", "--help"]));
+        assert!(!asks(&["x", "train", "--experiment", "length", "--help"]));
+        assert!(!asks(&["x", "train", "--steps", "3"]));
+        assert!(!asks(&["x", "bench", "--help"]));
     }
 
     #[test]
