@@ -22,8 +22,12 @@ use ropo::train::{
 };
 
 use crate::{
-    interrupt, run_flags::entry, settings::read_toml, trainer_args::TrainerArgs,
-    trainer_progress::TrainerProgress, CmdResult,
+    interrupt,
+    run_flags::entry,
+    settings::{in_config, read_toml},
+    trainer_args::TrainerArgs,
+    trainer_progress::TrainerProgress,
+    CmdResult,
 };
 
 /// Runs the trainer and writes its folder.
@@ -57,7 +61,13 @@ pub fn run(args: &TrainerArgs) -> CmdResult {
     args.flags
         .distributed
         .apply(&mut config.data_parallel, batch)?;
-    config.validate().map_err(|e| with_source(args, e))?;
+    let source = match &args.resume {
+        Some(folder) => Some(folder.join("config.toml")),
+        None => args.config.clone(),
+    };
+    config
+        .validate()
+        .map_err(|e| in_config(source.as_deref(), e))?;
     config.check_fits_in_memory()?;
     if config.gradient_checkpointing && config.lora_rank > 0 {
         eprintln!(
@@ -415,14 +425,5 @@ fn run_name(data: &Path) -> String {
         "train".into()
     } else {
         stem.into()
-    }
-}
-
-/// A validation error, prefixed with the config file it is about (when there is one).
-fn with_source(args: &TrainerArgs, error: TrainError) -> Box<dyn std::error::Error> {
-    match (&args.resume, &args.config) {
-        (Some(folder), _) => format!("{}: {error}", folder.join("config.toml").display()).into(),
-        (None, Some(path)) => format!("{}: {error}", path.display()).into(),
-        (None, None) => error.into(),
     }
 }
