@@ -247,10 +247,11 @@ pub fn load_adapter<B: Backend>(
                         .chunks_exact(4)
                         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                         .collect();
-                    Some(
-                        Tensor::<B, 2>::from_data(TensorData::new(values, shape), device)
-                            .transpose(),
-                    )
+                    let [rows, columns] = shape;
+                    Some(Tensor::<B, 2>::from_data(
+                        TensorData::new(transposed(&values, shape), [columns, rows]),
+                        device,
+                    ))
                 }
                 Ok(view) => {
                     problems.push(format!(
@@ -294,6 +295,16 @@ pub fn load_adapter<B: Backend>(
             details: problems.join("; "),
         })
     }
+}
+
+/// A row-major `[rows, columns]` matrix as the row-major `[columns, rows]` one: PEFT's factor
+/// laid out as burn's, contiguous like a freshly initialised adapter's, so that a loaded
+/// adapter multiplies exactly as the one that was saved (a transposed view would be summed in
+/// another order by the matrix product).
+fn transposed(values: &[f32], [rows, columns]: [usize; 2]) -> Vec<f32> {
+    (0..columns)
+        .flat_map(|column| (0..rows).map(move |row| values[row * columns + column]))
+        .collect()
 }
 
 fn corrupt(path: &Path, error: safetensors::SafeTensorError) -> ModelError {
