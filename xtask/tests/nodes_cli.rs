@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::trainer_runs::{difference, trainer, trainer_command, trainer_command_with, TOLERANCE};
+use common::trainer_runs::{
+    difference, trainer, trainer_command, trainer_command_with, ROUNDS_WEIGHT_TOLERANCE, TOLERANCE,
+};
 use common::{ok, scratch};
 
 use std::io::{BufRead, BufReader};
@@ -270,5 +272,5 @@ fn filter_rounds_over_two_nodes_drop_the_pairs_one_rank_drops() {
     println!(
         "2 rounds on 2 nodes × 2 ranks: metrics within {metric:.1e}, weights within {weight:.1e}"
     );
-    assert!(metric < TOLERANCE && weight < TOLERANCE);
+    assert!(metric < TOLERANCE && weight < ROUNDS_WEIGHT_TOLERANCE);
 }

@@ -22,7 +22,7 @@ mod tests;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use burn::tensor::{backend::Backend, module::linear, Tensor};
+use burn::tensor::{backend::Backend, Tensor};
 
 /// The precision of the matrix products of projections and the output head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,24 +86,20 @@ impl ProductBackend for burn::backend::Cuda {}
 impl ProductBackend for burn::backend::Wgpu {}
 
 /// A projection `x · weight (+ bias)`: `x` `[batch, seq, d_in]`, `weight` `[d_in, d_out]`,
-/// `bias` `[d_out]` -> `[batch, seq, d_out]`. At f32, burn's `linear`; at bf16, one
-/// `[batch·seq, d_in]` product of the backend's ([`ProductBackend::product`]).
+/// `bias` `[d_out]` -> `[batch, seq, d_out]`, as one `[batch·seq, d_in]` product of the
+/// backend's ([`ProductBackend::product`]). Its backward multiplies by the weight's transposed
+/// view in place; burn's batched `linear` copied the transposed weight on every backward.
 pub fn project<B: ProductBackend>(
     x: Tensor<B, 3>,
     weight: Tensor<B, 2>,
     bias: Option<Tensor<B, 1>>,
 ) -> Tensor<B, 3> {
-    match matmul_precision() {
-        MatmulPrecision::F32 => linear(x, weight, bias),
-        MatmulPrecision::Bf16 => {
-            let [batch, seq, d_in] = x.dims();
-            let d_out = weight.dims()[1];
-            let flat = B::product(x.reshape([batch * seq, d_in]), weight);
-            let flat = match bias {
-                Some(bias) => flat + bias.unsqueeze_dim(0),
-                None => flat,
-            };
-            flat.reshape([batch, seq, d_out])
-        }
-    }
+    let [batch, seq, d_in] = x.dims();
+    let d_out = weight.dims()[1];
+    let flat = B::product(x.reshape([batch * seq, d_in]), weight);
+    let flat = match bias {
+        Some(bias) => flat + bias.unsqueeze_dim(0),
+        None => flat,
+    };
+    flat.reshape([batch, seq, d_out])
 }
