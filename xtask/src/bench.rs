@@ -58,13 +58,14 @@ enum BenchKind {
 
 #[derive(Args)]
 struct ScoreBench {
-    /// Sequences per forward.
+    /// Pairs per step (`step`) or per scoring batch (`score --model`), each pair two sequences;
+    /// sequences per forward (`score` on the built-in models).
     #[arg(long, default_value_t = 8)]
     batch: usize,
     /// Tokens per sequence.
     #[arg(long, default_value_t = 256)]
     seq: usize,
-    /// Timed forwards per model (after two warm-up forwards).
+    /// Timed steps or forwards per model (after two warm-up ones).
     #[arg(long, default_value_t = 10)]
     iters: usize,
     /// The stories260K checkpoint.
@@ -76,9 +77,9 @@ struct ScoreBench {
     /// `$ROPO_PYTHON`, else `python3`.
     #[arg(long)]
     vs_torch: bool,
-    /// (`step` and `score`) A Hugging Face model folder to time instead of the two built-in
-    /// models; a folder with `config.json` alone gets random weights
-    /// (`bench/make_random_model.py`).
+    /// (`step` and `score`) A model to time instead of the two built-in ones: a Hugging Face
+    /// folder (one with `config.json` alone gets random weights, `bench/make_random_model.py`),
+    /// a llama.cpp `.gguf` or a llama2.c `.bin` file.
     #[arg(long)]
     model: Option<PathBuf>,
     /// (`step` only) LoRA rank on every projection (0: full fine-tuning), α twice the rank.
