@@ -281,9 +281,9 @@ noise = [0.0]
 seeds = 1
 
 [dataset]
-model = "crates/ropo-models/tests/fixtures/llama"
-tokenizer = "../shared/assets/models/tok512.bin"
-pairs = "../shared/assets/preferences/helpful-base-test.jsonl.gz"
+model = "../../../crates/ropo-models/tests/fixtures/llama"
+tokenizer = "../../../../shared/assets/models/tok512.bin"
+pairs = "../../../../shared/assets/preferences/helpful-base-test.jsonl.gz"
 template = "hh"
 max_length = 64
 max_prompt_length = 48
@@ -374,7 +374,9 @@ def configs():
     c("dataset_unknown_field.toml", "`[dataset]` has a field `shuffle`",
       DATASET.replace("split_seed = 0", "split_seed = 0\nshuffle = true"))
     c("dataset_missing_field.toml", "`[dataset]` has no `tokenizer`",
-      DATASET.replace('tokenizer = "../shared/assets/models/tok512.bin"\n', ""))
+      DATASET.replace('tokenizer = "../../../../shared/assets/models/tok512.bin"\n', ""))
+    c("dataset_gold_noise.toml", "`[dataset]` config with `noise_model = \"bradley_terry\"`, which needs a known reward",
+      DATASET.replace("seeds = 1\n", 'seeds = 1\nnoise_model = "bradley_terry"\n'))
 
 
 # --------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ pub fn ropo_command_line(mut args: Vec<OsString>) -> Vec<OsString> {
     let mode: Vec<OsString> = match mode(&rest) {
         Mode::Trainer => vec!["train".into()],
         Mode::Dataset => {
-            if value_of(&rest, &OUT_FLAGS).is_none() {
+            if value_of(&rest, &OUT_FLAGS).is_none() && value_of(&rest, &["--resume"]).is_none() {
                 rest.extend(["--out".into(), "runs/gold".into()]);
             }
             vec!["experiment".into(), "dataset".into()]

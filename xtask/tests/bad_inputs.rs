@@ -101,6 +101,7 @@ const CASES: &[(&str, Kind, &[&str])] = &[
     ("configs/dataset_missing_pairs.toml", Config, &["dataset.pairs", "no-such-file.jsonl"]),
     ("configs/dataset_unknown_field.toml", Config, &["line 14", "unknown field `shuffle`"]),
     ("configs/dataset_missing_field.toml", Config, &["[dataset]", "missing field `tokenizer`"]),
+    ("configs/dataset_gold_noise.toml", Config, &["noise_model", "bradley_terry", "known reward"]),
     ("tokenizers/hf_empty.json", Tokenizer, &["not a valid tokenizer.json", "EOF"]),
     ("tokenizers/hf_not_json.json", Tokenizer, &["not a valid tokenizer.json", "line 1 column 2"]),
     ("tokenizers/hf_truncated.json", Tokenizer, &["not a valid tokenizer.json", "EOF"]),

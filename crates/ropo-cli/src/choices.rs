@@ -15,6 +15,9 @@ pub enum NoiseModelChoice {
     /// A Bradley–Terry judge of the gold reward, wrong on a share η of the labels.
     #[value(name = "bradley_terry")]
     BradleyTerry,
+    /// A judge who prefers the longer response, wrong on a share η of the labels.
+    #[value(name = "length_judge")]
+    LengthJudge,
 }
 
 impl From<NoiseModelChoice> for NoiseModel {
@@ -22,6 +25,7 @@ impl From<NoiseModelChoice> for NoiseModel {
         match choice {
             NoiseModelChoice::Symmetric => Self::Symmetric,
             NoiseModelChoice::BradleyTerry => Self::BradleyTerry,
+            NoiseModelChoice::LengthJudge => Self::LengthJudge,
         }
     }
 }

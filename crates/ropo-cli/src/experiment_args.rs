@@ -51,7 +51,8 @@ pub struct GridFlags {
     /// Losses, noise rates, seeds and steps.
     #[command(flatten)]
     pub grid: GridOverrides,
-    /// How labels are flipped at each noise rate: `symmetric` or `bradley_terry`.
+    /// How labels are flipped at each noise rate: `symmetric`, `bradley_terry` or
+    /// `length_judge`.
     #[arg(long, value_enum)]
     pub noise_model: Option<NoiseModelChoice>,
     /// The ROPO framework's choices.
@@ -113,17 +114,24 @@ impl GridOverrides {
     }
 }
 
-/// `experiment dataset`: a real-data comparison, which keeps no checkpoints and trains its
-/// runs one after another under symmetric noise.
+/// `experiment dataset`: a real-data comparison, its runs trained one after another, each
+/// kept in the run folder when it finishes.
 #[derive(Args)]
 pub struct DatasetArgs {
     /// The TOML config with the `[dataset]` table; its relative paths are read against its
     /// folder.
-    #[arg(long)]
-    pub config: PathBuf,
+    #[arg(long, required_unless_present = "resume")]
+    pub config: Option<PathBuf>,
+    /// Continue the comparison in this folder: the runs it finished are kept, the others
+    /// trained (its config.toml is used as is).
+    #[arg(long, conflicts_with_all = ["config", "losses", "noise", "seeds", "steps", "out", "overwrite", "noise_model"])]
+    pub resume: Option<PathBuf>,
     /// Losses, noise rates, seeds and steps.
     #[command(flatten)]
     pub grid: GridOverrides,
+    /// How labels are flipped at each noise rate: `symmetric` or `length_judge`.
+    #[arg(long, value_enum)]
+    pub noise_model: Option<NoiseModelChoice>,
     /// The run folder (default: runs/ and the config's name).
     #[command(flatten)]
     pub output: OutputFlags,

@@ -83,6 +83,42 @@ pub fn length_biased_flips(
         .collect())
 }
 
+/// A judge who prefers longer responses, wrong at rate `rate`: on a random share λ of the
+/// pairs it picks the longer response, so only pairs whose chosen response is the shorter one
+/// can flip, and λ = `rate` / (share of such pairs) makes the expected share of flipped labels
+/// `rate`. Unlike [`length_biased_flips`] the judge keeps every other label, so its noise rate
+/// can be set beside symmetric noise's. Lengths are `(chosen, rejected)` per pair. Errors: a
+/// rate outside `[0, 1)`, or above the share of pairs whose chosen response is shorter (no
+/// length judge can flip more).
+pub fn length_judge_flips(
+    lengths: &[(usize, usize)],
+    rate: f64,
+    seed: u64,
+) -> Result<Vec<bool>, DataError> {
+    if !(0.0..1.0).contains(&rate) {
+        return Err(DataError::InvalidParameter {
+            name: "length-judge noise rate",
+            value: rate,
+            requirement: "0 <= rate < 1",
+        });
+    }
+    let shorter_chosen = lengths.iter().filter(|(c, r)| c < r).count();
+    let reachable = shorter_chosen as f64 / lengths.len().max(1) as f64;
+    if rate > reachable {
+        return Err(DataError::InvalidParameter {
+            name: "length-judge noise rate",
+            value: rate,
+            requirement: "at most the share of pairs whose chosen response is the shorter one",
+        });
+    }
+    let judged = if rate == 0.0 { 0.0 } else { rate / reachable };
+    let mut rng = StdRng::seed_from_u64(seed);
+    Ok(lengths
+        .iter()
+        .map(|(chosen, rejected)| rng.random_bool(judged) && chosen < rejected)
+        .collect())
+}
+
 /// Bradley–Terry relabelling: pair `i` keeps its label with probability
 /// σ(`margins[i]` / `temperature`) and is flipped otherwise, where `margins[i]` is a score of
 /// how much better the chosen response is (e.g. r(x, chosen) − r(x, rejected) under a reward
@@ -357,5 +393,34 @@ mod tests {
             .flipped
             .iter()
             .all(|f| !f));
+    }
+
+    #[test]
+    fn the_length_judge_flips_the_asked_rate_only_where_chosen_is_shorter() {
+        // A quarter of the pairs have the shorter response chosen; a tenth tie.
+        let lengths: Vec<(usize, usize)> = (0..20_000)
+            .map(|i| match i % 20 {
+                0..=4 => (3, 9),
+                5 | 6 => (4, 4),
+                _ => (9, 3),
+            })
+            .collect();
+        let flips = length_judge_flips(&lengths, 0.2, 5).unwrap();
+        let share = flips.iter().filter(|f| **f).count() as f64 / 20_000.0;
+        assert!((share - 0.2).abs() <= 0.01, "{share}");
+        assert!(flips.iter().zip(&lengths).all(|(f, (c, r))| !f || c < r));
+        assert_eq!(flips, length_judge_flips(&lengths, 0.2, 5).unwrap());
+        assert_ne!(flips, length_judge_flips(&lengths, 0.2, 6).unwrap());
+        assert_eq!(
+            length_judge_flips(&lengths, 0.0, 5).unwrap(),
+            vec![false; 20_000]
+        );
+        assert!(length_judge_flips(&lengths, 0.25, 5)
+            .unwrap()
+            .iter()
+            .zip(&lengths)
+            .all(|(f, (c, r))| *f == (c < r)));
+        assert!(length_judge_flips(&lengths, 0.26, 5).is_err());
+        assert!(length_judge_flips(&lengths, -0.1, 5).is_err());
     }
 }

@@ -34,8 +34,10 @@ pub struct GoldExperiment {
     pub losses: Vec<LossEntry>,
     /// Label-noise rates η: the expected share of flipped training labels.
     pub noise: Vec<f64>,
-    /// How labels are flipped: `symmetric` (each with probability η) or `bradley_terry` (a
-    /// judge of the gold reward whose mistakes fall on close pairs, as often wrong).
+    /// How labels are flipped: `symmetric` (each with probability η), `bradley_terry` (a
+    /// judge of the gold reward whose mistakes fall on close pairs, as often wrong) or
+    /// `length_judge` (a judge who prefers the longer response, as often wrong; only for
+    /// `[dataset]` configs, since every gold response has the same length).
     pub noise_model: NoiseModel,
     /// Seeds per (loss, η): each redraws the noise, the batch order and the evaluation samples.
     pub seeds: u64,
@@ -226,6 +228,14 @@ impl GoldExperiment {
     pub fn validate(&self) -> Result<(), TrainError> {
         let fail = |message: String| Err(TrainError::Config(message));
         validate_grid(&self.noise, &self.losses, &self.preference, self.sft.lr)?;
+        if self.noise_model == NoiseModel::LengthJudge && self.noise.iter().any(|n| *n > 0.0) {
+            return fail(
+                "noise_model: length_judge needs responses of different lengths, and every \
+                 response of the gold task has task.length tokens; use it with a [dataset] \
+                 config"
+                    .into(),
+            );
+        }
         for (field, value) in [
             ("sft.batch", self.sft.batch),
             ("preference.batch", self.preference.batch),
@@ -292,24 +302,8 @@ impl GoldExperiment {
         {
             return fail(format!("noise: rate {eta} is named twice"));
         }
-        let framework = &self.framework;
-        let with_rounds = self.losses.iter().find(|e| e.data_step() != DataStep::None);
-        if let Some(entry) = with_rounds {
-            if framework.rounds < 2
-                || !(0.0..1.0).contains(&framework.rho)
-                || framework.samples < 2
-                || self.preference.steps < framework.rounds
-            {
-                return fail(format!(
-                    "framework: {} needs rounds >= 2 (and no more than preference.steps), \
-                     0 <= rho < 1 and samples >= 2; the config has rounds = {}, rho = {}, \
-                     samples = {}",
-                    entry.name(),
-                    framework.rounds,
-                    framework.rho,
-                    framework.samples
-                ));
-            }
+        if let Some(entry) = self.losses.iter().find(|e| e.data_step() != DataStep::None) {
+            self.framework.check(&entry.name(), self.preference.steps)?;
         }
         self.task
             .validate()

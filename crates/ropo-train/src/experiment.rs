@@ -14,7 +14,6 @@ use crate::{
     config::GoldExperiment,
     detection::flip_detection_auc,
     eval_set::EvalSet,
-    framework::Resampling,
     gold_start::Start,
     grid::{Grid, GridResult},
     label_noise::{LabelNoise, NoiseModel},
@@ -72,6 +71,12 @@ impl GoldExperiment {
                     .map(|p| {
                         task.reward(&p.prompt, &p.chosen) - task.reward(&p.prompt, &p.rejected)
                     })
+                    .collect(),
+            ),
+            NoiseModel::LengthJudge => LabelNoise::LengthJudge(
+                set.pairs
+                    .iter()
+                    .map(|p| (p.chosen.len(), p.rejected.len()))
                     .collect(),
             ),
         };
@@ -191,22 +196,8 @@ impl GoldExperiment {
     /// How a method with `data_step` trains: one round without one; with one (`ropo+filter`),
     /// the framework's rounds, ρ and rejection sampling of the task's responses.
     fn rounds(&self, data_step: DataStep) -> Rounds {
-        if data_step == DataStep::None {
-            return Rounds::single();
-        }
-        let framework = &self.framework;
-        Rounds {
-            count: framework.rounds,
-            rho: framework.rho,
-            resampling: Some(Resampling {
-                samples: framework.samples,
-                temperature: framework.temperature,
-                max_new_tokens: self.task.length + 1,
-                eos: ropo_data::gold::EOS,
-                scorer: framework.scorer,
-            }),
-            schedule: framework.schedule,
-        }
+        let eos = Some(ropo_data::gold::EOS);
+        self.framework.rounds(data_step, self.task.length + 1, eos)
     }
 }
 

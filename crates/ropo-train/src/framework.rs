@@ -14,7 +14,9 @@ use ropo_models::{generate, score, CausalLm, SamplingConfig, ScoreRow};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    loss_entry::DataStep,
     reference::ReferenceLogps,
+    run::Rounds,
     scoring::{runs_within, SCORING_TOKENS},
     TrainError,
 };
@@ -47,6 +49,47 @@ impl Default for Framework {
             temperature: 1.0,
             scorer: Scorer::PolicyLogProbPerToken,
             schedule: RoundSchedule::default(),
+        }
+    }
+}
+
+impl Framework {
+    /// Checks the settings for `method`, which has a data step, trained `steps` steps in
+    /// all; the message names the fields.
+    pub fn check(&self, method: &str, steps: usize) -> Result<(), TrainError> {
+        if self.rounds < 2
+            || !(0.0..1.0).contains(&self.rho)
+            || self.samples < 2
+            || steps < self.rounds
+        {
+            return Err(TrainError::Config(format!(
+                "framework: {method} needs rounds >= 2 (and no more than preference.steps), \
+                 0 <= rho < 1 and samples >= 2; the config has rounds = {}, rho = {}, \
+                 samples = {}",
+                self.rounds, self.rho, self.samples
+            )));
+        }
+        Ok(())
+    }
+
+    /// How a method with `data_step` trains: one round without one; with one, these rounds
+    /// and ρ, and rejection sampling of at most `max_new_tokens` tokens ending at `eos`
+    /// (`None`: the method cannot resample).
+    pub fn rounds(&self, data_step: DataStep, max_new_tokens: usize, eos: Option<u32>) -> Rounds {
+        if data_step == DataStep::None {
+            return Rounds::single();
+        }
+        Rounds {
+            count: self.rounds,
+            rho: self.rho,
+            resampling: eos.map(|eos| Resampling {
+                samples: self.samples,
+                temperature: self.temperature,
+                max_new_tokens,
+                eos,
+                scorer: self.scorer,
+            }),
+            schedule: self.schedule,
         }
     }
 }

@@ -112,10 +112,19 @@ pub struct RoundReport {
 pub struct FilterQuality {
     /// Pairs dropped.
     pub dropped: usize,
-    /// Fraction of dropped pairs that were truly flipped (NaN when nothing was dropped).
+    /// Fraction of dropped pairs that were truly flipped (NaN when nothing was dropped; JSON
+    /// writes it `null`, read back as NaN).
+    #[serde(deserialize_with = "null_as_nan")]
     pub precision: f64,
     /// Fraction of flipped pairs that were dropped (NaN when nothing was flipped).
+    #[serde(deserialize_with = "null_as_nan")]
     pub recall: f64,
+}
+
+/// Reads a number that JSON may hold as `null`, the way serde_json writes NaN, as NaN: a run
+/// kept in `finished.jsonl` with an undefined ratio reads back as it was written.
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(reader: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(reader)?.unwrap_or(f64::NAN))
 }
 
 impl FilterQuality {
@@ -324,5 +333,15 @@ mod tests {
         assert_eq!(histogram.edges, [0.0, 1.5, 3.0]);
         assert_eq!(histogram.clean, [2, 0]);
         assert_eq!(histogram.flipped, [0, 2]);
+    }
+
+    #[test]
+    fn an_undefined_filter_ratio_survives_the_finished_runs_file() {
+        let nothing_flipped = FilterQuality::of(&[false, true, true], &[false, false, false]);
+        assert!(nothing_flipped.recall.is_nan());
+        let text = serde_json::to_string(&nothing_flipped).unwrap();
+        let read: FilterQuality = serde_json::from_str(&text).unwrap();
+        assert_eq!((read.dropped, read.precision), (1, 0.0));
+        assert!(read.recall.is_nan());
     }
 }

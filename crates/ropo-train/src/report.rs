@@ -76,8 +76,9 @@ pub fn write_run_folder(
 }
 
 /// Writes a real-data comparison's folder: `metrics.jsonl`, `timing.jsonl`, `summary.json`
-/// (the results with the counts of pairs) and `report.md` (headed `title`, the config's name).
-/// Returns the table of clean held-out accuracy the report holds.
+/// (the results with the counts of pairs), `suspect_labels.jsonl` (every pair a filter
+/// dropped, by run) and `report.md` (headed `title`, the config's name: a table per measured
+/// metric). Returns the table of clean held-out accuracy the report holds.
 pub fn write_dataset_folder(
     dir: &Path,
     title: &str,
@@ -94,17 +95,52 @@ pub fn write_dataset_folder(
     };
     write_atomic(&dir.join("metrics.jsonl"), &metrics_lines(histories()))?;
     write_atomic(&dir.join("timing.jsonl"), &timing_lines(histories()))?;
-    let summary = json!({ "results": summary.results, "data": counts });
-    let text = serde_json::to_string_pretty(&summary)
-        .map_err(|e| TrainError::Config(format!("cannot write the summary: {e}")))?;
-    write_atomic(&dir.join("summary.json"), &text)?;
-    let report = format!(
+    write_atomic(&dir.join("suspect_labels.jsonl"), &suspect_lines(runs))?;
+    let mut report = format!(
         "# {title}\n\n{} pairs read, {} dropped (prompt over budget), {} train, {} held out; \
          wall time {wall_seconds:.0} s.\n\n{table}\n",
         counts.read, counts.dropped, counts.train, counts.heldout
     );
+    let noisy: Vec<f64> = experiment
+        .noise
+        .iter()
+        .copied()
+        .filter(|n| *n > 0.0)
+        .collect();
+    for metric in ["noise_auc", "filter_precision", "filter_recall"] {
+        let measured: Vec<String> = names
+            .iter()
+            .filter(|m| noisy.iter().any(|&n| summary.get(m, n, metric).is_some()))
+            .cloned()
+            .collect();
+        if !measured.is_empty() {
+            report += &format!("\n{}\n", summary.table((&measured, &noisy), metric));
+        }
+    }
+    let summary = json!({ "results": summary.results, "data": counts });
+    let text = serde_json::to_string_pretty(&summary)
+        .map_err(|e| TrainError::Config(format!("cannot write the summary: {e}")))?;
+    write_atomic(&dir.join("summary.json"), &text)?;
     write_atomic(&dir.join("report.md"), &report)?;
     Ok(table)
+}
+
+/// `suspect_labels.jsonl` of a dataset comparison: one line per pair a run's filter dropped,
+/// with the run's `method`, `noise` and `seed`.
+fn suspect_lines(runs: &[DatasetRun]) -> String {
+    let mut out = String::new();
+    for run in runs {
+        for s in &run.suspects {
+            let line = json!({
+                "method": run.loss, "noise": run.noise, "seed": run.seed, "index": s.index,
+                "round": s.round, "loss": s.loss, "margin": s.margin,
+                "injected_flip": s.injected_flip,
+            });
+            out += &line.to_string();
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// `metrics.jsonl` lines of runs given as `(method, noise, seed, steps)`: what the run
