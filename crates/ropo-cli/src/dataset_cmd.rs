@@ -14,6 +14,7 @@ use ropo::train::{
 
 use crate::{
     experiment_args::DatasetArgs,
+    progress_bar::GridProgress,
     run_flags::entry,
     settings::{in_config, read_toml},
     CmdResult,
@@ -50,14 +51,19 @@ pub fn run(args: &DatasetArgs) -> CmdResult {
     let start = Instant::now();
     let store = out.join("checkpoints");
     let device = Default::default();
-    let (counts, runs) = experiment.run::<Training>(&device, Some(&store), &mut |progress| {
-        if let Progress::RunStarted {
-            index,
-            total,
-            method,
-            noise,
-            seed,
-        } = progress
+    let mut shown = GridProgress::new(experiment.total_steps(), args.output.quiet);
+    let outcome = experiment.run::<Training>(&device, Some(&store), &mut |progress| {
+        shown.show(&progress);
+        if let (
+            Progress::RunStarted {
+                index,
+                total,
+                method,
+                noise,
+                seed,
+            },
+            true,
+        ) = (&progress, args.output.quiet)
         {
             eprintln!(
                 "{:.0}s run {}/{total}: {method} η={noise} seed={seed}",
@@ -65,7 +71,9 @@ pub fn run(args: &DatasetArgs) -> CmdResult {
                 index + 1
             );
         }
-    })?;
+    });
+    shown.bar.finish_and_clear();
+    let (counts, runs) = outcome?;
     let wall = start.elapsed().as_secs_f64();
     let title = source.display().to_string();
     let table = write_dataset_folder(&out, &title, &experiment, (&counts, &runs), wall)?;

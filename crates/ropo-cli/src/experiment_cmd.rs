@@ -15,7 +15,7 @@ use crate::{
     choices::NoiseModelChoice,
     dataset_cmd,
     experiment_args::{ExperimentCommand, GridFlags, Preset},
-    progress_bar::progress_bar,
+    progress_bar::GridProgress,
     run_flags::entry,
     settings::{in_config, parse_toml, read_toml},
     CmdResult,
@@ -71,46 +71,29 @@ fn run_grid(flags: &GridFlags, config: Option<&Path>, preset: Option<Preset>) ->
     let jobs = flags.jobs.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
-    let bar = progress_bar(total, flags.output.quiet, "");
+    let mut shown = GridProgress::new(total, flags.output.quiet);
     let start = Instant::now();
-    let mut current = String::new();
-    let outcome = experiment.run::<Training>(&Default::default(), Some(&out), (flags.session.stop_after_steps, jobs), &mut |progress| match progress {
-        Progress::Sft { step, total: steps, loss } => {
-            bar.inc(1);
-            bar.set_message(format!("sft {step}/{steps} loss {loss:.3}"));
-        }
-        Progress::RunStarted { index, total, method, noise, seed } => {
-            current = format!("run {}/{total} {method} η={noise} seed={seed}", index + 1);
-        }
-        Progress::Step(s) => {
-            bar.inc(1);
-            bar.set_message(format!(
-                "{current} | loss {:.3} acc {:.2} lr {:.1e} {:.0} tok/s",
-                s.loss, s.accuracy, s.lr, s.tokens_per_s
-            ));
-        }
-        Progress::Warning(warning) => bar.suspend(|| eprintln!("warning: {warning}")),
-        Progress::Stage(stage) => bar.suspend(|| eprintln!("{stage}")),
-        Progress::Scoring { pass, done, total } => {
-            bar.set_message(format!("{pass} {done}/{total} pairs"))
-        }
-        Progress::Evaluated(_) => {}
-        Progress::RunFinished(r) => {
-            if flags.output.quiet {
+    let outcome = experiment.run::<Training>(
+        &Default::default(),
+        Some(&out),
+        (flags.session.stop_after_steps, jobs),
+        &mut |progress| {
+            shown.show(&progress);
+            if let (Progress::RunFinished(r), true) = (&progress, flags.output.quiet) {
                 eprintln!(
-                    "{:.0}s {} η={} seed={}: clean accuracy {:.3}, gold reward {:.3}, win rate {:.3}",
-                    start.elapsed().as_secs_f64(),
-                    r.loss,
-                    r.noise,
-                    r.seed,
-                    r.clean_accuracy,
-                    r.gold_reward,
-                    r.gold_win_rate
-                );
+                "{:.0}s {} η={} seed={}: clean accuracy {:.3}, gold reward {:.3}, win rate {:.3}",
+                start.elapsed().as_secs_f64(),
+                r.loss,
+                r.noise,
+                r.seed,
+                r.clean_accuracy,
+                r.gold_reward,
+                r.gold_win_rate
+            );
             }
-        }
-    });
-    bar.finish_and_clear();
+        },
+    );
+    shown.bar.finish_and_clear();
     let outcome = match outcome {
         Err(TrainError::Stopped(steps)) => {
             println!(

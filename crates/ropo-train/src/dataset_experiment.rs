@@ -32,7 +32,7 @@ use crate::{
     loss_entry::{self, DataStep, LossEntry},
     records::{FilterQuality, Progress, StepRecord},
     reference::reference_logps,
-    run::{no_validation, DroppedPair, Method, PreferenceSet, Run, RunOutcome},
+    run::{no_validation, DroppedPair, Method, PreferenceSet, Rounds, Run, RunOutcome},
     seeds::Seeds,
     session::Session,
     sft::run_sft,
@@ -256,6 +256,23 @@ impl DatasetExperiment {
         }
     }
 
+    /// Steps the whole comparison trains: SFT, then every run's preference steps (a method
+    /// trained in rounds trains `⌊steps / rounds⌋ · rounds`).
+    pub fn total_steps(&self) -> u64 {
+        let runs = self.noise.len() * self.seeds as usize;
+        let preference: usize = self
+            .losses
+            .iter()
+            .map(|entry| {
+                let rounds = Rounds::of(&self.framework, entry.data_step(), 0, None)
+                    .count
+                    .max(1);
+                self.preference.steps / rounds * rounds * runs
+            })
+            .sum();
+        (self.sft.steps + preference) as u64
+    }
+
     /// The LoRA settings of `[lora]`, on every projection.
     fn lora_config(&self) -> Option<LoraConfig> {
         self.lora.map(|lora| LoraConfig {
@@ -278,25 +295,16 @@ impl DatasetExperiment {
     ) -> Result<(DataCounts, Vec<DatasetRun>), TrainError> {
         self.validate()?;
         let data = self.prepare()?;
+        // What the data cannot support is refused before anything trains: a rate the noise
+        // model cannot reach, resampling without an end-of-sequence token.
         let labels = match self.noise_model {
             NoiseModel::LengthJudge => LabelNoise::LengthJudge(data.train_lengths.clone()),
+            // `validate` refuses bradley_terry here: there is no reward to judge by.
             _ => LabelNoise::Symmetric,
         };
-        // A rate the noise model cannot reach is refused before anything trains.
         for &eta in &self.noise {
             labels.flips(data.train.len(), eta, self.seeds().noise(0))?;
         }
-        if let Some(store) = store {
-            std::fs::create_dir_all(store).map_err(TrainError::io(store))?;
-        }
-        let start = self.sft_model::<B>(&data.train, device, on_progress)?;
-        // With LoRA the reference is the frozen base beneath the adapters (no copy).
-        let reference = match self.lora {
-            Some(_) => start.valid().without_adapters(),
-            None => start.valid(),
-        };
-        let train_refs = reference_logps(&reference, &data.train, 16, 1, device, on_progress)?;
-        let heldout_refs = reference_logps(&reference, &data.heldout, 16, 1, device, on_progress)?;
         let methods = self
             .losses
             .iter()
@@ -313,6 +321,17 @@ impl DatasetExperiment {
                 self.dataset.tokenizer.display()
             )));
         }
+        if let Some(store) = store {
+            std::fs::create_dir_all(store).map_err(TrainError::io(store))?;
+        }
+        let start = self.sft_model::<B>(&data.train, device, on_progress)?;
+        // With LoRA the reference is the frozen base beneath the adapters (no copy).
+        let reference = match self.lora {
+            Some(_) => start.valid().without_adapters(),
+            None => start.valid(),
+        };
+        let train_refs = reference_logps(&reference, &data.train, 16, 1, device, on_progress)?;
+        let heldout_refs = reference_logps(&reference, &data.heldout, 16, 1, device, on_progress)?;
         let grid = Grid {
             methods: &methods,
             noise: &self.noise,
@@ -329,9 +348,12 @@ impl DatasetExperiment {
             &|_| Ok(()),
             &|_, cell, on_progress| {
                 let run = Run {
-                    rounds: self
-                        .framework
-                        .rounds(cell.method.data_step, max_new_tokens, data.eos),
+                    rounds: Rounds::of(
+                        &self.framework,
+                        cell.method.data_step,
+                        max_new_tokens,
+                        data.eos,
+                    ),
                     bucket: 4,
                     ..cell.run(self.preference.schedule(), self.seeds(), &reference)
                 };

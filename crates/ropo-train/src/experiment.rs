@@ -197,7 +197,7 @@ impl GoldExperiment {
     /// the framework's rounds, ρ and rejection sampling of the task's responses.
     fn rounds(&self, data_step: DataStep) -> Rounds {
         let eos = Some(ropo_data::gold::EOS);
-        self.framework.rounds(data_step, self.task.length + 1, eos)
+        Rounds::of(&self.framework, data_step, self.task.length + 1, eos)
     }
 }
 

@@ -14,9 +14,7 @@ use ropo_models::{generate, score, CausalLm, SamplingConfig, ScoreRow};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    loss_entry::DataStep,
     reference::ReferenceLogps,
-    run::Rounds,
     scoring::{runs_within, SCORING_TOKENS},
     TrainError,
 };
@@ -70,27 +68,6 @@ impl Framework {
             )));
         }
         Ok(())
-    }
-
-    /// How a method with `data_step` trains: one round without one; with one, these rounds
-    /// and ρ, and rejection sampling of at most `max_new_tokens` tokens ending at `eos`
-    /// (`None`: the method cannot resample).
-    pub fn rounds(&self, data_step: DataStep, max_new_tokens: usize, eos: Option<u32>) -> Rounds {
-        if data_step == DataStep::None {
-            return Rounds::single();
-        }
-        Rounds {
-            count: self.rounds,
-            rho: self.rho,
-            resampling: eos.map(|eos| Resampling {
-                samples: self.samples,
-                temperature: self.temperature,
-                max_new_tokens,
-                eos,
-                scorer: self.scorer,
-            }),
-            schedule: self.schedule,
-        }
     }
 }
 

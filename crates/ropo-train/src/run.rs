@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     data_parallel::{fingerprint, DataParallel, PeerGroup, RollCall},
     eval::pair_losses,
-    framework::{keep_lowest_loss, resample_pairs, Resampling, RoundSchedule},
+    framework::{keep_lowest_loss, resample_pairs, Framework, Resampling, RoundSchedule},
     loss_entry::{DataStep, LossEntry},
     optim::Trainer,
     records::{FilterQuality, LossHistogram, Progress, RoundReport, StepRecord},
@@ -113,6 +113,32 @@ pub struct Rounds {
 }
 
 impl Rounds {
+    /// How a method with `data_step` trains: one round without one; with one, the
+    /// `framework`'s rounds and ρ, and rejection sampling of at most `max_new_tokens` tokens
+    /// ending at `eos` (`None`: the method cannot resample).
+    pub fn of(
+        framework: &Framework,
+        data_step: DataStep,
+        max_new_tokens: usize,
+        eos: Option<u32>,
+    ) -> Self {
+        if data_step == DataStep::None {
+            return Self::single();
+        }
+        Self {
+            count: framework.rounds,
+            rho: framework.rho,
+            resampling: eos.map(|eos| Resampling {
+                samples: framework.samples,
+                temperature: framework.temperature,
+                max_new_tokens,
+                eos,
+                scorer: framework.scorer,
+            }),
+            schedule: framework.schedule,
+        }
+    }
+
     /// One round: no data step ever runs.
     pub fn single() -> Self {
         Self {
