@@ -425,13 +425,14 @@ fn flags_a_dataset_comparison_cannot_honour_are_refused() {
         assert!(stderr.contains(expected), "{extra:?}: {stderr}");
         assert!(!out.exists(), "{extra:?} started a run");
     }
+    // A comparison resumes only a run folder ropo made, not a config copied into a folder.
     std::fs::create_dir_all(&out).unwrap();
     std::fs::copy(&config, out.join("config.toml")).unwrap();
     let resumed = resume(&out, &[]);
     let stderr = String::from_utf8_lossy(&resumed.stderr);
     assert!(!resumed.status.success());
     assert!(
-        stderr.contains("unexpected argument '--resume'"),
+        stderr.contains("--resume continues a run folder ropo made"),
         "{stderr}"
     );
 }

@@ -83,7 +83,7 @@ fn each_command_refuses_the_flags_of_another_by_name_and_writes_nothing() {
             vec!["experiment", "practical", "--config", path(&dataset)],
             "--config",
         ),
-        ([&real[..], &["--resume", path(&out)]].concat(), "--resume"),
+        ([&real[..], &["--jobs", "2"]].concat(), "--jobs"),
         (
             [&real[..], &["--stop-after-steps", "3"]].concat(),
             "--stop-after-steps",
