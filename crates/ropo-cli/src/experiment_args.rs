@@ -26,8 +26,8 @@ pub enum ExperimentCommand {
     /// (configs/length.toml, in runs/length).
     Length(GridFlags),
     /// A comparison on real pairs from a config with a `[dataset]` table (a model, its
-    /// tokenizer and a pairs file; e.g. configs/hh-stories260k.toml), judged by clean
-    /// held-out accuracy.
+    /// tokenizer and a pairs file; e.g. configs/smollm2-hh.toml), judged by clean held-out
+    /// accuracy and by how well each method finds the flipped labels.
     Dataset(DatasetArgs),
 }
 
