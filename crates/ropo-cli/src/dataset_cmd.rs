@@ -54,23 +54,19 @@ pub fn run(args: &DatasetArgs) -> CmdResult {
     let mut shown = GridProgress::new(experiment.total_steps(), args.output.quiet);
     let outcome = experiment.run::<Training>(&device, Some(&store), &mut |progress| {
         shown.show(&progress);
-        if let (
+        let started = match &progress {
             Progress::RunStarted {
                 index,
                 total,
                 method,
                 noise,
                 seed,
-            },
-            true,
-        ) = (&progress, args.output.quiet)
-        {
-            eprintln!(
-                "{:.0}s run {}/{total}: {method} η={noise} seed={seed}",
-                start.elapsed().as_secs_f64(),
-                index + 1
-            );
-        }
+            } if args.output.quiet => {
+                format!("run {}/{total}: {method} η={noise} seed={seed}", index + 1)
+            }
+            _ => return,
+        };
+        eprintln!("{:.0}s {started}", start.elapsed().as_secs_f64());
     });
     shown.bar.finish_and_clear();
     let (counts, runs) = outcome?;
