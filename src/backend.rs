@@ -54,17 +54,17 @@ pub const NAME: &str = if cfg!(feature = "cuda") {
 };
 
 /// The precision the selected backend's matrix products run in: bf16 only where
-/// `--dtype bf16` asked for it and this build computes on the CPU backend of a CPU with AMX-BF16
-/// tiles ([`ropo_models::product`]); f32 everywhere else.
+/// `--dtype bf16` asked for it and this build computes on the CPU backend of a CPU with a bf16
+/// unit, AMX-BF16 tiles or AVX-512 BF16 ([`ropo_models::product`]); f32 everywhere else.
 pub fn products_precision() -> ropo_models::product::MatmulPrecision {
     use ropo_models::product::{bf16_matrix_units, matmul_precision, MatmulPrecision};
     let flex = cfg!(all(
         feature = "cpu",
         not(any(feature = "cuda", feature = "wgpu", feature = "ndarray"))
     ));
-    let on_tiles = flex && bf16_matrix_units();
+    let on_bf16_unit = flex && bf16_matrix_units();
     match matmul_precision() {
-        MatmulPrecision::Bf16 if on_tiles => MatmulPrecision::Bf16,
+        MatmulPrecision::Bf16 if on_bf16_unit => MatmulPrecision::Bf16,
         _ => MatmulPrecision::F32,
     }
 }

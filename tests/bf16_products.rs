@@ -1,7 +1,7 @@
-//! `--dtype bf16` (bf16 matrix products on AMX tiles, everything else in f32) against f32 on
-//! the real stories260K model: the reference log-probs of a batch of pairs, and the first DPO
-//! step's loss and gradient norm, agree within 1e-2 relative, and the bf16 numbers are not
-//! f32's (the tiles ran). Later steps are not compared: AdamW's first update is about
+//! `--dtype bf16` (bf16 matrix products on the CPU's bf16 unit, everything else in f32) against
+//! f32 on the real stories260K model: the reference log-probs of a batch of pairs, and the first
+//! DPO step's loss and gradient norm, agree within 1e-2 relative, and the bf16 numbers are not
+//! f32's (the bf16 unit ran). Later steps are not compared: AdamW's first update is about
 //! `lr · sign(gradient)` for every weight, so the sign of each tiny gradient component, which
 //! bf16 rounding flips, moves the weights by the full learning rate. Its own test binary, as
 //! the precision is process-wide.
@@ -60,7 +60,7 @@ fn run(precision: MatmulPrecision) -> (Vec<f64>, [f64; 2]) {
 #[test]
 fn bf16_products_agree_with_f32_within_one_percent() {
     if !bf16_matrix_units() {
-        eprintln!("skipped: this CPU has no AMX-BF16 tiles, so bf16 products run in f32");
+        eprintln!("skipped: this CPU has no AMX-BF16 or AVX-512 BF16, so bf16 products run in f32");
         return;
     }
     let (f32_logps, f32_step) = run(MatmulPrecision::F32);

@@ -245,7 +245,7 @@ fn torch_step(
 /// PyTorch's faster configuration on the machine.
 const TORCH_AUTOCASTS: [&str; 2] = ["none", "bf16"];
 
-/// ` bf16` when products run in bf16 (`--dtype bf16` on AMX tiles), for result labels.
+/// ` bf16` when products run in bf16 (`--dtype bf16` on a CPU with AMX-BF16 or AVX-512 BF16), for result labels.
 fn precision_label() -> &'static str {
     match ropo::backend::products_precision() {
         ropo::models::product::MatmulPrecision::F32 => "",

@@ -7,8 +7,8 @@ use ropo::models::product::{set_matmul_precision, MatmulPrecision};
 #[derive(Args)]
 pub struct PrecisionFlags {
     /// Matrix products in f32, or in bf16 (inputs rounded to bf16 and multiplied on the CPU's
-    /// AMX tiles, sums, weights, gradients and optimiser state in f32, as under PyTorch's CPU
-    /// autocast; f32 where the machine has no AMX-BF16).
+    /// AMX tiles or AVX-512 BF16 units, sums, weights, gradients and optimiser state in f32, as
+    /// under PyTorch's CPU autocast; f32 where the machine has neither).
     #[arg(long, global = true, value_enum, default_value_t = Dtype::F32)]
     pub dtype: Dtype,
     /// TRL's `--bf16` (`--bf16`, `--bf16 true|false`): `--dtype bf16`.
@@ -28,7 +28,7 @@ pub struct PrecisionFlags {
 pub enum Dtype {
     /// f32 throughout.
     F32,
-    /// bf16 products with f32 sums, where the CPU has AMX-BF16.
+    /// bf16 products with f32 sums, where the CPU has AMX-BF16 or AVX-512 BF16.
     Bf16,
 }
 
@@ -43,7 +43,7 @@ impl PrecisionFlags {
         if ropo::backend::products_precision() == MatmulPrecision::F32 {
             eprintln!(
                 "note: --dtype bf16 computes in bf16 on the cpu backend of a CPU with AMX-BF16 \
-                 tiles; on this one ({}) products stay f32",
+                 or AVX-512 BF16; on this one ({}) products stay f32",
                 ropo::backend::NAME
             );
         }

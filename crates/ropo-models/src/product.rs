@@ -5,14 +5,19 @@
 //! Weights, activations, gradients and optimiser state stay f32 whatever the precision; at
 //! [`MatmulPrecision::Bf16`] a backend may round a product's inputs to bf16 and multiply them on
 //! the CPU's matrix units, keeping the sums in f32, as `torch.autocast("cpu",
-//! dtype=torch.bfloat16)` does for linear layers. The CPU backend does so on AMX tiles where
-//! the CPU has them (`amx.rs`); elsewhere, and on the other backends, products stay f32.
+//! dtype=torch.bfloat16)` does for linear layers. The CPU backend does so on the CPU's bf16
+//! units where it has them (`bf16.rs`: AMX tiles, else AVX-512 BF16 dot products); elsewhere,
+//! and on the other backends, products stay f32.
 
 #[cfg(all(feature = "flex", target_arch = "x86_64"))]
-pub(crate) mod amx;
-#[cfg(all(feature = "flex", target_arch = "x86_64"))]
-mod amx_pack;
+mod amx;
 mod autodiff;
+#[cfg(all(feature = "flex", target_arch = "x86_64"))]
+pub(crate) mod bf16;
+#[cfg(all(feature = "flex", target_arch = "x86_64"))]
+mod bf16_pack;
+#[cfg(all(feature = "flex", target_arch = "x86_64"))]
+mod dot_bf16;
 #[cfg(feature = "flex")]
 mod flex;
 #[cfg(all(feature = "flex", target_arch = "x86_64"))]
@@ -52,11 +57,11 @@ pub fn matmul_precision() -> MatmulPrecision {
 
 /// Whether this machine multiplies in bf16 on matrix units, so that
 /// [`MatmulPrecision::Bf16`] changes anything on the CPU backend: true on x86-64 CPUs with
-/// AMX-BF16 that Linux lets ropo use.
+/// AMX-BF16 that Linux lets ropo use, or with AVX-512 BF16.
 pub fn bf16_matrix_units() -> bool {
     #[cfg(all(feature = "flex", target_arch = "x86_64"))]
     {
-        amx::available()
+        bf16::available()
     }
     #[cfg(not(all(feature = "flex", target_arch = "x86_64")))]
     {

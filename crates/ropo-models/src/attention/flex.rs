@@ -1,6 +1,6 @@
 //! burn's `flex` CPU backend runs attention with the fused kernels of `cpu.rs`, reading the
 //! host mask directly: no mask tensor, no `[batch, heads, queries, keys]` intermediate, both
-//! cores busy; without gradients at bf16, on AMX tiles (`amx_forward.rs`); and the rotary
+//! cores busy; without gradients at bf16, on the CPU's bf16 units (`bf16_forward.rs`); and the rotary
 //! embedding by index (`rotation_cpu.rs`).
 
 use burn::{
@@ -12,7 +12,7 @@ use burn::{
 };
 
 #[cfg(target_arch = "x86_64")]
-use super::amx_forward;
+use super::bf16_forward;
 use super::{
     cpu,
     rotation::{self, RotateHalf},
@@ -21,7 +21,7 @@ use super::{
 };
 use crate::flex_storage::{contiguous, f32s};
 #[cfg(target_arch = "x86_64")]
-use crate::product::{amx, matmul_precision, MatmulPrecision};
+use crate::product::{bf16, matmul_precision, MatmulPrecision};
 
 impl AttentionBackend for Flex {
     fn masked_attention(
@@ -31,10 +31,10 @@ impl AttentionBackend for Flex {
         mask: &KeyMask,
     ) -> Tensor<Self, 4> {
         #[cfg(target_arch = "x86_64")]
-        if on_tiles(&query) {
+        if in_bf16(&query) {
             let dims = dims(&query, &key, mask);
             let (dtype, device) = (query.dtype(), query.device());
-            let output = amx_forward::forward(
+            let output = bf16_forward::forward(
                 host(query).storage(),
                 host(key).storage(),
                 host(value).storage(),
@@ -125,17 +125,17 @@ impl AttentionBackend for Flex {
     }
 }
 
-/// Whether attention without gradients runs on AMX tiles: bf16 products asked for, tiles
+/// Whether attention without gradients runs on a bf16 unit: bf16 products asked for, a unit
 /// present, f32 queries, at least one tile's 16 query rows (a generation step's single row
 /// stays f32) and heads at least 16 wide.
 #[cfg(target_arch = "x86_64")]
-fn on_tiles(query: &Tensor<Flex, 4>) -> bool {
+fn in_bf16(query: &Tensor<Flex, 4>) -> bool {
     let [_, queries, _, head_dim] = query.dims();
     matmul_precision() == MatmulPrecision::Bf16
         && queries >= 16
         && head_dim >= 16
         && query.dtype() == DType::F32
-        && amx::available()
+        && bf16::available()
 }
 
 /// The kernel's sizes, checked against the mask.

@@ -1,10 +1,10 @@
 //! The attention core shared by every family: masks, grouped-query heads and scaled
 //! dot-product attention through each backend's [`AttentionBackend`].
 
-#[cfg(all(feature = "flex", target_arch = "x86_64"))]
-mod amx_forward;
 mod autodiff;
 mod backend;
+#[cfg(all(feature = "flex", target_arch = "x86_64"))]
+mod bf16_forward;
 pub mod blocked;
 mod cpu;
 #[cfg(feature = "flex")]

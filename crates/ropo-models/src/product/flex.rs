@@ -1,6 +1,6 @@
-//! burn's `flex` CPU backend multiplies on AMX tiles at [`MatmulPrecision::Bf16`] where the CPU
-//! has them (`amx.rs`), reading transposed and narrowed operands in place; otherwise, and for
-//! products too thin to fill a tile, it uses burn's f32 `matmul`.
+//! burn's `flex` CPU backend multiplies in bf16 at [`MatmulPrecision::Bf16`] where the CPU has
+//! a bf16 unit (`bf16.rs`: AMX tiles or AVX-512 BF16), reading transposed and narrowed operands
+//! in place; otherwise, and for products too thin to fill a tile, it uses burn's f32 `matmul`.
 
 use burn::{
     backend::Flex,
@@ -12,26 +12,26 @@ use super::{matmul_precision, MatmulPrecision, ProductBackend};
 impl ProductBackend for Flex {
     fn product(a: Tensor<Self, 2>, b: Tensor<Self, 2>) -> Tensor<Self, 2> {
         #[cfg(target_arch = "x86_64")]
-        if tiles_fit(&a, &b) {
-            return tiles::product(a, b);
+        if in_bf16(&a, &b) {
+            return units::product(a, b);
         }
         a.matmul(b)
     }
 }
 
-/// Smallest rows, columns and depth a product runs on tiles with (one tile's 16 each): below
-/// them (a generation step's single row) padding a tile costs more than f32 does. A LoRA
-/// rank of 16 fills them: its thin products (`x·A`, `h·B` and their gradients, 16 columns or
-/// a depth of 16) run on tiles half padded, still faster than burn's f32 `matmul` on those
-/// shapes.
+/// Smallest rows, columns and depth a product runs in bf16 with (one AMX tile's 16 each): below
+/// them (a generation step's single row) padding to the kernels' blocks costs more than f32
+/// does. A LoRA rank of 16 fills them: its thin products (`x·A`, `h·B` and their gradients,
+/// 16 columns or a depth of 16) run in bf16 half padded, still faster than burn's f32 `matmul`
+/// on those shapes.
 const MIN_ROWS: usize = 16;
 const MIN_COLUMNS: usize = 16;
 const MIN_DEPTH: usize = 16;
 
-/// Whether `a · b` runs on AMX tiles: bf16 products asked for, tiles present, f32 operands big
-/// enough.
+/// Whether `a · b` runs on a bf16 unit: bf16 products asked for, a unit present, f32 operands
+/// big enough.
 #[cfg(target_arch = "x86_64")]
-fn tiles_fit(a: &Tensor<Flex, 2>, b: &Tensor<Flex, 2>) -> bool {
+fn in_bf16(a: &Tensor<Flex, 2>, b: &Tensor<Flex, 2>) -> bool {
     let ([m, k], [_, n]) = (a.dims(), b.dims());
     matmul_precision() == MatmulPrecision::Bf16
         && m >= MIN_ROWS
@@ -39,28 +39,28 @@ fn tiles_fit(a: &Tensor<Flex, 2>, b: &Tensor<Flex, 2>) -> bool {
         && k >= MIN_DEPTH
         && a.dtype() == DType::F32
         && b.dtype() == DType::F32
-        && super::amx::available()
+        && super::bf16::available()
 }
 
 #[cfg(target_arch = "x86_64")]
-mod tiles {
+mod units {
     use burn::{
         backend::{flex::FlexTensor, Flex},
         tensor::{Tensor, TensorData},
     };
 
     use crate::product::{
-        amx::{self, PackedB, Strided},
+        bf16::{self, PackedB, Strided},
         pack_cache,
     };
 
-    /// `a · b` on AMX tiles.
+    /// `a · b` on this CPU's bf16 unit.
     pub(super) fn product(a: Tensor<Flex, 2>, b: Tensor<Flex, 2>) -> Tensor<Flex, 2> {
         let ([m, k], [_, n]) = (a.dims(), b.dims());
         let device = a.device();
         let [a, b] = [a, b].map(|t| forward_strides(t.into_primitive().tensor()));
         let b = pack_cache::packed(&b, || PackedB::new(strided(&b), k, n));
-        let c = amx::product(m, k, strided(&a), &b);
+        let c = bf16::product(m, k, strided(&a), &b);
         Tensor::from_data(TensorData::new(c, [m, n]), &device)
     }
 

@@ -1,5 +1,5 @@
 //! Packed bf16 copies of the `b` operands that come back, so that a frozen weight (LoRA's base,
-//! a scoring pass's model) is rounded and packed for the tiles once, not at every product.
+//! a scoring pass's model) is rounded and packed for the bf16 kernels once, not at every product.
 //!
 //! An operand is known by its storage (a `Weak` to burn-flex's shared buffer) and its view
 //! (offset, strides, shape). The first product with an operand only notes it; the second packs
@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use burn::{backend::flex::FlexTensor, tensor::Bytes};
 
-use super::amx::PackedB;
+use super::bf16::PackedB;
 
 /// Bytes of packings kept at most; past it the least recently used go. SmolLM2-135M's weights
 /// in both orientations (forward and backward) take 0.54 GB.

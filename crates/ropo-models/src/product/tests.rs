@@ -71,7 +71,7 @@ mod tiles {
     };
 
     use super::super::{
-        amx::{available, product, PackedB, Strided},
+        bf16::{available, present, product, product_on, PackedB, Strided, Unit},
         pack_cache::packed,
     };
 
@@ -94,23 +94,31 @@ mod tiles {
             .collect()
     }
 
-    /// Every operand layout (row- and column-major `a` and `b`, and a narrowed `b` with a
-    /// row stride beyond its width), at sizes that leave partial tiles, chunks and panels,
-    /// odd depths and more than one block of columns, against f64 sums of the bf16-rounded
-    /// inputs: the only difference left is f32 summation.
+    /// On every bf16 unit this CPU has, every operand layout (row- and column-major `a` and
+    /// `b`, and a narrowed `b` with a row stride beyond its width), at sizes that leave partial
+    /// tiles, chunks, groups of rows and panels, odd depths and more than one block of columns,
+    /// against f64 sums of the bf16-rounded inputs: the only difference left is f32 summation.
     #[test]
-    fn amx_product_matches_f64_sums_of_bf16_inputs() {
-        if !available() {
-            eprintln!("skipped: this CPU has no AMX-BF16 tiles");
+    fn bf16_products_match_f64_sums_of_bf16_inputs() {
+        let units: Vec<Unit> = [Unit::Tiles, Unit::DotProducts]
+            .into_iter()
+            .filter(|&unit| present(unit))
+            .collect();
+        if units.is_empty() {
+            eprintln!("skipped: this CPU has no bf16 unit (AMX-BF16 or AVX-512 BF16)");
             return;
         }
-        for (m, n, k) in [
-            (16, 32, 32),
-            (16, 16, 16),
-            (33, 47, 7),
-            (70, 45, 601),
-            (40, 1100, 300),
-        ] {
+        for (unit, (m, n, k)) in units.into_iter().flat_map(|unit| {
+            [
+                (16, 32, 32),
+                (16, 16, 16),
+                (33, 47, 7),
+                (70, 45, 601),
+                (40, 1100, 300),
+                (3, 40, 50),
+            ]
+            .map(|size| (unit, size))
+        }) {
             let a = values(m * k, 1);
             let b = values(k * (n + 3), 2);
             let row_major_a = Strided {
@@ -145,7 +153,7 @@ mod tiles {
                 (column_major_a, column_major_b),
                 (row_major_a, narrowed_b),
             ] {
-                let c = product(m, k, a, &PackedB::new(b, k, n));
+                let c = product_on(unit, m, k, a, &PackedB::new(b, k, n));
                 for i in 0..m {
                     for j in 0..n {
                         let exact: f64 = (0..k)
@@ -157,7 +165,7 @@ mod tiles {
                         let error = (c[i * n + j] as f64 - exact).abs();
                         assert!(
                             error <= 1e-6 * (k as f64).sqrt() * 4.0,
-                            "{m}×{n}×{k} at ({i}, {j}): {} vs {exact}",
+                            "{unit:?} {m}×{n}×{k} at ({i}, {j}): {} vs {exact}",
                             c[i * n + j]
                         );
                     }
@@ -172,7 +180,7 @@ mod tiles {
     #[test]
     fn a_kept_packing_is_reused_and_never_stale() {
         if !available() {
-            eprintln!("skipped: this CPU has no AMX-BF16 tiles");
+            eprintln!("skipped: this CPU has no bf16 unit (AMX-BF16 or AVX-512 BF16)");
             return;
         }
         let primitive = |t: &Tensor<Flex, 2>| -> FlexTensor { t.clone().into_primitive().tensor() };

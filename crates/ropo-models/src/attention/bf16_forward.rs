@@ -1,6 +1,6 @@
 //! Attention's forward without gradients (scoring, the reference pass, evaluation) at bf16
-//! products on AMX tiles: per batch row and kv head, `S = Q·Kᵀ` and `O = P·V` are two tile
-//! products (`product::amx`, the keys and values packed once per block of queries for every
+//! products on the CPU's bf16 units: per batch row and kv head, `S = Q·Kᵀ` and `O = P·V` are
+//! two bf16 products (`product::bf16`, the keys and values packed once per block of queries for every
 //! query head that reads them), the scaling, masks and softmax in f32 between them. As under
 //! PyTorch's bf16 autocast, `Q`, `K`, `V` and the probabilities are rounded to bf16 and every
 //! sum is f32. The training forward keeps the f32 kernel (`cpu.rs`), whose log-sum-exp the
@@ -12,7 +12,7 @@ use super::{
     cpu::Dims,
     lanes::{exp_shifted, max, sum},
 };
-use crate::product::amx::{self, PackedB, Strided};
+use crate::product::bf16::{self, PackedB, Strided};
 
 /// Queries per block: one block's scores are `[QUERY_BLOCK, keys]` f32.
 const QUERY_BLOCK: usize = 256;
@@ -20,7 +20,7 @@ const QUERY_BLOCK: usize = 256;
 /// The attention output `[batch, queries, heads, head_dim]` of `query` (`[batch, queries,
 /// heads, head_dim]`), `key` and `value` (`[batch, keys, kv_heads, head_dim]`), row-major, with
 /// `blocked` (`[batch, queries, keys]`, `true` = hidden) on top of the causal limit. A query
-/// that sees no key gets 0. Call only when [`amx::available`].
+/// that sees no key gets 0. Call only when [`bf16::available`].
 pub(super) fn forward(
     query: &[f32],
     key: &[f32],
@@ -88,14 +88,14 @@ pub(super) fn forward(
                             row_stride: heads * head_dim,
                             col_stride: 1,
                         };
-                        let mut probs = amx::product(rows, head_dim, q, &key_t);
+                        let mut probs = bf16::product(rows, head_dim, q, &key_t);
                         block.softmax(&mut probs);
                         let p = Strided {
                             data: &probs,
                             row_stride: width,
                             col_stride: 1,
                         };
-                        let out = amx::product(rows, width, p, &values);
+                        let out = bf16::product(rows, width, p, &values);
                         for (i, out) in out.chunks_exact(head_dim).enumerate() {
                             let at = (first + i) * heads * head_dim + head * head_dim;
                             output[at..at + head_dim].copy_from_slice(out);
@@ -171,13 +171,13 @@ mod tests {
             .collect()
     }
 
-    /// The tile forward equals the f32 kernel within bf16 rounding, with grouped-query heads,
+    /// The bf16 forward equals the f32 kernel within bf16 rounding, with grouped-query heads,
     /// a prompt cache (more keys than queries), blocked keys, a query that sees nothing and
     /// more queries than one block.
     #[test]
-    fn tile_forward_matches_the_f32_kernel() {
-        if !amx::available() {
-            eprintln!("skipped: this CPU has no AMX-BF16 tiles");
+    fn bf16_forward_matches_the_f32_kernel() {
+        if !bf16::available() {
+            eprintln!("skipped: this CPU has no bf16 unit (AMX-BF16 or AVX-512 BF16)");
             return;
         }
         for (batch, heads, kv_heads, queries, keys, head_dim) in [

@@ -1,13 +1,13 @@
-//! Packing the operands of the AMX product (`amx.rs`) with AVX-512: f32 rounded to bf16 by
-//! `vcvtne2ps2bf16` (to nearest, ties to even, as every AMX CPU has it), written in the
-//! layouts the tiles load. Row-major sources are read in runs of 16 floats; transposed
+//! Packing the operands of the bf16 product (`bf16.rs`) with AVX-512: f32 rounded to bf16 by
+//! `vcvtne2ps2bf16` (to nearest, ties to even; every CPU with either bf16 unit has it), written
+//! in the layouts the AMX tiles load and `vdpbf16ps` reads. Row-major sources are read in runs of 16 floats; transposed
 //! (column-major) ones are read along their contiguous dimension and written with scatters.
 
 use std::{arch::x86_64::*, mem::MaybeUninit};
 
-/// Rows of `A` per kernel call: two tiles of 16.
+/// Rows of `A` per kernel call: two AMX tiles of 16.
 pub(super) const ROWS: usize = 32;
-/// Columns of `B` per packed panel: one tile's 16.
+/// Columns of `B` per packed panel: one AMX tile's 16, one AVX-512 register's f32 lanes.
 pub(super) const PANEL: usize = 16;
 
 /// A read-only strided matrix: element `(row, col)` at `data[row * row_stride + col *
@@ -33,7 +33,7 @@ pub(super) fn pack_rows(
 ) {
     let chunk = zeroed(chunk);
     let rows = ROWS.min(m - first);
-    // SAFETY: AVX-512 BF16 is present wherever AMX-BF16 is (`amx::available`), and every
+    // SAFETY: AVX-512 BF16 is present wherever a bf16 unit is (`bf16::unit`), and every
     // access stays inside `a` (rows < m, depths < k) and `chunk` ([32, depth]).
     unsafe {
         if a.row_stride == 1 && a.col_stride != 1 {

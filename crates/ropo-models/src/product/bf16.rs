@@ -1,0 +1,177 @@
+//! A bf16 matrix product on the CPU's matrix units: `C = A·B` with `A` and `B` rounded to bf16
+//! as they are packed and every sum kept in f32, as PyTorch's bf16 autocast computes a product
+//! on the CPU. Two kernels share the packing and the driver here, the faster one this CPU has
+//! ([`Unit`], asked once): Intel's AMX tiles (`amx.rs`, Sapphire Rapids and later) and AVX-512
+//! BF16 dot products (`dot_bf16.rs`, AMD Zen 4 and later, Intel Cooper Lake).
+//!
+//! `A` is packed once into chunks of 32 rows (`[32, kp]` bf16, `kp` the depth rounded up to 32),
+//! `B` into panels of 16 columns in the pair layout both kernels read (`[kp / 2, 16]` words,
+//! each word two bf16 of consecutive depths; [`PackedB`], which the caller may keep for a frozen
+//! weight). One call of a kernel multiplies a chunk by two panels into a `[32, 32]` block of `C`
+//! over the whole depth. Chunks of rows run in parallel (rayon).
+
+use std::{mem::MaybeUninit, sync::OnceLock};
+
+use rayon::prelude::*;
+
+pub use super::bf16_pack::Strided;
+use super::bf16_pack::{pack_panel, pack_rows, PANEL, ROWS};
+use super::{amx, dot_bf16};
+
+/// The packed depth is a multiple of this: 32 bf16, one 64-byte tile row.
+const DEPTH_STEP: usize = 32;
+/// Bytes of packed `B` per block of columns, so that a block stays in a core's L2 cache.
+const B_BLOCK_BYTES: usize = 1 << 20;
+
+/// The matrix unit a bf16 product runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// AMX tiles (`tdpbf16ps`): a `[16, 32] · [32, 16]` product per instruction.
+    Tiles,
+    /// AVX-512 BF16 dot products (`vdpbf16ps`): 16 sums of two products per instruction.
+    DotProducts,
+}
+
+/// The fastest bf16 unit this CPU has and lets ropo use (asked once), if any.
+pub fn unit() -> Option<Unit> {
+    static UNIT: OnceLock<Option<Unit>> = OnceLock::new();
+    *UNIT.get_or_init(|| {
+        if amx::available() {
+            Some(Unit::Tiles)
+        } else if dot_bf16::available() {
+            Some(Unit::DotProducts)
+        } else {
+            None
+        }
+    })
+}
+
+/// Whether this CPU multiplies in bf16 on a matrix unit ([`unit`]).
+pub fn available() -> bool {
+    unit().is_some()
+}
+
+/// Whether this CPU has `unit` and lets ropo use it.
+pub fn present(unit: Unit) -> bool {
+    match unit {
+        Unit::Tiles => amx::available(),
+        Unit::DotProducts => dot_bf16::available(),
+    }
+}
+/// `B` (`[k, n]`) rounded to bf16 and packed for the kernels: panels of 16 columns in the
+/// pair layout (`[depth / 2, 16]` words, `depth` the depth rounded up to 32), an even number of
+/// them, the columns past `n` zero. Packed once, it serves any number of products (a frozen
+/// weight's, step after step).
+pub struct PackedB {
+    depth: usize,
+    columns: usize,
+    panels: Vec<u32>,
+}
+
+impl PackedB {
+    /// Packs `b` (`[k, n]`), panels in parallel.
+    pub fn new(b: Strided, k: usize, n: usize) -> Self {
+        let depth = k.div_ceil(DEPTH_STEP).max(1) * DEPTH_STEP;
+        let panel_len = depth / 2 * PANEL;
+        let len = n.div_ceil(2 * PANEL) * 2 * panel_len;
+        let mut panels = Vec::with_capacity(len);
+        panels.spare_capacity_mut()[..len]
+            .par_chunks_mut(panel_len)
+            .enumerate()
+            .for_each(|(p, panel)| pack_panel(b, k, n, p * PANEL, panel));
+        // SAFETY: each panel's task wrote every one of its elements (`pack_panel`).
+        unsafe { panels.set_len(len) };
+        PackedB {
+            depth,
+            columns: n,
+            panels,
+        }
+    }
+
+    /// Bytes the packed panels hold.
+    pub fn bytes(&self) -> usize {
+        self.panels.len() * size_of::<u32>()
+    }
+}
+
+/// `a · b` (`[m, n]`, row-major), `a` `[m, k]` rounded to bf16 (to nearest, ties to even) and
+/// `b` packed, the sums in f32, on this CPU's fastest unit. Call only when [`available`].
+pub fn product(m: usize, k: usize, a: Strided, b: &PackedB) -> Vec<f32> {
+    let unit = unit().expect("this CPU has no bf16 matrix unit");
+    product_on(unit, m, k, a, b)
+}
+
+/// [`product`] on `unit`, which must be [`present`].
+pub fn product_on(unit: Unit, m: usize, k: usize, a: Strided, b: &PackedB) -> Vec<f32> {
+    assert!(present(unit), "this CPU has no {unit:?}");
+    assert!(k <= b.depth, "the depth of a is that of b");
+    let n = b.columns;
+    let mut c = Vec::with_capacity(m * n);
+    if m > 0 && n > 0 {
+        product_into(unit, m, k, a, b, &mut c.spare_capacity_mut()[..m * n]);
+        // SAFETY: `product_into` wrote every element of the `[m, n]` product: each chunk of
+        // rows its live rows, each pair of panels its columns.
+        unsafe { c.set_len(m * n) };
+    }
+    c
+}
+
+/// Writes `a · b` into `c` (`[m, n]`, every element written, none read), one block of columns
+/// of `b` (about 1 MiB of panels, so that it stays in a core's L2 cache) at a time.
+fn product_into(
+    unit: Unit,
+    m: usize,
+    k: usize,
+    a: Strided,
+    b: &PackedB,
+    c: &mut [MaybeUninit<f32>],
+) {
+    let (depth, n) = (b.depth, b.columns);
+    let len = m.div_ceil(ROWS) * ROWS * depth;
+    let mut chunks = Vec::with_capacity(len);
+    chunks.spare_capacity_mut()[..len]
+        .par_chunks_mut(ROWS * depth)
+        .enumerate()
+        .for_each(|(i, chunk)| pack_rows(a, m, k, i * ROWS, depth, chunk));
+    // SAFETY: each chunk's task wrote every one of its elements (`pack_rows`).
+    unsafe { chunks.set_len(len) };
+    let panel_len = depth / 2 * PANEL;
+    let block_columns = (B_BLOCK_BYTES / (depth * 2) / (2 * PANEL) * (2 * PANEL)).max(2 * PANEL);
+    for first in (0..n).step_by(block_columns) {
+        let pairs = block_columns.min(n - first).div_ceil(2 * PANEL);
+        let panels = &b.panels[first / PANEL * panel_len..];
+        let chunks = &chunks;
+        c.par_chunks_mut(ROWS * n)
+            .enumerate()
+            .for_each(|(i, rows)| {
+                let live = rows.len() / n;
+                let chunk = &chunks[i * ROWS * depth..(i + 1) * ROWS * depth];
+                let mut block = [0f32; ROWS * 2 * PANEL];
+                let _tiles = (unit == Unit::Tiles).then(amx::Tiles::configure);
+                for pair in 0..pairs {
+                    let left = &panels[2 * pair * panel_len..(2 * pair + 1) * panel_len];
+                    let right = &panels[(2 * pair + 1) * panel_len..(2 * pair + 2) * panel_len];
+                    // SAFETY: `unit` is present (`product_on`), and tiles are configured on
+                    // this thread for it; `chunk` holds 32 rows of `depth`, each panel
+                    // `depth / 2` rows of 16 words, `block` 32 × 32 floats, `live` ≤ 32.
+                    unsafe {
+                        match unit {
+                            Unit::Tiles => amx::kernel(chunk, depth, left, right, &mut block),
+                            Unit::DotProducts => {
+                                dot_bf16::kernel(chunk, depth, live, left, right, &mut block)
+                            }
+                        }
+                    };
+                    let column = first + pair * 2 * PANEL;
+                    let width = (2 * PANEL).min(n - column);
+                    for r in 0..live {
+                        let out = &mut rows[r * n + column..r * n + column + width];
+                        let sums = &block[r * 2 * PANEL..r * 2 * PANEL + width];
+                        for (out, &sum) in out.iter_mut().zip(sums) {
+                            out.write(sum);
+                        }
+                    }
+                }
+            });
+    }
+}
