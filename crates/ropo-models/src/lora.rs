@@ -177,10 +177,12 @@ impl<B: Backend> LoraAdapter<B> {
 
 impl<B: ProductBackend> LoraAdapter<B> {
     /// The update of `x` (`[batch, seq, d_in]` -> `[batch, seq, d_out]`), computed through the
-    /// rank (two thin products, never the `[d_in, d_out]` matrix).
+    /// rank (two thin products, never the `[d_in, d_out]` matrix). The scale multiplies `B`
+    /// (`[r, d_out]`), not the update (`[batch, seq, d_out]`), so that neither the forward nor
+    /// the backward makes an extra pass over a full-width activation.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let low = project(self.dropout.forward(x), self.a.val(), None);
-        project(low, self.b.val(), None).mul_scalar(self.scale)
+        project(low, self.b.val().mul_scalar(self.scale), None)
     }
 }
 
