@@ -4,7 +4,8 @@
 //! ([`Unit`], asked once): Intel's AMX tiles (`amx.rs`, Sapphire Rapids and later) and AVX-512
 //! BF16 dot products (`dot_bf16.rs`, AMD Zen 4 and later, Intel Cooper Lake).
 //!
-//! `A` is packed once into chunks of 32 rows (`[32, kp]` bf16, `kp` the depth rounded up to 32),
+//! `A` is packed once into chunks of 32 rows (`[32, kp]` bf16, `kp` the depth rounded up to the
+//! unit's step: 32 for the tiles, 2 for the dot products),
 //! `B` into panels of 16 columns in the pair layout both kernels read (`[kp / 2, 16]` words,
 //! each word two bf16 of consecutive depths; [`PackedB`], which the caller may keep for a frozen
 //! weight). One call of a kernel multiplies a chunk by two panels into a `[32, 32]` block of `C`
@@ -18,8 +19,6 @@ pub use super::bf16_pack::Strided;
 use super::bf16_pack::{pack_panel, pack_rows, PANEL, ROWS};
 use super::{amx, dot_bf16};
 
-/// The packed depth is a multiple of this: 32 bf16, one 64-byte tile row.
-const DEPTH_STEP: usize = 32;
 /// Bytes of packed `B` per block of columns, so that a block stays in a core's L2 cache.
 const B_BLOCK_BYTES: usize = 1 << 20;
 
@@ -30,6 +29,17 @@ pub enum Unit {
     Tiles,
     /// AVX-512 BF16 dot products (`vdpbf16ps`): 16 sums of two products per instruction.
     DotProducts,
+}
+
+impl Unit {
+    /// The packed depth is a multiple of this: one 64-byte tile row (32 bf16) for the tiles,
+    /// one pair for the dot products (so that a LoRA rank of 16 is not padded to 32).
+    fn depth_step(self) -> usize {
+        match self {
+            Unit::Tiles => 32,
+            Unit::DotProducts => 2,
+        }
+    }
 }
 
 /// The fastest bf16 unit this CPU has and lets ropo use (asked once), if any.
@@ -59,7 +69,7 @@ pub fn present(unit: Unit) -> bool {
     }
 }
 /// `B` (`[k, n]`) rounded to bf16 and packed for the kernels: panels of 16 columns in the
-/// pair layout (`[depth / 2, 16]` words, `depth` the depth rounded up to 32), an even number of
+/// pair layout (`[depth / 2, 16]` words, `depth` the depth rounded up to the unit's step), an even number of
 /// them, the columns past `n` zero. Packed once, it serves any number of products (a frozen
 /// weight's, step after step).
 pub struct PackedB {
@@ -69,9 +79,16 @@ pub struct PackedB {
 }
 
 impl PackedB {
-    /// Packs `b` (`[k, n]`), panels in parallel.
+    /// Packs `b` (`[k, n]`) for this CPU's fastest unit, panels in parallel. Call only when
+    /// [`available`].
     pub fn new(b: Strided, k: usize, n: usize) -> Self {
-        let depth = k.div_ceil(DEPTH_STEP).max(1) * DEPTH_STEP;
+        Self::on(unit().expect("this CPU has no bf16 matrix unit"), b, k, n)
+    }
+
+    /// Packs `b` (`[k, n]`) for `unit`, panels in parallel.
+    pub fn on(unit: Unit, b: Strided, k: usize, n: usize) -> Self {
+        let step = unit.depth_step();
+        let depth = k.div_ceil(step).max(1) * step;
         let panel_len = depth / 2 * PANEL;
         let len = n.div_ceil(2 * PANEL) * 2 * panel_len;
         let mut panels = Vec::with_capacity(len);
@@ -105,6 +122,10 @@ pub fn product(m: usize, k: usize, a: Strided, b: &PackedB) -> Vec<f32> {
 pub fn product_on(unit: Unit, m: usize, k: usize, a: Strided, b: &PackedB) -> Vec<f32> {
     assert!(present(unit), "this CPU has no {unit:?}");
     assert!(k <= b.depth, "the depth of a is that of b");
+    assert!(
+        b.depth % unit.depth_step() == 0,
+        "b is packed for another unit"
+    );
     let n = b.columns;
     let mut c = Vec::with_capacity(m * n);
     if m > 0 && n > 0 {
@@ -151,19 +172,23 @@ fn product_into(
                 for pair in 0..pairs {
                     let left = &panels[2 * pair * panel_len..(2 * pair + 1) * panel_len];
                     let right = &panels[(2 * pair + 1) * panel_len..(2 * pair + 2) * panel_len];
+                    let column = first + pair * 2 * PANEL;
+                    let width = (2 * PANEL).min(n - column);
                     // SAFETY: `unit` is present (`product_on`), and tiles are configured on
-                    // this thread for it; `chunk` holds 32 rows of `depth`, each panel
-                    // `depth / 2` rows of 16 words, `block` 32 × 32 floats, `live` ≤ 32.
+                    // this thread for it; `chunk` holds 32 rows of `depth` (a multiple of the
+                    // unit's step), each panel `depth / 2` rows of 16 words, `block` 32 × 32
+                    // floats, `live` ≤ 32.
                     unsafe {
                         match unit {
                             Unit::Tiles => amx::kernel(chunk, depth, left, right, &mut block),
+                            Unit::DotProducts if width <= PANEL => {
+                                dot_bf16::one_panel(chunk, depth, live, left, &mut block)
+                            }
                             Unit::DotProducts => {
-                                dot_bf16::kernel(chunk, depth, live, left, right, &mut block)
+                                dot_bf16::two_panels(chunk, depth, live, left, right, &mut block)
                             }
                         }
                     };
-                    let column = first + pair * 2 * PANEL;
-                    let width = (2 * PANEL).min(n - column);
                     for r in 0..live {
                         let out = &mut rows[r * n + column..r * n + column + width];
                         let sums = &block[r * 2 * PANEL..r * 2 * PANEL + width];

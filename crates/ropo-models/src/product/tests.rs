@@ -96,7 +96,8 @@ mod tiles {
 
     /// On every bf16 unit this CPU has, every operand layout (row- and column-major `a` and
     /// `b`, and a narrowed `b` with a row stride beyond its width), at sizes that leave partial
-    /// tiles, chunks, groups of rows and panels, odd depths and more than one block of columns,
+    /// tiles, chunks, groups of rows and panels, a last pair of panels with one live, odd depths,
+    /// a depth of 16 (a LoRA rank) and more than one block of columns,
     /// against f64 sums of the bf16-rounded inputs: the only difference left is f32 summation.
     #[test]
     fn bf16_products_match_f64_sums_of_bf16_inputs() {
@@ -116,6 +117,8 @@ mod tiles {
                 (70, 45, 601),
                 (40, 1100, 300),
                 (3, 40, 50),
+                (64, 16, 576),
+                (50, 70, 16),
             ]
             .map(|size| (unit, size))
         }) {
@@ -153,7 +156,7 @@ mod tiles {
                 (column_major_a, column_major_b),
                 (row_major_a, narrowed_b),
             ] {
-                let c = product_on(unit, m, k, a, &PackedB::new(b, k, n));
+                let c = product_on(unit, m, k, a, &PackedB::on(unit, b, k, n));
                 for i in 0..m {
                     for j in 0..n {
                         let exact: f64 = (0..k)
