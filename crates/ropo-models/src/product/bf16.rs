@@ -123,7 +123,7 @@ pub fn product_on(unit: Unit, m: usize, k: usize, a: Strided, b: &PackedB) -> Ve
     assert!(present(unit), "this CPU has no {unit:?}");
     assert!(k <= b.depth, "the depth of a is that of b");
     assert!(
-        b.depth % unit.depth_step() == 0,
+        b.depth.is_multiple_of(unit.depth_step()),
         "b is packed for another unit"
     );
     let n = b.columns;
