@@ -5,11 +5,12 @@
 //! BF16 dot products (`dot_bf16.rs`, AMD Zen 4 and later, Intel Cooper Lake).
 //!
 //! `A` is packed once into chunks of 32 rows (`[32, kp]` bf16, `kp` the depth rounded up to the
-//! unit's step: 32 for the tiles, 2 for the dot products),
-//! `B` into panels of 16 columns in the pair layout both kernels read (`[kp / 2, 16]` words,
-//! each word two bf16 of consecutive depths; [`PackedB`], which the caller may keep for a frozen
-//! weight). One call of a kernel multiplies a chunk by two panels into a `[32, 32]` block of `C`
-//! over the whole depth. Chunks of rows run in parallel (rayon).
+//! unit's step: 32 for the tiles, 2 for the dot products), `B` into panels of 16 columns in the
+//! pair layout both kernels read (`[kp / 2, 16]` words, each word two bf16 of consecutive
+//! depths; [`PackedB`], which the caller may keep for a frozen weight). One call of a kernel
+//! multiplies a chunk by two panels (or, on the dot products, one where the second holds no
+//! columns) into a `[32, 32]` block of `C` over the whole depth. Chunks of rows run in parallel
+//! (rayon).
 
 use std::{mem::MaybeUninit, sync::OnceLock};
 
@@ -68,9 +69,10 @@ pub fn present(unit: Unit) -> bool {
         Unit::DotProducts => dot_bf16::available(),
     }
 }
-/// `B` (`[k, n]`) rounded to bf16 and packed for the kernels: panels of 16 columns in the
-/// pair layout (`[depth / 2, 16]` words, `depth` the depth rounded up to the unit's step), an even number of
-/// them, the columns past `n` zero. Packed once, it serves any number of products (a frozen
+
+/// `B` (`[k, n]`) rounded to bf16 and packed for the kernels: panels of 16 columns in the pair
+/// layout (`[depth / 2, 16]` words, `depth` the depth rounded up to the unit's step), an even
+/// number of them, the columns past `n` zero. Packed once, it serves any number of products (a frozen
 /// weight's, step after step).
 pub struct PackedB {
     depth: usize,
