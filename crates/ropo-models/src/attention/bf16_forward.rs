@@ -1,10 +1,10 @@
 //! Attention's forward without gradients (scoring, the reference pass, evaluation) at bf16
 //! products on the CPU's bf16 units: per batch row and kv head, `S = Q·Kᵀ` and `O = P·V` are
-//! two bf16 products (`product::bf16`, the keys and values packed once per block of queries for every
-//! query head that reads them), the scaling, masks and softmax in f32 between them. As under
-//! PyTorch's bf16 autocast, `Q`, `K`, `V` and the probabilities are rounded to bf16 and every
-//! sum is f32. The training forward keeps the f32 kernel (`cpu.rs`), whose log-sum-exp the
-//! backward rebuilds the probabilities from.
+//! two bf16 products (`product::bf16`, the keys and values packed once per block of queries
+//! for every query head that reads them), the scaling, masks and softmax in f32 between them.
+//! As under PyTorch's bf16 autocast, `Q`, `K`, `V` and the probabilities are rounded to bf16
+//! and every sum is f32. The training forward keeps the f32 kernel (`cpu.rs`), whose
+//! log-sum-exp the backward rebuilds the probabilities from.
 
 use rayon::prelude::*;
 

@@ -1,7 +1,7 @@
 //! burn's `flex` CPU backend runs attention with the fused kernels of `cpu.rs`, reading the
 //! host mask directly: no mask tensor, no `[batch, heads, queries, keys]` intermediate, both
-//! cores busy; without gradients at bf16, on the CPU's bf16 units (`bf16_forward.rs`); and the rotary
-//! embedding by index (`rotation_cpu.rs`).
+//! cores busy; without gradients at bf16, on the CPU's bf16 units (`bf16_forward.rs`); and the
+//! rotary embedding by index (`rotation_cpu.rs`).
 
 use burn::{
     backend::{

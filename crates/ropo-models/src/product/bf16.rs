@@ -72,8 +72,8 @@ pub fn present(unit: Unit) -> bool {
 
 /// `B` (`[k, n]`) rounded to bf16 and packed for the kernels: panels of 16 columns in the pair
 /// layout (`[depth / 2, 16]` words, `depth` the depth rounded up to the unit's step), an even
-/// number of them, the columns past `n` zero. Packed once, it serves any number of products (a frozen
-/// weight's, step after step).
+/// number of them, the columns past `n` zero. Packed once, it serves any number of products (a
+/// frozen weight's, step after step).
 pub struct PackedB {
     depth: usize,
     columns: usize,

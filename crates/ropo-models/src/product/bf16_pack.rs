@@ -1,7 +1,8 @@
 //! Packing the operands of the bf16 product (`bf16.rs`) with AVX-512: f32 rounded to bf16 by
 //! `vcvtne2ps2bf16` (to nearest, ties to even; every CPU with either bf16 unit has it), written
-//! in the layouts the AMX tiles load and `vdpbf16ps` reads. Row-major sources are read in runs of 16 floats; transposed
-//! (column-major) ones are read along their contiguous dimension and written with scatters.
+//! in the layouts the AMX tiles load and `vdpbf16ps` reads. Row-major sources are read in runs
+//! of 16 floats; transposed (column-major) ones are read along their contiguous dimension and
+//! written with scatters.
 
 use std::{arch::x86_64::*, mem::MaybeUninit};
 

@@ -22,8 +22,8 @@ impl ProductBackend for Flex {
 /// Smallest rows, columns and depth a product runs in bf16 with (one AMX tile's 16 each): below
 /// them (a generation step's single row) padding to the kernels' blocks costs more than f32
 /// does. A LoRA rank of 16 fills them: its thin products (`x·A`, `h·B` and their gradients,
-/// 16 columns or a depth of 16) run in bf16 half padded, still faster than burn's f32 `matmul`
-/// on those shapes.
+/// 16 columns or a depth of 16) run in bf16, half padded on AMX tiles (the dot products pad
+/// neither), still faster than burn's f32 `matmul` on those shapes.
 const MIN_ROWS: usize = 16;
 const MIN_COLUMNS: usize = 16;
 const MIN_DEPTH: usize = 16;
