@@ -15,6 +15,8 @@ mod autodiff;
 #[cfg(all(feature = "flex", target_arch = "x86_64"))]
 pub(crate) mod bf16;
 #[cfg(all(feature = "flex", target_arch = "x86_64"))]
+mod bf16_head;
+#[cfg(all(feature = "flex", target_arch = "x86_64"))]
 mod bf16_pack;
 #[cfg(all(feature = "flex", target_arch = "x86_64"))]
 mod dot_bf16;
@@ -24,6 +26,9 @@ mod flex;
 mod pack_cache;
 #[cfg(test)]
 mod tests;
+
+#[cfg(feature = "flex")]
+pub(crate) use flex::{bf16_logit_gradients, bf16_target_logits_and_lse};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -229,7 +229,7 @@ pub(crate) fn erf_gelu_backward(x: &[f32], grad: &[f32]) -> Vec<f32> {
 /// the build's baseline. `body` must be an `#[inline(always)]` closure: one the compiler does
 /// not inline into the wider function stays compiled for the baseline (SSE2).
 #[inline(always)]
-fn widest(body: impl FnOnce()) {
+pub(crate) fn widest(body: impl FnOnce()) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f") {

@@ -14,6 +14,8 @@ mod autodiff;
 #[cfg(feature = "flex")]
 mod flex;
 
+use std::ops::Range;
+
 use burn::tensor::{backend::Backend, Bool, IndexingUpdateOp, Int, Tensor};
 
 use crate::product::ProductBackend;
@@ -22,9 +24,10 @@ use crate::product::ProductBackend;
 /// matrix products to run at full speed, few enough that the block is small beside the model.
 const BLOCK_ELEMENTS: usize = 1 << 24;
 
-/// Vocabulary columns per block when `rows` positions are scored (at least one).
+/// Vocabulary columns per block when `rows` positions are scored: a multiple of 32, so that
+/// every block starts at a pair of the bf16 kernels' panels (`product/bf16_head.rs`).
 pub fn block_columns(rows: usize) -> usize {
-    (BLOCK_ELEMENTS / rows.max(1)).max(1)
+    (BLOCK_ELEMENTS / rows.max(1)).next_multiple_of(32).max(32)
 }
 
 /// A burn backend that scores target tokens block by block. The provided methods are built
@@ -40,7 +43,20 @@ pub trait VocabBackend: ProductBackend {
         targets: Tensor<Self, 1, Int>,
         block: usize,
     ) -> Tensor<Self, 1> {
-        target_logps_with_lse(hidden, weight, targets, block).0
+        Self::target_logps_with_lse(hidden, weight, targets, block).0
+    }
+
+    /// The log-probs `[rows]` of [`VocabBackend::target_logps`] and each row's log-sum-exp
+    /// `[rows]`, which the backward needs. The provided method runs burn operations block by
+    /// block ([`blocked_target_logps_with_lse`]); burn-flex folds the blocks into the log-sum-exp
+    /// as its bf16 unit computes them (`product/bf16_head.rs`).
+    fn target_logps_with_lse(
+        hidden: Tensor<Self, 2>,
+        weight: Tensor<Self, 2>,
+        targets: Tensor<Self, 1, Int>,
+        block: usize,
+    ) -> (Tensor<Self, 1>, Tensor<Self, 1>) {
+        blocked_target_logps_with_lse(hidden, weight, targets, block)
     }
 
     /// `exp(x − shift)`, `x` `[rows, columns]`, `shift` `[rows, 1]`: a block's softmax
@@ -49,11 +65,27 @@ pub trait VocabBackend: ProductBackend {
         (x - shift).exp()
     }
 
+    /// The gradient of the logits `hidden · weight` in `columns` (`[rows, columns.len()]`),
+    /// `grad · (one_hot(target) − softmax)`, from each row's target, log-sum-exp and log-prob
+    /// gradient (`targets`, `lse`, `grad`: `[rows, 1]`). The provided method recomputes the
+    /// block's logits and runs burn operations ([`blocked_logit_gradients`]); burn-flex computes
+    /// it as its bf16 unit recomputes the logits (`product/bf16_head.rs`).
+    fn logit_gradients(
+        hidden: &Tensor<Self, 2>,
+        weight: &Tensor<Self, 2>,
+        columns: Range<usize>,
+        targets: &Tensor<Self, 2, Int>,
+        lse: &Tensor<Self, 2>,
+        grad: &Tensor<Self, 2>,
+    ) -> Tensor<Self, 2> {
+        blocked_logit_gradients(hidden, weight, columns, targets, lse, grad)
+    }
+
     /// The gradients of `hidden` (`[rows, d_model]`) and, when `weight_grad` asks (a head
     /// that trains), of `weight` (`[d_model, vocab]`), from the gradient of the log-probs,
     /// `grad` (`[rows]`), and the forward's log-sum-exp `lse` (`[rows]`): per block of columns,
-    /// `d logits = grad · (one_hot(target) − softmax)`, the one-hot part added at each row's
-    /// target rather than built as a `[rows, columns]` mask.
+    /// the logits' gradient ([`VocabBackend::logit_gradients`]) times `hiddenᵀ` and the
+    /// block's `weightᵀ`.
     #[allow(clippy::too_many_arguments)]
     fn target_logps_backward(
         hidden: Tensor<Self, 2>,
@@ -74,12 +106,8 @@ pub trait VocabBackend: ProductBackend {
         for start in (0..vocab).step_by(block.max(1)) {
             let len = block.min(vocab - start);
             let columns = weight.clone().narrow(1, start, len);
-            let probs =
-                Self::exp_shifted(Self::product(hidden.clone(), columns.clone()), lse.clone());
-            let (local, inside) = block_targets(&targets, start, len);
-            let at_target = grad.clone().mask_fill(inside.bool_not(), 0.0);
             let grad_logits =
-                (probs * grad.clone().neg()).scatter(1, local, at_target, IndexingUpdateOp::Add);
+                Self::logit_gradients(&hidden, &weight, start..start + len, &targets, &lse, &grad);
             if weight_grad {
                 grad_weight.push(Self::product(hidden_t.clone(), grad_logits.clone()));
             }
@@ -90,6 +118,25 @@ pub trait VocabBackend: ProductBackend {
             weight_grad.then(|| Tensor::cat(grad_weight, 1)),
         )
     }
+}
+
+/// [`VocabBackend::logit_gradients`] from burn operations: the block's logits recomputed, their
+/// softmax scaled by `−grad`, and `grad` added at each row's target where it lies in the block
+/// (rather than a `[rows, columns]` one-hot mask).
+pub(crate) fn blocked_logit_gradients<B: VocabBackend>(
+    hidden: &Tensor<B, 2>,
+    weight: &Tensor<B, 2>,
+    columns: Range<usize>,
+    targets: &Tensor<B, 2, Int>,
+    lse: &Tensor<B, 2>,
+    grad: &Tensor<B, 2>,
+) -> Tensor<B, 2> {
+    let (start, len) = (columns.start, columns.len());
+    let logits = B::product(hidden.clone(), weight.clone().narrow(1, start, len));
+    let probs = B::exp_shifted(logits, lse.clone());
+    let (local, inside) = block_targets(targets, start, len);
+    let at_target = grad.clone().mask_fill(inside.bool_not(), 0.0);
+    (probs * grad.clone().neg()).scatter(1, local, at_target, IndexingUpdateOp::Add)
 }
 
 /// Each row's target as a column of the block `start .. start + len`, `[rows, 1]` (clamped into
@@ -111,7 +158,7 @@ fn block_targets<B: Backend>(
 /// accumulated over blocks of columns with a running maximum and each target's logit taken
 /// from the block that holds it (the same product the log-sum-exp sums, so a log-prob is never
 /// above 0).
-pub(crate) fn target_logps_with_lse<B: VocabBackend>(
+pub(crate) fn blocked_target_logps_with_lse<B: VocabBackend>(
     hidden: Tensor<B, 2>,
     weight: Tensor<B, 2>,
     targets: Tensor<B, 1, Int>,

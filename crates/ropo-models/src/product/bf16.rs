@@ -12,7 +12,7 @@
 //! columns) into a `[32, 32]` block of `C` over the whole depth. Chunks of rows run in parallel
 //! (rayon).
 
-use std::{mem::MaybeUninit, sync::OnceLock};
+use std::{mem::MaybeUninit, ops::Range, sync::OnceLock};
 
 use rayon::prelude::*;
 
@@ -107,6 +107,11 @@ impl PackedB {
         }
     }
 
+    /// Columns of `b` (`n`).
+    pub fn columns(&self) -> usize {
+        self.columns
+    }
+
     /// Bytes the packed panels hold.
     pub fn bytes(&self) -> usize {
         self.panels.len() * size_of::<u32>()
@@ -122,12 +127,6 @@ pub fn product(m: usize, k: usize, a: Strided, b: &PackedB) -> Vec<f32> {
 
 /// [`product`] on `unit`, which must be [`present`].
 pub fn product_on(unit: Unit, m: usize, k: usize, a: Strided, b: &PackedB) -> Vec<f32> {
-    assert!(present(unit), "this CPU has no {unit:?}");
-    assert!(k <= b.depth, "the depth of a is that of b");
-    assert!(
-        b.depth.is_multiple_of(unit.depth_step()),
-        "b is packed for another unit"
-    );
     let n = b.columns;
     let mut c = Vec::with_capacity(m * n);
     if m > 0 && n > 0 {
@@ -139,8 +138,7 @@ pub fn product_on(unit: Unit, m: usize, k: usize, a: Strided, b: &PackedB) -> Ve
     c
 }
 
-/// Writes `a · b` into `c` (`[m, n]`, every element written, none read), one block of columns
-/// of `b` (about 1 MiB of panels, so that it stays in a core's L2 cache) at a time.
+/// Writes `a · b` into `c` (`[m, n]`, every element written, none read).
 fn product_into(
     unit: Unit,
     m: usize,
@@ -149,7 +147,71 @@ fn product_into(
     b: &PackedB,
     c: &mut [MaybeUninit<f32>],
 ) {
-    let (depth, n) = (b.depth, b.columns);
+    let n = b.columns;
+    let mut rows: Vec<&mut [MaybeUninit<f32>]> = c.chunks_mut(ROWS * n).collect();
+    for_each_block(unit, m, k, a, b, 0..n, &mut rows, |rows, block| {
+        for r in 0..block.live {
+            let out = &mut rows[r * n + block.column..][..block.width];
+            for (out, &sum) in out.iter_mut().zip(block.row(r)) {
+                out.write(sum);
+            }
+        }
+    });
+}
+
+/// One block of `a · b` as a kernel left it: rows `0..live` of the chunk, columns `column ..
+/// column + width` of the product (`width` ≤ 32).
+pub(super) struct Block<'a> {
+    /// Rows of the chunk inside the product.
+    pub live: usize,
+    /// The product's column of the block's first.
+    pub column: usize,
+    /// Columns of the block inside the product.
+    pub width: usize,
+    /// `[32, 32]` f32 sums, row-major.
+    sums: &'a [f32],
+}
+
+impl Block<'_> {
+    /// Row `r`'s `width` sums.
+    pub fn row(&self, r: usize) -> &[f32] {
+        &self.sums[r * 2 * PANEL..r * 2 * PANEL + self.width]
+    }
+}
+
+/// Runs `unit`'s kernel over every `[32, 32]` block of `a · b` in `columns` (which start at a
+/// multiple of 32) and hands each to `visit` with the state of its chunk of rows (`states[i]`
+/// for rows `32 i ..`, one per chunk): chunks in parallel, one block of columns of `b` (about 1
+/// MiB of panels, so that it stays in a core's L2 cache) at a time, the blocks of one chunk in
+/// column order.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn for_each_block<S: Send>(
+    unit: Unit,
+    m: usize,
+    k: usize,
+    a: Strided,
+    b: &PackedB,
+    columns: Range<usize>,
+    states: &mut [S],
+    visit: impl Fn(&mut S, Block<'_>) + Sync,
+) {
+    assert!(present(unit), "this CPU has no {unit:?}");
+    assert!(k <= b.depth, "the depth of a is that of b");
+    assert!(
+        b.depth.is_multiple_of(unit.depth_step()),
+        "b is packed for another unit"
+    );
+    assert_eq!(
+        states.len(),
+        m.div_ceil(ROWS),
+        "one state per chunk of rows"
+    );
+    assert!(
+        columns.start.is_multiple_of(2 * PANEL) && columns.end <= b.columns,
+        "columns {columns:?} start a pair of panels of b's {}",
+        b.columns
+    );
+    let depth = b.depth;
     let len = m.div_ceil(ROWS) * ROWS * depth;
     let mut chunks = Vec::with_capacity(len);
     chunks.spare_capacity_mut()[..len]
@@ -160,45 +222,46 @@ fn product_into(
     unsafe { chunks.set_len(len) };
     let panel_len = depth / 2 * PANEL;
     let block_columns = (B_BLOCK_BYTES / (depth * 2) / (2 * PANEL) * (2 * PANEL)).max(2 * PANEL);
-    for first in (0..n).step_by(block_columns) {
-        let pairs = block_columns.min(n - first).div_ceil(2 * PANEL);
+    for first in columns.clone().step_by(block_columns) {
+        let pairs = block_columns.min(columns.end - first).div_ceil(2 * PANEL);
         let panels = &b.panels[first / PANEL * panel_len..];
         let chunks = &chunks;
-        c.par_chunks_mut(ROWS * n)
-            .enumerate()
-            .for_each(|(i, rows)| {
-                let live = rows.len() / n;
-                let chunk = &chunks[i * ROWS * depth..(i + 1) * ROWS * depth];
-                let mut block = [0f32; ROWS * 2 * PANEL];
-                let _tiles = (unit == Unit::Tiles).then(amx::Tiles::configure);
-                for pair in 0..pairs {
-                    let left = &panels[2 * pair * panel_len..(2 * pair + 1) * panel_len];
-                    let right = &panels[(2 * pair + 1) * panel_len..(2 * pair + 2) * panel_len];
-                    let column = first + pair * 2 * PANEL;
-                    let width = (2 * PANEL).min(n - column);
-                    // SAFETY: `unit` is present (`product_on`), and tiles are configured on
-                    // this thread for it; `chunk` holds 32 rows of `depth` (a multiple of the
-                    // unit's step), each panel `depth / 2` rows of 16 words, `block` 32 × 32
-                    // floats, `live` ≤ 32.
-                    unsafe {
-                        match unit {
-                            Unit::Tiles => amx::kernel(chunk, depth, left, right, &mut block),
-                            Unit::DotProducts if width <= PANEL => {
-                                dot_bf16::one_panel(chunk, depth, live, left, &mut block)
-                            }
-                            Unit::DotProducts => {
-                                dot_bf16::two_panels(chunk, depth, live, left, right, &mut block)
-                            }
+        states.par_iter_mut().enumerate().for_each(|(i, state)| {
+            let live = ROWS.min(m - i * ROWS);
+            let chunk = &chunks[i * ROWS * depth..(i + 1) * ROWS * depth];
+            let mut block = [0f32; ROWS * 2 * PANEL];
+            let _tiles = (unit == Unit::Tiles).then(amx::Tiles::configure);
+            for pair in 0..pairs {
+                let left = &panels[2 * pair * panel_len..(2 * pair + 1) * panel_len];
+                let right = &panels[(2 * pair + 1) * panel_len..(2 * pair + 2) * panel_len];
+                let column = first + pair * 2 * PANEL;
+                let width = (2 * PANEL).min(columns.end - column);
+                // SAFETY: `unit` is present (checked above), and tiles are configured on this
+                // thread for it; `chunk` holds 32 rows of `depth` (a multiple of the unit's
+                // step), each panel `depth / 2` rows of 16 words, `block` 32 × 32 floats,
+                // `live` ≤ 32.
+                unsafe {
+                    match unit {
+                        Unit::Tiles => amx::kernel(chunk, depth, left, right, &mut block),
+                        Unit::DotProducts if width <= PANEL => {
+                            dot_bf16::one_panel(chunk, depth, live, left, &mut block)
                         }
-                    };
-                    for r in 0..live {
-                        let out = &mut rows[r * n + column..r * n + column + width];
-                        let sums = &block[r * 2 * PANEL..r * 2 * PANEL + width];
-                        for (out, &sum) in out.iter_mut().zip(sums) {
-                            out.write(sum);
+                        Unit::DotProducts => {
+                            dot_bf16::two_panels(chunk, depth, live, left, right, &mut block)
                         }
                     }
-                }
-            });
+                };
+                let sums = &block[..];
+                visit(
+                    state,
+                    Block {
+                        live,
+                        column,
+                        width,
+                        sums,
+                    },
+                );
+            }
+        });
     }
 }

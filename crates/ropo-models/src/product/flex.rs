@@ -2,9 +2,11 @@
 //! a bf16 unit (`bf16.rs`: AMX tiles or AVX-512 BF16), reading transposed and narrowed operands
 //! in place; otherwise, and for products too thin to fill a tile, it uses burn's f32 `matmul`.
 
+use std::ops::Range;
+
 use burn::{
     backend::Flex,
-    tensor::{DType, Tensor},
+    tensor::{DType, Int, Tensor},
 };
 
 use super::{matmul_precision, MatmulPrecision, ProductBackend};
@@ -17,6 +19,55 @@ impl ProductBackend for Flex {
         }
         a.matmul(b)
     }
+}
+
+/// `(logits[i, targets[i]], log Σ_j exp(logits[i, j]))` of every row of `logits = hidden ·
+/// weight` (`hidden` `[rows, k]`, `weight` `[k, vocab]`, targets `[rows]`, each result
+/// `[rows]`) on this CPU's bf16 unit without the logits, where the product would run in bf16
+/// ([`ProductBackend::product`]); `None` elsewhere.
+pub(crate) fn bf16_target_logits_and_lse(
+    hidden: &Tensor<Flex, 2>,
+    weight: &Tensor<Flex, 2>,
+    targets: &Tensor<Flex, 1, Int>,
+) -> Option<(Tensor<Flex, 1>, Tensor<Flex, 1>)> {
+    #[cfg(target_arch = "x86_64")]
+    if in_bf16(hidden, weight) {
+        return Some(units::target_logits_and_lse(
+            hidden.clone(),
+            weight.clone(),
+            targets,
+        ));
+    }
+    let _ = (hidden, weight, targets);
+    None
+}
+
+/// The gradient of `logits[:, columns]` (`[rows, columns.len()]`) where `logits = hidden ·
+/// weight`, `grad · (one_hot(target) − softmax)` from each row's target, log-sum-exp and
+/// log-prob gradient (`[rows, 1]` each), on this CPU's bf16 unit as it recomputes the logits,
+/// where the product would run in bf16 and `columns` starts at a multiple of 32; `None`
+/// elsewhere.
+pub(crate) fn bf16_logit_gradients(
+    hidden: &Tensor<Flex, 2>,
+    weight: &Tensor<Flex, 2>,
+    columns: Range<usize>,
+    targets: &Tensor<Flex, 2, Int>,
+    lse: &Tensor<Flex, 2>,
+    grad: &Tensor<Flex, 2>,
+) -> Option<Tensor<Flex, 2>> {
+    #[cfg(target_arch = "x86_64")]
+    if in_bf16(hidden, weight) && columns.start.is_multiple_of(32) {
+        return Some(units::logit_gradients(
+            hidden.clone(),
+            weight.clone(),
+            columns,
+            targets,
+            lse,
+            grad,
+        ));
+    }
+    let _ = (hidden, weight, columns, targets, lse, grad);
+    None
 }
 
 /// Smallest rows, columns and depth a product runs in bf16 with (one AMX tile's 16 each): below
@@ -44,14 +95,16 @@ fn in_bf16(a: &Tensor<Flex, 2>, b: &Tensor<Flex, 2>) -> bool {
 
 #[cfg(target_arch = "x86_64")]
 mod units {
+    use std::ops::Range;
+
     use burn::{
         backend::{flex::FlexTensor, Flex},
-        tensor::{Tensor, TensorData},
+        tensor::{Int, Tensor, TensorData},
     };
 
     use crate::product::{
         bf16::{self, PackedB, Strided},
-        pack_cache,
+        bf16_head, pack_cache,
     };
 
     /// `a · b` on this CPU's bf16 unit.
@@ -62,6 +115,59 @@ mod units {
         let b = pack_cache::packed(&b, || PackedB::new(strided(&b), k, n));
         let c = bf16::product(m, k, strided(&a), &b);
         Tensor::from_data(TensorData::new(c, [m, n]), &device)
+    }
+
+    /// The targets' logits and each row's log-sum-exp of `hidden · weight` on this CPU's bf16
+    /// unit (`bf16_head.rs`), the weight packed once and kept as a product's `b` is.
+    pub(super) fn target_logits_and_lse(
+        hidden: Tensor<Flex, 2>,
+        weight: Tensor<Flex, 2>,
+        targets: &Tensor<Flex, 1, Int>,
+    ) -> (Tensor<Flex, 1>, Tensor<Flex, 1>) {
+        let ([m, k], [_, n]) = (hidden.dims(), weight.dims());
+        let device = hidden.device();
+        let [a, b] = [hidden, weight].map(|t| forward_strides(t.into_primitive().tensor()));
+        let b = pack_cache::packed(&b, || PackedB::new(strided(&b), k, n));
+        let (picked, lse) =
+            bf16_head::target_logits_and_lse(m, k, strided(&a), &b, &indices(targets));
+        let tensor = |values: Vec<f32>| Tensor::from_data(TensorData::new(values, [m]), &device);
+        (tensor(picked), tensor(lse))
+    }
+
+    /// The logits' gradient in `columns` on this CPU's bf16 unit (`bf16_head.rs`), from each
+    /// row's target, log-sum-exp and log-prob gradient (`[rows, 1]` each), the weight packed
+    /// once and kept as a product's `b` is.
+    pub(super) fn logit_gradients(
+        hidden: Tensor<Flex, 2>,
+        weight: Tensor<Flex, 2>,
+        columns: Range<usize>,
+        targets: &Tensor<Flex, 2, Int>,
+        lse: &Tensor<Flex, 2>,
+        grad: &Tensor<Flex, 2>,
+    ) -> Tensor<Flex, 2> {
+        let ([m, k], [_, n]) = (hidden.dims(), weight.dims());
+        let device = hidden.device();
+        let width = columns.len();
+        let floats = |t: &Tensor<Flex, 2>| t.to_data().iter::<f32>().collect::<Vec<f32>>();
+        let (lse, grad) = (floats(lse), floats(grad));
+        let [a, b] = [hidden, weight].map(|t| forward_strides(t.into_primitive().tensor()));
+        let b = pack_cache::packed(&b, || PackedB::new(strided(&b), k, n));
+        let rows = bf16_head::TargetRows {
+            targets: &indices(targets),
+            lse: &lse,
+            grad: &grad,
+        };
+        let gradients = bf16_head::logit_gradients(m, k, strided(&a), &b, columns, rows);
+        Tensor::from_data(TensorData::new(gradients, [m, width]), &device)
+    }
+
+    /// Token ids as indices.
+    fn indices<const D: usize>(targets: &Tensor<Flex, D, Int>) -> Vec<usize> {
+        targets
+            .to_data()
+            .iter::<i64>()
+            .map(|t| usize::try_from(t).expect("targets are token ids"))
+            .collect()
     }
 
     /// The tensor itself when its strides are non-negative, else a contiguous copy.

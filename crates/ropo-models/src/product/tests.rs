@@ -72,6 +72,7 @@ mod tiles {
 
     use super::super::{
         bf16::{available, present, product, product_on, PackedB, Strided, Unit},
+        bf16_head::{logit_gradients, target_logits_and_lse, TargetRows},
         pack_cache::packed,
     };
 
@@ -172,6 +173,87 @@ mod tiles {
                             c[i * n + j]
                         );
                     }
+                }
+            }
+        }
+    }
+
+    /// The head's log-sum-exp folded block by block on this CPU's fastest unit, and the logits'
+    /// gradient over a range of columns from it, against f64 over the bf16-rounded inputs: rows
+    /// that leave a partial chunk, columns that leave a partial block of 32 (and a lone left
+    /// panel), more than one block of columns of `b`, logits large enough that the running
+    /// maximum matters, targets at the first and last columns.
+    #[test]
+    fn head_log_softmax_and_its_gradient_match_f64_over_bf16_inputs() {
+        if !available() {
+            eprintln!("skipped: this CPU has no bf16 unit (AMX-BF16 or AVX-512 BF16)");
+            return;
+        }
+        for (m, k, n, scale) in [
+            (1, 16, 1, 1.0),
+            (33, 47, 70, 4.0),
+            (5, 16, 17, 1.0),
+            (40, 600, 1100, 3.0),
+        ] {
+            let a: Vec<f32> = values(m * k, 4).iter().map(|x| x * scale).collect();
+            let b = values(k * n, 5);
+            let a_view = Strided {
+                data: &a,
+                row_stride: k,
+                col_stride: 1,
+            };
+            let b_view = Strided {
+                data: &b,
+                row_stride: n,
+                col_stride: 1,
+            };
+            let targets: Vec<usize> = (0..m)
+                .map(|i| match i % 3 {
+                    0 => 0,
+                    1 => n - 1,
+                    _ => (i * 7919) % n,
+                })
+                .collect();
+            let packed = PackedB::new(b_view, k, n);
+            let (picked, lse) = target_logits_and_lse(m, k, a_view, &packed, &targets);
+            let grad: Vec<f32> = (0..m).map(|i| 1.5 - i as f32 * 0.25).collect();
+            // From the second pair of panels where there is one, to the last column.
+            let columns = (n / 64 * 32)..n;
+            let rows = TargetRows {
+                targets: &targets,
+                lse: &lse,
+                grad: &grad,
+            };
+            let gradients = logit_gradients(m, k, a_view, &packed, columns.clone(), rows);
+            for i in 0..m {
+                let logits: Vec<f64> = (0..n)
+                    .map(|j| {
+                        (0..k)
+                            .map(|p| round(a[i * k + p]) * round(b[p * n + j]))
+                            .sum()
+                    })
+                    .collect();
+                for (c, j) in columns.clone().enumerate() {
+                    let one_hot = if j == targets[i] { 1.0 } else { 0.0 };
+                    let softmax = (logits[j] - lse[i] as f64).exp();
+                    let exact = grad[i] as f64 * (one_hot - softmax);
+                    let got = gradients[i * columns.len() + c];
+                    assert!(
+                        (got as f64 - exact).abs() <= 2e-5 * (1.0 + exact.abs()),
+                        "{m}×{k}×{n} logit gradient ({i}, {j}): {got} vs {exact}"
+                    );
+                }
+                let top = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let exact_lse = top + logits.iter().map(|x| (x - top).exp()).sum::<f64>().ln();
+                let exact_picked = logits[targets[i]];
+                for (what, got, exact) in [
+                    ("log-sum-exp", lse[i], exact_lse),
+                    ("target logit", picked[i], exact_picked),
+                ] {
+                    assert!(
+                        (got as f64 - exact).abs() <= 2e-5 * (1.0 + exact.abs()),
+                        "{m}×{k}×{n} row {i} {what}: {got} vs {exact}"
+                    );
                 }
             }
         }

@@ -18,7 +18,7 @@ use burn::{
     },
 };
 
-use super::{target_logps_with_lse, VocabBackend};
+use super::VocabBackend;
 use crate::float_primitive::{unwrap, wrap};
 
 /// The node's backward step.
@@ -72,7 +72,7 @@ impl<B: VocabBackend, C: CheckpointStrategy> VocabBackend for Autodiff<B, C> {
         let inner_targets = || Tensor::<B, 1, Int>::from_primitive(targets.clone());
         let output = match TargetLogps.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let (logps, lse) = target_logps_with_lse(
+                let (logps, lse) = B::target_logps_with_lse(
                     wrap(hidden.primitive.clone()),
                     wrap(weight.primitive.clone()),
                     inner_targets(),

@@ -84,8 +84,9 @@ fn without_autodiff_the_blocked_log_probs_equal_the_whole_log_softmax() {
 }
 
 #[test]
-fn a_block_holds_at_most_sixteen_mebi_elements_and_at_least_one_column() {
+fn a_block_holds_about_sixteen_mebi_elements_in_multiples_of_32_columns() {
     assert_eq!(super::block_columns(2048), 8192);
+    assert_eq!(super::block_columns(3000), 5600);
     assert_eq!(super::block_columns(0), 1 << 24);
-    assert_eq!(super::block_columns(usize::MAX), 1);
+    assert_eq!(super::block_columns(usize::MAX), 32);
 }

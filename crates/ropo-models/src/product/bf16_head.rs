@@ -1,0 +1,191 @@
+//! The output head's log-softmax on a bf16 unit without the logits: each `[32, 32]` block of
+//! `hidden · weight` that the kernel computes (`bf16.rs`) is used while still in registers and
+//! cache, so that the `[rows, vocab]` logits are never written, read back for the maximum,
+//! exponentiated into a second copy and read again, as the block-by-block burn operations of
+//! `vocab_logps.rs` do. The forward folds each block into its rows' log-sum-exp
+//! ([`target_logits_and_lse`]); the backward turns a block of recomputed logits into their
+//! gradient ([`logit_gradients`]).
+//!
+//! In the forward each row keeps one running maximum and sum per column of a block (32 lanes): a new logit `x`
+//! against a lane's maximum `m` and sum `s` makes `s·e + 1` (and `m = x`) when `x > m`, else
+//! `s + e`, with `e = exp(−|x − m|)`: one exponential per logit, no reduction per block. The
+//! lanes are combined once at the end, `lse = M + ln Σ s_l · exp(m_l − M)`, `M` their maximum.
+
+use std::{mem::MaybeUninit, ops::Range};
+
+use super::bf16::{for_each_block, unit, Block, PackedB, Strided};
+use super::bf16_pack::{PANEL, ROWS};
+use crate::vector_exp::{exp, widest};
+
+/// Lanes of a row's running log-sum-exp: the columns of one block.
+const LANES: usize = 2 * PANEL;
+
+/// The running log-sum-exp of a chunk's 32 rows and their targets' logits.
+struct Rows<'t> {
+    /// The chunk's rows' target columns.
+    targets: &'t [usize],
+    /// Per row and lane, the largest logit seen, `[32, 32]`.
+    max: [[f32; LANES]; ROWS],
+    /// Per row and lane, `Σ exp(x − max)` over the logits seen, `[32, 32]`.
+    sum: [[f32; LANES]; ROWS],
+    /// Per row, the logit of its target column.
+    picked: [f32; ROWS],
+}
+
+impl Rows<'_> {
+    /// Folds `block`'s logits into its rows' lanes and takes the targets that lie in it.
+    fn fold(&mut self, block: Block<'_>) {
+        widest(
+            #[inline(always)]
+            || {
+                for r in 0..block.live {
+                    let (max, sum) = (&mut self.max[r], &mut self.sum[r]);
+                    for ((m, s), &x) in max.iter_mut().zip(sum.iter_mut()).zip(block.row(r)) {
+                        let e = exp(-(x - *m).abs());
+                        let above = x > *m;
+                        *s = if above { *s * e + 1.0 } else { *s + e };
+                        *m = if above { x } else { *m };
+                    }
+                }
+            },
+        );
+        for (r, &target) in self.targets.iter().enumerate() {
+            if (block.column..block.column + block.width).contains(&target) {
+                self.picked[r] = block.row(r)[target - block.column];
+            }
+        }
+    }
+
+    /// Row `r`'s log-sum-exp from its lanes.
+    fn log_sum_exp(&self, r: usize) -> f32 {
+        let top = self.max[r].iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let sum: f32 = self.max[r]
+            .iter()
+            .zip(&self.sum[r])
+            .map(|(&m, &s)| s * exp(m - top))
+            .sum();
+        top + sum.ln()
+    }
+}
+
+/// `(logits[i, targets[i]], log Σ_j exp(logits[i, j]))` of every row `i` of `logits = a · b`
+/// (`a` `[m, k]` rounded to bf16, `b` packed, sums in f32, each `[m]`) on this CPU's fastest
+/// bf16 unit, without the `[m, n]` logits. Call only where a unit is present; every target
+/// must be below `n`.
+pub fn target_logits_and_lse(
+    m: usize,
+    k: usize,
+    a: Strided,
+    b: &PackedB,
+    targets: &[usize],
+) -> (Vec<f32>, Vec<f32>) {
+    assert_eq!(targets.len(), m, "one target per row");
+    assert!(
+        targets.iter().all(|&t| t < b.columns()),
+        "every target is a column of b"
+    );
+    let unit = unit().expect("this CPU has no bf16 matrix unit");
+    let mut chunks: Vec<Rows<'_>> = targets
+        .chunks(ROWS)
+        .map(|targets| Rows {
+            targets,
+            max: [[f32::NEG_INFINITY; LANES]; ROWS],
+            sum: [[0.0; LANES]; ROWS],
+            picked: [0.0; ROWS],
+        })
+        .collect();
+    let columns = 0..b.columns();
+    for_each_block(unit, m, k, a, b, columns, &mut chunks, |rows, block| {
+        rows.fold(block)
+    });
+    let picked = chunks
+        .iter()
+        .flat_map(|rows| rows.picked[..rows.targets.len()].iter().copied())
+        .collect();
+    let lse = chunks
+        .iter()
+        .flat_map(|rows| (0..rows.targets.len()).map(|r| rows.log_sum_exp(r)))
+        .collect();
+    (picked, lse)
+}
+
+/// What the backward knows of each row of the head (`[m]` each).
+pub struct TargetRows<'a> {
+    /// The target column.
+    pub targets: &'a [usize],
+    /// The log-sum-exp of the row's logits.
+    pub lse: &'a [f32],
+    /// The gradient of the target's log-prob.
+    pub grad: &'a [f32],
+}
+
+/// The gradient of `logits[:, columns]` (`[m, columns.len()]`, row-major) where `logits = a · b`
+/// as in [`target_logits_and_lse`]: `grad[i] · (1[j = targets[i]] − exp(logits[i, j] −
+/// lse[i]))`. `columns` starts at a multiple of 32.
+pub fn logit_gradients(
+    m: usize,
+    k: usize,
+    a: Strided,
+    b: &PackedB,
+    columns: Range<usize>,
+    rows: TargetRows<'_>,
+) -> Vec<f32> {
+    let TargetRows { targets, lse, grad } = rows;
+    assert!(
+        targets.len() == m && lse.len() == m && grad.len() == m,
+        "one target, log-sum-exp and gradient per row"
+    );
+    let unit = unit().expect("this CPU has no bf16 matrix unit");
+    let (start, width) = (columns.start, columns.len());
+    let mut out = Vec::with_capacity(m * width);
+    if width == 0 {
+        return out;
+    }
+    // Each chunk's first row and its `[32, width]` rows of the gradient.
+    let mut chunks: Vec<(usize, &mut [MaybeUninit<f32>])> = out.spare_capacity_mut()[..m * width]
+        .chunks_mut(ROWS * width)
+        .enumerate()
+        .map(|(i, rows)| (i * ROWS, rows))
+        .collect();
+    for_each_block(
+        unit,
+        m,
+        k,
+        a,
+        b,
+        columns,
+        &mut chunks,
+        |(first, rows), block| {
+            let at = block.column - start;
+            widest(
+                #[inline(always)]
+                || {
+                    for r in 0..block.live {
+                        let i = *first + r;
+                        let (shift, scale) = (lse[i], -grad[i]);
+                        let out = &mut rows[r * width + at..][..block.width];
+                        for (out, &x) in out.iter_mut().zip(block.row(r)) {
+                            out.write(scale * exp(x - shift));
+                        }
+                    }
+                },
+            );
+            for r in 0..block.live {
+                let i = *first + r;
+                if let Some(j) = targets[i]
+                    .checked_sub(block.column)
+                    .filter(|&j| j < block.width)
+                {
+                    let out = &mut rows[r * width + at + j];
+                    // SAFETY: written just above, as every column of the block.
+                    let p = unsafe { out.assume_init() };
+                    out.write(p + grad[i]);
+                }
+            }
+        },
+    );
+    // SAFETY: every block of `columns` wrote its live rows' columns (`for_each_block` visits
+    // each pair of panels of `columns` for every chunk).
+    unsafe { out.set_len(m * width) };
+    out
+}
