@@ -1,10 +1,10 @@
-//! Attention's forward without gradients (scoring, the reference pass, evaluation) at bf16
-//! products on the CPU's bf16 units: per batch row and kv head, `S = Q·Kᵀ` and `O = P·V` are
-//! two bf16 products (`product::bf16`, the keys and values packed once per block of queries
-//! for every query head that reads them), the scaling, masks and softmax in f32 between them.
-//! As under PyTorch's bf16 autocast, `Q`, `K`, `V` and the probabilities are rounded to bf16
-//! and every sum is f32. The training forward keeps the f32 kernel (`cpu.rs`), whose
-//! log-sum-exp the backward rebuilds the probabilities from.
+//! Attention's forward at bf16 products on the CPU's bf16 units (scoring, the reference pass,
+//! evaluation, and training, whose backward is `bf16_backward.rs`): per batch row and kv head,
+//! `S = Q·Kᵀ` and `O = P·V` are two bf16 products (`product::bf16`, the keys and values packed
+//! once per block of queries for every query head that reads them), the scaling, masks and
+//! softmax in f32 between them. As under PyTorch's bf16 autocast, `Q`, `K`, `V` and the
+//! probabilities are rounded to bf16 and every sum is f32. Each row's log-sum-exp is kept for
+//! the backward, which rebuilds the probabilities from it.
 
 use rayon::prelude::*;
 
@@ -15,19 +15,20 @@ use super::{
 use crate::product::bf16::{self, PackedB, Strided};
 
 /// Queries per block: one block's scores are `[QUERY_BLOCK, keys]` f32.
-const QUERY_BLOCK: usize = 256;
+pub(super) const QUERY_BLOCK: usize = 64;
 
 /// The attention output `[batch, queries, heads, head_dim]` of `query` (`[batch, queries,
 /// heads, head_dim]`), `key` and `value` (`[batch, keys, kv_heads, head_dim]`), row-major, with
-/// `blocked` (`[batch, queries, keys]`, `true` = hidden) on top of the causal limit. A query
-/// that sees no key gets 0. Call only when [`bf16::available`].
+/// `blocked` (`[batch, queries, keys]`, `true` = hidden) on top of the causal limit, and each
+/// row's log-sum-exp of scaled scores `[batch, heads, queries]`. A query that sees no key gets
+/// 0 and a log-sum-exp of `−∞`. Call only when [`bf16::available`].
 pub(super) fn forward(
     query: &[f32],
     key: &[f32],
     value: &[f32],
     blocked: Option<&[bool]>,
     dims: Dims,
-) -> Vec<f32> {
+) -> (Vec<f32>, Vec<f32>) {
     let Dims {
         batch,
         heads,
@@ -39,13 +40,15 @@ pub(super) fn forward(
     let groups = heads / kv_heads;
     let (q_row, kv_row) = (queries * heads * head_dim, keys * kv_heads * head_dim);
     let mut output = vec![0.0f32; batch * q_row];
+    let mut lse = vec![f32::NEG_INFINITY; batch * heads * queries];
     if output.is_empty() {
-        return output;
+        return (output, lse);
     }
     output
         .par_chunks_mut(q_row)
+        .zip(lse.par_chunks_mut(heads * queries))
         .enumerate()
-        .for_each(|(row, output)| {
+        .for_each(|(row, (output, lse))| {
             let (query, key, value) = (
                 &query[row * q_row..(row + 1) * q_row],
                 &key[row * kv_row..(row + 1) * kv_row],
@@ -89,7 +92,7 @@ pub(super) fn forward(
                             col_stride: 1,
                         };
                         let mut probs = bf16::product(rows, head_dim, q, &key_t);
-                        block.softmax(&mut probs);
+                        block.softmax(&mut probs, &mut lse[head * queries + first..][..rows]);
                         let p = Strided {
                             data: &probs,
                             row_stride: width,
@@ -104,7 +107,7 @@ pub(super) fn forward(
                 }
             }
         });
-    output
+    (output, lse)
 }
 
 /// One block of queries of one batch row: which keys each may see.
@@ -119,8 +122,9 @@ struct Block<'a> {
 impl Block<'_> {
     /// Turns the block's raw scores `q·k` (`[rows, width]`) into probabilities in place: scaled
     /// by `1/√head_dim`, keys past the causal limit or blocked given 0, each row normalised
-    /// (a row with no visible key all 0).
-    fn softmax(&self, scores: &mut [f32]) {
+    /// (a row with no visible key all 0); each row's log-sum-exp of scaled scores into `lse`
+    /// (`[rows]`, left as it is for a row with no visible key).
+    fn softmax(&self, scores: &mut [f32], lse: &mut [f32]) {
         let Dims {
             queries,
             keys,
@@ -151,7 +155,9 @@ impl Block<'_> {
                 continue;
             }
             exp_shifted(seen, top);
-            let norm = sum(seen).recip();
+            let total = sum(seen);
+            lse[r] = top + total.ln();
+            let norm = total.recip();
             seen.iter_mut().for_each(|p| *p *= norm);
         }
     }
@@ -199,8 +205,14 @@ mod tests {
             let mut blocked: Vec<bool> = (0..batch * queries * keys).map(|i| i % 7 == 3).collect();
             // Query 1 of row 0 sees no key at all.
             blocked[keys..2 * keys].fill(true);
-            let (want, _) = cpu::forward(&query, &key, &value, Some(&blocked), None, dims);
-            let got = forward(&query, &key, &value, Some(&blocked), dims);
+            let (want, want_lse) = cpu::forward(&query, &key, &value, Some(&blocked), None, dims);
+            let (got, got_lse) = forward(&query, &key, &value, Some(&blocked), dims);
+            for (g, w) in got_lse.iter().zip(&want_lse) {
+                assert!(
+                    g == w || (g - w).abs() < 2e-2 * (1.0 + w.abs()),
+                    "{dims:?}: log-sum-exp {g} vs {w}"
+                );
+            }
             let worst = got
                 .iter()
                 .zip(&want)

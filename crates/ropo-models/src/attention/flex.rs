@@ -1,7 +1,8 @@
 //! burn's `flex` CPU backend runs attention with the fused kernels of `cpu.rs`, reading the
 //! host mask directly: no mask tensor, no `[batch, heads, queries, keys]` intermediate, both
-//! cores busy; without gradients at bf16, on the CPU's bf16 units (`bf16_forward.rs`); and the
-//! rotary embedding by index (`rotation_cpu.rs`).
+//! cores busy; at bf16 products, forward and backward on the CPU's bf16 units
+//! (`bf16_forward.rs`, `bf16_backward.rs`); and the rotary embedding by index
+//! (`rotation_cpu.rs`).
 
 use burn::{
     backend::{
@@ -12,7 +13,7 @@ use burn::{
 };
 
 #[cfg(target_arch = "x86_64")]
-use super::bf16_forward;
+use super::{bf16_backward, bf16_forward};
 use super::{
     cpu,
     rotation::{self, RotateHalf},
@@ -30,20 +31,6 @@ impl AttentionBackend for Flex {
         value: Tensor<Self, 4>,
         mask: &KeyMask,
     ) -> Tensor<Self, 4> {
-        #[cfg(target_arch = "x86_64")]
-        if in_bf16(&query) {
-            let dims = dims(&query, &key, mask);
-            let (dtype, device) = (query.dtype(), query.device());
-            let output = bf16_forward::forward(
-                host(query).storage(),
-                host(key).storage(),
-                host(value).storage(),
-                mask.blocked_keys(),
-                dims,
-            );
-            let shape = [dims.batch, dims.queries, dims.heads, dims.head_dim];
-            return tensor(output, shape, dtype, &device);
-        }
         Self::masked_attention_with_lse(query, key, value, mask).0
     }
 
@@ -55,13 +42,12 @@ impl AttentionBackend for Flex {
     ) -> (Tensor<Self, 4>, Tensor<Self, 3>) {
         let dims = dims(&query, &key, mask);
         let (dtype, device) = (query.dtype(), query.device());
-        let (output, lse) = cpu::forward(
-            host(query).storage(),
-            host(key).storage(),
-            host(value).storage(),
-            mask.blocked_keys(),
-            mask.queries_alone(),
+        let [query, key, value] = [query, key, value].map(host);
+        let (output, lse) = forward(
+            [query.storage(), key.storage(), value.storage()],
+            mask,
             dims,
+            dtype,
         );
         let cpu::Dims {
             batch,
@@ -88,16 +74,15 @@ impl AttentionBackend for Flex {
         let dims = dims(&query, &key, mask);
         let (dtype, device) = (query.dtype(), query.device());
         let (q_shape, kv_shape) = (query.dims(), key.dims());
-        let (grad_query, grad_key, grad_value) = cpu::backward(
-            host(query).storage(),
-            host(key).storage(),
-            host(value).storage(),
-            host(output).storage(),
-            host(lse).storage(),
-            host(grad).storage(),
-            mask.blocked_keys(),
-            mask.queries_alone(),
+        let [query, key, value, output, grad] = [query, key, value, output, grad].map(host);
+        let lse = host(lse);
+        let inputs = [query.storage(), key.storage(), value.storage()];
+        let (grad_query, grad_key, grad_value) = backward(
+            inputs,
+            [output.storage(), lse.storage(), grad.storage()],
+            mask,
             dims,
+            dtype,
         );
         [
             tensor(grad_query, q_shape, dtype, &device),
@@ -125,16 +110,52 @@ impl AttentionBackend for Flex {
     }
 }
 
-/// Whether attention without gradients runs on a bf16 unit: bf16 products asked for, a unit
-/// present, f32 queries, at least one tile's 16 query rows (a generation step's single row
-/// stays f32) and heads at least 16 wide.
+/// The attention output and each row's log-sum-exp (`cpu::forward`'s shapes) of `[query, key,
+/// value]`: on the CPU's bf16 units at bf16 products (`bf16_forward.rs`), else the f32 kernel.
+fn forward(
+    [query, key, value]: [&[f32]; 3],
+    mask: &KeyMask,
+    dims: cpu::Dims,
+    dtype: DType,
+) -> (Vec<f32>, Vec<f32>) {
+    let blocked = mask.blocked_keys();
+    #[cfg(target_arch = "x86_64")]
+    if in_bf16(dims, dtype) {
+        return bf16_forward::forward(query, key, value, blocked, dims);
+    }
+    let _ = dtype;
+    cpu::forward(query, key, value, blocked, mask.queries_alone(), dims)
+}
+
+/// The gradients of query, key and value from the forward's `[query, key, value]`, its
+/// `[output, lse, grad]` (the output's gradient): on the bf16 units where [`forward`] ran
+/// there (`bf16_backward.rs`), else the f32 kernel.
+fn backward(
+    [query, key, value]: [&[f32]; 3],
+    [output, lse, grad]: [&[f32]; 3],
+    mask: &KeyMask,
+    dims: cpu::Dims,
+    dtype: DType,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let blocked = mask.blocked_keys();
+    #[cfg(target_arch = "x86_64")]
+    if in_bf16(dims, dtype) {
+        return bf16_backward::backward(query, key, value, output, lse, grad, blocked, dims);
+    }
+    let _ = dtype;
+    let alone = mask.queries_alone();
+    cpu::backward(query, key, value, output, lse, grad, blocked, alone, dims)
+}
+
+/// Whether attention runs on a bf16 unit: bf16 products asked for, a unit present, f32
+/// tensors, at least one tile's 16 query rows (a generation step's single row stays f32) and
+/// heads at least 16 wide.
 #[cfg(target_arch = "x86_64")]
-fn in_bf16(query: &Tensor<Flex, 4>) -> bool {
-    let [_, queries, _, head_dim] = query.dims();
+fn in_bf16(dims: cpu::Dims, dtype: DType) -> bool {
     matmul_precision() == MatmulPrecision::Bf16
-        && queries >= 16
-        && head_dim >= 16
-        && query.dtype() == DType::F32
+        && dims.queries >= 16
+        && dims.head_dim >= 16
+        && dtype == DType::F32
         && bf16::available()
 }
 

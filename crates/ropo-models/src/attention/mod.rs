@@ -4,6 +4,8 @@
 mod autodiff;
 mod backend;
 #[cfg(all(feature = "flex", target_arch = "x86_64"))]
+mod bf16_backward;
+#[cfg(all(feature = "flex", target_arch = "x86_64"))]
 mod bf16_forward;
 pub mod blocked;
 mod cpu;
