@@ -2,7 +2,7 @@
 //! computed in one forward and both responses attend to them, instead of running the prompt
 //! twice (once before the chosen, once before the rejected response).
 
-use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+use burn::tensor::{backend::Backend, IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::{
     attention::{AttentionBackend, AttentionMask},
@@ -27,6 +27,8 @@ pub struct PairRow<'a> {
 /// The prompts run once, left-padded to a common length `P` so every prompt ends in the last
 /// column `[pairs, P]`; their cached keys and values are repeated for the two responses, which
 /// run as one right-padded batch `[2·pairs, R]` attending to them with their true positions.
+/// The output head and its log-softmax run on the real response tokens alone (padding-free,
+/// as TRL's `padding_free`), whose log-probs are summed into their rows.
 pub fn score_pairs<B: AttentionBackend>(
     model: &CausalLm<B>,
     pairs: &[PairRow<'_>],
@@ -64,17 +66,22 @@ pub fn score_pairs<B: AttentionBackend>(
     let mut cache = cache.repeat_batch(2);
 
     let mut response_ids = Vec::with_capacity(2 * n * response_width);
-    let mut scored = Vec::with_capacity(2 * n * response_width);
     let mut key_valid = Vec::with_capacity(2 * n);
+    // Padding-free head: the positions of real response tokens in `[2·pairs · R]` and the row
+    // each belongs to, so that the head and its log-softmax run on them alone.
+    let mut positions = Vec::new();
+    let mut owners = Vec::new();
     for (row, response) in responses.iter().enumerate() {
         let pad = response_width - response.len();
         response_ids.extend(response.iter().map(|t| i64::from(*t)));
         response_ids.extend(std::iter::repeat_n(0, pad));
-        scored.extend((0..response_width).map(|i| f32::from(u8::from(i < response.len()))));
+        positions.extend((0..response.len()).map(|t| (row * response_width + t) as i64));
+        owners.extend(std::iter::repeat_n(row as i64, response.len()));
         let mut valid = prompt_valid[row % n].clone();
         valid.extend((0..response_width).map(|i| i < response.len()));
         key_valid.push(valid);
     }
+    let counts: Vec<f32> = responses.iter().map(|r| r.len() as f32).collect();
     let response_ids = Tensor::<B, 2, Int>::from_data(
         TensorData::new(response_ids, [2 * n, response_width]),
         device,
@@ -92,13 +99,27 @@ pub fn score_pairs<B: AttentionBackend>(
             1,
         )
     };
-    let token_logps = model.target_logps(predictors, response_ids);
-    let scored =
-        Tensor::<B, 2>::from_data(TensorData::new(scored, [2 * n, response_width]), device);
-    let sum = (token_logps * scored.clone())
-        .sum_dim(1)
-        .squeeze_dim::<1>(1);
-    let count = scored.sum_dim(1).squeeze_dim::<1>(1);
+    let sum = Tensor::<B, 1>::zeros([2 * n], device);
+    let sum = if positions.is_empty() {
+        sum
+    } else {
+        let scored = positions.len();
+        let positions =
+            Tensor::<B, 1, Int>::from_data(TensorData::new(positions, [scored]), device);
+        let owners = Tensor::<B, 1, Int>::from_data(TensorData::new(owners, [scored]), device);
+        let width = predictors.dims()[2];
+        let predictors = predictors
+            .reshape([2 * n * response_width, width])
+            .select(0, positions.clone());
+        let targets = response_ids
+            .reshape([2 * n * response_width])
+            .select(0, positions);
+        let token_logps = model
+            .target_logps(predictors.unsqueeze_dim(0), targets.unsqueeze_dim(0))
+            .reshape([scored]);
+        sum.select_assign(0, owners, token_logps, IndexingUpdateOp::Add)
+    };
+    let count = Tensor::<B, 1>::from_data(TensorData::new(counts, [2 * n]), device);
     let mean = sum.clone() / count.clone().clamp_min(1.0);
     let half = |t: Tensor<B, 1>, start: usize| t.narrow(0, start, n);
     Ok((
