@@ -151,7 +151,10 @@ fn product_into(
     let mut rows: Vec<&mut [MaybeUninit<f32>]> = c.chunks_mut(ROWS * n).collect();
     for_each_block(unit, m, k, a, b, 0..n, &mut rows, |rows, block| {
         for r in 0..block.live {
-            rows[r * n + block.column..][..block.width].write_copy_of_slice(block.row(r));
+            let out = &mut rows[r * n + block.column..][..block.width];
+            for (out, &sum) in out.iter_mut().zip(block.row(r)) {
+                out.write(sum);
+            }
         }
     });
 }
