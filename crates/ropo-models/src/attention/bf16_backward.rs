@@ -237,16 +237,13 @@ impl<'a> Row<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attention::{bf16_forward, cpu};
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| {
-                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 2001) as f32 / 1000.0
-                    - 1.0
-            })
-            .collect()
-    }
+    use crate::attention::{
+        bf16_forward::{
+            self,
+            tests::{blocked_keys, cases, values},
+        },
+        cpu,
+    };
 
     /// The bf16 backward (from the bf16 forward's output and log-sum-exp) equals the f32
     /// kernel's within bf16 rounding, with grouped-query heads, a prompt cache (more keys than
@@ -257,26 +254,20 @@ mod tests {
             eprintln!("skipped: this CPU has no bf16 unit (AMX-BF16 or AVX-512 BF16)");
             return;
         }
-        for (batch, heads, kv_heads, queries, keys, head_dim) in [
-            (2, 6, 2, 37, 37, 16),
-            (1, 4, 4, 300, 310, 64),
-            (3, 3, 1, 20, 20, 32),
-        ] {
-            let dims = Dims {
+        for dims in cases() {
+            let Dims {
                 batch,
                 heads,
                 kv_heads,
                 queries,
                 keys,
                 head_dim,
-            };
+            } = dims;
             let query = values(batch * queries * heads * head_dim, 1);
             let key = values(batch * keys * kv_heads * head_dim, 2);
             let value = values(batch * keys * kv_heads * head_dim, 3);
             let grad = values(batch * queries * heads * head_dim, 4);
-            let mut blocked: Vec<bool> = (0..batch * queries * keys).map(|i| i % 7 == 3).collect();
-            // Query 1 of row 0 sees no key at all.
-            blocked[keys..2 * keys].fill(true);
+            let blocked = blocked_keys(dims);
             let blocked = Some(&blocked[..]);
             let (output, lse) = cpu::forward(&query, &key, &value, blocked, None, dims);
             let want = cpu::backward(

@@ -164,17 +164,50 @@ impl Block<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::attention::cpu;
 
-    fn values(len: usize, seed: u32) -> Vec<f32> {
+    /// Deterministic values in [-1, 1].
+    pub(in crate::attention) fn values(len: usize, seed: u32) -> Vec<f32> {
         (0..len)
             .map(|i| {
                 ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 2001) as f32 / 1000.0
                     - 1.0
             })
             .collect()
+    }
+
+    /// The sizes both bf16 attention tests run: grouped-query heads, a prompt cache (more keys
+    /// than queries) with more queries than one block, one kv head for three query heads.
+    pub(in crate::attention) fn cases() -> [Dims; 3] {
+        [
+            (2, 6, 2, 37, 37, 16),
+            (1, 4, 4, 300, 310, 64),
+            (3, 3, 1, 20, 20, 32),
+        ]
+        .map(|(batch, heads, kv_heads, queries, keys, head_dim)| Dims {
+            batch,
+            heads,
+            kv_heads,
+            queries,
+            keys,
+            head_dim,
+        })
+    }
+
+    /// `[batch, queries, keys]` with every seventh key blocked and query 1 of row 0 seeing no
+    /// key at all.
+    pub(in crate::attention) fn blocked_keys(dims: Dims) -> Vec<bool> {
+        let Dims {
+            batch,
+            queries,
+            keys,
+            ..
+        } = dims;
+        let mut blocked: Vec<bool> = (0..batch * queries * keys).map(|i| i % 7 == 3).collect();
+        blocked[keys..2 * keys].fill(true);
+        blocked
     }
 
     /// The bf16 forward equals the f32 kernel within bf16 rounding, with grouped-query heads,
@@ -186,25 +219,19 @@ mod tests {
             eprintln!("skipped: this CPU has no bf16 unit (AMX-BF16 or AVX-512 BF16)");
             return;
         }
-        for (batch, heads, kv_heads, queries, keys, head_dim) in [
-            (2, 6, 2, 37, 37, 16),
-            (1, 4, 4, 300, 310, 64),
-            (3, 3, 1, 20, 20, 32),
-        ] {
-            let dims = Dims {
+        for dims in cases() {
+            let Dims {
                 batch,
                 heads,
                 kv_heads,
                 queries,
                 keys,
                 head_dim,
-            };
+            } = dims;
             let query = values(batch * queries * heads * head_dim, 1);
             let key = values(batch * keys * kv_heads * head_dim, 2);
             let value = values(batch * keys * kv_heads * head_dim, 3);
-            let mut blocked: Vec<bool> = (0..batch * queries * keys).map(|i| i % 7 == 3).collect();
-            // Query 1 of row 0 sees no key at all.
-            blocked[keys..2 * keys].fill(true);
+            let blocked = blocked_keys(dims);
             let (want, want_lse) = cpu::forward(&query, &key, &value, Some(&blocked), None, dims);
             let (got, got_lse) = forward(&query, &key, &value, Some(&blocked), dims);
             for (g, w) in got_lse.iter().zip(&want_lse) {
