@@ -13,7 +13,7 @@
 
 use std::{mem::MaybeUninit, ops::Range};
 
-use super::bf16::{for_each_block, unit, Block, PackedB, Strided};
+use super::bf16::{for_each_block, prefetch_block_row, unit, Block, PackedB, Strided};
 use super::bf16_pack::{PANEL, ROWS};
 use crate::vector_exp::{exp, widest};
 
@@ -163,10 +163,11 @@ pub fn logit_gradients(
                     for r in 0..block.live {
                         let i = *first + r;
                         let (shift, scale) = (lse[i], -grad[i]);
-                        let out = &mut rows[r * width + at..][..block.width];
-                        for (out, &x) in out.iter_mut().zip(block.row(r)) {
+                        let row = &mut rows[r * width..][..width];
+                        for (out, &x) in row[at..].iter_mut().zip(block.row(r)) {
                             out.write(scale * exp(x - shift));
                         }
+                        prefetch_block_row(row, at + 2 * PANEL);
                     }
                 },
             );
