@@ -28,7 +28,9 @@ mod pack_cache;
 mod tests;
 
 #[cfg(feature = "flex")]
-pub(crate) use flex::{bf16_logit_gradients, bf16_target_logits_and_lse};
+pub(crate) use flex::{
+    bf16_logit_gradients, bf16_target_logits_and_lse, bf16_target_logps_and_column_mean,
+};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -59,6 +59,26 @@ pub trait VocabBackend: ProductBackend {
         blocked_target_logps_with_lse(hidden, weight, targets, block)
     }
 
+    /// For a head that does not train (LoRA's): the log-probs `[rows]` of
+    /// [`VocabBackend::target_logps`] and each log-prob's gradient with respect to its row of
+    /// `hidden`, `weight[:, target] − Σ_j softmax(hidden · weight)_j · weight[:, j]` (`[rows,
+    /// d_model]`), so that the backward is one product by the log-probs' gradient and makes no
+    /// pass over the vocabulary. The provided method takes the log-sum-exp in one pass of burn
+    /// operations and the softmax-weighted columns in a second
+    /// ([`blocked_target_logps_with_column_mean`]); burn-flex makes one pass on its bf16 unit
+    /// (`product/bf16_head.rs`): two of the head's products where recomputing the logits in the
+    /// backward makes three.
+    fn target_logps_with_hidden_gradient(
+        hidden: Tensor<Self, 2>,
+        weight: Tensor<Self, 2>,
+        targets: Tensor<Self, 1, Int>,
+        block: usize,
+    ) -> (Tensor<Self, 1>, Tensor<Self, 2>) {
+        let (logps, mean) =
+            blocked_target_logps_with_column_mean(hidden, weight.clone(), targets.clone(), block);
+        (logps, weight.select(1, targets).transpose() - mean)
+    }
+
     /// `exp(x − shift)`, `x` `[rows, columns]`, `shift` `[rows, 1]`: a block's softmax
     /// numerators. burn-flex overrides it with one vectorised pass (`vocab_logps/flex.rs`).
     fn exp_shifted(x: Tensor<Self, 2>, shift: Tensor<Self, 2>) -> Tensor<Self, 2> {
@@ -118,6 +138,28 @@ pub trait VocabBackend: ProductBackend {
             weight_grad.then(|| Tensor::cat(grad_weight, 1)),
         )
     }
+}
+
+/// The log-probs `[rows]` and each row's softmax-weighted mean of the head's columns,
+/// `Σ_j softmax(hidden · weight)_j · weight[:, j]` (`[rows, d_model]`), from burn operations:
+/// the log-probs and log-sum-exp ([`VocabBackend::target_logps_with_lse`]), then per block of
+/// columns the softmax (`exp(logits − lse)`) times the block's columns, summed.
+pub(crate) fn blocked_target_logps_with_column_mean<B: VocabBackend>(
+    hidden: Tensor<B, 2>,
+    weight: Tensor<B, 2>,
+    targets: Tensor<B, 1, Int>,
+    block: usize,
+) -> (Tensor<B, 1>, Tensor<B, 2>) {
+    let vocab = weight.dims()[1];
+    let (logps, lse) = B::target_logps_with_lse(hidden.clone(), weight.clone(), targets, block);
+    let lse = lse.unsqueeze_dim::<2>(1);
+    let mut mean = hidden.zeros_like();
+    for start in (0..vocab).step_by(block.max(1)) {
+        let columns = weight.clone().narrow(1, start, block.min(vocab - start));
+        let probs = B::exp_shifted(B::product(hidden.clone(), columns.clone()), lse.clone());
+        mean = mean + B::product(probs, columns.transpose());
+    }
+    (logps, mean)
 }
 
 /// [`VocabBackend::logit_gradients`] from burn operations: the block's logits recomputed, their

@@ -116,6 +116,20 @@ impl PackedB {
     pub fn bytes(&self) -> usize {
         self.panels.len() * size_of::<u32>()
     }
+
+    /// Depth (`k` rounded up to the unit's step).
+    pub(super) fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// The two panels of columns `64 pair ..` restricted to the depths `depths` (which start
+    /// and end at multiples of 2 within [`Self::depth`]): `[depths.len() / 2, 16]` words each,
+    /// the `b` of a product of depth `depths.len()`.
+    pub(super) fn pair_at_depths(&self, pair: usize, depths: Range<usize>) -> [&[u32]; 2] {
+        let panel_len = self.depth / 2 * PANEL;
+        let words = depths.start / 2 * PANEL..depths.end / 2 * PANEL;
+        [2 * pair, 2 * pair + 1].map(|p| &self.panels[p * panel_len..][words.clone()])
+    }
 }
 
 /// `a · b` (`[m, n]`, row-major), `a` `[m, k]` rounded to bf16 (to nearest, ties to even) and
@@ -173,6 +187,30 @@ pub(super) fn prefetch_block_row(row: &[MaybeUninit<f32>], column: usize) {
             // SAFETY: a prefetch reads nothing and faults on no address; SSE is part of x86-64.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(value).cast()) }
         }
+    }
+}
+
+/// Rows `0..live` of `block` (`[32, 32]` f32) `= chunk · [left right]` over `depth` on `unit`:
+/// `chunk` `[32, depth]` bf16, each panel `[depth / 2, 16]` words; where the block's `width` is
+/// 16 or less the dot products leave the right panel out.
+///
+/// # Safety
+/// `unit` must be [`present`] and, for the tiles, configured on this thread
+/// (`amx::Tiles::configure`); the slices must be those sizes, `depth` a positive multiple of
+/// the unit's step and `live` at most 32.
+pub(super) unsafe fn multiply_block(
+    unit: Unit,
+    chunk: &[u16],
+    depth: usize,
+    live: usize,
+    [left, right]: [&[u32]; 2],
+    width: usize,
+    block: &mut [f32; ROWS * 2 * PANEL],
+) {
+    match unit {
+        Unit::Tiles => amx::kernel(chunk, depth, left, right, block),
+        Unit::DotProducts if width <= PANEL => dot_bf16::one_panel(chunk, depth, live, left, block),
+        Unit::DotProducts => dot_bf16::two_panels(chunk, depth, live, left, right, block),
     }
 }
 
@@ -258,15 +296,7 @@ pub(super) fn for_each_block<S: Send>(
                 // step), each panel `depth / 2` rows of 16 words, `block` 32 × 32 floats,
                 // `live` ≤ 32.
                 unsafe {
-                    match unit {
-                        Unit::Tiles => amx::kernel(chunk, depth, left, right, &mut block),
-                        Unit::DotProducts if width <= PANEL => {
-                            dot_bf16::one_panel(chunk, depth, live, left, &mut block)
-                        }
-                        Unit::DotProducts => {
-                            dot_bf16::two_panels(chunk, depth, live, left, right, &mut block)
-                        }
-                    }
+                    multiply_block(unit, chunk, depth, live, [left, right], width, &mut block)
                 };
                 let sums = &block[..];
                 visit(

@@ -13,8 +13,10 @@
 
 use std::{mem::MaybeUninit, ops::Range};
 
-use super::bf16::{for_each_block, prefetch_block_row, unit, Block, PackedB, Strided};
-use super::bf16_pack::{PANEL, ROWS};
+use super::bf16::{
+    for_each_block, multiply_block, prefetch_block_row, unit, Block, PackedB, Strided, Unit,
+};
+use super::bf16_pack::{convert, PANEL, ROWS};
 use crate::vector_exp::{exp, widest};
 
 /// Lanes of a row's running log-sum-exp: the columns of one block.
@@ -107,6 +109,148 @@ pub fn target_logits_and_lse(
         .flat_map(|rows| (0..rows.targets.len()).map(|r| rows.log_sum_exp(r)))
         .collect();
     (picked, lse)
+}
+
+/// A chunk's running log-sum-exp as in [`Rows`], but with one maximum per row, and with each
+/// row's sum of the head's columns weighted by `exp(logit − max)`: what a frozen head's
+/// backward needs ([`target_logits_lse_and_expected`]).
+struct ExpectedRows<'t> {
+    /// The chunk's rows' target columns.
+    targets: &'t [usize],
+    /// Per row, the largest logit seen.
+    max: [f32; ROWS],
+    /// Per row, `Σ_j exp(x_j − max)` over the logits seen.
+    sum: [f32; ROWS],
+    /// Per row, the logit of its target column.
+    picked: [f32; ROWS],
+    /// Per row, `Σ_j exp(x_j − max) · bt[j, :]`, `[32, k]`.
+    weighted: Vec<f32>,
+    /// The block's `exp(x − max)` in bf16, `[32, depth]`, as the kernels read a chunk (rows
+    /// and columns past the block's zero).
+    numerators: [u16; ROWS * LANES],
+}
+
+impl ExpectedRows<'_> {
+    /// Folds `block` into its rows' maxima and sums, adds the block's numerators times the
+    /// head's columns (`bt`'s rows `block.column ..`, one product of depth 32 per pair of
+    /// `bt`'s panels) into `weighted`, and takes the targets that lie in it.
+    fn fold(&mut self, unit: Unit, bt: &PackedB, block: Block<'_>) {
+        let k = bt.columns();
+        let depth = LANES.min(bt.depth() - block.column);
+        let (weighted, max, sum) = (&mut self.weighted, &mut self.max, &mut self.sum);
+        let mut numerators = [0f32; ROWS * LANES];
+        widest(
+            #[inline(always)]
+            || {
+                for r in 0..block.live {
+                    let logits = block.row(r);
+                    let top = logits.iter().fold(max[r], |a, &b| a.max(b));
+                    if top > max[r] {
+                        let scale = exp(max[r] - top);
+                        sum[r] *= scale;
+                        for w in &mut weighted[r * k..(r + 1) * k] {
+                            *w *= scale;
+                        }
+                        max[r] = top;
+                    }
+                    let row = &mut numerators[r * LANES..][..logits.len()];
+                    for (e, &x) in row.iter_mut().zip(logits) {
+                        *e = exp(x - top);
+                    }
+                    sum[r] += row.iter().sum::<f32>();
+                }
+            },
+        );
+        let chunk = &mut self.numerators[..ROWS * depth];
+        for (row, exps) in chunk.chunks_mut(depth).zip(numerators.chunks(LANES)) {
+            // SAFETY: AVX-512 BF16 is present wherever a bf16 unit is (`bf16::unit`).
+            unsafe { convert(&exps[..depth], row) };
+        }
+        let depths = block.column..block.column + depth;
+        let mut product = [0f32; ROWS * 2 * PANEL];
+        for pair in 0..k.div_ceil(LANES) {
+            let width = LANES.min(k - pair * LANES);
+            let panels = bt.pair_at_depths(pair, depths.clone());
+            // SAFETY: `unit` ran this block's kernel on this thread (`for_each_block`), so it is
+            // present and configured here; `chunk` is `[32, depth]`, each panel `depth / 2` rows
+            // of 16 words, `depth` a multiple of the unit's step (`bt.depth()` and the block's
+            // column are), `live` ≤ 32.
+            unsafe { multiply_block(unit, chunk, depth, block.live, panels, width, &mut product) };
+            widest(
+                #[inline(always)]
+                || {
+                    for r in 0..block.live {
+                        let out = &mut weighted[r * k + pair * LANES..][..width];
+                        for (w, &p) in out.iter_mut().zip(&product[r * LANES..][..width]) {
+                            *w += p;
+                        }
+                    }
+                },
+            );
+        }
+        for (r, &target) in self.targets.iter().enumerate() {
+            if (block.column..block.column + block.width).contains(&target) {
+                self.picked[r] = block.row(r)[target - block.column];
+            }
+        }
+    }
+}
+
+/// [`target_logits_and_lse`] and, per row, the softmax-weighted mean of the head's columns,
+/// `Σ_j softmax(logits[i])_j · bt[j, :]` (`[m, k]`, `bt` the packing of `bᵀ`, `[n, k]`), in
+/// the same pass: a frozen head's backward is then `grad · (b[:, target] − mean)` with no
+/// second pass over the vocabulary. Each block's `exp(logit − running max)` is rounded to bf16
+/// and multiplied by the block's rows of `bt` on the unit, the sums rescaled as the maximum
+/// moves (as flash attention rescales its output). Call only where a unit is present.
+pub fn target_logits_lse_and_expected(
+    m: usize,
+    k: usize,
+    a: Strided,
+    b: &PackedB,
+    bt: &PackedB,
+    targets: &[usize],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    assert_eq!(targets.len(), m, "one target per row");
+    assert!(
+        targets.iter().all(|&t| t < b.columns()),
+        "every target is a column of b"
+    );
+    assert!(
+        bt.columns() == k && bt.depth() >= b.columns(),
+        "bt is the packing of b's transpose"
+    );
+    let unit = unit().expect("this CPU has no bf16 matrix unit");
+    let mut chunks: Vec<ExpectedRows<'_>> = targets
+        .chunks(ROWS)
+        .map(|targets| ExpectedRows {
+            targets,
+            max: [f32::NEG_INFINITY; ROWS],
+            sum: [0.0; ROWS],
+            picked: [0.0; ROWS],
+            weighted: vec![0.0; ROWS * k],
+            numerators: [0; ROWS * LANES],
+        })
+        .collect();
+    let columns = 0..b.columns();
+    for_each_block(unit, m, k, a, b, columns, &mut chunks, |rows, block| {
+        rows.fold(unit, bt, block)
+    });
+    let mut picked = Vec::with_capacity(m);
+    let mut lse = Vec::with_capacity(m);
+    let mut expected = Vec::with_capacity(m * k);
+    for rows in &chunks {
+        for r in 0..rows.targets.len() {
+            picked.push(rows.picked[r]);
+            lse.push(rows.max[r] + rows.sum[r].ln());
+            let inverse = 1.0 / rows.sum[r];
+            expected.extend(
+                rows.weighted[r * k..(r + 1) * k]
+                    .iter()
+                    .map(|w| w * inverse),
+            );
+        }
+    }
+    (picked, lse, expected)
 }
 
 /// What the backward knows of each row of the head (`[m]` each).

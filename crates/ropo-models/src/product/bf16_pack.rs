@@ -145,7 +145,7 @@ unsafe fn interleave(lo: __m512, hi: __m512) -> __m512i {
 
 /// `dst` = `src` rounded to bf16, element by element.
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn convert(src: &[f32], dst: &mut [u16]) {
+pub(super) unsafe fn convert(src: &[f32], dst: &mut [u16]) {
     let mut start = 0;
     while start + 32 <= src.len() {
         let lo = _mm512_loadu_ps(src.as_ptr().add(start));

@@ -42,6 +42,26 @@ pub(crate) fn bf16_target_logits_and_lse(
     None
 }
 
+/// The targets' log-probs of `hidden · weight` (`[rows]`) and each row's softmax-weighted mean
+/// of the weight's columns, `Σ_j softmax_j · weight[:, j]` (`[rows, k]`), in one pass on this
+/// CPU's bf16 unit, where the product would run in bf16; `None` elsewhere.
+pub(crate) fn bf16_target_logps_and_column_mean(
+    hidden: &Tensor<Flex, 2>,
+    weight: &Tensor<Flex, 2>,
+    targets: &Tensor<Flex, 1, Int>,
+) -> Option<(Tensor<Flex, 1>, Tensor<Flex, 2>)> {
+    #[cfg(target_arch = "x86_64")]
+    if in_bf16(hidden, weight) {
+        return Some(units::target_logps_and_column_mean(
+            hidden.clone(),
+            weight.clone(),
+            targets,
+        ));
+    }
+    let _ = (hidden, weight, targets);
+    None
+}
+
 /// The gradient of `logits[:, columns]` (`[rows, columns.len()]`) where `logits = hidden ·
 /// weight`, `grad · (one_hot(target) − softmax)` from each row's target, log-sum-exp and
 /// log-prob gradient (`[rows, 1]` each), on this CPU's bf16 unit as it recomputes the logits,
@@ -132,6 +152,30 @@ mod units {
             bf16_head::target_logits_and_lse(m, k, strided(&a), &b, &indices(targets));
         let tensor = |values: Vec<f32>| Tensor::from_data(TensorData::new(values, [m]), &device);
         (tensor(picked), tensor(lse))
+    }
+
+    /// The targets' log-probs and each row's softmax-weighted mean of the weight's columns on
+    /// this CPU's bf16 unit (`bf16_head.rs`, one pass), the weight packed once in each
+    /// orientation and kept as a product's `b` is.
+    pub(super) fn target_logps_and_column_mean(
+        hidden: Tensor<Flex, 2>,
+        weight: Tensor<Flex, 2>,
+        targets: &Tensor<Flex, 1, Int>,
+    ) -> (Tensor<Flex, 1>, Tensor<Flex, 2>) {
+        let ([m, k], [_, n]) = (hidden.dims(), weight.dims());
+        let device = hidden.device();
+        let targets = indices(targets);
+        let [a, w, wt] = [hidden, weight.clone(), weight.transpose()]
+            .map(|t| forward_strides(t.into_primitive().tensor()));
+        let b = pack_cache::packed(&w, || PackedB::new(strided(&w), k, n));
+        let bt = pack_cache::packed(&wt, || PackedB::new(strided(&wt), n, k));
+        let (picked, lse, mean) =
+            bf16_head::target_logits_lse_and_expected(m, k, strided(&a), &b, &bt, &targets);
+        let logps = picked.iter().zip(&lse).map(|(x, l)| x - l).collect();
+        (
+            Tensor::from_data(TensorData::new(logps, [m]), &device),
+            Tensor::from_data(TensorData::new(mean, [m, k]), &device),
+        )
     }
 
     /// The logits' gradient in `columns` on this CPU's bf16 unit (`bf16_head.rs`), from each

@@ -72,7 +72,9 @@ mod tiles {
 
     use super::super::{
         bf16::{available, present, product, product_on, PackedB, Strided, Unit},
-        bf16_head::{logit_gradients, target_logits_and_lse, TargetRows},
+        bf16_head::{
+            logit_gradients, target_logits_and_lse, target_logits_lse_and_expected, TargetRows,
+        },
         pack_cache::packed,
     };
 
@@ -253,6 +255,77 @@ mod tiles {
                     assert!(
                         (got as f64 - exact).abs() <= 2e-5 * (1.0 + exact.abs()),
                         "{m}×{k}×{n} row {i} {what}: {got} vs {exact}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The head's log-sum-exp and each row's softmax-weighted mean of the head's columns in one
+    /// pass on this CPU's fastest unit, against f64 over the bf16-rounded inputs: partial
+    /// chunks of rows, a vocabulary that leaves a partial block (and an odd depth of `bᵀ`), a
+    /// width `k` that leaves a lone panel, more than one block of columns, logits large
+    /// enough that the running maximum moves. The softmax is rounded to bf16 before it
+    /// multiplies the columns (relative 2⁻⁹ each), so the mean is within 4·10⁻³ of the
+    /// columns' largest magnitude.
+    #[test]
+    fn head_column_mean_matches_f64_over_bf16_inputs() {
+        if !available() {
+            eprintln!("skipped: this CPU has no bf16 unit (AMX-BF16 or AVX-512 BF16)");
+            return;
+        }
+        for (m, k, n, scale) in [(1, 16, 1, 1.0), (33, 47, 71, 4.0), (40, 600, 1100, 3.0)] {
+            let a: Vec<f32> = values(m * k, 4).iter().map(|x| x * scale).collect();
+            let b = values(k * n, 5);
+            let a_view = Strided {
+                data: &a,
+                row_stride: k,
+                col_stride: 1,
+            };
+            let b_view = Strided {
+                data: &b,
+                row_stride: n,
+                col_stride: 1,
+            };
+            let b_transposed = Strided {
+                data: &b,
+                row_stride: 1,
+                col_stride: n,
+            };
+            let targets: Vec<usize> = (0..m).map(|i| (i * 7919) % n).collect();
+            let packed = PackedB::new(b_view, k, n);
+            let packed_t = PackedB::new(b_transposed, n, k);
+            let (picked, lse, mean) =
+                target_logits_lse_and_expected(m, k, a_view, &packed, &packed_t, &targets);
+            let largest = b.iter().fold(0f64, |top, &x| top.max(round(x).abs()));
+            for i in 0..m {
+                let logits: Vec<f64> = (0..n)
+                    .map(|j| {
+                        (0..k)
+                            .map(|p| round(a[i * k + p]) * round(b[p * n + j]))
+                            .sum()
+                    })
+                    .collect();
+                let top = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let sum: f64 = logits.iter().map(|x| (x - top).exp()).sum();
+                let exact_lse = top + sum.ln();
+                for (what, got, exact) in [
+                    ("log-sum-exp", lse[i], exact_lse),
+                    ("target logit", picked[i], logits[targets[i]]),
+                ] {
+                    assert!(
+                        (got as f64 - exact).abs() <= 2e-5 * (1.0 + exact.abs()),
+                        "{m}×{k}×{n} row {i} {what}: {got} vs {exact}"
+                    );
+                }
+                for p in 0..k {
+                    let exact: f64 = (0..n)
+                        .map(|j| (logits[j] - exact_lse).exp() * round(b[p * n + j]))
+                        .sum();
+                    let got = mean[i * k + p] as f64;
+                    assert!(
+                        (got - exact).abs() <= 4e-3 * largest,
+                        "{m}×{k}×{n} row {i} mean column {p}: {got} vs {exact}"
                     );
                 }
             }

@@ -1,7 +1,10 @@
 //! Target log-probs under automatic differentiation as one graph node: the forward keeps the
 //! hidden states, the head weight, the targets and each row's log-sum-exp (`[rows]`), not the
 //! `[rows, vocab]` logits; the backward recomputes the logits block by block
-//! ([`VocabBackend::target_logps_backward`]).
+//! ([`VocabBackend::target_logps_backward`]). For a head that does not train (LoRA's) the
+//! forward keeps each log-prob's gradient with respect to its hidden row instead
+//! ([`VocabBackend::target_logps_with_hidden_gradient`]), and the backward makes no pass over
+//! the vocabulary.
 
 use burn::{
     backend::{
@@ -59,6 +62,26 @@ impl<B: VocabBackend> Backward<B, 2> for TargetLogps {
     }
 }
 
+/// The backward step of a head that does not train, whose forward kept each log-prob's
+/// gradient with respect to its hidden row
+/// ([`VocabBackend::target_logps_with_hidden_gradient`]).
+#[derive(Debug)]
+struct FrozenHeadLogps;
+
+impl<B: VocabBackend> Backward<B, 1> for FrozenHeadLogps {
+    /// The log-probs' gradients with respect to the hidden rows, `[rows, d_model]`.
+    type State = FloatTensor<B>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = wrap::<B, 1>(grads.consume::<B>(&ops.node));
+        let [hidden_node] = ops.parents;
+        if let Some(node) = hidden_node {
+            let grad_hidden = wrap::<B, 2>(ops.state) * grad.unsqueeze_dim(1);
+            grads.register::<B>(node.id, unwrap(grad_hidden));
+        }
+    }
+}
+
 impl<B: VocabBackend, C: CheckpointStrategy> VocabBackend for Autodiff<B, C> {
     fn target_logps(
         hidden: Tensor<Self, 2>,
@@ -68,8 +91,33 @@ impl<B: VocabBackend, C: CheckpointStrategy> VocabBackend for Autodiff<B, C> {
     ) -> Tensor<Self, 1> {
         let [hidden, weight] = [hidden, weight].map(|t| t.into_primitive().tensor());
         let targets = targets.inner().into_primitive();
-        let nodes = [hidden.node.clone(), weight.node.clone()];
         let inner_targets = || Tensor::<B, 1, Int>::from_primitive(targets.clone());
+        if weight.node.requirement.is_none() {
+            let node = [hidden.node.clone()];
+            let output = match FrozenHeadLogps
+                .prepare::<C>(node)
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => {
+                    let (logps, gradient) = B::target_logps_with_hidden_gradient(
+                        wrap(hidden.primitive),
+                        wrap(weight.primitive),
+                        inner_targets(),
+                        block,
+                    );
+                    prep.finish(unwrap(gradient), unwrap(logps))
+                }
+                OpsKind::UnTracked(prep) => prep.finish(unwrap(B::target_logps(
+                    wrap(hidden.primitive),
+                    wrap(weight.primitive),
+                    inner_targets(),
+                    block,
+                ))),
+            };
+            return wrap(output);
+        }
+        let nodes = [hidden.node.clone(), weight.node.clone()];
         let output = match TargetLogps.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let (logps, lse) = B::target_logps_with_lse(

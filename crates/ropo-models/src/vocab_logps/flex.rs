@@ -10,10 +10,15 @@ use burn::{
     tensor::{DType, Int, Tensor, TensorData},
 };
 
-use super::{blocked_logit_gradients, blocked_target_logps_with_lse, VocabBackend};
+use super::{
+    blocked_logit_gradients, blocked_target_logps_with_column_mean, blocked_target_logps_with_lse,
+    VocabBackend,
+};
 use crate::{
     flex_storage::{contiguous, f32s},
-    product::{bf16_logit_gradients, bf16_target_logits_and_lse},
+    product::{
+        bf16_logit_gradients, bf16_target_logits_and_lse, bf16_target_logps_and_column_mean,
+    },
     vector_exp::exp_shifted_rows,
 };
 
@@ -28,6 +33,20 @@ impl VocabBackend for Flex {
             Some((picked, lse)) => (picked - lse.clone(), lse),
             None => blocked_target_logps_with_lse(hidden, weight, targets, block),
         }
+    }
+
+    fn target_logps_with_hidden_gradient(
+        hidden: Tensor<Self, 2>,
+        weight: Tensor<Self, 2>,
+        targets: Tensor<Self, 1, Int>,
+        block: usize,
+    ) -> (Tensor<Self, 1>, Tensor<Self, 2>) {
+        let columns = target_columns(&weight, &targets);
+        let (logps, mean) = match bf16_target_logps_and_column_mean(&hidden, &weight, &targets) {
+            Some(found) => found,
+            None => blocked_target_logps_with_column_mean(hidden, weight, targets, block),
+        };
+        (logps, columns - mean)
     }
 
     fn logit_gradients(
@@ -52,4 +71,29 @@ impl VocabBackend for Flex {
         let out = exp_shifted_rows(f32s(&x), columns, f32s(&shift));
         Tensor::from_data(TensorData::new(out, [rows, columns]), &device)
     }
+}
+
+/// `weight[:, targets[i]]` for every row `i` (`[rows, d_model]`), read in place whatever the
+/// weight's strides: burn-flex's `select` first copies a non-contiguous weight whole (a tied
+/// head is the embedding's transposed view, 113 MB for SmolLM2).
+fn target_columns(weight: &Tensor<Flex, 2>, targets: &Tensor<Flex, 1, Int>) -> Tensor<Flex, 2> {
+    let [d, _] = weight.dims();
+    let rows = targets.dims()[0];
+    let tensor = weight.clone().into_primitive().tensor();
+    let layout = tensor.layout();
+    let strides = layout.strides();
+    if weight.dtype() != DType::F32 || strides.iter().any(|&s| s < 0) {
+        return weight.clone().select(1, targets.clone()).transpose();
+    }
+    let data = &tensor.storage::<f32>()[layout.start_offset()..];
+    let (row_stride, col_stride) = (strides[0] as usize, strides[1] as usize);
+    let values: Vec<f32> = targets
+        .to_data()
+        .iter::<i64>()
+        .flat_map(|t| {
+            let column = usize::try_from(t).expect("targets are token ids") * col_stride;
+            (0..d).map(move |p| data[p * row_stride + column])
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(values, [rows, d]), &weight.device())
 }

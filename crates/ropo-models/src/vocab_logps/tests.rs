@@ -75,6 +75,39 @@ fn blocked_log_probs_and_their_gradients_equal_the_whole_log_softmax() {
     }
 }
 
+/// A head that does not train (LoRA's) takes the column-mean path: its log-probs and the
+/// hidden states' gradient equal the whole log-softmax's, and the head gets no gradient.
+#[test]
+fn a_frozen_head_gives_the_whole_log_softmax_and_its_hidden_gradient() {
+    let (hidden, weight, targets) = inputs(11, 8, 37);
+    let row_weights = Tensor::<B, 1>::from_floats(
+        [1.0, -2.0, 0.5, 3.0, 0.0, 1.5, -1.0, 2.0, 0.25, -0.5, 1.0],
+        &Default::default(),
+    );
+    let reference = {
+        let h = hidden.clone().require_grad();
+        let logps = plain(h.clone(), weight.clone(), targets.clone());
+        let grads = (logps.clone() * row_weights.clone()).sum().backward();
+        (values(logps), values(h.grad(&grads).unwrap()))
+    };
+    for block in [1, 4, 16, 37, 64] {
+        let h = hidden.clone().require_grad();
+        let logps = B::target_logps(h.clone(), weight.clone(), targets.clone(), block);
+        let grads = (logps.clone() * row_weights.clone()).sum().backward();
+        assert_close(&values(logps), &reference.0, 1e-5, "log-probs");
+        assert_close(
+            &values(h.grad(&grads).unwrap()),
+            &reference.1,
+            1e-5,
+            "d hidden",
+        );
+        assert!(
+            weight.grad(&grads).is_none(),
+            "a frozen head has no gradient"
+        );
+    }
+}
+
 #[test]
 fn without_autodiff_the_blocked_log_probs_equal_the_whole_log_softmax() {
     let (hidden, weight, targets) = inputs(9, 6, 50);
