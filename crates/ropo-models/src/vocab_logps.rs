@@ -65,7 +65,7 @@ pub trait VocabBackend: ProductBackend {
     /// d_model]`), so that the backward is one product by the log-probs' gradient and makes no
     /// pass over the vocabulary. The provided method takes the log-sum-exp in one pass of burn
     /// operations and the softmax-weighted columns in a second
-    /// ([`blocked_target_logps_with_column_mean`]); burn-flex makes one pass on its bf16 unit
+    /// ([`blocked_target_logps_with_hidden_gradient`]); burn-flex makes one pass on its bf16 unit
     /// (`product/bf16_head.rs`): two of the head's products where recomputing the logits in the
     /// backward makes three.
     fn target_logps_with_hidden_gradient(
@@ -74,9 +74,7 @@ pub trait VocabBackend: ProductBackend {
         targets: Tensor<Self, 1, Int>,
         block: usize,
     ) -> (Tensor<Self, 1>, Tensor<Self, 2>) {
-        let (logps, mean) =
-            blocked_target_logps_with_column_mean(hidden, weight.clone(), targets.clone(), block);
-        (logps, weight.select(1, targets).transpose() - mean)
+        blocked_target_logps_with_hidden_gradient(hidden, weight, targets, block)
     }
 
     /// `exp(x − shift)`, `x` `[rows, columns]`, `shift` `[rows, 1]`: a block's softmax
@@ -138,6 +136,19 @@ pub trait VocabBackend: ProductBackend {
             weight_grad.then(|| Tensor::cat(grad_weight, 1)),
         )
     }
+}
+
+/// [`VocabBackend::target_logps_with_hidden_gradient`] from burn operations: the targets'
+/// columns (`select`) less [`blocked_target_logps_with_column_mean`]'s means.
+pub(crate) fn blocked_target_logps_with_hidden_gradient<B: VocabBackend>(
+    hidden: Tensor<B, 2>,
+    weight: Tensor<B, 2>,
+    targets: Tensor<B, 1, Int>,
+    block: usize,
+) -> (Tensor<B, 1>, Tensor<B, 2>) {
+    let (logps, mean) =
+        blocked_target_logps_with_column_mean(hidden, weight.clone(), targets.clone(), block);
+    (logps, weight.select(1, targets).transpose() - mean)
 }
 
 /// The log-probs `[rows]` and each row's softmax-weighted mean of the head's columns,

@@ -108,6 +108,33 @@ fn a_frozen_head_gives_the_whole_log_softmax_and_its_hidden_gradient() {
     }
 }
 
+/// The provided form (burn operations, what CUDA and wgpu run) of a frozen head's log-probs
+/// and their gradients with respect to the hidden rows: the whole log-softmax's.
+#[test]
+fn the_provided_hidden_gradient_equals_the_whole_log_softmaxs() {
+    let (hidden, weight, targets) = inputs(11, 8, 37);
+    let h = hidden.clone().require_grad();
+    let logps = plain(h.clone(), weight.clone(), targets.clone());
+    // Row i's log-prob depends on hidden row i alone, so the gradient of their sum holds each
+    // log-prob's gradient with respect to its row.
+    let rows = values(h.grad(&logps.clone().sum().backward()).unwrap());
+    for block in [1, 16, 37] {
+        let (logps_blocked, gradient) = super::blocked_target_logps_with_hidden_gradient(
+            hidden.clone().inner(),
+            weight.clone().inner(),
+            targets.clone().inner(),
+            block,
+        );
+        assert_close(
+            &values(logps_blocked),
+            &values(logps.clone()),
+            1e-5,
+            "log-probs",
+        );
+        assert_close(&values(gradient), &rows, 1e-5, "d log-prob / d hidden");
+    }
+}
+
 #[test]
 fn without_autodiff_the_blocked_log_probs_equal_the_whole_log_softmax() {
     let (hidden, weight, targets) = inputs(9, 6, 50);
