@@ -70,6 +70,17 @@ impl Rows<'_> {
     }
 }
 
+/// The unit a head of `m` rows runs on, after checking one target per row, each a column of
+/// `b`.
+fn head_unit(m: usize, b: &PackedB, targets: &[usize]) -> Unit {
+    assert_eq!(targets.len(), m, "one target per row");
+    assert!(
+        targets.iter().all(|&t| t < b.columns()),
+        "every target is a column of b"
+    );
+    unit().expect("this CPU has no bf16 matrix unit")
+}
+
 /// `(logits[i, targets[i]], log Σ_j exp(logits[i, j]))` of every row `i` of `logits = a · b`
 /// (`a` `[m, k]` rounded to bf16, `b` packed, sums in f32, each `[m]`) on this CPU's fastest
 /// bf16 unit, without the `[m, n]` logits. Call only where a unit is present; every target
@@ -81,12 +92,7 @@ pub fn target_logits_and_lse(
     b: &PackedB,
     targets: &[usize],
 ) -> (Vec<f32>, Vec<f32>) {
-    assert_eq!(targets.len(), m, "one target per row");
-    assert!(
-        targets.iter().all(|&t| t < b.columns()),
-        "every target is a column of b"
-    );
-    let unit = unit().expect("this CPU has no bf16 matrix unit");
+    let unit = head_unit(m, b, targets);
     let mut chunks: Vec<Rows<'_>> = targets
         .chunks(ROWS)
         .map(|targets| Rows {
@@ -210,16 +216,11 @@ pub fn target_logits_lse_and_expected(
     bt: &PackedB,
     targets: &[usize],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    assert_eq!(targets.len(), m, "one target per row");
-    assert!(
-        targets.iter().all(|&t| t < b.columns()),
-        "every target is a column of b"
-    );
     assert!(
         bt.columns() == k && bt.depth() >= b.columns(),
         "bt is the packing of b's transpose"
     );
-    let unit = unit().expect("this CPU has no bf16 matrix unit");
+    let unit = head_unit(m, b, targets);
     let mut chunks: Vec<ExpectedRows<'_>> = targets
         .chunks(ROWS)
         .map(|targets| ExpectedRows {

@@ -97,6 +97,34 @@ mod tiles {
             .collect()
     }
 
+    /// A head's inputs as the head tests draw them: `a` (`[m, k]`, scaled by `scale`) and `b`
+    /// (`[k, n]`), both row-major.
+    fn head_inputs(m: usize, k: usize, n: usize, scale: f32) -> (Vec<f32>, Vec<f32>) {
+        let a = values(m * k, 4).iter().map(|x| x * scale).collect();
+        (a, values(k * n, 5))
+    }
+
+    /// A row-major `[_, columns]` view of `data`.
+    fn row_major(data: &[f32], columns: usize) -> Strided<'_> {
+        Strided {
+            data,
+            row_stride: columns,
+            col_stride: 1,
+        }
+    }
+
+    /// Row `i`'s logits of `a · b` (row-major, `[m, k]` and `[k, n]`) in f64 over the
+    /// bf16-rounded inputs.
+    fn exact_logits(a: &[f32], b: &[f32], i: usize, k: usize, n: usize) -> Vec<f64> {
+        (0..n)
+            .map(|j| {
+                (0..k)
+                    .map(|p| round(a[i * k + p]) * round(b[p * n + j]))
+                    .sum()
+            })
+            .collect()
+    }
+
     /// On every bf16 unit this CPU has, every operand layout (row- and column-major `a` and
     /// `b`, and a narrowed `b` with a row stride beyond its width), at sizes that leave partial
     /// tiles, chunks, groups of rows and panels, a last pair of panels with one live, odd depths,
@@ -197,18 +225,8 @@ mod tiles {
             (5, 16, 17, 1.0),
             (40, 600, 1100, 3.0),
         ] {
-            let a: Vec<f32> = values(m * k, 4).iter().map(|x| x * scale).collect();
-            let b = values(k * n, 5);
-            let a_view = Strided {
-                data: &a,
-                row_stride: k,
-                col_stride: 1,
-            };
-            let b_view = Strided {
-                data: &b,
-                row_stride: n,
-                col_stride: 1,
-            };
+            let (a, b) = head_inputs(m, k, n, scale);
+            let (a_view, b_view) = (row_major(&a, k), row_major(&b, n));
             let targets: Vec<usize> = (0..m)
                 .map(|i| match i % 3 {
                     0 => 0,
@@ -228,13 +246,7 @@ mod tiles {
             };
             let gradients = logit_gradients(m, k, a_view, &packed, columns.clone(), rows);
             for i in 0..m {
-                let logits: Vec<f64> = (0..n)
-                    .map(|j| {
-                        (0..k)
-                            .map(|p| round(a[i * k + p]) * round(b[p * n + j]))
-                            .sum()
-                    })
-                    .collect();
+                let logits = exact_logits(&a, &b, i, k, n);
                 for (c, j) in columns.clone().enumerate() {
                     let one_hot = if j == targets[i] { 1.0 } else { 0.0 };
                     let softmax = (logits[j] - lse[i] as f64).exp();
@@ -275,18 +287,8 @@ mod tiles {
             return;
         }
         for (m, k, n, scale) in [(1, 16, 1, 1.0), (33, 47, 71, 4.0), (40, 600, 1100, 3.0)] {
-            let a: Vec<f32> = values(m * k, 4).iter().map(|x| x * scale).collect();
-            let b = values(k * n, 5);
-            let a_view = Strided {
-                data: &a,
-                row_stride: k,
-                col_stride: 1,
-            };
-            let b_view = Strided {
-                data: &b,
-                row_stride: n,
-                col_stride: 1,
-            };
+            let (a, b) = head_inputs(m, k, n, scale);
+            let (a_view, b_view) = (row_major(&a, k), row_major(&b, n));
             let b_transposed = Strided {
                 data: &b,
                 row_stride: 1,
@@ -299,13 +301,7 @@ mod tiles {
                 target_logits_lse_and_expected(m, k, a_view, &packed, &packed_t, &targets);
             let largest = b.iter().fold(0f64, |top, &x| top.max(round(x).abs()));
             for i in 0..m {
-                let logits: Vec<f64> = (0..n)
-                    .map(|j| {
-                        (0..k)
-                            .map(|p| round(a[i * k + p]) * round(b[p * n + j]))
-                            .sum()
-                    })
-                    .collect();
+                let logits = exact_logits(&a, &b, i, k, n);
                 let top = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let sum: f64 = logits.iter().map(|x| (x - top).exp()).sum();
                 let exact_lse = top + sum.ln();

@@ -37,14 +37,19 @@ fn assert_close(a: &[f32], b: &[f32], tolerance: f32, what: &str) {
     }
 }
 
+/// Weights of the 11 rows' log-probs in a loss that weights rows differently, so that every
+/// row's gradient matters.
+fn row_weights() -> Tensor<B, 1> {
+    Tensor::from_floats(
+        [1.0, -2.0, 0.5, 3.0, 0.0, 1.5, -1.0, 2.0, 0.25, -0.5, 1.0],
+        &Default::default(),
+    )
+}
+
 #[test]
 fn blocked_log_probs_and_their_gradients_equal_the_whole_log_softmax() {
     let (hidden, weight, targets) = inputs(11, 8, 37);
-    // A loss that weights rows differently, so every row's gradient matters.
-    let row_weights = Tensor::<B, 1>::from_floats(
-        [1.0, -2.0, 0.5, 3.0, 0.0, 1.5, -1.0, 2.0, 0.25, -0.5, 1.0],
-        &Default::default(),
-    );
+    let row_weights = row_weights();
     let reference = {
         let (h, w) = (hidden.clone().require_grad(), weight.clone().require_grad());
         let logps = plain(h.clone(), w.clone(), targets.clone());
@@ -80,10 +85,7 @@ fn blocked_log_probs_and_their_gradients_equal_the_whole_log_softmax() {
 #[test]
 fn a_frozen_head_gives_the_whole_log_softmax_and_its_hidden_gradient() {
     let (hidden, weight, targets) = inputs(11, 8, 37);
-    let row_weights = Tensor::<B, 1>::from_floats(
-        [1.0, -2.0, 0.5, 3.0, 0.0, 1.5, -1.0, 2.0, 0.25, -0.5, 1.0],
-        &Default::default(),
-    );
+    let row_weights = row_weights();
     let reference = {
         let h = hidden.clone().require_grad();
         let logps = plain(h.clone(), weight.clone(), targets.clone());
