@@ -33,15 +33,6 @@ pub type Selected = burn::backend::Flex;
 /// The training backend of this build: [`Selected`] with automatic differentiation.
 pub type Training = burn::backend::Autodiff<Selected>;
 
-/// [`Training`] with activation checkpointing (`--gradient-checkpointing`): burn's balanced
-/// strategy keeps the outputs of compute-bound operations (matrix products, attention, the
-/// vocabulary log-probs) for the backward and recomputes those of memory-bound ones
-/// (element-wise operations, norms, activations) from them when the backward needs them.
-pub type CheckpointedTraining = burn::backend::Autodiff<
-    Selected,
-    burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing,
->;
-
 /// The name of the selected backend, for logs and benchmark records.
 pub const NAME: &str = if cfg!(feature = "cuda") {
     "cuda"

@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::Instant};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use clap::{Args, Subcommand};
-use ropo::backend::{CheckpointedTraining, Selected, Training, NAME};
+use ropo::backend::{Selected, Training, NAME};
 use ropo::core::{Loss, LossConfig};
 use ropo::data::TokenizedPair;
 use ropo::models::{
@@ -110,7 +110,7 @@ pub fn run(args: &BenchArgs) -> CmdResult {
     }
     match &args.what {
         BenchKind::Score(bench) => score(bench),
-        BenchKind::Step(bench) => step(bench),
+        BenchKind::Step(bench) => step::<Training>(bench),
         BenchKind::Tokenize(bench) => crate::tokenize_bench::bench_tokenize(bench),
         BenchKind::Epoch(bench) => crate::bench_epoch::run(bench),
         BenchKind::Vocab(bench) => crate::bench_vocab::run(bench),
@@ -119,16 +119,8 @@ pub fn run(args: &BenchArgs) -> CmdResult {
     }
 }
 
-fn step(bench: &ScoreBench) -> CmdResult {
-    if bench.gradient_checkpointing {
-        step_on::<CheckpointedTraining>(bench)
-    } else {
-        step_on::<Training>(bench)
-    }
-}
-
-/// The step benchmark on training backend `B` (with or without checkpointing).
-fn step_on<B: TrainingBackend<Device = Device<Selected>>>(bench: &ScoreBench) -> CmdResult {
+/// The step benchmark on training backend `B`.
+fn step<B: TrainingBackend<Device = Device<Selected>>>(bench: &ScoreBench) -> CmdResult {
     let device = Default::default();
     let models = match &bench.model {
         Some(dir) => vec![(
@@ -334,7 +326,8 @@ fn time_steps<B: TrainingBackend<Device = Device<Selected>>>(
     ];
     let batch: Vec<&TokenizedPair> = pairs.iter().collect();
     let loss = LossConfig::new(Loss::Sigmoid, 0.1)?;
-    let mut trainer = Trainer::new(LrSchedule::constant(1e-4, bench.iters + 2), 0.0, Some(1.0));
+    let mut trainer = Trainer::new(LrSchedule::constant(1e-4, bench.iters + 2), 0.0, Some(1.0))
+        .with_layer_checkpointing(bench.gradient_checkpointing);
     let mut times = Vec::with_capacity(bench.iters);
     for iter in 0..bench.iters + 2 {
         let start = Instant::now();

@@ -1,11 +1,12 @@
 //! `cargo xtask bench memory --model DIR`: peak resident memory (and speed) of a preference
 //! step on one model four ways — full fine-tuning, LoRA, and each with activation
-//! checkpointing — each in a `bench step` child process of its own, so that no row inherits
-//! another's freed memory.
+//! checkpointing — each in a `bench step` child process of its own (at this run's `--dtype`),
+//! so that no row inherits another's freed memory.
 
 use std::path::PathBuf;
 
 use clap::Args;
+use ropo::models::product::{matmul_precision, MatmulPrecision};
 
 use crate::CmdResult;
 
@@ -37,6 +38,9 @@ pub fn run(bench: &MemoryBench) -> CmdResult {
     let mut rows = Vec::new();
     for (lora, checkpointing) in [(false, false), (false, true), (true, false), (true, true)] {
         let mut command = std::process::Command::new(std::env::current_exe()?);
+        if matmul_precision() == MatmulPrecision::Bf16 {
+            command.args(["--dtype", "bf16"]);
+        }
         command
             .args(["bench", "step", "--model"])
             .arg(&bench.model)

@@ -8,7 +8,7 @@ use std::{
     time::Instant,
 };
 
-use ropo::backend::{CheckpointedTraining, Training};
+use ropo::backend::Training;
 use ropo::data::template::Template;
 use ropo::models::lora::LoraTarget;
 use ropo::paths::{anchor, fetch_dataset, fetch_model};
@@ -69,13 +69,6 @@ pub fn run(args: &TrainerArgs) -> CmdResult {
         .validate()
         .map_err(|e| in_config(source.as_deref(), e))?;
     config.check_fits_in_memory()?;
-    if config.gradient_checkpointing && config.lora_rank > 0 {
-        eprintln!(
-            "warning: --gradient-checkpointing with LoRA keeps more memory, not less, on burn's \
-             balanced strategy (Pythia-160M, 4 pairs × 256: 3,385 MiB with it, 2,579 without; \
-             docs/performance.md)"
-        );
-    }
     let store = out.join(CHECKPOINTS);
     let tokenizer = config.tokenizer_path();
     let mut inputs = vec![
@@ -130,11 +123,7 @@ pub fn run(args: &TrainerArgs) -> CmdResult {
         Session::new(args.session.stop_after_steps).with_interrupt(Arc::clone(&interrupted));
     let device = Default::default();
     let store = Some(store.as_path()).filter(|_| writes || args.resume.is_some());
-    let outcome = if config.gradient_checkpointing {
-        config.train::<CheckpointedTraining>(&data, store, &session, &device, &mut on_progress)
-    } else {
-        config.train::<Training>(&data, store, &session, &device, &mut on_progress)
-    };
+    let outcome = config.train::<Training>(&data, store, &session, &device, &mut on_progress);
     view.finish();
     if let Some(e) = failed {
         return Err(e.into());

@@ -4,6 +4,8 @@
 //! loading are written once against these. A new family is its own file implementing both, an
 //! inherent `init` and `MODEL_TYPES` on its config, and one line in [`crate::families`].
 
+use std::ops::Range;
+
 use burn::tensor::{backend::Backend, Int, Tensor};
 use serde_json::Value;
 
@@ -12,6 +14,7 @@ use crate::{
     cache::KvCache,
     head::Head,
     lora::{LoraTarget, Site},
+    rotary::RotaryAngles,
 };
 
 /// A projection of one block as the family's configuration describes it: its module name
@@ -65,18 +68,40 @@ pub trait FamilyConfig {
     }
 }
 
-/// A family's model on backend `B`.
+/// A forward's positions as the decoder layers read them: the attention mask and, for families
+/// with rotary positions, the angles at those positions (made once per forward, not per layer).
+pub struct LayerPositions<B: Backend> {
+    /// Which keys each query attends to, and every token's position.
+    pub mask: AttentionMask<B>,
+    /// The rotary angles at the mask's positions; `None` for learned positions (GPT-2).
+    pub angles: Option<RotaryAngles<B>>,
+}
+
+/// A family's model on backend `B`, as three stages (embedding, decoder layers, final norm) so
+/// that a training step can keep each layer's input alone and recompute the layer in its
+/// backward (activation checkpointing, `ropo_models::layer_stages`).
 pub trait Family<B: Backend> {
-    /// The final hidden states the output head reads, `[batch, seq, d_model]`, of `tokens`
-    /// `[batch, seq]` (the tokens after those already in `cache`, if any).
-    fn hidden(
+    /// The input of the first layer, `[batch, seq, d_model]`: the token embeddings of `tokens`
+    /// `[batch, seq]` plus, where the family learns them, its position embeddings.
+    fn embed(&self, tokens: Tensor<B, 2, Int>, mask: &AttentionMask<B>) -> Tensor<B, 3>;
+
+    /// The positions the layers of a forward over `mask` read.
+    fn positions(&self, mask: &AttentionMask<B>, device: &B::Device) -> LayerPositions<B>;
+
+    /// Decoder layers `layers` in order on `x` `[batch, seq, d_model]` (the tokens after those
+    /// already in `cache`, if any, whose layers it extends); same shape out.
+    fn layers(
         &self,
-        tokens: Tensor<B, 2, Int>,
-        mask: &AttentionMask<B>,
+        layers: Range<usize>,
+        x: Tensor<B, 3>,
+        positions: &LayerPositions<B>,
         cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3>
     where
         B: AttentionBackend;
+
+    /// The final norm of the last layer's output, `[batch, seq, d_model]`: what the head reads.
+    fn final_norm(&self, x: Tensor<B, 3>) -> Tensor<B, 3>;
 
     /// The output head.
     fn head(&self) -> Head<'_, B>;

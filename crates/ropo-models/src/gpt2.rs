@@ -5,6 +5,8 @@
 //! `attn.bias` / `attn.masked_bias` mask buffers; [`FamilyConfig::key_remapping`]
 //! and [`FamilyConfig::ignorable_tensors`] let those load too.
 
+use std::ops::Range;
+
 use burn::{
     module::{Initializer, Module, Param},
     nn::{Embedding, EmbeddingConfig, Linear, LinearConfig},
@@ -18,7 +20,7 @@ use crate::{
     activation_backend::ActivationBackend,
     attention::{attend, split_heads, AttentionBackend, AttentionMask},
     cache::{with_cache, KvCache},
-    family::{Family, FamilyConfig, ProjectionSite},
+    family::{Family, FamilyConfig, LayerPositions, ProjectionSite},
     head::Head,
     lora::{Adapted, LoraAdapter, LoraTarget, Site},
     norm::LayerNorm,
@@ -274,32 +276,44 @@ impl<B: Backend> Adapted<B> for Conv1D<B> {
 }
 
 impl<B: Backend> Family<B> for Gpt2<B> {
-    /// The final hidden states (after the last norm), `[batch, seq, d_model]`: what the
-    /// output head reads. `tokens`: `[batch, seq]`; with a cache, `tokens` are the ones after
-    /// those already cached, and the cache is extended.
-    fn hidden(
+    fn embed(&self, tokens: Tensor<B, 2, Int>, mask: &AttentionMask<B>) -> Tensor<B, 3> {
+        let body = &self.transformer;
+        body.wte.forward(tokens) + body.wpe.forward(mask.position_ids())
+    }
+
+    fn positions(&self, mask: &AttentionMask<B>, _device: &B::Device) -> LayerPositions<B> {
+        LayerPositions {
+            mask: mask.clone(),
+            angles: None,
+        }
+    }
+
+    fn layers(
         &self,
-        tokens: Tensor<B, 2, Int>,
-        mask: &AttentionMask<B>,
+        layers: Range<usize>,
+        mut x: Tensor<B, 3>,
+        positions: &LayerPositions<B>,
         mut cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3>
     where
         B: AttentionBackend,
     {
-        let positions = mask.position_ids();
-        let body = &self.transformer;
-        let mut x = body.wte.forward(tokens) + body.wpe.forward(positions);
-        for (index, block) in body.h.iter().enumerate() {
+        for index in layers {
+            let block = &self.transformer.h[index];
             let attn = block.attn.forward(
                 block.ln_1.forward(x.clone()),
-                mask,
+                &positions.mask,
                 cache.as_deref_mut(),
                 index,
             );
             x = x + attn;
             x = x.clone() + block.mlp.forward(block.ln_2.forward(x));
         }
-        body.ln_f.forward(x)
+        x
+    }
+
+    fn final_norm(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.transformer.ln_f.forward(x)
     }
 
     /// The output head: its own projection, or the token embedding when tied.

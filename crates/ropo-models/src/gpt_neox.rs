@@ -4,6 +4,8 @@
 //! (`gpt_neox.layers.0.attention.query_key_value.weight`, ...), so checkpoints load without
 //! renaming.
 
+use std::ops::Range;
+
 use burn::{
     module::Module,
     nn::{Embedding, EmbeddingConfig, Linear, LinearConfig},
@@ -17,7 +19,7 @@ use crate::{
     activation_backend::ActivationBackend,
     attention::{attend, split_heads, AttentionBackend, AttentionMask},
     cache::{with_cache, KvCache},
-    family::{Family, FamilyConfig, ProjectionSite},
+    family::{Family, FamilyConfig, LayerPositions, ProjectionSite},
     head::Head,
     lora::{self, LoraTarget, Site},
     norm::LayerNorm,
@@ -293,28 +295,38 @@ pub struct GptNeoxMlp<B: Backend> {
 }
 
 impl<B: Backend> Family<B> for GptNeox<B> {
-    /// The final hidden states (after the last norm), `[batch, seq, d_model]`: what the
-    /// output head reads. `tokens`: `[batch, seq]`; with a cache, `tokens` are the ones after
-    /// those already cached, and the cache is extended.
-    fn hidden(
+    fn embed(&self, tokens: Tensor<B, 2, Int>, _mask: &AttentionMask<B>) -> Tensor<B, 3> {
+        self.gpt_neox.embed_in.forward(tokens)
+    }
+
+    fn positions(&self, mask: &AttentionMask<B>, device: &B::Device) -> LayerPositions<B> {
+        let heads = [self.config.num_attention_heads];
+        LayerPositions {
+            mask: mask.clone(),
+            angles: Some(
+                self.rotary
+                    .angles(mask.positions(), mask.batch(), &heads, device),
+            ),
+        }
+    }
+
+    fn layers(
         &self,
-        tokens: Tensor<B, 2, Int>,
-        mask: &AttentionMask<B>,
+        layers: Range<usize>,
+        mut x: Tensor<B, 3>,
+        positions: &LayerPositions<B>,
         mut cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3>
     where
         B: AttentionBackend,
     {
-        let heads = [self.config.num_attention_heads];
-        let angles = self
-            .rotary
-            .angles(mask.positions(), mask.batch(), &heads, &tokens.device());
-        let mut x = self.gpt_neox.embed_in.forward(tokens);
-        for (index, layer) in self.gpt_neox.layers.iter().enumerate() {
+        let angles = RotaryAngles::of(positions);
+        for index in layers {
+            let layer = &self.gpt_neox.layers[index];
             let attn = layer.attention.forward(
                 layer.input_layernorm.forward(x.clone()),
-                mask,
-                &angles,
+                &positions.mask,
+                angles,
                 cache.as_deref_mut(),
                 index,
             );
@@ -328,6 +340,10 @@ impl<B: Backend> Family<B> for GptNeox<B> {
                 h.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(h))
             };
         }
+        x
+    }
+
+    fn final_norm(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         self.gpt_neox.final_layer_norm.forward(x)
     }
 

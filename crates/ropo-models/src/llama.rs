@@ -3,6 +3,8 @@
 //! untied head. Parameter names follow Hugging Face's `LlamaForCausalLM`
 //! (`model.layers.0.self_attn.q_proj.weight`, ...), so checkpoints load without renaming.
 
+use std::ops::Range;
+
 use burn::{
     module::Module,
     nn::{Embedding, EmbeddingConfig, Linear, LinearConfig},
@@ -15,7 +17,7 @@ use crate::{
     activation::Activation,
     attention::{attend, split_heads, AttentionBackend, AttentionMask},
     cache::{with_cache, KvCache},
-    family::{Family, FamilyConfig, ProjectionSite},
+    family::{Family, FamilyConfig, LayerPositions, ProjectionSite},
     head::Head,
     lora::{self, LoraTarget, Site},
     norm::RmsNorm,
@@ -355,34 +357,48 @@ pub struct LlamaMlp<B: Backend> {
 }
 
 impl<B: Backend> Family<B> for Llama<B> {
-    /// The final hidden states (after the last norm), `[batch, seq, d_model]`: what the
-    /// output head reads. `tokens`: `[batch, seq]`; with a cache, `tokens` are the ones after
-    /// those already cached, and the cache is extended.
-    fn hidden(
+    fn embed(&self, tokens: Tensor<B, 2, Int>, _mask: &AttentionMask<B>) -> Tensor<B, 3> {
+        self.model.embed_tokens.forward(tokens)
+    }
+
+    fn positions(&self, mask: &AttentionMask<B>, device: &B::Device) -> LayerPositions<B> {
+        let heads = [self.config.num_attention_heads, self.config.kv_heads()];
+        LayerPositions {
+            mask: mask.clone(),
+            angles: Some(
+                self.rotary
+                    .angles(mask.positions(), mask.batch(), &heads, device),
+            ),
+        }
+    }
+
+    fn layers(
         &self,
-        tokens: Tensor<B, 2, Int>,
-        mask: &AttentionMask<B>,
+        layers: Range<usize>,
+        mut x: Tensor<B, 3>,
+        positions: &LayerPositions<B>,
         mut cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3>
     where
         B: AttentionBackend,
     {
-        let heads = [self.config.num_attention_heads, self.config.kv_heads()];
-        let angles = self
-            .rotary
-            .angles(mask.positions(), mask.batch(), &heads, &tokens.device());
-        let mut x = self.model.embed_tokens.forward(tokens);
-        for (index, layer) in self.model.layers.iter().enumerate() {
+        let angles = RotaryAngles::of(positions);
+        for index in layers {
+            let layer = &self.model.layers[index];
             let attn = layer.self_attn.forward(
                 layer.input_layernorm.forward(x.clone()),
-                mask,
-                &angles,
+                &positions.mask,
+                angles,
                 cache.as_deref_mut(),
                 index,
             );
             x = x + attn;
             x = x.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(x));
         }
+        x
+    }
+
+    fn final_norm(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         self.model.norm.forward(x)
     }
 

@@ -4,6 +4,8 @@ use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 
 use crate::{
     attention::{AttentionBackend, AttentionMask},
+    family::LayerPositions,
+    layer_stages::{run_stages, LayerStages},
     CausalLm, ModelError,
 };
 
@@ -29,7 +31,8 @@ pub struct ScoreRow<'a> {
     pub response: &'a [u32],
 }
 
-/// Scores every row in one forward pass over a right-padded batch.
+/// Scores every row in one forward pass over a right-padded batch: the stages of
+/// [`ScoreStages`] straight through.
 ///
 /// Padding sits after each row's last token and attention is causal, so it never reaches a
 /// real position: a row scores the same alone or in any batch.
@@ -38,26 +41,85 @@ pub fn score<B: AttentionBackend>(
     rows: &[ScoreRow<'_>],
     device: &B::Device,
 ) -> Result<ResponseLogps<B>, ModelError> {
-    let width = checked_width(model, rows)?;
-    let batch = rows.len();
-    let mut tokens = Vec::with_capacity(batch * width);
-    let mut mask = Vec::with_capacity(batch * (width - 1));
-    for row in rows {
-        let len = row.prompt.len() + row.response.len();
-        tokens.extend(row.prompt.iter().chain(row.response).map(|t| i64::from(*t)));
-        tokens.extend(std::iter::repeat_n(0, width - len));
-        // Position t predicts token t + 1; response tokens sit at prompt_len..len.
-        mask.extend(
-            (1..width).map(|next| f32::from(u8::from(next >= row.prompt.len() && next < len))),
-        );
+    Ok(run_stages(model, &ScoreStages::new(model, rows, device)?))
+}
+
+/// A right-padded batch of rows `[batch, width]` as [`LayerStages`] (one segment); the head
+/// stage gives each row's response log-probs.
+pub struct ScoreStages<B: Backend> {
+    tokens: Tensor<B, 2, Int>,
+    positions: LayerPositions<B>,
+    /// 1 where position `t` predicts a response token, `[batch, width − 1]`.
+    scored: Tensor<B, 2>,
+}
+
+impl<B: AttentionBackend> ScoreStages<B> {
+    /// The stages of scoring `rows` with `model`, after checking them.
+    pub fn new(
+        model: &CausalLm<B>,
+        rows: &[ScoreRow<'_>],
+        device: &B::Device,
+    ) -> Result<Self, ModelError> {
+        let width = checked_width(model, rows)?;
+        let batch = rows.len();
+        let mut tokens = Vec::with_capacity(batch * width);
+        let mut scored = Vec::with_capacity(batch * (width - 1));
+        for row in rows {
+            let len = row.prompt.len() + row.response.len();
+            tokens.extend(row.prompt.iter().chain(row.response).map(|t| i64::from(*t)));
+            tokens.extend(std::iter::repeat_n(0, width - len));
+            // Position t predicts token t + 1; response tokens sit at prompt_len..len.
+            scored.extend(
+                (1..width).map(|next| f32::from(u8::from(next >= row.prompt.len() && next < len))),
+            );
+        }
+        let mask = AttentionMask::right_padded(batch, width, device);
+        Ok(Self {
+            tokens: Tensor::from_data(TensorData::new(tokens, [batch, width]), device),
+            positions: model.family().positions(&mask, device),
+            scored: Tensor::from_data(TensorData::new(scored, [batch, width - 1]), device),
+        })
     }
-    let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(tokens, [batch, width]), device);
-    let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [batch, width - 1]), device);
-    let token_logps = next_token_logps(model, tokens);
-    let sum = (token_logps * mask.clone()).sum_dim(1).squeeze_dim::<1>(1);
-    let count = mask.sum_dim(1).squeeze_dim::<1>(1);
-    let mean = sum.clone() / count.clone().clamp_min(1.0);
-    Ok(ResponseLogps { sum, mean, count })
+}
+
+impl<B: AttentionBackend> LayerStages<B> for ScoreStages<B> {
+    type Output = ResponseLogps<B>;
+
+    fn embed(&self, model: &CausalLm<B>) -> Vec<Tensor<B, 3>> {
+        vec![model
+            .family()
+            .embed(self.tokens.clone(), &self.positions.mask)]
+    }
+
+    fn layer(
+        &self,
+        model: &CausalLm<B>,
+        index: usize,
+        hidden: Vec<Tensor<B, 3>>,
+    ) -> Vec<Tensor<B, 3>> {
+        let family = model.family();
+        hidden
+            .into_iter()
+            .map(|x| family.layers(index..index + 1, x, &self.positions, None))
+            .collect()
+    }
+
+    fn head(&self, model: &CausalLm<B>, hidden: Vec<Tensor<B, 3>>) -> Self::Output {
+        let [batch, width] = self.tokens.dims();
+        let x = hidden
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| unreachable!("a scoring batch has one segment"));
+        let predictors = model.family().final_norm(x.narrow(1, 0, width - 1));
+        let targets = self.tokens.clone().narrow(1, 1, width - 1);
+        let token_logps = model.target_logps(predictors, targets);
+        let sum = (token_logps * self.scored.clone())
+            .sum_dim(1)
+            .reshape([batch]);
+        let count = self.scored.clone().sum_dim(1).reshape([batch]);
+        let mean = sum.clone() / count.clone().clamp_min(1.0);
+        ResponseLogps { sum, mean, count }
+    }
 }
 
 /// Per-token log-probabilities of one whole sequence, `[len − 1]`: entry `t` is

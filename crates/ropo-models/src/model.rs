@@ -31,7 +31,10 @@ impl<B: AttentionBackend> CausalLm<B> {
         mask: &AttentionMask<B>,
         cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
-        self.family().hidden(tokens, mask, cache)
+        let family = self.family();
+        let positions = family.positions(mask, &tokens.device());
+        let x = family.embed(tokens, mask);
+        family.final_norm(family.layers(0..self.num_layers(), x, &positions, cache))
     }
 
     /// `log p(targets[b, t] | hidden[b, t])` through the output head, `[batch, seq]`, from

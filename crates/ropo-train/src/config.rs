@@ -131,6 +131,7 @@ impl PreferenceStage {
             warmup: self.warmup,
             weight_decay: self.weight_decay.unwrap_or(0.0),
             grad_accum: self.grad_accum.unwrap_or(1),
+            layer_checkpointing: false,
         }
     }
 

@@ -35,7 +35,7 @@ use crate::{
     run::{no_validation, DroppedPair, Method, PreferenceSet, Rounds, Run, RunOutcome},
     seeds::Seeds,
     session::Session,
-    sft::run_sft,
+    sft::{run_sft, SftStage},
     summary::{MetricReader, Summary},
     TrainError,
 };
@@ -427,7 +427,12 @@ impl DatasetExperiment {
             .iter()
             .map(|p| (p.prompt.as_slice(), p.chosen.as_slice()))
             .collect();
-        let stage = (self.sft.steps, self.sft.batch, self.sft.lr);
+        let stage = SftStage {
+            steps: self.sft.steps,
+            batch: self.sft.batch,
+            lr: self.sft.lr,
+            layer_checkpointing: false,
+        };
         let order = self.seeds().sft_order();
         let sft = run_sft(model, &chosen, stage, 4, order, device, on_progress)?;
         Ok(match &lora {

@@ -12,7 +12,7 @@ use crate::{
     reference::reference_logps,
     run::PreferenceSet,
     session::Session,
-    sft::run_sft,
+    sft::{run_sft, SftStage},
     store::{checkpoint, snapshot},
     TrainError,
 };
@@ -93,7 +93,12 @@ impl GoldExperiment {
             .iter()
             .map(|(p, r)| (p.as_slice(), r.as_slice()))
             .collect();
-        let stage = (self.sft.steps, self.sft.batch, self.sft.lr);
+        let stage = SftStage {
+            steps: self.sft.steps,
+            batch: self.sft.batch,
+            lr: self.sft.lr,
+            layer_checkpointing: false,
+        };
         let order = self.seeds().sft_order();
         run_sft(model, &rows, stage, 1, order, device, on_progress)
     }

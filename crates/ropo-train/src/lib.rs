@@ -14,6 +14,7 @@ pub mod framework;
 mod gold_start;
 pub mod grid;
 pub mod label_noise;
+pub mod layer_checkpointing;
 pub mod loss_entry;
 pub mod optim;
 pub mod paired;

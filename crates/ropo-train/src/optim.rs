@@ -20,6 +20,9 @@ pub struct Trainer<M: AutodiffModule<B>, B: AutodiffBackend> {
     /// The step last taken and the sum of the weights it trained, queued on the device and
     /// read by [`Trainer::check_last_update`].
     last_update: Option<(usize, Tensor<B::InnerBackend, 1>)>,
+    /// Whether steps recompute each decoder layer's activations in the backward
+    /// ([`crate::layer_checkpointing`]) instead of keeping them.
+    layer_checkpointing: bool,
 }
 
 /// AdamW's first and second moments of every parameter, by parameter id.
@@ -48,7 +51,20 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> Trainer<M, B> {
             step: 0,
             first_step: 0,
             last_update: None,
+            layer_checkpointing: false,
         }
+    }
+
+    /// This optimiser with steps that recompute each decoder layer's activations in their
+    /// backward rather than keep them (TRL: `gradient_checkpointing`) when `on`.
+    pub fn with_layer_checkpointing(mut self, on: bool) -> Self {
+        self.layer_checkpointing = on;
+        self
+    }
+
+    /// Whether steps recompute each decoder layer's activations in their backward.
+    pub fn layer_checkpointing(&self) -> bool {
+        self.layer_checkpointing
     }
 
     /// This optimiser with its first step at position `first_step` of the schedule: a round of

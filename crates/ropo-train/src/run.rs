@@ -453,8 +453,11 @@ impl<B: TrainingBackend> Run<'_, B> {
             total,
             decay: Decay::Cosine,
         };
-        let new_trainer =
-            || Trainer::new(lr_schedule, plan.weight_decay, Some(1.0)).starting_at(first_step);
+        let new_trainer = || {
+            Trainer::new(lr_schedule, plan.weight_decay, Some(1.0))
+                .starting_at(first_step)
+                .with_layer_checkpointing(plan.layer_checkpointing)
+        };
         // A checkpoint whose checksums hold but whose files do not load is set aside, and the
         // one before it is tried.
         let restored = loop {

@@ -20,6 +20,9 @@ pub struct StepSchedule {
     pub weight_decay: f64,
     /// Forwards each batch is split into, their gradients accumulated.
     pub grad_accum: usize,
+    /// Whether steps recompute each decoder layer's activations in their backward instead of
+    /// keeping them (TRL: `gradient_checkpointing`; [`crate::layer_checkpointing`]).
+    pub layer_checkpointing: bool,
 }
 
 /// How the learning rate decays after warmup.

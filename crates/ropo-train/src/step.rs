@@ -3,14 +3,18 @@
 
 use burn::{
     optim::{GradientsAccumulator, GradientsParams},
-    tensor::{ElementConversion, Tensor, TensorData},
+    tensor::{backend::Backend, ElementConversion, Tensor, TensorData},
 };
 use ropo_core::{LossConfig, PairLogps, PreferenceMetrics};
 use ropo_data::TokenizedPair;
-use ropo_models::attention::{AttentionBackend, TrainingBackend};
-use ropo_models::{score, score_pairs, CausalLm, PairRow, ScoreRow};
+use ropo_models::{
+    attention::{AttentionBackend, TrainingBackend},
+    layer_stages::{run_stages, LayerStages},
+    score_pairs, CausalLm, PairRow, PairStages, ResponseLogps, ScoreRow, ScoreStages,
+};
 
 use crate::{
+    layer_checkpointing::checkpointed_gradients,
     optim::{StepReport, Trainer},
     records::StepRecord,
     reference::ReferenceLogps,
@@ -118,6 +122,7 @@ pub fn preference_step<B: TrainingBackend>(
         reference,
         batch: pairs.len(),
         micro_batches,
+        layer_checkpointing: trainer.layer_checkpointing(),
     };
     let (grads, metrics) = share.gradients(&model, loss, device)?;
     trainer.check_last_update()?;
@@ -126,13 +131,15 @@ pub fn preference_step<B: TrainingBackend>(
 }
 
 /// One rank's part of a batch: its pairs and their reference log-probs, the size of the whole
-/// batch (every loss is divided by it, so the parts' gradients sum to the batch's), and the
-/// forwards it is split into.
+/// batch (every loss is divided by it, so the parts' gradients sum to the batch's), the
+/// forwards it is split into, and whether they recompute each layer's activations in the
+/// backward ([`crate::layer_checkpointing`]).
 pub(crate) struct Share<'a> {
     pub(crate) pairs: &'a [&'a TokenizedPair],
     pub(crate) reference: &'a [ReferenceLogps],
     pub(crate) batch: usize,
     pub(crate) micro_batches: usize,
+    pub(crate) layer_checkpointing: bool,
 }
 
 impl Share<'_> {
@@ -149,12 +156,16 @@ impl Share<'_> {
         let mut metrics = WeightedMetrics::default();
         let micro = self.pairs.len().div_ceil(self.micro_batches.max(1)).max(1);
         for (chunk, refs) in self.pairs.chunks(micro).zip(self.reference.chunks(micro)) {
-            let logps = pair_logps(model, chunk, refs, device)?;
-            let output = loss.forward(&logps);
-            let weight = chunk.len() as f64 / total;
-            metrics.add(&PreferenceMetrics::of_batch(&output, &logps), weight);
-            let scaled: Tensor<B, 1> = output.losses.sum().mul_scalar(1.0 / total);
-            let grads = GradientsParams::from_grads(scaled.backward(), model);
+            let stages = PairStages::new(model, &pair_rows(chunk), device)?;
+            let loss_of = |(chosen, rejected)| {
+                let logps = with_reference(chosen, rejected, refs, device);
+                let output = loss.forward(&logps);
+                let chunk_metrics = PreferenceMetrics::of_batch(&output, &logps);
+                (output.losses.sum().mul_scalar(1.0 / total), chunk_metrics)
+            };
+            let (grads, chunk_metrics) =
+                gradients(model, &stages, self.layer_checkpointing, loss_of);
+            metrics.add(&chunk_metrics, chunk.len() as f64 / total);
             accumulator.accumulate(model, grads);
         }
         Ok((accumulator.grads(), metrics))
@@ -186,6 +197,30 @@ pub(crate) fn apply<B: TrainingBackend>(
     ))
 }
 
+/// The gradients of `loss` of the `stages`' output with respect to `model`'s parameters, and
+/// what `loss` gives beside its value: one backward over the whole forward, or a layer at a
+/// time recomputing each layer's activations when `layer_checkpointing`.
+fn gradients<B: TrainingBackend, S: LayerStages<B>, M>(
+    model: &CausalLm<B>,
+    stages: &S,
+    layer_checkpointing: bool,
+    loss: impl FnOnce(S::Output) -> (Tensor<B, 1>, M),
+) -> (GradientsParams, M) {
+    if layer_checkpointing {
+        return checkpointed_gradients(model, stages, loss);
+    }
+    let (value, metrics) = loss(run_stages(model, stages));
+    (
+        GradientsParams::from_grads(value.backward(), model),
+        metrics,
+    )
+}
+
+/// The rows of `pairs` as the models crate scores them.
+fn pair_rows<'a>(pairs: &[&'a TokenizedPair]) -> Vec<PairRow<'a>> {
+    pairs.iter().map(|p| pair_row(p)).collect()
+}
+
 /// Policy log-probs of a batch (chosen and rejected in one forward) beside the cached
 /// reference ones, as `ropo-core` takes them.
 pub fn pair_logps<B: AttentionBackend>(
@@ -194,17 +229,27 @@ pub fn pair_logps<B: AttentionBackend>(
     reference: &[ReferenceLogps],
     device: &B::Device,
 ) -> Result<PairLogps<B>, TrainError> {
-    let rows: Vec<PairRow<'_>> = pairs.iter().map(|p| pair_row(p)).collect();
-    let (chosen, rejected) = score_pairs(model, &rows, device)?;
+    let (chosen, rejected) = score_pairs(model, &pair_rows(pairs), device)?;
+    Ok(with_reference(chosen, rejected, reference, device))
+}
+
+/// The policy's log-probs of the chosen and rejected responses beside the cached reference
+/// ones, as `ropo-core` takes them.
+fn with_reference<B: Backend>(
+    chosen: ResponseLogps<B>,
+    rejected: ResponseLogps<B>,
+    reference: &[ReferenceLogps],
+    device: &B::Device,
+) -> PairLogps<B> {
     let column = |values: Vec<f64>| Tensor::from_data(TensorData::from(values.as_slice()), device);
-    Ok(PairLogps {
+    PairLogps {
         policy_chosen: chosen.sum,
         policy_rejected: rejected.sum,
         reference_chosen: column(reference.iter().map(|r| r.chosen).collect()),
         reference_rejected: column(reference.iter().map(|r| r.rejected).collect()),
         chosen_tokens: chosen.count,
         rejected_tokens: rejected.count,
-    })
+    }
 }
 
 /// One SFT step: mean NLL per response token over the batch. Returns the loss.
@@ -218,12 +263,15 @@ pub fn sft_step<B: TrainingBackend>(
         .iter()
         .map(|(prompt, response)| ScoreRow { prompt, response })
         .collect();
-    let scores = score(&model, &rows, device)?;
-    let loss = scores.sum.sum().neg() / scores.count.sum().clamp_min(1.0);
-    let value = loss.clone().into_scalar().elem::<f64>();
+    let stages = ScoreStages::new(&model, &rows, device)?;
+    let mean_nll = |scores: ResponseLogps<B>| {
+        let loss = scores.sum.sum().neg() / scores.count.sum().clamp_min(1.0);
+        let value = loss.clone().into_scalar().elem::<f64>();
+        (loss, value)
+    };
+    let (grads, value) = gradients(&model, &stages, trainer.layer_checkpointing(), mean_nll);
     trainer.check_last_update()?;
     check_finite(trainer.steps_done() + 1, "loss", value)?;
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
     let (model, report) = trainer.step(model, grads);
     check_finite(trainer.steps_done(), "grad_norm", report.grad_norm)?;
     Ok((model, value, report))
@@ -283,7 +331,6 @@ mod tests {
     };
 
     type B = Autodiff<Flex>;
-    use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 
     fn setup() -> (CausalLm<B>, Vec<TokenizedPair>, Vec<ReferenceLogps>) {
         let experiment = GoldExperiment::default();
@@ -337,46 +384,35 @@ mod tests {
 
     #[test]
     fn activation_checkpointing_gives_the_same_update_as_keeping_activations() {
-        type Checkpointed = Autodiff<Flex, BalancedCheckpointing>;
         let (model, pairs, refs) = setup();
         let device = Default::default();
-        Checkpointed::seed(&device, 3);
-        let checkpointed = GoldExperiment::default()
-            .model_config()
-            .init::<Checkpointed>(&device);
         let batch: Vec<&TokenizedPair> = pairs.iter().collect();
         let loss = LossConfig::new(Loss::Ropo { alpha: 14.0 }, 0.1).unwrap();
         let probe = [0, 3, 4, 5, 6, 2, 4, 5];
         let before = token_logps(&model, &probe, &device).unwrap();
-        assert_eq!(before, token_logps(&checkpointed, &probe, &device).unwrap());
-        let (kept, kept_step) =
-            preference_step(model, &mut trainer(), &loss, &batch, &refs, 1, &device).unwrap();
-        let schedule = LrSchedule {
-            peak: 1e-2,
-            warmup: 0,
-            total: 10,
-            decay: Decay::Constant,
-        };
-        let mut checkpointed_trainer = Trainer::new(schedule, 0.0, Some(1.0));
-        let (recomputed, recomputed_step) = preference_step(
-            checkpointed,
-            &mut checkpointed_trainer,
+        let (kept, kept_step) = preference_step(
+            model.clone(),
+            &mut trainer(),
             &loss,
             &batch,
             &refs,
-            1,
+            2,
             &device,
         )
         .unwrap();
+        let mut checkpointed = trainer().with_layer_checkpointing(true);
+        let (recomputed, recomputed_step) =
+            preference_step(model, &mut checkpointed, &loss, &batch, &refs, 2, &device).unwrap();
         let (a, b) = (kept_step.optim.grad_norm, recomputed_step.optim.grad_norm);
-        assert!((a - b).abs() <= 1e-6 * a, "gradient norm {a} vs {b}");
+        assert!((a - b).abs() <= 1e-5 * a, "gradient norm {a} vs {b}");
+        assert_eq!(kept_step.metrics, recomputed_step.metrics);
         let after = token_logps(&kept, &probe, &device).unwrap();
         assert_ne!(after, before);
         for (x, y) in after
             .iter()
             .zip(token_logps(&recomputed, &probe, &device).unwrap())
         {
-            assert!((x - y).abs() <= 1e-6, "{x} vs {y}");
+            assert!((x - y).abs() <= 1e-5, "{x} vs {y}");
         }
     }
 

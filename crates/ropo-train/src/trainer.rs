@@ -40,7 +40,7 @@ use crate::{
     schedule::StepSchedule,
     seeds::Seeds,
     session::Session,
-    sft::run_sft,
+    sft::{run_sft, SftStage},
     step::check_trained,
     TrainError,
 };
@@ -148,8 +148,8 @@ pub struct TrainerConfig {
     /// Exported weights larger than this many bytes are split into shards with an index
     /// (transformers' `max_shard_size`, 5 GB).
     pub max_shard_size: u64,
-    /// Recompute activations in the backward instead of keeping them (TRL:
-    /// `gradient_checkpointing`); the caller picks the checkpointing training backend.
+    /// Recompute each decoder layer's activations in the backward instead of keeping them (TRL:
+    /// `gradient_checkpointing`; [`crate::layer_checkpointing`]).
     pub gradient_checkpointing: bool,
     /// The ranks that share each preference step and how long rank 0 waits for one
     /// (`--data-parallel`, `--peer-timeout`). Not kept in the run's config: a run resumes with
@@ -384,6 +384,7 @@ impl TrainerConfig {
             warmup: self.warmup,
             weight_decay: self.weight_decay,
             grad_accum: self.grad_accum,
+            layer_checkpointing: self.gradient_checkpointing,
         }
     }
 
@@ -637,7 +638,12 @@ impl TrainerConfig {
                 .iter()
                 .map(|p| (p.prompt.as_slice(), p.chosen.as_slice()))
                 .collect();
-            let stage = (self.sft_steps, self.batch, self.sft_lr);
+            let stage = SftStage {
+                steps: self.sft_steps,
+                batch: self.batch,
+                lr: self.sft_lr,
+                layer_checkpointing: self.gradient_checkpointing,
+            };
             let order = self.seeds().sft_order();
             start = run_sft(start, &chosen, stage, 4, order, device, on_progress)?;
             if let Some(lora) = &lora {

@@ -317,6 +317,7 @@ impl<B: TrainingBackend> PeerGroup<B> {
                 reference: reference[range.clone()].to_vec(),
                 batch: pairs.len(),
                 micro_batches,
+                layer_checkpointing: trainer.layer_checkpointing(),
             });
         }
         let own = Share {
@@ -324,6 +325,7 @@ impl<B: TrainingBackend> PeerGroup<B> {
             reference: &reference[shares[0].clone()],
             batch: pairs.len(),
             micro_batches,
+            layer_checkpointing: trainer.layer_checkpointing(),
         };
         let (grads, mut metrics) = own.gradients(&model, loss, device).inspect_err(|_| {
             self.failed = true;

@@ -40,6 +40,7 @@ pub(super) enum Order<B: TrainingBackend> {
         reference: Vec<ReferenceLogps>,
         batch: usize,
         micro_batches: usize,
+        layer_checkpointing: bool,
     },
     /// Sum the gradients just computed with every rank's and apply them.
     Reduce,
@@ -90,6 +91,7 @@ pub(super) fn serve<B: TrainingBackend>(
                 reference,
                 batch,
                 micro_batches,
+                layer_checkpointing,
             } => {
                 fault::in_peer(rank, step);
                 let Some(own) = &replica else {
@@ -102,6 +104,7 @@ pub(super) fn serve<B: TrainingBackend>(
                     reference: &reference,
                     batch,
                     micro_batches,
+                    layer_checkpointing,
                 };
                 let (grads, metrics) = match share.gradients(&own.model, &own.loss, &device) {
                     Ok(result) => result,
