@@ -77,6 +77,15 @@ pub struct LayerPositions<B: Backend> {
     pub angles: Option<RotaryAngles<B>>,
 }
 
+impl<B: Backend> LayerPositions<B> {
+    /// The rotary angles, for the families whose `positions` always make them.
+    pub(crate) fn rotary_angles(&self) -> &RotaryAngles<B> {
+        self.angles
+            .as_ref()
+            .expect("a rotary family's positions carry their angles")
+    }
+}
+
 /// A family's model on backend `B`, as three stages (embedding, decoder layers, final norm) so
 /// that a training step can keep each layer's input alone and recompute the layer in its
 /// backward (activation checkpointing, `ropo_models::layer_stages`).

@@ -320,7 +320,7 @@ impl<B: Backend> Family<B> for GptNeox<B> {
     where
         B: AttentionBackend,
     {
-        let angles = RotaryAngles::of(positions);
+        let angles = positions.rotary_angles();
         for index in layers {
             let layer = &self.gpt_neox.layers[index];
             let attn = layer.attention.forward(

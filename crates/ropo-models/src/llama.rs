@@ -382,7 +382,7 @@ impl<B: Backend> Family<B> for Llama<B> {
     where
         B: AttentionBackend,
     {
-        let angles = RotaryAngles::of(positions);
+        let angles = positions.rotary_angles();
         for index in layers {
             let layer = &self.model.layers[index];
             let attn = layer.self_attn.forward(

@@ -6,10 +6,7 @@
 
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 
-use crate::{
-    attention::{AttentionBackend, RotateHalf},
-    family::LayerPositions,
-};
+use crate::attention::{AttentionBackend, RotateHalf};
 use serde::{Deserialize, Serialize};
 
 /// RoPE settings as `config.json` writes them: transformers 5 nests them in
@@ -103,16 +100,6 @@ pub struct Rotary {
 pub struct RotaryAngles<B: Backend> {
     tables: Vec<(usize, Tensor<B, 4>, Tensor<B, 4>)>,
     rotate_half: RotateHalf<B>,
-}
-
-impl<B: Backend> RotaryAngles<B> {
-    /// The angles a rotary family's [`LayerPositions`] carry: its `positions` always makes them.
-    pub(crate) fn of(positions: &LayerPositions<B>) -> &Self {
-        positions
-            .angles
-            .as_ref()
-            .expect("a rotary family's positions carry their angles")
-    }
 }
 
 impl Rotary {
