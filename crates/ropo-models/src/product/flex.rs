@@ -44,14 +44,15 @@ pub(crate) fn bf16_target_logits_and_lse(
 
 /// The targets' log-probs of `hidden · weight` (`[rows]`) and each row's softmax-weighted mean
 /// of the weight's columns, `Σ_j softmax_j · weight[:, j]` (`[rows, k]`), in one pass on this
-/// CPU's bf16 unit, where the product would run in bf16; `None` elsewhere.
+/// CPU's bf16 unit, where the product would run in bf16 and the head's two packings take at
+/// most [`ONE_PASS_HEAD_BYTES`]; `None` elsewhere.
 pub(crate) fn bf16_target_logps_and_column_mean(
     hidden: &Tensor<Flex, 2>,
     weight: &Tensor<Flex, 2>,
     targets: &Tensor<Flex, 1, Int>,
 ) -> Option<(Tensor<Flex, 1>, Tensor<Flex, 2>)> {
     #[cfg(target_arch = "x86_64")]
-    if in_bf16(hidden, weight) {
+    if in_bf16(hidden, weight) && 2 * 2 * weight.shape().num_elements() <= ONE_PASS_HEAD_BYTES {
         return Some(units::target_logps_and_column_mean(
             hidden.clone(),
             weight.clone(),
@@ -89,6 +90,14 @@ pub(crate) fn bf16_logit_gradients(
     let _ = (hidden, weight, columns, targets, lse, grad);
     None
 }
+
+/// The largest head, in bytes of its two bf16 packings, that the one-pass log-probs and column
+/// mean take: they hold the head packed in both orientations at once, beside the pack cache's
+/// 1 GiB. A quarter of the cache takes SmolLM2's and Pythia's heads (113 and 154 MB); a
+/// Llama-3.2-1B head (128,256 × 2,048, 1.05 GB) raised that step's peak by 0.4–0.5 GB, so
+/// larger heads go a block of columns at a time (`vocab_logps::blocked_*`), one block's
+/// packings in flight.
+const ONE_PASS_HEAD_BYTES: usize = 256 << 20;
 
 /// Smallest rows, columns and depth a product runs in bf16 with (one AMX tile's 16 each): below
 /// them (a generation step's single row) padding to the kernels' blocks costs more than f32
