@@ -163,9 +163,18 @@ pub struct TrainerFlags {
     /// Write the adapter alone as a PEFT folder (OUT/model/) instead of the merged model.
     #[arg(long, help_heading = "LoRA")]
     pub save_adapter: bool,
-    /// Recompute activations in the backward instead of keeping them: less memory, more time.
-    #[arg(long, help_heading = "Trainer", alias = "gradient_checkpointing")]
-    pub gradient_checkpointing: bool,
+    /// Recompute each decoder layer's activations in the backward instead of keeping them: less
+    /// memory, about one more forward pass of time (`--gradient-checkpointing`, or TRL's
+    /// `--gradient_checkpointing true|false`).
+    #[arg(
+        long,
+        help_heading = "Trainer",
+        alias = "gradient_checkpointing",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub gradient_checkpointing: Option<bool>,
     /// The longest line of the data files read, in bytes (default 1 MiB).
     #[arg(long, help_heading = "Trainer")]
     pub max_line_bytes: Option<usize>,
@@ -212,4 +221,41 @@ fn parse_size(text: &str) -> Result<u64, String> {
         return Err(format!("{text:?}: must be at least 1 byte"));
     }
     Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::TrainerFlags;
+
+    #[derive(Parser)]
+    struct Train {
+        #[command(flatten)]
+        flags: TrainerFlags,
+    }
+
+    fn gradient_checkpointing(args: &[&str]) -> Result<Option<bool>, String> {
+        Train::try_parse_from(std::iter::once("train").chain(args.iter().copied()))
+            .map(|train| train.flags.gradient_checkpointing)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn gradient_checkpointing_takes_ropos_and_trls_spellings() {
+        assert_eq!(gradient_checkpointing(&[]), Ok(None));
+        assert_eq!(
+            gradient_checkpointing(&["--gradient-checkpointing"]),
+            Ok(Some(true))
+        );
+        assert_eq!(
+            gradient_checkpointing(&["--gradient_checkpointing", "True"]),
+            Ok(Some(true))
+        );
+        assert_eq!(
+            gradient_checkpointing(&["--gradient_checkpointing", "false"]),
+            Ok(Some(false))
+        );
+        assert!(gradient_checkpointing(&["--gradient_checkpointing", "maybe"]).is_err());
+    }
 }

@@ -293,8 +293,8 @@ fn with_flags(
     if flags.save_adapter {
         config.save_adapter = true;
     }
-    if flags.gradient_checkpointing {
-        config.gradient_checkpointing = true;
+    if let Some(on) = flags.gradient_checkpointing {
+        config.gradient_checkpointing = on;
     }
     for (field, value) in [
         (&mut config.tokenizer, &flags.tokenizer),
