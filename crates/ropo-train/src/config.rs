@@ -118,6 +118,10 @@ pub struct PreferenceStage {
     /// Forwards each batch is split into, their gradients accumulated (left out: 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grad_accum: Option<usize>,
+    /// Recompute each decoder layer's activations in the backward instead of keeping them (TRL:
+    /// `gradient_checkpointing`; left out: false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gradient_checkpointing: Option<bool>,
 }
 
 impl PreferenceStage {
@@ -131,7 +135,7 @@ impl PreferenceStage {
             warmup: self.warmup,
             weight_decay: self.weight_decay.unwrap_or(0.0),
             grad_accum: self.grad_accum.unwrap_or(1),
-            layer_checkpointing: false,
+            layer_checkpointing: self.gradient_checkpointing.unwrap_or(false),
         }
     }
 
@@ -191,6 +195,7 @@ impl Default for PreferenceStage {
             loss: Self::loss_defaults(),
             weight_decay: None,
             grad_accum: None,
+            gradient_checkpointing: None,
         }
     }
 }
@@ -476,6 +481,18 @@ mod tests {
             }
         );
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn gradient_checkpointing_comes_from_the_stage_and_is_off_when_left_out() {
+        let config: GoldExperiment =
+            toml::from_str("[preference]\ngradient_checkpointing = true\n").unwrap();
+        assert!(config.preference.schedule().layer_checkpointing);
+        let default = GoldExperiment::default();
+        assert!(!default.preference.schedule().layer_checkpointing);
+        assert!(!toml::to_string_pretty(&default)
+            .unwrap()
+            .contains("gradient_checkpointing"));
     }
 
     #[test]
