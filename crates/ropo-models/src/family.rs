@@ -14,7 +14,7 @@ use crate::{
     cache::KvCache,
     head::Head,
     lora::{LoraTarget, Site},
-    rotary::RotaryAngles,
+    rotary::{Rotary, RotaryAngles},
 };
 
 /// A projection of one block as the family's configuration describes it: its module name
@@ -78,6 +78,20 @@ pub struct LayerPositions<B: Backend> {
 }
 
 impl<B: Backend> LayerPositions<B> {
+    /// The positions of a rotary family: `mask` and `rotary`'s angles at its positions for
+    /// heads tensors with each of `head_counts`.
+    pub(crate) fn rotary(
+        mask: &AttentionMask<B>,
+        rotary: &Rotary,
+        head_counts: &[usize],
+        device: &B::Device,
+    ) -> Self {
+        Self {
+            mask: mask.clone(),
+            angles: Some(rotary.angles(mask.positions(), mask.batch(), head_counts, device)),
+        }
+    }
+
     /// The rotary angles, for the families whose `positions` always make them.
     pub(crate) fn rotary_angles(&self) -> &RotaryAngles<B> {
         self.angles

@@ -300,14 +300,12 @@ impl<B: Backend> Family<B> for GptNeox<B> {
     }
 
     fn positions(&self, mask: &AttentionMask<B>, device: &B::Device) -> LayerPositions<B> {
-        let heads = [self.config.num_attention_heads];
-        LayerPositions {
-            mask: mask.clone(),
-            angles: Some(
-                self.rotary
-                    .angles(mask.positions(), mask.batch(), &heads, device),
-            ),
-        }
+        LayerPositions::rotary(
+            mask,
+            &self.rotary,
+            &[self.config.num_attention_heads],
+            device,
+        )
     }
 
     fn layers(

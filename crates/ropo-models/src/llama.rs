@@ -363,13 +363,7 @@ impl<B: Backend> Family<B> for Llama<B> {
 
     fn positions(&self, mask: &AttentionMask<B>, device: &B::Device) -> LayerPositions<B> {
         let heads = [self.config.num_attention_heads, self.config.kv_heads()];
-        LayerPositions {
-            mask: mask.clone(),
-            angles: Some(
-                self.rotary
-                    .angles(mask.positions(), mask.batch(), &heads, device),
-            ),
-        }
+        LayerPositions::rotary(mask, &self.rotary, &heads, device)
     }
 
     fn layers(
